@@ -1,0 +1,134 @@
+/**
+ * The error catalog: every error hyp raises has a stable code, a message
+ * template and, where it meets the outside world, an exit code (CLI,
+ * supervisor) or an HTTP status (admin server, application runtime).
+ *
+ * Users switch on `err.code`; the README lists the table (`hyp errors`
+ * prints it too). Codes are contracts: never rename one, add a new one.
+ */
+
+export interface CatalogEntry {
+  /** Message template; `{name}` placeholders are filled from `params`. */
+  readonly message: string;
+  /** Process exit code when this error ends a process. */
+  readonly exit?: number;
+  /** HTTP status when this error answers a request. */
+  readonly status?: number;
+}
+
+export const catalog = {
+  // configuration and start-up (exit 2: the operator must fix something)
+  HYP_E_CONFIG_INVALID: { message: 'invalid configuration at {path}: {detail}', exit: 2 },
+  HYP_E_CONFIG_FILE: { message: 'cannot read config file {file}: {detail}', exit: 2 },
+  HYP_E_CONFIG_PARSE: { message: 'config file {file} is not valid YAML: {detail}', exit: 2 },
+  HYP_E_CONFIG_SET: { message: 'bad --set argument {arg}: expected key.path=value', exit: 2 },
+  HYP_E_PIDFILE_DIR: { message: 'PID file directory {dir} is not writable: {detail}', exit: 2 },
+  HYP_E_PIDFILE_LIVE: {
+    message: 'PID file {file} names a running hyp supervisor (pid {pid}); stop it first or choose another supervisor.pid_file',
+    exit: 2,
+  },
+  HYP_E_LISTEN: { message: 'cannot bind listener {name} on {addr}: {detail}', exit: 2 },
+  HYP_E_ADDRESS_INVALID: { message: 'invalid address {addr}: {detail}', exit: 2 },
+  HYP_E_APP_NOT_FOUND: { message: 'app module {file} cannot be loaded: {detail}', exit: 2 },
+  HYP_E_APP_INVALID: { message: 'app module {file} must export default defineApp(...): {detail}', exit: 2 },
+  HYP_E_TLS_FILE: { message: 'TLS file {file} ({key}) is unusable: {detail}', exit: 2 },
+  HYP_E_TLS_MISMATCH: { message: 'TLS key {key_file} does not match certificate {cert_file}', exit: 2 },
+
+  // worker lifecycle (reported by the supervisor, never fatal to it)
+  HYP_E_APP_START: { message: 'app failed to start: {detail}', exit: 70 },
+  HYP_E_WORKER_READY_TIMEOUT: { message: 'worker {worker} did not become ready within {timeout}' },
+  HYP_E_WORKER_HEARTBEAT: { message: 'worker {worker} sent no heartbeat for {timeout}; killed' },
+  HYP_E_WORKER_EXIT: { message: 'worker {worker} exited unexpectedly ({reason})' },
+  HYP_E_GENERATION_FAILED: { message: 'generation {generation} failed to become ready: {detail}' },
+  HYP_E_FORCED_STOP: { message: 'second stop signal: forced exit', exit: 1 },
+  HYP_E_DRAIN_TIMEOUT: { message: 'drain did not finish within {timeout}; {remaining} workers killed' },
+  HYP_E_SHUTDOWN_TIMEOUT: { message: 'shutdown of {what} did not finish within {timeout}' },
+
+  // CLI talking to a running supervisor (exit 1: the command failed)
+  HYP_E_NOT_RUNNING: { message: 'no running hyp supervisor found ({detail})', exit: 1 },
+  HYP_E_ADMIN_REQUEST: { message: 'admin request {method} {url} failed: {detail}', exit: 1 },
+  HYP_E_USAGE: { message: '{detail}', exit: 64 },
+
+  // admin server
+  HYP_E_FORBIDDEN: { message: 'this admin action needs loopback or the admin bearer token', status: 403 },
+  HYP_E_NOT_READY: { message: 'not ready: {reason}', status: 503 },
+  HYP_E_CONFLICT: { message: '{detail}', status: 409 },
+
+  // HTTP runtime
+  HYP_E_NOT_FOUND: { message: 'no route for {method} {path}', status: 404 },
+  HYP_E_METHOD_NOT_ALLOWED: { message: 'method {method} not allowed for {path}', status: 405 },
+  HYP_E_BODY_TOO_LARGE: { message: 'request body exceeds {limit} bytes', status: 413 },
+  HYP_E_BODY_INVALID: { message: 'request body is not valid {kind}: {detail}', status: 400 },
+  HYP_E_UNSUPPORTED_MEDIA_TYPE: { message: 'unsupported content type {type}', status: 415 },
+  HYP_E_BAD_REQUEST: { message: '{detail}', status: 400 },
+  HYP_E_FORBIDDEN_PATH: { message: 'path is outside the served directory', status: 403 },
+  HYP_E_REQUEST_TIMEOUT: { message: 'request took longer than {timeout}', status: 408 },
+  HYP_E_TOO_MANY_CONNECTIONS: { message: 'connection limit {limit} reached', status: 503 },
+  HYP_E_DRAINING: { message: 'server is draining', status: 503 },
+  HYP_E_INTERNAL: { message: 'internal server error', status: 500 },
+  HYP_E_TLS_RELOAD: { message: 'TLS reload of {file} failed, keeping the previous certificate: {detail}' },
+
+  // WebSocket hub
+  HYP_E_WS_UNAUTHORIZED: { message: 'websocket upgrade not authorized', status: 401 },
+  HYP_E_WS_FORBIDDEN: { message: 'websocket upgrade forbidden: {detail}', status: 403 },
+  HYP_E_WS_ORIGIN: { message: 'origin {origin} is not allowed', status: 403 },
+  HYP_E_WS_DECODE: { message: 'cannot decode {codec} message: {detail}' },
+  HYP_E_WS_DECRYPT: { message: 'message failed decryption' },
+  HYP_E_WS_SIGNATURE: { message: 'message signature does not verify' },
+  HYP_E_WS_REPLAY: { message: 'message rejected by the replay guard: {detail}' },
+  HYP_E_WS_TOO_LARGE: { message: 'message exceeds {limit} bytes' },
+  HYP_E_WS_CONTROL: { message: 'invalid control message {type}: {detail}' },
+  HYP_E_WS_RECOVERY_FAILED: { message: 'cannot recover channel {channel} from offset {offset}: {detail}' },
+  HYP_E_WS_SLOW_CONSUMER: { message: 'send buffer exceeded {limit} bytes' },
+  HYP_E_WS_KEY: { message: 'websocket key {key} is unusable: {detail}', exit: 2 },
+
+  // TCP services
+  HYP_E_TCP_INVALID_ADDRESS: { message: 'tcp service {name}: invalid address {addr}', exit: 2 },
+  HYP_E_TCP_INVALID_HANDLER: { message: 'tcp service {name}: handler must be a function' },
+  HYP_E_TCP_UNKNOWN_SERVICE: { message: 'tcp service {name} is not configured (tcp.{name}.addr)' },
+  HYP_E_TCP_FRAME_TOO_LARGE: { message: 'frame of {size} bytes exceeds the limit of {limit}' },
+  HYP_E_TCP_LINE_TOO_LONG: { message: 'line exceeds {limit} bytes' },
+  HYP_E_TCP_CLOSED: { message: 'connection is closed' },
+  HYP_E_TCP_RATE_LIMITED: { message: 'connection rate limit for {ip} exceeded' },
+  HYP_E_TCP_MAX_CONNECTIONS: { message: 'connection limit {limit} reached' },
+  HYP_E_TCP_IDLE: { message: 'connection idle for more than {timeout}' },
+} as const satisfies Record<string, CatalogEntry>;
+
+export type ErrorCode = keyof typeof catalog;
+export type ErrorParams = Record<string, string | number | boolean | undefined>;
+
+function render(template: string, params: ErrorParams): string {
+  return template.replace(/\{(\w+)\}/g, (whole, name: string) =>
+    params[name] === undefined ? whole : String(params[name]),
+  );
+}
+
+export class HypError extends Error {
+  readonly code: ErrorCode;
+  readonly params: ErrorParams;
+  readonly exitCode: number;
+  readonly status: number;
+
+  constructor(code: ErrorCode, params: ErrorParams = {}, options?: { cause?: unknown }) {
+    const entry: CatalogEntry = catalog[code];
+    super(render(entry.message, params), options);
+    this.name = 'HypError';
+    this.code = code;
+    this.params = params;
+    this.exitCode = entry.exit ?? 1;
+    this.status = entry.status ?? 500;
+  }
+
+  /** The JSON problem body used wherever an error meets HTTP. */
+  toProblem(): { error: { code: ErrorCode; message: string } } {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+export function isHypError(err: unknown, code?: ErrorCode): err is HypError {
+  return err instanceof HypError && (code === undefined || err.code === code);
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

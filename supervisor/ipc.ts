@@ -1,0 +1,80 @@
+/**
+ * The supervisor ⇄ worker protocol. One discriminated union per direction,
+ * sent over Node's IPC channel with `serialization: 'advanced'` (structured
+ * clone: Buffers and Maps survive). The supervisor owns this module; the
+ * worker implements it.
+ */
+import type { Config } from './config/schema.js';
+
+/** Per-worker load figures, sent every heartbeat interval. */
+export interface WorkerLoad {
+  connections: number;
+  inflight: number;
+  wsClients: number;
+  rss: number;
+  /** Event-loop delay p99 over the last interval, milliseconds. */
+  loopDelayMs: number;
+}
+
+/** A TLS session-ticket key set: 48 bytes each (name 16 | hmac 16 | aes 16). */
+export interface TicketKeys {
+  /** The key new tickets are issued with. */
+  current: Buffer;
+  /** Older keys still accepted for resumption. */
+  previous: Buffer[];
+}
+
+/** A message on the cross-worker bus (WebSocket fan-out and presence). */
+export interface BusMessage {
+  topic: string;
+  /** Opaque payload; the hub defines it. */
+  payload: Uint8Array | string | Record<string, unknown>;
+  /** Worker id of the sender; the relay does not echo to it. */
+  origin?: number;
+}
+
+export type SupervisorMessage =
+  | {
+      type: 'config';
+      config: Config;
+      workerId: number;
+      generation: number;
+      /** Listener names in fd order: fd 3 + index. */
+      listeners: string[];
+      /** Absolute path of the app module. */
+      app: string;
+    }
+  | { type: 'drain'; deadline: number; reason: string }
+  | { type: 'metrics?'; id: number }
+  | { type: 'bus'; message: BusMessage }
+  | { type: 'tls-keys'; keys: TicketKeys }
+  | { type: 'status?'; id: number };
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'start-failed'; code: string; message: string }
+  | ({ type: 'heartbeat' } & WorkerLoad)
+  | { type: 'metrics'; id: number; metrics: unknown[] }
+  | { type: 'bus'; message: BusMessage }
+  | { type: 'drained'; remaining: number }
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string };
+
+export function isWorkerMessage(m: unknown): m is WorkerMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+export function isSupervisorMessage(m: unknown): m is SupervisorMessage {
+  return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
+}
+
+/** Environment variables the supervisor sets on every worker. */
+export const workerEnv = {
+  listenFds: 'LISTEN_FDS',
+  listenFdNames: 'LISTEN_FDNAMES',
+  role: 'HYP_ROLE',
+  workerId: 'HYP_WORKER_ID',
+  generation: 'HYP_GENERATION',
+} as const;
+
+/** First inherited listener fd (systemd convention). */
+export const firstListenFd = 3;
