@@ -24,7 +24,8 @@ export const catalog = {
   HYP_E_CONFIG_SET: { message: 'bad --set argument {arg}: expected key.path=value', exit: 2 },
   HYP_E_PIDFILE_DIR: { message: 'PID file directory {dir} is not writable: {detail}', exit: 2 },
   HYP_E_PIDFILE_LIVE: {
-    message: 'PID file {file} names a running hyp supervisor (pid {pid}); stop it first or choose another supervisor.pid_file',
+    message:
+      'PID file {file} names a running hyp supervisor (pid {pid}); stop it first or choose another supervisor.pid_file',
     exit: 2,
   },
   HYP_E_LISTEN: { message: 'cannot bind listener {name} on {addr}: {detail}', exit: 2 },
@@ -86,12 +87,19 @@ export const catalog = {
   HYP_E_TCP_INVALID_ADDRESS: { message: 'tcp service {name}: invalid address {addr}', exit: 2 },
   HYP_E_TCP_INVALID_HANDLER: { message: 'tcp service {name}: handler must be a function' },
   HYP_E_TCP_UNKNOWN_SERVICE: { message: 'tcp service {name} is not configured (tcp.{name}.addr)' },
-  HYP_E_TCP_FRAME_TOO_LARGE: { message: 'frame of {size} bytes exceeds the limit of {limit}' },
-  HYP_E_TCP_LINE_TOO_LONG: { message: 'line exceeds {limit} bytes' },
+  HYP_E_TCP_FRAME_TOO_LARGE: {
+    message: 'frame of {size} bytes at byte {offset} exceeds the limit of {limit}',
+  },
+  HYP_E_TCP_LINE_TOO_LONG: { message: 'line starting at byte {offset} exceeds {limit} bytes' },
   HYP_E_TCP_CLOSED: { message: 'connection is closed' },
   HYP_E_TCP_RATE_LIMITED: { message: 'connection rate limit for {ip} exceeded' },
   HYP_E_TCP_MAX_CONNECTIONS: { message: 'connection limit {limit} reached' },
   HYP_E_TCP_IDLE: { message: 'connection idle for more than {timeout}' },
+  HYP_E_TCP_INVALID_OPTION: { message: 'tcp service {name}: option {option} is invalid: {detail}' },
+  HYP_E_TCP_DUPLICATE_SERVICE: { message: 'tcp service {name} is registered twice' },
+  HYP_E_TCP_SERVER_CLOSED: { message: 'tcp service {name} is {state}; it cannot listen again' },
+  HYP_E_TCP_HANDSHAKE: { message: 'TLS handshake with {remote} failed: {detail}' },
+  HYP_E_TCP_HANDLER: { message: 'tcp service {name}: handler failed for {remote}: {detail}' },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

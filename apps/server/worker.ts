@@ -1,0 +1,241 @@
+/**
+ * Worker entry point. Supervised (LISTEN_FDS + IPC channel): waits for the
+ * `config` message, serves the inherited fds, reports `ready`, heartbeats,
+ * drains on request and exits when the supervisor goes away. Standalone
+ * (`node dist/apps/server/worker.js app.js`): loads config itself and binds
+ * its own sockets.
+ */
+import { resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { loadConfig } from '../../supervisor/config/load.js';
+import type { Config } from '../../supervisor/config/schema.js';
+import { durationMs } from '../../supervisor/config/units.js';
+import { errorMessage, HypError } from '../../supervisor/errors.js';
+import {
+  firstListenFd,
+  isSupervisorMessage,
+  type SupervisorMessage,
+  type WorkerLoad,
+  type WorkerMessage,
+  workerEnv,
+} from '../../supervisor/ipc.js';
+import { createLogger, type Logger } from '../../supervisor/log.js';
+import { App, isAppDefinition } from './app.js';
+import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
+
+interface Boot {
+  config: Config;
+  app: string;
+  workerId: number;
+  generation: number;
+  /** Listener name → inherited fd. Empty in standalone mode. */
+  fds: Map<string, number>;
+}
+
+/** A server the worker runs and drains: HTTP, TCP services, the WebSocket hub. */
+export interface Drainable {
+  drain(deadline: number): Promise<void>;
+  readonly connections: number;
+  readonly inflight?: number;
+}
+
+const supervised = typeof process.send === 'function' && process.env[workerEnv.listenFds] !== undefined;
+
+function send(message: WorkerMessage): void {
+  if (process.connected) process.send?.(message);
+}
+
+function bootFromSupervisor(): Promise<Boot> {
+  return new Promise((resolveBoot) => {
+    const onMessage = (m: unknown) => {
+      if (!isSupervisorMessage(m) || m.type !== 'config') return;
+      process.off('message', onMessage);
+      const fds = new Map(m.listeners.map((name, i) => [name, firstListenFd + i] as const));
+      resolveBoot({ config: m.config, app: m.app, workerId: m.workerId, generation: m.generation, fds });
+    };
+    process.on('message', onMessage);
+  });
+}
+
+function bootStandalone(): Boot {
+  const { config } = loadConfig();
+  const app = process.argv[2] ?? process.env.HYP_APP ?? config.app;
+  if (!app) throw new HypError('HYP_E_APP_NOT_FOUND', { file: '(none)', detail: 'pass the app module path' });
+  return { config, app: resolve(app), workerId: 0, generation: 0, fds: new Map() };
+}
+
+export class WorkerRuntime {
+  readonly registry = new Registry();
+  readonly processRegistry = new Registry();
+  readonly servers: Drainable[] = [];
+  private readonly drainController = new AbortController();
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
+  private heartbeat: NodeJS.Timeout | undefined;
+  private draining: Promise<void> | undefined;
+  app!: App;
+  http!: HttpServer;
+
+  constructor(
+    readonly boot: Boot,
+    readonly log: Logger,
+  ) {
+    // Node's default metrics per worker: a label tells the workers apart once
+    // the supervisor aggregates every registry.
+    this.processRegistry.setDefaultLabels({ worker_id: String(boot.workerId) });
+    collectDefaultMetrics({ register: this.processRegistry });
+  }
+
+  listenTarget(name: string, addr: string): ListenTarget {
+    const fd = this.boot.fds.get(name);
+    return fd !== undefined ? { fd } : listenTargetFor(addr);
+  }
+
+  async start(): Promise<void> {
+    const { config, app: appPath, workerId, generation } = this.boot;
+    const definition = await importApp(appPath);
+    this.app = new App({ config, log: this.log, registry: this.registry });
+    await definition.setup(this.app, { config, log: this.log, workerId, generation, signal: this.drainController.signal });
+
+    this.http = new HttpServer({ config, handler: this.app.handle });
+    const address = await this.http.listen(this.listenTarget('http', config.server.addr));
+    this.servers.push(this.http);
+    this.log.info({ listener: 'http', port: address.port }, 'http listener serving');
+  }
+
+  startHeartbeat(): void {
+    this.loopDelay.enable();
+    const interval = durationMs(this.boot.config.supervisor.heartbeat_interval);
+    const beat = () => {
+      send({ type: 'heartbeat', ...this.load() });
+      this.loopDelay.reset();
+    };
+    this.heartbeat = setInterval(beat, interval);
+    beat();
+  }
+
+  load(): WorkerLoad {
+    let connections = 0;
+    let inflight = 0;
+    for (const s of this.servers) {
+      connections += s.connections;
+      inflight += s.inflight ?? 0;
+    }
+    const p99 = this.loopDelay.percentile(99);
+    return {
+      connections,
+      inflight,
+      wsClients: 0,
+      rss: process.memoryUsage.rss(),
+      loopDelayMs: Number.isFinite(p99) ? p99 / 1e6 : 0,
+    };
+  }
+
+  async metricsJson(): Promise<unknown[]> {
+    const [app, proc] = await Promise.all([
+      this.registry.getMetricsAsJSON(),
+      this.processRegistry.getMetricsAsJSON(),
+    ]);
+    return [...app, ...proc];
+  }
+
+  /** Idempotent: every trigger joins the first drain. */
+  drain(deadline: number, reason: string): Promise<void> {
+    this.draining ??= (async () => {
+      this.log.info({ reason, deadline_ms: deadline - Date.now() }, 'worker draining');
+      this.drainController.abort(new HypError('HYP_E_DRAINING'));
+      await Promise.all(this.servers.map((s) => s.drain(deadline).catch((err) => this.log.error({ err }, 'drain'))));
+      await this.app?.shutdown().catch((err: unknown) => this.log.error({ err }, 'app shutdown hook failed'));
+      if (this.heartbeat) clearInterval(this.heartbeat);
+      this.log.info('worker drained');
+    })();
+    return this.draining;
+  }
+}
+
+async function importApp(file: string) {
+  let mod: { default?: unknown };
+  try {
+    mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String(err).includes(file)) {
+      throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: errorMessage(err) });
+    }
+    throw new HypError('HYP_E_APP_START', { detail: errorMessage(err) }, { cause: err });
+  }
+  if (!isAppDefinition(mod.default)) {
+    throw new HypError('HYP_E_APP_INVALID', { file, detail: `default export is ${typeof mod.default}` });
+  }
+  return mod.default;
+}
+
+async function main(): Promise<void> {
+  let boot: Boot;
+  try {
+    boot = supervised ? await bootFromSupervisor() : bootStandalone();
+  } catch (err) {
+    console.error(err instanceof HypError ? `${err.code}: ${err.message}` : err);
+    process.exit(err instanceof HypError ? err.exitCode : 1);
+  }
+  const log = createLogger({
+    role: 'worker',
+    workerId: boot.workerId,
+    generation: boot.generation,
+    level: boot.config.log.level,
+    format: boot.config.log.format,
+  });
+  const runtime = new WorkerRuntime(boot, log);
+  const drainTimeout = durationMs(boot.config.drain.timeout);
+
+  if (supervised) {
+    // The supervisor orchestrates stops; a terminal's Ctrl-C or `tini -g`
+    // reaching the whole process group must not stop workers early.
+    process.on('SIGINT', () => {});
+    process.on('SIGTERM', () => {});
+    // No orphans: when the supervisor goes away, finish quickly and leave.
+    process.on('disconnect', () => {
+      void runtime.drain(Date.now() + 1000, 'supervisor gone').finally(() => process.exit(0));
+    });
+    process.on('message', (m: unknown) => {
+      if (!isSupervisorMessage(m)) return;
+      void onSupervisorMessage(runtime, m);
+    });
+    runtime.startHeartbeat();
+  } else {
+    const stop = (signal: string) => {
+      void runtime.drain(Date.now() + drainTimeout, signal).finally(() => process.exit(0));
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  }
+
+  try {
+    await runtime.start();
+  } catch (err) {
+    const hypErr = err instanceof HypError ? err : new HypError('HYP_E_APP_START', { detail: errorMessage(err) });
+    log.error({ err, code: hypErr.code }, hypErr.message);
+    send({ type: 'start-failed', code: hypErr.code, message: hypErr.message });
+    // Let the IPC message flush before leaving.
+    setTimeout(() => process.exit(hypErr.exitCode), 50);
+    return;
+  }
+  send({ type: 'ready' });
+  log.info('worker ready');
+}
+
+async function onSupervisorMessage(runtime: WorkerRuntime, m: SupervisorMessage): Promise<void> {
+  switch (m.type) {
+    case 'drain':
+      await runtime.drain(m.deadline, m.reason);
+      process.exit(0);
+      break;
+    case 'metrics?':
+      send({ type: 'metrics', id: m.id, metrics: await runtime.metricsJson() });
+      break;
+    default:
+      break;
+  }
+}
+
+void main();

@@ -1,0 +1,172 @@
+/**
+ * The admin HTTP server (default :9090), separate from application ports:
+ * GET /health, GET /ready, POST|GET /drain, POST /restart, GET /metrics,
+ * GET /status. POST routes need loopback or the bearer token from
+ * `admin.token_file`.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseAddress } from './config/units.js';
+import { HypError } from './errors.js';
+import type { Logger } from './log.js';
+import type { Supervisor } from './supervisor.js';
+
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  return v4.startsWith('127.') || address === '::1';
+}
+
+function bearerMatches(req: IncomingMessage, tokenFile: string): boolean {
+  if (!tokenFile) return false;
+  const header = req.headers.authorization ?? '';
+  if (!header.startsWith('Bearer ')) return false;
+  let token: string;
+  try {
+    token = readFileSync(tokenFile, 'utf8').trim();
+  } catch {
+    return false;
+  }
+  const given = Buffer.from(header.slice(7).trim());
+  const wanted = Buffer.from(token);
+  return token.length > 0 && given.length === wanted.length && timingSafeEqual(given, wanted);
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = `${JSON.stringify(body)}\n`;
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function problem(res: ServerResponse, err: HypError): void {
+  json(res, err.status, err.toProblem());
+}
+
+export function statusBody(sup: Supervisor) {
+  const now = Date.now();
+  const view = (w: ReturnType<Supervisor['currentWorkers']>[number]) => ({
+    id: w.id,
+    pid: w.pid,
+    state: w.state,
+    generation: w.generation,
+    uptime_s: Math.round(w.uptimeMs(now) / 100) / 10,
+    connections: w.load.connections,
+    inflight: w.load.inflight,
+    ws_clients: w.load.wsClients,
+    rss_bytes: w.load.rss,
+    loop_delay_ms: Math.round(w.load.loopDelayMs * 10) / 10,
+  });
+  const all = [...sup.workers.values()];
+  return {
+    state: sup.state,
+    generation: sup.generation,
+    ready: sup.readiness().ready,
+    pid: process.pid,
+    workers: all.filter((w) => w.generation === sup.generation).map(view),
+    other_workers: all.filter((w) => w.generation !== sup.generation).map(view),
+    listeners: sup.listeners.map((l) => ({ name: l.name, addr: l.addr, port: l.port, fd: l.fd })),
+    last_roll: sup.lastRoll ?? null,
+    problem: sup.readiness().ready ? null : sup.readiness().reason,
+  };
+}
+
+export function drainBody(sup: Supervisor) {
+  return {
+    state: sup.state,
+    phase: sup.drainPhase,
+    started_at: sup.drainStartedAt ? new Date(sup.drainStartedAt).toISOString() : null,
+    elapsed_ms: sup.drainStartedAt ? Date.now() - sup.drainStartedAt : 0,
+    delay: sup.config.drain.delay,
+    timeout: sup.config.drain.timeout,
+    workers_remaining: sup.workers.size,
+    inflight: [...sup.workers.values()].reduce((n, w) => n + w.load.inflight, 0),
+  };
+}
+
+export class AdminServer {
+  readonly server: Server;
+
+  constructor(
+    private readonly sup: Supervisor,
+    private readonly log: Logger,
+  ) {
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((err: unknown) => {
+        this.log.error({ err }, 'admin request failed');
+        if (!res.headersSent) problem(res, new HypError('HYP_E_INTERNAL'));
+      });
+    });
+    this.server.keepAliveTimeout = 5000;
+  }
+
+  listen(addr: string): Promise<AddressInfo> {
+    const parsed = parseAddress(addr);
+    if (!parsed) throw new HypError('HYP_E_ADDRESS_INVALID', { addr, detail: 'admin.addr' });
+    return new Promise((resolve, reject) => {
+      this.server.once('error', (err) => reject(new HypError('HYP_E_LISTEN', { name: 'admin', addr, detail: err.message })));
+      this.server.listen({ host: parsed.host, port: parsed.port }, () => resolve(this.server.address() as AddressInfo));
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private allowed(req: IncomingMessage): boolean {
+    return isLoopback(req.socket.remoteAddress) || bearerMatches(req, this.sup.config.admin.token_file);
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    const sup = this.sup;
+    switch (`${req.method} ${path}`) {
+      case 'GET /health':
+      case 'HEAD /health':
+        return json(res, 200, { status: 'ok', state: sup.state });
+      case 'GET /ready':
+      case 'HEAD /ready': {
+        const { ready, reason } = sup.readiness();
+        return ready
+          ? json(res, 200, { status: 'ready', generation: sup.generation })
+          : json(res, 503, { status: 'not ready', reason, ...new HypError('HYP_E_NOT_READY', { reason }).toProblem() });
+      }
+      case 'GET /status':
+        return json(res, 200, statusBody(sup));
+      case 'GET /drain':
+        return json(res, 200, drainBody(sup));
+      case 'POST /drain':
+        if (!this.allowed(req)) return this.forbid(req, res);
+        this.log.info({ from: req.socket.remoteAddress }, 'drain requested over admin API');
+        void sup.drain('POST /drain');
+        return json(res, 202, drainBody(sup));
+      case 'POST /restart': {
+        if (!this.allowed(req)) return this.forbid(req, res);
+        if (sup.state === 'draining' || sup.state === 'stopped') {
+          return problem(res, new HypError('HYP_E_CONFLICT', { detail: 'supervisor is draining' }));
+        }
+        const wait = /[?&]wait=(1|true)/.test(req.url ?? '');
+        const roll = sup.rollGeneration('POST /restart');
+        if (!wait) return json(res, 202, { accepted: true, from_generation: sup.generation });
+        const result = await roll;
+        return json(res, result.ok ? 200 : 500, result);
+      }
+      case 'GET /metrics': {
+        const { contentType, body } = await sup.metrics.render(sup);
+        res.writeHead(200, { 'content-type': contentType });
+        return void res.end(body);
+      }
+      default:
+        return json(res, 404, new HypError('HYP_E_NOT_FOUND', { method: req.method, path }).toProblem());
+    }
+  }
+
+  private forbid(req: IncomingMessage, res: ServerResponse): void {
+    this.log.warn({ from: req.socket.remoteAddress, url: req.url }, 'admin action refused: not loopback, no valid token');
+    problem(res, new HypError('HYP_E_FORBIDDEN'));
+  }
+}

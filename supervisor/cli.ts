@@ -1,0 +1,300 @@
+#!/usr/bin/env node
+/**
+ * The `hyp` command: `run` starts the supervisor; the other verbs talk to a
+ * running one through its admin server (found from the config's admin.addr,
+ * checked against the PID file).
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { ConfigError, jsonSchema, type LoadOptions, loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import { parseAddress } from './config/units.js';
+import { AdminServer } from './admin.js';
+import { catalog, errorMessage, HypError } from './errors.js';
+import { createLogger } from './log.js';
+import { isAlive, readPidFile } from './pidfile.js';
+import { Supervisor } from './supervisor.js';
+
+const packageJson = fileURLToPath(new URL('../../package.json', import.meta.url));
+
+const common = {
+  config: { type: 'string', short: 'c' },
+  set: { type: 'string', multiple: true },
+  admin: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+const help: Record<string, string> = {
+  '': `hyp — a socket-holding supervisor for Node.js servers
+
+Usage: hyp <command> [options]
+
+Commands:
+  run <app>        start the supervisor and workers serving <app>
+  restart          rolling restart of the workers (new generation ready before the old drains)
+  drain [--wait]   drain the pod: /ready 503, serve drain.delay, drain workers, exit
+  status           table of the current workers
+  health           liveness and readiness of a running supervisor
+  version          print the hyp version
+  schema           print the JSON Schema of hyp.yaml
+  errors           list the error catalog
+
+Common options:
+  -c, --config <file>   config file (default: $HYP_CONFIG or ./hyp.yaml if present)
+  --set key.path=value  override a config key (repeatable)
+  --admin <url>         admin server URL (default: from admin.addr)
+  -h, --help            help for a command`,
+  run: `Usage: hyp run <app> [--config file] [--set key=value]...
+
+Start the supervisor: bind every configured listener, write the PID file,
+start the admin server and spawn workers serving <app> (an ES module whose
+default export is defineApp(...)). Exit code 2 on invalid configuration.`,
+  restart: `Usage: hyp restart [--no-wait]
+
+Start a new worker generation, wait until it is ready, then drain the old one.
+Exits 0 when the new generation serves, 1 when it failed (the old one keeps serving).`,
+  drain: `Usage: hyp drain [--wait]
+
+Start a pod drain (as SIGTERM does). With --wait, return only when the
+supervisor has finished (use it as the Kubernetes preStop hook).`,
+  status: 'Usage: hyp status [--json]\n\nShow the supervisor state and its workers.',
+  health: 'Usage: hyp health\n\nExit 0 when /health answers 200; prints readiness too.',
+  version: 'Usage: hyp version',
+  schema: 'Usage: hyp schema\n\nPrint the JSON Schema of the configuration (for editors).',
+  errors: 'Usage: hyp errors\n\nList every error code with its message and exit code or HTTP status.',
+};
+
+function fail(err: unknown): never {
+  if (err instanceof ConfigError) {
+    for (const line of err.lines()) process.stderr.write(`hyp: ${line}\n`);
+    process.exit(err.exitCode);
+  }
+  if (err instanceof HypError) {
+    process.stderr.write(`hyp: ${err.code}: ${err.message}\n`);
+    process.exit(err.exitCode);
+  }
+  process.stderr.write(`hyp: ${errorMessage(err)}\n`);
+  process.exit(1);
+}
+
+async function main(argv: string[]): Promise<void> {
+  const [verb = '', ...rest] = argv;
+  if (verb === '' || verb === '--help' || verb === '-h' || verb === 'help') {
+    process.stdout.write(`${help['']}\n`);
+    return;
+  }
+  if (!(verb in help)) throw new HypError('HYP_E_USAGE', { detail: `unknown command "${verb}"; see hyp --help` });
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof common & { wait: { type: 'boolean' }; 'no-wait': { type: 'boolean' }; json: { type: 'boolean' } }; allowPositionals: true }>>;
+  try {
+    parsed = parseArgs({
+      args: rest,
+      options: { ...common, wait: { type: 'boolean' }, 'no-wait': { type: 'boolean' }, json: { type: 'boolean' } },
+      allowPositionals: true,
+    });
+  } catch (err) {
+    throw new HypError('HYP_E_USAGE', { detail: `${errorMessage(err)}; see hyp ${verb} --help` });
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(`${help[verb]}\n`);
+    return;
+  }
+  const loadOpts: LoadOptions = { file: values.config, sets: values.set ?? [] };
+
+  switch (verb) {
+    case 'run':
+      return run(positionals[0], loadOpts);
+    case 'version':
+      process.stdout.write(`hyp ${JSON.parse(readFileSync(packageJson, 'utf8')).version} (node ${process.version})\n`);
+      return;
+    case 'schema':
+      process.stdout.write(`${JSON.stringify(jsonSchema(), null, 2)}\n`);
+      return;
+    case 'errors':
+      for (const [code, entry] of Object.entries(catalog)) {
+        const e = entry as { message: string; exit?: number; status?: number };
+        const where = [e.exit !== undefined ? `exit ${e.exit}` : '', e.status ? `HTTP ${e.status}` : ''].filter(Boolean).join(', ');
+        process.stdout.write(`${code.padEnd(30)} ${where.padEnd(16)} ${e.message}\n`);
+      }
+      return;
+    default:
+      return remote(verb, values, loadOpts);
+  }
+}
+
+async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<void> {
+  const { config, warnings } = loadConfig(loadOpts);
+  const appPath = resolveApp(appArg ?? config.app);
+  const log = createLogger({ role: 'supervisor', level: config.log.level, format: config.log.format });
+  for (const w of warnings) log.warn(w);
+  const sup = new Supervisor({
+    config,
+    app: appPath,
+    log,
+    reloadConfig: () => loadConfig(loadOpts).config,
+  });
+  await sup.bind();
+  const admin = new AdminServer(sup, log);
+  try {
+    const addr = await admin.listen(config.admin.addr);
+    log.info({ port: addr.port }, 'admin server listening');
+  } catch (err) {
+    for (const l of sup.listeners) l.close();
+    throw err;
+  }
+  sup.onStop.push(() => admin.close());
+  sup.launch();
+  log.info({ app: appPath, workers: sup.workerCount, pid_file: config.supervisor.pid_file }, 'supervisor started');
+}
+
+/** `app.ts` given: use the compiled sibling under dist/ when there is one. */
+function resolveApp(arg: string): string {
+  if (!arg) throw new HypError('HYP_E_USAGE', { detail: 'hyp run <app>: the app module path is missing' });
+  let file = resolve(arg);
+  if (file.endsWith('.ts')) {
+    const compiled = resolve('dist', arg).replace(/\.ts$/, '.js');
+    if (existsSync(compiled)) file = compiled;
+  }
+  if (!existsSync(file)) throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: 'no such file' });
+  return file;
+}
+
+interface RemoteValues {
+  admin?: string | undefined;
+  wait?: boolean | undefined;
+  'no-wait'?: boolean | undefined;
+  json?: boolean | undefined;
+}
+
+function adminUrl(values: RemoteValues, config: Config | undefined): string {
+  if (values.admin) return values.admin.replace(/\/$/, '');
+  const parsed = parseAddress(config?.admin.addr ?? ':9090');
+  let host = parsed?.host;
+  if (!host || host === '0.0.0.0' || host === '::') host = '127.0.0.1';
+  return `http://${host.includes(':') ? `[${host}]` : host}:${parsed?.port ?? 9090}`;
+}
+
+interface AdminAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+function call(method: string, url: string, timeoutMs = 10_000): Promise<AdminAnswer> {
+  return new Promise((resolveCall, reject) => {
+    const req = request(url, { method, timeout: timeoutMs }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let body: Record<string, unknown> = {};
+        try {
+          body = JSON.parse(text);
+        } catch {
+          body = { text };
+        }
+        resolveCall({ status: res.statusCode ?? 0, body });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('timed out')));
+    req.on('error', (err) => reject(new HypError('HYP_E_ADMIN_REQUEST', { method, url, detail: errorMessage(err) })));
+    req.end();
+  });
+}
+
+async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions): Promise<void> {
+  let config: Config | undefined;
+  try {
+    config = loadConfig(loadOpts).config;
+  } catch (err) {
+    if (!values.admin) throw err;
+  }
+  if (config && !values.admin) {
+    const pidFile = config.supervisor.pid_file;
+    const pid = readPidFile(pidFile);
+    if (pid === undefined) throw new HypError('HYP_E_NOT_RUNNING', { detail: `no PID file at ${pidFile}` });
+    if (!isAlive(pid)) throw new HypError('HYP_E_NOT_RUNNING', { detail: `PID file ${pidFile} names dead process ${pid}` });
+  }
+  const base = adminUrl(values, config);
+  switch (verb) {
+    case 'health': {
+      const health = await call('GET', `${base}/health`);
+      const ready = await call('GET', `${base}/ready`);
+      process.stdout.write(`health: ${health.status === 200 ? 'ok' : `failing (${health.status})`}\n`);
+      process.stdout.write(`ready:  ${ready.status === 200 ? 'yes' : `no (${String(ready.body.reason ?? ready.status)})`}\n`);
+      if (health.status !== 200) process.exit(1);
+      return;
+    }
+    case 'status': {
+      const { body } = await call('GET', `${base}/status`);
+      if (values.json) return void process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+      process.stdout.write(formatStatus(body));
+      return;
+    }
+    case 'restart': {
+      const answer = await call('POST', `${base}/restart${values['no-wait'] ? '' : '?wait=1'}`, 600_000);
+      if (answer.status === 202) return void process.stdout.write('restart accepted\n');
+      if (answer.status !== 200 || answer.body.ok !== true) {
+        const detail = String(answer.body.error && typeof answer.body.error === 'object' ? (answer.body.error as { message?: string }).message : answer.body.error ?? answer.status);
+        throw new HypError('HYP_E_ADMIN_REQUEST', { method: 'POST', url: `${base}/restart`, detail });
+      }
+      process.stdout.write(`generation ${String(answer.body.generation)} serving\n`);
+      return;
+    }
+    case 'drain': {
+      const answer = await call('POST', `${base}/drain`);
+      if (answer.status !== 202) {
+        throw new HypError('HYP_E_ADMIN_REQUEST', { method: 'POST', url: `${base}/drain`, detail: `HTTP ${answer.status}` });
+      }
+      process.stdout.write('drain started\n');
+      if (values.wait) await waitDrained(base);
+      return;
+    }
+    default:
+      throw new HypError('HYP_E_USAGE', { detail: `unknown command "${verb}"` });
+  }
+}
+
+/** Poll GET /drain until the supervisor is done (or gone: it exits when done). */
+async function waitDrained(base: string): Promise<void> {
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 250));
+    let answer: AdminAnswer;
+    try {
+      answer = await call('GET', `${base}/drain`, 2000);
+    } catch {
+      process.stdout.write('drained\n');
+      return;
+    }
+    if (answer.body.phase === 'done' || answer.body.state === 'stopped') {
+      process.stdout.write('drained\n');
+      return;
+    }
+  }
+}
+
+function formatStatus(body: Record<string, unknown>): string {
+  const workers = (body.workers ?? []) as Array<Record<string, number | string>>;
+  const header = ['ID', 'PID', 'STATE', 'GEN', 'UPTIME', 'CONNS', 'INFLIGHT', 'RSS'];
+  const rows = workers.map((w) => [
+    String(w.id),
+    String(w.pid),
+    String(w.state),
+    String(w.generation),
+    `${w.uptime_s}s`,
+    String(w.connections),
+    String(w.inflight),
+    `${Math.round(Number(w.rss_bytes) / 1048576)}MiB`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = (cells: string[]) => `${cells.map((c, i) => c.padEnd(widths[i]!)).join('  ')}\n`;
+  let out = `state: ${String(body.state)}  generation: ${String(body.generation)}  ready: ${String(body.ready)}  pid: ${String(body.pid)}\n`;
+  if (body.problem) out += `problem: ${String(body.problem)}\n`;
+  out += line(header);
+  for (const r of rows) out += line(r);
+  return out;
+}
+
+main(process.argv.slice(2)).catch(fail);

@@ -1,0 +1,113 @@
+/**
+ * Listeners the supervisor holds for the life of the pod.
+ *
+ * Each socket is created bound but not polled, with the same internal handle
+ * factories Node's cluster module uses. The first worker's `listen({fd})`
+ * turns a TCP socket to LISTEN; from then on the kernel keeps completing
+ * handshakes into the backlog whether or not any worker runs, because this
+ * process keeps the fd open. The supervisor never accepts or reads on them.
+ */
+import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
+import net, { isIP } from 'node:net';
+import { constants } from 'node:os';
+import { HypError } from './errors.js';
+import { parseAddress } from './config/units.js';
+
+export type ListenerKind = 'tcp' | 'udp';
+
+export interface HeldListener {
+  readonly name: string;
+  readonly kind: ListenerKind;
+  /** The address as configured. */
+  readonly addr: string;
+  readonly fd: number;
+  /** Bound address (the real port when the configured one was 0). */
+  readonly host: string;
+  readonly port: number;
+  close(): void;
+}
+
+interface RawHandle {
+  fd: number;
+  close(cb?: () => void): void;
+  getsockname(out: Record<string, unknown>): number;
+}
+
+type CreateServerHandle = (
+  address: string | null,
+  port: number,
+  addressType: number,
+  fd: number | undefined,
+  flags?: number,
+) => RawHandle | number;
+type CreateSocketHandle = (
+  address: string,
+  port: number,
+  addressType: string,
+  fd: number | undefined,
+  flags: number,
+) => RawHandle | number;
+
+const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle;
+const createSocketHandle = (dgram as unknown as { _createSocketHandle: CreateSocketHandle })._createSocketHandle;
+
+function errnoName(code: number): string {
+  return Object.entries(constants.errno).find(([, v]) => v === -code)?.[0] ?? `errno ${code}`;
+}
+
+async function resolveHost(name: string, addr: string, host: string | undefined): Promise<{ host: string | null; family: 4 | 6 }> {
+  if (host === undefined) return { host: null, family: 6 };
+  const type = isIP(host);
+  if (type === 4 || type === 6) return { host, family: type };
+  try {
+    const found = await lookup(host);
+    return { host: found.address, family: found.family === 6 ? 6 : 4 };
+  } catch (err) {
+    throw new HypError('HYP_E_LISTEN', { name, addr, detail: `cannot resolve ${host}: ${(err as Error).message}` });
+  }
+}
+
+/** Bind a TCP or UDP socket and keep it; throws HYP_E_LISTEN (exit 2) when the address is unusable. */
+export async function holdListener(name: string, addr: string, kind: ListenerKind = 'tcp'): Promise<HeldListener> {
+  const parsed = parseAddress(addr);
+  if (!parsed) throw new HypError('HYP_E_ADDRESS_INVALID', { addr, detail: 'expected host:port' });
+  const { host, family } = await resolveHost(name, addr, parsed.host);
+
+  let handle: RawHandle | number;
+  if (kind === 'tcp') {
+    handle = createServerHandle(host, parsed.port, family, undefined, 0);
+  } else {
+    const type = family === 6 ? 'udp6' : 'udp4';
+    // Deprecated for users (DEP0112) but it is the handle factory cluster
+    // uses; a dgram.Socket would start receiving as soon as it is bound.
+    const quiet = process.noDeprecation;
+    process.noDeprecation = true;
+    try {
+      handle = createSocketHandle(host ?? (family === 6 ? '::' : '0.0.0.0'), parsed.port, type, undefined, 0);
+    } finally {
+      process.noDeprecation = quiet;
+    }
+  }
+  if (typeof handle === 'number') {
+    const detail = errnoName(handle);
+    throw new HypError('HYP_E_LISTEN', { name, addr, detail });
+  }
+  const bound: Record<string, unknown> = {};
+  handle.getsockname(bound);
+  const raw = handle;
+  let closed = false;
+  return {
+    name,
+    kind,
+    addr,
+    fd: raw.fd,
+    host: String(bound.address ?? host ?? ''),
+    port: Number(bound.port ?? parsed.port),
+    close() {
+      if (closed) return;
+      closed = true;
+      raw.close();
+    },
+  };
+}

@@ -1,0 +1,419 @@
+/**
+ * The supervisor: holds the pod's sockets, runs generations of workers and
+ * drains the pod. States: `starting → ready → draining → stopped`.
+ *
+ * | trigger                                        | transition / effect                              |
+ * |------------------------------------------------|--------------------------------------------------|
+ * | first worker of generation 1 ready             | starting → ready                                 |
+ * | SIGUSR2, SIGHUP, POST /restart, `hyp restart`  | rollGeneration (state unchanged, stays ready)    |
+ * | SIGTERM, SIGINT, POST /drain, `hyp drain`      | → draining: /ready 503, delay, drain, close      |
+ * | all workers gone after drain                   | draining → stopped, exit 0                       |
+ * | second SIGTERM / SIGINT                        | forced stop, exit 1                              |
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { Config } from './config/schema.js';
+import { durationMs } from './config/units.js';
+import { Backoff } from './backoff.js';
+import { availableCpus } from './cpus.js';
+import { errorMessage, HypError } from './errors.js';
+import type { BusMessage, TicketKeys } from './ipc.js';
+import { type HeldListener, holdListener } from './listeners.js';
+import type { Logger } from './log.js';
+import { SupervisorMetrics } from './metrics.js';
+import { removePidFile, writePidFile } from './pidfile.js';
+import { WorkerProcess, type WorkerExit } from './worker-process.js';
+
+export type SupervisorState = 'starting' | 'ready' | 'draining' | 'stopped';
+export type DrainPhase = 'none' | 'delay' | 'workers' | 'closing' | 'done';
+
+export interface SupervisorOptions {
+  config: Config;
+  /** Absolute path of the app module. */
+  app: string;
+  log: Logger;
+  /** Re-reads config for SIGHUP; throws a HypError when the new config is invalid. */
+  reloadConfig?: () => Config;
+  /** Worker entry module (defaults to the compiled apps/server/worker.js). */
+  workerEntry?: string;
+  /** Called once the supervisor has stopped; defaults to process.exit. */
+  exit?: (code: number) => void;
+  /** Install process signal handlers (off in embedded tests). */
+  handleSignals?: boolean;
+}
+
+export interface RollResult {
+  ok: boolean;
+  generation: number;
+  error?: string;
+}
+
+const defaultWorkerEntry = fileURLToPath(new URL('../apps/server/worker.js', import.meta.url));
+
+export class Supervisor {
+  state: SupervisorState = 'starting';
+  config: Config;
+  generation = 0;
+  readonly listeners: HeldListener[] = [];
+  readonly workers = new Map<number, WorkerProcess>();
+  readonly metrics: SupervisorMetrics;
+  drainPhase: DrainPhase = 'none';
+  drainStartedAt: number | undefined;
+  /** Why the pod is not ready, for /ready. */
+  lastProblem: string | undefined;
+  lastRoll: RollResult | undefined;
+  ticketKeys: TicketKeys | undefined;
+
+  private readonly log: Logger;
+  private nextWorkerId = 1;
+  private readonly backoffs = new Map<number, Backoff>();
+  private readonly pendingRestarts = new Map<number, NodeJS.Timeout>();
+  private rolling: Promise<RollResult> | undefined;
+  private rollAgain = false;
+  private watchdog: NodeJS.Timeout | undefined;
+  private stopSignals = 0;
+  private readonly stopped: Promise<number>;
+  private resolveStopped!: (code: number) => void;
+  private draining: Promise<void> | undefined;
+  /** Hooks run right before exit (admin server close, etc.). */
+  readonly onStop: Array<() => void | Promise<void>> = [];
+
+  constructor(private readonly opts: SupervisorOptions) {
+    this.config = opts.config;
+    this.log = opts.log;
+    this.metrics = new SupervisorMetrics(this);
+    this.stopped = new Promise((resolve) => {
+      this.resolveStopped = resolve;
+    });
+  }
+
+  get workerCount(): number {
+    return this.config.supervisor.workers > 0 ? this.config.supervisor.workers : availableCpus();
+  }
+
+  /** Listener names handed to workers, in fd order. */
+  listenerConfig(config: Config = this.config): Array<{ name: string; addr: string }> {
+    return [
+      { name: 'http', addr: config.server.addr },
+      ...Object.entries(config.tcp).map(([name, svc]) => ({ name, addr: svc.addr })),
+    ];
+  }
+
+  /** Bind every listener and write the PID file. Throws HypError (exit 2); nothing is forked yet. */
+  async bind(): Promise<void> {
+    try {
+      for (const { name, addr } of this.listenerConfig()) {
+        const held = await holdListener(name, addr);
+        this.listeners.push(held);
+        this.log.info({ listener: name, addr, port: held.port, fd: held.fd }, 'holding listener');
+      }
+      writePidFile(this.config.supervisor.pid_file);
+    } catch (err) {
+      for (const l of this.listeners) l.close();
+      throw err;
+    }
+  }
+
+  /** Spawn generation 1 and start watching it. */
+  launch(): void {
+    if (this.opts.handleSignals !== false) this.installSignals();
+    this.watchdog = setInterval(() => this.checkHeartbeats(), 250);
+    this.watchdog.unref();
+    this.generation = 1;
+    this.lastProblem = 'no worker ready yet';
+    for (let slot = 0; slot < this.workerCount; slot++) this.spawnWorker(slot, this.generation);
+  }
+
+  /** Resolves with the exit code once stopped. */
+  whenStopped(): Promise<number> {
+    return this.stopped;
+  }
+
+  private installSignals(): void {
+    process.on('SIGUSR2', () => void this.rollGeneration('SIGUSR2'));
+    process.on('SIGHUP', () => void this.reload());
+    const stop = (signal: string) => {
+      this.stopSignals++;
+      if (this.stopSignals > 1) this.forceStop(signal);
+      else void this.drain(signal);
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  }
+
+  private spawnWorker(slot: number, generation: number): WorkerProcess {
+    const worker = new WorkerProcess({
+      id: this.nextWorkerId++,
+      slot,
+      generation,
+      entry: this.opts.workerEntry ?? defaultWorkerEntry,
+      app: this.opts.app,
+      config: this.config,
+      listeners: this.listeners,
+      ticketKeys: this.ticketKeys,
+    });
+    this.workers.set(worker.id, worker);
+    this.log.info({ worker: worker.id, worker_pid: worker.pid, slot, gen: generation }, 'worker spawned');
+    worker.on('ready', () => this.onWorkerReady(worker));
+    worker.on('exit', (exit) => this.onWorkerExit(worker, exit));
+    worker.on('bus', (message) => this.relay(message));
+    return worker;
+  }
+
+  private onWorkerReady(worker: WorkerProcess): void {
+    this.log.info({ worker: worker.id, worker_pid: worker.pid, gen: worker.generation }, 'worker ready');
+    if (worker.generation === this.generation) {
+      this.lastProblem = undefined;
+      if (this.state === 'starting') {
+        this.state = 'ready';
+        this.log.info({ generation: this.generation }, 'supervisor ready');
+      }
+    }
+  }
+
+  private onWorkerExit(worker: WorkerProcess, exit: WorkerExit): void {
+    this.workers.delete(worker.id);
+    const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
+    const expected = exit.wasState === 'draining' || this.state === 'draining' || this.state === 'stopped';
+    if (expected) {
+      this.log.info({ worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how }, 'worker exited');
+      return;
+    }
+    // A worker of a generation still being rolled out: the roll handles it.
+    if (worker.generation > this.generation) return;
+    if (worker.generation < this.generation) return;
+
+    const reason = exit.killedFor ?? (exit.startError ? 'start-failed' : 'crash');
+    this.metrics.restarts.inc({ reason: reason === 'heartbeat timeout' ? 'heartbeat' : reason.split(' ')[0]! });
+    const backoff = this.backoffFor(worker.slot);
+    const delay = backoff.next(worker.readyAt ? Date.now() - worker.readyAt : 0);
+    const detail = exit.startError ?? `${reason}, ${how}`;
+    if (!this.hasReadyWorker()) this.lastProblem = `no ready worker: ${detail}`;
+    this.log.error(
+      { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how, reason, attempt: backoff.attempts, restart_in_ms: delay },
+      `worker exited unexpectedly (${detail}); restarting in ${delay} ms`,
+    );
+    const timer = setTimeout(() => {
+      this.pendingRestarts.delete(worker.slot);
+      if (this.state === 'draining' || this.state === 'stopped') return;
+      this.spawnWorker(worker.slot, this.generation);
+    }, delay);
+    this.pendingRestarts.set(worker.slot, timer);
+  }
+
+  private backoffFor(slot: number): Backoff {
+    let b = this.backoffs.get(slot);
+    if (!b) {
+      const s = this.config.supervisor;
+      b = new Backoff(durationMs(s.backoff_initial), durationMs(s.backoff_max), durationMs(s.backoff_reset));
+      this.backoffs.set(slot, b);
+    }
+    return b;
+  }
+
+  private checkHeartbeats(): void {
+    const timeout = durationMs(this.config.supervisor.heartbeat_timeout);
+    const readyTimeout = durationMs(this.config.supervisor.ready_timeout);
+    const now = Date.now();
+    for (const w of this.workers.values()) {
+      if (w.state === 'exited') continue;
+      if (now - w.lastHeartbeat > timeout) {
+        this.log.error({ worker: w.id, worker_pid: w.pid, silent_ms: now - w.lastHeartbeat }, new HypError('HYP_E_WORKER_HEARTBEAT', { worker: w.id, timeout: this.config.supervisor.heartbeat_timeout }).message);
+        w.kill('heartbeat timeout');
+      } else if (w.state === 'spawning' && w.uptimeMs(now) > readyTimeout && w.generation <= this.generation) {
+        this.log.error({ worker: w.id }, new HypError('HYP_E_WORKER_READY_TIMEOUT', { worker: w.id, timeout: this.config.supervisor.ready_timeout }).message);
+        w.kill('ready timeout');
+      }
+    }
+  }
+
+  hasReadyWorker(generation = this.generation): boolean {
+    for (const w of this.workers.values()) if (w.generation === generation && w.state === 'ready') return true;
+    return false;
+  }
+
+  currentWorkers(): WorkerProcess[] {
+    return [...this.workers.values()].filter((w) => w.generation === this.generation);
+  }
+
+  readiness(): { ready: boolean; reason: string } {
+    if (this.state === 'draining' || this.state === 'stopped') return { ready: false, reason: 'draining' };
+    if (!this.hasReadyWorker()) return { ready: false, reason: this.lastProblem ?? 'no ready worker' };
+    return { ready: true, reason: 'ok' };
+  }
+
+  /**
+   * Start generation g+1, wait until every new worker is ready, then drain
+   * the older generations. A new generation that does not get ready within
+   * `supervisor.ready_timeout` is killed and g keeps serving.
+   * Requests during a roll are coalesced into one more roll afterwards.
+   */
+  rollGeneration(reason: string): Promise<RollResult> {
+    if (this.state === 'draining' || this.state === 'stopped') {
+      return Promise.resolve({ ok: false, generation: this.generation, error: 'supervisor is draining' });
+    }
+    if (this.rolling) {
+      this.rollAgain = true;
+      return this.rolling;
+    }
+    this.rolling = this.doRoll(reason).finally(() => {
+      this.rolling = undefined;
+      if (this.rollAgain) {
+        this.rollAgain = false;
+        void this.rollGeneration(`${reason} (coalesced)`);
+      }
+    });
+    return this.rolling;
+  }
+
+  private async doRoll(reason: string): Promise<RollResult> {
+    const next = this.generation + 1;
+    const count = this.workerCount;
+    this.log.info({ reason, from: this.generation, to: next, workers: count }, 'rolling restart');
+    const fresh = Array.from({ length: count }, (_, slot) => this.spawnWorker(slot, next));
+    const timeoutMs = durationMs(this.config.supervisor.ready_timeout);
+    const error = await new Promise<string | undefined>((resolve) => {
+      let ready = 0;
+      const timer = setTimeout(() => resolve(`not ready within ${this.config.supervisor.ready_timeout}`), timeoutMs);
+      for (const w of fresh) {
+        w.once('ready', () => {
+          if (++ready === fresh.length) {
+            clearTimeout(timer);
+            resolve(undefined);
+          }
+        });
+        w.once('exit', (exit) => {
+          clearTimeout(timer);
+          resolve(exit.startError ?? `worker ${w.id} exited (${exit.signal ?? exit.code}) before ready`);
+        });
+      }
+    });
+    if (error || this.state === 'draining' || this.state === 'stopped') {
+      for (const w of fresh) w.kill('generation aborted');
+      const detail = error ?? 'supervisor started draining';
+      this.log.error({ generation: next, kept: this.generation }, new HypError('HYP_E_GENERATION_FAILED', { generation: next, detail }).message);
+      this.metrics.rollFailures.inc();
+      this.lastRoll = { ok: false, generation: this.generation, error: detail };
+      return this.lastRoll;
+    }
+    const old = [...this.workers.values()].filter((w) => w.generation < next);
+    for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
+    this.pendingRestarts.clear();
+    this.backoffs.clear();
+    this.generation = next;
+    this.lastProblem = undefined;
+    if (this.state === 'starting') this.state = 'ready';
+    const deadline = Date.now() + durationMs(this.config.drain.timeout);
+    for (const w of old) {
+      this.metrics.restarts.inc({ reason: 'rolling' });
+      w.drain(deadline, `generation ${next} ready`);
+    }
+    this.log.info({ generation: next, draining: old.length }, 'generation ready; old generation draining');
+    this.lastRoll = { ok: true, generation: next };
+    return this.lastRoll;
+  }
+
+  /** SIGHUP: re-read config; an invalid one keeps the old and says why. */
+  async reload(): Promise<RollResult> {
+    if (this.opts.reloadConfig) {
+      try {
+        const next = this.opts.reloadConfig();
+        const before = JSON.stringify(this.listenerConfig());
+        if (JSON.stringify(this.listenerConfig(next)) !== before) {
+          this.log.warn('listener addresses changed in config; they apply at the next pod start (sockets are held)');
+          next.server.addr = this.config.server.addr;
+          next.tcp = this.config.tcp;
+        }
+        this.config = next;
+        this.log.info('configuration reloaded');
+      } catch (err) {
+        const lines = err instanceof HypError ? err.message : errorMessage(err);
+        this.log.error({ code: (err as HypError).code }, `config reload failed, keeping the running config: ${lines}`);
+        this.metrics.reloadFailures.inc();
+      }
+    }
+    return this.rollGeneration('SIGHUP');
+  }
+
+  /** Forward a bus message to every other live worker. */
+  private relay(message: BusMessage): void {
+    for (const w of this.workers.values()) {
+      if (w.id === message.origin || w.state === 'exited' || w.state === 'spawning') continue;
+      w.send({ type: 'bus', message });
+    }
+  }
+
+  /** Distribute new TLS session-ticket keys to every worker (and to future ones). */
+  setTicketKeys(keys: TicketKeys): void {
+    this.ticketKeys = keys;
+    for (const w of this.workers.values()) w.send({ type: 'tls-keys', keys });
+  }
+
+  /**
+   * Pod drain: /ready turns 503 at once, keep serving for drain.delay, then
+   * drain every worker within drain.timeout, close the sockets, remove the
+   * PID file and stop.
+   */
+  drain(source: string): Promise<void> {
+    this.draining ??= this.doDrain(source);
+    return this.draining;
+  }
+
+  private async doDrain(source: string): Promise<void> {
+    this.state = 'draining';
+    this.drainPhase = 'delay';
+    this.drainStartedAt = Date.now();
+    const delay = durationMs(this.config.drain.delay);
+    const timeout = durationMs(this.config.drain.timeout);
+    this.log.info({ source, delay_ms: delay, timeout_ms: timeout }, 'pod drain: not ready; serving through the delay');
+    for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
+    this.pendingRestarts.clear();
+    await sleep(delay);
+
+    this.drainPhase = 'workers';
+    const deadline = Date.now() + timeout;
+    const remaining = [...this.workers.values()];
+    for (const w of remaining) w.drain(deadline, 'pod drain');
+    await Promise.all(remaining.map((w) => w.exited));
+    const killed = remaining.filter((w) => w.state === 'exited').length;
+    void killed;
+
+    this.drainPhase = 'closing';
+    for (const l of this.listeners) l.close();
+    removePidFile(this.config.supervisor.pid_file);
+    this.metrics.drainSeconds.set((Date.now() - this.drainStartedAt) / 1000);
+    this.drainPhase = 'done';
+    this.log.info({ took_ms: Date.now() - this.drainStartedAt }, 'pod drained; exiting');
+    await this.finish(0);
+  }
+
+  private forceStop(signal: string): void {
+    this.log.error({ signal }, new HypError('HYP_E_FORCED_STOP').message);
+    for (const w of this.workers.values()) w.kill('forced stop');
+    for (const l of this.listeners) l.close();
+    removePidFile(this.config.supervisor.pid_file);
+    void this.finish(1);
+  }
+
+  private async finish(code: number): Promise<void> {
+    if (this.state === 'stopped') return;
+    this.state = 'stopped';
+    if (this.watchdog) clearInterval(this.watchdog);
+    for (const hook of this.onStop) {
+      try {
+        await hook();
+      } catch {}
+    }
+    this.resolveStopped(code);
+    (this.opts.exit ?? process.exit)(code);
+  }
+
+  /** Read a secret file (admin token) once, trimmed. */
+  static readSecret(file: string): string {
+    return readFileSync(file, 'utf8').trim();
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
