@@ -1,0 +1,167 @@
+/**
+ * Start the real `hyp` CLI as a child process on ephemeral loopback ports and
+ * talk to it: the admin port and the HTTP port are read back from its own
+ * log lines and /status, so tests never guess a free port.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+export const root = resolve(import.meta.dirname, '..', '..');
+export const cli = join(root, 'dist', 'supervisor', 'cli.js');
+export const fixtureApp = (name: string) => join(root, 'dist', 'test', 'fixtures', 'apps', `${name}.js`);
+export const demoApp = join(root, 'dist', 'apps', 'demo', 'app.js');
+
+export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
+
+export interface Running {
+  proc: ChildProcess;
+  pidFile: string;
+  dir: string;
+  logs: LogLine[];
+  stderr: string[];
+  adminPort: number;
+  httpPort: number;
+  admin(path: string, init?: RequestInit): Promise<Response>;
+  status(): Promise<Status>;
+  waitFor(pred: (s: Status) => boolean, what: string, timeoutMs?: number): Promise<Status>;
+  waitLog(pred: (l: LogLine) => boolean, what: string, timeoutMs?: number): Promise<LogLine>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  stop(): Promise<void>;
+}
+
+export interface WorkerView {
+  id: number;
+  pid: number;
+  state: string;
+  generation: number;
+  connections: number;
+  inflight: number;
+}
+
+export interface Status {
+  state: string;
+  generation: number;
+  ready: boolean;
+  workers: WorkerView[];
+  other_workers: WorkerView[];
+  listeners: Array<{ name: string; port: number }>;
+  problem: string | null;
+}
+
+export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  let lastErr: unknown;
+  while (Date.now() < end) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out waiting for ${what}${lastErr ? ` (last error: ${String(lastErr)})` : ''}`);
+}
+
+export interface StartOptions {
+  app?: string;
+  workers?: number;
+  sets?: string[];
+  env?: Record<string, string>;
+  /** Wait for /ready (default true). */
+  ready?: boolean;
+}
+
+export async function startSupervisor(opts: StartOptions = {}): Promise<Running> {
+  const dir = mkdtempSync(join(tmpdir(), 'hyp-test-'));
+  const pidFile = join(dir, 'hyp.pid');
+  const sets = [
+    'server.addr=127.0.0.1:0',
+    'admin.addr=127.0.0.1:0',
+    `supervisor.pid_file=${pidFile}`,
+    `supervisor.workers=${opts.workers ?? 2}`,
+    'drain.delay=1s',
+    'drain.timeout=10s',
+    ...(opts.sets ?? []),
+  ];
+  const proc = spawn(process.execPath, [cli, 'run', opts.app ?? demoApp, ...sets.flatMap((s) => ['--set', s])], {
+    cwd: dir,
+    env: { ...process.env, HYP_LOG_FORMAT: 'json', ...opts.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs: LogLine[] = [];
+  const stderr: string[] = [];
+  let buf = '';
+  proc.stdout!.on('data', (chunk: Buffer) => {
+    buf += chunk.toString('utf8');
+    let nl = buf.indexOf('\n');
+    while (nl >= 0) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        logs.push({ msg: line, level: 'raw' });
+      }
+      nl = buf.indexOf('\n');
+    }
+  });
+  proc.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    proc.once('exit', (code, signal) => res({ code, signal })),
+  );
+
+  const waitLog = (pred: (l: LogLine) => boolean, what: string, timeoutMs = 30_000) =>
+    until(() => logs.find(pred), what, timeoutMs);
+  const adminLine = await Promise.race([
+    waitLog((l) => l.msg === 'admin server listening', 'admin server'),
+    exited.then(({ code }) => {
+      throw new Error(`supervisor exited with ${code} before listening: ${stderr.join('')}`);
+    }),
+  ]);
+  const adminPort = Number(adminLine.port);
+  const httpLine = await waitLog((l) => l.msg === 'holding listener' && l.listener === 'http', 'http listener');
+  const httpPort = Number(httpLine.port);
+  const admin = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${adminPort}${path}`, init);
+  const status = async () => (await (await admin('/status')).json()) as Status;
+  const waitFor = (pred: (s: Status) => boolean, what: string, timeoutMs = 30_000) =>
+    until(async () => {
+      const s = await status();
+      return pred(s) ? s : undefined;
+    }, what, timeoutMs);
+
+  const running: Running = {
+    proc,
+    pidFile,
+    dir,
+    logs,
+    stderr,
+    adminPort,
+    httpPort,
+    admin,
+    status,
+    waitFor,
+    waitLog,
+    exited,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+  if (opts.ready !== false) await waitFor((s) => s.ready && s.workers.every((w) => w.state === 'ready'), 'supervisor ready');
+  return running;
+}
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
