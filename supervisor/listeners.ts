@@ -68,6 +68,16 @@ async function resolveHost(name: string, addr: string, host: string | undefined)
   }
 }
 
+function probeTcp(name: string, addr: string, host: string | null, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const probe = net.createServer();
+    probe.once('error', (err: NodeJS.ErrnoException) =>
+      reject(new HypError('HYP_E_LISTEN', { name, addr, detail: err.code ?? err.message })),
+    );
+    probe.listen({ host: host ?? undefined, port, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
 /** Bind a TCP or UDP socket and keep it; throws HYP_E_LISTEN (exit 2) when the address is unusable. */
 export async function holdListener(name: string, addr: string, kind: ListenerKind = 'tcp'): Promise<HeldListener> {
   const parsed = parseAddress(addr);
@@ -76,6 +86,9 @@ export async function holdListener(name: string, addr: string, kind: ListenerKin
 
   let handle: RawHandle | number;
   if (kind === 'tcp') {
+    // libuv defers EADDRINUSE from bind() to listen(), which only a worker
+    // calls; probe with a real listen so the operator hears it now (exit 2).
+    if (parsed.port !== 0) await probeTcp(name, addr, host, parsed.port);
     handle = createServerHandle(host, parsed.port, family, undefined, 0);
   } else {
     const type = family === 6 ? 'udp6' : 'udp4';

@@ -285,6 +285,12 @@ function pointerToPath(pointer: string): string {
   return parts.length ? parts.join('.') : '(root)';
 }
 
+const formatExpectations: Record<string, string> = {
+  duration: 'a duration such as 250ms, 5s or 1m30s',
+  size: 'a size such as 512, 64KiB or 1MiB',
+  address: 'a listen address such as :8080, 127.0.0.1:8080 or [::]:8080 (port 0..65535)',
+};
+
 function expectedFor(schema: TSchema, message: string): string {
   if (message.startsWith('Unexpected property')) return 'no such key (unknown keys are refused; see `hyp schema`)';
   if (schema.anyOf) {
@@ -296,6 +302,8 @@ function expectedFor(schema: TSchema, message: string): string {
     schema.maximum !== undefined ? `<= ${schema.maximum}` : '',
   ].filter(Boolean);
   const what = schema.description ?? schema.type ?? 'a valid value';
+  const format = schema.format as string | undefined;
+  if (format && formatExpectations[format]) return `${formatExpectations[format]} (${what})`;
   if (schema.type === 'integer' || schema.type === 'number') {
     return `an ${schema.type}${bounds.length ? ` ${bounds.join(' and ')}` : ''} (${what})`;
   }

@@ -1,0 +1,58 @@
+/**
+ * An app that throws during start: the supervisor stays up, reports why it
+ * is not ready, and retries with a growing delay.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+
+let sup: Running | undefined;
+afterEach(async () => {
+  await sup?.stop();
+  sup = undefined;
+});
+
+describe('app that throws during start', () => {
+  it('backs off exponentially, /ready 503 with the reason, /health 200, one clear log line per attempt', async () => {
+    sup = await startSupervisor({
+      app: fixtureApp('throws'),
+      workers: 1,
+      ready: false,
+      sets: ['supervisor.backoff_initial=100ms', 'supervisor.backoff_max=2s'],
+    });
+    const attempts = () => sup!.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('worker exited unexpectedly'));
+    await until(() => attempts().length >= 5 || undefined, '5 attempts', 30_000);
+    const delays = attempts().map((l) => Number(l.restart_in_ms));
+    expect(delays.slice(0, 5)).toEqual([100, 200, 400, 800, 1600]);
+    for (const line of attempts()) {
+      expect(line.level).toBe('error');
+      expect(line.msg).toContain('database unreachable at db:5432');
+      expect(line.msg).toContain('HYP_E_APP_START');
+    }
+    const ready = await sup.admin('/ready');
+    expect(ready.status).toBe(503);
+    const body = (await ready.json()) as { reason: string };
+    expect(body.reason).toContain('database unreachable');
+    expect((await sup.admin('/health')).status).toBe(200);
+    expect(sup.proc.exitCode).toBeNull();
+    const metrics = await (await sup.admin('/metrics')).text();
+    expect(metrics).toMatch(/hyp_supervisor_worker_restarts_total\{reason="start-failed"\} [5-9]/);
+  });
+
+  it('a new generation that is not ready within supervisor.ready_timeout is killed; the old one keeps serving', async () => {
+    sup = await startSupervisor({ app: fixtureApp('hangs-after-first'), workers: 1, sets: ['supervisor.ready_timeout=2s'] });
+    const before = await sup.status();
+    const res = await sup.admin('/restart?wait=1', { method: 'POST' });
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { ok: boolean; error: string; generation: number };
+    expect(body.ok).toBe(false);
+    expect(body.error).toContain('not ready within 2s');
+    const after = await sup.waitFor((s) => s.other_workers.length === 0, 'aborted generation killed');
+    expect(after.generation).toBe(before.generation);
+    expect(after.workers.map((w) => w.pid)).toEqual(before.workers.map((w) => w.pid));
+    const served = (await (await fetch(`http://127.0.0.1:${sup.httpPort}/api/worker`)).json()) as { generation: number };
+    expect(served.generation).toBe(before.generation);
+    expect((await sup.admin('/ready')).status).toBe(200);
+    const metrics = await (await sup.admin('/metrics')).text();
+    expect(metrics).toMatch(/hyp_supervisor_generation_failures_total 1/);
+  });
+});
