@@ -50,7 +50,27 @@ type CreateSocketHandle = (
 ) => RawHandle | number;
 
 const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle;
-const createSocketHandle = (dgram as unknown as { _createSocketHandle: CreateSocketHandle })._createSocketHandle;
+/**
+ * UDP: `dgram._createSocketHandle` up to Node 2x; newer Node removed it, so
+ * build the same bound-only handle from the udp_wrap binding it used.
+ */
+const createSocketHandle: CreateSocketHandle =
+  (dgram as unknown as { _createSocketHandle?: CreateSocketHandle })._createSocketHandle ??
+  ((address, port, addressType, _fd, flags) => {
+    const { UDP } = (process as unknown as { binding(name: string): { UDP: new () => UdpHandle } }).binding('udp_wrap');
+    const handle = new UDP();
+    const err = addressType === 'udp6' ? handle.bind6(address, port, flags) : handle.bind(address, port, flags);
+    if (err) {
+      handle.close();
+      return err;
+    }
+    return handle;
+  });
+
+interface UdpHandle extends RawHandle {
+  bind(address: string, port: number, flags: number): number;
+  bind6(address: string, port: number, flags: number): number;
+}
 
 function errnoName(code: number): string {
   return Object.entries(constants.errno).find(([, v]) => v === -code)?.[0] ?? `errno ${code}`;
