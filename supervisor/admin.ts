@@ -105,8 +105,12 @@ export class AdminServer {
     const parsed = parseAddress(addr);
     if (!parsed) throw new HypError('HYP_E_ADDRESS_INVALID', { addr, detail: 'admin.addr' });
     return new Promise((resolve, reject) => {
-      this.server.once('error', (err) => reject(new HypError('HYP_E_LISTEN', { name: 'admin', addr, detail: err.message })));
-      this.server.listen({ host: parsed.host, port: parsed.port }, () => resolve(this.server.address() as AddressInfo));
+      this.server.once('error', (err) =>
+        reject(new HypError('HYP_E_LISTEN', { name: 'admin', addr, detail: err.message })),
+      );
+      this.server.listen({ host: parsed.host, port: parsed.port }, () =>
+        resolve(this.server.address() as AddressInfo),
+      );
     });
   }
 
@@ -133,7 +137,11 @@ export class AdminServer {
         const { ready, reason } = sup.readiness();
         return ready
           ? json(res, 200, { status: 'ready', generation: sup.generation })
-          : json(res, 503, { status: 'not ready', reason, ...new HypError('HYP_E_NOT_READY', { reason }).toProblem() });
+          : json(res, 503, {
+              status: 'not ready',
+              reason,
+              ...new HypError('HYP_E_NOT_READY', { reason }).toProblem(),
+            });
       }
       case 'GET /status':
         return json(res, 200, statusBody(sup));
@@ -166,7 +174,10 @@ export class AdminServer {
   }
 
   private forbid(req: IncomingMessage, res: ServerResponse): void {
-    this.log.warn({ from: req.socket.remoteAddress, url: req.url }, 'admin action refused: not loopback, no valid token');
+    this.log.warn(
+      { from: req.socket.remoteAddress, url: req.url },
+      'admin action refused: not loopback, no valid token',
+    );
     problem(res, new HypError('HYP_E_FORBIDDEN'));
   }
 }

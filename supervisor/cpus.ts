@@ -22,7 +22,9 @@ export function cgroupCpuLimit(root = '/sys/fs/cgroup'): number | undefined {
     return undefined;
   }
   const quota = Number(read(`${root}/cpu/cpu.cfs_quota_us`) ?? read(`${root}/cpu,cpuacct/cpu.cfs_quota_us`));
-  const period = Number(read(`${root}/cpu/cpu.cfs_period_us`) ?? read(`${root}/cpu,cpuacct/cpu.cfs_period_us`));
+  const period = Number(
+    read(`${root}/cpu/cpu.cfs_period_us`) ?? read(`${root}/cpu,cpuacct/cpu.cfs_period_us`),
+  );
   if (quota > 0 && period > 0) return quota / period;
   return undefined;
 }

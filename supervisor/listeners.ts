@@ -11,8 +11,8 @@ import dgram from 'node:dgram';
 import { lookup } from 'node:dns/promises';
 import net, { isIP } from 'node:net';
 import { constants } from 'node:os';
-import { HypError } from './errors.js';
 import { parseAddress } from './config/units.js';
+import { HypError } from './errors.js';
 
 export type ListenerKind = 'tcp' | 'udp';
 
@@ -49,7 +49,8 @@ type CreateSocketHandle = (
   flags: number,
 ) => RawHandle | number;
 
-const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })._createServerHandle;
+const createServerHandle = (net as unknown as { _createServerHandle: CreateServerHandle })
+  ._createServerHandle;
 /**
  * UDP: `dgram._createSocketHandle` up to Node 2x; newer Node removed it, so
  * build the same bound-only handle from the udp_wrap binding it used.
@@ -57,9 +58,12 @@ const createServerHandle = (net as unknown as { _createServerHandle: CreateServe
 const createSocketHandle: CreateSocketHandle =
   (dgram as unknown as { _createSocketHandle?: CreateSocketHandle })._createSocketHandle ??
   ((address, port, addressType, _fd, flags) => {
-    const { UDP } = (process as unknown as { binding(name: string): { UDP: new () => UdpHandle } }).binding('udp_wrap');
+    const { UDP } = (process as unknown as { binding(name: string): { UDP: new () => UdpHandle } }).binding(
+      'udp_wrap',
+    );
     const handle = new UDP();
-    const err = addressType === 'udp6' ? handle.bind6(address, port, flags) : handle.bind(address, port, flags);
+    const err =
+      addressType === 'udp6' ? handle.bind6(address, port, flags) : handle.bind(address, port, flags);
     if (err) {
       handle.close();
       return err;
@@ -76,7 +80,11 @@ function errnoName(code: number): string {
   return Object.entries(constants.errno).find(([, v]) => v === -code)?.[0] ?? `errno ${code}`;
 }
 
-async function resolveHost(name: string, addr: string, host: string | undefined): Promise<{ host: string | null; family: 4 | 6 }> {
+async function resolveHost(
+  name: string,
+  addr: string,
+  host: string | undefined,
+): Promise<{ host: string | null; family: 4 | 6 }> {
   if (host === undefined) return { host: null, family: 6 };
   const type = isIP(host);
   if (type === 4 || type === 6) return { host, family: type };
@@ -84,7 +92,11 @@ async function resolveHost(name: string, addr: string, host: string | undefined)
     const found = await lookup(host);
     return { host: found.address, family: found.family === 6 ? 6 : 4 };
   } catch (err) {
-    throw new HypError('HYP_E_LISTEN', { name, addr, detail: `cannot resolve ${host}: ${(err as Error).message}` });
+    throw new HypError('HYP_E_LISTEN', {
+      name,
+      addr,
+      detail: `cannot resolve ${host}: ${(err as Error).message}`,
+    });
   }
 }
 
@@ -99,7 +111,11 @@ function probeTcp(name: string, addr: string, host: string | null, port: number)
 }
 
 /** Bind a TCP or UDP socket and keep it; throws HYP_E_LISTEN (exit 2) when the address is unusable. */
-export async function holdListener(name: string, addr: string, kind: ListenerKind = 'tcp'): Promise<HeldListener> {
+export async function holdListener(
+  name: string,
+  addr: string,
+  kind: ListenerKind = 'tcp',
+): Promise<HeldListener> {
   const parsed = parseAddress(addr);
   if (!parsed) throw new HypError('HYP_E_ADDRESS_INVALID', { addr, detail: 'expected host:port' });
   const { host, family } = await resolveHost(name, addr, parsed.host);

@@ -3,7 +3,7 @@
  * generation (child loggers add request ids and the like). JSON on stdout;
  * human-readable when stdout is a TTY, or when `log.format` says so.
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
 
 export type { Logger } from 'pino';
@@ -29,7 +29,10 @@ export function createLogger(opts: LoggerOptions): Logger {
     formatters: { level: (label: string) => ({ level: label }) },
   };
   if (usePretty) {
-    return pino(options, pretty({ colorize: true, sync: true, ignore: 'hostname', translateTime: 'SYS:HH:MM:ss.l' }));
+    return pino(
+      options,
+      pretty({ colorize: true, sync: true, ignore: 'hostname', translateTime: 'SYS:HH:MM:ss.l' }),
+    );
   }
   return pino(options, pino.destination({ fd: 1, sync: true }));
 }

@@ -54,7 +54,8 @@ export class SupervisorMetrics {
       help: 'Duration of the pod drain (so far, while draining)',
       registers,
       collect() {
-        if (sup.state === 'draining' && sup.drainStartedAt) this.set((Date.now() - sup.drainStartedAt) / 1000);
+        if (sup.state === 'draining' && sup.drainStartedAt)
+          this.set((Date.now() - sup.drainStartedAt) / 1000);
       },
     });
     this.rollFailures = new Counter({
@@ -72,7 +73,9 @@ export class SupervisorMetrics {
   /** Prometheus text for the whole pod. */
   async render(sup: Supervisor): Promise<{ contentType: string; body: string }> {
     const perWorker = await Promise.all([...sup.workers.values()].map((w) => w.metrics()));
-    const nonEmpty = perWorker.filter((m) => m.length > 0) as Parameters<typeof AggregatorRegistry.aggregate>[0];
+    const nonEmpty = perWorker.filter((m) => m.length > 0) as Parameters<
+      typeof AggregatorRegistry.aggregate
+    >[0];
     const own = await this.registry.metrics();
     const workers = nonEmpty.length ? await AggregatorRegistry.aggregate(nonEmpty).metrics() : '';
     return { contentType: this.registry.contentType, body: `${own}\n${workers}` };

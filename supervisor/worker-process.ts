@@ -165,7 +165,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (this.state === 'exited' || this.state === 'draining') return;
     this.state = 'draining';
     this.send({ type: 'drain', deadline, reason });
-    this.deadlineTimer = setTimeout(() => this.kill('drain deadline'), Math.max(0, deadline - Date.now()) + 1000);
+    this.deadlineTimer = setTimeout(
+      () => this.kill('drain deadline'),
+      Math.max(0, deadline - Date.now()) + 1000,
+    );
   }
 
   kill(reason: string): void {

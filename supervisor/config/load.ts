@@ -6,7 +6,15 @@
  * clashes, the PID file directory. Every problem is reported at once, each
  * naming the key path, the value, where it came from and what was expected.
  */
-import { accessSync, constants, existsSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -92,7 +100,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
 
   for (const err of Value.Errors(ConfigSchema, filled)) {
     const path = pointerToPath(err.path);
-    issues.push({ path, value: err.value, expected: expectedFor(err.schema, err.message), source: sources.get(path) ?? '' });
+    issues.push({
+      path,
+      value: err.value,
+      expected: expectedFor(err.schema, err.message),
+      source: sources.get(path) ?? '',
+    });
   }
   if (issues.length) throw new ConfigError(issues);
 
@@ -128,19 +141,26 @@ function readConfigFile(file: string): JsonObject {
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) {
-    throw new ConfigError([{ path: '(root)', value: data, expected: 'a mapping of config sections', source: `file ${file}` }]);
+    throw new ConfigError([
+      { path: '(root)', value: data, expected: 'a mapping of config sections', source: `file ${file}` },
+    ]);
   }
   return data as JsonObject;
 }
 
-function mergeInto(target: JsonObject, data: JsonObject, at: string[], sources: Map<string, string>, source: string) {
+function mergeInto(
+  target: JsonObject,
+  data: JsonObject,
+  at: string[],
+  sources: Map<string, string>,
+  source: string,
+) {
   for (const [key, value] of Object.entries(data)) {
     const path = [...at, key];
     const existing = target[key];
     if (value && typeof value === 'object' && !Array.isArray(value)) {
-      const child =
-        existing && typeof existing === 'object' && !Array.isArray(existing) ? existing : (target[key] = {});
-      mergeInto(child as JsonObject, value, path, sources, source);
+      if (!existing || typeof existing !== 'object' || Array.isArray(existing)) target[key] = {};
+      mergeInto(target[key] as JsonObject, value, path, sources, source);
     } else {
       target[key] = value;
       sources.set(path.join('.'), source);
@@ -170,7 +190,9 @@ function getPath(target: JsonObject, path: readonly string[]): Json | undefined 
 /** Every leaf key path of the schema with its env name; `*` marks a record key. */
 export function leafPaths(schema: TSchema = ConfigSchema, at: string[] = []): string[][] {
   if (schema.type === 'object' && schema.properties) {
-    return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([k, s]) => leafPaths(s, [...at, k]));
+    return Object.entries(schema.properties as Record<string, TSchema>).flatMap(([k, s]) =>
+      leafPaths(s, [...at, k]),
+    );
   }
   if (schema.type === 'object' && schema.patternProperties) {
     const inner = Object.values(schema.patternProperties as Record<string, TSchema>)[0]!;
@@ -197,7 +219,12 @@ function applyEnv(
   if (env.PORT !== undefined && env.PORT !== '') {
     const port = env.PORT;
     if (!/^\d+$/.test(port) || Number(port) > 65_535) {
-      issues.push({ path: 'server.addr', value: port, expected: 'PORT to be a TCP port 0..65535', source: 'env PORT' });
+      issues.push({
+        path: 'server.addr',
+        value: port,
+        expected: 'PORT to be a TCP port 0..65535',
+        source: 'env PORT',
+      });
     } else {
       const current = getPath(raw, ['server', 'addr']);
       const base = parseAddress(typeof current === 'string' && current ? current : ':8080');
@@ -223,7 +250,10 @@ function matchRecordEnv(name: string, recordLeaves: string[][], raw: JsonObject)
   for (const leaf of recordLeaves) {
     const star = leaf.indexOf('*');
     const head = envName(leaf.slice(0, star));
-    const tail = `_${leaf.slice(star + 1).join('_').toUpperCase()}`;
+    const tail = `_${leaf
+      .slice(star + 1)
+      .join('_')
+      .toUpperCase()}`;
     if (!name.startsWith(`${head}_`) || !name.endsWith(tail)) continue;
     const middle = name.slice(head.length + 1, name.length - tail.length);
     if (!middle) continue;
@@ -242,7 +272,12 @@ function applySet(raw: JsonObject, arg: string, sources: Map<string, string>, is
   const path = arg.slice(0, eq).split('.');
   const text = arg.slice(eq + 1);
   if (!schemaAt(path)) {
-    issues.push({ path: path.join('.'), value: text, expected: 'a known config key (see `hyp schema`)', source: '--set' });
+    issues.push({
+      path: path.join('.'),
+      value: text,
+      expected: 'a known config key (see `hyp schema`)',
+      source: '--set',
+    });
     return;
   }
   assignText(raw, path, text, `--set ${arg.slice(0, eq)}`, sources, issues);
@@ -274,14 +309,22 @@ function assignText(
   } else if (type === 'array') {
     value = text === '' ? [] : text.split(',').map((s) => s.trim());
   } else if (type === 'object') {
-    return void issues.push({ path: key, value: text, expected: 'a section; set its keys one by one', source });
+    return void issues.push({
+      path: key,
+      value: text,
+      expected: 'a section; set its keys one by one',
+      source,
+    });
   }
   setPath(raw, path, value);
   sources.set(key, source);
 }
 
 function pointerToPath(pointer: string): string {
-  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const parts = pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   return parts.length ? parts.join('.') : '(root)';
 }
 
@@ -292,7 +335,8 @@ const formatExpectations: Record<string, string> = {
 };
 
 function expectedFor(schema: TSchema, message: string): string {
-  if (message.startsWith('Unexpected property')) return 'no such key (unknown keys are refused; see `hyp schema`)';
+  if (message.startsWith('Unexpected property'))
+    return 'no such key (unknown keys are refused; see `hyp schema`)';
   if (schema.anyOf) {
     const literals = (schema.anyOf as TSchema[]).map((s) => s.const).filter((c) => c !== undefined);
     if (literals.length) return `one of ${literals.map((l) => JSON.stringify(l)).join(', ')}`;
@@ -356,8 +400,10 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
   const aes = config.websocket.security.aes_key_file;
   if (aes) {
     const size = fileSize(resolve(cwd, aes));
-    if (size === undefined) push('websocket.security.aes_key_file', aes, 'a readable file holding the raw AES key');
-    else if (size !== 32) push('websocket.security.aes_key_file', aes, `a file of exactly 32 bytes (AES-256), it has ${size}`);
+    if (size === undefined)
+      push('websocket.security.aes_key_file', aes, 'a readable file holding the raw AES key');
+    else if (size !== 32)
+      push('websocket.security.aes_key_file', aes, `a file of exactly 32 bytes (AES-256), it has ${size}`);
   }
   const hmac = config.websocket.security.hmac_key_file;
   if (hmac && fileSize(resolve(cwd, hmac)) === undefined) {
@@ -369,7 +415,11 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
 
   const ms = (p: string) => parseDuration(p) ?? 0;
   if (ms(config.supervisor.heartbeat_timeout) <= ms(config.supervisor.heartbeat_interval)) {
-    push('supervisor.heartbeat_timeout', config.supervisor.heartbeat_timeout, 'a duration longer than heartbeat_interval');
+    push(
+      'supervisor.heartbeat_timeout',
+      config.supervisor.heartbeat_timeout,
+      'a duration longer than heartbeat_interval',
+    );
   }
 
   if (config.supervisor.pid_file) {

@@ -17,8 +17,10 @@ export const Duration = (def: string, description = 'a duration such as 250ms, 5
   Type.String({ format: 'duration', default: def, description });
 export const Size = (def: string, description = 'a size such as 512, 64KiB, 1MiB') =>
   Type.String({ format: 'size', default: def, description });
-export const Address = (def: string, description = 'a listen address such as :8080, 127.0.0.1:8080, [::]:8080') =>
-  Type.String({ format: 'address', default: def, description });
+export const Address = (
+  def: string,
+  description = 'a listen address such as :8080, 127.0.0.1:8080, [::]:8080',
+) => Type.String({ format: 'address', default: def, description });
 const Str = (def: string, description: string) => Type.String({ default: def, description });
 const Bool = (def: boolean, description: string) => Type.Boolean({ default: def, description });
 const Int = (def: number, description: string, opts: { minimum?: number; maximum?: number } = {}) =>
@@ -40,6 +42,10 @@ export const TlsSchema = Type.Object(
     }),
     ticket_rotation: Duration('12h', 'how often the supervisor rotates session-ticket keys'),
     watch: Bool(true, 'reload certificate files when they change on disk'),
+    share_ticket_keys: Bool(
+      true,
+      "workers use the supervisor's rotated session-ticket keys; false (per-worker keys) only to demonstrate why: resumption then succeeds on ~1/N of reconnects",
+    ),
   },
   { ...closed, default: {} },
 );
@@ -54,7 +60,11 @@ export const TcpServiceSchema = Type.Object(
     keep_alive: Duration('30s', 'TCP keep-alive initial delay (0 disables)'),
     rate_limit: Type.Object(
       {
-        per_ip_per_second: Type.Number({ default: 0, minimum: 0, description: 'new connections per IP per second (0: off)' }),
+        per_ip_per_second: Type.Number({
+          default: 0,
+          minimum: 0,
+          description: 'new connections per IP per second (0: off)',
+        }),
         burst: Int(20, 'token bucket size per IP', { minimum: 1 }),
       },
       { ...closed, default: {} },
@@ -79,6 +89,13 @@ export const ConfigSchema = Type.Object(
           description: 'addresses or CIDRs whose X-Forwarded-For is believed',
         }),
         tls: TlsSchema,
+        router: Type.Object(
+          {
+            ignore_trailing_slash: Bool(true, '/users/ matches the route /users'),
+            case_sensitive: Bool(true, '/Users does not match the route /users'),
+          },
+          { ...closed, default: {} },
+        ),
         http2: Type.Object(
           {
             max_concurrent_streams: Int(250, 'SETTINGS_MAX_CONCURRENT_STREAMS', { minimum: 1 }),
@@ -94,7 +111,10 @@ export const ConfigSchema = Type.Object(
           {
             headers_timeout: Duration('20s', 'time allowed to receive the request headers (slowloris)'),
             request_timeout: Duration('5m', 'time allowed for a whole request'),
-            keep_alive_timeout: Duration('65s', 'idle keep-alive socket timeout (above common LB idle timeouts)'),
+            keep_alive_timeout: Duration(
+              '65s',
+              'idle keep-alive socket timeout (above common LB idle timeouts)',
+            ),
             max_header_size: Size('16KiB', 'largest request header block'),
             body_limit: Size('1MiB', 'largest request body read by c.body()'),
             max_connections: Int(0, 'connections per worker (0: unlimited)', { minimum: 0 }),
@@ -107,13 +127,19 @@ export const ConfigSchema = Type.Object(
     admin: Type.Object(
       {
         addr: Address(':9090', 'admin HTTP address (health, ready, drain, metrics, status)'),
-        token_file: Str('', 'file with the bearer token that allows POST /drain and /restart from non-loopback'),
+        token_file: Str(
+          '',
+          'file with the bearer token that allows POST /drain and /restart from non-loopback',
+        ),
       },
       { ...closed, default: {} },
     ),
     supervisor: Type.Object(
       {
-        workers: Int(0, 'worker processes (0: the CPUs this container may use)', { minimum: 0, maximum: 1024 }),
+        workers: Int(0, 'worker processes (0: the CPUs this container may use)', {
+          minimum: 0,
+          maximum: 1024,
+        }),
         pid_file: Str('/tmp/hyp.pid', 'PID file, written atomically at start and removed at exit'),
         ready_timeout: Duration('30s', 'time a new worker has to report ready'),
         heartbeat_interval: Duration('1s', 'how often workers report'),
@@ -222,7 +248,8 @@ export function schemaAt(path: readonly string[]): TSchema | undefined {
   for (const key of path) {
     if (!node) return undefined;
     if (node.type === 'object' && node.properties?.[key]) node = node.properties[key] as TSchema;
-    else if (node.type === 'object' && node.patternProperties) node = Object.values(node.patternProperties)[0] as TSchema;
+    else if (node.type === 'object' && node.patternProperties)
+      node = Object.values(node.patternProperties)[0] as TSchema;
     else return undefined;
   }
   return node;

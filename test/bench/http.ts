@@ -19,29 +19,33 @@ async function rps(url: string): Promise<number> {
 }
 
 export async function runHttpBench(): Promise<string[]> {
-  const servers: Array<{ name: string; start: () => Promise<{ port: number; stop: () => Promise<void> }> }> = [
-    {
-      name: 'node:http (raw)',
-      start: async () => {
-        const p = startProc([join(dist, 'test', 'bench', 'servers', 'hello-node.js')]);
-        return { port: Number((await p.waitLine(/^listening (\d+)/))[1]), stop: p.stop };
+  const servers: Array<{ name: string; start: () => Promise<{ port: number; stop: () => Promise<void> }> }> =
+    [
+      {
+        name: 'node:http (raw)',
+        start: async () => {
+          const p = startProc([join(dist, 'test', 'bench', 'servers', 'hello-node.js')]);
+          return { port: Number((await p.waitLine(/^listening (\d+)/))[1]), stop: p.stop };
+        },
       },
-    },
-    {
-      name: 'hyp (1 worker, router)',
-      start: async () => {
-        const h = await startHyp(join(dist, 'test', 'bench', 'servers', 'hello-hyp.js'), ['supervisor.workers=1', 'log.level=warn']);
-        return { port: h.httpPort, stop: h.stop };
+      {
+        name: 'hyp (1 worker, router)',
+        start: async () => {
+          const h = await startHyp(join(dist, 'test', 'bench', 'servers', 'hello-hyp.js'), [
+            'supervisor.workers=1',
+            'log.level=warn',
+          ]);
+          return { port: h.httpPort, stop: h.stop };
+        },
       },
-    },
-    {
-      name: 'fastify',
-      start: async () => {
-        const p = startProc([join(dist, 'test', 'bench', 'servers', 'hello-fastify.js')]);
-        return { port: Number((await p.waitLine(/^listening (\d+)/))[1]), stop: p.stop };
+      {
+        name: 'fastify',
+        start: async () => {
+          const p = startProc([join(dist, 'test', 'bench', 'servers', 'hello-fastify.js')]);
+          return { port: Number((await p.waitLine(/^listening (\d+)/))[1]), stop: p.stop };
+        },
       },
-    },
-  ];
+    ];
   const results: Record<string, Record<string, number>> = {};
   for (const s of servers) {
     const running = await s.start();
@@ -56,7 +60,9 @@ export async function runHttpBench(): Promise<string[]> {
   }
   const base = results['node:http (raw)']!;
   const fastify = results.fastify!;
-  const out = [`HTTP/1.1 req/s, autocannon ${connections} connections x ${durationS}s, server and load generator share 2 cores`];
+  const out = [
+    `HTTP/1.1 req/s, autocannon ${connections} connections x ${durationS}s, server and load generator share 2 cores`,
+  ];
   for (const route of ['hello', 'json'] as const) {
     for (const [name, r] of Object.entries(results)) {
       out.push(

@@ -34,7 +34,15 @@ export function percentile(sorted: number[], p: number): number {
 }
 
 export class LoadRun {
-  readonly result: LoadResult = { sent: 0, ok: 0, failed: 0, errors: {}, statuses: {}, latenciesMs: [], elapsedMs: 0 };
+  readonly result: LoadResult = {
+    sent: 0,
+    ok: 0,
+    failed: 0,
+    errors: {},
+    statuses: {},
+    latenciesMs: [],
+    elapsedMs: 0,
+  };
   private stopped = false;
   readonly done: Promise<LoadResult>;
 
@@ -48,7 +56,11 @@ export class LoadRun {
 
   private async run(): Promise<LoadResult> {
     const { opts, result } = this;
-    const pool = new Pool(opts.url, { connections: opts.connections, pipelining: 1, keepAliveTimeout: 30_000 });
+    const pool = new Pool(opts.url, {
+      connections: opts.connections,
+      pipelining: 1,
+      keepAliveTimeout: 30_000,
+    });
     const start = performance.now();
     const end = start + (opts.maxMs ?? 120_000);
     void opts.until?.then(() => this.stop());

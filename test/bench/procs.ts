@@ -20,7 +20,10 @@ export interface Proc {
 }
 
 export function startProc(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const lines: string[] = [];
   const waiters: Array<() => void> = [];
   let buf = '';
@@ -49,7 +52,8 @@ export function startProc(args: string[], env: Record<string, string> = {}): Pro
             return m;
           }
         }
-        if (Date.now() > end || child.exitCode !== null) throw new Error(`no line matching ${re} (exit ${child.exitCode})`);
+        if (Date.now() > end || child.exitCode !== null)
+          throw new Error(`no line matching ${re} (exit ${child.exitCode})`);
         await new Promise<void>((r) => {
           waiters.push(r);
           setTimeout(r, 200);
@@ -81,9 +85,12 @@ export async function startHyp(app: string, sets: string[] = []): Promise<HypPro
     'drain.delay=0s',
     ...sets,
   ];
-  const proc = startProc([join(dist, 'supervisor', 'cli.js'), 'run', app, ...all.flatMap((s) => ['--set', s])], {
-    HYP_LOG_FORMAT: 'json',
-  });
+  const proc = startProc(
+    [join(dist, 'supervisor', 'cli.js'), 'run', app, ...all.flatMap((s) => ['--set', s])],
+    {
+      HYP_LOG_FORMAT: 'json',
+    },
+  );
   const admin = await proc.waitLine(/"port":(\d+),"msg":"admin server listening"/);
   const adminPort = Number(admin[1]);
   const status = await waitReady(adminPort);

@@ -4,7 +4,7 @@
  * (32 keep-alive connections from one undici pool in this process), 2 workers each.
  */
 import { join } from 'node:path';
-import { LoadRun, type LoadResult, percentile } from './load.js';
+import { type LoadResult, LoadRun, percentile } from './load.js';
 import { dist, hypStatus, startHyp, startProc } from './procs.js';
 
 const restarts = 5;
@@ -12,8 +12,11 @@ const connections = 32;
 
 function line(name: string, r: LoadResult): string {
   const sorted = [...r.latenciesMs].sort((a, b) => a - b);
-  const errs = Object.entries(r.errors).map(([k, v]) => `${k}:${v}`).join(',') || '-';
-  return `  ${name.padEnd(22)} requests=${String(r.sent).padEnd(7)} failed=${String(r.failed).padEnd(5)} (${(100 * r.failed / Math.max(1, r.sent)).toFixed(2)}%) p50=${percentile(sorted, 50).toFixed(2)}ms p99=${percentile(sorted, 99).toFixed(2)}ms errors=${errs}`;
+  const errs =
+    Object.entries(r.errors)
+      .map(([k, v]) => `${k}:${v}`)
+      .join(',') || '-';
+  return `  ${name.padEnd(22)} requests=${String(r.sent).padEnd(7)} failed=${String(r.failed).padEnd(5)} (${((100 * r.failed) / Math.max(1, r.sent)).toFixed(2)}%) p50=${percentile(sorted, 50).toFixed(2)}ms p99=${percentile(sorted, 99).toFixed(2)}ms errors=${errs}`;
 }
 
 async function measure(url: string, restartOnce: (i: number) => Promise<void>): Promise<LoadResult> {
@@ -43,7 +46,9 @@ export async function runRestartBench(): Promise<string[]> {
     await hyp.stop();
   }
 
-  const cluster = startProc([join(dist, 'test', 'bench', 'servers', 'cluster-rolling.js')], { BENCH_WORKERS: '2' });
+  const cluster = startProc([join(dist, 'test', 'bench', 'servers', 'cluster-rolling.js')], {
+    BENCH_WORKERS: '2',
+  });
   let clusterResult: LoadResult;
   try {
     const port = Number((await cluster.waitLine(/^listening (\d+)/))[1]);

@@ -41,7 +41,8 @@ export function createTestHost(): TestHost {
   return {
     hostAddr,
     peerAddr,
-    exec: (cmd, args) => execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: 20_000 }),
+    exec: (cmd, args) =>
+      execFileSync('ip', ['netns', 'exec', ns, cmd, ...args], { encoding: 'utf8', timeout: 20_000 }),
     remove() {
       try {
         ip('link', 'del', a);

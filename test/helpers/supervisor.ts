@@ -50,7 +50,11 @@ export interface Status {
   problem: string | null;
 }
 
-export async function until<T>(fn: () => Promise<T | undefined> | T | undefined, what: string, timeoutMs = 30_000): Promise<T> {
+export async function until<T>(
+  fn: () => Promise<T | undefined> | T | undefined,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
   const end = Date.now() + timeoutMs;
   let lastErr: unknown;
   while (Date.now() < end) {
@@ -86,11 +90,15 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<Running>
     'drain.timeout=10s',
     ...(opts.sets ?? []),
   ];
-  const proc = spawn(process.execPath, [cli, 'run', opts.app ?? demoApp, ...sets.flatMap((s) => ['--set', s])], {
-    cwd: dir,
-    env: { ...process.env, HYP_LOG_FORMAT: 'json', ...opts.env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const proc = spawn(
+    process.execPath,
+    [cli, 'run', opts.app ?? demoApp, ...sets.flatMap((s) => ['--set', s])],
+    {
+      cwd: dir,
+      env: { ...process.env, HYP_LOG_FORMAT: 'json', ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const logs: LogLine[] = [];
   const stderr: string[] = [];
   let buf = '';
@@ -122,15 +130,22 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<Running>
     }),
   ]);
   const adminPort = Number(adminLine.port);
-  const httpLine = await waitLog((l) => l.msg === 'holding listener' && l.listener === 'http', 'http listener');
+  const httpLine = await waitLog(
+    (l) => l.msg === 'holding listener' && l.listener === 'http',
+    'http listener',
+  );
   const httpPort = Number(httpLine.port);
   const admin = (path: string, init?: RequestInit) => fetch(`http://127.0.0.1:${adminPort}${path}`, init);
   const status = async () => (await (await admin('/status')).json()) as Status;
   const waitFor = (pred: (s: Status) => boolean, what: string, timeoutMs = 30_000) =>
-    until(async () => {
-      const s = await status();
-      return pred(s) ? s : undefined;
-    }, what, timeoutMs);
+    until(
+      async () => {
+        const s = await status();
+        return pred(s) ? s : undefined;
+      },
+      what,
+      timeoutMs,
+    );
 
   const running: Running = {
     proc,
@@ -153,7 +168,8 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<Running>
       clearTimeout(timer);
     },
   };
-  if (opts.ready !== false) await waitFor((s) => s.ready && s.workers.every((w) => w.state === 'ready'), 'supervisor ready');
+  if (opts.ready !== false)
+    await waitFor((s) => s.ready && s.workers.every((w) => w.state === 'ready'), 'supervisor ready');
   return running;
 }
 

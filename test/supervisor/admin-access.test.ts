@@ -32,8 +32,15 @@ afterAll(async () => {
 
 function remote(method: string, path: string, headers: string[] = []): { status: number; body: string } {
   const out = host.exec('curl', [
-    '-s', '-m', '10', '-X', method, ...headers.flatMap((h) => ['-H', h]),
-    '-w', '\n%{http_code}', `http://${host.hostAddr}:${sup.adminPort}${path}`,
+    '-s',
+    '-m',
+    '10',
+    '-X',
+    method,
+    ...headers.flatMap((h) => ['-H', h]),
+    '-w',
+    '\n%{http_code}',
+    `http://${host.hostAddr}:${sup.adminPort}${path}`,
   ]);
   const nl = out.lastIndexOf('\n');
   return { status: Number(out.slice(nl + 1)), body: out.slice(0, nl) };

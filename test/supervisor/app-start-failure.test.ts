@@ -19,7 +19,8 @@ describe('app that throws during start', () => {
       ready: false,
       sets: ['supervisor.backoff_initial=100ms', 'supervisor.backoff_max=2s'],
     });
-    const attempts = () => sup!.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('worker exited unexpectedly'));
+    const attempts = () =>
+      sup!.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('worker exited unexpectedly'));
     await until(() => attempts().length >= 5 || undefined, '5 attempts', 30_000);
     const delays = attempts().map((l) => Number(l.restart_in_ms));
     expect(delays.slice(0, 5)).toEqual([100, 200, 400, 800, 1600]);
@@ -39,7 +40,11 @@ describe('app that throws during start', () => {
   });
 
   it('a new generation that is not ready within supervisor.ready_timeout is killed; the old one keeps serving', async () => {
-    sup = await startSupervisor({ app: fixtureApp('hangs-after-first'), workers: 1, sets: ['supervisor.ready_timeout=2s'] });
+    sup = await startSupervisor({
+      app: fixtureApp('hangs-after-first'),
+      workers: 1,
+      sets: ['supervisor.ready_timeout=2s'],
+    });
     const before = await sup.status();
     const res = await sup.admin('/restart?wait=1', { method: 'POST' });
     expect(res.status).toBe(500);
@@ -49,7 +54,9 @@ describe('app that throws during start', () => {
     const after = await sup.waitFor((s) => s.other_workers.length === 0, 'aborted generation killed');
     expect(after.generation).toBe(before.generation);
     expect(after.workers.map((w) => w.pid)).toEqual(before.workers.map((w) => w.pid));
-    const served = (await (await fetch(`http://127.0.0.1:${sup.httpPort}/api/worker`)).json()) as { generation: number };
+    const served = (await (await fetch(`http://127.0.0.1:${sup.httpPort}/api/worker`)).json()) as {
+      generation: number;
+    };
     expect(served.generation).toBe(before.generation);
     expect((await sup.admin('/ready')).status).toBe(200);
     const metrics = await (await sup.admin('/metrics')).text();

@@ -16,7 +16,11 @@ afterEach(async () => {
 });
 
 function hyp(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  const r = spawnSync(process.execPath, [cli, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -32,23 +36,46 @@ async function freePort(): Promise<number> {
 describe('hyp run refuses invalid config before binding or forking', () => {
   const cases: Array<[string, string[], Record<string, string>, RegExp]> = [
     ['unknown key', ['--set', 'server.adr=:1'], {}, /server\.adr/],
-    ['wrong type', [], { HYP_SUPERVISOR_WORKERS: 'lots' }, /supervisor\.workers: got "lots" \(from env HYP_SUPERVISOR_WORKERS\)/],
+    [
+      'wrong type',
+      [],
+      { HYP_SUPERVISOR_WORKERS: 'lots' },
+      /supervisor\.workers: got "lots" \(from env HYP_SUPERVISOR_WORKERS\)/,
+    ],
     ['bad duration', ['--set', 'drain.delay=soon'], {}, /drain\.delay: got "soon"/],
     ['unusable address', [], { HYP_ADMIN_ADDR: '999.1.1.1.1:x' }, /admin\.addr/],
-    ['unwritable PID directory', ['--set', 'supervisor.pid_file=/no/such/dir/hyp.pid'], {}, /supervisor\.pid_file: got "\/no\/such\/dir\/hyp\.pid"/],
+    [
+      'unwritable PID directory',
+      ['--set', 'supervisor.pid_file=/no/such/dir/hyp.pid'],
+      {},
+      /supervisor\.pid_file: got "\/no\/such\/dir\/hyp\.pid"/,
+    ],
   ];
   for (const [what, args, env, message] of cases) {
     it(`${what}: exit 2, key path named, nothing bound, no worker`, async () => {
       const port = await freePort();
       const dir = mkdtempSync(join(tmpdir(), 'hyp-cli-'));
-      const r = hyp(['run', fixtureApp('basic'), '--set', `server.addr=127.0.0.1:${port}`, '--set', `supervisor.pid_file=${join(dir, 'p')}`, ...args], env);
+      const r = hyp(
+        [
+          'run',
+          fixtureApp('basic'),
+          '--set',
+          `server.addr=127.0.0.1:${port}`,
+          '--set',
+          `supervisor.pid_file=${join(dir, 'p')}`,
+          ...args,
+        ],
+        env,
+      );
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(message);
       expect(r.stderr).toMatch(/HYP_E_CONFIG_INVALID/);
       expect(r.stdout).not.toMatch(/worker spawned|holding listener/);
       // nothing was left bound
       const probe = createServer();
-      await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', () => resolve()));
+      await new Promise<void>((resolve, reject) =>
+        probe.once('error', reject).listen(port, '127.0.0.1', () => resolve()),
+      );
       probe.close();
     });
   }
@@ -59,7 +86,14 @@ describe('hyp run refuses invalid config before binding or forking', () => {
     const port = (taken.address() as { port: number }).port;
     try {
       const dir = mkdtempSync(join(tmpdir(), 'hyp-cli-'));
-      const r = hyp(['run', fixtureApp('basic'), '--set', `server.addr=127.0.0.1:${port}`, '--set', `supervisor.pid_file=${join(dir, 'p')}`]);
+      const r = hyp([
+        'run',
+        fixtureApp('basic'),
+        '--set',
+        `server.addr=127.0.0.1:${port}`,
+        '--set',
+        `supervisor.pid_file=${join(dir, 'p')}`,
+      ]);
       expect(r.code).toBe(2);
       expect(r.stderr).toMatch(/HYP_E_LISTEN: cannot bind listener http/);
       expect(r.stdout).not.toMatch(/worker spawned/);
@@ -69,7 +103,14 @@ describe('hyp run refuses invalid config before binding or forking', () => {
   });
 
   it('a missing app module: exit 2', () => {
-    const r = hyp(['run', '/nope/app.js', '--set', 'server.addr=127.0.0.1:0', '--set', 'admin.addr=127.0.0.1:0']);
+    const r = hyp([
+      'run',
+      '/nope/app.js',
+      '--set',
+      'server.addr=127.0.0.1:0',
+      '--set',
+      'admin.addr=127.0.0.1:0',
+    ]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/HYP_E_APP_NOT_FOUND/);
   });
@@ -78,7 +119,12 @@ describe('hyp run refuses invalid config before binding or forking', () => {
 describe('hyp verbs against a running supervisor', () => {
   it('status, health, restart, drain --wait, version, --help', async () => {
     sup = await startSupervisor({ app: fixtureApp('basic'), workers: 2 });
-    const target = ['--set', `admin.addr=127.0.0.1:${sup.adminPort}`, '--set', `supervisor.pid_file=${sup.pidFile}`];
+    const target = [
+      '--set',
+      `admin.addr=127.0.0.1:${sup.adminPort}`,
+      '--set',
+      `supervisor.pid_file=${sup.pidFile}`,
+    ];
 
     const status = hyp(['status', ...target]);
     expect(status.code).toBe(0);
@@ -101,7 +147,9 @@ describe('hyp verbs against a running supervisor', () => {
       expect(help.stdout).toMatch(/^Usage: hyp/);
     }
 
-    const drain = spawn(process.execPath, [cli, 'drain', '--wait', ...target], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const drain = spawn(process.execPath, [cli, 'drain', '--wait', ...target], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     drain.stdout.on('data', (d) => {
       out += d;
@@ -136,10 +184,16 @@ describe('SIGHUP', () => {
     sup = await startSupervisor({ app: fixtureApp('basic'), workers: 1, env: { HYP_CONFIG: file } });
     writeFileSync(file, 'supervisor:\n  heartbeat_timeout: never\n');
     sup.proc.kill('SIGHUP');
-    const line = await sup.waitLog((l) => typeof l.msg === 'string' && l.msg.startsWith('config reload failed'), 'reload refused');
+    const line = await sup.waitLog(
+      (l) => typeof l.msg === 'string' && l.msg.startsWith('config reload failed'),
+      'reload refused',
+    );
     expect(line.msg).toContain('supervisor.heartbeat_timeout');
     expect(line.msg).toContain('a duration');
-    await sup.waitFor((s) => s.generation === 2 && s.other_workers.length === 0, 'rolled with the old config');
+    await sup.waitFor(
+      (s) => s.generation === 2 && s.other_workers.length === 0,
+      'rolled with the old config',
+    );
     writeFileSync(file, 'supervisor:\n  heartbeat_timeout: 12s\n');
     sup.proc.kill('SIGHUP');
     await until(() => sup!.logs.find((l) => l.msg === 'configuration reloaded'), 'reloaded');

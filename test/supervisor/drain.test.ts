@@ -31,7 +31,10 @@ describe('pod drain on SIGTERM', () => {
     const workers = (await sup.status()).workers.map((w) => w.pid);
     expect(existsSync(sup.pidFile)).toBe(true);
     const base = `http://127.0.0.1:${sup.httpPort}`;
-    const inflight = fetch(`${base}/api/slow?ms=3000`).then(async (r) => ({ status: r.status, text: await r.text() }));
+    const inflight = fetch(`${base}/api/slow?ms=3000`).then(async (r) => ({
+      status: r.status,
+      text: await r.text(),
+    }));
     await sup.waitFor((s) => s.workers.some((w) => w.inflight === 1), 'request in flight');
 
     sup.proc.kill('SIGTERM');
@@ -57,7 +60,9 @@ describe('pod drain on SIGTERM', () => {
     for (const pid of workers) expect(isAlive(pid)).toBe(false);
     expect(await canConnect(sup.httpPort)).toBe(false);
     const lines = sup.logs.map((l) => l.msg);
-    expect(lines.indexOf('pod drain: not ready; serving through the delay')).toBeLessThan(lines.indexOf('pod drained; exiting'));
+    expect(lines.indexOf('pod drain: not ready; serving through the delay')).toBeLessThan(
+      lines.indexOf('pod drained; exiting'),
+    );
   });
 
   it('a second SIGTERM forces exit 1', async () => {

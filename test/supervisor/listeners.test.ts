@@ -75,9 +75,13 @@ describe('holdListener', () => {
         d.on('message', (m) => { process.send(String(m)); });
         d.bind({ fd: 3 }, () => process.send('ready'));
         process.on('disconnect', () => process.exit(0));`;
-      const p = spawn(process.execPath, ['-e', code], { stdio: ['ignore', 'inherit', 'inherit', held.fd, 'ipc'] });
+      const p = spawn(process.execPath, ['-e', code], {
+        stdio: ['ignore', 'inherit', 'inherit', held.fd, 'ipc'],
+      });
       const messages: string[] = [];
-      const ready = new Promise<void>((r) => p.on('message', (m) => (m === 'ready' ? r() : messages.push(String(m)))));
+      const ready = new Promise<void>((r) =>
+        p.on('message', (m) => (m === 'ready' ? r() : messages.push(String(m)))),
+      );
       await ready;
       const sender = createSocket('udp4');
       await new Promise<void>((r) => sender.send('ping', held.port, '127.0.0.1', () => r()));
@@ -94,6 +98,8 @@ describe('holdListener', () => {
 
 function occupiedPort() {
   const server = createServer();
-  const port = new Promise<number>((r) => server.listen(0, '127.0.0.1', () => r((server.address() as { port: number }).port)));
+  const port = new Promise<number>((r) =>
+    server.listen(0, '127.0.0.1', () => r((server.address() as { port: number }).port)),
+  );
   return { server, port };
 }

@@ -39,7 +39,9 @@ describe('PID file', () => {
   it('refuses to start over a live hyp supervisor', async () => {
     const file = join(tmp(), 'hyp.pid');
     // A process whose command line looks like `hyp run ...`.
-    const fake = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', '--', '/x/hyp', 'run'], { stdio: 'ignore' });
+    const fake = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)', '--', '/x/hyp', 'run'], {
+      stdio: 'ignore',
+    });
     try {
       await new Promise((r) => setTimeout(r, 100));
       writeFileSync(file, `${fake.pid}\n`);

@@ -17,7 +17,12 @@ describe('rolling restart', () => {
     const before = await sup.status();
     const firstPids = before.workers.map((w) => w.pid);
 
-    const load = new LoadRun({ url: `http://127.0.0.1:${sup.httpPort}`, connections: 32, requests: 1_000_000, maxMs: 120_000 });
+    const load = new LoadRun({
+      url: `http://127.0.0.1:${sup.httpPort}`,
+      connections: 32,
+      requests: 1_000_000,
+      maxMs: 120_000,
+    });
     await until(() => load.result.ok > 500 || undefined, 'load running');
     for (let i = 1; i <= 5; i++) {
       const res = await sup.admin('/restart?wait=1', { method: 'POST' });
@@ -45,7 +50,12 @@ describe('rolling restart', () => {
 
   it('SIGKILL of one worker under load: no connection refused, failures bounded by its in-flight requests, replaced, counted in /metrics', async () => {
     sup = await startSupervisor({ app: fixtureApp('basic'), workers: 2 });
-    const load = new LoadRun({ url: `http://127.0.0.1:${sup.httpPort}`, connections: 32, requests: 1_000_000, maxMs: 60_000 });
+    const load = new LoadRun({
+      url: `http://127.0.0.1:${sup.httpPort}`,
+      connections: 32,
+      requests: 1_000_000,
+      maxMs: 60_000,
+    });
     await until(() => load.result.ok > 1000 || undefined, 'load running');
     const victim = (await sup.status()).workers[0]!;
     process.kill(victim.pid, 'SIGKILL');
@@ -76,7 +86,10 @@ describe('rolling restart', () => {
     const start = await sup.status();
     // Blocks one worker for 30 s: far past the 2 s timeout.
     const blocked = fetch(`http://127.0.0.1:${sup.httpPort}/block?ms=30000`).catch((err: Error) => err);
-    const killed = await sup.waitLog((l) => typeof l.msg === 'string' && l.msg.includes('sent no heartbeat'), 'heartbeat kill');
+    const killed = await sup.waitLog(
+      (l) => typeof l.msg === 'string' && l.msg.includes('sent no heartbeat'),
+      'heartbeat kill',
+    );
     // meanwhile the other worker serves
     let served = 0;
     for (let i = 0; i < 20; i++) {
@@ -85,7 +98,10 @@ describe('rolling restart', () => {
     }
     expect(served).toBe(20);
     const after = await sup.waitFor(
-      (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready') && !s.workers.some((w) => w.pid === Number(killed.worker_pid)),
+      (s) =>
+        s.workers.length === 2 &&
+        s.workers.every((w) => w.state === 'ready') &&
+        !s.workers.some((w) => w.pid === Number(killed.worker_pid)),
       'replacement',
     );
     expect(start.workers.map((w) => w.pid)).toContain(Number(killed.worker_pid));

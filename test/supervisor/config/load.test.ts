@@ -31,7 +31,11 @@ describe('config precedence', () => {
     expect(config.server.addr).toBe(':8080');
     expect(config.admin.addr).toBe(':9090');
     expect(config.drain).toMatchObject({ delay: '5s', timeout: '25s' });
-    expect(config.supervisor).toMatchObject({ workers: 0, heartbeat_timeout: '10s', pid_file: '/tmp/hyp.pid' });
+    expect(config.supervisor).toMatchObject({
+      workers: 0,
+      heartbeat_timeout: '10s',
+      pid_file: '/tmp/hyp.pid',
+    });
   });
 
   it('file overrides defaults, env overrides file, --set overrides env', () => {
@@ -66,11 +70,16 @@ describe('config precedence', () => {
   it('PORT sets the HTTP port and keeps the host; HYP_SERVER_ADDR wins over PORT', () => {
     const cwd = dir({ 'hyp.yaml': 'server:\n  addr: 127.0.0.1:8080\n' });
     expect(loadConfig({ env: { PORT: '3000' }, cwd }).config.server.addr).toBe('127.0.0.1:3000');
-    expect(loadConfig({ env: { PORT: '3000', HYP_SERVER_ADDR: ':4000' }, cwd }).config.server.addr).toBe(':4000');
+    expect(loadConfig({ env: { PORT: '3000', HYP_SERVER_ADDR: ':4000' }, cwd }).config.server.addr).toBe(
+      ':4000',
+    );
   });
 
   it('maps record services from env: HYP_TCP_<NAME>_ADDR', () => {
-    const { config } = loadConfig({ env: { HYP_TCP_ECHO_ADDR: ':7001', HYP_TCP_ECHO_IDLE_TIMEOUT: '3s' }, cwd: dir() });
+    const { config } = loadConfig({
+      env: { HYP_TCP_ECHO_ADDR: ':7001', HYP_TCP_ECHO_IDLE_TIMEOUT: '3s' },
+      cwd: dir(),
+    });
     expect(config.tcp.echo).toMatchObject({ addr: ':7001', idle_timeout: '3s', max_connections: 10_000 });
   });
 
@@ -82,14 +91,20 @@ describe('config precedence', () => {
 
 describe('config validation names the key path, the value and what was expected', () => {
   it('refuses unknown keys', () => {
-    const issues = issuesOf(() => loadConfig({ env: {}, cwd: dir({ 'hyp.yaml': 'server:\n  adr: ":1"\n' }) }));
+    const issues = issuesOf(() =>
+      loadConfig({ env: {}, cwd: dir({ 'hyp.yaml': 'server:\n  adr: ":1"\n' }) }),
+    );
     expect(issues[0]).toMatchObject({ path: 'server.adr', value: ':1' });
     expect(issues[0]!.expected).toContain('unknown');
   });
 
   it('refuses wrong types with the source', () => {
     const issues = issuesOf(() => loadConfig({ env: { HYP_SUPERVISOR_WORKERS: 'many' }, cwd: dir() }));
-    expect(issues[0]).toMatchObject({ path: 'supervisor.workers', value: 'many', source: 'env HYP_SUPERVISOR_WORKERS' });
+    expect(issues[0]).toMatchObject({
+      path: 'supervisor.workers',
+      value: 'many',
+      source: 'env HYP_SUPERVISOR_WORKERS',
+    });
   });
 
   it('refuses bad durations', () => {
@@ -99,7 +114,9 @@ describe('config validation names the key path, the value and what was expected'
   });
 
   it('refuses unusable addresses and port clashes', () => {
-    expect(issuesOf(() => loadConfig({ env: { HYP_ADMIN_ADDR: 'localhost:99999' }, cwd: dir() }))[0]).toMatchObject({
+    expect(
+      issuesOf(() => loadConfig({ env: { HYP_ADMIN_ADDR: 'localhost:99999' }, cwd: dir() }))[0],
+    ).toMatchObject({
       path: 'admin.addr',
       value: 'localhost:99999',
     });
@@ -109,38 +126,52 @@ describe('config validation names the key path, the value and what was expected'
   });
 
   it('refuses an unwritable PID directory', () => {
-    const issues = issuesOf(() => loadConfig({ env: { HYP_SUPERVISOR_PID_FILE: '/nonexistent-dir/hyp.pid' }, cwd: dir() }));
+    const issues = issuesOf(() =>
+      loadConfig({ env: { HYP_SUPERVISOR_PID_FILE: '/nonexistent-dir/hyp.pid' }, cwd: dir() }),
+    );
     expect(issues[0]).toMatchObject({ path: 'supervisor.pid_file', value: '/nonexistent-dir/hyp.pid' });
     const ro = dir();
     mkdirSync(join(ro, 'ro'));
     chmodSync(join(ro, 'ro'), 0o500);
     // root ignores mode bits, so a file standing where the directory should be is the portable case
     writeFileSync(join(ro, 'file'), '');
-    expect(issuesOf(() => loadConfig({ env: { HYP_SUPERVISOR_PID_FILE: join(ro, 'file', 'hyp.pid') }, cwd: ro }))[0]!.path).toBe(
-      'supervisor.pid_file',
-    );
+    expect(
+      issuesOf(() =>
+        loadConfig({ env: { HYP_SUPERVISOR_PID_FILE: join(ro, 'file', 'hyp.pid') }, cwd: ro }),
+      )[0]!.path,
+    ).toBe('supervisor.pid_file');
   });
 
   it('refuses an HTTP/2 frame size outside 16 KiB..16 MiB and an AES key that is not 32 bytes', () => {
-    expect(issuesOf(() => loadConfig({ env: {}, cwd: dir(), sets: ['server.http2.max_frame_size=1024'] }))[0]!.path).toBe(
-      'server.http2.max_frame_size',
-    );
+    expect(
+      issuesOf(() => loadConfig({ env: {}, cwd: dir(), sets: ['server.http2.max_frame_size=1024'] }))[0]!
+        .path,
+    ).toBe('server.http2.max_frame_size');
     const d = dir({ 'k.bin': 'short' });
-    const issues = issuesOf(() => loadConfig({ env: {}, cwd: d, sets: ['websocket.security.aes_key_file=k.bin'] }));
+    const issues = issuesOf(() =>
+      loadConfig({ env: {}, cwd: d, sets: ['websocket.security.aes_key_file=k.bin'] }),
+    );
     expect(issues[0]!.expected).toContain('32 bytes');
   });
 
   it('reports every problem at once', () => {
-    const issues = issuesOf(() => loadConfig({ env: { HYP_DRAIN_DELAY: 'x', HYP_DRAIN_TIMEOUT: 'y' }, cwd: dir() }));
+    const issues = issuesOf(() =>
+      loadConfig({ env: { HYP_DRAIN_DELAY: 'x', HYP_DRAIN_TIMEOUT: 'y' }, cwd: dir() }),
+    );
     expect(issues.map((i) => i.path).sort()).toEqual(['drain.delay', 'drain.timeout']);
   });
 
   it('refuses invalid YAML with the file named', () => {
-    expect(() => loadConfig({ env: {}, cwd: dir({ 'hyp.yaml': 'server: [\n' }) })).toThrow(/hyp\.yaml is not valid YAML/);
+    expect(() => loadConfig({ env: {}, cwd: dir({ 'hyp.yaml': 'server: [\n' }) })).toThrow(
+      /hyp\.yaml is not valid YAML/,
+    );
   });
 
   it('emits a JSON Schema that closes every object', () => {
-    const schema = jsonSchema() as { additionalProperties: boolean; properties: Record<string, { additionalProperties?: boolean }> };
+    const schema = jsonSchema() as {
+      additionalProperties: boolean;
+      properties: Record<string, { additionalProperties?: boolean }>;
+    };
     expect(schema.additionalProperties).toBe(false);
     expect(schema.properties.server!.additionalProperties).toBe(false);
   });
