@@ -16,7 +16,10 @@ afterEach(async () => {
 });
 
 function hyp(args: string[], env: Record<string, string> = {}) {
+  // A scratch cwd: the repository's own hyp.yaml (the demo's) must not leak in.
+  const cwd = mkdtempSync(join(tmpdir(), 'hyp-cwd-'));
   const r = spawnSync(process.execPath, [cli, ...args], {
+    cwd,
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 60_000,
