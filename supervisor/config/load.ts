@@ -450,7 +450,13 @@ function fileSize(path: string): number | undefined {
   }
 }
 
-/** The JSON Schema for editors (`hyp schema`). */
+/**
+ * The JSON Schema for editors (`hyp schema`). Every key has a default, so
+ * nothing is required in a file.
+ */
 export function jsonSchema(): object {
-  return JSON.parse(JSON.stringify({ $schema: 'http://json-schema.org/draft-07/schema#', ...ConfigSchema }));
+  return JSON.parse(
+    JSON.stringify({ $schema: 'http://json-schema.org/draft-07/schema#', ...ConfigSchema }),
+    (key, value) => (key === 'required' && Array.isArray(value) ? undefined : value),
+  );
 }
