@@ -17,6 +17,7 @@ import { catalog, errorMessage, HypError } from './errors.js';
 import { createLogger } from './log.js';
 import { isAlive, readPidFile } from './pidfile.js';
 import { Supervisor } from './supervisor.js';
+import { checkTlsFiles } from './tlscheck.js';
 
 const packageJson = fileURLToPath(new URL('../../package.json', import.meta.url));
 
@@ -127,6 +128,8 @@ async function main(argv: string[]): Promise<void> {
 
 async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<void> {
   const { config, warnings } = loadConfig(loadOpts);
+  // Unusable certificate or key files stop here (exit 2), before any socket or worker.
+  checkTlsFiles(config);
   const appPath = resolveApp(appArg ?? config.app);
   const log = createLogger({ role: 'supervisor', level: config.log.level, format: config.log.format });
   for (const w of warnings) log.warn(w);

@@ -22,6 +22,7 @@ import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pidfile.js';
+import { TicketKeyRotation } from './tlskeys.js';
 import { WorkerProcess, type WorkerExit } from './worker-process.js';
 
 export type SupervisorState = 'starting' | 'ready' | 'draining' | 'stopped';
@@ -71,6 +72,7 @@ export class Supervisor {
   private rolling: Promise<RollResult> | undefined;
   private rollAgain = false;
   private watchdog: NodeJS.Timeout | undefined;
+  private ticketRotation: TicketKeyRotation | undefined;
   private stopSignals = 0;
   private readonly stopped: Promise<number>;
   private resolveStopped!: (code: number) => void;
@@ -119,6 +121,14 @@ export class Supervisor {
     if (this.opts.handleSignals !== false) this.installSignals();
     this.watchdog = setInterval(() => this.checkHeartbeats(), 250);
     this.watchdog.unref();
+    // Shared session-ticket keys, so TLS resumption works whichever worker
+    // accepts. `share_ticket_keys: false` exists only to demonstrate the
+    // per-worker alternative (resumption on ~1/N of reconnects).
+    const tls = this.config.server.tls;
+    if (tls.enabled && tls.share_ticket_keys) {
+      this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) => this.setTicketKeys(keys));
+      this.ticketRotation.start();
+    }
     this.generation = 1;
     this.lastProblem = 'no worker ready yet';
     for (let slot = 0; slot < this.workerCount; slot++) this.spawnWorker(slot, this.generation);
@@ -217,7 +227,7 @@ export class Supervisor {
     const now = Date.now();
     for (const w of this.workers.values()) {
       if (w.state === 'exited') continue;
-      if (now - w.lastHeartbeat > timeout) {
+      if (w.heardFrom && now - w.lastHeartbeat > timeout) {
         this.log.error({ worker: w.id, worker_pid: w.pid, silent_ms: now - w.lastHeartbeat }, new HypError('HYP_E_WORKER_HEARTBEAT', { worker: w.id, timeout: this.config.supervisor.heartbeat_timeout }).message);
         w.kill('heartbeat timeout');
       } else if (w.state === 'spawning' && w.uptimeMs(now) > readyTimeout && w.generation <= this.generation) {
@@ -399,6 +409,7 @@ export class Supervisor {
     if (this.state === 'stopped') return;
     this.state = 'stopped';
     if (this.watchdog) clearInterval(this.watchdog);
+    this.ticketRotation?.stop();
     for (const hook of this.onStop) {
       try {
         await hook();

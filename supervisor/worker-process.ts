@@ -57,6 +57,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   readonly startedAt = Date.now();
   state: WorkerState = 'spawning';
   lastHeartbeat = Date.now();
+  /** Set by the first heartbeat; until then only the ready timeout applies (slow module loading is not a hang). */
+  heardFrom = false;
   load: WorkerLoad = emptyLoad;
   readyAt: number | undefined;
   private readonly child: ChildProcess;
@@ -133,6 +135,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     switch (m.type) {
       case 'ready':
         this.lastHeartbeat = Date.now();
+        this.heardFrom = true;
         if (this.state === 'spawning') {
           this.state = 'ready';
           this.readyAt = Date.now();
@@ -141,6 +144,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         break;
       case 'heartbeat': {
         this.lastHeartbeat = Date.now();
+        this.heardFrom = true;
         const { type: _t, ...load } = m;
         this.load = load;
         break;

@@ -3,10 +3,22 @@
  * middleware, static files, mounted Node handlers, TCP services and the
  * WebSocket hub all register here. The worker runtime turns it into servers.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Config } from '../../supervisor/config/schema.js';
+import { context as otelContext, type Tracer } from '@opentelemetry/api';
+import { Value } from '@sinclair/typebox/value';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { type Config, ConfigSchema } from '../../supervisor/config/schema.js';
+import { sizeBytes } from '../../supervisor/config/units.js';
+import { catalog, type ErrorCode, HypError } from '../../supervisor/errors.js';
 import type { Logger } from '../../supervisor/log.js';
-import { Context } from './context.js';
+import { type ClientIpResolver, clientIpResolver } from './clientip.js';
+import { Context, type HttpRequest, type HttpResponse } from './context.js';
+import { RouteGroup } from './group.js';
+import { type Handler, Route, Router, unmatchedRoute } from './router.js';
+import { registerTcpService } from './tcp/services.js';
+import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
+import { HttpMetrics, type HttpSeries } from './telemetry/metrics.js';
+import { HttpTracing } from './telemetry/tracing.js';
 
 export interface AppContext {
   config: Config;
@@ -39,26 +51,112 @@ export function isAppDefinition(value: unknown): value is AppDefinition {
   );
 }
 
-export type Handler = (c: Context) => unknown;
+export type { Handler, Middleware } from './router.js';
+
+/** Last-resort handler for thrown errors: answer through `c`, or rethrow for the default problem body. */
+export type ErrorHandler = (err: unknown, c: Context) => unknown;
 
 type ShutdownHook = () => void | Promise<void>;
 
-/**
- * Minimal route table (exact method + path). The router issue replaces the
- * internals with find-my-way; the public surface stays.
- */
-export class App {
-  private readonly routes = new Map<string, Handler>();
-  private readonly shutdownHooks: ShutdownHook[] = [];
+export interface AppOptions {
+  /** Resolved config (`server.limits.body_limit`, `server.trusted_proxies`, `server.router.*`); defaults otherwise. */
+  config?: Config;
+  log?: Logger;
+  /** The worker's prom-client registry; the HTTP metrics register here. */
+  registry?: Registry;
+  /** A tracer to use instead of the globally registered provider's. */
+  tracer?: Tracer;
+}
 
-  get(path: string, handler: Handler): this {
-    return this.on('GET', path, handler);
+const kContext = Symbol('hyp.context');
+type TaggedResponse = HttpResponse & { [kContext]?: Context };
+const noParams: Readonly<Record<string, string | undefined>> = Object.freeze({});
+const internalProblem = new HypError('HYP_E_INTERNAL').toProblem();
+/** Response headers kept when an error replaces a half-built answer. */
+const keptOnError = new Set(['x-request-id', 'allow', 'vary']);
+
+/**
+ * The application: the root route group (its `use()` middleware is global),
+ * 404/405/error policies, TCP services, and `handle`, the Node request
+ * listener the HTTP/1.1 and HTTP/2 servers call.
+ */
+export class App extends RouteGroup {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly registry: Registry;
+  /** `server.limits.body_limit` in bytes: the default limit of `c.body()`. */
+  readonly bodyLimit: number;
+  readonly clientIpOf: ClientIpResolver;
+
+  private readonly routes: Router;
+  private readonly metrics: HttpMetrics;
+  private readonly tracing: HttpTracing;
+  private readonly shutdownHooks: ShutdownHook[] = [];
+  private notFoundHandler: Handler = defaultNotFound;
+  private methodNotAllowedHandler: Handler = defaultMethodNotAllowed;
+  private errorHandler: ErrorHandler | undefined = undefined;
+  private readonly notFoundRoute: Route;
+  private readonly methodNotAllowedRoute: Route;
+  private readonly optionsRoute: Route;
+
+  constructor(options: AppOptions = {}) {
+    const config = options.config ?? (Value.Default(ConfigSchema, {}) as Config);
+    const router = new Router(
+      {
+        ignoreTrailingSlash: config.server.router?.ignore_trailing_slash,
+        caseSensitive: config.server.router?.case_sensitive,
+      },
+      new Route('*', unmatchedRoute, badUrl, () => []),
+    );
+    super(router, '');
+    this.routes = router;
+    this.config = config;
+    this.log = options.log ?? pino({ level: 'silent' });
+    this.registry = options.registry ?? new Registry();
+    this.bodyLimit = sizeBytes(config.server.limits.body_limit);
+    this.clientIpOf = clientIpResolver(config.server.trusted_proxies);
+    this.metrics = new HttpMetrics(this.registry);
+    this.tracing = new HttpTracing(options.tracer);
+    const none = () => [];
+    this.notFoundRoute = new Route('*', unmatchedRoute, (c) => this.notFoundHandler(c), none);
+    this.methodNotAllowedRoute = new Route('*', unmatchedRoute, (c) => this.methodNotAllowedHandler(c), none);
+    this.optionsRoute = new Route('*', unmatchedRoute, (c) => c.empty(204), none);
   }
-  post(path: string, handler: Handler): this {
-    return this.on('POST', path, handler);
+
+  /** Handler for requests no route matches (default: 404 `HYP_E_NOT_FOUND` problem body). */
+  notFound(handler: Handler): this {
+    this.notFoundHandler = checkHandler('notFound', handler);
+    return this;
   }
-  on(method: string, path: string, handler: Handler): this {
-    this.routes.set(`${method} ${path}`, handler);
+
+  /** Handler for a path that exists under other methods; `Allow` is already set (default: 405 problem body). */
+  methodNotAllowed(handler: Handler): this {
+    this.methodNotAllowedHandler = checkHandler('methodNotAllowed', handler);
+    return this;
+  }
+
+  /** Handler for errors thrown by routes and middleware (default: catalog status + problem body). */
+  onError(handler: ErrorHandler): this {
+    if (typeof handler !== 'function') throw new TypeError('onError(handler): handler must be a function');
+    this.errorHandler = handler;
+    return this;
+  }
+
+  /** The route table as text. */
+  printRoutes(): string {
+    return this.routes.print();
+  }
+
+  /** Raw TCP services registered with `tcp()`, by name (each needs `tcp.<name>.addr` in config). */
+  readonly tcpServices = new Map<string, TcpRegistration>();
+
+  /** A raw TCP service: `handler` runs once per connection on the listener `tcp.<name>`. */
+  tcp<S extends object = Record<string, unknown>>(
+    name: string,
+    handler: TcpHandler<S>,
+    options?: TcpServiceOptions<S>,
+  ): this {
+    registerTcpService(this.tcpServices, name, handler, options);
     return this;
   }
 
@@ -72,21 +170,169 @@ export class App {
     for (const hook of this.shutdownHooks) await hook();
   }
 
-  /** The Node request listener the HTTP servers call. */
-  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
-    const handler = this.routes.get(`${method} ${url.pathname}`);
-    const c = new Context(req, res, url);
-    if (!handler) {
-      c.status(404).json({ error: { code: 'HYP_E_NOT_FOUND', message: `no route for ${req.method} ${url.pathname}` } });
+  /** The Node request listener (HTTP/1.1, and HTTP/2 through the compat API). */
+  readonly handle = (req: HttpRequest, res: HttpResponse): void => {
+    if (this.routes.stale) this.compile();
+    const method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const match = this.routes.find(method, url);
+    const c =
+      match === null
+        ? this.unmatched(req, res, method, url)
+        : new Context(this, req, res, match.store, match.params, match.searchParams);
+    this.metrics.inFlight++;
+    if (this.tracing.enabled) {
+      const traced = this.tracing.start(
+        req,
+        method,
+        c.path,
+        match === null ? undefined : match.store.pattern,
+      );
+      c.span = traced.span;
+      otelContext.with(traced.context, this.run, this, c);
+    } else {
+      this.run(c);
+    }
+    // Answered synchronously (the common case): account now, no listener. Otherwise when
+    // the response closes; 'close' is never emitted synchronously, so none is missed.
+    if (res.writableEnded) {
+      this.finish(c);
+    } else {
+      (res as TaggedResponse)[kContext] = c;
+      res.on('close', onResponseClose);
+    }
+  };
+
+  /** @internal What `c.notFound()` runs. */
+  answerNotFound(c: Context): unknown {
+    return this.notFoundHandler(c);
+  }
+
+  private run(c: Context): void {
+    let result: unknown;
+    try {
+      result = c.matched.run(c);
+    } catch (err) {
+      this.fail(c, err);
       return;
     }
-    Promise.resolve()
-      .then(() => handler(c))
-      .catch(() => {
-        if (!res.headersSent) c.status(500).json({ error: { code: 'HYP_E_INTERNAL', message: 'internal server error' } });
-        else res.destroy();
-      });
-  };
+    if (result instanceof Promise) result.then(undefined, (err: unknown) => this.fail(c, err));
+  }
+
+  private unmatched(req: HttpRequest, res: HttpResponse, method: string, url: string): Context {
+    const allowed = this.routes.allowed(url);
+    const route =
+      allowed.length === 0
+        ? this.notFoundRoute
+        : method === 'OPTIONS'
+          ? this.optionsRoute
+          : this.methodNotAllowedRoute;
+    const q = url.indexOf('?');
+    const c = new Context(this, req, res, route, noParams, q < 0 ? '' : url.slice(q + 1));
+    if (allowed.length > 0) {
+      if (!allowed.includes('OPTIONS')) allowed.push('OPTIONS');
+      c.allow = allowed.sort().join(', ');
+      res.setHeader('allow', c.allow);
+    }
+    return c;
+  }
+
+  private compile(): void {
+    const global = this.middleware;
+    this.routes.compile(global);
+    this.notFoundRoute.compile(global);
+    this.methodNotAllowedRoute.compile(global);
+    this.optionsRoute.compile(global);
+    this.tracing.resolve();
+  }
+
+  /** Map a thrown error to a response: the error handler, else catalog status + problem body. */
+  private fail(c: Context, err: unknown): void {
+    const custom = this.errorHandler;
+    if (custom === undefined || c.get(kHandlingError)) {
+      this.answerError(c, err);
+      return;
+    }
+    c.set(kHandlingError, true);
+    try {
+      const result = custom(err, c);
+      if (result instanceof Promise) result.then(undefined, (again: unknown) => this.answerError(c, again));
+    } catch (again) {
+      this.answerError(c, again);
+    }
+  }
+
+  private answerError(c: Context, err: unknown): void {
+    const hyp = err instanceof HypError ? err : undefined;
+    const status = hyp ? hyp.status : 500;
+    if (status >= 500) c.log.error({ err }, hyp ? hyp.message : 'unhandled error in request handler');
+    else if (this.log.isLevelEnabled('debug')) c.log.debug({ code: hyp?.code }, hyp?.message);
+    if (c.span) c.span.recordException(err instanceof Error ? err : String(err));
+    const res = c.res;
+    if (res.headersSent) {
+      // Too late for a problem body: cut the response so the client sees it failed.
+      if (!res.writableEnded) res.destroy();
+      return;
+    }
+    for (const name of res.getHeaderNames()) if (!keptOnError.has(name)) res.removeHeader(name);
+    // Unread body bytes would be parsed as the next request: close the connection instead.
+    if (hyp?.code === 'HYP_E_BODY_TOO_LARGE' && c.req.httpVersionMajor === 1)
+      res.setHeader('connection', 'close');
+    c.json(hyp ? hyp.toProblem() : internalProblem, status);
+  }
+
+  /** @internal Response closed: metrics, span, mount URL restore, `c.closed()` waiters. */
+  finish(c: Context): void {
+    this.metrics.inFlight--;
+    const res = c.res;
+    const status = res.statusCode;
+    const route = c.matched;
+    const key = c.method === route.method ? status : `${c.method} ${status}`;
+    let series: HttpSeries | undefined = route.series.get(key);
+    if (series === undefined) {
+      series = this.metrics.series(c.method, route.pattern, status);
+      route.series.set(key, series);
+    }
+    series.record((performance.now() - c.startedAt) / 1000);
+    if (c.span) this.tracing.end(c.span, status, !res.writableEnded);
+    c.onClose();
+  }
+}
+
+const kHandlingError = 'hyp.handling-error';
+
+function onResponseClose(this: TaggedResponse): void {
+  const c = this[kContext];
+  if (c === undefined) return;
+  this[kContext] = undefined;
+  c.app.finish(c);
+}
+
+const badUrlProblem = new HypError('HYP_E_BAD_REQUEST', {
+  detail: 'malformed percent-encoding in path',
+}).toProblem();
+
+function badUrl(c: Context): void {
+  c.json(badUrlProblem, 400);
+}
+
+// The defaults answer rather than throw, so middleware wrapping a 404 or 405 completes normally.
+// They build the problem body without an Error: a 404 flood should not pay for stack traces.
+function defaultNotFound(c: Context): void {
+  c.json(problem('HYP_E_NOT_FOUND', c), 404);
+}
+
+function defaultMethodNotAllowed(c: Context): void {
+  c.json(problem('HYP_E_METHOD_NOT_ALLOWED', c), 405);
+}
+
+/** `HypError(code, { method, path }).toProblem()` for the two `{method} … {path}` templates. */
+function problem(code: ErrorCode & ('HYP_E_NOT_FOUND' | 'HYP_E_METHOD_NOT_ALLOWED'), c: Context) {
+  const message = catalog[code].message.replace('{method}', () => c.method).replace('{path}', () => c.path);
+  return { error: { code, message } };
+}
+
+function checkHandler(what: string, handler: Handler): Handler {
+  if (typeof handler !== 'function') throw new TypeError(`${what}(handler): handler must be a function`);
+  return handler;
 }

@@ -1,38 +1,327 @@
 /**
- * Per-request context (minimal; the HTTP issue grows it HypGo-style).
+ * The per-request context handed to handlers and middleware: request
+ * accessors (params, query, headers, cookies, body, client IP, request id),
+ * response helpers (text, json, html, redirect, stream, server-sent events)
+ * and a child logger carrying the request id. Everything not needed by a
+ * plain `c.text()` route is parsed lazily, on first use.
  */
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Span } from '@opentelemetry/api';
+import { parseCookie, type SerializeOptions, stringifySetCookie } from 'cookie';
+import type { Logger } from 'pino';
+import { HypError } from '../../supervisor/errors.js';
+import type { App } from './app.js';
+import { type BodyKind, type BodyTypes, kindOf, parseBody, readBody } from './body.js';
+import type { Route } from './router.js';
+import { SseStream } from './sse.js';
+
+/** HTTP/1.1 or HTTP/2 (compat API) request. */
+export type HttpRequest = IncomingMessage | Http2ServerRequest;
+/** HTTP/1.1 or HTTP/2 (compat API) response. */
+export type HttpResponse = ServerResponse | Http2ServerResponse;
+
+export interface BodyOptions {
+  /** Byte limit for this read (default `server.limits.body_limit`). */
+  limit?: number;
+}
+
+const textPlain = 'text/plain; charset=utf-8';
+const textHtml = 'text/html; charset=utf-8';
+const applicationJson = 'application/json; charset=utf-8';
+const validRequestId = /^[\w.:@+=/-]{1,128}$/;
+
+// Request ids: a random per-process prefix and a counter — unique across workers and pods,
+// far cheaper than a UUID per request.
+const idPrefix = `${randomBytes(9).toString('base64url')}-`;
+let idCounter = 0;
+function nextRequestId(): string {
+  idCounter = (idCounter + 1) % Number.MAX_SAFE_INTEGER;
+  return idPrefix + idCounter.toString(36);
+}
 
 export class Context {
-  private statusCode = 200;
-  constructor(
-    readonly req: IncomingMessage,
-    readonly res: ServerResponse,
-    readonly url: URL,
-  ) {}
+  readonly method: string;
+  /** The `x-request-id` of this request: the client's if well-formed, else a fresh one. */
+  readonly requestId: string;
+  /** `performance.now()` when routing finished. */
+  readonly startedAt: number;
+  /** The server span, when a tracer provider is registered. */
+  span: Span | undefined = undefined;
+  /** The `Allow` value of a 405 or automatic OPTIONS answer. */
+  allow: string | undefined = undefined;
 
-  status(code: number): this {
-    this.statusCode = code;
+  private searchParams: URLSearchParams | undefined = undefined;
+  private cookieJar: Record<string, string | undefined> | undefined = undefined;
+  private childLog: Logger | undefined = undefined;
+  private bodyBytes: Promise<Buffer> | undefined = undefined;
+  private ip: string | undefined = undefined;
+  private values: Map<string, unknown> | undefined = undefined;
+  private mountedUrl: string | undefined = undefined;
+  private closeWaiters: (() => void)[] | undefined = undefined;
+  private abort: AbortController | undefined = undefined;
+  private isClosed = false;
+
+  constructor(
+    /** @internal */ readonly app: App,
+    readonly req: HttpRequest,
+    readonly res: HttpResponse,
+    /** @internal */ readonly matched: Route,
+    readonly params: Readonly<Record<string, string | undefined>>,
+    private readonly rawQuery: string,
+  ) {
+    this.method = req.method ?? 'GET';
+    this.startedAt = performance.now();
+    const given = requestHeader(req, 'x-request-id');
+    this.requestId = given !== undefined && validRequestId.test(given) ? given : nextRequestId();
+    res.setHeader('x-request-id', this.requestId);
+  }
+
+  /** The route pattern that matched (`/users/:id`), or `(not found)`. */
+  get route(): string {
+    return this.matched.pattern;
+  }
+
+  /** The raw request path, without the query string. */
+  get path(): string {
+    const url = this.mountedUrl ?? this.req.url ?? '/';
+    const q = url.indexOf('?');
+    return q < 0 ? url : url.slice(0, q);
+  }
+
+  /** A route parameter: `:id` → `c.param('id')`; the wildcard is `c.param('*')`. */
+  param(name: string): string | undefined {
+    return this.params[name];
+  }
+
+  /** First value of a query parameter. */
+  query(name: string): string | undefined {
+    return this.queryParams.get(name) ?? undefined;
+  }
+
+  /** Every value of a repeated query parameter (`?tag=a&tag=b`). */
+  queries(name: string): string[] {
+    return this.queryParams.getAll(name);
+  }
+
+  get queryParams(): URLSearchParams {
+    this.searchParams ??= new URLSearchParams(this.rawQuery);
+    return this.searchParams;
+  }
+
+  /** `c.header(name)` reads a request header; `c.header(name, value)` sets a response header. */
+  header(name: string): string | undefined;
+  header(name: string, value: string | number | readonly string[]): this;
+  header(name: string, value?: string | number | readonly string[]): string | undefined | this {
+    if (value === undefined) {
+      const v = this.req.headers[name.toLowerCase()];
+      return Array.isArray(v) ? v.join(', ') : v;
+    }
+    this.res.setHeader(name, value);
     return this;
   }
 
-  query(name: string): string | undefined {
-    return this.url.searchParams.get(name) ?? undefined;
+  /** A request cookie. */
+  cookie(name: string): string | undefined {
+    this.cookieJar ??= this.req.headers.cookie ? parseCookie(this.req.headers.cookie) : {};
+    return this.cookieJar[name];
   }
 
-  text(body: string): void {
-    this.send('text/plain; charset=utf-8', body);
+  /** Append a `Set-Cookie` (defaults: `Path=/`, `HttpOnly`, `SameSite=Lax`). */
+  setCookie(name: string, value: string, options: SerializeOptions = {}): this {
+    const line = stringifySetCookie(name, value, { path: '/', httpOnly: true, sameSite: 'lax', ...options });
+    const prev = this.res.getHeader('set-cookie');
+    const lines = prev === undefined ? [line] : Array.isArray(prev) ? [...prev, line] : [String(prev), line];
+    this.res.setHeader('set-cookie', lines);
+    return this;
   }
 
-  json(body: unknown): void {
-    this.send('application/json; charset=utf-8', JSON.stringify(body));
+  /** The client address, through `server.trusted_proxies` only. */
+  get clientIp(): string {
+    this.ip ??= this.app.clientIpOf(this.req);
+    return this.ip;
   }
 
-  private send(type: string, body: string): void {
+  /** The app logger with this request's id (and route) on every line. */
+  get log(): Logger {
+    this.childLog ??= this.app.log.child({
+      request_id: this.requestId,
+      method: this.method,
+      route: this.route,
+    });
+    return this.childLog;
+  }
+
+  /** Per-request values shared between middleware and handlers. */
+  set(key: string, value: unknown): this {
+    this.values ??= new Map();
+    this.values.set(key, value);
+    return this;
+  }
+  get<T = unknown>(key: string): T | undefined {
+    return this.values?.get(key) as T | undefined;
+  }
+
+  /** Aborted when the client goes away before the response is complete. */
+  get signal(): AbortSignal {
+    if (this.abort === undefined) {
+      this.abort = new AbortController();
+      if (this.isClosed && !this.res.writableEnded) this.abort.abort();
+    }
+    return this.abort.signal;
+  }
+
+  /**
+   * The request body: parsed by Content-Type when `kind` is omitted (JSON,
+   * text, form → URLSearchParams, anything else raw bytes), or as `kind`.
+   * Over the limit: 413 `HYP_E_BODY_TOO_LARGE`. Reading twice is fine.
+   */
+  body(): Promise<unknown>;
+  body<K extends BodyKind>(kind: K, options?: BodyOptions): Promise<BodyTypes[K]>;
+  async body(kind?: BodyKind, options: BodyOptions = {}): Promise<unknown> {
+    const type = this.req.headers['content-type'];
+    const as = kind ?? kindOf(type);
+    if (as === undefined) throw new HypError('HYP_E_UNSUPPORTED_MEDIA_TYPE', { type: String(type) });
+    this.bodyBytes ??= readBody(this.req, options.limit ?? this.app.bodyLimit);
+    return parseBody(await this.bodyBytes, as, type);
+  }
+
+  /** Set the response status. */
+  status(code: number): this {
+    if (!Number.isInteger(code) || code < 100 || code > 999)
+      throw new TypeError(`invalid HTTP status ${code}`);
+    this.res.statusCode = code;
+    return this;
+  }
+
+  text(body: string, status?: number): void {
+    this.end(textPlain, body, status);
+  }
+
+  html(body: string, status?: number): void {
+    this.end(textHtml, body, status);
+  }
+
+  json(value: unknown, status?: number): void {
+    this.end(applicationJson, JSON.stringify(value) ?? 'null', status);
+  }
+
+  /** Bytes or a string with an explicit content type. */
+  send(body: string | Uint8Array, contentType = 'application/octet-stream', status?: number): void {
+    this.end(contentType, body, status);
+  }
+
+  /** An empty answer (204 unless told otherwise). */
+  empty(status = 204): void {
     const res = this.res;
-    res.statusCode = this.statusCode;
-    res.setHeader('content-type', type);
-    res.setHeader('content-length', Buffer.byteLength(body));
-    res.end(this.req.method === 'HEAD' ? undefined : body);
+    res.statusCode = status;
+    res.end();
   }
+
+  redirect(location: string, status = 302): void {
+    if (status < 300 || status > 399) throw new TypeError(`redirect status must be 3xx, got ${status}`);
+    this.res.setHeader('location', location);
+    this.empty(status);
+  }
+
+  /** Stream a Node readable, a web ReadableStream or an async iterable of chunks. */
+  async stream(
+    source: Readable | ReadableStream<Uint8Array> | AsyncIterable<string | Uint8Array>,
+    contentType = 'application/octet-stream',
+  ): Promise<void> {
+    const res = this.res;
+    if (!res.hasHeader('content-type')) res.setHeader('content-type', contentType);
+    const readable =
+      source instanceof Readable
+        ? source
+        : source instanceof ReadableStream
+          ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
+          : Readable.from(source);
+    if (this.method === 'HEAD') {
+      readable.destroy();
+      res.end();
+      return;
+    }
+    await pipeline(readable, res as ServerResponse);
+  }
+
+  /** Start a server-sent event stream (`text/event-stream`, no caching, no proxy buffering). */
+  sse(): SseStream {
+    const res = this.res;
+    res.statusCode = 200;
+    res.setHeader('content-type', 'text/event-stream; charset=utf-8');
+    res.setHeader('cache-control', 'no-cache');
+    res.setHeader('x-accel-buffering', 'no');
+    if (this.req.httpVersionMajor === 1) {
+      res.setHeader('connection', 'keep-alive');
+      (res as ServerResponse).flushHeaders();
+    } else {
+      (res as Http2ServerResponse).writeHead(200);
+    }
+    return new SseStream(res, this.signal);
+  }
+
+  /** Answer with the app's not-found handler (what an unmatched request gets). */
+  notFound(): unknown {
+    return this.app.answerNotFound(this);
+  }
+
+  /** Resolves when the response has closed (sent, or the client went away). */
+  closed(): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.closeWaiters ??= [];
+      this.closeWaiters.push(resolve);
+    });
+  }
+
+  /** @internal Mount: run the mounted app on `inner`, restore `original` at close. */
+  rewriteUrl(original: string, inner: string): void {
+    this.mountedUrl ??= original;
+    this.req.url = inner;
+  }
+
+  /** @internal Called once when the response closes. */
+  onClose(): void {
+    this.isClosed = true;
+    if (this.mountedUrl !== undefined) this.req.url = this.mountedUrl;
+    if (this.abort !== undefined && !this.res.writableEnded) this.abort.abort();
+    if (this.closeWaiters !== undefined) for (const resolve of this.closeWaiters) resolve();
+  }
+
+  private end(type: string, body: string | Uint8Array, status: number | undefined): void {
+    const res = this.res;
+    if (status !== undefined) res.statusCode = status;
+    res.setHeader('content-type', type);
+    if (this.method === 'HEAD') {
+      res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+      res.end();
+    } else if (this.req.httpVersionMajor === 2) {
+      // node:http sets Content-Length itself for a single end(); the HTTP/2 compat layer does not.
+      res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
+      (res as Http2ServerResponse).end(body);
+    } else {
+      (res as ServerResponse).end(body);
+    }
+  }
+}
+
+/**
+ * One request header without materialising `req.headers` on HTTP/1.1
+ * (Node builds that object lazily; a plain route never needs it).
+ */
+function requestHeader(req: HttpRequest, name: string): string | undefined {
+  if (req.httpVersionMajor === 2) {
+    const v = req.headers[name];
+    return typeof v === 'string' ? v : undefined;
+  }
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]!;
+    if (key.length === name.length && key.toLowerCase() === name) return raw[i + 1];
+  }
+  return undefined;
 }

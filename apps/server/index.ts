@@ -1,4 +1,21 @@
 /** Public API of hyp's application runtime. */
-export { type App, type AppContext, type AppDefinition, type AppSetup, defineApp, type Handler } from './app.js';
-export { Context } from './context.js';
-export { HypError, type ErrorCode, catalog } from '../../supervisor/errors.js';
+
+export { catalog, type ErrorCode, HypError } from '../../supervisor/errors.js';
+export {
+  App,
+  type AppContext,
+  type AppDefinition,
+  type AppOptions,
+  type AppSetup,
+  defineApp,
+  type ErrorHandler,
+  type Handler,
+  type Middleware,
+} from './app.js';
+export type { BodyKind, BodyTypes } from './body.js';
+export { type BodyOptions, Context, type HttpRequest, type HttpResponse } from './context.js';
+export { RouteGroup, type RouteHandlers } from './group.js';
+export type { MountOptions, NodeHandler } from './mount.js';
+export type { Next } from './router.js';
+export type { SseEvent, SseStream } from './sse.js';
+export type { StaticOptions } from './static.js';

@@ -17,6 +17,7 @@ import {
   firstListenFd,
   isSupervisorMessage,
   type SupervisorMessage,
+  type TicketKeys,
   type WorkerLoad,
   type WorkerMessage,
   workerEnv,
@@ -24,6 +25,7 @@ import {
 import { createLogger, type Logger } from '../../supervisor/log.js';
 import { App, isAppDefinition } from './app.js';
 import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
+import { createTcpServices, listenTcpServices, type TcpService } from './tcp/services.js';
 
 interface Boot {
   config: Config;
@@ -45,6 +47,17 @@ const supervised = typeof process.send === 'function' && process.env[workerEnv.l
 
 function send(message: WorkerMessage): void {
   if (process.connected) process.send?.(message);
+}
+
+/**
+ * The first `tls-keys` follows `config` in the same read from the IPC
+ * channel, before main() listens for messages: keep the latest here.
+ */
+let earlyTicketKeys: TicketKeys | undefined;
+if (supervised) {
+  process.on('message', (m: unknown) => {
+    if (isSupervisorMessage(m) && m.type === 'tls-keys') earlyTicketKeys = m.keys;
+  });
 }
 
 function bootFromSupervisor(): Promise<Boot> {
@@ -76,6 +89,7 @@ export class WorkerRuntime {
   private draining: Promise<void> | undefined;
   app!: App;
   http!: HttpServer;
+  tcp: TcpService[] = [];
 
   constructor(
     readonly boot: Boot,
@@ -96,12 +110,37 @@ export class WorkerRuntime {
     const { config, app: appPath, workerId, generation } = this.boot;
     const definition = await importApp(appPath);
     this.app = new App({ config, log: this.log, registry: this.registry });
-    await definition.setup(this.app, { config, log: this.log, workerId, generation, signal: this.drainController.signal });
+    await definition.setup(this.app, {
+      config,
+      log: this.log,
+      workerId,
+      generation,
+      signal: this.drainController.signal,
+    });
 
-    this.http = new HttpServer({ config, handler: this.app.handle });
+    this.http = new HttpServer({
+      config,
+      handler: this.app.handle,
+      registry: this.registry,
+      log: this.log,
+      ticketKeys: earlyTicketKeys,
+    });
     const address = await this.http.listen(this.listenTarget('http', config.server.addr));
     this.servers.push(this.http);
     this.log.info({ listener: 'http', port: address.port }, 'http listener serving');
+
+    this.tcp = createTcpServices({
+      registrations: this.app.tcpServices,
+      config,
+      log: this.log,
+      registry: this.registry,
+      ticketKeys: earlyTicketKeys,
+    });
+    await listenTcpServices(this.tcp, this.boot.fds);
+    for (const service of this.tcp) {
+      this.servers.push(service);
+      this.log.info({ listener: service.name, port: service.address().port }, 'tcp service serving');
+    }
   }
 
   startHeartbeat(): void {
@@ -145,7 +184,9 @@ export class WorkerRuntime {
     this.draining ??= (async () => {
       this.log.info({ reason, deadline_ms: deadline - Date.now() }, 'worker draining');
       this.drainController.abort(new HypError('HYP_E_DRAINING'));
-      await Promise.all(this.servers.map((s) => s.drain(deadline).catch((err) => this.log.error({ err }, 'drain'))));
+      await Promise.all(
+        this.servers.map((s) => s.drain(deadline).catch((err) => this.log.error({ err }, 'drain'))),
+      );
       await this.app?.shutdown().catch((err: unknown) => this.log.error({ err }, 'app shutdown hook failed'));
       if (this.heartbeat) clearInterval(this.heartbeat);
       this.log.info('worker drained');
@@ -213,7 +254,8 @@ async function main(): Promise<void> {
   try {
     await runtime.start();
   } catch (err) {
-    const hypErr = err instanceof HypError ? err : new HypError('HYP_E_APP_START', { detail: errorMessage(err) });
+    const hypErr =
+      err instanceof HypError ? err : new HypError('HYP_E_APP_START', { detail: errorMessage(err) });
     log.error({ err, code: hypErr.code }, hypErr.message);
     send({ type: 'start-failed', code: hypErr.code, message: hypErr.message });
     // Let the IPC message flush before leaving.
@@ -229,6 +271,10 @@ async function onSupervisorMessage(runtime: WorkerRuntime, m: SupervisorMessage)
     case 'drain':
       await runtime.drain(m.deadline, m.reason);
       process.exit(0);
+      break;
+    case 'tls-keys':
+      runtime.http?.setTicketKeys(m.keys);
+      for (const service of runtime.tcp) service.setTicketKeys(m.keys);
       break;
     case 'metrics?':
       send({ type: 'metrics', id: m.id, metrics: await runtime.metricsJson() });

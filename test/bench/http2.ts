@@ -29,8 +29,9 @@ function one(session: ClientHttp2Session, path: string): Promise<number> {
       status = Number(h[':status']);
     });
     stream.on('data', () => {});
-    stream.on('end', () => resolve(status));
     stream.on('error', reject);
+    // 'close' also covers a stream reset without an error: never wait forever.
+    stream.on('close', () => (stream.rstCode ? reject(new Error(`stream reset ${stream.rstCode}`)) : resolve(status)));
     stream.end();
   });
 }

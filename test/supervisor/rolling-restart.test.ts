@@ -26,8 +26,14 @@ describe('rolling restart', () => {
     await until(() => load.result.ok > 500 || undefined, 'load running');
     for (let i = 1; i <= 5; i++) {
       const res = await sup.admin('/restart?wait=1', { method: 'POST' });
-      const body = (await res.json()) as { ok: boolean; generation: number };
-      expect(body).toMatchObject({ ok: true, generation: before.generation + i });
+      const body = (await res.json()) as { ok: boolean; generation: number; error?: string };
+      expect(
+        body,
+        `restart ${i}: ${body.error}; errors: ${JSON.stringify(sup.logs.filter((l) => l.level === 'error'))}`,
+      ).toMatchObject({
+        ok: true,
+        generation: before.generation + i,
+      });
       // the old generation has drained and exited before the next restart
       await sup.waitFor((s) => s.other_workers.length === 0, `generation ${body.generation - 1} gone`);
     }
@@ -81,10 +87,10 @@ describe('rolling restart', () => {
     sup = await startSupervisor({
       app: fixtureApp('basic'),
       workers: 2,
-      sets: ['supervisor.heartbeat_timeout=2s'],
+      sets: ['supervisor.heartbeat_timeout=3s'],
     });
     const start = await sup.status();
-    // Blocks one worker for 30 s: far past the 2 s timeout.
+    // Blocks one worker for 30 s: far past the 3 s timeout.
     const blocked = fetch(`http://127.0.0.1:${sup.httpPort}/block?ms=30000`).catch((err: Error) => err);
     const killed = await sup.waitLog(
       (l) => typeof l.msg === 'string' && l.msg.includes('sent no heartbeat'),

@@ -39,7 +39,9 @@ export class ConnectionTracker {
         this.checkIdle();
       });
     });
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => this.onRequest(req, res));
+    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
+      this.onRequest(req, res),
+    );
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {

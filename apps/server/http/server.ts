@@ -2,14 +2,43 @@
  * The HTTP listener of a worker: serves the `http` fd handed over by the
  * supervisor (or binds `server.addr` itself in standalone mode) and drains
  * without dropping a request.
+ *
+ * One listener (net.Server, or tls.Server when `server.tls.enabled`) accepts
+ * every connection and hands it to a protocol engine (protocols.ts): the
+ * HTTP/1.1 engine is an `http.Server`, the HTTP/2 engine an `Http2Server`;
+ * both call the same request listener (the App's `handle`). Limits apply on
+ * every path: max connections on the listener, headers timeout on the
+ * preface sniff / TLS handshake and the HTTP/1.1 parser, request timeout,
+ * keep-alive (HTTP/1.1) or idle (HTTP/2) timeout, max header size.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, Server as NetServer } from 'node:net';
+import {
+  createServer as createHttp2Server,
+  type Http2Server,
+  type ServerOptions as Http2ServerOptions,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+} from 'node:http2';
+import {
+  type AddressInfo,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
+import type { Registry } from 'prom-client';
 import type { Config } from '../../../supervisor/config/schema.js';
 import { durationMs, parseAddress, sizeBytes } from '../../../supervisor/config/units.js';
+import type { TicketKeys } from '../../../supervisor/ipc.js';
+import type { Logger } from '../../../supervisor/log.js';
+import { TlsManager } from '../tls/manager.js';
 import { ConnectionTracker } from './connections.js';
+import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 
-export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+export type RequestListener = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void;
 
 /** Where a listener comes from: an inherited fd or an address to bind. */
 export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
@@ -17,86 +46,210 @@ export type ListenTarget = { fd: number } | { host?: string | undefined; port: n
 export interface HttpServerOptions {
   config: Config;
   handler: RequestListener;
+  /** Registry for TLS metrics (`hyp_tls_reload_failures_total`). */
+  registry?: Registry | undefined;
+  log?: Logger | undefined;
+  /** Session-ticket keys already received from the supervisor. */
+  ticketKeys?: TicketKeys | undefined;
 }
 
 /** How long a keep-alive socket idle during drain is given to send one more request. */
 const drainIdleGraceMs = 500;
 
 export class HttpServer {
+  /** The HTTP/1.1 engine (also where WebSocket `upgrade` events arrive). */
   readonly server: Server;
+  /** The HTTP/2 engine; absent with `server.protocol: http1`. */
+  readonly http2: Http2Server | undefined;
+  /** The accepting socket: plain TCP, or TLS. */
+  readonly listener: NetServer;
+  readonly tls: TlsManager | undefined;
+  readonly protocol: Protocol;
   private readonly tracker = new ConnectionTracker();
+  private readonly sessions = new Http2Sessions();
+  /** Accepted sockets not yet handed to an engine (sniffing the preface). */
+  private readonly pending = new Set<Socket>();
+  private readonly headersTimeoutMs: number;
   private state: 'idle' | 'listening' | 'draining' | 'closed' = 'idle';
 
   constructor(private readonly opts: HttpServerOptions) {
-    const limits = opts.config.server.limits;
+    const { server: cfg } = opts.config;
+    const limits = cfg.limits;
+    this.protocol = cfg.protocol;
+    const requestTimeoutMs = durationMs(limits.request_timeout);
+    // The headers are part of the request: Node refuses headersTimeout > requestTimeout.
+    const headersTimeoutMs = durationMs(limits.headers_timeout);
+    this.headersTimeoutMs =
+      requestTimeoutMs > 0 ? Math.min(headersTimeoutMs, requestTimeoutMs) : headersTimeoutMs;
+    const maxHeaderSize = sizeBytes(limits.max_header_size);
+
     this.server = createServer({
-      maxHeaderSize: sizeBytes(limits.max_header_size),
-      headersTimeout: durationMs(limits.headers_timeout),
-      requestTimeout: durationMs(limits.request_timeout),
+      maxHeaderSize,
+      headersTimeout: this.headersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
       keepAliveTimeout: durationMs(limits.keep_alive_timeout),
+      // Node checks headers/request timeouts on this interval (default 30 s,
+      // coarser than a short headers_timeout would promise).
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(this.headersTimeoutMs / 4))),
       noDelay: true,
     });
-    if (limits.max_connections > 0) this.server.maxConnections = limits.max_connections;
     this.tracker.attach(this.server);
     this.server.on('request', opts.handler);
     // Ignore client errors that Node already answers (400/408/431); never crash.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      socket.end(`HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      const status =
+        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+      socket.end(
+        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+      );
     });
+
+    if (this.protocol !== 'http1') {
+      const h2 = cfg.http2;
+      const options: Http2ServerOptions = {
+        maxSessionMemory: 32,
+        settings: {
+          maxConcurrentStreams: h2.max_concurrent_streams,
+          maxFrameSize: h2.max_frame_size,
+          maxHeaderListSize: maxHeaderSize,
+        },
+      };
+      this.http2 = createHttp2Server(options);
+      this.http2.on('request', opts.handler);
+      this.sessions.attach(this.http2, { idleTimeoutMs: durationMs(h2.idle_timeout), requestTimeoutMs });
+    }
+
+    if (cfg.tls.enabled) {
+      this.tls = new TlsManager({
+        config: cfg.tls,
+        at: 'server.tls',
+        alpn: alpnFor(this.protocol),
+        handshakeTimeoutMs: this.headersTimeoutMs,
+        registry: opts.registry,
+        log: opts.log,
+      });
+      if (opts.ticketKeys) this.tls.ticketKeys.update(opts.ticketKeys);
+      const tlsServer = createTlsServer(this.tls.serverOptions(), (socket) =>
+        this.onSecureConnection(socket),
+      );
+      // Failed handshakes (refused versions, missing client certificates) end there.
+      tlsServer.on('tlsClientError', (err, socket) => {
+        opts.log?.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+        socket.destroy();
+      });
+      this.tls.attach(tlsServer);
+      this.listener = tlsServer;
+    } else {
+      this.listener = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    }
+    if (limits.max_connections > 0) this.listener.maxConnections = limits.max_connections;
+  }
+
+  private onConnection(socket: Socket): void {
+    if (this.protocol === 'http1') return void this.server.emit('connection', socket);
+    if (this.protocol === 'http2') return void this.http2?.emit('connection', socket);
+    this.pending.add(socket);
+    socket.once('close', () => this.pending.delete(socket));
+    sniffPreface(socket, this.headersTimeoutMs, this.dispatch);
+  }
+
+  private readonly dispatch = (socket: Socket, h2: boolean): void => {
+    this.pending.delete(socket);
+    if (h2) {
+      this.http2?.emit('connection', socket);
+      return;
+    }
+    this.server.emit('connection', socket);
+    socket.resume();
+  };
+
+  private onSecureConnection(socket: TLSSocket): void {
+    if (socket.alpnProtocol === 'h2' && this.http2) this.http2.emit('connection', socket);
+    else if (this.protocol !== 'http2') this.server.emit('connection', socket);
+    else socket.destroy();
   }
 
   listen(target: ListenTarget): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(err);
-      this.server.once('error', onError);
+      this.listener.once('error', onError);
       const done = () => {
-        this.server.off('error', onError);
+        this.listener.off('error', onError);
         this.state = 'listening';
-        resolve(this.server.address() as AddressInfo);
+        // The HTTP/1.1 engine never listens itself; 'listening' starts its
+        // connection tracking, which enforces headers and request timeouts.
+        this.server.emit('listening');
+        resolve(this.listener.address() as AddressInfo);
       };
-      if ('fd' in target) this.server.listen({ fd: target.fd }, done);
-      else this.server.listen({ host: target.host, port: target.port }, done);
+      if ('fd' in target) this.listener.listen({ fd: target.fd }, done);
+      else this.listener.listen({ host: target.host, port: target.port }, done);
     });
   }
 
+  /** New session-ticket keys from the supervisor (TLS only). */
+  setTicketKeys(keys: TicketKeys): void {
+    this.tls?.setTicketKeys(keys);
+  }
+
   get connections(): number {
-    return this.tracker.connections;
+    return this.tracker.connections + this.sessions.connections + this.pending.size;
   }
 
   get inflight(): number {
-    return this.tracker.inflight;
+    return this.tracker.inflight + this.sessions.inflight;
   }
 
   /**
    * Stop accepting (the supervisor's copy of the socket keeps the backlog for
-   * the next generation), finish in-flight requests with `Connection: close`,
-   * end idle keep-alive sockets, and resolve when none is left or at the
-   * deadline (then the rest are destroyed).
+   * the next generation), finish in-flight requests — HTTP/1.1 with
+   * `Connection: close`, HTTP/2 after a GOAWAY — end idle keep-alive sockets,
+   * and resolve when none is left or at the deadline (then the rest are
+   * destroyed).
    */
   async drain(deadline: number): Promise<void> {
-    if (this.state === 'draining' || this.state === 'closed') return this.tracker.whenIdle();
+    if (this.state === 'draining' || this.state === 'closed') return this.whenIdle();
     this.state = 'draining';
-    // net.Server's close, not http.Server's: the latter also runs
-    // closeIdleConnections(), which races requests that are still arriving.
-    // The listening handle closes synchronously; the callback would wait for connections.
-    if (this.server.listening) NetServer.prototype.close.call(this.server);
+    // The listener is a plain net/tls server: closing it never touches
+    // connections (http.Server's close would run closeIdleConnections(),
+    // which races requests that are still arriving).
+    if (this.listener.listening) this.listener.close();
+    this.tls?.close();
     this.tracker.startDrain(drainIdleGraceMs);
+    this.sessions.startDrain();
+    this.drainPending();
     const remaining = deadline - Date.now();
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      this.tracker.whenIdle(),
+      this.whenIdle(),
       new Promise<void>((resolve) => {
         timer = setTimeout(resolve, Math.max(0, remaining));
       }),
     ]);
     clearTimeout(timer);
     this.tracker.destroyAll();
+    this.sessions.destroyAll();
+    for (const socket of this.pending) socket.destroy();
     this.state = 'closed';
   }
-}
 
+  /** Sockets still sniffing: those that sent nothing within the grace are ended; the rest get their engine's drain. */
+  private drainPending(): void {
+    if (this.pending.size === 0) return;
+    const timer = setTimeout(() => {
+      for (const socket of this.pending) if (socket.bytesRead === 0) socket.destroy();
+    }, drainIdleGraceMs);
+    timer.unref();
+  }
+
+  private async whenIdle(): Promise<void> {
+    await Promise.all([this.tracker.whenIdle(), this.sessions.whenIdle()]);
+    while (this.pending.size > 0) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      await Promise.all([this.tracker.whenIdle(), this.sessions.whenIdle()]);
+    }
+  }
+}
 
 export function listenTargetFor(addr: string): ListenTarget {
   const parsed = parseAddress(addr);

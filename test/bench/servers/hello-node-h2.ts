@@ -5,7 +5,10 @@ const body = 'hello world';
 const json = JSON.stringify({ hello: 'world' });
 const server = createServer((req, res) => {
   if (req.url === '/json') {
-    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(json) });
+    res.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(json),
+    });
     res.end(json);
     return;
   }

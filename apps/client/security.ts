@@ -1,0 +1,152 @@
+/**
+ * The hub's security framing with WebCrypto, one code path for browsers and
+ * Node (`globalThis.crypto.subtle`): AES-256-GCM `[nonce 12 | ciphertext |
+ * tag 16]`, HMAC-SHA256 `[mac 32 | data]`, sign-then-encrypt by default.
+ * Verification uses `subtle.verify`, which compares in constant time.
+ */
+
+import type { webcrypto } from 'node:crypto';
+
+// Types only (erased): the same WebCrypto API browsers expose.
+type SubtleCrypto = webcrypto.SubtleCrypto;
+type CryptoKey = webcrypto.CryptoKey;
+
+export interface ClientKeys {
+  /** Raw 32-byte AES-256-GCM key. */
+  aesKey?: Uint8Array;
+  /** Raw HMAC-SHA256 key. */
+  hmacKey?: Uint8Array;
+  /** Default true: Enc(HMAC‖payload). Must match the hub. */
+  signThenEncrypt?: boolean;
+  /** Set when the hub uses key ids: the leading byte of every frame. */
+  keyId?: number;
+}
+
+const nonceSize = 12;
+const macSize = 32;
+
+export class SecurityError extends Error {
+  constructor(
+    readonly code: 'HYP_E_WS_DECRYPT' | 'HYP_E_WS_SIGNATURE' | 'HYP_E_WS_KEY',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'SecurityError';
+  }
+}
+
+function subtle(): SubtleCrypto {
+  const s = globalThis.crypto?.subtle;
+  if (!s)
+    throw new SecurityError(
+      'HYP_E_WS_KEY',
+      'WebCrypto (crypto.subtle) is not available here (insecure context?)',
+    );
+  return s;
+}
+
+function buffer(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+export class ClientSecurity {
+  private readonly aes: Promise<CryptoKey> | undefined;
+  private readonly hmac: Promise<CryptoKey> | undefined;
+  private readonly signThenEncrypt: boolean;
+  private readonly keyId: number | undefined;
+
+  constructor(keys: ClientKeys) {
+    if (keys.aesKey && keys.aesKey.length !== 32) {
+      throw new SecurityError('HYP_E_WS_KEY', `AES key must be exactly 32 bytes, got ${keys.aesKey.length}`);
+    }
+    this.aes = keys.aesKey
+      ? subtle().importKey('raw', buffer(keys.aesKey), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt'])
+      : undefined;
+    this.hmac = keys.hmacKey
+      ? subtle().importKey('raw', buffer(keys.hmacKey), { name: 'HMAC', hash: 'SHA-256' }, false, [
+          'sign',
+          'verify',
+        ])
+      : undefined;
+    this.signThenEncrypt = keys.signThenEncrypt ?? true;
+    this.keyId = keys.keyId;
+  }
+
+  async seal(payload: Uint8Array): Promise<Uint8Array> {
+    let data = payload;
+    if (this.signThenEncrypt) {
+      if (this.hmac) data = await this.sign(data);
+      if (this.aes) data = await this.encrypt(data);
+    } else {
+      if (this.aes) data = await this.encrypt(data);
+      if (this.hmac) data = await this.sign(data);
+    }
+    if (this.keyId === undefined) return data;
+    const out = new Uint8Array(data.length + 1);
+    out[0] = this.keyId;
+    out.set(data, 1);
+    return out;
+  }
+
+  async open(frame: Uint8Array): Promise<Uint8Array> {
+    let data = frame;
+    if (this.keyId !== undefined) {
+      if (data[0] !== this.keyId)
+        throw new SecurityError('HYP_E_WS_SIGNATURE', `unexpected key id ${data[0]}`);
+      data = data.subarray(1);
+    }
+    if (this.signThenEncrypt) {
+      if (this.aes) data = await this.decrypt(data);
+      if (this.hmac) data = await this.verify(data);
+    } else {
+      if (this.hmac) data = await this.verify(data);
+      if (this.aes) data = await this.decrypt(data);
+    }
+    return data;
+  }
+
+  private async encrypt(plain: Uint8Array): Promise<Uint8Array> {
+    const nonce = globalThis.crypto.getRandomValues(new Uint8Array(nonceSize));
+    const sealed = new Uint8Array(
+      await subtle().encrypt({ name: 'AES-GCM', iv: nonce }, await this.aes!, buffer(plain)),
+    );
+    const out = new Uint8Array(nonceSize + sealed.length);
+    out.set(nonce, 0);
+    out.set(sealed, nonceSize);
+    return out;
+  }
+
+  private async decrypt(sealed: Uint8Array): Promise<Uint8Array> {
+    if (sealed.length < nonceSize + 16)
+      throw new SecurityError('HYP_E_WS_DECRYPT', 'frame shorter than nonce + tag');
+    try {
+      const iv = sealed.slice(0, nonceSize);
+      return new Uint8Array(
+        await subtle().decrypt({ name: 'AES-GCM', iv }, await this.aes!, buffer(sealed.subarray(nonceSize))),
+      );
+    } catch {
+      throw new SecurityError('HYP_E_WS_DECRYPT', 'message failed decryption');
+    }
+  }
+
+  private async sign(data: Uint8Array): Promise<Uint8Array> {
+    const mac = new Uint8Array(await subtle().sign('HMAC', await this.hmac!, buffer(data)));
+    const out = new Uint8Array(macSize + data.length);
+    out.set(mac, 0);
+    out.set(data, macSize);
+    return out;
+  }
+
+  private async verify(signed: Uint8Array): Promise<Uint8Array> {
+    if (signed.length < macSize) throw new SecurityError('HYP_E_WS_SIGNATURE', 'frame shorter than the MAC');
+    const data = signed.subarray(macSize);
+    const ok = await subtle().verify(
+      'HMAC',
+      await this.hmac!,
+      buffer(signed.subarray(0, macSize)),
+      buffer(data),
+    );
+    if (!ok) throw new SecurityError('HYP_E_WS_SIGNATURE', 'message signature does not verify');
+    return data;
+  }
+}

@@ -1,0 +1,425 @@
+/**
+ * hyp's WebSocket client, for browsers and Node: negotiates a codec,
+ * optionally seals every frame (WebCrypto), reconnects with exponential
+ * backoff and full jitter, and on reconnect resubscribes each channel from
+ * the last offset it saw, so nothing published meanwhile is lost (or an
+ * explicit HYP_E_WS_RECOVERY_FAILED error says it cannot be recovered).
+ *
+ *   const ws = new HypWebSocket('wss://example.com/ws', { codec: 'msgpack' });
+ *   ws.subscribe('news', (m) => console.log(m.json()));
+ *   await ws.connect();
+ *   ws.publish('news', { headline: 'hi' });
+ */
+import { type Codec, type CodecName, codecByName } from '../server/ws/codecs/index.js';
+import {
+  type Envelope,
+  emptyBytes,
+  envelope,
+  nowNs,
+  utf8Decoder,
+  utf8Encoder,
+} from '../server/ws/envelope.js';
+import { type ClientKeys, ClientSecurity } from './security.js';
+
+/** The browser WebSocket surface, which `ws` implements too. */
+export interface SocketLike {
+  readonly readyState: number;
+  readonly protocol: string;
+  binaryType: string;
+  send(data: string | Uint8Array): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+}
+
+export type SocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike;
+
+export interface ReconnectOptions {
+  /** Default true. */
+  enabled?: boolean;
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** Give up after this many consecutive failed attempts (default: never). */
+  maxAttempts?: number;
+}
+
+export interface HypWebSocketOptions {
+  /** Default 'json'. */
+  codec?: CodecName;
+  /** Sent as `?client_id=` (browsers cannot set headers on a WebSocket). */
+  clientId?: string;
+  security?: ClientKeys;
+  reconnect?: ReconnectOptions;
+  /** WebSocket implementation; default the global one, else the `ws` package (Node). */
+  WebSocket?: SocketConstructor;
+  /** Messages kept while disconnected and sent after reconnecting (oldest dropped first). Default 1000. */
+  maxQueued?: number;
+}
+
+/** One message from the hub. */
+export interface HypMessage {
+  type: string;
+  channel: string;
+  data: Uint8Array;
+  clientId: string;
+  /** Unix nanoseconds. */
+  timestamp: bigint;
+  offset: string;
+  text(): string;
+  json<T = unknown>(): T;
+}
+
+export interface HypErrorFrame {
+  code: string;
+  message: string;
+  channel?: string;
+  offset?: number | string;
+}
+
+export type Payload =
+  | Uint8Array
+  | string
+  | number
+  | boolean
+  | null
+  | readonly unknown[]
+  | { readonly [k: string]: unknown };
+
+interface Events {
+  open: () => void;
+  close: (code: number, reason: string) => void;
+  reconnecting: (attempt: number, delayMs: number) => void;
+  message: (message: HypMessage) => void;
+  presence: (message: HypMessage) => void;
+  error: (error: HypErrorFrame) => void;
+}
+
+type Listener<K extends keyof Events> = Events[K];
+
+const OPEN = 1;
+
+function toData(payload: Payload): Uint8Array {
+  return payload instanceof Uint8Array ? payload : utf8Encoder.encode(JSON.stringify(payload));
+}
+
+function message(m: Envelope): HypMessage {
+  return {
+    type: m.type,
+    channel: m.channel,
+    data: m.data,
+    clientId: m.clientId,
+    timestamp: m.timestamp,
+    offset: m.offset,
+    text: () => utf8Decoder.decode(m.data),
+    json: <T>() => JSON.parse(utf8Decoder.decode(m.data)) as T,
+  };
+}
+
+async function defaultSocket(): Promise<SocketConstructor> {
+  const global = (globalThis as { WebSocket?: SocketConstructor }).WebSocket;
+  if (global) return global;
+  const name = 'ws'; // not a static import: browser bundles must not pull in the Node package
+  const mod = (await import(name)) as { WebSocket: SocketConstructor };
+  return mod.WebSocket;
+}
+
+/** Reads `reconnect;delay=<ms>` from a 1001 close (hub drain). */
+function drainHint(code: number, reason: string): number | undefined {
+  if (code !== 1001) return undefined;
+  const m = /^reconnect;delay=(\d+)$/.exec(reason);
+  return m ? Number(m[1]) : undefined;
+}
+
+export class HypWebSocket {
+  readonly codec: Codec;
+  private readonly url: string;
+  private readonly security: ClientSecurity | undefined;
+  private readonly reconnect: Required<ReconnectOptions>;
+  private readonly maxQueued: number;
+  private socket: SocketLike | undefined;
+  private ctor: SocketConstructor | undefined;
+  private readonly listeners: { [K in keyof Events]: Set<Listener<K>> } = {
+    open: new Set(),
+    close: new Set(),
+    reconnecting: new Set(),
+    message: new Set(),
+    presence: new Set(),
+    error: new Set(),
+  };
+  /** channel → last offset seen ('' until the first ack or delivery). */
+  private readonly channels = new Map<string, string>();
+  private readonly channelHandlers = new Map<string, Set<(m: HypMessage) => void>>();
+  private readonly rooms = new Set<string>();
+  private queue: Envelope[] = [];
+  private inbound: Promise<void> = Promise.resolve();
+  private outbound: Promise<void> = Promise.resolve();
+  private attempt = 0;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private stopped = false;
+  private firstOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
+
+  constructor(url: string, options: HypWebSocketOptions = {}) {
+    const codec = codecByName(options.codec ?? 'json');
+    if (!codec) throw new TypeError(`unknown codec ${options.codec}`);
+    this.codec = codec;
+    const u = new URL(url);
+    if (options.clientId) u.searchParams.set('client_id', options.clientId);
+    this.url = u.toString();
+    this.security = options.security ? new ClientSecurity(options.security) : undefined;
+    this.reconnect = {
+      enabled: options.reconnect?.enabled ?? true,
+      initialDelayMs: options.reconnect?.initialDelayMs ?? 250,
+      maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
+      maxAttempts: options.reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY,
+    };
+    this.ctor = options.WebSocket;
+    this.maxQueued = options.maxQueued ?? 1000;
+  }
+
+  on<K extends keyof Events>(event: K, listener: Listener<K>): () => void {
+    this.listeners[event].add(listener);
+    return () => this.listeners[event].delete(listener);
+  }
+
+  get connected(): boolean {
+    return this.socket?.readyState === OPEN;
+  }
+
+  /** Opens the connection; resolves on the first open, rejects if it closes before opening. */
+  async connect(): Promise<void> {
+    this.stopped = false;
+    this.ctor ??= await defaultSocket();
+    return new Promise((resolve, reject) => {
+      this.firstOpen = { resolve, reject };
+      this.open();
+    });
+  }
+
+  /** Subscribes (and resubscribes after every reconnect, from the last offset). */
+  subscribe(channel: string, handler?: (m: HypMessage) => void): () => void {
+    if (!this.channels.has(channel)) {
+      this.channels.set(channel, '');
+      this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
+    }
+    if (!handler) return () => this.unsubscribe(channel);
+    let set = this.channelHandlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.channelHandlers.set(channel, set);
+    }
+    set.add(handler);
+    return () => {
+      set.delete(handler);
+      if (set.size === 0) this.unsubscribe(channel);
+    };
+  }
+
+  unsubscribe(channel: string): void {
+    if (!this.channels.delete(channel)) return;
+    this.channelHandlers.delete(channel);
+    this.sendNow({ type: 'unsubscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
+  }
+
+  /** The last offset seen on `channel` (what a reconnect resumes from). */
+  offset(channel: string): string | undefined {
+    return this.channels.get(channel) || undefined;
+  }
+
+  joinRoom(room: string): void {
+    this.rooms.add(room);
+    this.sendNow({ type: 'join_room', data: this.codec.encodeRoomRequest({ roomId: room }) });
+  }
+
+  leaveRoom(room: string): void {
+    this.rooms.delete(room);
+    this.sendNow({ type: 'leave_room', data: this.codec.encodeRoomRequest({ roomId: room }) });
+  }
+
+  /** Asks for a room's members; the answer arrives as a `presence` event. */
+  presence(room: string): void {
+    this.sendNow({ type: 'presence', data: this.codec.encodeRoomRequest({ roomId: room }) });
+  }
+
+  publish(channel: string, data: Payload): void {
+    this.enqueue({
+      type: 'publish',
+      channel,
+      data: toData(data),
+      timestamp: nowNs(),
+      clientId: '',
+      offset: '',
+    });
+  }
+
+  broadcast(data: Payload): void {
+    this.enqueue({
+      type: 'broadcast',
+      channel: '',
+      data: toData(data),
+      timestamp: nowNs(),
+      clientId: '',
+      offset: '',
+    });
+  }
+
+  /** An application message of any type (reaches the hub's message callbacks). */
+  send(type: string, data: Payload, channel = ''): void {
+    this.enqueue({ type, channel, data: toData(data), timestamp: nowNs(), clientId: '', offset: '' });
+  }
+
+  /** Closes for good (no reconnect). */
+  close(code = 1000, reason = ''): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.socket?.close(code, reason);
+  }
+
+  private open(): void {
+    const protocols = this.codec.name === 'json' ? [] : [this.codec.name];
+    const socket = new this.ctor!(this.url, protocols);
+    socket.binaryType = 'arraybuffer';
+    this.socket = socket;
+    socket.onopen = () => this.opened();
+    socket.onmessage = (event) => this.received(event.data);
+    socket.onerror = () => {};
+    socket.onclose = (event) => this.closed(socket, event.code, event.reason);
+  }
+
+  private opened(): void {
+    this.attempt = 0;
+    // resubscribe from the last offsets, rejoin rooms, then flush what queued up
+    for (const [channel, offset] of this.channels) {
+      this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, true);
+    }
+    for (const room of this.rooms) {
+      this.sendNow({ type: 'join_room', data: this.codec.encodeRoomRequest({ roomId: room }) }, true);
+    }
+    const queued = this.queue;
+    this.queue = [];
+    for (const m of queued) this.sendNow(m);
+    this.emit('open');
+    this.firstOpen?.resolve();
+    this.firstOpen = undefined;
+  }
+
+  private closed(socket: SocketLike, code: number, reason: string): void {
+    if (socket !== this.socket) return;
+    this.socket = undefined;
+    this.emit('close', code, reason);
+    if (this.firstOpen && this.attempt === 0 && !this.reconnect.enabled) {
+      this.firstOpen.reject(new Error(`connection closed before opening (${code})`));
+      this.firstOpen = undefined;
+    }
+    if (this.stopped || !this.reconnect.enabled) return;
+    if (this.attempt >= this.reconnect.maxAttempts) {
+      this.firstOpen?.reject(new Error(`gave up after ${this.attempt} attempts`));
+      this.firstOpen = undefined;
+      return;
+    }
+    const hint = drainHint(code, reason);
+    const ceiling = Math.min(this.reconnect.maxDelayMs, this.reconnect.initialDelayMs * 2 ** this.attempt);
+    // full jitter: uniform in [0, ceiling]; a draining server's hint comes on top
+    const delay = Math.round(Math.random() * ceiling + (hint ?? 0));
+    this.attempt++;
+    this.emit('reconnecting', this.attempt, delay);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (!this.stopped) this.open();
+    }, delay);
+  }
+
+  private received(data: unknown): void {
+    const bytes =
+      typeof data === 'string'
+        ? utf8Encoder.encode(data)
+        : data instanceof ArrayBuffer
+          ? new Uint8Array(data)
+          : data instanceof Uint8Array
+            ? data
+            : emptyBytes;
+    // decryption is asynchronous: chain so messages keep their order
+    this.inbound = this.inbound.then(async () => {
+      let m: Envelope;
+      try {
+        m = this.codec.unmarshal(this.security ? await this.security.open(bytes) : bytes);
+      } catch (err) {
+        const e = err as { code?: string; message?: string };
+        this.emit('error', { code: e.code ?? 'HYP_E_WS_DECODE', message: e.message ?? String(err) });
+        return;
+      }
+      this.dispatch(m);
+    });
+  }
+
+  private dispatch(m: Envelope): void {
+    switch (m.type) {
+      case 'subscribed':
+        if (this.channels.has(m.channel) && m.offset) this.channels.set(m.channel, m.offset);
+        return;
+      case 'error': {
+        let body: HypErrorFrame;
+        try {
+          body = JSON.parse(utf8Decoder.decode(m.data)) as HypErrorFrame;
+        } catch {
+          body = { code: 'HYP_E_WS_DECODE', message: 'unreadable error frame' };
+        }
+        this.emit('error', body);
+        return;
+      }
+      case 'presence':
+        this.emit('presence', message(m));
+        return;
+    }
+    if (m.channel && m.offset && this.channels.has(m.channel)) this.channels.set(m.channel, m.offset);
+    const msg = message(m);
+    const handlers = m.channel ? this.channelHandlers.get(m.channel) : undefined;
+    if (handlers) for (const h of handlers) this.guard(() => h(msg));
+    this.emit('message', msg);
+  }
+
+  private enqueue(m: Envelope): void {
+    if (this.connected) {
+      this.sendNow(m);
+      return;
+    }
+    this.queue.push(m);
+    if (this.queue.length > this.maxQueued) this.queue.shift();
+  }
+
+  /** Sends if open; control messages while closed are skipped (replayed on reconnect). */
+  private sendNow(fields: Partial<Envelope>, force = false): void {
+    const socket = this.socket;
+    if (!socket || (socket.readyState !== OPEN && !force)) return;
+    // every frame carries a timestamp: hubs with a replay guard require one
+    const m = envelope(fields);
+    if (m.timestamp === 0n) m.timestamp = nowNs();
+    const bytes = this.codec.marshal(m);
+    if (!this.security) {
+      socket.send(this.codec.frame === 'text' ? utf8Decoder.decode(bytes) : bytes);
+      return;
+    }
+    const security = this.security;
+    this.outbound = this.outbound.then(async () => {
+      const sealed = await security.seal(bytes);
+      if (socket.readyState === OPEN) socket.send(sealed);
+    });
+  }
+
+  private emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): void {
+    for (const l of this.listeners[event]) {
+      this.guard(() => (l as (...a: Parameters<Events[K]>) => void)(...args));
+    }
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
+}

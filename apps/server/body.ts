@@ -1,0 +1,158 @@
+/**
+ * Request bodies: read with a byte limit (413 `HYP_E_BODY_TOO_LARGE`, before
+ * a byte is read when Content-Length already says so), then parse as JSON,
+ * text, form or raw bytes. Parse failures are 400 `HYP_E_BODY_INVALID` with
+ * the parser's position; unsupported types and content encodings are 415.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import { HypError } from '../../supervisor/errors.js';
+
+export type BodyKind = 'json' | 'text' | 'form' | 'raw';
+
+/** What `c.body(kind)` resolves to. */
+export interface BodyTypes {
+  json: unknown;
+  text: string;
+  form: URLSearchParams;
+  raw: Buffer;
+}
+
+type Request = IncomingMessage | Http2ServerRequest;
+
+/** Read the whole body, refusing more than `limit` bytes. */
+export function readBody(req: Request, limit: number): Promise<Buffer> {
+  const encoding = req.headers['content-encoding'];
+  if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
+    return Promise.reject(
+      new HypError('HYP_E_UNSUPPORTED_MEDIA_TYPE', { type: `content-encoding ${encoding}` }),
+    );
+  }
+  // Already consumed (by a mounted app or a middleware reading the stream): nothing more will come.
+  if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) {
+    return Promise.reject(new HypError('HYP_E_BODY_TOO_LARGE', { limit }));
+  }
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('aborted', onAborted);
+    };
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        req.pause();
+        reject(new HypError('HYP_E_BODY_TOO_LARGE', { limit }));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(
+        new HypError('HYP_E_BAD_REQUEST', { detail: `request body failed: ${err.message}` }, { cause: err }),
+      );
+    };
+    const onAborted = () => onError(new Error('client aborted the request'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('aborted', onAborted);
+    req.resume();
+  });
+}
+
+/** The body kind implied by a Content-Type header, `undefined` if none fits. */
+export function kindOf(contentType: string | undefined): BodyKind | undefined {
+  if (!contentType) return 'raw';
+  const type = mediaType(contentType);
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  if (type === 'application/x-www-form-urlencoded') return 'form';
+  if (type.startsWith('text/')) return 'text';
+  if (type === 'application/octet-stream') return 'raw';
+  if (type.startsWith('multipart/')) return undefined;
+  return 'raw';
+}
+
+export function parseBody<K extends BodyKind>(
+  bytes: Buffer,
+  kind: K,
+  contentType: string | undefined,
+): BodyTypes[K] {
+  if (kind === 'raw') return bytes as BodyTypes[K];
+  const text = decodeText(bytes, contentType);
+  if (kind === 'text') return text as BodyTypes[K];
+  if (kind === 'form') return new URLSearchParams(text) as BodyTypes[K];
+  if (text.length === 0)
+    throw new HypError('HYP_E_BODY_INVALID', { kind: 'JSON', detail: 'the body is empty' });
+  try {
+    return JSON.parse(text) as BodyTypes[K];
+  } catch (err) {
+    throw new HypError(
+      'HYP_E_BODY_INVALID',
+      { kind: 'JSON', detail: (err as Error).message },
+      { cause: err },
+    );
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+function decodeText(bytes: Buffer, contentType: string | undefined): string {
+  const charset = contentType
+    ? /;\s*charset\s*=\s*"?([\w-]+)"?/i.exec(contentType)?.[1]?.toLowerCase()
+    : undefined;
+  if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8' && charset !== 'us-ascii') {
+    throw new HypError('HYP_E_UNSUPPORTED_MEDIA_TYPE', {
+      type: `${mediaType(contentType!)}; charset=${charset}`,
+    });
+  }
+  try {
+    return utf8.decode(bytes);
+  } catch (err) {
+    const at = firstInvalidUtf8(bytes);
+    throw new HypError(
+      'HYP_E_BODY_INVALID',
+      { kind: 'UTF-8', detail: `invalid byte at offset ${at}` },
+      { cause: err },
+    );
+  }
+}
+
+function mediaType(contentType: string): string {
+  const semi = contentType.indexOf(';');
+  return (semi < 0 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+}
+
+/** Offset of the first byte that breaks UTF-8 (for the error message). */
+function firstInvalidUtf8(bytes: Buffer): number {
+  let i = 0;
+  while (i < bytes.length) {
+    const b = bytes[i]!;
+    const len = b < 0x80 ? 1 : b >> 5 === 0b110 ? 2 : b >> 4 === 0b1110 ? 3 : b >> 3 === 0b11110 ? 4 : 0;
+    if (len === 0 || i + len > bytes.length) return i;
+    const seq = bytes.subarray(i, i + len);
+    // Bad continuation, overlong or surrogate sequences decode to U+FFFD (EF BF BD is U+FFFD itself).
+    if (len > 1 && seq.toString('utf8') !== String.fromCodePoint(seq.toString('utf8').codePointAt(0)!))
+      return i;
+    if (
+      len > 1 &&
+      seq.toString('utf8') === '\ufffd' &&
+      !(len === 3 && b === 0xef && seq[1] === 0xbf && seq[2] === 0xbd)
+    ) {
+      return i;
+    }
+    i += len;
+  }
+  return i;
+}

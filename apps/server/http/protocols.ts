@@ -1,0 +1,151 @@
+/**
+ * Protocol selection and HTTP/2 session tracking.
+ *
+ * One listener accepts every connection; a connection is then handed to a
+ * protocol engine with `engine.emit('connection', socket)`:
+ *   - cleartext `auto`: the first 24 bytes decide — the HTTP/2 connection
+ *     preface (h2c with prior knowledge) or anything else (HTTP/1.1). The
+ *     bytes read are unshifted back before the hand-off;
+ *   - TLS: the ALPN result decides (`h2` or `http/1.1`).
+ * HTTP/3 will arrive on its own UDP listener (`h3`), beside this one.
+ */
+import type { Http2Server, Http2Stream, ServerHttp2Session } from 'node:http2';
+import { constants } from 'node:http2';
+import type { Socket } from 'node:net';
+
+export type Protocol = 'http1' | 'http2' | 'auto';
+
+/** ALPN ids offered over TLS, in server preference order. */
+export function alpnFor(protocol: Protocol): string[] {
+  if (protocol === 'http1') return ['http/1.1'];
+  if (protocol === 'http2') return ['h2'];
+  return ['h2', 'http/1.1'];
+}
+
+/** RFC 9113 §3.4: the client connection preface. */
+export const h2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/**
+ * Read just enough of a fresh cleartext socket to tell h2c prior knowledge
+ * from HTTP/1.x, put the bytes back, and call `done`. A socket that sends
+ * nothing conclusive within `timeoutMs` is destroyed (slowloris before the
+ * first request line).
+ */
+export function sniffPreface(
+  socket: Socket,
+  timeoutMs: number,
+  done: (socket: Socket, h2: boolean) => void,
+): void {
+  let seen: Buffer | undefined;
+  const finish = (h2: boolean) => {
+    socket.off('data', onData);
+    socket.off('timeout', onTimeout);
+    socket.setTimeout(0);
+    socket.pause();
+    if (seen) socket.unshift(seen);
+    done(socket, h2);
+  };
+  const onData = (chunk: Buffer) => {
+    seen = seen ? Buffer.concat([seen, chunk]) : chunk;
+    const n = Math.min(seen.length, h2Preface.length);
+    if (seen.compare(h2Preface, 0, n, 0, n) !== 0) finish(false);
+    else if (n === h2Preface.length) finish(true);
+  };
+  const onTimeout = () => socket.destroy();
+  socket.on('data', onData);
+  if (timeoutMs > 0) {
+    socket.setTimeout(timeoutMs);
+    socket.once('timeout', onTimeout);
+  }
+}
+
+export interface Http2SessionLimits {
+  /** Close (GOAWAY) a session without activity for this long; 0: never. */
+  idleTimeoutMs: number;
+  /** A request whose body has not fully arrived after this long is answered 408 (or reset); 0: never. */
+  requestTimeoutMs: number;
+}
+
+/**
+ * Counts HTTP/2 sessions (connections) and streams (in-flight requests) and
+ * drains them: GOAWAY, then let open streams finish.
+ */
+export class Http2Sessions {
+  private readonly sessions = new Set<ServerHttp2Session>();
+  private streams = 0;
+  private draining = false;
+  private idleWaiters: Array<() => void> = [];
+
+  attach(server: Http2Server, limits: Http2SessionLimits): void {
+    server.on('session', (session: ServerHttp2Session) => {
+      this.sessions.add(session);
+      session.once('close', () => {
+        this.sessions.delete(session);
+        this.checkIdle();
+      });
+      // An errored session is destroyed and closes; nothing to rethrow.
+      session.on('error', () => {});
+      if (limits.idleTimeoutMs > 0) session.setTimeout(limits.idleTimeoutMs, () => session.close());
+      if (this.draining) setImmediate(() => session.close());
+    });
+    server.prependListener('stream', (stream: Http2Stream) => {
+      this.streams++;
+      // As HTTP/1.1's requestTimeout: the time to receive the whole request.
+      let timer: NodeJS.Timeout | undefined;
+      if (limits.requestTimeoutMs > 0 && !stream.endAfterHeaders) {
+        timer = setTimeout(() => expire(stream), limits.requestTimeoutMs);
+        timer.unref();
+        stream.once('end', () => clearTimeout(timer));
+      }
+      stream.once('close', () => {
+        this.streams--;
+        if (timer) clearTimeout(timer);
+      });
+    });
+  }
+
+  get connections(): number {
+    return this.sessions.size;
+  }
+
+  get inflight(): number {
+    return this.streams;
+  }
+
+  /** GOAWAY on every session; each closes once its open streams are done. */
+  startDrain(): void {
+    if (this.draining) return;
+    this.draining = true;
+    for (const s of this.sessions) s.close();
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.sessions.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private checkIdle(): void {
+    if (this.sessions.size !== 0) return;
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  destroyAll(): void {
+    for (const s of this.sessions) s.destroy();
+  }
+}
+
+function expire(stream: Http2Stream): void {
+  if (stream.closed || stream.destroyed) return;
+  const server = stream as Http2Stream & {
+    headersSent?: boolean;
+    respond?: (h: Record<string, string | number>) => void;
+  };
+  if (!server.headersSent && typeof server.respond === 'function') {
+    server.respond({ ':status': 408, 'content-length': 0 });
+    stream.end();
+  } else {
+    stream.close(constants.NGHTTP2_CANCEL);
+  }
+}

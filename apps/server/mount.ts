@@ -1,0 +1,67 @@
+/**
+ * Mounting existing Node apps: an Express app, a Fastify instance
+ * (`fastify.routing`), Hono's node adapter — anything that is a
+ * `(req, res)` request listener — runs under a prefix. The prefix is
+ * stripped from `req.url` while the mounted app runs (`req.originalUrl`
+ * keeps the full URL, as Express expects) and restored when the response
+ * closes, so hyp's logs, metrics and spans see the real path.
+ *
+ * HTTP/2 requests reach a Node handler as compat objects
+ * (`Http2ServerRequest`), which Express cannot handle (it swaps their
+ * prototypes for `IncomingMessage`'s and then throws outside any request
+ * scope, taking the worker down). So unless the mount says the handler
+ * speaks the compat API (`{ http2: true }`: Fastify, Hono), an HTTP/2
+ * request is refused with RST_STREAM `HTTP_1_1_REQUIRED` (RFC 9113 §8.7),
+ * on which browsers and curl retry over HTTP/1.1.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { constants, type Http2ServerRequest } from 'node:http2';
+import type { Context } from './context.js';
+import type { Handler } from './router.js';
+
+/** A Node request listener, e.g. `express()`, `(req, res) => fastify.routing(req, res)`. */
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse) => unknown;
+
+export interface MountOptions {
+  /**
+   * The handler accepts Node's HTTP/2 compat request/response objects
+   * (Fastify, Hono's node adapter do; Express does not). Default false:
+   * HTTP/2 clients are told to retry over HTTP/1.1.
+   */
+  http2?: boolean;
+}
+
+interface MountableRequest {
+  url?: string;
+  originalUrl?: string;
+}
+
+export function mountHandler(
+  prefixLength: number,
+  handler: NodeHandler,
+  options: MountOptions = {},
+): Handler {
+  const http2 = options.http2 ?? false;
+  return (c: Context) => {
+    if (!http2 && c.req.httpVersionMajor === 2) return refuseHttp2(c);
+    const req = c.req as MountableRequest;
+    const url = req.url ?? '/';
+    let inner = url.slice(prefixLength);
+    if (inner === '' || inner.charCodeAt(0) !== 47 /* / */) inner = `/${inner}`;
+    if (req.originalUrl === undefined) req.originalUrl = url;
+    c.rewriteUrl(url, inner);
+    // Resolve when the mounted app has answered, so onion middleware wraps it.
+    const done = c.closed();
+    const result = handler(c.req as IncomingMessage, c.res as ServerResponse);
+    // A handler returning a promise (Hono's adapter, async wrappers) reports its failures through it.
+    return result instanceof Promise ? result.then(() => done) : done;
+  };
+}
+
+function refuseHttp2(c: Context): Promise<void> {
+  // Counted as 505 (HTTP Version Not Supported) in metrics and spans.
+  c.res.statusCode = 505;
+  const done = c.closed();
+  (c.req as Http2ServerRequest).stream.close(constants.NGHTTP2_HTTP_1_1_REQUIRED);
+  return done;
+}

@@ -1,0 +1,163 @@
+/**
+ * The route table: a thin wrapper over find-my-way's radix tree. It stores
+ * one `Route` per method and pattern, answers "which route serves this
+ * request" and, on a miss, "which methods would have matched" (the `Allow`
+ * header of a 405). Middleware chains are composed once, not per request.
+ */
+import FindMyWay from 'find-my-way';
+import type { Context } from './context.js';
+import type { HttpSeries } from './telemetry/metrics.js';
+
+/** A route handler: answers through the context (`c.text`, `c.json`, ...). */
+export type Handler = (c: Context) => unknown;
+/** Onion middleware: code before `await next()` runs inward, code after it outward. */
+export type Middleware = (c: Context, next: Next) => unknown;
+export type Next = () => Promise<void>;
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS' | (string & {});
+
+/** Route label for requests no route matched (metrics, spans). */
+export const unmatchedRoute = '(not found)';
+
+export interface RouterPolicy {
+  /** `/users/` matches `/users` (default true). */
+  ignoreTrailingSlash?: boolean;
+  /** `/Users` does not match `/users` (default true). */
+  caseSensitive?: boolean;
+}
+
+/** A registered route, or a synthetic one for 404 / 405 / automatic OPTIONS. */
+export class Route {
+  /** The composed chain; set by `compile`. */
+  run: Handler;
+  /** Metric series per status (or `METHOD status` for HEAD served by GET), bound once. */
+  readonly series = new Map<number | string, HttpSeries>();
+
+  constructor(
+    readonly method: string,
+    /** The pattern, e.g. `/users/:id`; never the raw path. */
+    readonly pattern: string,
+    readonly handler: Handler,
+    /** Middleware between the global chain and the handler (groups, route-level). */
+    readonly middleware: () => readonly Middleware[],
+  ) {
+    this.run = handler;
+  }
+
+  compile(global: readonly Middleware[]): void {
+    const own = this.middleware();
+    this.run = compose(own.length === 0 ? global : [...global, ...own], this.handler);
+  }
+}
+
+/** find-my-way's own result object, read as hyp stores it (no second allocation per request). */
+export interface RouteMatch {
+  readonly store: Route;
+  readonly params: Record<string, string | undefined>;
+  /** Raw query string (without `?`), parsed lazily by the context. */
+  readonly searchParams: string;
+}
+// find-my-way wants a handler; hyp keeps everything in the store.
+const noop = (): void => {};
+// Keep the query string raw: the context parses it only if asked.
+const rawQuery = (query: string) => query as unknown as Record<string, string>;
+
+export class Router {
+  private readonly tree: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>;
+  private readonly routes: Route[] = [];
+  private readonly methods = new Set<string>();
+  /** Routes or middleware changed since the last `compile`. */
+  stale = true;
+
+  constructor(
+    policy: RouterPolicy = {},
+    /** Answers URLs whose path cannot be percent-decoded. */
+    private readonly badUrl?: Route,
+  ) {
+    this.tree = FindMyWay({
+      ignoreTrailingSlash: policy.ignoreTrailingSlash ?? true,
+      caseSensitive: policy.caseSensitive ?? true,
+      querystringParser: rawQuery,
+      // find-my-way then returns a match whose store is null; see find().
+      onBadUrl: noop,
+    });
+  }
+
+  add(route: Route): void {
+    const method = route.method.toUpperCase();
+    if (!/^[A-Z][A-Z-]*$/.test(method))
+      throw new TypeError(`route ${route.pattern}: invalid method ${route.method}`);
+    try {
+      this.tree.on(method as FindMyWay.HTTPMethod, route.pattern, noop, route);
+    } catch (err) {
+      throw new TypeError(`cannot add route ${method} ${route.pattern}: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    this.routes.push(route);
+    this.methods.add(method);
+    this.stale = true;
+  }
+
+  /** Build every route's middleware chain and compile the radix tree for lookups. */
+  compile(global: readonly Middleware[]): void {
+    for (const route of this.routes) route.compile(global);
+    this.badUrl?.compile(global);
+    this.tree.compile();
+    this.stale = false;
+  }
+
+  /** The route for `method url`; HEAD falls back to the GET route. */
+  find(method: string, url: string): RouteMatch | null {
+    const tree = this.tree;
+    let found = tree.find(method as FindMyWay.HTTPMethod, url);
+    if (found === null && method === 'HEAD') found = tree.find('GET', url);
+    if (found === null) return null;
+    if (found.store === null)
+      return this.badUrl ? { store: this.badUrl, params: {}, searchParams: '' } : null;
+    return found as unknown as RouteMatch;
+  }
+
+  /** Methods that have a route for `url` (HEAD included wherever GET is), sorted. */
+  allowed(url: string): string[] {
+    const allow: string[] = [];
+    for (const method of this.methods) {
+      if (this.tree.find(method as FindMyWay.HTTPMethod, url) !== null) allow.push(method);
+    }
+    if (allow.includes('GET') && !allow.includes('HEAD')) allow.push('HEAD');
+    return allow.sort();
+  }
+
+  /** The table as text, for `hyp routes`-style debugging. */
+  print(): string {
+    return this.tree.prettyPrint();
+  }
+}
+
+/**
+ * Compose middleware around a handler once, at start-up. Each layer gets a
+ * `next` that runs the rest of the chain and always returns a promise; a
+ * route without middleware runs its handler directly.
+ */
+export function compose(middleware: readonly Middleware[], handler: Handler): Handler {
+  let inner: Handler = handler;
+  for (let i = middleware.length - 1; i >= 0; i--) inner = layer(middleware[i]!, inner);
+  return inner;
+}
+
+function layer(mw: Middleware, inner: Handler): Handler {
+  return (c) => {
+    let called = false;
+    return mw(c, () => {
+      if (called) return Promise.reject(new Error('next() called more than once'));
+      called = true;
+      try {
+        return Promise.resolve(inner(c)).then(ignore);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    });
+  };
+}
+
+function ignore(): void {}

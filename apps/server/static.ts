@@ -1,0 +1,204 @@
+/**
+ * Static files: `app.static('/static', dir)`. hyp resolves and confines the
+ * path itself (one URL decode, `..` and backslashes refused, symlinks
+ * resolved and required to stay inside `dir`), picks a precompressed `.br`
+ * or `.gz` sibling when the client accepts it, then lets `send` do the HTTP
+ * part: ETag, Last-Modified, conditional 304, Range 206/416, content types.
+ */
+import { realpathSync } from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
+import mime from 'mime-types';
+import send from 'send';
+import { HypError } from '../../supervisor/errors.js';
+import type { Context } from './context.js';
+import type { Handler } from './router.js';
+
+export interface StaticOptions {
+  /** Index file served for a directory (default `index.html`; `false`: none). */
+  index?: string | false;
+  /** Serve `file.br` / `file.gz` when present and accepted (default true). */
+  precompressed?: boolean;
+  /** Cache-Control max-age in ms or as a string such as `1d` (default 0). */
+  maxAge?: number | string;
+  /** Add `immutable` to Cache-Control (use with hashed file names). */
+  immutable?: boolean;
+  /** Dotfiles: `ignore` (404, default), `deny` (403) or `allow`. */
+  dotfiles?: 'allow' | 'deny' | 'ignore';
+}
+
+interface Encoding {
+  token: 'br' | 'gzip';
+  suffix: string;
+}
+const encodings: readonly Encoding[] = [
+  { token: 'br', suffix: '.br' },
+  { token: 'gzip', suffix: '.gz' },
+];
+
+interface SendError extends Error {
+  status?: number;
+  headers?: Record<string, string>;
+}
+
+/** A handler serving `dir`; `prefixLength` is the length of the mount prefix in the raw URL. */
+export function serveStatic(dir: string, prefixLength: number, options: StaticOptions = {}): Handler {
+  let root: string;
+  try {
+    root = realpathSync(dir);
+  } catch (err) {
+    throw new TypeError(`static(${dir}): directory cannot be read: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const index = options.index === undefined ? 'index.html' : options.index;
+  const precompressed = options.precompressed ?? true;
+  const sendOptions: send.SendOptions = {
+    root,
+    index: false,
+    dotfiles: options.dotfiles ?? 'ignore',
+    maxAge: options.maxAge ?? 0,
+    immutable: options.immutable ?? false,
+  };
+  return async (c: Context) => {
+    const url = c.req.url ?? '/';
+    const q = url.indexOf('?');
+    const rawPath = q < 0 ? url : url.slice(0, q);
+    const file = await resolveFile(root, rawPath.slice(prefixLength), index);
+    if (file.kind === 'missing') return c.notFound();
+    if (file.kind === 'forbidden') throw new HypError('HYP_E_FORBIDDEN_PATH');
+    if (file.kind === 'directory') {
+      // `/static/docs` → `/static/docs/` so relative links in index.html resolve.
+      // Leading slashes collapsed: `//host/dir` must not become a protocol-relative Location.
+      return c.redirect(`${rawPath.replace(/^\/+/, '/')}/${q < 0 ? '' : url.slice(q)}`, 301);
+    }
+    let path = file.path;
+    if (precompressed) {
+      c.res.setHeader('vary', 'Accept-Encoding');
+      const variant = await precompressedVariant(root, path, c.header('accept-encoding'));
+      if (variant) {
+        c.res.setHeader(
+          'content-type',
+          mime.contentType(mime.lookup(path) || 'bin') || 'application/octet-stream',
+        );
+        c.res.setHeader('content-encoding', variant.token);
+        path = variant.path;
+      }
+    }
+    await pipeFile(c, root, path, sendOptions);
+  };
+}
+
+type Resolved =
+  | { kind: 'file'; path: string }
+  | { kind: 'directory' }
+  | { kind: 'missing' }
+  | { kind: 'forbidden' };
+
+/**
+ * Map the raw URL remainder (`/a%20b.txt`) to a real file inside `root`.
+ * Decodes exactly once: `%252e%252e` stays the literal name `%2e%2e`.
+ */
+export async function resolveFile(root: string, rawRest: string, index: string | false): Promise<Resolved> {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawRest);
+  } catch {
+    throw new HypError('HYP_E_BAD_REQUEST', { detail: 'malformed percent-encoding in path' });
+  }
+  if (decoded.includes('\0')) throw new HypError('HYP_E_BAD_REQUEST', { detail: 'NUL byte in path' });
+  if (decoded.includes('\\')) return { kind: 'forbidden' };
+  const segments = decoded.split('/');
+  if (segments.includes('..')) return { kind: 'forbidden' };
+
+  const real = await realInside(root, join(root, decoded));
+  if (typeof real !== 'string') return real;
+  const info = await stat(real);
+  if (info.isFile()) return decoded.endsWith('/') ? { kind: 'missing' } : { kind: 'file', path: real };
+  if (!info.isDirectory()) return { kind: 'missing' };
+  if (!decoded.endsWith('/')) return { kind: 'directory' };
+  if (index === false) return { kind: 'missing' };
+  const indexReal = await realInside(root, join(real, index));
+  if (typeof indexReal !== 'string') return indexReal;
+  return (await stat(indexReal)).isFile() ? { kind: 'file', path: indexReal } : { kind: 'missing' };
+}
+
+/** The real path of `path`, or why it cannot be served (absent, or a symlink out of `root`). */
+async function realInside(
+  root: string,
+  path: string,
+): Promise<string | { kind: 'missing' } | { kind: 'forbidden' }> {
+  let real: string;
+  try {
+    real = await realpath(path);
+  } catch {
+    return { kind: 'missing' };
+  }
+  if (real !== root && !real.startsWith(root + sep)) return { kind: 'forbidden' };
+  return real;
+}
+
+async function precompressedVariant(
+  root: string,
+  path: string,
+  acceptEncoding: string | undefined,
+): Promise<{ token: string; path: string } | undefined> {
+  if (!acceptEncoding) return undefined;
+  for (const enc of encodings) {
+    if (!accepts(acceptEncoding, enc.token)) continue;
+    const real = await realInside(root, path + enc.suffix);
+    if (typeof real !== 'string') continue;
+    try {
+      if ((await stat(real)).isFile()) return { token: enc.token, path: real };
+    } catch {
+      // vanished between realpath and stat: serve the identity file
+    }
+  }
+  return undefined;
+}
+
+/** Whether an Accept-Encoding value accepts `token` (q=0 refuses; `*` accepts). */
+export function accepts(header: string, token: string): boolean {
+  let wildcard = false;
+  for (const part of header.split(',')) {
+    const [name = '', ...params] = part.trim().split(';');
+    const coding = name.trim().toLowerCase();
+    if (coding !== token && coding !== '*') continue;
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.split('=');
+      if (k?.trim().toLowerCase() === 'q') q = Number(v);
+    }
+    if (coding === token) return q > 0;
+    wildcard = q > 0;
+  }
+  return wildcard;
+}
+
+function pipeFile(c: Context, root: string, path: string, options: send.SendOptions): Promise<void> {
+  const encoded = relative(root, path).split(sep).map(encodeURIComponent).join('/');
+  return new Promise<void>((resolve, reject) => {
+    const stream = send(c.req as Parameters<typeof send>[0], `/${encoded}`, options);
+    stream.on('error', (err: SendError) => {
+      const status = err.status ?? 500;
+      if (status === 404) return resolve(Promise.resolve(c.notFound()).then(ignore));
+      if (status === 416 || status === 412) {
+        const res = c.res;
+        for (const name of ['content-encoding', 'content-type', 'vary']) res.removeHeader(name);
+        for (const [name, value] of Object.entries(err.headers ?? {})) res.setHeader(name, value);
+        res.statusCode = status;
+        res.end();
+        return resolve();
+      }
+      if (status === 403) return reject(new HypError('HYP_E_FORBIDDEN_PATH'));
+      if (status === 400) return reject(new HypError('HYP_E_BAD_REQUEST', { detail: 'malformed path' }));
+      reject(err);
+    });
+    stream.on('directory', () => resolve(Promise.resolve(c.notFound()).then(ignore)));
+    // 304, HEAD and full bodies all end with the response closing.
+    c.closed().then(resolve);
+    stream.pipe(c.res as Parameters<typeof stream.pipe>[0]);
+  });
+}
+
+function ignore(): void {}

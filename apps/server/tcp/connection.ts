@@ -1,0 +1,325 @@
+/**
+ * The connection context a TCP handler receives (golib's `socket.Context`):
+ * pull-style reads (`read()`, `for await`), writes that wait for the socket
+ * to drain, close / half-close, addresses, an AbortSignal fired on drain,
+ * shutdown or idle, and per-connection state.
+ *
+ * Reads apply backpressure: a chunk the handler has not asked for yet is
+ * queued and the socket paused, so a slow handler holds at most one chunk
+ * plus the stream's high-water mark, whatever the peer sends.
+ */
+import type { Socket } from 'node:net';
+import { HypError } from '../../../supervisor/errors.js';
+import type { Sweepable } from './sweeper.js';
+import type { ConnState, TcpNetwork } from './types.js';
+
+/** What a connection needs from the service that accepted it. */
+export interface ConnectionHost {
+  readonly idleMs: number;
+  /** Bytes and activity are counted here (plain numbers, read at scrape time). */
+  readonly stats: { bytesIn: number; bytesOut: number };
+  readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
+  connectionIdle(conn: TcpConnection<object>, idleForMs: number): void;
+  /** Socket closed and handler settled: the connection is gone. */
+  connectionDone(conn: TcpConnection<object>): void;
+  reportError(err: Error, conn: TcpConnection<object>): void;
+}
+
+const done: Promise<void> = Promise.resolve();
+const noop = () => {};
+const endOfStream: IteratorResult<Buffer, undefined> = { done: true, value: undefined };
+
+export function formatEndpoint(address: string | undefined, port: number | undefined): string {
+  if (address === undefined) return '';
+  return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
+}
+
+export class TcpConnection<S extends object = Record<string, unknown>>
+  implements Sweepable, AsyncIterable<Buffer>
+{
+  /** Per-connection state, from the service's `state()` option or `{}`. */
+  readonly state: S;
+  /** Read and write counter watched by the idle sweeper. */
+  activity = 0;
+  /** @internal Idle sweeper bookkeeping. */
+  sweepSlot = -1;
+  /** @internal */
+  sweepSeen = 0;
+  /** @internal */
+  sweepSince = 0;
+  readonly idleMs: number;
+
+  private _socket: Socket;
+  private _network: TcpNetwork = 'tcp';
+  private readonly raw: Socket;
+  private _remote: string | undefined;
+  private _local: string | undefined;
+  private readonly queue: Buffer[] = [];
+  private readEnded = false;
+  private closed = false;
+  /** The pending read: resolved with a chunk (`read()`) or an iterator result (`for await`). */
+  private waiter: ((value: Buffer | null | IteratorResult<Buffer, undefined>) => void) | undefined;
+  private waitAsResult = false;
+  private drainWaiter: Promise<void> | undefined;
+  private controller: AbortController | undefined;
+  private abortReason: Error | undefined;
+  private failure: Error | undefined;
+  /** Socket close and handler completion; the connection is done when both happened. */
+  private pending = 2;
+
+  /**
+   * @param raw the accepted TCP socket: addresses come from it and its
+   *   `close` ends the connection (it also fires when a TLS layer closes)
+   * @param tls true when `secured(tlsSocket)` will follow; until then no reads or writes
+   */
+  constructor(
+    raw: Socket,
+    private readonly host: ConnectionHost,
+    state: S,
+    tls: boolean,
+  ) {
+    this._socket = raw;
+    this.raw = raw;
+    this.state = state;
+    this.idleMs = host.idleMs;
+    raw.on('close', () => this.onClose());
+    if (tls)
+      raw.on('error', noop); // the TLS layer reports handshake failures
+    else this.bind(raw);
+  }
+
+  /** The underlying socket (the `TLSSocket` once secured); prefer the context's methods. */
+  get socket(): Socket {
+    return this._socket;
+  }
+
+  /** `host:port` of the peer (`[::1]:port` for IPv6); read from the socket on first use. */
+  get remoteAddress(): string {
+    this._remote ??= formatEndpoint(this.raw.remoteAddress, this.raw.remotePort);
+    return this._remote;
+  }
+
+  /** `host:port` this connection was accepted on. */
+  get localAddress(): string {
+    this._local ??= formatEndpoint(this.raw.localAddress, this.raw.localPort);
+    return this._local;
+  }
+
+  /** `tcp`, or `tcp+tls` once the TLS handshake has completed. */
+  get network(): TcpNetwork {
+    return this._network;
+  }
+
+  /** golib's `RemoteHost()`: `tcp://127.0.0.1:40000` or `tcp+tls://…`. */
+  get remoteHost(): string {
+    return `${this._network}://${this.remoteAddress}`;
+  }
+
+  /** golib's `LocalHost()`. */
+  get localHost(): string {
+    return `${this._network}://${this.localAddress}`;
+  }
+
+  /** Fired when the service drains or stops, or the idle sweeper closes this connection; `reason` says which. */
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.abortReason) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  isConnected(): boolean {
+    return !this.closed && !this._socket.destroyed;
+  }
+
+  /** The next chunk, or `null` once the peer finished sending or the connection closed. */
+  read(): Promise<Buffer | null> {
+    const chunk = this.queue.shift();
+    if (chunk !== undefined) return Promise.resolve(this.consumed(chunk));
+    if (this.readEnded || this.closed) return Promise.resolve(null);
+    return this.wait(false) as Promise<Buffer | null>;
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<Buffer, undefined> {
+    // `next` resolves straight to the iterator result: one promise per chunk, not two.
+    return {
+      next: (): Promise<IteratorResult<Buffer, undefined>> => {
+        const chunk = this.queue.shift();
+        if (chunk !== undefined) return Promise.resolve({ done: false, value: this.consumed(chunk) });
+        if (this.readEnded || this.closed) return Promise.resolve(endOfStream);
+        return this.wait(true) as Promise<IteratorResult<Buffer, undefined>>;
+      },
+      return: () => Promise.resolve(endOfStream),
+    };
+  }
+
+  /** Write `data`; the promise settles once the socket can take more (backpressure). */
+  write(data: Uint8Array | string): Promise<void> {
+    if (this.closed || !this._socket.writable) return Promise.reject(new HypError('HYP_E_TCP_CLOSED'));
+    this.activity++;
+    this.host.stats.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
+    this.info('write');
+    if (this._socket.write(data)) return done;
+    this.drainWaiter ??= new Promise<void>((resolve, reject) => {
+      const socket = this._socket;
+      const settle = () => {
+        socket.off('drain', settle);
+        socket.off('close', settle);
+        this.drainWaiter = undefined;
+        if (socket.destroyed) reject(new HypError('HYP_E_TCP_CLOSED'));
+        else resolve();
+      };
+      socket.on('drain', settle);
+      socket.on('close', settle);
+    });
+    return this.drainWaiter;
+  }
+
+  /** Stop reading: queued and further input is discarded. */
+  closeRead(): void {
+    if (this.readEnded) return;
+    this.queue.length = 0;
+    this.endRead();
+    this._socket.pause();
+  }
+
+  /** Half-close: send FIN after pending writes; reading goes on. */
+  closeWrite(): void {
+    if (this.closed || !this._socket.writable) return;
+    this.info('close-write');
+    this._socket.end();
+  }
+
+  /** Flush pending writes, then close. Resolves once the socket is closed. */
+  close(): Promise<void> {
+    const socket = this._socket;
+    if (socket.destroyed) return done;
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    this.release();
+    return closed;
+  }
+
+  /** @internal The handler returned: flush, then close (no promise, no listener). */
+  release(): void {
+    const socket = this._socket;
+    if (socket.destroyed) return;
+    if (socket.writable) socket.end(() => socket.destroy());
+    else socket.destroy();
+  }
+
+  /** Close at once, dropping unsent data. */
+  destroy(): void {
+    this._socket.destroy();
+  }
+
+  /**
+   * Give up on this connection because of `err` (a framing violation, a
+   * protocol error): report it to `onError`, fire the signal, close at once.
+   */
+  fail(err: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = err;
+    this.host.reportError(err, this);
+    this.abort(err);
+    this._socket.destroy();
+  }
+
+  /** The error given to `fail()`, if any. */
+  get failedWith(): Error | undefined {
+    return this.failure;
+  }
+
+  // ---- service side -------------------------------------------------------
+
+  /** @internal The TLS handshake finished: reads and writes go through `tlsSocket`. */
+  secured(tlsSocket: Socket): void {
+    this._socket = tlsSocket;
+    this._network = 'tcp+tls';
+    this.bind(tlsSocket);
+  }
+
+  private bind(socket: Socket): void {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.endRead());
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // A peer that resets or vanishes ends its connection; that is not a service error.
+      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.host.reportError(err, this);
+    });
+  }
+
+  /** @internal Fire the signal (idempotent); the first reason wins. */
+  abort(reason: Error): void {
+    if (this.abortReason) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+  }
+
+  /** @internal The sweeper found this connection idle. */
+  onIdle(idleForMs: number): void {
+    this.host.connectionIdle(this, idleForMs);
+  }
+
+  /** @internal The handler (or the handshake that never reached it) settled. */
+  handlerSettled(): void {
+    if (--this.pending === 0) this.host.connectionDone(this);
+  }
+
+  /** @internal Report a state change to `onInfo`. */
+  info(state: ConnState): void {
+    this.host.onInfo?.(this.localAddress, this.remoteAddress, state);
+  }
+
+  private consumed(chunk: Buffer): Buffer {
+    if (this.queue.length === 0 && !this.readEnded) this._socket.resume();
+    this.info('read');
+    return chunk;
+  }
+
+  private wait(asResult: boolean): Promise<Buffer | null | IteratorResult<Buffer, undefined>> {
+    if (this.waiter !== undefined)
+      return Promise.reject(new Error('read() called while another read() is pending'));
+    if (this._socket.isPaused()) this._socket.resume();
+    this.waitAsResult = asResult;
+    return new Promise((resolve) => {
+      this.waiter = resolve;
+    });
+  }
+
+  private onData(chunk: Buffer): void {
+    this.activity++;
+    this.host.stats.bytesIn += chunk.length;
+    if (this.readEnded) return;
+    const waiter = this.waiter;
+    if (waiter !== undefined) {
+      this.waiter = undefined;
+      this.info('read');
+      waiter(this.waitAsResult ? { done: false, value: chunk } : chunk);
+      return;
+    }
+    this.queue.push(chunk);
+    this._socket.pause();
+  }
+
+  private endRead(): void {
+    if (this.readEnded) return;
+    this.readEnded = true;
+    this.info('close-read');
+    this.wakeReader();
+  }
+
+  private onClose(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.endRead();
+    this.info('close');
+    if (--this.pending === 0) this.host.connectionDone(this);
+  }
+
+  private wakeReader(): void {
+    const waiter = this.waiter;
+    if (waiter === undefined) return;
+    this.waiter = undefined;
+    waiter(this.waitAsResult ? endOfStream : null);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Per-IP token bucket for new connections: each address earns
+ * `perSecond` tokens a second up to `burst`; a connection costs one.
+ * Buckets that have refilled completely carry no information and are
+ * dropped by an occasional prune, so memory follows the set of recently
+ * active clients, not every address ever seen. No timers.
+ */
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+const pruneEveryMs = 10_000;
+
+export class ConnectionRateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  private lastPrune: number;
+
+  constructor(
+    readonly perSecond: number,
+    readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    if (!(perSecond > 0)) throw new RangeError(`perSecond must be > 0, got ${perSecond}`);
+    if (!(burst >= 1)) throw new RangeError(`burst must be >= 1, got ${burst}`);
+    this.lastPrune = now();
+  }
+
+  /** Take one token for `ip`; false when its bucket is empty. */
+  take(ip: string): boolean {
+    const now = this.now();
+    if (now - this.lastPrune >= pruneEveryMs) this.prune(now);
+    const bucket = this.buckets.get(ip);
+    if (bucket === undefined) {
+      this.buckets.set(ip, { tokens: this.burst - 1, at: now });
+      return true;
+    }
+    bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond);
+    bucket.at = now;
+    if (bucket.tokens < 1) return false;
+    bucket.tokens -= 1;
+    return true;
+  }
+
+  /** Addresses currently tracked. */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  prune(now: number = this.now()): void {
+    this.lastPrune = now;
+    const fullAfterMs = (this.burst / this.perSecond) * 1000;
+    for (const [ip, bucket] of this.buckets) {
+      if (now - bucket.at >= fullAfterMs) this.buckets.delete(ip);
+    }
+  }
+}

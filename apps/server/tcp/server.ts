@@ -1,0 +1,427 @@
+/**
+ * One named TCP service (golib's `socket/server/tcp`): accepts on a
+ * supervisor-held fd (or its own bound socket in standalone mode), applies
+ * the accept-time policy (draining, per-IP rate limit, max_connections),
+ * optionally wraps the socket in TLS, runs the handler with a
+ * `TcpConnection`, and drains gracefully.
+ *
+ * States: `stopped` (before `listen`) → `running` → `draining` → `stopped`.
+ */
+import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
+import type { TLSSocket, Server as TlsServer } from 'node:tls';
+import type { Registry } from 'prom-client';
+import type { TcpServiceConfig } from '../../../supervisor/config/schema.js';
+import { formatAddress, parseAddress, parseDuration } from '../../../supervisor/config/units.js';
+import { type ErrorCode, errorMessage, HypError } from '../../../supervisor/errors.js';
+import type { TicketKeys } from '../../../supervisor/ipc.js';
+import type { Logger } from '../../../supervisor/log.js';
+import { type ConnectionHost, formatEndpoint, TcpConnection } from './connection.js';
+import { type RefuseReason, registerTcpStats, TcpStats } from './metrics.js';
+import { ConnectionRateLimiter } from './ratelimit.js';
+import { type IdleSweeper, idleSweeper } from './sweeper.js';
+import { createTcpTls, type TcpTls } from './tls.js';
+import type { ConnState, TcpHandler, TcpServiceOptions, TcpServiceState } from './types.js';
+
+export interface TcpServiceInit<S extends object = Record<string, unknown>> {
+  name: string;
+  config: TcpServiceConfig;
+  handler: TcpHandler<S>;
+  options?: TcpServiceOptions<S>;
+  log: Logger;
+  registry: Registry;
+  /** TLS seam; built from `config.tls` when absent and `config.tls.enabled`. */
+  tls?: TcpTls;
+  /** Defaults to the worker-wide sweeper. */
+  sweeper?: IdleSweeper;
+  /** The supervisor's session-ticket keys, when they arrived before the service was built. */
+  ticketKeys?: TicketKeys | undefined;
+}
+
+export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
+
+const namePattern = /^[a-z][a-z0-9-]*$/;
+const noop = () => {};
+
+function invalid(name: string, option: string, detail: string): HypError {
+  return new HypError('HYP_E_TCP_INVALID_OPTION', { name, option, detail });
+}
+
+function readDuration(name: string, key: string, text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined)
+    throw invalid(name, `tcp.${name}.${key}`, `expected a duration such as 5s, got ${JSON.stringify(text)}`);
+  return ms;
+}
+
+export class TcpService<S extends object = Record<string, unknown>> implements ConnectionHost {
+  readonly name: string;
+  readonly idleMs: number;
+  readonly stats: TcpStats;
+  readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
+
+  private _state: TcpServiceState = 'stopped';
+  private started = false;
+  private readonly config: TcpServiceConfig;
+  private readonly handler: TcpHandler<S>;
+  private readonly options: TcpServiceOptions<S>;
+  private readonly log: Logger;
+  private readonly sweeper: IdleSweeper;
+  private readonly server: Server;
+  private readonly tls: TcpTls | undefined;
+  private readonly tlsServer: TlsServer | undefined;
+  /** TLS connections between accept and handshake, by remote `host:port`. */
+  private readonly handshaking = new Map<string, TcpConnection<S>>();
+  private readonly limiter: ConnectionRateLimiter | undefined;
+  private readonly keepAliveMs: number;
+  private readonly shutdownMs: number;
+  private readonly live = new Set<TcpConnection<S>>();
+  private allDone: (() => void) | undefined;
+  private draining: Promise<void> | undefined;
+  private idleReason: HypError | undefined;
+
+  constructor(init: TcpServiceInit<S>) {
+    const { name, config } = init;
+    if (typeof name !== 'string' || !namePattern.test(name)) {
+      throw invalid(
+        String(name),
+        'name',
+        'expected lowercase letters, digits and dashes, starting with a letter',
+      );
+    }
+    if (typeof init.handler !== 'function') throw new HypError('HYP_E_TCP_INVALID_HANDLER', { name });
+    if (!config.addr) throw new HypError('HYP_E_TCP_UNKNOWN_SERVICE', { name });
+    if (parseAddress(config.addr) === undefined) {
+      throw new HypError('HYP_E_TCP_INVALID_ADDRESS', { name, addr: config.addr });
+    }
+    if (!Number.isInteger(config.max_connections) || config.max_connections < 1) {
+      throw invalid(
+        name,
+        `tcp.${name}.max_connections`,
+        `expected an integer >= 1, got ${config.max_connections}`,
+      );
+    }
+    this.name = name;
+    this.config = config;
+    this.handler = init.handler;
+    this.options = init.options ?? {};
+    this.log = init.log.child({ tcp_service: name });
+    this.idleMs = readDuration(name, 'idle_timeout', config.idle_timeout);
+    this.keepAliveMs = readDuration(name, 'keep_alive', config.keep_alive);
+    this.shutdownMs = readDuration(name, 'shutdown_timeout', config.shutdown_timeout);
+    const { per_ip_per_second: perSecond, burst } = config.rate_limit;
+    if (!(perSecond >= 0)) {
+      throw invalid(name, `tcp.${name}.rate_limit.per_ip_per_second`, `expected >= 0, got ${perSecond}`);
+    }
+    if (perSecond > 0 && !(burst >= 1)) {
+      throw invalid(name, `tcp.${name}.rate_limit.burst`, `expected >= 1, got ${burst}`);
+    }
+    this.limiter = perSecond > 0 ? new ConnectionRateLimiter(perSecond, burst) : undefined;
+    this.onInfo = this.options.onInfo;
+    this.sweeper = init.sweeper ?? idleSweeper;
+    this.tls =
+      init.tls ??
+      (config.tls.enabled
+        ? createTcpTls(config.tls, `tcp.${name}.tls`, { registry: init.registry, log: this.log })
+        : undefined);
+    this.stats = new TcpStats(name);
+    registerTcpStats(init.registry, this.stats);
+    // allowHalfOpen: a peer's FIN ends reading only; the handler may still answer.
+    this.server = createServer({ allowHalfOpen: true }, (raw) => this.accept(raw));
+    if (this.tls) {
+      this.tlsServer = this.tls.createServer();
+      if (init.ticketKeys) this.tls.setTicketKeys(init.ticketKeys);
+      this.tlsServer.on('secureConnection', (s: TLSSocket) => this.secureConnection(s));
+      this.tlsServer.on('tlsClientError', (err: Error, s: TLSSocket) => this.tlsClientError(err, s));
+    }
+    // Runtime errors of the listener (EMFILE on accept, …); listen() reports its own.
+    this.server.on('error', (err) => {
+      if (this.server.listening) this.reportError(err);
+    });
+  }
+
+  get state(): TcpServiceState {
+    return this._state;
+  }
+
+  /** Install the supervisor's shared TLS session-ticket keys (no-op without TLS). */
+  setTicketKeys(keys: TicketKeys): void {
+    this.tls?.setTicketKeys(keys);
+  }
+
+  /** Connections accepted by this worker and not yet done (handshakes included). */
+  openConnections(): number {
+    return this.live.size;
+  }
+
+  /** Same as `openConnections()`, for the worker's heartbeat (`Drainable`). */
+  get connections(): number {
+    return this.live.size;
+  }
+
+  address(): AddressInfo {
+    const addr = this.server.address();
+    if (addr === null || typeof addr === 'string') throw new HypError('HYP_E_TCP_CLOSED');
+    return addr;
+  }
+
+  /** Accept on an inherited fd, or bind `host:port` (standalone); default: `config.addr`. */
+  listen(target?: ListenTarget): Promise<void> {
+    if (this.started) {
+      return Promise.reject(new HypError('HYP_E_TCP_SERVER_CLOSED', { name: this.name, state: this._state }));
+    }
+    this.started = true;
+    const where: ListenTarget = target ?? parseAddress(this.config.addr)!;
+    const shown = 'fd' in where ? `fd ${where.fd}` : formatAddress({ host: where.host, port: where.port });
+    return new Promise<void>((resolve, reject) => {
+      const onError = (err: Error) => {
+        this._state = 'stopped';
+        reject(
+          new HypError(
+            'HYP_E_LISTEN',
+            { name: this.name, addr: shown, detail: errorMessage(err) },
+            { cause: err },
+          ),
+        );
+      };
+      this.server.once('error', onError);
+      this.server.listen(where, () => {
+        this.server.off('error', onError);
+        this._state = 'running';
+        this.serverInfo(`listening on ${shown}`);
+        resolve();
+      });
+    });
+  }
+
+  /**
+   * Stop accepting, fire every connection's signal, wait for handlers until
+   * `deadline` (epoch ms) or `shutdown_timeout`, whichever is first, then
+   * close what is left and report HYP_E_SHUTDOWN_TIMEOUT.
+   */
+  drain(deadline: number = Date.now() + this.shutdownMs): Promise<void> {
+    this.started = true; // a drained service never listens again
+    this.draining ??= this.runDrain(Math.min(deadline, Date.now() + this.shutdownMs));
+    return this.draining;
+  }
+
+  /** Stop now: stop accepting and close every connection at once. */
+  close(): Promise<void> {
+    return this.drain(Date.now());
+  }
+
+  // ---- ConnectionHost ------------------------------------------------------
+
+  connectionIdle(conn: TcpConnection<object>, idleForMs: number): void {
+    this.stats.idleCloses++;
+    // One shared reason: a sweep may close thousands of connections in one pass.
+    this.idleReason ??= new HypError('HYP_E_TCP_IDLE', { timeout: this.config.idle_timeout });
+    conn.abort(this.idleReason);
+    if (this.log.isLevelEnabled('debug')) {
+      this.log.debug({ remote: conn.remoteAddress, idle_ms: idleForMs }, 'closing idle connection');
+    }
+    conn.destroy();
+  }
+
+  connectionDone(conn: TcpConnection<object>): void {
+    this.live.delete(conn as TcpConnection<S>);
+    this.sweeper.delete(conn);
+    this.stats.open = this.live.size;
+    if (this.live.size === 0) this.allDone?.();
+  }
+
+  reportError(err: Error, conn?: TcpConnection<object>): void {
+    this.stats.errors++;
+    if (conn !== undefined && this.tls !== undefined && conn.network === 'tcp') {
+      err = new HypError(
+        'HYP_E_TCP_HANDSHAKE',
+        { remote: conn.remoteAddress, detail: err.message },
+        { cause: err },
+      );
+    }
+    if (this.options.onError) {
+      try {
+        this.options.onError(err);
+      } catch (cbErr) {
+        this.log.error({ err: cbErr }, 'tcp onError callback threw');
+      }
+    } else {
+      this.log.warn({ err, remote: conn?.remoteAddress }, errorMessage(err));
+    }
+  }
+
+  // ---- accept path ---------------------------------------------------------
+
+  private accept(raw: Socket): void {
+    const refusal = this.refusal(raw);
+    if (refusal !== undefined) {
+      this.refuse(raw, refusal);
+      return;
+    }
+    this.stats.accepted++;
+    raw.setNoDelay(this.config.no_delay);
+    if (this.keepAliveMs > 0) raw.setKeepAlive(true, this.keepAliveMs);
+    if (this.options.updateConn) {
+      try {
+        this.options.updateConn(raw);
+      } catch (err) {
+        this.reportError(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+    const conn = new TcpConnection<S>(
+      raw,
+      this,
+      this.options.state ? this.options.state() : ({} as S),
+      this.tlsServer !== undefined,
+    );
+    this.live.add(conn);
+    this.stats.open = this.live.size;
+    if (this.idleMs > 0) this.sweeper.add(conn);
+    conn.info('new');
+    if (this._state !== 'running') conn.abort(new HypError('HYP_E_DRAINING'));
+    if (this.tlsServer === undefined) {
+      this.run(conn);
+      return;
+    }
+    this.handshaking.set(conn.remoteAddress, conn);
+    raw.once('close', () => {
+      this.handshaking.delete(conn.remoteAddress);
+      if (conn.network === 'tcp') conn.handlerSettled(); // the handshake never completed
+    });
+    this.tlsServer.emit('connection', raw);
+  }
+
+  private secureConnection(tlsSocket: TLSSocket): void {
+    const conn = this.handshaking.get(formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort));
+    if (conn === undefined) {
+      tlsSocket.destroy();
+      return;
+    }
+    this.handshaking.delete(conn.remoteAddress);
+    conn.secured(tlsSocket);
+    this.run(conn);
+  }
+
+  private tlsClientError(err: Error, tlsSocket: TLSSocket): void {
+    const remote = formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client';
+    this.reportError(
+      new HypError('HYP_E_TCP_HANDSHAKE', { remote, detail: err.message.trim() }, { cause: err }),
+    );
+  }
+
+  private refusal(raw: Socket): RefuseReason | undefined {
+    if (this._state !== 'running') return 'draining';
+    if (this.limiter !== undefined && !this.limiter.take(raw.remoteAddress ?? '')) return 'rate_limit';
+    if (this.live.size >= this.config.max_connections) return 'max_connections';
+    return undefined;
+  }
+
+  /** Close politely: FIN, then release the socket once it is flushed. */
+  private refuse(raw: Socket, reason: RefuseReason): void {
+    this.stats.refused(reason);
+    raw.on('error', noop);
+    raw.end(() => raw.destroy());
+    const code: ErrorCode =
+      reason === 'rate_limit'
+        ? 'HYP_E_TCP_RATE_LIMITED'
+        : reason === 'max_connections'
+          ? 'HYP_E_TCP_MAX_CONNECTIONS'
+          : 'HYP_E_DRAINING';
+    const err = new HypError(code, { ip: raw.remoteAddress, limit: this.config.max_connections });
+    this.serverInfo(`refused ${raw.remoteAddress}:${raw.remotePort}: ${err.message}`);
+  }
+
+  private run(conn: TcpConnection<S>): void {
+    conn.info('handler');
+    let result: unknown;
+    try {
+      result = this.handler(conn);
+    } catch (err) {
+      this.handlerFailed(conn, err);
+      return;
+    }
+    if (result instanceof Promise) {
+      result.then(
+        () => this.handlerReturned(conn),
+        (err: unknown) => this.handlerFailed(conn, err),
+      );
+    } else {
+      this.handlerReturned(conn);
+    }
+  }
+
+  private handlerReturned(conn: TcpConnection<S>): void {
+    // The handler owns the connection for its whole life: returning closes it.
+    conn.release();
+    conn.handlerSettled();
+  }
+
+  private handlerFailed(conn: TcpConnection<S>, err: unknown): void {
+    const error = err instanceof Error ? err : new Error(String(err));
+    if (error !== conn.failedWith) {
+      this.reportError(
+        new HypError(
+          'HYP_E_TCP_HANDLER',
+          { name: this.name, remote: conn.remoteAddress, detail: error.message },
+          { cause: error },
+        ),
+        conn,
+      );
+    }
+    conn.destroy();
+    conn.handlerSettled();
+  }
+
+  private serverInfo(message: string): void {
+    if (this.options.onServerInfo) this.options.onServerInfo(message);
+    else this.log.debug(message);
+  }
+
+  // ---- drain -----------------------------------------------------------------
+
+  private async runDrain(deadline: number): Promise<void> {
+    if (this._state === 'running') this._state = 'draining';
+    this.serverInfo(`draining ${this.live.size} connections`);
+    // The listening handle closes at once; our copy of an inherited fd goes,
+    // the supervisor's stays, and the next generation keeps accepting on it.
+    if (this.server.listening) this.server.close();
+    const reason = new HypError('HYP_E_DRAINING');
+    for (const conn of this.live) conn.abort(reason);
+    const waitMs = Math.max(0, deadline - Date.now());
+    if (this.live.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const finished = await new Promise<boolean>((resolve) => {
+        this.allDone = () => resolve(true);
+        timer = setTimeout(() => resolve(false), waitMs);
+      });
+      clearTimeout(timer);
+      this.allDone = undefined;
+      if (!finished) {
+        const remaining = this.live.size;
+        if (waitMs > 0) {
+          this.reportError(
+            new HypError('HYP_E_SHUTDOWN_TIMEOUT', {
+              what: `tcp service ${this.name} (${remaining} connections left)`,
+              timeout: `${waitMs}ms`,
+            }),
+          );
+        }
+        for (const conn of this.live) conn.destroy();
+        await this.settle();
+      }
+    }
+    this.tls?.close();
+    this._state = 'stopped';
+    this.serverInfo('stopped');
+  }
+
+  /** Wait for destroyed connections to report done (close events are asynchronous). */
+  private settle(): Promise<void> {
+    if (this.live.size === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.allDone = () => {
+        this.allDone = undefined;
+        resolve();
+      };
+    });
+  }
+}

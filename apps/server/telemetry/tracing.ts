@@ -1,0 +1,118 @@
+/**
+ * One OpenTelemetry server span per request, through `@opentelemetry/api`
+ * only: the application (or its `--import` preload) registers the SDK. The
+ * parent comes from W3C `traceparent`/`tracestate` (or from the globally
+ * registered propagator, when there is one). Without a registered tracer
+ * provider hyp starts no span at all, so tracing costs nothing when off.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import {
+  type Context as OtelContext,
+  ProxyTracerProvider,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapPropagator,
+  type Tracer,
+  trace,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+
+type Request = IncomingMessage | Http2ServerRequest;
+
+const tracerName = 'hyp.http';
+const w3c = new W3CTraceContextPropagator();
+
+export class HttpTracing {
+  private tracer: Tracer | undefined;
+  private propagator: TextMapPropagator = w3c;
+
+  constructor(private readonly configured?: Tracer) {}
+
+  /**
+   * Look up the tracer and propagator (called when the app compiles its
+   * routes, i.e. before the first request). Register the SDK before that.
+   */
+  resolve(): void {
+    this.tracer = this.configured ?? registeredTracer();
+    this.propagator = propagation.fields().length > 0 ? propagationApi : w3c;
+  }
+
+  get enabled(): boolean {
+    return this.tracer !== undefined;
+  }
+
+  /** Start the server span; returns it with the context (parent + span) to run the handler in. */
+  start(
+    req: Request,
+    method: string,
+    path: string,
+    route: string | undefined,
+  ): { span: Span; context: OtelContext } {
+    // Without a traceparent the W3C propagator has nothing to extract; other propagators might.
+    const parent =
+      this.propagator === w3c && req.headers.traceparent === undefined
+        ? ROOT_CONTEXT
+        : this.propagator.extract(ROOT_CONTEXT, req.headers, getter);
+    const socket = req.socket;
+    const host = (req.headers.host ?? req.headers[':authority']) as string | undefined;
+    const span = this.tracer!.startSpan(
+      route === undefined ? method : `${method} ${route}`,
+      {
+        kind: SpanKind.SERVER,
+        attributes: {
+          'http.request.method': method,
+          'url.path': path,
+          'url.scheme': (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http',
+          'network.protocol.version': req.httpVersion,
+          ...(route === undefined ? {} : { 'http.route': route }),
+          ...serverAddress(host),
+          ...(socket?.remoteAddress ? { 'client.address': socket.remoteAddress } : {}),
+          ...(req.headers['user-agent'] ? { 'user_agent.original': req.headers['user-agent'] } : {}),
+        },
+      },
+      parent,
+    );
+    return { span, context: trace.setSpan(parent, span) };
+  }
+
+  /** Close the span with the response status (5xx marks it as an error). */
+  end(span: Span, status: number, aborted: boolean): void {
+    span.setAttribute('http.response.status_code', status);
+    if (status >= 500) {
+      span.setAttribute('error.type', String(status));
+      span.setStatus({ code: SpanStatusCode.ERROR });
+    } else if (aborted) {
+      span.setAttribute('error.type', 'aborted');
+    }
+    span.end();
+  }
+}
+
+/** The tracer of a registered SDK, or `undefined` when only the API's no-op is there. */
+function registeredTracer(): Tracer | undefined {
+  const provider = trace.getTracerProvider();
+  if (provider instanceof ProxyTracerProvider) return provider.getDelegateTracer(tracerName);
+  return provider.getTracer(tracerName);
+}
+
+const getter = {
+  keys: (carrier: Request['headers']) => Object.keys(carrier),
+  get: (carrier: Request['headers'], key: string) => carrier[key],
+};
+
+const propagationApi: TextMapPropagator = {
+  inject: (ctx, carrier, setter) => propagation.inject(ctx, carrier, setter),
+  extract: (ctx, carrier, getter) => propagation.extract(ctx, carrier, getter),
+  fields: () => propagation.fields(),
+};
+
+function serverAddress(host: string | undefined): Record<string, string | number> {
+  if (!host) return {};
+  const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host);
+  if (!m) return {};
+  return m[2] ? { 'server.address': m[1]!, 'server.port': Number(m[2]) } : { 'server.address': m[1]! };
+}

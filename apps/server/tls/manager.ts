@@ -1,0 +1,188 @@
+/**
+ * TLS for the HTTP listener: hardened server options (TLS 1.2 minimum, AEAD
+ * ECDHE suites only, server cipher order, ALPN), the session-id cache, the
+ * supervisor's ticket keys, and certificate hot reload — the files are
+ * watched and swapped in with `setSecureContext` for new connections; a
+ * broken replacement keeps the old context, logs HYP_E_TLS_RELOAD and counts
+ * `hyp_tls_reload_failures_total`.
+ */
+import { constants } from 'node:crypto';
+import type { TlsOptions, Server as TlsServer } from 'node:tls';
+import { Counter, type Registry } from 'prom-client';
+import type { TlsConfig } from '../../../supervisor/config/schema.js';
+import { errorMessage, HypError } from '../../../supervisor/errors.js';
+import type { TicketKeys } from '../../../supervisor/ipc.js';
+import type { Logger } from '../../../supervisor/log.js';
+import { readTlsMaterial, type TlsMaterial } from '../../../supervisor/tlscheck.js';
+import { TlsSessionCache } from './sessioncache.js';
+import { TicketKeyRing } from './ticketkeys.js';
+import { FileWatch } from './watch.js';
+
+/**
+ * TLS 1.3 suites (all AEAD), then the seed's TLS 1.2 list: ECDHE key
+ * exchange with AES-GCM or CHACHA20-POLY1305 only — no CBC, no RSA key
+ * exchange, no SHA-1 MACs.
+ */
+export const cipherList = [
+  'TLS_AES_128_GCM_SHA256',
+  'TLS_AES_256_GCM_SHA384',
+  'TLS_CHACHA20_POLY1305_SHA256',
+  'ECDHE-ECDSA-AES128-GCM-SHA256',
+  'ECDHE-RSA-AES128-GCM-SHA256',
+  'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384',
+  'ECDHE-ECDSA-CHACHA20-POLY1305',
+  'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
+/** Lifetime of a resumable session (tickets and session ids), as the seed's cache TTL. */
+const sessionTimeoutSeconds = 24 * 60 * 60;
+
+export interface TlsManagerOptions {
+  config: TlsConfig;
+  /** Config key path, for error messages (`server.tls`). */
+  at: string;
+  /** ALPN protocols offered, in server preference order. */
+  alpn: string[];
+  /** TLS handshake must finish within this (slowloris on the handshake). */
+  handshakeTimeoutMs: number;
+  registry?: Registry | undefined;
+  log?: Logger | undefined;
+  /** Quiet period after a file event before reloading (default 200 ms). */
+  debounceMs?: number;
+}
+
+function reloadFailures(registry: Registry | undefined): Counter | undefined {
+  if (!registry) return undefined;
+  const name = 'hyp_tls_reload_failures_total';
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Counter;
+  return new Counter({
+    name,
+    help: 'TLS certificate reloads refused (the previous certificate kept serving)',
+    registers: [registry],
+  });
+}
+
+export class TlsManager {
+  readonly sessionCache = new TlsSessionCache();
+  readonly ticketKeys = new TicketKeyRing();
+  private material: TlsMaterial;
+  private server: TlsServer | undefined;
+  private watch: FileWatch | undefined;
+  private readonly failures: Counter | undefined;
+
+  /** Reads the files once; throws HYP_E_TLS_FILE / HYP_E_TLS_MISMATCH. */
+  constructor(private readonly opts: TlsManagerOptions) {
+    this.material = readTlsMaterial(opts.config, opts.at);
+    this.failures = reloadFailures(opts.registry);
+  }
+
+  /** Secure context options for the current material. */
+  private contextOptions(m: TlsMaterial): TlsOptions {
+    const c = this.opts.config;
+    return {
+      cert: m.cert,
+      key: m.key,
+      ca: m.ca,
+      minVersion: c.min_version,
+      ciphers: cipherList,
+      honorCipherOrder: true,
+      sessionTimeout: sessionTimeoutSeconds,
+      secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
+    };
+  }
+
+  /** Options for `tls.createServer`. */
+  serverOptions(): TlsOptions {
+    const c = this.opts.config;
+    return {
+      ...this.contextOptions(this.material),
+      ALPNProtocols: this.opts.alpn,
+      requestCert: c.client_auth !== 'none',
+      rejectUnauthorized: c.client_auth === 'require',
+      handshakeTimeout: this.opts.handshakeTimeoutMs,
+    };
+  }
+
+  /** The certificate being served (for logs and tests). */
+  get certificate(): TlsMaterial['leaf'] {
+    return this.material.leaf;
+  }
+
+  /** Take charge of a TLS server: session cache, ticket keys, file watch. */
+  attach(server: TlsServer): void {
+    this.server = server;
+    this.sessionCache.attach(server);
+    this.ticketKeys.apply(server);
+    if (this.opts.config.watch) {
+      const c = this.opts.config;
+      const files = [c.cert_file, c.key_file, c.ca_file].filter((f) => f !== '');
+      this.watch = new FileWatch(files, this.opts.debounceMs ?? 200, () => this.reload());
+    }
+  }
+
+  setTicketKeys(keys: TicketKeys): void {
+    this.ticketKeys.update(keys);
+    if (this.server) this.ticketKeys.apply(this.server);
+  }
+
+  /**
+   * Re-read the files; when they changed and are valid, serve them to new
+   * connections. Returns true when a new certificate was installed.
+   */
+  reload(): boolean {
+    const server = this.server;
+    if (!server) return false;
+    let next: TlsMaterial;
+    try {
+      next = readTlsMaterial(this.opts.config, this.opts.at);
+      if (
+        next.cert.equals(this.material.cert) &&
+        next.key.equals(this.material.key) &&
+        sameCa(next, this.material)
+      ) {
+        return false;
+      }
+      server.setSecureContext(this.contextOptions(next));
+    } catch (err) {
+      this.refused(err);
+      return false;
+    }
+    this.material = next;
+    this.ticketKeys.apply(server);
+    this.opts.log?.info(
+      {
+        file: this.opts.config.cert_file,
+        fingerprint: next.leaf.fingerprint256,
+        not_after: next.leaf.validTo,
+      },
+      'TLS certificate reloaded',
+    );
+    return true;
+  }
+
+  private refused(err: unknown): void {
+    const c = this.opts.config;
+    // The file to blame: the one HYP_E_TLS_FILE names, the key on a mismatch.
+    let file = c.cert_file;
+    if (err instanceof HypError && err.code === 'HYP_E_TLS_MISMATCH') file = c.key_file;
+    else if (err instanceof HypError && typeof err.params.file === 'string') file = err.params.file;
+    const reload = new HypError('HYP_E_TLS_RELOAD', {
+      file,
+      detail: err instanceof HypError ? err.message : errorMessage(err),
+    });
+    this.failures?.inc();
+    this.opts.log?.error({ code: reload.code, err: reload }, reload.message);
+  }
+
+  close(): void {
+    this.watch?.close();
+    this.watch = undefined;
+  }
+}
+
+function sameCa(a: TlsMaterial, b: TlsMaterial): boolean {
+  if (!a.ca || !b.ca) return a.ca === b.ca;
+  return a.ca.equals(b.ca);
+}

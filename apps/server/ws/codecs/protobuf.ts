@@ -1,0 +1,149 @@
+import protobuf from 'protobufjs';
+import { HypError } from '../../../../supervisor/errors.js';
+import { type Envelope, emptyBytes } from '../envelope.js';
+import type { ChannelRequest, Codec, RoomRequest } from './codec.js';
+import { decodeError } from './decode-error.js';
+
+/**
+ * Protobuf codec (index 1, binary frames): HypGo's `WsMessage` (fields 1..5,
+ * timestamp a plain-varint int64) plus hyp's optional field 6 `offset`.
+ * Control data is `ChannelRequest{channel=1}` / `RoomRequest{room_id=1}`.
+ * The schema text is test/fixtures/ws/message.proto (a test keeps them equal).
+ */
+export const protoSchema = `syntax = "proto3";
+package hyp.ws;
+message WsMessage {
+  string type = 1;
+  string channel = 2;
+  bytes data = 3;
+  int64 timestamp = 4;
+  string client_id = 5;
+  string offset = 6;
+}
+message ChannelRequest {
+  string channel = 1;
+  string offset = 2;
+}
+message RoomRequest {
+  string room_id = 1;
+}
+`;
+
+const root = protobuf.parse(protoSchema, { keepCase: true }).root;
+const WsMessage = root.lookupType('hyp.ws.WsMessage');
+const ChannelRequestType = root.lookupType('hyp.ws.ChannelRequest');
+const RoomRequestType = root.lookupType('hyp.ws.RoomRequest');
+
+interface WireMessage {
+  type?: string;
+  channel?: string;
+  data?: Uint8Array;
+  timestamp?: protobuf.Long | number;
+  client_id?: string;
+  offset?: string;
+}
+
+const name = 'protobuf';
+
+/** protobufjs writes any `{ low, high }` pair as an int64; no long.js round trip. */
+function toLong(value: bigint): protobuf.Long {
+  const bits = {
+    low: Number(BigInt.asIntN(32, value)),
+    high: Number(BigInt.asIntN(32, value >> 32n)),
+    unsigned: false,
+  };
+  return bits as unknown as protobuf.Long;
+}
+
+function toBigInt(value: protobuf.Long | number | undefined): bigint {
+  if (value === undefined) return 0n;
+  if (typeof value === 'number') return BigInt(value);
+  return (BigInt(value.high) << 32n) | BigInt(value.low >>> 0);
+}
+
+/** Decodes with a reader we keep, so a failure can name its byte offset. */
+function decodeWith<T>(
+  type: protobuf.Type,
+  bytes: Uint8Array,
+  fail: (detail: string, offset: number, cause: unknown) => never,
+): T {
+  const reader = protobuf.Reader.create(bytes);
+  try {
+    return type.decode(reader) as unknown as T;
+  } catch (err) {
+    return fail((err as Error).message, reader.pos, err);
+  }
+}
+
+function failDecode(detail: string, offset: number, cause: unknown): never {
+  throw decodeError(name, detail, offset, cause);
+}
+
+function marshal(m: Envelope): Uint8Array {
+  const wire: WireMessage = {};
+  if (m.type) wire.type = m.type;
+  if (m.channel) wire.channel = m.channel;
+  if (m.data.length > 0) wire.data = m.data;
+  if (m.timestamp !== 0n) wire.timestamp = toLong(m.timestamp);
+  if (m.clientId) wire.client_id = m.clientId;
+  if (m.offset) wire.offset = m.offset;
+  return WsMessage.encode(wire).finish();
+}
+
+function unmarshal(bytes: Uint8Array): Envelope {
+  const wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
+  return {
+    type: wire.type ?? '',
+    channel: wire.channel ?? '',
+    data: wire.data && wire.data.length > 0 ? wire.data : emptyBytes,
+    timestamp: toBigInt(wire.timestamp),
+    clientId: wire.client_id ?? '',
+    offset: wire.offset ?? '',
+  };
+}
+
+function controlError(kind: string) {
+  return (detail: string, offset: number, cause: unknown): never => {
+    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `${detail} (byte ${offset})` }, { cause });
+  };
+}
+
+function decodeChannelRequest(data: Uint8Array): ChannelRequest {
+  const wire = decodeWith<{ channel?: string; offset?: string }>(
+    ChannelRequestType,
+    data,
+    controlError('subscribe'),
+  );
+  if (!wire.channel)
+    throw new HypError('HYP_E_WS_CONTROL', { type: 'subscribe', detail: 'channel is empty' });
+  return { channel: wire.channel, offset: wire.offset ?? '' };
+}
+
+function encodeChannelRequest(request: ChannelRequest): Uint8Array {
+  const wire: { channel: string; offset?: string } = { channel: request.channel };
+  if (request.offset) wire.offset = request.offset;
+  return ChannelRequestType.encode(wire).finish();
+}
+
+function decodeRoomRequest(data: Uint8Array): RoomRequest {
+  const wire = decodeWith<{ room_id?: string }>(RoomRequestType, data, controlError('join_room'));
+  if (!wire.room_id)
+    throw new HypError('HYP_E_WS_CONTROL', { type: 'join_room', detail: 'room_id is empty' });
+  return { roomId: wire.room_id };
+}
+
+function encodeRoomRequest(request: RoomRequest): Uint8Array {
+  return RoomRequestType.encode({ room_id: request.roomId }).finish();
+}
+
+export const protobufCodec: Codec = {
+  name,
+  index: 1,
+  frame: 'binary',
+  marshal,
+  unmarshal,
+  decodeChannelRequest,
+  encodeChannelRequest,
+  decodeRoomRequest,
+  encodeRoomRequest,
+};

@@ -1,0 +1,86 @@
+import type { WebSocket } from 'ws';
+import type { Codec, CodecName } from './codecs/index.js';
+import type { Envelope } from './envelope.js';
+import { type KeySet, validateKeySet } from './security.js';
+
+/** What the hub needs from its owner to act for one connection. */
+export interface ConnectionOwner {
+  sendTo(connection: Connection, message: Envelope): void;
+  close(connection: Connection, code: number, reason: string): void;
+  /** A frame arrived on the socket. */
+  receive(connection: Connection, data: Buffer): void;
+  /** The socket closed. */
+  remove(connection: Connection, code: number): void;
+}
+
+/**
+ * One connected client as the application sees it. Kept small: an idle
+ * connection costs the `ws` socket plus this object; sets and maps are
+ * created on first use.
+ */
+export class Connection {
+  /** Channels and rooms as small arrays: a client has a handful, and a Set costs ~10× an array per connection. */
+  channels: string[] | undefined;
+  rooms: string[] | undefined;
+  metadata: Map<string, unknown> | undefined;
+  /** Per-client keys set after authorization; override the hub's. */
+  keys: KeySet | undefined;
+  failures = 0;
+  pingAt = 0;
+  awaitingPong = false;
+  open = true;
+
+  constructor(
+    readonly id: string,
+    readonly codec: Codec,
+    readonly ws: WebSocket,
+    /** @internal the hub this connection belongs to */
+    readonly owner: ConnectionOwner,
+  ) {}
+
+  get remoteAddress(): string {
+    return (this.ws as unknown as { _socket?: { remoteAddress?: string } })._socket?.remoteAddress ?? '';
+  }
+
+  get codecName(): CodecName {
+    return this.codec.name;
+  }
+
+  get(key: string): unknown {
+    return this.metadata?.get(key);
+  }
+
+  set(key: string, value: unknown): this {
+    this.metadata ??= new Map();
+    this.metadata.set(key, value);
+    return this;
+  }
+
+  /** Per-client AES/HMAC keys (HypGo's SetEncryptionKey/SetHMACKey); `undefined` reverts to the hub's. */
+  setKeys(keys: KeySet | undefined): this {
+    this.keys = keys && validateKeySet(keys, `client ${this.id}`);
+    return this;
+  }
+
+  /** @internal */
+  addTo(list: 'channels' | 'rooms', name: string): void {
+    const names = this[list];
+    if (!names) this[list] = [name];
+    else if (!names.includes(name)) names.push(name);
+  }
+
+  /** @internal */
+  removeFrom(list: 'channels' | 'rooms', name: string): void {
+    const names = this[list];
+    const i = names ? names.indexOf(name) : -1;
+    if (i >= 0) names!.splice(i, 1);
+  }
+
+  send(message: Envelope): void {
+    this.owner.sendTo(this, message);
+  }
+
+  close(code = 1000, reason = ''): void {
+    this.owner.close(this, code, reason);
+  }
+}

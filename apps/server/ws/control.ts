@@ -1,0 +1,54 @@
+import { HypError } from '../../../supervisor/errors.js';
+import { type Envelope, emptyBytes, jsonData, nowNs } from './envelope.js';
+
+/**
+ * Control message types (the envelope's `type`), HypGo's set plus hyp's
+ * `presence` query. Anything else is an application message: it reaches the
+ * hub's message callbacks and nothing more.
+ */
+export const Control = {
+  subscribe: 'subscribe',
+  unsubscribe: 'unsubscribe',
+  joinRoom: 'join_room',
+  leaveRoom: 'leave_room',
+  publish: 'publish',
+  broadcast: 'broadcast',
+  presence: 'presence',
+} as const;
+
+/** Types the hub sends. */
+export const Reply = {
+  /** A channel, room or broadcast delivery. */
+  message: 'message',
+  /** Subscription acknowledged; `offset` is where the client resumes from. */
+  subscribed: 'subscribed',
+  /** A room's member list or a join/leave event (data JSON). */
+  presence: 'presence',
+  /** A refused frame or request; data `{"code","message",...}`. */
+  error: 'error',
+} as const;
+
+/**
+ * Error frame for `err`: data is JSON `{"code","message"}` plus the byte
+ * offset, channel or offset the error names. Error data is JSON for every
+ * codec, like HypGo's control data.
+ */
+export function errorEnvelope(err: unknown, channel = ''): Envelope {
+  const hyp = err instanceof HypError ? err : new HypError('HYP_E_INTERNAL', {}, { cause: err });
+  const body: Record<string, unknown> = { code: hyp.code, message: hyp.message };
+  for (const key of ['offset', 'channel', 'room_id'] as const) {
+    if (hyp.params[key] !== undefined) body[key] = hyp.params[key];
+  }
+  return { type: Reply.error, channel, data: jsonData(body), timestamp: nowNs(), clientId: '', offset: '' };
+}
+
+export function replyEnvelope(type: string, channel: string, body?: unknown, offset = ''): Envelope {
+  return {
+    type,
+    channel,
+    data: body === undefined ? emptyBytes : jsonData(body),
+    timestamp: nowNs(),
+    clientId: '',
+    offset,
+  };
+}

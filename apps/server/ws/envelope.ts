@@ -1,0 +1,66 @@
+/**
+ * The message envelope every codec carries (HypGo's `Message`): `type`,
+ * `channel`, `data`, `timestamp` (int64 Unix nanoseconds) and `client_id`.
+ * Empty strings, empty data and a zero timestamp mean "absent" and are
+ * omitted on the wire.
+ *
+ * hyp adds one optional field beyond HypGo, `offset`, on deliveries from a
+ * channel with history: the position a client resumes from after a
+ * reconnect. HypGo peers ignore it (unknown JSON/msgpack key, unknown
+ * protobuf field 6, unknown FlatBuffers slot 5).
+ *
+ * This module is shared by the server and the client library: no Node-only
+ * APIs (no Buffer), only Uint8Array, TextEncoder and TextDecoder.
+ */
+
+export interface Envelope {
+  type: string;
+  channel: string;
+  /** Opaque payload bytes; for JSON publishers the raw JSON text. */
+  data: Uint8Array;
+  /** Unix nanoseconds; 0n when absent. */
+  timestamp: bigint;
+  clientId: string;
+  /** hyp extension: resume position of a channel delivery, '' when absent. */
+  offset: string;
+}
+
+export const emptyBytes: Uint8Array = new Uint8Array(0);
+
+export const utf8Encoder = new TextEncoder();
+export const utf8Decoder = new TextDecoder();
+
+export const int64Min = -(1n << 63n);
+export const int64Max = (1n << 63n) - 1n;
+
+export function envelope(fields: Partial<Envelope>): Envelope {
+  return {
+    type: fields.type ?? '',
+    channel: fields.channel ?? '',
+    data: fields.data ?? emptyBytes,
+    timestamp: fields.timestamp ?? 0n,
+    clientId: fields.clientId ?? '',
+    offset: fields.offset ?? '',
+  };
+}
+
+const msOrigin = BigInt(Date.now()) * 1_000_000n;
+const perfOrigin = typeof performance === 'object' ? performance.now() : 0;
+
+/**
+ * Unix time in nanoseconds. Wall clock at load plus the monotonic clock
+ * since, so timestamps never run backwards inside one process.
+ */
+export function nowNs(): bigint {
+  if (typeof performance !== 'object') return BigInt(Date.now()) * 1_000_000n;
+  return msOrigin + BigInt(Math.round((performance.now() - perfOrigin) * 1e6));
+}
+
+/** JSON text of `value` as data bytes (HypGo's `json.RawMessage`). */
+export function jsonData(value: unknown): Uint8Array {
+  return utf8Encoder.encode(JSON.stringify(value));
+}
+
+export function textData(bytes: Uint8Array): string {
+  return utf8Decoder.decode(bytes);
+}

@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import type { Envelope } from './envelope.js';
+
+/**
+ * Per-channel sequence numbers and a bounded history for recovery.
+ *
+ * Every delivery on a channel gets the next sequence number; its offset on
+ * the wire is `<epoch>:<seq>`. The epoch names this history instance, so an
+ * offset from another process (or from before a restart) is recognised as
+ * foreign and recovery fails explicitly instead of replaying the wrong
+ * messages. Memory: at most `size` messages per channel and `maxChannels`
+ * channels (the least recently published channel is forgotten first).
+ */
+
+export interface HistoryOptions {
+  /** Messages kept per channel; 0 disables history (offsets are still assigned). */
+  size: number;
+  maxChannels?: number;
+  epoch?: string;
+}
+
+class Ring {
+  readonly items: Envelope[] = [];
+  /** Sequence number of items[start]. */
+  first = 1;
+  start = 0;
+  next = 1;
+}
+
+export type Recovery = { ok: true; messages: Envelope[] } | { ok: false; reason: string };
+
+export class History {
+  readonly epoch: string;
+  private readonly size: number;
+  private readonly maxChannels: number;
+  private readonly rings = new Map<string, Ring>();
+
+  constructor(options: HistoryOptions) {
+    this.size = options.size;
+    this.maxChannels = options.maxChannels ?? 10_000;
+    this.epoch = options.epoch ?? randomBytes(6).toString('base64url');
+  }
+
+  /** Assigns the next offset to `message` (mutating its `offset`) and keeps it. */
+  append(channel: string, message: Envelope): string {
+    let ring = this.rings.get(channel);
+    if (ring) {
+      this.rings.delete(channel);
+    } else {
+      ring = new Ring();
+      if (this.rings.size >= this.maxChannels) this.rings.delete(this.rings.keys().next().value as string);
+    }
+    this.rings.set(channel, ring);
+    const seq = ring.next++;
+    message.offset = `${this.epoch}:${seq}`;
+    if (this.size > 0) {
+      if (ring.items.length < this.size) {
+        ring.items.push(message);
+      } else {
+        ring.items[ring.start] = message;
+        ring.start = (ring.start + 1) % this.size;
+        ring.first++;
+      }
+    } else {
+      ring.first = ring.next;
+    }
+    return message.offset;
+  }
+
+  /** The offset a new subscriber would resume from: the last assigned one. */
+  head(channel: string): string {
+    const ring = this.rings.get(channel);
+    return `${this.epoch}:${ring ? ring.next - 1 : 0}`;
+  }
+
+  /** Messages after `offset`, in order, or why they cannot all be replayed. */
+  since(channel: string, offset: string): Recovery {
+    const colon = offset.lastIndexOf(':');
+    const epoch = offset.slice(0, colon);
+    const seq = Number(offset.slice(colon + 1));
+    if (colon < 0 || !Number.isSafeInteger(seq) || seq < 0) return { ok: false, reason: 'malformed offset' };
+    if (epoch !== this.epoch)
+      return { ok: false, reason: 'offset belongs to another history (server restarted or moved)' };
+    const ring = this.rings.get(channel);
+    const next = ring ? ring.next : 1;
+    if (seq === next - 1) return { ok: true, messages: [] };
+    if (seq >= next) return { ok: false, reason: 'offset is in the future' };
+    if (!ring || seq + 1 < ring.first)
+      return { ok: false, reason: 'messages after the offset are no longer in history' };
+    const messages: Envelope[] = [];
+    for (let s = seq + 1; s < next; s++) {
+      messages.push(ring.items[(ring.start + (s - ring.first)) % ring.items.length]!);
+    }
+    return { ok: true, messages };
+  }
+}

@@ -1,0 +1,826 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { type WebSocket, WebSocketServer } from 'ws';
+import { HypError, isHypError } from '../../../supervisor/errors.js';
+import { type Bus, LocalBus } from './bus.js';
+import { type BusEvent, type BusEventKind, decodeBusEvent, encodeBusEvent } from './bus-event.js';
+import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
+import { Connection, type ConnectionOwner } from './connection.js';
+import { Control, errorEnvelope, Reply, replyEnvelope } from './control.js';
+import { type Envelope, jsonData, nowNs } from './envelope.js';
+import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
+import { History } from './history.js';
+import { WsMetrics } from './metrics.js';
+import { Presence } from './presence.js';
+import {
+  failureReason,
+  type KeySet,
+  ReplayGuard,
+  Security,
+  type SecurityOptions,
+  validateKeySet,
+} from './security.js';
+
+/**
+ * The WebSocket hub: channels, rooms, broadcast and direct sends over `ws`,
+ * with four codecs, an optional security pipeline, history and recovery,
+ * presence, heartbeat, backpressure, drain, and fan-out to other workers
+ * and pods through a Bus.
+ *
+ * The HTTP layer routes an upgrade here with `hub.handleUpgrade(req,
+ * socket, head)`; the hub checks drain state, origin and the authorize hook,
+ * negotiates the codec from `Sec-WebSocket-Protocol` and takes the socket.
+ *
+ * Fan-out serializes a delivery at most once per codec and seals it once
+ * per key set, whatever the number of recipients.
+ */
+
+export type HubClient = Connection;
+
+/** What `authorize` may return: `false` refuses with 403; an object accepts and sets up the client. */
+export interface Authorization {
+  clientId?: string;
+  metadata?: Record<string, unknown>;
+  /** Per-client keys overriding the hub's. */
+  keys?: KeySet;
+}
+
+export type Authorize = (
+  req: IncomingMessage,
+) => boolean | undefined | Authorization | Promise<boolean | undefined | Authorization>;
+
+/** Payload of a server-side send: bytes as they are, anything else as JSON text. */
+export type Payload =
+  | Uint8Array
+  | string
+  | number
+  | boolean
+  | null
+  | readonly unknown[]
+  | { readonly [k: string]: unknown };
+
+export interface HubSecurityOptions extends SecurityOptions {
+  /** Refused frames (decrypt, signature, decode, replay) before the connection is closed (1008). Default 5. */
+  maxFailures?: number;
+  /** Replay guard window; 0 or absent: off. */
+  replayWindowMs?: number;
+  replayCacheSize?: number;
+}
+
+export interface HubOptions {
+  /** Bus topic; hubs on other nodes with the same name exchange messages. Default 'ws'. */
+  name?: string;
+  codecs?: readonly CodecName[];
+  /** Empty: same host only (Origin host equals Host); `'*'`: any origin. Requests without Origin are allowed. */
+  allowedOrigins?: readonly string[];
+  authorize?: Authorize;
+  /** Larger messages close the connection with 1009. Default 512 KiB. */
+  maxMessageSize?: number;
+  pingIntervalMs?: number;
+  pongTimeoutMs?: number;
+  /** Per-client buffered bytes before `slowConsumer` applies. Default 1 MiB. */
+  sendBufferLimit?: number;
+  slowConsumer?: 'close' | 'drop';
+  /** Messages kept per channel for recovery. Default 1000. */
+  historySize?: number;
+  compression?: { enabled?: boolean; level?: number; threshold?: number; concurrency?: number };
+  security?: HubSecurityOptions;
+  bus?: Bus;
+  registry?: Registry;
+  log?: Logger;
+  /** May a client publish to / broadcast on this channel? Default: yes. */
+  canPublish?: (client: HubClient, channel: string) => boolean;
+  /** Acknowledge subscribe with a `subscribed` frame carrying the resume offset. Default true. */
+  ackSubscribe?: boolean;
+}
+
+export interface DrainOptions {
+  /** Close frames are spread uniformly at random over this window. */
+  spreadMs: number;
+  /** Epoch ms after which the remaining connections are terminated. */
+  deadline?: number;
+}
+
+type ConnectHandler = (client: HubClient, req: IncomingMessage) => void;
+type DisconnectHandler = (client: HubClient, code: number) => void;
+type MessageHandler = (client: HubClient, message: Envelope) => void;
+
+const codecSlots = 4;
+const binaryFrame = { binary: true };
+const textFrame = { binary: false };
+const maxClientIdLength = 256;
+
+function toData(payload: Payload): Uint8Array {
+  return payload instanceof Uint8Array ? payload : jsonData(payload);
+}
+
+function statusLine(status: number): string {
+  return status === 401
+    ? 'Unauthorized'
+    : status === 403
+      ? 'Forbidden'
+      : status === 503
+        ? 'Service Unavailable'
+        : 'Bad Request';
+}
+
+function refuseUpgrade(socket: Duplex, err: HypError): void {
+  const body = JSON.stringify(err.toProblem());
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  socket.end(
+    `HTTP/1.1 ${err.status} ${statusLine(err.status)}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+export class Hub implements ConnectionOwner {
+  readonly metrics: WsMetrics;
+  readonly history: History;
+  readonly presence = new Presence();
+  readonly bus: Bus;
+  private readonly name: string;
+  private readonly enabled: readonly CodecName[];
+  private readonly wss: WebSocketServer;
+  private readonly security: Security | undefined;
+  private readonly replay: ReplayGuard | undefined;
+  private readonly maxFailures: number;
+  private readonly sendBufferLimit: number;
+  private readonly slowConsumer: 'close' | 'drop';
+  private readonly pingIntervalMs: number;
+  private readonly pongTimeoutMs: number;
+  private readonly heartbeat: NodeJS.Timeout | undefined;
+  private readonly stopBus: () => void;
+  private readonly corks = new CorkBatch();
+  private readonly all = new Set<Connection>();
+  private readonly byId = new Map<string, Connection>();
+  private readonly channels = new Map<string, Set<Connection>>();
+  private readonly rooms = new Map<string, Set<Connection>>();
+  private readonly connectHandlers: ConnectHandler[] = [];
+  private readonly disconnectHandlers: DisconnectHandler[] = [];
+  private readonly messageHandlers: MessageHandler[] = [];
+  private draining = false;
+  private closed = false;
+  private drainTimers: NodeJS.Timeout[] = [];
+
+  constructor(private readonly options: HubOptions = {}) {
+    this.name = options.name ?? 'ws';
+    this.enabled = options.codecs ?? codecNames;
+    this.metrics = new WsMetrics(options.registry);
+    this.history = new History({ size: options.historySize ?? 1000 });
+    this.bus = options.bus ?? new LocalBus();
+    this.security = options.security ? new Security(options.security) : undefined;
+    const window = options.security?.replayWindowMs ?? 0;
+    this.replay =
+      this.security && window > 0
+        ? new ReplayGuard({ windowMs: window, maxEntries: options.security?.replayCacheSize })
+        : undefined;
+    this.maxFailures = options.security?.maxFailures ?? 5;
+    this.sendBufferLimit = options.sendBufferLimit ?? 1024 * 1024;
+    this.slowConsumer = options.slowConsumer ?? 'close';
+    this.pingIntervalMs = options.pingIntervalMs ?? 25_000;
+    this.pongTimeoutMs = options.pongTimeoutMs ?? 10_000;
+    const compression = options.compression;
+    this.wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false,
+      maxPayload: options.maxMessageSize ?? 512 * 1024,
+      perMessageDeflate: compression?.enabled
+        ? {
+            zlibDeflateOptions: { level: compression.level ?? 1 },
+            threshold: compression.threshold ?? 1024,
+            concurrencyLimit: compression.concurrency ?? 10,
+          }
+        : false,
+      handleProtocols: (offered) => negotiate(offered, this.enabled)?.name ?? false,
+    });
+    const tick = Math.max(20, Math.min(this.pingIntervalMs, this.pongTimeoutMs) / 2);
+    if (this.pingIntervalMs > 0) {
+      this.heartbeat = setInterval(() => this.sweep(), tick);
+      this.heartbeat.unref();
+    }
+    this.stopBus = this.bus.onMessage((topic, payload) => {
+      if (topic !== this.name) return;
+      const event = decodeBusEvent(payload);
+      if (event) this.fromBus(event);
+    });
+  }
+
+  // ---- callbacks ----
+
+  onConnect(handler: ConnectHandler): this {
+    this.connectHandlers.push(handler);
+    return this;
+  }
+
+  onDisconnect(handler: DisconnectHandler): this {
+    this.disconnectHandlers.push(handler);
+    return this;
+  }
+
+  /** Every decoded, verified message from a client, before the hub acts on control types. */
+  onMessage(handler: MessageHandler): this {
+    this.messageHandlers.push(handler);
+    return this;
+  }
+
+  // ---- upgrade ----
+
+  /** Entry point for the HTTP layer: an `upgrade` on the hub's route. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    // a module-level listener: a closure here would keep this scope (and the request) alive
+    socket.on('error', destroyOnError);
+    if (this.draining || this.closed) {
+      refuseUpgrade(socket, new HypError('HYP_E_DRAINING'));
+      return;
+    }
+    const origin = req.headers.origin;
+    if (origin !== undefined && !this.originAllowed(origin, req.headers.host)) {
+      refuseUpgrade(socket, new HypError('HYP_E_WS_ORIGIN', { origin }));
+      return;
+    }
+    const authorize = this.options.authorize;
+    if (!authorize) {
+      this.upgrade(req, socket, head, undefined);
+      return;
+    }
+    let verdict: ReturnType<Authorize>;
+    try {
+      verdict = authorize(req);
+    } catch (err) {
+      refuseUpgrade(socket, this.authError(err));
+      return;
+    }
+    Promise.resolve(verdict).then(
+      (result) => {
+        if (result === false) {
+          refuseUpgrade(socket, new HypError('HYP_E_WS_FORBIDDEN', { detail: 'authorize hook refused' }));
+          return;
+        }
+        this.upgrade(req, socket, head, typeof result === 'object' ? result : undefined);
+      },
+      (err: unknown) => refuseUpgrade(socket, this.authError(err)),
+    );
+  }
+
+  private authError(err: unknown): HypError {
+    if (isHypError(err) && (err.status === 401 || err.status === 403)) return err;
+    this.options.log?.warn({ err }, 'websocket authorize hook failed');
+    return new HypError('HYP_E_WS_UNAUTHORIZED', {}, { cause: err });
+  }
+
+  private originAllowed(origin: string, host: string | undefined): boolean {
+    const allowed = this.options.allowedOrigins ?? [];
+    if (allowed.includes('*')) return true;
+    if (allowed.length > 0) return allowed.includes(origin);
+    try {
+      return new URL(origin).host === host;
+    } catch {
+      return false;
+    }
+  }
+
+  private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Authorization | undefined): void {
+    if (this.draining || this.closed) {
+      refuseUpgrade(socket, new HypError('HYP_E_DRAINING'));
+      return;
+    }
+    const header = req.headers['x-client-id'];
+    let id = auth?.clientId ?? (typeof header === 'string' ? header : undefined);
+    if (!id) {
+      const q = req.url?.indexOf('?') ?? -1;
+      if (q >= 0) id = new URLSearchParams(req.url!.slice(q + 1)).get('client_id') ?? undefined;
+    }
+    id ||= `client-${randomUUID()}`;
+    if (id.length > maxClientIdLength) {
+      refuseUpgrade(
+        socket,
+        new HypError('HYP_E_BAD_REQUEST', { detail: `client id longer than ${maxClientIdLength}` }),
+      );
+      return;
+    }
+    if (auth?.keys) {
+      try {
+        validateKeySet(auth.keys, `client ${id}`);
+      } catch (err) {
+        this.options.log?.error({ err }, 'authorize hook returned unusable keys');
+        refuseUpgrade(socket, new HypError('HYP_E_INTERNAL', {}, { cause: err }));
+        return;
+      }
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, id, auth));
+  }
+
+  private accept(ws: WebSocket, req: IncomingMessage, id: string, auth: Authorization | undefined): void {
+    if (this.closed) {
+      ws.terminate();
+      return;
+    }
+    const codec = codecByName(ws.protocol) ?? jsonCodec;
+    const c = new Connection(id, codec, ws, this);
+    if (auth?.keys) c.keys = auth.keys;
+    if (auth?.metadata) for (const [k, v] of Object.entries(auth.metadata)) c.set(k, v);
+    const previous = this.byId.get(id);
+    this.byId.set(id, c);
+    this.all.add(c);
+    if (previous) previous.close(4000, 'replaced by a newer connection with the same client id');
+    c.pingAt = Date.now();
+    this.listen(c);
+    this.metrics.connections.inc({ codec: codec.name });
+    for (const h of this.connectHandlers) this.guard(() => h(c, req));
+  }
+
+  /**
+   * Socket listeners are shared module functions (`this` is the socket) that
+   * find the connection through one symbol-keyed property: cheaper per
+   * connection than closures, and nothing of `accept`'s scope (the upgrade
+   * request) stays reachable.
+   */
+  private listen(c: Connection): void {
+    const ws = c.ws as TaggedSocket;
+    ws[connectionKey] = c;
+    ws.on('message', onSocketMessage);
+    ws.on('pong', onSocketPong);
+    ws.on('close', onSocketClose);
+    ws.on('error', noop);
+  }
+
+  // ---- incoming ----
+
+  /** @internal called by the socket listeners */
+  receive(c: Connection, data: Buffer): void {
+    this.metrics.countIn(c.codec.name, data.length);
+    let bytes: Uint8Array = data;
+    let nonce: Uint8Array | undefined;
+    if (this.security) {
+      try {
+        const opened = this.security.open(bytes, c.keys);
+        bytes = opened.payload;
+        nonce = opened.nonce;
+      } catch (err) {
+        this.refuse(c, err);
+        return;
+      }
+    }
+    let message: Envelope;
+    try {
+      message = c.codec.unmarshal(bytes);
+      if (this.replay && nonce) this.replay.check(nonce, message.timestamp);
+    } catch (err) {
+      this.refuse(c, err);
+      return;
+    }
+    message.clientId = c.id;
+    for (const h of this.messageHandlers) this.guard(() => h(c, message));
+    if (!c.open) return;
+    try {
+      this.control(c, message);
+    } catch (err) {
+      this.sendTo(c, errorEnvelope(err, message.channel));
+    }
+  }
+
+  private refuse(c: Connection, err: unknown): void {
+    this.metrics.securityFailure(failureReason(err));
+    this.sendTo(c, errorEnvelope(err));
+    if (++c.failures >= this.maxFailures) this.close(c, 1008, 'too many invalid messages');
+  }
+
+  private control(c: Connection, m: Envelope): void {
+    switch (m.type) {
+      case Control.subscribe: {
+        const req = c.codec.decodeChannelRequest(m.data);
+        this.subscribe(c, req.channel, req.offset);
+        return;
+      }
+      case Control.unsubscribe:
+        this.unsubscribe(c, c.codec.decodeChannelRequest(m.data).channel);
+        return;
+      case Control.joinRoom:
+        this.joinRoom(c, c.codec.decodeRoomRequest(m.data).roomId);
+        return;
+      case Control.leaveRoom:
+        this.leaveRoom(c, c.codec.decodeRoomRequest(m.data).roomId);
+        return;
+      case Control.presence: {
+        const room = c.codec.decodeRoomRequest(m.data).roomId;
+        this.sendTo(
+          c,
+          replyEnvelope(Reply.presence, room, { room_id: room, members: this.presence.members(room) }),
+        );
+        return;
+      }
+      case Control.publish:
+        if (!m.channel) throw new HypError('HYP_E_WS_CONTROL', { type: m.type, detail: 'channel is empty' });
+        this.mayPublish(c, m.channel, m.type);
+        this.publishEnvelope(m.channel, this.delivery(m.channel, m.data, c.id, m.timestamp));
+        return;
+      case Control.broadcast:
+        this.mayPublish(c, '', m.type);
+        this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp));
+        return;
+    }
+  }
+
+  private mayPublish(c: Connection, channel: string, type: string): void {
+    if (this.options.canPublish && !this.options.canPublish(c, channel)) {
+      throw new HypError('HYP_E_WS_CONTROL', { type, detail: `not allowed to publish on "${channel}"` });
+    }
+  }
+
+  private delivery(channel: string, data: Uint8Array, clientId: string, timestamp = 0n): Envelope {
+    return { type: Reply.message, channel, data, timestamp: timestamp || nowNs(), clientId, offset: '' };
+  }
+
+  // ---- membership ----
+
+  /**
+   * Subscribes `client` to `channel`. With `offset` (from an earlier
+   * delivery or ack) the messages published since are sent first, in order,
+   * or an HYP_E_WS_RECOVERY_FAILED error frame says they cannot be.
+   */
+  subscribe(client: HubClient, channel: string, offset = ''): void {
+    if (offset) {
+      const recovery = this.history.since(channel, offset);
+      if (recovery.ok) for (const m of recovery.messages) this.sendTo(client, m);
+      else {
+        this.sendTo(
+          client,
+          errorEnvelope(
+            new HypError('HYP_E_WS_RECOVERY_FAILED', { channel, offset, detail: recovery.reason }),
+            channel,
+          ),
+        );
+      }
+    }
+    addTo(this.channels, channel, client);
+    client.addTo('channels', channel);
+    if (this.options.ackSubscribe ?? true) {
+      this.sendTo(client, replyEnvelope(Reply.subscribed, channel, { channel }, this.history.head(channel)));
+    }
+  }
+
+  unsubscribe(client: HubClient, channel: string): void {
+    removeFrom(this.channels, channel, client);
+    client.removeFrom('channels', channel);
+  }
+
+  joinRoom(client: HubClient, room: string): void {
+    addTo(this.rooms, room, client);
+    client.addTo('rooms', room);
+    if (this.presence.join(room, client.id, this.bus.nodeId))
+      this.presenceEvent('join', room, client.id, true);
+  }
+
+  leaveRoom(client: HubClient, room: string): void {
+    removeFrom(this.rooms, room, client);
+    client.removeFrom('rooms', room);
+    if (this.presence.leave(room, client.id, this.bus.nodeId))
+      this.presenceEvent('leave', room, client.id, true);
+  }
+
+  /** Client ids in `room` on every node. */
+  members(room: string): string[] {
+    return this.presence.members(room);
+  }
+
+  private presenceEvent(kind: 'join' | 'leave', room: string, clientId: string, local: boolean): void {
+    const event = replyEnvelope(Reply.presence, room, { event: kind, room_id: room, client_id: clientId });
+    event.clientId = clientId;
+    this.deliver(this.rooms.get(room), event);
+    if (local) this.toBus(kind, room, event);
+  }
+
+  // ---- sending ----
+
+  /** Delivers to every subscriber of `channel` on every node. */
+  publish(channel: string, data: Payload): void {
+    this.publishEnvelope(channel, this.delivery(channel, toData(data), ''));
+  }
+
+  /** Delivers to every member of `room` on every node, except the client id `except`. */
+  toRoom(room: string, data: Payload, options: { except?: string } = {}): void {
+    const message = this.delivery(room, toData(data), '');
+    this.deliver(this.rooms.get(room), message, options.except);
+    this.toBus('room', options.except ? `${room}\u0000${options.except}` : room, message);
+  }
+
+  /** Delivers to every client on every node. */
+  broadcast(data: Payload): void {
+    this.broadcastEnvelope(this.delivery('', toData(data), ''));
+  }
+
+  /** Sends to the client with this id, wherever it is connected. True when it is connected here. */
+  sendTo(clientId: string, data: Payload): boolean;
+  sendTo(connection: Connection, message: Envelope): void;
+  sendTo(target: string | Connection, data: Payload | Envelope): boolean | undefined {
+    if (typeof target !== 'string') {
+      this.deliver([target], data as Envelope);
+      return undefined;
+    }
+    const message = this.delivery('', toData(data as Payload), '');
+    const local = this.byId.get(target);
+    if (local) {
+      this.deliver([local], message);
+      return true;
+    }
+    this.toBus('direct', target, message);
+    return false;
+  }
+
+  private publishEnvelope(channel: string, message: Envelope): void {
+    this.history.append(channel, message);
+    this.deliver(this.channels.get(channel), message);
+    this.toBus('publish', channel, message);
+  }
+
+  private broadcastEnvelope(message: Envelope): void {
+    this.deliver(this.all, message);
+    this.toBus('broadcast', '', message);
+  }
+
+  private toBus(kind: BusEventKind, target: string, message: Envelope): void {
+    this.bus.publish(this.name, encodeBusEvent(kind, target, this.bus.nodeId, message));
+  }
+
+  private fromBus(event: BusEvent): void {
+    const m = event.message;
+    switch (event.kind) {
+      case 'publish':
+        this.history.append(event.target, m);
+        this.deliver(this.channels.get(event.target), m);
+        return;
+      case 'room': {
+        const [room, except] = event.target.split('\u0000');
+        this.deliver(this.rooms.get(room!), m, except);
+        return;
+      }
+      case 'broadcast':
+        this.deliver(this.all, m);
+        return;
+      case 'direct': {
+        const c = this.byId.get(event.target);
+        if (c) this.deliver([c], m);
+        return;
+      }
+      case 'join':
+        if (this.presence.join(event.target, m.clientId, event.origin)) {
+          this.presenceEvent('join', event.target, m.clientId, false);
+        }
+        return;
+      case 'leave':
+        if (this.presence.leave(event.target, m.clientId, event.origin)) {
+          this.presenceEvent('leave', event.target, m.clientId, false);
+        }
+        return;
+    }
+  }
+
+  /**
+   * The fan-out loop: marshal once per codec, seal once per key set, frame
+   * once, then write the same bytes to every socket.
+   */
+  private deliver(targets: Iterable<Connection> | undefined, message: Envelope, exceptId?: string): void {
+    if (!targets) return;
+    const started = performance.now();
+    const plain: Array<Uint8Array | undefined> = new Array(codecSlots);
+    const frames: Array<Buffer | undefined> = new Array(codecSlots);
+    const count = [0, 0, 0, 0];
+    const bytes = [0, 0, 0, 0];
+    let perKeySet: Map<KeySet, Array<Buffer | undefined>> | undefined;
+    const security = this.security;
+    for (const c of targets) {
+      if (exceptId !== undefined && c.id === exceptId) continue;
+      const i = c.codec.index;
+      let out = plain[i];
+      if (out === undefined) {
+        try {
+          out = plain[i] = c.codec.marshal(message);
+        } catch (err) {
+          this.options.log?.warn({ err, codec: c.codec.name }, 'websocket marshal failed');
+          continue;
+        }
+      }
+      let frame: Buffer | undefined;
+      if (security && c.keys) {
+        perKeySet ??= new Map();
+        let cache = perKeySet.get(c.keys);
+        if (!cache) {
+          cache = new Array(codecSlots);
+          perKeySet.set(c.keys, cache);
+        }
+        frame = cache[i] ??= prepareFrame(security.seal(out, c.keys), true);
+      } else {
+        frame = frames[i] ??= prepareFrame(
+          security ? security.seal(out) : out,
+          security !== undefined || c.codec.frame === 'binary',
+        );
+      }
+      if (this.write(c, frame)) {
+        count[i]!++;
+        bytes[i]! += frame.length;
+      }
+    }
+    for (let i = 0; i < codecSlots; i++) {
+      if (count[i]) this.metrics.countOut(codecNames[i]!, count[i]!, bytes[i]!);
+    }
+    this.metrics.fanoutSeconds.observe({ scope: 'local' }, (performance.now() - started) / 1000);
+  }
+
+  /** Writes one prepared frame, or applies the slow-consumer policy. */
+  private write(c: Connection, frame: Buffer): boolean {
+    const ws = c.ws;
+    if (!c.open || ws.readyState !== 1) {
+      this.metrics.dropped.inc({ reason: 'closed' });
+      return false;
+    }
+    if (ws.bufferedAmount + frame.length > this.sendBufferLimit) {
+      this.metrics.dropped.inc({ reason: 'slow_consumer' });
+      if (this.slowConsumer === 'close') {
+        this.options.log?.debug(
+          { client: c.id, buffered: ws.bufferedAmount },
+          'websocket slow consumer cut off',
+        );
+        c.open = false;
+        ws.terminate();
+      }
+      return false;
+    }
+    const socket = directSocket(ws);
+    if (socket) this.corks.write(socket, frame);
+    else ws.send(framePayload(frame), (frame[0]! & 0x0f) === 0x02 ? binaryFrame : textFrame);
+    return true;
+  }
+
+  // ---- lifecycle ----
+
+  close(c: Connection, code: number, reason: string): void;
+  close(): Promise<void>;
+  close(c?: Connection, code = 1000, reason = ''): Promise<void> | undefined {
+    if (c) {
+      if (c.open) {
+        c.open = false;
+        c.ws.close(code, reason);
+        setTimeout(() => c.ws.terminate(), 2_000).unref();
+      }
+      return undefined;
+    }
+    return this.shutdown();
+  }
+
+  private async shutdown(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.heartbeat) clearInterval(this.heartbeat);
+    for (const t of this.drainTimers) clearTimeout(t);
+    for (const c of [...this.all]) {
+      c.open = false;
+      c.ws.terminate();
+      this.remove(c, 1006);
+    }
+    this.stopBus();
+    this.wss.close();
+  }
+
+  /** @internal socket 'close' */
+  remove(c: Connection, code: number): void {
+    if (!this.all.delete(c)) return;
+    c.open = false;
+    if (this.byId.get(c.id) === c) this.byId.delete(c.id);
+    if (c.channels) for (const ch of c.channels) removeFrom(this.channels, ch, c);
+    if (c.rooms) {
+      for (const room of c.rooms) {
+        removeFrom(this.rooms, room, c);
+        if (!this.byId.has(c.id) && this.presence.leave(room, c.id, this.bus.nodeId)) {
+          this.presenceEvent('leave', room, c.id, true);
+        }
+      }
+    }
+    this.metrics.connections.dec({ codec: c.codec.name });
+    for (const h of this.disconnectHandlers) this.guard(() => h(c, code));
+  }
+
+  /**
+   * Stops taking upgrades and closes every connection with 1001 and a
+   * reconnect hint, each at a uniformly random moment in `spreadMs`, so
+   * clients do not all reconnect at once. Resolves when all are gone;
+   * connections left at `deadline` are terminated.
+   */
+  drain(options: DrainOptions): Promise<void> {
+    this.draining = true;
+    const spread = Math.max(0, options.spreadMs);
+    for (const c of this.all) {
+      const at = Math.random() * spread;
+      const t = setTimeout(
+        () => this.close(c, 1001, `reconnect;delay=${Math.round(Math.random() * 1000)}`),
+        at,
+      );
+      this.drainTimers.push(t);
+    }
+    return new Promise((resolve) => {
+      const check = setInterval(() => {
+        const late = options.deadline !== undefined && Date.now() >= options.deadline;
+        if (late) for (const c of this.all) c.ws.terminate();
+        if (this.all.size === 0 || late) {
+          clearInterval(check);
+          resolve();
+        }
+      }, 25);
+    });
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  /** Number of connected clients on this node. */
+  clients(): number {
+    return this.all.size;
+  }
+
+  client(id: string): HubClient | undefined {
+    return this.byId.get(id);
+  }
+
+  subscribers(channel: string): number {
+    return this.channels.get(channel)?.size ?? 0;
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    for (const c of this.all) {
+      if (c.awaitingPong) {
+        if (now - c.pingAt > this.pongTimeoutMs) {
+          this.options.log?.debug({ client: c.id }, 'websocket pong timeout');
+          c.open = false;
+          c.ws.terminate();
+        }
+      } else if (now - c.pingAt >= this.pingIntervalMs && c.ws.readyState === 1) {
+        c.awaitingPong = true;
+        c.pingAt = now;
+        c.ws.ping();
+      }
+    }
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.options.log?.error({ err }, 'websocket hub callback threw');
+    }
+  }
+}
+
+function noop(): void {}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
+}
+
+const connectionKey = Symbol('hyp.ws.connection');
+type TaggedSocket = WebSocket & { [connectionKey]?: Connection };
+
+function onSocketMessage(this: TaggedSocket, data: Buffer | ArrayBuffer | Buffer[]): void {
+  const c = this[connectionKey];
+  if (c?.open) c.owner.receive(c, toBuffer(data));
+}
+
+function onSocketPong(this: TaggedSocket): void {
+  const c = this[connectionKey];
+  if (c) c.awaitingPong = false;
+}
+
+function onSocketClose(this: TaggedSocket, code: number): void {
+  const c = this[connectionKey];
+  if (c) c.owner.remove(c, code);
+}
+
+function toBuffer(data: Buffer | ArrayBuffer | Buffer[]): Buffer {
+  return Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+}
+
+function addTo(index: Map<string, Set<Connection>>, key: string, c: Connection): void {
+  let set = index.get(key);
+  if (!set) {
+    set = new Set();
+    index.set(key, set);
+  }
+  set.add(c);
+}
+
+function removeFrom(index: Map<string, Set<Connection>>, key: string, c: Connection): void {
+  const set = index.get(key);
+  if (!set) return;
+  set.delete(c);
+  if (set.size === 0) index.delete(key);
+}
+
+export function createHub(options: HubOptions = {}): Hub {
+  return new Hub(options);
+}

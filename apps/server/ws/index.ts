@@ -1,0 +1,37 @@
+/** The WebSocket hub's public surface. */
+export {
+  type Bus,
+  type BusHandler,
+  IpcBus,
+  LocalBus,
+  LocalBusGroup,
+  RedisBus,
+  type RedisBusOptions,
+} from './bus.js';
+export {
+  type Codec,
+  type CodecName,
+  codecByName,
+  codecs,
+  flatbuffersCodec,
+  jsonCodec,
+  msgpackCodec,
+  negotiate,
+  protobufCodec,
+} from './codecs/index.js';
+export { Control, Reply } from './control.js';
+export { type Envelope, envelope, nowNs } from './envelope.js';
+export {
+  type Authorization,
+  type Authorize,
+  createHub,
+  type DrainOptions,
+  Hub,
+  type HubClient,
+  type HubOptions,
+  type HubSecurityOptions,
+  type Payload,
+} from './hub.js';
+export { WsMetrics } from './metrics.js';
+export { busFromConfig, drainSpreadMs, hubOptionsFromConfig, type RuntimeContext } from './options.js';
+export { type KeySet, keysFromFiles, ReplayGuard, Security, type SecurityOptions } from './security.js';

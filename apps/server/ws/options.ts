@@ -1,0 +1,79 @@
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { Config } from '../../../supervisor/config/schema.js';
+import { parseDuration, parseSize } from '../../../supervisor/config/units.js';
+import { type Bus, IpcBus, LocalBus, RedisBus } from './bus.js';
+import type { HubOptions } from './hub.js';
+import { hasKeys, keysFromFiles } from './security.js';
+
+/**
+ * Turns the validated `websocket` config section into hub options. The
+ * caller (the worker's `app.websocket(path, options)`) spreads its own
+ * options over the result: code wins over config for hooks, config
+ * supplies limits, keys and the bus.
+ */
+export interface RuntimeContext {
+  registry?: Registry;
+  log?: Logger;
+  workerId?: number;
+  /** The process IPC channel when running under the supervisor. */
+  ipc?: NodeJS.Process;
+}
+
+function ms(text: string): number {
+  return parseDuration(text) ?? 0;
+}
+
+function bytes(text: string): number {
+  return parseSize(text) ?? 0;
+}
+
+export function busFromConfig(config: Config['websocket'], ctx: RuntimeContext = {}): Bus {
+  if (config.bus.driver === 'redis') {
+    return new RedisBus({
+      url: config.bus.redis_url,
+      nodeId: ctx.workerId !== undefined ? `worker-${ctx.workerId}-${process.pid}` : undefined,
+    });
+  }
+  const ipc = ctx.ipc ?? process;
+  return typeof ipc.send === 'function' ? new IpcBus(ipc, ctx.workerId) : new LocalBus();
+}
+
+export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): HubOptions {
+  const ws = config.websocket;
+  const keys = keysFromFiles(ws.security.aes_key_file, ws.security.hmac_key_file);
+  const replayWindowMs = ms(ws.security.replay_window);
+  return {
+    name: ws.path,
+    codecs: ws.codecs,
+    allowedOrigins: ws.allowed_origins,
+    maxMessageSize: bytes(ws.max_message_size),
+    pingIntervalMs: ms(ws.ping_interval),
+    pongTimeoutMs: ms(ws.pong_timeout),
+    sendBufferLimit: bytes(ws.send_buffer_limit),
+    slowConsumer: ws.slow_consumer,
+    historySize: ws.history_size,
+    compression: {
+      enabled: ws.compression.enabled,
+      level: ws.compression.level,
+      threshold: bytes(ws.compression.threshold),
+      concurrency: ws.compression.concurrency,
+    },
+    security: hasKeys(keys)
+      ? {
+          keys,
+          signThenEncrypt: ws.security.sign_then_encrypt,
+          maxFailures: ws.security.max_failures,
+          replayWindowMs,
+        }
+      : undefined,
+    bus: busFromConfig(ws, ctx),
+    registry: ctx.registry,
+    log: ctx.log,
+  };
+}
+
+/** `drain.websocket_spread` in milliseconds, for `hub.drain({ spreadMs })`. */
+export function drainSpreadMs(config: Config): number {
+  return ms(config.drain.websocket_spread);
+}

@@ -1,0 +1,99 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Http2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { App } from '../../../apps/server/app.js';
+
+let server: Http2Server;
+let origin: string;
+let dir: string;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'hyp-h2-'));
+  writeFileSync(join(dir, 'hello.txt'), 'hello over h2');
+  const app = new App();
+  app.get('/api/ping', (c) => c.text('pong'));
+  app.post('/api/echo', async (c) => c.json({ got: await c.body() }));
+  app.get('/api/events', (c) => {
+    const sse = c.sse();
+    sse.send('one');
+    sse.close();
+  });
+  app.static('/static', dir);
+  server = createServer(app.handle);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function h2(
+  path: string,
+  method = 'GET',
+  body?: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return new Promise((resolve, reject) => {
+    const session = connect(origin);
+    session.on('error', reject);
+    const stream = session.request({ ':path': path, ':method': method, ...headers });
+    let status = 0;
+    let responseHeaders: Record<string, unknown> = {};
+    let data = '';
+    stream.setEncoding('utf8');
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+      responseHeaders = h;
+    });
+    stream.on('data', (d: string) => {
+      data += d;
+    });
+    stream.on('end', () => {
+      session.close();
+      resolve({ status, headers: responseHeaders, body: data });
+    });
+    stream.on('error', reject);
+    stream.end(body);
+  });
+}
+
+describe('App.handle over HTTP/2 (compat API)', () => {
+  it('routes, answers text with content-length and the request id', async () => {
+    const res = await h2('/api/ping');
+    expect([res.status, res.body, res.headers['content-length']]).toEqual([200, 'pong', '4']);
+    expect(res.headers['x-request-id']).toBeTruthy();
+  });
+
+  it('answers HEAD without a body', async () => {
+    const res = await h2('/api/ping', 'HEAD');
+    expect([res.status, res.body, res.headers['content-length']]).toEqual([200, '', '4']);
+  });
+
+  it('reads a JSON body', async () => {
+    const res = await h2('/api/echo', 'POST', '{"x":1}', { 'content-type': 'application/json' });
+    expect(JSON.parse(res.body)).toEqual({ got: { x: 1 } });
+  });
+
+  it('answers 404 and 405 with problem bodies', async () => {
+    expect((await h2('/nope')).status).toBe(404);
+    const res = await h2('/api/ping', 'DELETE');
+    expect([res.status, res.headers.allow]).toEqual([405, 'GET, HEAD, OPTIONS']);
+  });
+
+  it('streams server-sent events', async () => {
+    const res = await h2('/api/events');
+    expect(res.headers['content-type']).toBe('text/event-stream; charset=utf-8');
+    expect(res.body).toBe('data: one\n\n');
+  });
+
+  it('serves static files', async () => {
+    const res = await h2('/static/hello.txt');
+    expect([res.status, res.body]).toEqual([200, 'hello over h2']);
+    expect(res.headers.etag).toBeTruthy();
+  });
+});

@@ -1,0 +1,141 @@
+/**
+ * In-process HttpServer on an ephemeral loopback port, serving a real App,
+ * plus small HTTP/1.1, HTTP/2 and TLS client helpers.
+ */
+
+import { mkdtempSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { type ClientHttp2Session, connect as h2connect, type SecureClientSessionOptions } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { App } from '../../../../apps/server/app.js';
+import { HttpServer } from '../../../../apps/server/http/server.js';
+import { loadConfig } from '../../../../supervisor/config/load.js';
+import type { Config } from '../../../../supervisor/config/schema.js';
+import type { TicketKeys } from '../../../../supervisor/ipc.js';
+
+export type LogRecord = Record<string, unknown> & { msg?: string; code?: string; level?: number };
+
+export function configWith(sets: string[]): Config {
+  return loadConfig({
+    env: {},
+    sets: ['server.addr=127.0.0.1:0', ...sets],
+    cwd: mkdtempSync(`${tmpdir()}/hyp-cfg-`),
+  }).config;
+}
+
+export interface Served {
+  http: HttpServer;
+  port: number;
+  registry: Registry;
+  logs: LogRecord[];
+  /** Resolves the pending `/hold` requests. */
+  release(): void;
+  close(): Promise<void>;
+}
+
+/** Routes: `/` answers `protocol <httpVersion>`, `POST /echo` echoes the body, `/hold` waits for `release()`. */
+export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Served> {
+  const config = configWith(sets);
+  const registry = new Registry();
+  const logs: LogRecord[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line) logs.push(JSON.parse(line) as LogRecord);
+      done();
+    },
+  });
+  const log = pino({ level: 'debug' }, sink);
+  const app = new App({ config, log, registry: new Registry() });
+  let waiting: Array<() => void> = [];
+  app.get('/', (c) => c.text(`protocol ${c.req.httpVersion}`));
+  app.post('/echo', async (c) => c.text(String(await c.body('text'))));
+  app.get('/hold', async (c) => {
+    await new Promise<void>((r) => waiting.push(r));
+    return c.text('released');
+  });
+  const http = new HttpServer({ config, handler: app.handle, registry, log, ticketKeys });
+  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    http,
+    port,
+    registry,
+    logs,
+    release() {
+      for (const r of waiting) r();
+      waiting = [];
+    },
+    async close() {
+      for (const r of waiting) r();
+      waiting = [];
+      await http.drain(Date.now() + 2000);
+    },
+  };
+}
+
+export interface Answer {
+  status: number;
+  body: string;
+  httpVersion?: string;
+}
+
+/** One HTTP/1.1 request on a fresh connection. */
+export function get1(port: number, path = '/', headers: Record<string, string> = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        body += d;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, httpVersion: res.httpVersion }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** One request on an HTTP/2 session. */
+export function get2(
+  session: ClientHttp2Session,
+  path = '/',
+  headers: Record<string, string> = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path, ...headers });
+    let status = 0;
+    let body = '';
+    stream.setEncoding('utf8');
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+    });
+    stream.on('data', (d: string) => {
+      body += d;
+    });
+    stream.on('end', () => resolve({ status, body }));
+    stream.on('error', reject);
+    stream.end();
+  });
+}
+
+/** An HTTP/2 session, resolved once the server's SETTINGS have arrived (and been acknowledged). */
+export function connect2(url: string, opts: SecureClientSessionOptions = {}): Promise<ClientHttp2Session> {
+  return new Promise((resolve, reject) => {
+    const session = h2connect(url, opts);
+    session.once('remoteSettings', () => {
+      session.off('error', reject);
+      resolve(session);
+    });
+    session.once('error', reject);
+  });
+}
+
+export function closeSession(session: ClientHttp2Session): Promise<void> {
+  return new Promise((resolve) => {
+    if (session.closed || session.destroyed) return resolve();
+    session.close(() => resolve());
+  });
+}

@@ -1,0 +1,147 @@
+/**
+ * Protection limits apply on every protocol path: HTTP/1.1, h2c and TLS.
+ */
+import { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { makePki, type TestPki } from '../tls/certs.js';
+import { closeSession, connect2, get1, get2, type Served, serve } from './harness.js';
+
+let pki: TestPki;
+let served: Served | undefined;
+beforeAll(() => {
+  pki = makePki();
+});
+afterEach(async () => {
+  await served?.close();
+  served = undefined;
+});
+
+function rawConnect(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = new Socket();
+    s.once('error', reject);
+    s.connect(port, '127.0.0.1', () => resolve(s));
+  });
+}
+
+/** Everything the server sends until it closes the socket. */
+function untilClosed(socket: Socket): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    socket.on('data', (d: Buffer) => {
+      got += d.toString('latin1');
+    });
+    socket.on('error', () => {});
+    socket.once('close', () => resolve(got));
+  });
+}
+
+describe('headers timeout (slowloris)', () => {
+  it('closes a cleartext connection that sends nothing', async () => {
+    served = await serve(['server.limits.headers_timeout=300ms']);
+    const socket = await rawConnect(served.port);
+    expect(await untilClosed(socket)).toBe('');
+  });
+
+  it('answers 408 to an HTTP/1.1 request whose headers never finish', async () => {
+    served = await serve(['server.limits.headers_timeout=300ms']);
+    const socket = await rawConnect(served.port);
+    socket.write('GET / HTTP/1.1\r\nhost: x\r\n');
+    expect(await untilClosed(socket)).toMatch(/^HTTP\/1\.1 408/);
+  });
+
+  it('closes a TLS connection whose handshake never starts', async () => {
+    served = await serve([
+      'server.limits.headers_timeout=300ms',
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${pki.serverCert}`,
+      `server.tls.key_file=${pki.serverKey}`,
+    ]);
+    const socket = await rawConnect(served.port);
+    expect(await untilClosed(socket)).toBe('');
+  });
+});
+
+describe('max header size', () => {
+  it('HTTP/1.1: 431', async () => {
+    served = await serve(['server.limits.max_header_size=1KiB']);
+    const answer = await get1(served.port, '/', { 'x-big': 'a'.repeat(2048) });
+    expect(answer.status).toBe(431);
+  });
+
+  it('HTTP/2: the stream is refused, the session keeps serving', async () => {
+    served = await serve(['server.limits.max_header_size=1KiB']);
+    const session = await connect2(`http://127.0.0.1:${served.port}`);
+    // SETTINGS_MAX_HEADER_LIST_SIZE binds once the client has acknowledged it (connect2 waits for that).
+    expect(session.remoteSettings.maxHeaderListSize).toBe(1024);
+    const big = await get2(session, '/', { 'x-big': 'a'.repeat(2048) }).then(
+      (a) => a.status,
+      (err: NodeJS.ErrnoException) => err.code,
+    );
+    expect(big).toBe('ERR_HTTP2_STREAM_ERROR');
+    expect(await get2(session)).toMatchObject({ status: 200 });
+    await closeSession(session);
+  });
+});
+
+describe('timeouts after the headers', () => {
+  it('HTTP/1.1 keep-alive timeout closes an idle connection', async () => {
+    served = await serve(['server.limits.keep_alive_timeout=300ms']);
+    const socket = await rawConnect(served.port);
+    socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    const got = await untilClosed(socket);
+    expect(got).toMatch(/^HTTP\/1\.1 200/);
+  });
+
+  it('HTTP/2 idle timeout: an idle session gets GOAWAY', async () => {
+    served = await serve(['server.http2.idle_timeout=300ms']);
+    const session = await connect2(`http://127.0.0.1:${served.port}`);
+    expect(await get2(session)).toMatchObject({ status: 200 });
+    await new Promise((r) => session.once('goaway', r));
+    await new Promise((r) => session.once('close', r));
+  });
+
+  it('HTTP/2 request timeout: a request body that never ends is answered 408', async () => {
+    served = await serve(['server.limits.request_timeout=300ms']);
+    const session = await connect2(`http://127.0.0.1:${served.port}`);
+    const stream = session.request({ ':path': '/echo', ':method': 'POST', 'content-type': 'text/plain' });
+    stream.write('partial');
+    const status = await new Promise((r) => stream.once('response', (h) => r(h[':status'])));
+    expect(status).toBe(408);
+    stream.destroy();
+    await closeSession(session);
+  });
+});
+
+describe('max connections per worker', () => {
+  it('closes connections beyond the limit at once, on the cleartext port', async () => {
+    served = await serve(['server.limits.max_connections=2']);
+    const a = await rawConnect(served.port);
+    const b = await rawConnect(served.port);
+    // let the listener count them
+    await new Promise((r) => setTimeout(r, 50));
+    const c = await rawConnect(served.port);
+    expect(await untilClosed(c)).toBe('');
+    a.destroy();
+    b.destroy();
+  });
+
+  it('counts HTTP/2 sessions and TLS connections too', async () => {
+    served = await serve([
+      'server.limits.max_connections=1',
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${pki.serverCert}`,
+      `server.tls.key_file=${pki.serverKey}`,
+    ]);
+    const session = await connect2(`https://127.0.0.1:${served.port}`, { ca: pki.read(pki.caCert) });
+    expect(await get2(session)).toMatchObject({ status: 200 });
+    const refused = await new Promise<string>((resolve) => {
+      const s = tlsConnect({ host: '127.0.0.1', port: served!.port, ca: pki.read(pki.caCert) });
+      s.on('secureConnect', () => resolve('connected'));
+      s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+    });
+    expect(refused).not.toBe('connected');
+    await closeSession(session);
+  });
+});

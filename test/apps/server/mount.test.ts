@@ -1,0 +1,179 @@
+import { connect, constants, createServer as createHttp2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { App } from '../../../apps/server/app.js';
+import { type Served, serve } from './serve.js';
+
+let served: Served | undefined;
+afterEach(async () => {
+  await served?.close();
+  served = undefined;
+});
+
+function expressApp() {
+  const ex = express();
+  ex.use(express.json());
+  ex.get('/', (_req, res) => {
+    res.send('express root');
+  });
+  ex.get('/users/:id', (req, res) => {
+    res.json({ id: req.params.id, url: req.url, originalUrl: req.originalUrl, q: req.query.q });
+  });
+  ex.post('/echo', (req, res) => {
+    res.status(201).json(req.body);
+  });
+  ex.get('/slow', (_req, res) => {
+    setTimeout(() => res.send('slow done'), 20);
+  });
+  return ex;
+}
+
+describe('mounted Express app', () => {
+  it('serves under the prefix with the prefix stripped and originalUrl kept', async () => {
+    served = await serve((app) => {
+      app.get('/native', (c) => c.text('native'));
+      app.mount('/legacy', expressApp());
+    });
+    const url = served.url;
+    expect(await (await fetch(`${url}/legacy`)).text()).toBe('express root');
+    expect(await (await fetch(`${url}/legacy/`)).text()).toBe('express root');
+    expect(await (await fetch(`${url}/legacy/users/5?q=x`)).json()).toEqual({
+      id: '5',
+      url: '/users/5?q=x',
+      originalUrl: '/legacy/users/5?q=x',
+      q: 'x',
+    });
+    const echo = await fetch(`${url}/legacy/echo`, {
+      method: 'POST',
+      body: JSON.stringify({ a: 1 }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect([echo.status, await echo.json()]).toEqual([201, { a: 1 }]);
+    expect(await (await fetch(`${url}/legacy/slow`)).text()).toBe('slow done');
+    expect(await (await fetch(`${url}/native`)).text()).toBe('native');
+    // Express answers its own 404 inside the mount.
+    const missing = await fetch(`${url}/legacy/nothing`);
+    expect(missing.status).toBe(404);
+    expect(await missing.text()).toMatch(/Cannot GET \/legacy\/nothing/);
+  });
+
+  it('is wrapped by hyp middleware, which sees the full path again after the mounted app answered', async () => {
+    const seen: string[] = [];
+    served = await serve((app) => {
+      app.use(async (c, next) => {
+        await next();
+        seen.push(`${c.route} ${c.req.url} ${c.res.statusCode}`);
+      });
+      app.mount('/legacy', expressApp());
+    });
+    const res = await fetch(`${served.url}/legacy/slow`);
+    expect(res.headers.get('x-request-id')).toBeTruthy();
+    expect(await res.text()).toBe('slow done');
+    await new Promise((r) => setTimeout(r, 10));
+    expect(seen).toEqual(['/legacy/* /legacy/slow 200']);
+  });
+});
+
+describe('mounted Fastify app', () => {
+  async function fastifyApp() {
+    const fastify = Fastify();
+    fastify.get('/', async () => ({ hello: 'fastify' }));
+    fastify.get('/items/:id', async (req) => ({ id: (req.params as { id: string }).id, url: req.url }));
+    fastify.post('/echo', async (req, reply) => reply.code(201).send(req.body));
+    await fastify.ready();
+    return fastify;
+  }
+
+  it('serves through fastify.routing under the prefix', async () => {
+    const fastify = await fastifyApp();
+    served = await serve((app) => app.mount('/f', (req, res) => fastify.routing(req, res)));
+    const url = served.url;
+    expect(await (await fetch(`${url}/f`)).json()).toEqual({ hello: 'fastify' });
+    expect(await (await fetch(`${url}/f/items/3?z=1`)).json()).toEqual({ id: '3', url: '/items/3?z=1' });
+    const echo = await fetch(`${url}/f/echo`, {
+      method: 'POST',
+      body: JSON.stringify({ b: 2 }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect([echo.status, await echo.json()]).toEqual([201, { b: 2 }]);
+    expect((await fetch(`${url}/f/none`)).status).toBe(404);
+    await fastify.close();
+  });
+
+  it('serves through server.emit("request") as well', async () => {
+    const fastify = await fastifyApp();
+    served = await serve((app) => app.mount('/f', (req, res) => fastify.server.emit('request', req, res)));
+    expect(await (await fetch(`${served.url}/f/items/9`)).json()).toEqual({ id: '9', url: '/items/9' });
+    await fastify.close();
+  });
+});
+
+describe('mounted apps over HTTP/2', () => {
+  async function h2Server(setup: (app: App) => void) {
+    const app = new App();
+    setup(app);
+    const server = createHttp2Server(app.handle);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return { origin, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
+
+  function h2Get(
+    origin: string,
+    path: string,
+  ): Promise<{ status?: number; body?: string; rstCode?: number }> {
+    return new Promise((resolve) => {
+      const session = connect(origin);
+      const stream = session.request({ ':path': path });
+      let status: number | undefined;
+      let body = '';
+      stream.setEncoding('utf8');
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+      });
+      stream.on('data', (d: string) => {
+        body += d;
+      });
+      stream.on('close', () => {
+        session.close();
+        resolve(status === undefined ? { rstCode: stream.rstCode } : { status, body });
+      });
+      stream.on('error', () => {});
+    });
+  }
+
+  it('tells an HTTP/2 client to retry over HTTP/1.1 instead of handing Express compat objects', async () => {
+    const { origin, close } = await h2Server((app) => {
+      app.mount('/legacy', expressApp());
+      app.get('/native', (c) => c.text('native over h2'));
+    });
+    try {
+      expect(await h2Get(origin, '/legacy/users/1')).toEqual({
+        rstCode: constants.NGHTTP2_HTTP_1_1_REQUIRED,
+      });
+      // The worker is still fine and native routes answer over HTTP/2.
+      expect(await h2Get(origin, '/native')).toEqual({ status: 200, body: 'native over h2' });
+    } finally {
+      await close();
+    }
+  });
+
+  it('serves HTTP/2 through a Fastify mount that declares { http2: true }', async () => {
+    const fastify = Fastify();
+    fastify.get('/items/:id', async (req) => ({ id: (req.params as { id: string }).id }));
+    await fastify.ready();
+    const { origin, close } = await h2Server((app) =>
+      app.mount('/f', (req, res) => fastify.routing(req, res), { http2: true }),
+    );
+    try {
+      const res = await h2Get(origin, '/f/items/4');
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body!)).toEqual({ id: '4' });
+    } finally {
+      await close();
+      await fastify.close();
+    }
+  });
+});

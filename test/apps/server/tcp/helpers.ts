@@ -1,0 +1,111 @@
+/**
+ * Shared fixtures for the TCP service specs: config sections with schema
+ * defaults, a started service on 127.0.0.1:0, small socket clients.
+ */
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
+import { Value } from '@sinclair/typebox/value';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { TcpService, type TcpServiceInit } from '../../../../apps/server/tcp/server.js';
+import type { TcpHandler, TcpServiceOptions } from '../../../../apps/server/tcp/types.js';
+import { type TcpServiceConfig, TcpServiceSchema } from '../../../../supervisor/config/schema.js';
+
+type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? DeepPartial<T[K]> : T[K] };
+
+export const silentLog = pino({ level: 'silent' });
+
+/** A `tcp.<name>` section as the config loader would resolve it. */
+export function tcpConfig(partial: DeepPartial<TcpServiceConfig> = {}): TcpServiceConfig {
+  return Value.Default(
+    TcpServiceSchema,
+    Value.Clone({ addr: '127.0.0.1:0', ...partial }),
+  ) as TcpServiceConfig;
+}
+
+export const echo: TcpHandler = async (conn) => {
+  for await (const chunk of conn) await conn.write(chunk);
+};
+
+export interface Started<S extends object> {
+  service: TcpService<S>;
+  port: number;
+  registry: Registry;
+}
+
+export async function startService<S extends object = Record<string, unknown>>(
+  handler: TcpHandler<S>,
+  config: DeepPartial<TcpServiceConfig> = {},
+  options: TcpServiceOptions<S> = {},
+  extra: Partial<TcpServiceInit<S>> = {},
+): Promise<Started<S>> {
+  const registry = new Registry();
+  const service = new TcpService<S>({
+    name: 'echo',
+    config: tcpConfig(config),
+    handler,
+    options,
+    log: silentLog,
+    registry,
+    ...extra,
+  });
+  await service.listen();
+  return { service, port: service.address().port, registry };
+}
+
+export async function dial(port: number): Promise<Socket> {
+  const socket = connect({ port, host: '127.0.0.1' });
+  await once(socket, 'connect');
+  return socket;
+}
+
+/** Read from `socket` until `bytes` bytes arrived or it ended. */
+export async function readBytes(socket: Socket, bytes: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let got = 0;
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      parts.push(chunk);
+      got += chunk.length;
+      if (got >= bytes) finish();
+    };
+    const finish = () => {
+      socket.off('data', onData);
+      socket.off('end', finish);
+      socket.off('close', finish);
+      socket.off('error', reject);
+      resolve(Buffer.concat(parts));
+    };
+    socket.on('data', onData);
+    socket.once('end', finish);
+    socket.once('close', finish);
+    socket.once('error', reject);
+  });
+}
+
+/** Resolves when the peer closed (end or close), with whether any data came first. */
+export async function closedByPeer(socket: Socket): Promise<{ data: Buffer }> {
+  const parts: Buffer[] = [];
+  socket.on('data', (c: Buffer) => parts.push(c));
+  socket.on('error', () => {});
+  if (!socket.destroyed) await new Promise((resolve) => socket.once('close', resolve));
+  return { data: Buffer.concat(parts) };
+}
+
+export async function until(check: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const start = Date.now();
+  while (!check()) {
+    if (Date.now() - start > limitMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+export async function metricValue(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const metric = await registry.getSingleMetric(name)?.get();
+  const match = metric?.values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val));
+  return match?.value ?? 0;
+}

@@ -1,0 +1,96 @@
+/**
+ * Test certificates made with the `openssl` CLI into a temp dir: a CA, two
+ * server certificates for 127.0.0.1/localhost (for rotation), a client
+ * certificate (mTLS) and a key that matches none of them.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface TestPki {
+  dir: string;
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+  /** A second server certificate/key pair (rotation target). */
+  server2Cert: string;
+  server2Key: string;
+  clientCert: string;
+  clientKey: string;
+  /** A key that belongs to no certificate here. */
+  strayKey: string;
+  read(file: string): Buffer;
+}
+
+function openssl(dir: string, args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+}
+
+function key(dir: string, name: string): string {
+  openssl(dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`]);
+  // PKCS#8, the form every TLS stack reads.
+  openssl(dir, ['pkcs8', '-topk8', '-nocrypt', '-in', `${name}.key`, '-out', `${name}.pk8.key`]);
+  return join(dir, `${name}.pk8.key`);
+}
+
+function issue(dir: string, name: string, subject: string, ext: string): string {
+  key(dir, name);
+  writeFileSync(join(dir, `${name}.ext`), ext);
+  openssl(dir, ['req', '-new', '-key', `${name}.pk8.key`, '-subj', subject, '-out', `${name}.csr`]);
+  openssl(dir, [
+    'x509',
+    '-req',
+    '-in',
+    `${name}.csr`,
+    '-CA',
+    'ca.crt',
+    '-CAkey',
+    'ca.pk8.key',
+    '-CAcreateserial',
+    '-days',
+    '2',
+    '-sha256',
+    '-extfile',
+    `${name}.ext`,
+    '-out',
+    `${name}.crt`,
+  ]);
+  return join(dir, `${name}.crt`);
+}
+
+export function makePki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), 'hyp-pki-'));
+  key(dir, 'ca');
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'ca.pk8.key',
+    '-subj',
+    '/CN=hyp test CA',
+    '-days',
+    '2',
+    '-sha256',
+    '-out',
+    'ca.crt',
+  ]);
+  const serverExt = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
+  const serverCert = issue(dir, 'server', '/CN=hyp server one', serverExt);
+  const server2Cert = issue(dir, 'server2', '/CN=hyp server two', serverExt);
+  const clientCert = issue(dir, 'client', '/CN=hyp client', 'extendedKeyUsage=clientAuth\n');
+  const strayKey = key(dir, 'stray');
+  return {
+    dir,
+    caCert: join(dir, 'ca.crt'),
+    serverCert,
+    serverKey: join(dir, 'server.pk8.key'),
+    server2Cert,
+    server2Key: join(dir, 'server2.pk8.key'),
+    clientCert,
+    clientKey: join(dir, 'client.pk8.key'),
+    strayKey,
+    read: (file) => readFileSync(file),
+  };
+}

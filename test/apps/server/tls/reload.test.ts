@@ -1,0 +1,109 @@
+/**
+ * Certificate rotation on disk: new connections get the new certificate
+ * without a restart; a broken replacement keeps the old certificate, logs
+ * HYP_E_TLS_RELOAD and counts hyp_tls_reload_failures_total.
+ */
+import { copyFileSync, mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type TLSSocket } from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../../helpers/supervisor.js';
+import { type Served, serve } from '../http/harness.js';
+import { makePki, type TestPki } from './certs.js';
+
+let pki: TestPki;
+let served: Served | undefined;
+beforeAll(() => {
+  pki = makePki();
+});
+afterEach(async () => {
+  await served?.close();
+  served = undefined;
+});
+
+/** Common name of the certificate a new connection is served. */
+function servedCn(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket: TLSSocket = connect({ host: '127.0.0.1', port, ca: pki.read(pki.caCert) }, () => {
+      const cn = socket.getPeerCertificate().subject.CN;
+      socket.destroy();
+      resolve(Array.isArray(cn) ? cn.join(',') : String(cn));
+    });
+    socket.on('error', reject);
+  });
+}
+
+function atomicWrite(file: string, content: Buffer | string): void {
+  writeFileSync(`${file}.tmp`, content);
+  renameSync(`${file}.tmp`, file);
+}
+
+async function serveFrom(cert: string, key: string): Promise<Served> {
+  return serve(['server.tls.enabled=true', `server.tls.cert_file=${cert}`, `server.tls.key_file=${key}`]);
+}
+
+async function failures(s: Served): Promise<number> {
+  const metric = await s.registry.getSingleMetric('hyp_tls_reload_failures_total')?.get();
+  return metric?.values[0]?.value ?? 0;
+}
+
+describe('certificate rotation on disk', () => {
+  it('files replaced by rename: new connections see the new certificate, no restart', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
+    const cert = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    copyFileSync(pki.serverCert, cert);
+    copyFileSync(pki.serverKey, key);
+    served = await serveFrom(cert, key);
+    expect(await servedCn(served.port)).toBe('hyp server one');
+
+    atomicWrite(key, pki.read(pki.server2Key));
+    atomicWrite(cert, pki.read(pki.server2Cert));
+    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new certificate');
+    expect(served.logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
+    expect(await failures(served)).toBe(0);
+  });
+
+  it('a Kubernetes secret volume (..data symlink swapped atomically) is followed', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-secret-'));
+    const version = (name: string, c: string, k: string) => {
+      mkdirSync(join(dir, name));
+      copyFileSync(c, join(dir, name, 'tls.crt'));
+      copyFileSync(k, join(dir, name, 'tls.key'));
+    };
+    version('..v1', pki.serverCert, pki.serverKey);
+    symlinkSync('..v1', join(dir, '..data'));
+    symlinkSync('..data/tls.crt', join(dir, 'tls.crt'));
+    symlinkSync('..data/tls.key', join(dir, 'tls.key'));
+    served = await serveFrom(join(dir, 'tls.crt'), join(dir, 'tls.key'));
+    expect(await servedCn(served.port)).toBe('hyp server one');
+
+    version('..v2', pki.server2Cert, pki.server2Key);
+    symlinkSync('..v2', join(dir, '..data_tmp'));
+    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
+    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new certificate');
+  });
+
+  it('a corrupt replacement: the old certificate keeps being served, HYP_E_TLS_RELOAD logged, metric counted', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
+    const cert = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    copyFileSync(pki.serverCert, cert);
+    copyFileSync(pki.serverKey, key);
+    served = await serveFrom(cert, key);
+
+    atomicWrite(cert, '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
+    const logged = await until(() => served!.logs.find((l) => l.code === 'HYP_E_TLS_RELOAD'), 'the reload error');
+    expect(logged.msg).toContain(cert);
+    expect(await failures(served)).toBe(1);
+    expect(await servedCn(served.port)).toBe('hyp server one');
+
+    // A key that does not match the certificate is refused too, naming the key file.
+    atomicWrite(cert, pki.read(pki.serverCert));
+    atomicWrite(key, pki.read(pki.strayKey));
+    await until(async () => ((await failures(served!)) === 2 ? true : undefined), 'the mismatch refused');
+    expect(served.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').at(-1)?.msg).toContain(key);
+    expect(await servedCn(served.port)).toBe('hyp server one');
+  });
+});

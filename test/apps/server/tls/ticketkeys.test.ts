@@ -1,0 +1,107 @@
+/**
+ * Session-ticket keys: servers that share the supervisor's keys resume each
+ * other's sessions; servers with their own keys do not; after a rotation the
+ * previous key still resumes, two rotations later it does not.
+ */
+import { randomBytes } from 'node:crypto';
+import { connect, type TLSSocket } from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TicketKeys } from '../../../../supervisor/ipc.js';
+import { type Served, serve } from '../http/harness.js';
+import { makePki, type TestPki } from './certs.js';
+
+let pki: TestPki;
+const running: Served[] = [];
+beforeAll(() => {
+  pki = makePki();
+});
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((s) => s.close()));
+});
+
+async function tlsServer(keys?: TicketKeys): Promise<Served> {
+  const s = await serve(
+    ['server.tls.enabled=true', `server.tls.cert_file=${pki.serverCert}`, `server.tls.key_file=${pki.serverKey}`],
+    keys,
+  );
+  running.push(s);
+  return s;
+}
+
+interface Visit {
+  reused: boolean;
+  session: Buffer | undefined;
+}
+
+/** One TLS connection with an HTTP/1.1 request; returns whether it resumed and the newest session. */
+function visit(port: number, session: Buffer | undefined, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<Visit> {
+  return new Promise((resolve, reject) => {
+    let latest: Buffer | undefined;
+    const socket: TLSSocket = connect({
+      host: '127.0.0.1',
+      port,
+      ca: pki.read(pki.caCert),
+      session,
+      maxVersion,
+      ALPNProtocols: ['http/1.1'],
+    });
+    socket.on('session', (s: Buffer) => {
+      latest = s;
+    });
+    let reused = false;
+    socket.on('secureConnect', () => {
+      reused = socket.isSessionReused();
+      socket.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+    });
+    socket.on('data', () => {});
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ reused, session: latest }));
+  });
+}
+
+const keysOf = (current: Buffer, previous: Buffer[] = []): TicketKeys => ({ current, previous });
+
+describe('session tickets across workers', () => {
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    it(`${version}: a ticket from one server resumes on another with the same keys, not with its own keys`, async () => {
+      const shared = keysOf(randomBytes(48));
+      const a = await tlsServer(shared);
+      const b = await tlsServer(shared);
+      const own = await tlsServer();
+      const first = await visit(a.port, undefined, version);
+      expect(first.reused).toBe(false);
+      expect((await visit(b.port, first.session, version)).reused).toBe(true);
+      expect((await visit(own.port, first.session, version)).reused).toBe(false);
+    });
+  }
+
+  it('keys that arrive after start (the IPC message) take effect', async () => {
+    const a = await tlsServer();
+    const b = await tlsServer();
+    const keys = keysOf(randomBytes(48));
+    a.http.setTicketKeys(keys);
+    b.http.setTicketKeys(keys);
+    const first = await visit(a.port, undefined);
+    expect((await visit(b.port, first.session)).reused).toBe(true);
+  });
+});
+
+describe('rotation keeps the previous key for decryption', () => {
+  it('a ticket under the previous key resumes (and is renewed); two rotations later it does not', async () => {
+    const k1 = randomBytes(48);
+    const k2 = randomBytes(48);
+    const k3 = randomBytes(48);
+    const s = await tlsServer(keysOf(k1));
+    expect(s.http.tls?.ticketKeys.mode).toBe('callback');
+    const underK1 = (await visit(s.port, undefined)).session;
+
+    s.http.setTicketKeys(keysOf(k2, [k1]));
+    const resumed = await visit(s.port, underK1);
+    expect(resumed.reused).toBe(true);
+    const renewed = resumed.session; // issued under k2
+
+    s.http.setTicketKeys(keysOf(k3, [k2]));
+    expect((await visit(s.port, underK1)).reused).toBe(false);
+    expect((await visit(s.port, renewed)).reused).toBe(true);
+  });
+});

@@ -1,0 +1,173 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebSocket } from 'ws';
+import { type Codec, codecByName } from '../../../../apps/server/ws/codecs/index.js';
+import type { Envelope } from '../../../../apps/server/ws/envelope.js';
+import { createHub, type Hub, type HubOptions } from '../../../../apps/server/ws/hub.js';
+import type { Security } from '../../../../apps/server/ws/security.js';
+
+export interface Served {
+  hub: Hub;
+  server: Server;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** A hub behind a real HTTP server on 127.0.0.1, upgrades routed as the HTTP layer will. */
+export async function serveHub(options: HubOptions = {}): Promise<Served> {
+  const hub = createHub({ pingIntervalMs: 0, ...options });
+  const server = createServer((_req, res) => res.writeHead(404).end());
+  server.on('upgrade', (req, socket, head) => hub.handleUpgrade(req, socket, head));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    hub,
+    server,
+    url: `ws://127.0.0.1:${port}/ws`,
+    async close() {
+      await hub.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** A test client speaking one codec, optionally sealing with a Security. */
+export class TestClient {
+  readonly received: Envelope[] = [];
+  readonly frames: Array<{ binary: boolean; bytes: Buffer }> = [];
+  closed: { code: number; reason: string } | undefined;
+  /** Frames this client could not open or decode. */
+  unreadable = 0;
+  private waiters: Array<() => void> = [];
+
+  constructor(
+    readonly ws: WebSocket,
+    readonly codec: Codec,
+    readonly security?: Security,
+  ) {
+    ws.on('message', (data: Buffer, binary: boolean) => {
+      this.frames.push({ binary, bytes: data });
+      try {
+        const bytes = security ? security.open(data).payload : data;
+        this.received.push(codec.unmarshal(bytes));
+      } catch {
+        this.unreadable++;
+      }
+      this.wake();
+    });
+    ws.on('close', (code, reason) => {
+      this.closed = { code, reason: reason.toString() };
+      this.wake();
+    });
+    ws.on('error', () => {});
+  }
+
+  static async connect(
+    url: string,
+    codecName = 'json',
+    options: {
+      security?: Security;
+      headers?: Record<string, string>;
+      autoPong?: boolean;
+      protocols?: string[];
+    } = {},
+  ): Promise<TestClient> {
+    const protocols = options.protocols ?? (codecName === 'json' ? [] : [codecName]);
+    const ws = new WebSocket(url, protocols, {
+      headers: options.headers,
+      autoPong: options.autoPong ?? true,
+    });
+    const client = new TestClient(ws, codecByName(codecName)!, options.security);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+    return client;
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  send(fields: Partial<Envelope>): void {
+    const m: Envelope = {
+      type: '',
+      channel: '',
+      data: new Uint8Array(),
+      timestamp: 0n,
+      clientId: '',
+      offset: '',
+      ...fields,
+    };
+    const bytes = this.codec.marshal(m);
+    const sealed = this.security ? this.security.seal(bytes) : bytes;
+    this.ws.send(sealed, { binary: this.security !== undefined || this.codec.frame === 'binary' });
+  }
+
+  subscribe(channel: string, offset = ''): void {
+    this.send({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) });
+  }
+
+  join(room: string): void {
+    this.send({ type: 'join_room', data: this.codec.encodeRoomRequest({ roomId: room }) });
+  }
+
+  /** Waits until `predicate` holds over what arrived (bounded by `timeoutMs`). */
+  async until(predicate: (c: TestClient) => boolean, timeoutMs = 10_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (!predicate(this)) {
+      const left = end - Date.now();
+      if (left <= 0) throw new Error(`timed out; received ${JSON.stringify(this.summary())}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+  }
+
+  of(type: string): Envelope[] {
+    return this.received.filter((m) => m.type === type);
+  }
+
+  async nextOf(type: string, count = 1): Promise<Envelope[]> {
+    await this.until((c) => c.of(type).length >= count);
+    return this.of(type);
+  }
+
+  summary(): unknown[] {
+    return this.received.map((m) => ({
+      type: m.type,
+      channel: m.channel,
+      data: Buffer.from(m.data).toString(),
+    }));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.ws.close();
+    await this.until((c) => c.closed !== undefined, 1_000).catch(() => this.ws.terminate());
+  }
+}
+
+export function text(m: Envelope): string {
+  return Buffer.from(m.data).toString();
+}
+
+export function json(m: Envelope): unknown {
+  return JSON.parse(text(m));
+}
+
+export async function eventually(check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
