@@ -9,10 +9,10 @@ import { request } from 'node:http';
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { AdminServer } from './admin.js';
 import { ConfigError, jsonSchema, type LoadOptions, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { parseAddress } from './config/units.js';
-import { AdminServer } from './admin.js';
 import { catalog, errorMessage, HypError } from './errors.js';
 import { createLogger } from './log.js';
 import { isAlive, readPidFile } from './pidfile.js';
@@ -59,8 +59,9 @@ Start a new worker generation, wait until it is ready, then drain the old one.
 Exits 0 when the new generation serves, 1 when it failed (the old one keeps serving).`,
   drain: `Usage: hyp drain [--wait]
 
-Start a pod drain (as SIGTERM does). With --wait, return only when the
-supervisor has finished (use it as the Kubernetes preStop hook).`,
+Start a pod drain (as SIGTERM does). With --wait, return once the supervisor
+has served through drain.delay and is draining its workers, or has exited:
+use it as the Kubernetes preStop hook (the SIGTERM that follows joins the drain).`,
   status: 'Usage: hyp status [--json]\n\nShow the supervisor state and its workers.',
   health: 'Usage: hyp health\n\nExit 0 when /health answers 200; prints readiness too.',
   version: 'Usage: hyp version',
@@ -87,12 +88,27 @@ async function main(argv: string[]): Promise<void> {
     process.stdout.write(`${help['']}\n`);
     return;
   }
-  if (!(verb in help)) throw new HypError('HYP_E_USAGE', { detail: `unknown command "${verb}"; see hyp --help` });
-  let parsed: ReturnType<typeof parseArgs<{ options: typeof common & { wait: { type: 'boolean' }; 'no-wait': { type: 'boolean' }; json: { type: 'boolean' } }; allowPositionals: true }>>;
+  if (!(verb in help))
+    throw new HypError('HYP_E_USAGE', { detail: `unknown command "${verb}"; see hyp --help` });
+  let parsed: ReturnType<
+    typeof parseArgs<{
+      options: typeof common & {
+        wait: { type: 'boolean' };
+        'no-wait': { type: 'boolean' };
+        json: { type: 'boolean' };
+      };
+      allowPositionals: true;
+    }>
+  >;
   try {
     parsed = parseArgs({
       args: rest,
-      options: { ...common, wait: { type: 'boolean' }, 'no-wait': { type: 'boolean' }, json: { type: 'boolean' } },
+      options: {
+        ...common,
+        wait: { type: 'boolean' },
+        'no-wait': { type: 'boolean' },
+        json: { type: 'boolean' },
+      },
       allowPositionals: true,
     });
   } catch (err) {
@@ -109,7 +125,9 @@ async function main(argv: string[]): Promise<void> {
     case 'run':
       return run(positionals[0], loadOpts);
     case 'version':
-      process.stdout.write(`hyp ${JSON.parse(readFileSync(packageJson, 'utf8')).version} (node ${process.version})\n`);
+      process.stdout.write(
+        `hyp ${JSON.parse(readFileSync(packageJson, 'utf8')).version} (node ${process.version})\n`,
+      );
       return;
     case 'schema':
       process.stdout.write(`${JSON.stringify(jsonSchema(), null, 2)}\n`);
@@ -117,7 +135,9 @@ async function main(argv: string[]): Promise<void> {
     case 'errors':
       for (const [code, entry] of Object.entries(catalog)) {
         const e = entry as { message: string; exit?: number; status?: number };
-        const where = [e.exit !== undefined ? `exit ${e.exit}` : '', e.status ? `HTTP ${e.status}` : ''].filter(Boolean).join(', ');
+        const where = [e.exit !== undefined ? `exit ${e.exit}` : '', e.status ? `HTTP ${e.status}` : '']
+          .filter(Boolean)
+          .join(', ');
         process.stdout.write(`${code.padEnd(30)} ${where.padEnd(16)} ${e.message}\n`);
       }
       return;
@@ -150,7 +170,10 @@ async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<v
   }
   sup.onStop.push(() => admin.close());
   sup.launch();
-  log.info({ app: appPath, workers: sup.workerCount, pid_file: config.supervisor.pid_file }, 'supervisor started');
+  log.info(
+    { app: appPath, workers: sup.workerCount, pid_file: config.supervisor.pid_file },
+    'supervisor started',
+  );
 }
 
 /** `app.ts` given: use the compiled sibling under dist/ when there is one. */
@@ -202,7 +225,9 @@ function call(method: string, url: string, timeoutMs = 10_000): Promise<AdminAns
       });
     });
     req.on('timeout', () => req.destroy(new Error('timed out')));
-    req.on('error', (err) => reject(new HypError('HYP_E_ADMIN_REQUEST', { method, url, detail: errorMessage(err) })));
+    req.on('error', (err) =>
+      reject(new HypError('HYP_E_ADMIN_REQUEST', { method, url, detail: errorMessage(err) })),
+    );
     req.end();
   });
 }
@@ -218,7 +243,8 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
     const pidFile = config.supervisor.pid_file;
     const pid = readPidFile(pidFile);
     if (pid === undefined) throw new HypError('HYP_E_NOT_RUNNING', { detail: `no PID file at ${pidFile}` });
-    if (!isAlive(pid)) throw new HypError('HYP_E_NOT_RUNNING', { detail: `PID file ${pidFile} names dead process ${pid}` });
+    if (!isAlive(pid))
+      throw new HypError('HYP_E_NOT_RUNNING', { detail: `PID file ${pidFile} names dead process ${pid}` });
   }
   const base = adminUrl(values, config);
   switch (verb) {
@@ -226,7 +252,9 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
       const health = await call('GET', `${base}/health`);
       const ready = await call('GET', `${base}/ready`);
       process.stdout.write(`health: ${health.status === 200 ? 'ok' : `failing (${health.status})`}\n`);
-      process.stdout.write(`ready:  ${ready.status === 200 ? 'yes' : `no (${String(ready.body.reason ?? ready.status)})`}\n`);
+      process.stdout.write(
+        `ready:  ${ready.status === 200 ? 'yes' : `no (${String(ready.body.reason ?? ready.status)})`}\n`,
+      );
       if (health.status !== 200) process.exit(1);
       return;
     }
@@ -240,7 +268,11 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
       const answer = await call('POST', `${base}/restart${values['no-wait'] ? '' : '?wait=1'}`, 600_000);
       if (answer.status === 202) return void process.stdout.write('restart accepted\n');
       if (answer.status !== 200 || answer.body.ok !== true) {
-        const detail = String(answer.body.error && typeof answer.body.error === 'object' ? (answer.body.error as { message?: string }).message : answer.body.error ?? answer.status);
+        const detail = String(
+          answer.body.error && typeof answer.body.error === 'object'
+            ? (answer.body.error as { message?: string }).message
+            : (answer.body.error ?? answer.status),
+        );
         throw new HypError('HYP_E_ADMIN_REQUEST', { method: 'POST', url: `${base}/restart`, detail });
       }
       process.stdout.write(`generation ${String(answer.body.generation)} serving\n`);
@@ -249,7 +281,11 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
     case 'drain': {
       const answer = await call('POST', `${base}/drain`);
       if (answer.status !== 202) {
-        throw new HypError('HYP_E_ADMIN_REQUEST', { method: 'POST', url: `${base}/drain`, detail: `HTTP ${answer.status}` });
+        throw new HypError('HYP_E_ADMIN_REQUEST', {
+          method: 'POST',
+          url: `${base}/drain`,
+          detail: `HTTP ${answer.status}`,
+        });
       }
       process.stdout.write('drain started\n');
       if (values.wait) await waitDrained(base);
@@ -260,7 +296,12 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
   }
 }
 
-/** Poll GET /drain until the supervisor is done (or gone: it exits when done). */
+/**
+ * Poll GET /drain until the supervisor has served through drain.delay and is
+ * draining its workers (or is gone). That is what a Kubernetes preStop hook
+ * needs: the kubelet's SIGTERM that follows joins the running drain, and the
+ * hook does not outlive the container (which would be a FailedPreStopHook).
+ */
 async function waitDrained(base: string): Promise<void> {
   for (;;) {
     await new Promise((r) => setTimeout(r, 250));
@@ -271,8 +312,13 @@ async function waitDrained(base: string): Promise<void> {
       process.stdout.write('drained\n');
       return;
     }
-    if (answer.body.phase === 'done' || answer.body.state === 'stopped') {
+    const phase = answer.body.phase;
+    if (phase === 'done' || answer.body.state === 'stopped') {
       process.stdout.write('drained\n');
+      return;
+    }
+    if (phase === 'workers' || phase === 'closing') {
+      process.stdout.write('workers draining\n');
       return;
     }
   }

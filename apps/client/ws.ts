@@ -356,7 +356,8 @@ export class HypWebSocket {
   private dispatch(m: Envelope): void {
     switch (m.type) {
       case 'subscribed':
-        if (this.channels.has(m.channel) && m.offset) this.channels.set(m.channel, m.offset);
+        // the ack names the head when subscribing; deliveries already seen are at least as recent
+        if (this.channels.get(m.channel) === '' && m.offset) this.channels.set(m.channel, m.offset);
         return;
       case 'error': {
         let body: HypErrorFrame;
@@ -364,6 +365,10 @@ export class HypWebSocket {
           body = JSON.parse(utf8Decoder.decode(m.data)) as HypErrorFrame;
         } catch {
           body = { code: 'HYP_E_WS_DECODE', message: 'unreadable error frame' };
+        }
+        // the old offset is useless now; the ack that follows gives the new head
+        if (body.code === 'HYP_E_WS_RECOVERY_FAILED' && body.channel && this.channels.has(body.channel)) {
+          this.channels.set(body.channel, '');
         }
         this.emit('error', body);
         return;

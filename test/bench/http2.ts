@@ -82,9 +82,9 @@ export async function runHttp2Bench(): Promise<string[]> {
     {
       name: 'hyp (1 worker, router)',
       start: async () => {
+        // log.level stays info: startHyp reads the admin port from an info line.
         const h = await startHyp(join(dist, 'test', 'bench', 'servers', 'hello-hyp.js'), [
           'supervisor.workers=1',
-          'log.level=warn',
           'server.protocol=auto',
         ]);
         return { port: h.httpPort, stop: h.stop };

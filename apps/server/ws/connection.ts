@@ -23,6 +23,8 @@ export class Connection {
   channels: string[] | undefined;
   rooms: string[] | undefined;
   metadata: Map<string, unknown> | undefined;
+  /** Channels whose shared-history replay is under way → live deliveries held back meanwhile. */
+  recovering: Map<string, Envelope[]> | undefined;
   /** Per-client keys set after authorization; override the hub's. */
   keys: KeySet | undefined;
   failures = 0;

@@ -15,6 +15,7 @@ import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js'
 import { History } from './history.js';
 import { WsMetrics } from './metrics.js';
 import { Presence } from './presence.js';
+import { compareStreamIds, type SharedHistory } from './redis-history.js';
 import {
   failureReason,
   type KeySet,
@@ -89,6 +90,14 @@ export interface HubOptions {
   compression?: { enabled?: boolean; level?: number; threshold?: number; concurrency?: number };
   security?: HubSecurityOptions;
   bus?: Bus;
+  /**
+   * Channel history shared across nodes (RedisHistory). With it, channel
+   * publishes travel through the shared history instead of the bus and
+   * offsets are valid on every node.
+   */
+  sharedHistory?: SharedHistory;
+  /** Close the bus and shared history in `close()` (they were made for this hub). Default false. */
+  ownTransports?: boolean;
   registry?: Registry;
   log?: Logger;
   /** May a client publish to / broadcast on this channel? Default: yes. */
@@ -156,6 +165,8 @@ export class Hub implements ConnectionOwner {
   private readonly pongTimeoutMs: number;
   private readonly heartbeat: NodeJS.Timeout | undefined;
   private readonly stopBus: () => void;
+  private readonly stopShared: () => void;
+  private readonly shared: SharedHistory | undefined;
   private readonly corks = new CorkBatch();
   private readonly all = new Set<Connection>();
   private readonly byId = new Map<string, Connection>();
@@ -204,6 +215,10 @@ export class Hub implements ConnectionOwner {
       this.heartbeat = setInterval(() => this.sweep(), tick);
       this.heartbeat.unref();
     }
+    this.shared = options.sharedHistory;
+    this.stopShared =
+      this.shared?.onDelivery((channel, m) => this.deliver(this.channels.get(channel), m, undefined, true)) ??
+      noop;
     this.stopBus = this.bus.onMessage((topic, payload) => {
       if (topic !== this.name) return;
       const event = decodeBusEvent(payload);
@@ -445,6 +460,10 @@ export class Hub implements ConnectionOwner {
    * or an HYP_E_WS_RECOVERY_FAILED error frame says they cannot be.
    */
   subscribe(client: HubClient, channel: string, offset = ''): void {
+    if (this.shared) {
+      this.subscribeShared(client, channel, offset, this.shared);
+      return;
+    }
     if (offset) {
       const recovery = this.history.since(channel, offset);
       if (recovery.ok) for (const m of recovery.messages) this.sendTo(client, m);
@@ -463,6 +482,44 @@ export class Hub implements ConnectionOwner {
     if (this.options.ackSubscribe ?? true) {
       this.sendTo(client, replyEnvelope(Reply.subscribed, channel, { channel }, this.history.head(channel)));
     }
+  }
+
+  /**
+   * Recovery from the shared history is asynchronous: the client joins the
+   * channel at once, live deliveries for it are held back until the replay
+   * has been sent, then those not already replayed follow. Nothing is lost,
+   * nothing is sent twice, the order is the stream's.
+   */
+  private subscribeShared(client: HubClient, channel: string, offset: string, shared: SharedHistory): void {
+    const held: Envelope[] = [];
+    client.recovering ??= new Map();
+    client.recovering.set(channel, held);
+    addTo(this.channels, channel, client);
+    client.addTo('channels', channel);
+    const finish = (head: string, replayed: Envelope[], failure?: string): void => {
+      client.recovering?.delete(channel);
+      if (!client.open) return;
+      if (failure !== undefined) {
+        const err = new HypError('HYP_E_WS_RECOVERY_FAILED', { channel, offset, detail: failure });
+        this.sendTo(client, errorEnvelope(err, channel));
+      }
+      for (const m of replayed) this.sendTo(client, m);
+      const last = replayed.at(-1)?.offset ?? (offset && failure === undefined ? offset : '');
+      for (const m of held) if (!last || compareStreamIds(m.offset, last) > 0) this.sendTo(client, m);
+      if (this.options.ackSubscribe ?? true) {
+        let ack = head;
+        for (const o of [last, held.at(-1)?.offset ?? '']) if (o && compareStreamIds(o, ack) > 0) ack = o;
+        this.sendTo(client, replyEnvelope(Reply.subscribed, channel, { channel }, ack));
+      }
+    };
+    shared.recover(channel, offset).then(
+      ({ head, recovery }) =>
+        recovery.ok ? finish(head, recovery.messages) : finish(head, [], recovery.reason),
+      (err: unknown) => {
+        this.options.log?.warn({ err, channel }, 'websocket shared history unavailable');
+        finish('', [], `shared history unavailable: ${(err as Error).message}`);
+      },
+    );
   }
 
   unsubscribe(client: HubClient, channel: string): void {
@@ -534,6 +591,11 @@ export class Hub implements ConnectionOwner {
   }
 
   private publishEnvelope(channel: string, message: Envelope): void {
+    if (this.shared) {
+      // every node, this one included, delivers from the shared history's announcement
+      this.shared.publish(channel, message);
+      return;
+    }
     this.history.append(channel, message);
     this.deliver(this.channels.get(channel), message);
     this.toBus('publish', channel, message);
@@ -585,7 +647,12 @@ export class Hub implements ConnectionOwner {
    * The fan-out loop: marshal once per codec, seal once per key set, frame
    * once, then write the same bytes to every socket.
    */
-  private deliver(targets: Iterable<Connection> | undefined, message: Envelope, exceptId?: string): void {
+  private deliver(
+    targets: Iterable<Connection> | undefined,
+    message: Envelope,
+    exceptId?: string,
+    fromSharedHistory = false,
+  ): void {
     if (!targets) return;
     const started = performance.now();
     const plain: Array<Uint8Array | undefined> = new Array(codecSlots);
@@ -596,6 +663,13 @@ export class Hub implements ConnectionOwner {
     const security = this.security;
     for (const c of targets) {
       if (exceptId !== undefined && c.id === exceptId) continue;
+      if (fromSharedHistory && c.recovering !== undefined) {
+        const held = c.recovering.get(message.channel);
+        if (held) {
+          held.push(message);
+          continue;
+        }
+      }
       const i = c.codec.index;
       let out = plain[i];
       if (out === undefined) {
@@ -684,7 +758,11 @@ export class Hub implements ConnectionOwner {
       this.remove(c, 1006);
     }
     this.stopBus();
+    this.stopShared();
     this.wss.close();
+    if (this.options.ownTransports) {
+      await Promise.allSettled([this.bus.close(), this.shared?.close()]);
+    }
   }
 
   /** @internal socket 'close' */

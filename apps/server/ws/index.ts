@@ -34,4 +34,10 @@ export {
 } from './hub.js';
 export { WsMetrics } from './metrics.js';
 export { busFromConfig, drainSpreadMs, hubOptionsFromConfig, type RuntimeContext } from './options.js';
+export {
+  compareStreamIds,
+  RedisHistory,
+  type RedisHistoryOptions,
+  type SharedHistory,
+} from './redis-history.js';
 export { type KeySet, keysFromFiles, ReplayGuard, Security, type SecurityOptions } from './security.js';

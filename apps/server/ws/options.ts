@@ -4,6 +4,7 @@ import type { Config } from '../../../supervisor/config/schema.js';
 import { parseDuration, parseSize } from '../../../supervisor/config/units.js';
 import { type Bus, IpcBus, LocalBus, RedisBus } from './bus.js';
 import type { HubOptions } from './hub.js';
+import { RedisHistory } from './redis-history.js';
 import { hasKeys, keysFromFiles } from './security.js';
 
 /**
@@ -68,6 +69,12 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
         }
       : undefined,
     bus: busFromConfig(ws, ctx),
+    // with Redis, channel history lives in Redis Streams so offsets resume on any pod
+    sharedHistory:
+      ws.bus.driver === 'redis' && ws.history_size > 0
+        ? new RedisHistory({ url: ws.bus.redis_url, size: ws.history_size })
+        : undefined,
+    ownTransports: true,
     registry: ctx.registry,
     log: ctx.log,
   };
