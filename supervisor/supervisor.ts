@@ -22,6 +22,7 @@ import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pidfile.js';
+import { enabledTlsConfigs } from './tlscheck.js';
 import { TicketKeyRotation } from './tlskeys.js';
 import { WorkerProcess, type WorkerExit } from './worker-process.js';
 
@@ -124,9 +125,13 @@ export class Supervisor {
     // Shared session-ticket keys, so TLS resumption works whichever worker
     // accepts. `share_ticket_keys: false` exists only to demonstrate the
     // per-worker alternative (resumption on ~1/N of reconnects).
-    const tls = this.config.server.tls;
-    if (tls.enabled && tls.share_ticket_keys) {
-      this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) => this.setTicketKeys(keys));
+    // HTTP and TCP services share one key set; the HTTP listener's schedule wins when both are on.
+    const tlsConfigs = enabledTlsConfigs(this.config).filter(({ tls }) => tls.share_ticket_keys);
+    const tls = tlsConfigs[0]?.tls;
+    if (tls) {
+      this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) =>
+        this.setTicketKeys(keys),
+      );
       this.ticketRotation.start();
     }
     this.generation = 1;

@@ -18,7 +18,8 @@ export interface TlsMaterial {
 }
 
 function readPem(file: string, key: string): Buffer {
-  if (!file) throw new HypError('HYP_E_TLS_FILE', { file: '(empty)', key, detail: 'required when TLS is enabled' });
+  if (!file)
+    throw new HypError('HYP_E_TLS_FILE', { file: '(empty)', key, detail: 'required when TLS is enabled' });
   try {
     return readFileSync(file);
   } catch (err) {
@@ -30,7 +31,11 @@ function parseCertificate(pem: Buffer, file: string, key: string): X509Certifica
   try {
     return new X509Certificate(pem);
   } catch (err) {
-    throw new HypError('HYP_E_TLS_FILE', { file, key, detail: `not a PEM certificate (${errorMessage(err)})` }, { cause: err });
+    throw new HypError(
+      'HYP_E_TLS_FILE',
+      { file, key, detail: `not a PEM certificate (${errorMessage(err)})` },
+      { cause: err },
+    );
   }
 }
 
@@ -38,7 +43,11 @@ function parseKey(pem: Buffer, file: string, key: string): KeyObject {
   try {
     return createPrivateKey(pem);
   } catch (err) {
-    throw new HypError('HYP_E_TLS_FILE', { file, key, detail: `not an unencrypted PEM private key (${errorMessage(err)})` }, { cause: err });
+    throw new HypError(
+      'HYP_E_TLS_FILE',
+      { file, key, detail: `not an unencrypted PEM private key (${errorMessage(err)})` },
+      { cause: err },
+    );
   }
 }
 

@@ -34,6 +34,9 @@ export default defineApp((app, { generation, config }) => {
 
   app.get('/api/worker', (c) => c.json({ pid: process.pid, generation }));
 
+  // WebSocket hub on websocket.path (/ws): any client may subscribe and publish to any channel.
+  app.websocket();
+
   // Raw TCP echo on the supervisor-held listener `echo` (tcp.echo.addr, :7000 in hyp.yaml).
   if (config.tcp.echo) {
     app.tcp('echo', async (conn) => {

@@ -3,6 +3,9 @@
  * middleware, static files, mounted Node handlers, TCP services and the
  * WebSocket hub all register here. The worker runtime turns it into servers.
  */
+
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { context as otelContext, type Tracer } from '@opentelemetry/api';
 import { Value } from '@sinclair/typebox/value';
 import { pino } from 'pino';
@@ -19,6 +22,8 @@ import { registerTcpService } from './tcp/services.js';
 import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
 import { HttpMetrics, type HttpSeries } from './telemetry/metrics.js';
 import { HttpTracing } from './telemetry/tracing.js';
+import { createHub, type Hub, type HubOptions } from './ws/hub.js';
+import { hubOptionsFromConfig } from './ws/options.js';
 
 export interface AppContext {
   config: Config;
@@ -66,6 +71,8 @@ export interface AppOptions {
   registry?: Registry;
   /** A tracer to use instead of the globally registered provider's. */
   tracer?: Tracer;
+  /** The worker's id (bus node ids); undefined outside a worker. */
+  workerId?: number;
 }
 
 const kContext = Symbol('hyp.context');
@@ -84,6 +91,7 @@ export class App extends RouteGroup {
   readonly config: Config;
   readonly log: Logger;
   readonly registry: Registry;
+  readonly workerId: number | undefined;
   /** `server.limits.body_limit` in bytes: the default limit of `c.body()`. */
   readonly bodyLimit: number;
   readonly clientIpOf: ClientIpResolver;
@@ -113,6 +121,7 @@ export class App extends RouteGroup {
     this.config = config;
     this.log = options.log ?? pino({ level: 'silent' });
     this.registry = options.registry ?? new Registry();
+    this.workerId = options.workerId;
     this.bodyLimit = sizeBytes(config.server.limits.body_limit);
     this.clientIpOf = clientIpResolver(config.server.trusted_proxies);
     this.metrics = new HttpMetrics(this.registry);
@@ -159,6 +168,40 @@ export class App extends RouteGroup {
     registerTcpService(this.tcpServices, name, handler, options);
     return this;
   }
+
+  /** WebSocket hubs mounted with `websocket()`, by path. */
+  readonly websockets = new Map<string, Hub>();
+
+  /**
+   * Mount a WebSocket hub: upgrades on `path` (default `websocket.path`) go to
+   * it. Options default from the `websocket` config section; the bus (IPC
+   * across workers, or Redis across pods) and history come from there too.
+   */
+  websocket(path: string = this.config.websocket.path, options: HubOptions = {}): Hub {
+    if (this.websockets.has(path))
+      throw new TypeError(`websocket(${path}): a hub is already mounted on this path`);
+    const defaults = hubOptionsFromConfig(this.config, {
+      registry: this.registry,
+      log: this.log,
+      workerId: this.workerId,
+    });
+    const hub = createHub({ ...defaults, name: path, ...options });
+    this.websockets.set(path, hub);
+    this.onShutdown(() => hub.close());
+    return hub;
+  }
+
+  /** The `upgrade` listener the HTTP/1.1 server calls: hand the socket to the hub of that path, else 404. */
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
+    const hub = this.websockets.get(query < 0 ? url : url.slice(0, query));
+    if (!hub) {
+      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    hub.handleUpgrade(req, socket, head);
+  };
 
   /** Run at drain, after servers stop accepting. */
   onShutdown(hook: ShutdownHook): this {

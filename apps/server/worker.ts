@@ -26,6 +26,7 @@ import { createLogger, type Logger } from '../../supervisor/log.js';
 import { App, isAppDefinition } from './app.js';
 import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
 import { createTcpServices, listenTcpServices, type TcpService } from './tcp/services.js';
+import { drainSpreadMs } from './ws/options.js';
 
 interface Boot {
   config: Config;
@@ -109,7 +110,7 @@ export class WorkerRuntime {
   async start(): Promise<void> {
     const { config, app: appPath, workerId, generation } = this.boot;
     const definition = await importApp(appPath);
-    this.app = new App({ config, log: this.log, registry: this.registry });
+    this.app = new App({ config, log: this.log, registry: this.registry, workerId });
     await definition.setup(this.app, {
       config,
       log: this.log,
@@ -125,6 +126,17 @@ export class WorkerRuntime {
       log: this.log,
       ticketKeys: earlyTicketKeys,
     });
+    this.http.server.on('upgrade', this.app.handleUpgrade);
+    // WebSocket hubs drain with close frames spread over drain.websocket_spread.
+    const spreadMs = drainSpreadMs(config);
+    for (const hub of this.app.websockets.values()) {
+      this.servers.push({
+        drain: (deadline) => hub.drain({ spreadMs, deadline }),
+        get connections() {
+          return hub.clients();
+        },
+      });
+    }
     const address = await this.http.listen(this.listenTarget('http', config.server.addr));
     this.servers.push(this.http);
     this.log.info({ listener: 'http', port: address.port }, 'http listener serving');
@@ -162,10 +174,12 @@ export class WorkerRuntime {
       inflight += s.inflight ?? 0;
     }
     const p99 = this.loopDelay.percentile(99);
+    let wsClients = 0;
+    for (const hub of this.app?.websockets.values() ?? []) wsClients += hub.clients();
     return {
       connections,
       inflight,
-      wsClients: 0,
+      wsClients,
       rss: process.memoryUsage.rss(),
       loopDelayMs: Number.isFinite(p99) ? p99 / 1e6 : 0,
     };

@@ -42,6 +42,12 @@ export class ConnectionTracker {
     server.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
       this.onRequest(req, res),
     );
+    // An upgraded socket (WebSocket) leaves HTTP: its hub drains it with
+    // spread close frames, so HTTP drain must neither end it as "idle" nor wait for it.
+    server.prependListener('upgrade', (req: IncomingMessage) => {
+      if (!this.sockets.delete(req.socket)) return;
+      this.checkIdle();
+    });
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {

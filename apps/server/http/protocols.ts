@@ -40,6 +40,7 @@ export function sniffPreface(
   const finish = (h2: boolean) => {
     socket.off('data', onData);
     socket.off('timeout', onTimeout);
+    socket.off('error', onError);
     socket.setTimeout(0);
     socket.pause();
     if (seen) socket.unshift(seen);
@@ -52,6 +53,9 @@ export function sniffPreface(
     else if (n === h2Preface.length) finish(true);
   };
   const onTimeout = () => socket.destroy();
+  // A reset before the engine owns the socket must not become an uncaught 'error'.
+  const onError = () => socket.destroy();
+  socket.on('error', onError);
   socket.on('data', onData);
   if (timeoutMs > 0) {
     socket.setTimeout(timeoutMs);

@@ -11,7 +11,13 @@
  * preface sniff / TLS handshake and the HTTP/1.1 parser, request timeout,
  * keep-alive (HTTP/1.1) or idle (HTTP/2) timeout, max header size.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import {
   createServer as createHttp2Server,
   type Http2Server,
@@ -71,8 +77,9 @@ export class HttpServer {
   private readonly pending = new Set<Socket>();
   private readonly headersTimeoutMs: number;
   private state: 'idle' | 'listening' | 'draining' | 'closed' = 'idle';
+  private readonly log: Logger | undefined;
 
-  constructor(private readonly opts: HttpServerOptions) {
+  constructor(opts: HttpServerOptions) {
     const { server: cfg } = opts.config;
     const limits = cfg.limits;
     this.protocol = cfg.protocol;
@@ -90,7 +97,10 @@ export class HttpServer {
       keepAliveTimeout: durationMs(limits.keep_alive_timeout),
       // Node checks headers/request timeouts on this interval (default 30 s,
       // coarser than a short headers_timeout would promise).
-      connectionsCheckingInterval: Math.min(30_000, Math.max(100, Math.floor(this.headersTimeoutMs / 4))),
+      connectionsCheckingInterval:
+        this.headersTimeoutMs > 0
+          ? Math.min(30_000, Math.max(100, Math.floor(this.headersTimeoutMs / 4)))
+          : 30_000,
       noDelay: true,
     });
     this.tracker.attach(this.server);
@@ -101,14 +111,13 @@ export class HttpServer {
       const status =
         err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       socket.end(
-        `HTTP/1.1 ${status} ${status === 431 ? 'Request Header Fields Too Large' : 'Bad Request'}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
       );
     });
 
     if (this.protocol !== 'http1') {
       const h2 = cfg.http2;
       const options: Http2ServerOptions = {
-        maxSessionMemory: 32,
         settings: {
           maxConcurrentStreams: h2.max_concurrent_streams,
           maxFrameSize: h2.max_frame_size,
@@ -144,6 +153,7 @@ export class HttpServer {
       this.listener = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
     }
     if (limits.max_connections > 0) this.listener.maxConnections = limits.max_connections;
+    this.log = opts.log;
   }
 
   private onConnection(socket: Socket): void {
@@ -176,6 +186,8 @@ export class HttpServer {
       this.listener.once('error', onError);
       const done = () => {
         this.listener.off('error', onError);
+        // After listen, errors come from accept (EMFILE, ...): log, keep serving.
+        this.listener.on('error', (err) => this.log?.error({ err }, 'http listener error'));
         this.state = 'listening';
         // The HTTP/1.1 engine never listens itself; 'listening' starts its
         // connection tracking, which enforces headers and request timeouts.

@@ -28,6 +28,7 @@ export class Connection {
   /** Per-client keys set after authorization; override the hub's. */
   keys: KeySet | undefined;
   failures = 0;
+  /** Hub clock (ms since the hub started) of the last ping, or of the connect. */
   pingAt = 0;
   awaitingPong = false;
   open = true;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
@@ -168,6 +168,7 @@ export class Hub implements ConnectionOwner {
   private readonly stopShared: () => void;
   private readonly shared: SharedHistory | undefined;
   private readonly corks = new CorkBatch();
+  private readonly startedAt = performance.now();
   private readonly all = new Set<Connection>();
   private readonly byId = new Map<string, Connection>();
   private readonly channels = new Map<string, Set<Connection>>();
@@ -311,7 +312,7 @@ export class Hub implements ConnectionOwner {
       const q = req.url?.indexOf('?') ?? -1;
       if (q >= 0) id = new URLSearchParams(req.url!.slice(q + 1)).get('client_id') ?? undefined;
     }
-    id ||= `client-${randomUUID()}`;
+    id ||= `client-${randomBytes(12).toString('base64url')}`;
     if (id.length > maxClientIdLength) {
       refuseUpgrade(
         socket,
@@ -344,7 +345,7 @@ export class Hub implements ConnectionOwner {
     this.byId.set(id, c);
     this.all.add(c);
     if (previous) previous.close(4000, 'replaced by a newer connection with the same client id');
-    c.pingAt = Date.now();
+    c.pingAt = this.clock();
     this.listen(c);
     this.metrics.connections.inc({ codec: codec.name });
     for (const h of this.connectHandlers) this.guard(() => h(c, req));
@@ -829,8 +830,13 @@ export class Hub implements ConnectionOwner {
     return this.channels.get(channel)?.size ?? 0;
   }
 
+  /** Milliseconds since the hub started: small integers stay unboxed in every connection. */
+  private clock(): number {
+    return Math.round(performance.now() - this.startedAt);
+  }
+
   private sweep(): void {
-    const now = Date.now();
+    const now = this.clock();
     for (const c of this.all) {
       if (c.awaitingPong) {
         if (now - c.pingAt > this.pongTimeoutMs) {

@@ -29,6 +29,8 @@ describe('server.http2 settings', () => {
     ['16383', 'below 16 KiB'],
     ['16777216', 'above 16 MiB - 1'],
   ])('max_frame_size=%s (%s) is a config error naming the key', (value) => {
-    expect(() => configWith([`server.http2.max_frame_size=${value}`])).toThrow(/server\.http2\.max_frame_size/);
+    expect(() => configWith([`server.http2.max_frame_size=${value}`])).toThrow(
+      /server\.http2\.max_frame_size/,
+    );
   });
 });

@@ -101,6 +101,19 @@ describe('cleartext port, server.protocol auto', () => {
     expect(got).toContain('protocol 1.1');
   });
 
+  it('a client that resets mid-preface does not disturb the worker', async () => {
+    served = await serve([]);
+    const { Socket } = await import('node:net');
+    for (const partial of ['GE', 'PRI * HTTP/2.0\r\n']) {
+      const socket = new Socket();
+      await new Promise<void>((r) => socket.connect(served!.port, '127.0.0.1', r));
+      socket.write(partial);
+      await new Promise((r) => setTimeout(r, 20));
+      socket.resetAndDestroy();
+    }
+    expect(await get1(served.port)).toMatchObject({ status: 200 });
+  });
+
   it('server.protocol http1 serves HTTP/1.1 only; http2 serves h2c only', async () => {
     served = await serve(['server.protocol=http1']);
     expect(await get1(served.port)).toMatchObject({ status: 200 });
@@ -147,6 +160,18 @@ describe('TLS port', () => {
       ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305',
     });
     expect(aead).toBe('connected');
+  });
+
+  it('mTLS request: a client without a certificate is still served', async () => {
+    served = await serve([
+      ...tlsSets(),
+      `server.tls.ca_file=${pki.caCert}`,
+      'server.tls.client_auth=request',
+    ]);
+    expect(await handshake(served.port, {})).toBe('connected');
+    expect(
+      await handshake(served.port, { cert: pki.read(pki.clientCert), key: pki.read(pki.clientKey) }),
+    ).toBe('connected');
   });
 
   it('mTLS require: refuses a client without a certificate, serves one with a certificate from the CA', async () => {

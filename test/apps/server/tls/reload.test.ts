@@ -60,7 +60,10 @@ describe('certificate rotation on disk', () => {
 
     atomicWrite(key, pki.read(pki.server2Key));
     atomicWrite(cert, pki.read(pki.server2Cert));
-    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new certificate');
+    await until(
+      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      'the new certificate',
+    );
     expect(served.logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
     expect(await failures(served)).toBe(0);
   });
@@ -82,7 +85,10 @@ describe('certificate rotation on disk', () => {
     version('..v2', pki.server2Cert, pki.server2Key);
     symlinkSync('..v2', join(dir, '..data_tmp'));
     renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
-    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new certificate');
+    await until(
+      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      'the new certificate',
+    );
   });
 
   it('a corrupt replacement: the old certificate keeps being served, HYP_E_TLS_RELOAD logged, metric counted', async () => {
@@ -94,7 +100,10 @@ describe('certificate rotation on disk', () => {
     served = await serveFrom(cert, key);
 
     atomicWrite(cert, '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
-    const logged = await until(() => served!.logs.find((l) => l.code === 'HYP_E_TLS_RELOAD'), 'the reload error');
+    const logged = await until(
+      () => served!.logs.find((l) => l.code === 'HYP_E_TLS_RELOAD'),
+      'the reload error',
+    );
     expect(logged.msg).toContain(cert);
     expect(await failures(served)).toBe(1);
     expect(await servedCn(served.port)).toBe('hyp server one');

@@ -60,7 +60,10 @@ describe('session-id resumption on the TLS listener (client without tickets)', (
     served = undefined;
   });
 
-  function visit(port: number, session: Buffer | undefined): Promise<{ reused: boolean; session: Buffer | undefined }> {
+  function visit(
+    port: number,
+    session: Buffer | undefined,
+  ): Promise<{ reused: boolean; session: Buffer | undefined }> {
     return new Promise((resolve, reject) => {
       let latest: Buffer | undefined;
       let reused = false;
@@ -86,7 +89,11 @@ describe('session-id resumption on the TLS listener (client without tickets)', (
   }
 
   it('resumes a session id once; replaying the same session id gets a full handshake', async () => {
-    served = await serve(['server.tls.enabled=true', `server.tls.cert_file=${pki.serverCert}`, `server.tls.key_file=${pki.serverKey}`]);
+    served = await serve([
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${pki.serverCert}`,
+      `server.tls.key_file=${pki.serverKey}`,
+    ]);
     const first = await visit(served.port, undefined);
     expect(first.reused).toBe(false);
     expect(served.http.tls?.sessionCache.size).toBe(1);

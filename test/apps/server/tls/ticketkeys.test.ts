@@ -21,7 +21,11 @@ afterEach(async () => {
 
 async function tlsServer(keys?: TicketKeys): Promise<Served> {
   const s = await serve(
-    ['server.tls.enabled=true', `server.tls.cert_file=${pki.serverCert}`, `server.tls.key_file=${pki.serverKey}`],
+    [
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${pki.serverCert}`,
+      `server.tls.key_file=${pki.serverKey}`,
+    ],
     keys,
   );
   running.push(s);
@@ -34,7 +38,11 @@ interface Visit {
 }
 
 /** One TLS connection with an HTTP/1.1 request; returns whether it resumed and the newest session. */
-function visit(port: number, session: Buffer | undefined, maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3'): Promise<Visit> {
+function visit(
+  port: number,
+  session: Buffer | undefined,
+  maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.3',
+): Promise<Visit> {
   return new Promise((resolve, reject) => {
     let latest: Buffer | undefined;
     const socket: TLSSocket = connect({
