@@ -33,6 +33,41 @@ export interface BusMessage {
   origin?: number;
 }
 
+/**
+ * Pod-wide channel history (supervisor/history.ts): a worker's hub publishes
+ * a channel message to the supervisor, which assigns its offset and sends it
+ * to every live worker, the publisher included. `topic` names the hub (its
+ * path); `payload` is opaque to the supervisor.
+ */
+export interface HistoryPublish {
+  topic: string;
+  channel: string;
+  payload: Uint8Array;
+}
+
+export interface HistoryDelivery extends HistoryPublish {
+  offset: string;
+}
+
+export interface HistoryRecoverRequest {
+  id: number;
+  topic: string;
+  channel: string;
+  /** '' asks for the head only. */
+  offset: string;
+}
+
+export interface HistoryRecoverReply {
+  id: number;
+  topic: string;
+  /** The channel's resume point now. */
+  head: string;
+  ok: boolean;
+  entries: Array<{ offset: string; payload: Uint8Array }>;
+  /** Why recovery failed, when `ok` is false. */
+  reason?: string;
+}
+
 export type SupervisorMessage =
   | {
       type: 'config';
@@ -48,7 +83,9 @@ export type SupervisorMessage =
   | { type: 'metrics?'; id: number }
   | { type: 'bus'; message: BusMessage }
   | { type: 'tls-keys'; keys: TicketKeys }
-  | { type: 'status?'; id: number };
+  | { type: 'status?'; id: number }
+  | ({ type: 'history' } & HistoryDelivery)
+  | ({ type: 'history-recovered' } & HistoryRecoverReply);
 
 export type WorkerMessage =
   | { type: 'ready' }
@@ -57,7 +94,9 @@ export type WorkerMessage =
   | { type: 'metrics'; id: number; metrics: unknown[] }
   | { type: 'bus'; message: BusMessage }
   | { type: 'drained'; remaining: number }
-  | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string };
+  | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
+  | ({ type: 'history-publish' } & HistoryPublish)
+  | ({ type: 'history-recover?' } & HistoryRecoverRequest);
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';

@@ -34,6 +34,22 @@ export class SupervisorMetrics {
       registers,
     });
     new Gauge({
+      name: 'hyp_supervisor_ws_history_channels',
+      help: 'Channels in the pod-wide WebSocket history',
+      registers,
+      collect() {
+        this.set(sup.history.channels);
+      },
+    });
+    new Gauge({
+      name: 'hyp_supervisor_ws_history_evictions',
+      help: 'Channels evicted from the pod-wide WebSocket history (least recently published first)',
+      registers,
+      collect() {
+        this.set(sup.history.evictions);
+      },
+    });
+    new Gauge({
       name: 'hyp_supervisor_generation',
       help: 'Current worker generation',
       registers,

@@ -12,19 +12,20 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { Backoff } from './backoff.js';
 import type { Config } from './config/schema.js';
 import { durationMs } from './config/units.js';
-import { Backoff } from './backoff.js';
 import { availableCpus } from './cpus.js';
 import { errorMessage, HypError } from './errors.js';
-import type { BusMessage, TicketKeys } from './ipc.js';
+import { PodHistory } from './history.js';
+import type { BusMessage, HistoryPublish, HistoryRecoverRequest, TicketKeys } from './ipc.js';
 import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pidfile.js';
 import { enabledTlsConfigs } from './tlscheck.js';
 import { TicketKeyRotation } from './tlskeys.js';
-import { WorkerProcess, type WorkerExit } from './worker-process.js';
+import { type WorkerExit, WorkerProcess } from './worker-process.js';
 
 export type SupervisorState = 'starting' | 'ready' | 'draining' | 'stopped';
 export type DrainPhase = 'none' | 'delay' | 'workers' | 'closing' | 'done';
@@ -65,6 +66,8 @@ export class Supervisor {
   lastProblem: string | undefined;
   lastRoll: RollResult | undefined;
   ticketKeys: TicketKeys | undefined;
+  /** Pod-wide WebSocket channel history (lives as long as the supervisor). */
+  readonly history: PodHistory;
 
   private readonly log: Logger;
   private nextWorkerId = 1;
@@ -84,6 +87,7 @@ export class Supervisor {
   constructor(private readonly opts: SupervisorOptions) {
     this.config = opts.config;
     this.log = opts.log;
+    this.history = new PodHistory({ size: opts.config.websocket.history_size });
     this.metrics = new SupervisorMetrics(this);
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;
@@ -172,6 +176,8 @@ export class Supervisor {
     worker.on('ready', () => this.onWorkerReady(worker));
     worker.on('exit', (exit) => this.onWorkerExit(worker, exit));
     worker.on('bus', (message) => this.relay(message));
+    worker.on('history-publish', (m) => this.historyPublish(m));
+    worker.on('history-recover', (m) => this.historyRecover(worker, m));
     return worker;
   }
 
@@ -191,7 +197,10 @@ export class Supervisor {
     const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
     const expected = exit.wasState === 'draining' || this.state === 'draining' || this.state === 'stopped';
     if (expected) {
-      this.log.info({ worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how }, 'worker exited');
+      this.log.info(
+        { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how },
+        'worker exited',
+      );
       return;
     }
     // A worker of a generation still being rolled out: the roll handles it.
@@ -199,13 +208,23 @@ export class Supervisor {
     if (worker.generation < this.generation) return;
 
     const reason = exit.killedFor ?? (exit.startError ? 'start-failed' : 'crash');
-    this.metrics.restarts.inc({ reason: reason === 'heartbeat timeout' ? 'heartbeat' : reason.split(' ')[0]! });
+    this.metrics.restarts.inc({
+      reason: reason === 'heartbeat timeout' ? 'heartbeat' : reason.split(' ')[0]!,
+    });
     const backoff = this.backoffFor(worker.slot);
     const delay = backoff.next(worker.readyAt ? Date.now() - worker.readyAt : 0);
     const detail = exit.startError ?? `${reason}, ${how}`;
     if (!this.hasReadyWorker()) this.lastProblem = `no ready worker: ${detail}`;
     this.log.error(
-      { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how, reason, attempt: backoff.attempts, restart_in_ms: delay },
+      {
+        worker: worker.id,
+        worker_pid: worker.pid,
+        gen: worker.generation,
+        exit: how,
+        reason,
+        attempt: backoff.attempts,
+        restart_in_ms: delay,
+      },
       `worker exited unexpectedly (${detail}); restarting in ${delay} ms`,
     );
     const timer = setTimeout(() => {
@@ -233,17 +252,34 @@ export class Supervisor {
     for (const w of this.workers.values()) {
       if (w.state === 'exited') continue;
       if (w.heardFrom && now - w.lastHeartbeat > timeout) {
-        this.log.error({ worker: w.id, worker_pid: w.pid, silent_ms: now - w.lastHeartbeat }, new HypError('HYP_E_WORKER_HEARTBEAT', { worker: w.id, timeout: this.config.supervisor.heartbeat_timeout }).message);
+        this.log.error(
+          { worker: w.id, worker_pid: w.pid, silent_ms: now - w.lastHeartbeat },
+          new HypError('HYP_E_WORKER_HEARTBEAT', {
+            worker: w.id,
+            timeout: this.config.supervisor.heartbeat_timeout,
+          }).message,
+        );
         w.kill('heartbeat timeout');
-      } else if (w.state === 'spawning' && w.uptimeMs(now) > readyTimeout && w.generation <= this.generation) {
-        this.log.error({ worker: w.id }, new HypError('HYP_E_WORKER_READY_TIMEOUT', { worker: w.id, timeout: this.config.supervisor.ready_timeout }).message);
+      } else if (
+        w.state === 'spawning' &&
+        w.uptimeMs(now) > readyTimeout &&
+        w.generation <= this.generation
+      ) {
+        this.log.error(
+          { worker: w.id },
+          new HypError('HYP_E_WORKER_READY_TIMEOUT', {
+            worker: w.id,
+            timeout: this.config.supervisor.ready_timeout,
+          }).message,
+        );
         w.kill('ready timeout');
       }
     }
   }
 
   hasReadyWorker(generation = this.generation): boolean {
-    for (const w of this.workers.values()) if (w.generation === generation && w.state === 'ready') return true;
+    for (const w of this.workers.values())
+      if (w.generation === generation && w.state === 'ready') return true;
     return false;
   }
 
@@ -289,7 +325,10 @@ export class Supervisor {
     const timeoutMs = durationMs(this.config.supervisor.ready_timeout);
     const error = await new Promise<string | undefined>((resolve) => {
       let ready = 0;
-      const timer = setTimeout(() => resolve(`not ready within ${this.config.supervisor.ready_timeout}`), timeoutMs);
+      const timer = setTimeout(
+        () => resolve(`not ready within ${this.config.supervisor.ready_timeout}`),
+        timeoutMs,
+      );
       for (const w of fresh) {
         w.once('ready', () => {
           if (++ready === fresh.length) {
@@ -306,7 +345,10 @@ export class Supervisor {
     if (error || this.state === 'draining' || this.state === 'stopped') {
       for (const w of fresh) w.kill('generation aborted');
       const detail = error ?? 'supervisor started draining';
-      this.log.error({ generation: next, kept: this.generation }, new HypError('HYP_E_GENERATION_FAILED', { generation: next, detail }).message);
+      this.log.error(
+        { generation: next, kept: this.generation },
+        new HypError('HYP_E_GENERATION_FAILED', { generation: next, detail }).message,
+      );
       this.metrics.rollFailures.inc();
       this.lastRoll = { ok: false, generation: this.generation, error: detail };
       return this.lastRoll;
@@ -335,7 +377,9 @@ export class Supervisor {
         const next = this.opts.reloadConfig();
         const before = JSON.stringify(this.listenerConfig());
         if (JSON.stringify(this.listenerConfig(next)) !== before) {
-          this.log.warn('listener addresses changed in config; they apply at the next pod start (sockets are held)');
+          this.log.warn(
+            'listener addresses changed in config; they apply at the next pod start (sockets are held)',
+          );
           next.server.addr = this.config.server.addr;
           next.tcp = this.config.tcp;
         }
@@ -343,7 +387,10 @@ export class Supervisor {
         this.log.info('configuration reloaded');
       } catch (err) {
         const lines = err instanceof HypError ? err.message : errorMessage(err);
-        this.log.error({ code: (err as HypError).code }, `config reload failed, keeping the running config: ${lines}`);
+        this.log.error(
+          { code: (err as HypError).code },
+          `config reload failed, keeping the running config: ${lines}`,
+        );
         this.metrics.reloadFailures.inc();
       }
     }
@@ -356,6 +403,39 @@ export class Supervisor {
       if (w.id === message.origin || w.state === 'exited' || w.state === 'spawning') continue;
       w.send({ type: 'bus', message });
     }
+  }
+
+  /**
+   * Pod-wide channel history: assign the offset, keep the payload, deliver to
+   * every live worker (the publisher too, so all deliver in the same order).
+   */
+  private historyPublish(m: HistoryPublish): void {
+    if (typeof m.topic !== 'string' || typeof m.channel !== 'string' || !(m.payload instanceof Uint8Array))
+      return;
+    const offset = this.history.append(`${m.topic}\u0000${m.channel}`, m.payload);
+    const delivery = {
+      type: 'history',
+      topic: m.topic,
+      channel: m.channel,
+      offset,
+      payload: m.payload,
+    } as const;
+    for (const w of this.workers.values()) if (w.state !== 'exited') w.send(delivery);
+  }
+
+  /** A worker's recovery request: what follows the offset, or why it cannot be replayed. */
+  private historyRecover(worker: WorkerProcess, m: HistoryRecoverRequest): void {
+    if (typeof m.topic !== 'string' || typeof m.channel !== 'string' || typeof m.offset !== 'string') return;
+    const r = this.history.since(`${m.topic}\u0000${m.channel}`, m.offset);
+    worker.send({
+      type: 'history-recovered',
+      id: m.id,
+      topic: m.topic,
+      head: r.head,
+      ok: r.ok,
+      entries: r.ok ? r.entries : [],
+      reason: r.ok ? undefined : r.reason,
+    });
   }
 
   /** Distribute new TLS session-ticket keys to every worker (and to future ones). */
@@ -380,7 +460,10 @@ export class Supervisor {
     this.drainStartedAt = Date.now();
     const delay = durationMs(this.config.drain.delay);
     const timeout = durationMs(this.config.drain.timeout);
-    this.log.info({ source, delay_ms: delay, timeout_ms: timeout }, 'pod drain: not ready; serving through the delay');
+    this.log.info(
+      { source, delay_ms: delay, timeout_ms: timeout },
+      'pod drain: not ready; serving through the delay',
+    );
     for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
     this.pendingRestarts.clear();
     await sleep(delay);

@@ -10,6 +10,8 @@ import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
 import {
   type BusMessage,
+  type HistoryPublish,
+  type HistoryRecoverRequest,
   isWorkerMessage,
   type SupervisorMessage,
   type TicketKeys,
@@ -46,6 +48,8 @@ interface WorkerEvents {
   ready: [];
   exit: [WorkerExit];
   bus: [BusMessage];
+  'history-publish': [HistoryPublish];
+  'history-recover': [HistoryRecoverRequest];
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
@@ -158,6 +162,12 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         break;
       case 'bus':
         this.emit('bus', { ...m.message, origin: this.id });
+        break;
+      case 'history-publish':
+        this.emit('history-publish', m);
+        break;
+      case 'history-recover?':
+        this.emit('history-recover', m);
         break;
       default:
         break;

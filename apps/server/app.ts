@@ -184,6 +184,7 @@ export class App extends RouteGroup {
       registry: this.registry,
       log: this.log,
       workerId: this.workerId,
+      path,
     });
     const hub = createHub({ ...defaults, name: path, ...options });
     this.websockets.set(path, hub);

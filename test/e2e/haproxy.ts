@@ -1,7 +1,11 @@
 /**
  * A real HAProxy in front of the "pods", playing the Service/Ingress. Backends
  * are slots of a server-template, filled and emptied through the runtime API
- * (as an endpoints controller would), never by reloading.
+ * (as an endpoints controller would), never by reloading. WebSocket upgrades
+ * pass through (`timeout tunnel`), and every response names the backend
+ * address it came from (`X-Hyp-E2E-Server: <ip>:<port>`), which `podAt` maps
+ * back to the pod: that is how the harness knows where a WebSocket client is
+ * connected.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
@@ -10,10 +14,15 @@ import { join } from 'node:path';
 
 const slots = 16;
 
+/** Response header naming the backend address that answered. */
+export const serverHeader = 'X-Hyp-E2E-Server';
+
 export class HaproxyService {
   private readonly proc: ChildProcess;
   private readonly socket: string;
   private readonly used = new Map<string, number>();
+  /** Every backend address ever added → its pod (published ports are unique while pods live). */
+  private readonly pods = new Map<string, string>();
   private exited = false;
   log = '';
 
@@ -36,6 +45,7 @@ defaults
   timeout client 60s
   timeout server 60s
   timeout http-keep-alive 60s
+  timeout tunnel 1h
 
 frontend service
   bind 127.0.0.1:${port}
@@ -43,6 +53,7 @@ frontend service
 
 backend pods
   balance roundrobin
+  http-response set-header ${serverHeader} "%si:%sp"
   server-template pod 1-${slots} 127.0.0.1:9 disabled
 `,
     );
@@ -92,6 +103,7 @@ backend pods
     while (taken.has(slot)) slot++;
     if (slot > slots) throw new Error('no free haproxy slot');
     this.used.set(name, slot);
+    this.pods.set(`127.0.0.1:${port}`, name);
     await this.expectEmpty(`set server pods/pod${slot} addr 127.0.0.1 port ${port}`, /changed|no need/i);
     await this.expectEmpty(`set server pods/pod${slot} state ready`);
   }
@@ -102,6 +114,11 @@ backend pods
     if (slot === undefined) return;
     this.used.delete(name);
     await this.expectEmpty(`set server pods/pod${slot} state maint`);
+  }
+
+  /** The pod behind a backend address as given in the `X-Hyp-E2E-Server` header. */
+  podAt(address: string): string | undefined {
+    return this.pods.get(address);
   }
 
   endpoints(): string[] {

@@ -32,6 +32,8 @@ export interface PodSpec {
   readonly configDir: string;
   readonly configMountPath: string;
   readonly runAsUser: number;
+  /** User-defined Docker network the pod joins (its "cluster network": reaches Redis by name). */
+  readonly network?: string;
 }
 
 export interface Termination {
@@ -76,6 +78,7 @@ export class Kubelet {
       'ALL',
       '--security-opt',
       'no-new-privileges',
+      ...(this.spec.network ? ['--network', this.spec.network] : []),
       '-v',
       `${this.spec.configDir}:${this.spec.configMountPath}:ro`,
       '-p',

@@ -8,14 +8,18 @@
  * image offline when missing), renders the Helm chart and reads the Deployment
  * (image args, env, ports, readiness probe, preStop hook, grace period) and
  * the ConfigMap, runs the pods as containers published on 127.0.0.1 only, and
- * puts a real HAProxy in front as the Service. Then, under keep-alive HTTP load
- * through HAProxy, it plays `kubectl rollout restart` of 2 replicas
- * (maxSurge 1, maxUnavailable 0) and an in-container SIGUSR2 restart, and
- * counts every failed request. Control runs without the preStop hook show the
- * failures the harness can see.
+ * puts a real HAProxy in front as the Service; the pods share a Redis on a
+ * user-defined Docker network (the hub's `websocket.bus.driver: redis`). Then,
+ * under keep-alive HTTP load through HAProxy and WebSocket clients subscribed
+ * to one channel with a publisher numbering its messages, it plays
+ * `kubectl rollout restart` of 2 replicas (maxSurge 1, maxUnavailable 0) and an
+ * in-container SIGUSR2 restart, and counts every failed request and every
+ * lost, duplicated or reordered message. Control runs without the preStop hook
+ * show the failures the harness can see.
  *
  * Env: HYP_E2E_PROPAGATION_MS (endpoint propagation delay, default 2000),
- * HYP_E2E_CONNECTIONS (default 32), HYP_E2E_IMAGE (skip the build, use this tag),
+ * HYP_E2E_CONNECTIONS (default 32), HYP_E2E_WS_CLIENTS (default 20),
+ * HYP_E2E_WS_RATE (publisher messages/s, default 100), HYP_E2E_IMAGE (skip the build, use this tag),
  * HYP_E2E_VARIANTS (comma list of: prestop, no-prestop, no-prestop-no-delay).
  */
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -28,9 +32,13 @@ import { docker, exitState, run } from './docker.js';
 import { HaproxyService } from './haproxy.js';
 import { Kubelet, type PodSpec, type Termination } from './kubelet.js';
 import { HttpLoad, type LoadResult } from './load.js';
+import { buildRedisImage, ClusterRedis } from './redis.js';
+import { type WsClientResult, WsLoad, type WsLoadResult } from './ws-load.js';
 
 const propagationMs = Number(process.env.HYP_E2E_PROPAGATION_MS ?? 2000);
 const connections = Number(process.env.HYP_E2E_CONNECTIONS ?? 32);
+const wsClients = Number(process.env.HYP_E2E_WS_CLIENTS ?? 20);
+const wsRate = Number(process.env.HYP_E2E_WS_RATE ?? 100);
 const replicas = 2;
 
 interface Variant {
@@ -215,26 +223,69 @@ async function checkImage(image: string): Promise<ImageCheck> {
   }
 }
 
+const wsDefects = (r: WsLoadResult): number => r.lost + r.duplicated + r.outOfOrder + r.neverDelivered;
+
+/**
+ * Logs a WebSocket measurement: totals, the clients with a defect or not on
+ * one of `expected` pods, and clients per pod. Returns how many clients end
+ * connected to one of `expected`.
+ */
+function reportWs(
+  tag: string,
+  result: WsLoadResult,
+  lb: HaproxyService,
+  expected: readonly string[],
+  settled: boolean,
+): number {
+  const { clients, ...totals } = result;
+  const onExpected = (c: WsClientResult) => c.connected && expected.includes(lb.podAt(c.server) ?? '');
+  const count = clients.filter(onExpected).length;
+  log(
+    `${tag} websocket: ${JSON.stringify(totals)}; ${count}/${clients.length} clients end on ` +
+      `${expected.join(', ')}${settled ? '' : ' (not all reconnected within 20 s)'}`,
+  );
+  for (const c of clients) {
+    if (c.lost + c.duplicated + c.outOfOrder > 0 || !onExpected(c))
+      log(`${tag}   ${JSON.stringify({ ...c, pod: lb.podAt(c.server) })}`);
+  }
+  const byPod = new Map<string, number>();
+  for (const c of clients) {
+    const pod = lb.podAt(c.server) ?? `unknown ${c.server}`;
+    byPod.set(pod, (byPod.get(pod) ?? 0) + 1);
+  }
+  log(`${tag} websocket clients per pod at the end: ${JSON.stringify(Object.fromEntries(byPod))}`);
+  return count;
+}
+
 interface VariantResult {
   readonly variant: string;
   readonly rollout: LoadResult;
+  readonly ws: WsLoadResult;
+  /** WebSocket clients connected to a pod of the new ReplicaSet at the end. */
+  readonly wsOnNewPods: number;
   readonly terminations: readonly Termination[];
   readonly sigusr2: LoadResult | null;
+  readonly usr2Ws: WsLoadResult | null;
   readonly verdict: 'pass' | 'fail' | 'report';
   readonly why: string;
 }
 
 async function runVariant(image: string, variant: Variant): Promise<VariantResult> {
   const workDir = mkdtempSync(join(tmpdir(), `hyp-e2e-${variant.name}-`));
-  const rendered = await render(image, variant.sets, workDir);
+  const name = `hyp-e2e-${variant.name}-${process.pid}`;
+  const redis = await ClusterRedis.start(name);
+  const busSets = ['config.websocket.bus.driver=redis', `config.websocket.bus.redis_url=${redis.url}`];
+  const rendered = await render(image, [...variant.sets, ...busSets], workDir);
   const lbPort = await freePort();
   const lb = await HaproxyService.start(workDir, lbPort);
-  const kubelet = new Kubelet(rendered.spec, lb, propagationMs, `hyp-e2e-${variant.name}-${process.pid}`);
+  const spec = { ...rendered.spec, network: redis.network };
+  const kubelet = new Kubelet(spec, lb, propagationMs, name);
   try {
     log(
       `[${variant.name}] grace ${rendered.spec.graceSeconds}s, preStop ${JSON.stringify(rendered.spec.preStop)}, ` +
         `readiness every ${rendered.spec.readiness.periodSeconds}s, maxSurge ${rendered.maxSurge}, ` +
-        `maxUnavailable ${rendered.maxUnavailable}, propagation ${propagationMs} ms`,
+        `maxUnavailable ${rendered.maxUnavailable}, propagation ${propagationMs} ms; ` +
+        `bus redis ${redis.url} (${(await redis.version()).split(' ').slice(0, 3).join(' ')})`,
     );
     const old: string[] = [];
     for (let i = 0; i < replicas; i++) old.push(await kubelet.startPod());
@@ -249,30 +300,47 @@ async function runVariant(image: string, variant: Variant): Promise<VariantResul
       maxMs: 300_000,
     };
     const load = new HttpLoad(loadOptions);
+    const wsOptions = (channel: string) => ({
+      url: `ws://127.0.0.1:${lbPort}/ws`,
+      channel,
+      clients: wsClients,
+      rate: wsRate,
+      maxMessages: wsRate * 300,
+      maxMs: 300_000,
+    });
+    const ws = await WsLoad.start(wsOptions(`rollout-${variant.name}`));
+    log(`[${variant.name}] ${wsClients} WebSocket clients subscribed, publisher at ${wsRate} msg/s`);
     await sleep(2000);
 
     // kubectl rollout restart: surge one new pod, wait until it is an endpoint,
     // then delete one old pod (its termination runs on while the next surges).
     const terminations: Promise<Termination>[] = [];
+    const fresh: string[] = [];
     for (const pod of old) {
-      const fresh = await kubelet.startPod();
-      log(`[${variant.name}] ${fresh} ready and in the endpoints; deleting ${pod}`);
+      fresh.push(await kubelet.startPod());
+      log(`[${variant.name}] ${fresh.at(-1)} ready and in the endpoints; deleting ${pod}`);
       terminations.push(kubelet.terminate(pod));
     }
     const ended = await Promise.all(terminations);
+    // the last clients closed with 1001 wait the hinted delay plus backoff before reconnecting
+    const settled = await ws.settle(20_000);
     await sleep(1000);
     const rollout = await load.stop();
+    const wsResult = await ws.stop();
     log(`[${variant.name}] rollout: ${JSON.stringify(rollout)}`);
+    const wsOnNewPods = reportWs(`[${variant.name}] rollout`, wsResult, lb, fresh, settled);
     for (const t of ended)
       log(
         `[${variant.name}] ${t.pod}: exit ${t.exitCode}${t.sigkilled ? ' (SIGKILL)' : ''}, preStop exit ${t.preStopExit}, ${t.ms} ms`,
       );
 
     let sigusr2: LoadResult | null = null;
+    let usr2Ws: WsLoadResult | null = null;
     let usr2Rolled = 0;
     if (variant.sigusr2) {
       const pods = lb.endpoints();
       const restartLoad = new HttpLoad(loadOptions);
+      const restartWs = await WsLoad.start(wsOptions(`sigusr2-${variant.name}`));
       await sleep(1000);
       for (const pod of pods) {
         const before = await supervisorStatus(pod, rendered.spec.adminPort);
@@ -289,28 +357,51 @@ async function runVariant(image: string, variant: Variant): Promise<VariantResul
         }
         log(`[${variant.name}] ${pod}: SIGUSR2, generation ${before.generation} -> ${after.generation}`);
       }
-      await sleep(2000);
+      const usr2Settled = await restartWs.settle(20_000);
+      await sleep(1000);
       sigusr2 = await restartLoad.stop();
+      usr2Ws = await restartWs.stop();
       log(`[${variant.name}] SIGUSR2 restart: ${JSON.stringify(sigusr2)}`);
+      reportWs(`[${variant.name}] SIGUSR2`, usr2Ws, lb, pods, usr2Settled);
     }
 
     const cleanExits = ended.every((t) => t.exitCode === 0 && !t.sigkilled);
     const usr2Ok = !variant.sigusr2 || usr2Rolled === replicas;
     const failed = rollout.failed + (sigusr2?.failed ?? 0);
+    const wsBad = wsDefects(wsResult) + (usr2Ws ? wsDefects(usr2Ws) : 0);
+    const wsWhy =
+      `${wsResult.lost} lost / ${wsResult.duplicated} duplicated / ${wsResult.outOfOrder} reordered ` +
+      `WebSocket messages, ${wsResult.neverDelivered} never delivered` +
+      (usr2Ws
+        ? ` (SIGUSR2: ${usr2Ws.lost} / ${usr2Ws.duplicated} / ${usr2Ws.outOfOrder}, ${usr2Ws.neverDelivered})`
+        : '') +
+      ` (want 0); ${wsOnNewPods}/${wsClients} WS clients on new pods`;
     let verdict: VariantResult['verdict'] = 'report';
-    let why = `${failed} failed requests`;
+    let why = `${failed} failed requests; ${wsWhy}`;
     if (variant.zeroDowntime === true) {
-      verdict = failed === 0 && cleanExits && usr2Ok && rollout.ok > 0 ? 'pass' : 'fail';
+      const wsOk = wsBad === 0 && wsOnNewPods === wsClients && wsResult.published > 0;
+      verdict = failed === 0 && cleanExits && usr2Ok && rollout.ok > 0 && wsOk ? 'pass' : 'fail';
       why =
-        `${failed} failed requests (want 0); old pods ${cleanExits ? 'all exited 0' : 'did NOT all exit 0'}` +
+        `${failed} failed requests (want 0); ${wsWhy}; old pods ${cleanExits ? 'all exited 0' : 'did NOT all exit 0'}` +
         (variant.sigusr2 ? `; SIGUSR2 rolled ${usr2Rolled}/${replicas} pods` : '');
     } else if (variant.zeroDowntime === false) {
       verdict = rollout.failed > 0 ? 'pass' : 'fail';
       why = `${rollout.failed} failed requests (want > 0: the harness must see the race)`;
     }
-    return { variant: variant.name, rollout, terminations: ended, sigusr2, verdict, why };
+    return {
+      variant: variant.name,
+      rollout,
+      ws: wsResult,
+      wsOnNewPods,
+      terminations: ended,
+      sigusr2,
+      usr2Ws,
+      verdict,
+      why,
+    };
   } finally {
     await kubelet.removeAll();
+    await redis.stop();
     await lb.stop();
     rmSync(workDir, { recursive: true, force: true });
   }
@@ -325,6 +416,7 @@ async function main(): Promise<number> {
     return 1;
   }
   const image = await buildImage();
+  await buildRedisImage(join(repoRoot, 'test/e2e/redis.Dockerfile'));
   const check = await checkImage(image);
   const imageOk =
     check.uid === '1000' && check.ping === 'pong' && check.exitCode === 0 && check.stopMs < 40_000;
@@ -338,10 +430,15 @@ async function main(): Promise<number> {
   log('summary');
   for (const r of results) {
     const usr2 = r.sigusr2 ? `, SIGUSR2: ${r.sigusr2.requests} requests ${r.sigusr2.failed} failed` : '';
+    const usr2Ws = r.usr2Ws
+      ? ` (SIGUSR2: ${r.usr2Ws.published} published, ${r.usr2Ws.reconnects} reconnects)`
+      : '';
     log(
       `  ${r.verdict.toUpperCase().padEnd(6)} ${r.variant}: rollout ${r.rollout.requests} requests, ` +
         `${r.rollout.failed} failed ${JSON.stringify(r.rollout.reasons)}, old pods exit ` +
-        `${r.terminations.map((t) => t.exitCode).join('/')}${usr2} — ${r.why}`,
+        `${r.terminations.map((t) => t.exitCode).join('/')}${usr2}; WebSocket: ${r.ws.published} published ` +
+        `(${((r.ws.published * 1000) / r.ws.publishMs).toFixed(0)}/s) to ${r.ws.clients.length} clients, ` +
+        `${r.ws.reconnects} reconnects${usr2Ws} — ${r.why}`,
     );
   }
   const judged = results.filter((r) => r.verdict !== 'report');

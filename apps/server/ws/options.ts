@@ -4,7 +4,8 @@ import type { Config } from '../../../supervisor/config/schema.js';
 import { parseDuration, parseSize } from '../../../supervisor/config/units.js';
 import { type Bus, IpcBus, LocalBus, RedisBus } from './bus.js';
 import type { HubOptions } from './hub.js';
-import { RedisHistory } from './redis-history.js';
+import { IpcHistory } from './ipc-history.js';
+import { RedisHistory, type SharedHistory } from './redis-history.js';
 import { hasKeys, keysFromFiles } from './security.js';
 
 /**
@@ -19,6 +20,8 @@ export interface RuntimeContext {
   workerId?: number;
   /** The process IPC channel when running under the supervisor. */
   ipc?: NodeJS.Process;
+  /** The hub's path (default `websocket.path`): names its channels in the pod-wide history. */
+  path?: string;
 }
 
 function ms(text: string): number {
@@ -38,6 +41,28 @@ export function busFromConfig(config: Config['websocket'], ctx: RuntimeContext =
   }
   const ipc = ctx.ipc ?? process;
   return typeof ipc.send === 'function' ? new IpcBus(ipc, ctx.workerId) : new LocalBus();
+}
+
+/** Under the supervisor: an IPC channel and inherited listeners (LISTEN_FDS). */
+function supervised(ipc: NodeJS.Process): boolean {
+  return typeof ipc.send === 'function' && process.env.LISTEN_FDS !== undefined;
+}
+
+/**
+ * Where channel history lives when it must be valid on more than one node:
+ * Redis Streams (every pod) with the redis driver, the supervisor (every
+ * worker of the pod, across worker restarts) with the ipc driver under a
+ * supervisor. Otherwise (one process, tests) the hub's in-memory history.
+ */
+export function sharedHistoryFromConfig(
+  config: Config['websocket'],
+  ctx: RuntimeContext = {},
+): SharedHistory | undefined {
+  if (config.history_size <= 0) return undefined;
+  if (config.bus.driver === 'redis')
+    return new RedisHistory({ url: config.bus.redis_url, size: config.history_size });
+  const ipc = ctx.ipc ?? process;
+  return supervised(ipc) ? new IpcHistory({ topic: ctx.path ?? config.path, channel: ipc }) : undefined;
 }
 
 export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): HubOptions {
@@ -69,11 +94,8 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
         }
       : undefined,
     bus: busFromConfig(ws, ctx),
-    // with Redis, channel history lives in Redis Streams so offsets resume on any pod
-    sharedHistory:
-      ws.bus.driver === 'redis' && ws.history_size > 0
-        ? new RedisHistory({ url: ws.bus.redis_url, size: ws.history_size })
-        : undefined,
+    // channel publishes then go through the shared history only (never the bus too): exactly once
+    sharedHistory: sharedHistoryFromConfig(ws, ctx),
     ownTransports: true,
     registry: ctx.registry,
     log: ctx.log,

@@ -1,0 +1,154 @@
+/**
+ * Pod-wide channel history, kept by the supervisor (which lives as long as
+ * the pod) for the workers' WebSocket hubs: the "embedded bus" history.
+ *
+ * The supervisor assigns every channel publish its offset, keeps the last
+ * `size` payloads per channel, and answers recovery requests. Payloads are
+ * opaque bytes: this module knows nothing about the hub's envelope.
+ *
+ * Offsets are `<epoch>-<seq>`:
+ * - `epoch` is a decimal number ≥ 2^64 drawn at random per supervisor, so an
+ *   offset from another pod or an earlier supervisor never matches (explicit
+ *   failure), and a Redis stream id (whose first part is < 2^64) never
+ *   collides with one. Same shape as a stream id, so offsets of one epoch
+ *   order with the same comparison.
+ * - `seq` grows by one per publish on a channel. A channel created (again,
+ *   after LRU eviction) starts after the pod-wide publish count, so every
+ *   seq of a new incarnation is above every seq of an old one.
+ *
+ * Bounds: `size` payloads per channel, `maxChannels` channels (the least
+ * recently published channel is forgotten first). After an eviction, an
+ * offset older than the eviction that names a channel the history does not
+ * fully cover is refused (conservative: never a silent gap).
+ */
+import { randomBytes } from 'node:crypto';
+
+export interface PodHistoryOptions {
+  /** Payloads kept per channel (≥ 1). */
+  size: number;
+  /** Channels kept; the least recently published is evicted first. Default 10,000. */
+  maxChannels?: number;
+  /** Fixed epoch (tests); default random ≥ 2^64. */
+  epoch?: bigint;
+}
+
+export interface HistoryEntry {
+  offset: string;
+  payload: Uint8Array;
+}
+
+export type HistoryRecovery =
+  | { ok: true; head: string; entries: HistoryEntry[] }
+  | { ok: false; head: string; reason: string };
+
+class Ring {
+  readonly entries: HistoryEntry[] = [];
+  /** Index of the oldest entry once the ring is full. */
+  start = 0;
+  /** Seq of the last publish; `base` while empty. */
+  last: number;
+  constructor(readonly base: number) {
+    this.last = base;
+  }
+}
+
+function randomEpoch(): bigint {
+  return (1n << 64n) + BigInt(`0x${randomBytes(6).toString('hex')}`);
+}
+
+export class PodHistory {
+  readonly epoch: string;
+  private readonly prefix: string;
+  private readonly size: number;
+  private readonly maxChannels: number;
+  private readonly rings = new Map<string, Ring>();
+  /** Publishes in the pod so far: an upper bound of every seq handed out. */
+  private published = 0;
+  /** `published` at the latest channel eviction. */
+  private evictedAt = 0;
+  /** Channels evicted so far (metric). */
+  evictions = 0;
+
+  constructor(options: PodHistoryOptions) {
+    this.size = Math.max(1, Math.floor(options.size));
+    this.maxChannels = Math.max(1, options.maxChannels ?? 10_000);
+    this.epoch = (options.epoch ?? randomEpoch()).toString();
+    this.prefix = `${this.epoch}-`;
+  }
+
+  get channels(): number {
+    return this.rings.size;
+  }
+
+  /** Assigns the next offset on `channel`, keeps the payload, returns the offset. */
+  append(channel: string, payload: Uint8Array): string {
+    let ring = this.rings.get(channel);
+    if (ring) {
+      this.rings.delete(channel); // re-insert: Map order is the LRU order
+    } else {
+      ring = new Ring(this.published);
+      if (this.rings.size >= this.maxChannels) {
+        this.rings.delete(this.rings.keys().next().value as string);
+        this.evictions++;
+        this.evictedAt = this.published;
+      }
+    }
+    this.rings.set(channel, ring);
+    this.published++;
+    const offset = this.prefix + ++ring.last;
+    const entry: HistoryEntry = { offset, payload };
+    if (ring.entries.length < this.size) {
+      ring.entries.push(entry);
+    } else {
+      ring.entries[ring.start] = entry;
+      ring.start = (ring.start + 1) % this.size;
+    }
+    return offset;
+  }
+
+  /** The resume point of a subscriber joining now. */
+  head(channel: string): string {
+    return this.prefix + (this.rings.get(channel)?.last ?? this.published);
+  }
+
+  /** Everything on `channel` after `offset`, in order ('' offset: nothing), or why not. */
+  since(channel: string, offset: string): HistoryRecovery {
+    const ring = this.rings.get(channel);
+    const head = this.head(channel);
+    if (!offset) return { ok: true, head, entries: [] };
+    const dash = offset.lastIndexOf('-');
+    const seq = Number(offset.slice(dash + 1));
+    if (dash <= 0 || !/^\d+$/.test(offset.slice(dash + 1)) || !Number.isSafeInteger(seq))
+      return { ok: false, head, reason: 'malformed offset' };
+    if (offset.slice(0, dash) !== this.epoch)
+      return {
+        ok: false,
+        head,
+        reason: 'offset belongs to another history (another pod, or the pod restarted)',
+      };
+    const last = ring ? ring.last : this.published;
+    if (seq > last) return { ok: false, head, reason: 'offset is in the future' };
+    if (seq === last) return { ok: true, head, entries: [] };
+    // before this incarnation of the channel: fine unless a channel was evicted since
+    if (!ring || seq < ring.base) {
+      if (seq < this.evictedAt)
+        return {
+          ok: false,
+          head,
+          reason: 'messages after the offset are no longer in history (channel evicted)',
+        };
+      if (!ring) return { ok: true, head, entries: [] };
+    }
+    const kept = ring.entries.length;
+    const first = ring.last - kept + 1; // seq of the oldest kept entry
+    const from = Math.max(seq, ring.base) + 1;
+    if (from < first)
+      return { ok: false, head, reason: 'messages after the offset are no longer in history' };
+    const entries: HistoryEntry[] = new Array(ring.last - from + 1);
+    const oldest = kept < this.size ? 0 : ring.start;
+    for (let s = from, i = 0; s <= ring.last; s++, i++) {
+      entries[i] = ring.entries[(oldest + (s - first)) % kept]!;
+    }
+    return { ok: true, head, entries };
+  }
+}
