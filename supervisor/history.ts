@@ -38,7 +38,13 @@ export interface HistoryEntry {
 }
 
 export type HistoryRecovery =
-  | { ok: true; head: string; entries: HistoryEntry[] }
+  | {
+      ok: true;
+      head: string;
+      entries: HistoryEntry[];
+      /** More entries follow the last one (the reply was cut at `maxBytes`): ask again from it. */
+      more?: boolean;
+    }
   | { ok: false; head: string; reason: string };
 
 class Ring {
@@ -111,8 +117,12 @@ export class PodHistory {
     return this.prefix + (this.rings.get(channel)?.last ?? this.published);
   }
 
-  /** Everything on `channel` after `offset`, in order ('' offset: nothing), or why not. */
-  since(channel: string, offset: string): HistoryRecovery {
+  /**
+   * What follows `offset` on `channel`, in order ('' offset: nothing), or why
+   * it cannot be replayed. At most `maxBytes` of payload per answer (always
+   * at least one entry); `more` then says to ask again from the last one.
+   */
+  since(channel: string, offset: string, maxBytes = Number.POSITIVE_INFINITY): HistoryRecovery {
     const ring = this.rings.get(channel);
     const head = this.head(channel);
     if (!offset) return { ok: true, head, entries: [] };
@@ -144,10 +154,15 @@ export class PodHistory {
     const from = Math.max(seq, ring.base) + 1;
     if (from < first)
       return { ok: false, head, reason: 'messages after the offset are no longer in history' };
-    const entries: HistoryEntry[] = new Array(ring.last - from + 1);
+    const entries: HistoryEntry[] = [];
     const oldest = kept < this.size ? 0 : ring.start;
-    for (let s = from, i = 0; s <= ring.last; s++, i++) {
-      entries[i] = ring.entries[(oldest + (s - first)) % kept]!;
+    let bytes = 0;
+    for (let s = from; s <= ring.last; s++) {
+      const entry = ring.entries[(oldest + (s - first)) % kept]!;
+      if (entries.length > 0 && bytes + entry.payload.length > maxBytes)
+        return { ok: true, head, entries, more: true };
+      bytes += entry.payload.length;
+      entries.push(entry);
     }
     return { ok: true, head, entries };
   }

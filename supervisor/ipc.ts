@@ -64,6 +64,8 @@ export interface HistoryRecoverReply {
   head: string;
   ok: boolean;
   entries: Array<{ offset: string; payload: Uint8Array }>;
+  /** The reply was cut at the supervisor's size bound: ask again from the last entry. */
+  more?: boolean;
   /** Why recovery failed, when `ok` is false. */
   reason?: string;
 }

@@ -426,7 +426,8 @@ export class Supervisor {
   /** A worker's recovery request: what follows the offset, or why it cannot be replayed. */
   private historyRecover(worker: WorkerProcess, m: HistoryRecoverRequest): void {
     if (typeof m.topic !== 'string' || typeof m.channel !== 'string' || typeof m.offset !== 'string') return;
-    const r = this.history.since(`${m.topic}\u0000${m.channel}`, m.offset);
+    // one reply carries at most ~1 MiB of payload: a long gap is paged, never one huge IPC message
+    const r = this.history.since(`${m.topic}\u0000${m.channel}`, m.offset, 1024 * 1024);
     worker.send({
       type: 'history-recovered',
       id: m.id,
@@ -434,6 +435,7 @@ export class Supervisor {
       head: r.head,
       ok: r.ok,
       entries: r.ok ? r.entries : [],
+      more: r.ok ? r.more : undefined,
       reason: r.ok ? undefined : r.reason,
     });
   }

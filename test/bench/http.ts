@@ -33,7 +33,6 @@ export async function runHttpBench(): Promise<string[]> {
         start: async () => {
           const h = await startHyp(join(dist, 'test', 'bench', 'servers', 'hello-hyp.js'), [
             'supervisor.workers=1',
-            'log.level=warn',
           ]);
           return { port: h.httpPort, stop: h.stop };
         },

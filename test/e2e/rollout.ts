@@ -26,7 +26,8 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
+import { durationMs } from '../../supervisor/config/units.js';
 import { helmBinary, helmReleases, repoRoot, runHelm } from '../helm/helm.js';
 import { docker, exitState, run } from './docker.js';
 import { HaproxyService } from './haproxy.js';
@@ -95,6 +96,8 @@ interface Rendered {
   readonly spec: PodSpec;
   readonly maxSurge: string | number;
   readonly maxUnavailable: string | number;
+  /** hyp's `drain.websocket_spread` in the rendered hyp.yaml (default 5 s). */
+  readonly wsSpreadMs: number;
 }
 
 type Json = Record<string, unknown>;
@@ -141,7 +144,10 @@ async function render(image: string, sets: readonly string[], workDir: string): 
   }
 
   const rolling = at(deployment, 'spec', 'strategy', 'rollingUpdate') as Json;
+  const hypYaml = parse((configMap.data as Record<string, string>)['hyp.yaml'] ?? '') as Json | null;
+  const spread = at(hypYaml, 'drain', 'websocket_spread');
   return {
+    wsSpreadMs: typeof spread === 'string' ? durationMs(spread) : 5000,
     maxSurge: rolling.maxSurge as string,
     maxUnavailable: rolling.maxUnavailable as number,
     spec: {
@@ -237,7 +243,7 @@ function reportWs(
   expected: readonly string[],
   settled: boolean,
 ): number {
-  const { clients, ...totals } = result;
+  const { clients, neverDeliveredSeqs, publisherTrace, ...totals } = result;
   const onExpected = (c: WsClientResult) => c.connected && expected.includes(lb.podAt(c.server) ?? '');
   const count = clients.filter(onExpected).length;
   log(
@@ -248,6 +254,8 @@ function reportWs(
     if (c.lost + c.duplicated + c.outOfOrder > 0 || !onExpected(c))
       log(`${tag}   ${JSON.stringify({ ...c, pod: lb.podAt(c.server) })}`);
   }
+  if (result.neverDelivered > 0)
+    log(`${tag}   never delivered: ${JSON.stringify({ neverDeliveredSeqs, publisherTrace })}`);
   const byPod = new Map<string, number>();
   for (const c of clients) {
     const pod = lb.podAt(c.server) ?? `unknown ${c.server}`;
@@ -357,6 +365,8 @@ async function runVariant(image: string, variant: Variant): Promise<VariantResul
         }
         log(`[${variant.name}] ${pod}: SIGUSR2, generation ${before.generation} -> ${after.generation}`);
       }
+      // the old workers close their WebSocket clients over drain.websocket_spread; let that finish
+      await sleep(rendered.wsSpreadMs + 2000);
       const usr2Settled = await restartWs.settle(20_000);
       await sleep(1000);
       sigusr2 = await restartLoad.stop();

@@ -52,6 +52,9 @@ export interface WsLoadResult {
   readonly publishMs: number;
   /** Published messages no receiver (the publisher included) ever got: lost before entering the channel. */
   readonly neverDelivered: number;
+  /** The first of them, and the publisher's connection trace (`published` count at each open/close). */
+  readonly neverDeliveredSeqs: readonly number[];
+  readonly publisherTrace: readonly string[];
   readonly lost: number;
   readonly duplicated: number;
   readonly outOfOrder: number;
@@ -76,6 +79,8 @@ class Tracked {
     readonly id: string,
     url: string,
     channel: string,
+    /** For the publisher: how many it has published so far. */
+    private readonly sent: () => number = () => 0,
   ) {
     const tracked = this;
     /** The `ws` socket, noting which backend answered each upgrade. */
@@ -97,8 +102,10 @@ class Tracked {
     this.ws.on('reconnecting', () => {
       this.reconnects++;
     });
-    this.ws.on('open', () => this.note(`open ${this.server}@${this.last}`));
-    this.ws.on('close', (code) => this.note(`close ${code}@${this.last} ${this.ws.offset(channel)}`));
+    this.ws.on('open', () => this.note(`open ${this.server}@${this.last} sent ${this.sent()}`));
+    this.ws.on('close', (code) =>
+      this.note(`close ${code}@${this.last} ${this.ws.offset(channel)} sent ${this.sent()}`),
+    );
     this.ws.on('error', (e) => {
       this.errors[e.code] = (this.errors[e.code] ?? 0) + 1;
     });
@@ -160,7 +167,7 @@ export class WsLoad {
     for (let i = 0; i < opts.clients; i++) {
       this.subscribers.push(new Tracked(`e2e-sub-${i}`, opts.url, opts.channel));
     }
-    this.publisher = new Tracked('e2e-publisher', opts.url, opts.channel);
+    this.publisher = new Tracked('e2e-publisher', opts.url, opts.channel, () => this.published);
   }
 
   /** Connects every client, then starts publishing. */
@@ -226,6 +233,10 @@ export class WsLoad {
     for (const c of all) for (const seq of c.seqs) entered.add(seq);
     const ordered = [...entered].sort((a, b) => a - b);
     const clients = this.subscribers.map((c) => c.judge(ordered));
+    const neverDeliveredSeqs: number[] = [];
+    for (let seq = 1; seq <= this.published && neverDeliveredSeqs.length < 20; seq++) {
+      if (!entered.has(seq)) neverDeliveredSeqs.push(seq);
+    }
     for (const c of all) c.ws.close();
     const sum = (k: 'lost' | 'duplicated' | 'outOfOrder' | 'reconnects') =>
       clients.reduce((n, c) => n + c[k], 0);
@@ -233,6 +244,8 @@ export class WsLoad {
       published: this.published,
       publishMs,
       neverDelivered: this.published - ordered.length,
+      neverDeliveredSeqs,
+      publisherTrace: [...this.publisher.trace],
       lost: sum('lost'),
       duplicated: sum('duplicated'),
       outOfOrder: sum('outOfOrder'),

@@ -63,4 +63,31 @@ describe('pod-wide channel history', () => {
     expect(h.since('x', old)).toMatchObject({ ok: false, reason: expect.stringMatching(/evicted/) });
     expect(h.since('x', again)).toMatchObject({ ok: true, entries: [] });
   });
+
+  it('cuts a long replay at maxBytes (at least one entry) and resumes from the last entry of each page', () => {
+    const h = new PodHistory({ size: 100 });
+    const start = h.head('c');
+    for (let i = 0; i < 10; i++) h.append('c', new Uint8Array(100).fill(i));
+    const pages: number[][] = [];
+    let from = start;
+    for (;;) {
+      const r = h.since('c', from, 250);
+      if (!r.ok) throw new Error(r.reason);
+      pages.push(r.entries.map((e) => e.payload[0]!));
+      if (!r.more) break;
+      from = r.entries.at(-1)!.offset;
+    }
+    expect(pages).toEqual([
+      [0, 1],
+      [2, 3],
+      [4, 5],
+      [6, 7],
+      [8, 9],
+    ]);
+    expect(h.since('c', start, 1)).toMatchObject({
+      ok: true,
+      more: true,
+      entries: [{ offset: expect.any(String) }],
+    });
+  });
 });

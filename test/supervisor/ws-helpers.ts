@@ -58,7 +58,10 @@ export class TestClient {
       this.messages.push(m);
       if (!m.channel) return;
       let ids = this.byChannel.get(m.channel);
-      if (!ids) this.byChannel.set(m.channel, (ids = []));
+      if (!ids) {
+        ids = [];
+        this.byChannel.set(m.channel, ids);
+      }
       ids.push(m.json<{ id: string }>().id);
     });
     this.ws.on('close', (code) => this.closes.push(code));

@@ -50,14 +50,15 @@ class ConfirmedPublisher {
     while (!this.stopped && this.next <= this.max && Date.now() < endAt) {
       const n = this.next;
       const closesBefore = this.client.closes.length;
-      this.client.ws.publish(this.channel, { id: String(n) });
+      const message = { id: String(n) };
+      this.client.ws.publish(this.channel, message);
       for (;;) {
         const waitUntil = Date.now() + 5_000;
         while (!this.echoed(n) && Date.now() < waitUntil) await sleep(5);
         if (this.echoed(n)) break;
         if (this.client.closes.length === closesBefore || !this.client.ws.connected) continue;
         this.republished++;
-        this.client.ws.publish(this.channel, { id: String(n) });
+        this.client.ws.publish(this.channel, message);
       }
       this.next++;
       if (this.pauseMs) await sleep(this.pauseMs);
@@ -72,7 +73,7 @@ class ConfirmedPublisher {
 }
 
 describe('WebSocket recovery through the supervisor', () => {
-  it('a client offline for 2 s while 100 messages are published gets all 100, in order, after reconnecting', async () => {
+  it('a client offline for 2 s while 100 messages (30 KB each: the replay spans several ~1 MiB IPC pages) are published gets all 100, in order, after reconnecting', async () => {
     sup = await startSupervisor({ app: demoApp, workers: 2, sets: ['tcp.echo.addr=127.0.0.1:0'] });
     const dead = await freePort();
     const subscriber = new TestClient(sup.httpPort, { clientId: 'offline-sub', deadPort: dead });
@@ -84,8 +85,10 @@ describe('WebSocket recovery through the supervisor', () => {
     subscriber.goOffline();
     const offlineAt = Date.now();
     await until(() => (subscriber.ws.connected ? undefined : true), 'subscriber offline');
-    const pub = new ConfirmedPublisher(publisher, 'feed', 100, 0);
-    await pub.done;
+    // the publisher's connection stays up: publish all 100, then wait for their echoes
+    const pad = 'x'.repeat(30_000);
+    for (let n = 1; n <= 100; n++) publisher.ws.publish('feed', { id: String(n), pad });
+    await until(() => (publisher.ids('feed').length >= 100 ? true : undefined), '100 echoes');
     await sleep(Math.max(0, 2_000 - (Date.now() - offlineAt)));
     const offlineMs = Date.now() - offlineAt;
     expect(subscriber.ids('feed')).toEqual([]);

@@ -27,11 +27,13 @@ export interface IpcHistoryOptions {
 }
 
 interface Pending {
-  channel: string;
-  resolve: (r: { head: string; recovery: Recovery }) => void;
+  resolve: (r: HistoryRecoverReply) => void;
   reject: (err: Error) => void;
   timer: NodeJS.Timeout;
 }
+
+/** Pages of one recovery (the supervisor cuts a reply at ~1 MiB); a bound against a reply that never ends. */
+const maxPages = 10_000;
 
 type Incoming = Extract<SupervisorMessage, { type: 'history' | 'history-recovered' }>;
 
@@ -79,7 +81,27 @@ export class IpcHistory implements SharedHistory {
     for (const h of this.handlers) h(channel, event.message);
   }
 
-  recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }> {
+  async recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }> {
+    const messages: Envelope[] = [];
+    let from = offset;
+    for (let page = 0; page < maxPages; page++) {
+      const reply = await this.request(channel, from);
+      if (!reply.ok)
+        return { head: reply.head, recovery: { ok: false, reason: reply.reason ?? 'recovery failed' } };
+      for (const entry of reply.entries) {
+        const event = entry.payload instanceof Uint8Array ? decodeBusEvent(entry.payload) : undefined;
+        if (event?.kind !== 'publish' || event.target !== channel) continue;
+        event.message.offset = entry.offset;
+        messages.push(event.message);
+      }
+      const last = reply.entries.at(-1)?.offset;
+      if (!reply.more || !last) return { head: reply.head, recovery: { ok: true, messages } };
+      from = last;
+    }
+    return { head: '', recovery: { ok: false, reason: `the replay did not end within ${maxPages} pages` } };
+  }
+
+  private request(channel: string, offset: string): Promise<HistoryRecoverReply> {
     if (this.closed || typeof this.ipc.send !== 'function')
       return Promise.reject(new Error('no supervisor IPC channel'));
     const id = nextId++;
@@ -89,7 +111,7 @@ export class IpcHistory implements SharedHistory {
         reject(new Error(`the supervisor did not answer within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
       timer.unref();
-      this.pending.set(id, { channel, resolve, reject, timer });
+      this.pending.set(id, { resolve, reject, timer });
       this.ipc.send?.({ type: 'history-recover?', id, topic: this.topic, channel, offset });
     });
   }
@@ -99,18 +121,7 @@ export class IpcHistory implements SharedHistory {
     if (!p) return;
     this.pending.delete(m.id);
     clearTimeout(p.timer);
-    if (!m.ok) {
-      p.resolve({ head: m.head, recovery: { ok: false, reason: m.reason ?? 'recovery failed' } });
-      return;
-    }
-    const messages: Envelope[] = [];
-    for (const entry of m.entries) {
-      const event = entry.payload instanceof Uint8Array ? decodeBusEvent(entry.payload) : undefined;
-      if (event?.kind !== 'publish' || event.target !== p.channel) continue;
-      event.message.offset = entry.offset;
-      messages.push(event.message);
-    }
-    p.resolve({ head: m.head, recovery: { ok: true, messages } });
+    p.resolve(m);
   }
 
   async ready(): Promise<void> {}

@@ -17,7 +17,7 @@ import { PodHistory } from '../../../../supervisor/history.js';
 import type { HistoryPublish, HistoryRecoverRequest } from '../../../../supervisor/ipc.js';
 
 /** Workers connected to one stand-in supervisor; `answer: false` makes it ignore recovery requests. */
-function pod(workers: number, options: { answer?: boolean; history?: PodHistory } = {}) {
+function pod(workers: number, options: { answer?: boolean; history?: PodHistory; maxBytes?: number } = {}) {
   const history = options.history ?? new PodHistory({ size: 100 });
   const ends = Array.from({ length: workers }, () => new EventEmitter());
   const channels: IpcChannel[] = ends.map((end) => ({
@@ -28,7 +28,7 @@ function pod(workers: number, options: { answer?: boolean; history?: PodHistory 
           const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
           for (const e of ends) e.emit('message', { ...m, type: 'history', offset });
         } else if (m.type === 'history-recover?' && options.answer !== false) {
-          const r = history.since(`${m.topic}\u0000${m.channel}`, m.offset);
+          const r = history.since(`${m.topic}\u0000${m.channel}`, m.offset, options.maxBytes);
           end.emit('message', {
             type: 'history-recovered',
             id: m.id,
@@ -36,6 +36,7 @@ function pod(workers: number, options: { answer?: boolean; history?: PodHistory 
             head: r.head,
             ok: r.ok,
             entries: r.ok ? r.entries : [],
+            more: r.ok ? r.more : undefined,
             reason: r.ok ? undefined : r.reason,
           });
         }
@@ -85,6 +86,18 @@ describe('IpcHistory (pod-wide history, worker side)', () => {
     );
     const foreign = await b!.recover('news', `${(1n << 64n) + 1n}-2`);
     expect(foreign.recovery).toMatchObject({ ok: false, reason: expect.stringMatching(/another history/) });
+  });
+
+  it('assembles a replay the supervisor sent in pages into one ordered recovery', async () => {
+    const { channels } = pod(1, { maxBytes: 1 });
+    const h = new IpcHistory({ topic: '/ws', channel: channels[0] });
+    const offsets: string[] = [];
+    h.onDelivery((_ch, m) => offsets.push(m.offset));
+    const { head } = await h.recover('news', '');
+    for (let n = 0; n < 6; n++) h.publish('news', envelope(n));
+    await new Promise((r) => setTimeout(r, 10));
+    const { recovery } = await h.recover('news', head);
+    expect(recovery.ok && recovery.messages.map((m) => m.offset)).toEqual(offsets);
   });
 
   it('keeps hubs on different paths apart', async () => {
