@@ -79,8 +79,8 @@ class Tracked {
     readonly id: string,
     url: string,
     channel: string,
-    /** For the publisher: how many it has published so far. */
-    private readonly sent: () => number = () => 0,
+    /** For the publisher: how many it has published so far (noted in the trace). */
+    sent?: () => number,
   ) {
     const tracked = this;
     /** The `ws` socket, noting which backend answered each upgrade. */
@@ -102,9 +102,10 @@ class Tracked {
     this.ws.on('reconnecting', () => {
       this.reconnects++;
     });
-    this.ws.on('open', () => this.note(`open ${this.server}@${this.last} sent ${this.sent()}`));
+    const sentNote = () => (sent ? ` sent ${sent()}` : '');
+    this.ws.on('open', () => this.note(`open ${this.server}@${this.last}${sentNote()}`));
     this.ws.on('close', (code) =>
-      this.note(`close ${code}@${this.last} ${this.ws.offset(channel)} sent ${this.sent()}`),
+      this.note(`close ${code}@${this.last} ${this.ws.offset(channel)}${sentNote()}`),
     );
     this.ws.on('error', (e) => {
       this.errors[e.code] = (this.errors[e.code] ?? 0) + 1;

@@ -14,11 +14,23 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 
 interface Tracked {
+  readonly tracker: ConnectionTracker;
+  readonly socket: Socket;
   inflight: number;
   /** `socket.bytesRead` when the socket last became idle. */
   idleBytes: number;
   /** When it last became idle (ms since epoch). */
   idleSince: number;
+}
+
+const kTracked = Symbol('hyp.tracked');
+type TrackedResponse = ServerResponse & { [kTracked]?: Tracked | undefined };
+
+function onResponseClose(this: TrackedResponse): void {
+  const t = this[kTracked];
+  if (t === undefined) return;
+  this[kTracked] = undefined;
+  t.tracker.requestDone(t);
 }
 
 export class ConnectionTracker {
@@ -31,10 +43,9 @@ export class ConnectionTracker {
   /** Call before any other 'request' listener. */
   attach(server: Server): void {
     server.on('connection', (socket: Socket) => {
-      this.sockets.set(socket, { inflight: 0, idleBytes: 0, idleSince: Date.now() });
+      this.sockets.set(socket, { tracker: this, socket, inflight: 0, idleBytes: 0, idleSince: Date.now() });
+      // In-flight responses of a closing socket emit their own 'close' (requestDone).
       socket.once('close', () => {
-        const t = this.sockets.get(socket);
-        if (t) this.inflightTotal -= t.inflight;
         this.sockets.delete(socket);
         this.checkIdle();
       });
@@ -51,24 +62,23 @@ export class ConnectionTracker {
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const socket = req.socket;
-    const t = this.sockets.get(socket);
+    const t = this.sockets.get(req.socket);
     if (!t) return;
     t.inflight++;
     this.inflightTotal++;
     if (this.draining) res.setHeader('connection', 'close');
-    let done = false;
-    const finished = () => {
-      if (done) return;
-      done = true;
-      t.inflight--;
-      this.inflightTotal--;
-      t.idleBytes = socket.bytesRead;
-      t.idleSince = Date.now();
-      this.checkIdle();
-    };
-    res.once('finish', finished);
-    res.once('close', finished);
+    // One listener, no closure per request: 'close' follows every finished
+    // or aborted response (on a nextTick, before any further socket read).
+    (res as TrackedResponse)[kTracked] = t;
+    res.once('close', onResponseClose);
+  }
+
+  /** @internal A response on a tracked socket closed. */
+  requestDone(t: Tracked): void {
+    t.inflight--;
+    this.inflightTotal--;
+    t.idleBytes = t.socket.bytesRead;
+    t.idleSince = Date.now();
   }
 
   get connections(): number {
