@@ -25,6 +25,8 @@ export class Connection {
   metadata: Map<string, unknown> | undefined;
   /** Channels whose shared-history replay is under way → live deliveries held back meanwhile. */
   recovering: Map<string, Envelope[]> | undefined;
+  /** Channels just recovered → last replayed offset: announcements arriving late at or before it are already sent. */
+  replayedUpTo: Map<string, string> | undefined;
   /** Per-client keys set after authorization; override the hub's. */
   keys: KeySet | undefined;
   failures = 0;

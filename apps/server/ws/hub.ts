@@ -392,8 +392,12 @@ export class Hub implements ConnectionOwner {
       return;
     }
     message.clientId = c.id;
+    // a publish that crossed the drain's close frame (1001) on the wire is still the client's: keep it
+    const crossedDrain =
+      !c.open && this.draining && (message.type === Control.publish || message.type === Control.broadcast);
+    if (!c.open && !crossedDrain) return;
     for (const h of this.messageHandlers) this.guard(() => h(c, message));
-    if (!c.open) return;
+    if (!c.open && !crossedDrain) return;
     try {
       this.control(c, message);
     } catch (err) {
@@ -507,6 +511,12 @@ export class Hub implements ConnectionOwner {
       for (const m of replayed) this.sendTo(client, m);
       const last = replayed.at(-1)?.offset ?? (offset && failure === undefined ? offset : '');
       for (const m of held) if (!last || compareStreamIds(m.offset, last) > 0) this.sendTo(client, m);
+      // XRANGE may have returned entries whose pub/sub announcement has not reached this node yet:
+      // those announcements arrive after the replay and must not be delivered a second time
+      const lastHeld = held.at(-1)?.offset;
+      if (last && (!lastHeld || compareStreamIds(lastHeld, last) <= 0)) {
+        (client.replayedUpTo ??= new Map()).set(channel, last);
+      }
       if (this.options.ackSubscribe ?? true) {
         let ack = head;
         for (const o of [last, held.at(-1)?.offset ?? '']) if (o && compareStreamIds(o, ack) > 0) ack = o;
@@ -664,6 +674,14 @@ export class Hub implements ConnectionOwner {
     const security = this.security;
     for (const c of targets) {
       if (exceptId !== undefined && c.id === exceptId) continue;
+      if (fromSharedHistory && c.replayedUpTo !== undefined) {
+        const upTo = c.replayedUpTo.get(message.channel);
+        if (upTo !== undefined) {
+          if (compareStreamIds(message.offset, upTo) <= 0) continue;
+          c.replayedUpTo.delete(message.channel);
+          if (c.replayedUpTo.size === 0) c.replayedUpTo = undefined;
+        }
+      }
       if (fromSharedHistory && c.recovering !== undefined) {
         const held = c.recovering.get(message.channel);
         if (held) {
@@ -872,7 +890,8 @@ type TaggedSocket = WebSocket & { [connectionKey]?: Connection };
 
 function onSocketMessage(this: TaggedSocket, data: Buffer | ArrayBuffer | Buffer[]): void {
   const c = this[connectionKey];
-  if (c?.open) c.owner.receive(c, toBuffer(data));
+  // CLOSING: our close frame is on its way; what the peer sent before seeing it is still read
+  if (c && (c.open || this.readyState === 2)) c.owner.receive(c, toBuffer(data));
 }
 
 function onSocketPong(this: TaggedSocket): void {
