@@ -70,7 +70,7 @@ export class ConnectionTracker {
     // One listener, no closure per request: 'close' follows every finished
     // or aborted response (on a nextTick, before any further socket read).
     (res as TrackedResponse)[kTracked] = t;
-    res.once('close', onResponseClose);
+    res.on('close', onResponseClose);
   }
 
   /** @internal A response on a tracked socket closed. */
