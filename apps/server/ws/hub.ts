@@ -515,7 +515,8 @@ export class Hub implements ConnectionOwner {
       // those announcements arrive after the replay and must not be delivered a second time
       const lastHeld = held.at(-1)?.offset;
       if (last && (!lastHeld || compareStreamIds(lastHeld, last) <= 0)) {
-        (client.replayedUpTo ??= new Map()).set(channel, last);
+        client.replayedUpTo ??= new Map();
+        client.replayedUpTo.set(channel, last);
       }
       if (this.options.ackSubscribe ?? true) {
         let ack = head;
