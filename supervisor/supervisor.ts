@@ -10,7 +10,6 @@
  * | all workers gone after drain                   | draining → stopped, exit 0                       |
  * | second SIGTERM / SIGINT                        | forced stop, exit 1                              |
  */
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Backoff } from './backoff.js';
 import type { Config } from './config/schema.js';
@@ -474,9 +473,15 @@ export class Supervisor {
     const deadline = Date.now() + timeout;
     const remaining = [...this.workers.values()];
     for (const w of remaining) w.drain(deadline, 'pod drain');
-    await Promise.all(remaining.map((w) => w.exited));
-    const killed = remaining.filter((w) => w.state === 'exited').length;
-    void killed;
+    const exits = await Promise.all(remaining.map((w) => w.exited));
+    const killed = exits.filter((e) => e.killedFor === 'drain deadline').length;
+    if (killed > 0) {
+      this.log.error(
+        { killed },
+        new HypError('HYP_E_DRAIN_TIMEOUT', { timeout: this.config.drain.timeout, remaining: killed })
+          .message,
+      );
+    }
 
     this.drainPhase = 'closing';
     for (const l of this.listeners) l.close();
@@ -507,11 +512,6 @@ export class Supervisor {
     }
     this.resolveStopped(code);
     (this.opts.exit ?? process.exit)(code);
-  }
-
-  /** Read a secret file (admin token) once, trimmed. */
-  static readSecret(file: string): string {
-    return readFileSync(file, 'utf8').trim();
   }
 }
 

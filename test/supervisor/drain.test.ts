@@ -88,6 +88,27 @@ describe('pod drain on SIGTERM', () => {
   });
 });
 
+describe('pod drain with a hung worker', () => {
+  it('kills a worker still there at drain.timeout, says so, and still exits 0', async () => {
+    sup = await startSupervisor({
+      app: fixtureApp('basic'),
+      workers: 1,
+      sets: ['drain.delay=0s', 'drain.timeout=2s'],
+    });
+    const worker = (await sup.status()).workers[0]!.pid;
+    const blocked = fetch(`http://127.0.0.1:${sup.httpPort}/block?ms=30000`).catch((err: Error) => err);
+    await new Promise((r) => setTimeout(r, 300));
+    sup.proc.kill('SIGTERM');
+    expect((await sup.exited).code).toBe(0);
+    expect(isAlive(worker)).toBe(false);
+    const line = sup.logs.find(
+      (l) => typeof l.msg === 'string' && l.msg.startsWith('drain did not finish within 2s'),
+    );
+    expect(line).toMatchObject({ level: 'error', killed: 1 });
+    expect(await blocked).toBeInstanceOf(Error);
+  });
+});
+
 describe('supervisor SIGKILL', () => {
   it('all its workers exit within 2 s when their IPC channel closes', async () => {
     sup = await startSupervisor({ app: fixtureApp('basic'), workers: 2 });
