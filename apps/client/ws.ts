@@ -16,6 +16,7 @@ import {
   emptyBytes,
   envelope,
   nowNs,
+  type Payload,
   utf8Decoder,
   utf8Encoder,
 } from '../server/ws/envelope.js';
@@ -78,14 +79,7 @@ export interface HypErrorFrame {
   offset?: number | string;
 }
 
-export type Payload =
-  | Uint8Array
-  | string
-  | number
-  | boolean
-  | null
-  | readonly unknown[]
-  | { readonly [k: string]: unknown };
+export type { Payload } from '../server/ws/envelope.js';
 
 interface Events {
   open: () => void;

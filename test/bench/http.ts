@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
+import { median } from './load.js';
 import { dist, hypStatus, startHyp, startProc } from './procs.js';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 4);
@@ -66,8 +67,6 @@ async function measure(server: Server, path: string): Promise<Sample> {
   if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
   return { rps: r.requests.average, cpuUsPerRequest: ((cpu1 - cpu0) * 1e6) / Math.max(1, r.requests.total) };
 }
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export async function runHttpBench(): Promise<string[]> {
   const servers = await startServers();

@@ -6,6 +6,7 @@
  */
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { join } from 'node:path';
+import { median } from './load.js';
 import { dist, startHyp, startProc } from './procs.js';
 
 const durationS = Number(process.env.BENCH_DURATION ?? 5);
@@ -70,11 +71,6 @@ async function rps(port: number, path: string): Promise<number> {
   const r = await load(port, path, durationS);
   if (r.failed) throw new Error(`h2c ${path}: ${r.failed} failed requests`);
   return r.ok / r.seconds;
-}
-
-function median(xs: number[]): number {
-  const sorted = [...xs].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 export async function runHttp2Bench(): Promise<string[]> {

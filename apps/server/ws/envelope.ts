@@ -57,6 +57,16 @@ export function nowNs(): bigint {
 }
 
 /** JSON text of `value` as data bytes (HypGo's `json.RawMessage`). */
+/** Payload of a send: bytes as they are, anything else as JSON text. */
+export type Payload =
+  | Uint8Array
+  | string
+  | number
+  | boolean
+  | null
+  | readonly unknown[]
+  | { readonly [k: string]: unknown };
+
 export function jsonData(value: unknown): Uint8Array {
   return utf8Encoder.encode(JSON.stringify(value));
 }

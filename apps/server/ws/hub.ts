@@ -10,7 +10,7 @@ import { type BusEvent, type BusEventKind, decodeBusEvent, encodeBusEvent } from
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { Control, errorEnvelope, Reply, replyEnvelope } from './control.js';
-import { type Envelope, jsonData, nowNs } from './envelope.js';
+import { type Envelope, jsonData, nowNs, type Payload } from './envelope.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
 import { WsMetrics } from './metrics.js';
@@ -53,15 +53,7 @@ export type Authorize = (
   req: IncomingMessage,
 ) => boolean | undefined | Authorization | Promise<boolean | undefined | Authorization>;
 
-/** Payload of a server-side send: bytes as they are, anything else as JSON text. */
-export type Payload =
-  | Uint8Array
-  | string
-  | number
-  | boolean
-  | null
-  | readonly unknown[]
-  | { readonly [k: string]: unknown };
+export type { Payload } from './envelope.js';
 
 export interface HubSecurityOptions extends SecurityOptions {
   /** Refused frames (decrypt, signature, decode, replay) before the connection is closed (1008). Default 5. */
