@@ -328,7 +328,7 @@ export class App extends RouteGroup {
   /** @internal Response closed: metrics, span, mount URL restore, `c.closed()` waiters. */
   finish(c: Context): void {
     this.metrics.inFlight--;
-    const res = c.res;
+    const res = c.response;
     const status = res.statusCode;
     const route = c.matched;
     const key = c.method === route.method ? status : `${c.method} ${status}`;

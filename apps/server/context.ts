@@ -68,7 +68,8 @@ export class Context {
   constructor(
     /** @internal */ readonly app: App,
     readonly req: HttpRequest,
-    readonly res: HttpResponse,
+    /** @internal The response; `res` is the public view. */
+    readonly response: HttpResponse,
     /** @internal */ readonly matched: Route,
     readonly params: Readonly<Record<string, string | undefined>>,
     private readonly rawQuery: string,
@@ -77,7 +78,21 @@ export class Context {
     this.startedAt = performance.now();
     const given = requestHeader(req, 'x-request-id');
     this.requestId = given !== undefined && validRequestId.test(given) ? given : nextRequestId();
-    res.setHeader('x-request-id', this.requestId);
+    // HTTP/1.1 adds `x-request-id` as late as possible: `c.json()` and friends
+    // then write the whole head in one `writeHead` (see `end`); anything else
+    // that writes through `c.res` gets it set first (see `res`).
+    if (req.httpVersionMajor !== 1) this.response.setHeader('x-request-id', this.requestId);
+  }
+
+  /**
+   * The Node response. Handing it out sets `x-request-id` on it (unless the
+   * head is out or the header is set), so whatever writes through it — a
+   * mounted app, a stream, a handler of your own — carries the request id.
+   */
+  get res(): HttpResponse {
+    const res = this.response;
+    if (!res.headersSent && !res.hasHeader('x-request-id')) res.setHeader('x-request-id', this.requestId);
+    return res;
   }
 
   /** The route pattern that matched (`/users/:id`), or `(not found)`. */
@@ -169,7 +184,7 @@ export class Context {
   get signal(): AbortSignal {
     if (this.abort === undefined) {
       this.abort = new AbortController();
-      if (this.isClosed && !this.res.writableEnded) this.abort.abort();
+      if (this.isClosed && !this.response.writableEnded) this.abort.abort();
     }
     return this.abort.signal;
   }
@@ -193,7 +208,7 @@ export class Context {
   status(code: number): this {
     if (!Number.isInteger(code) || code < 100 || code > 999)
       throw new TypeError(`invalid HTTP status ${code}`);
-    this.res.statusCode = code;
+    this.response.statusCode = code;
     return this;
   }
 
@@ -288,24 +303,38 @@ export class Context {
   onClose(): void {
     this.isClosed = true;
     if (this.mountedUrl !== undefined) this.req.url = this.mountedUrl;
-    if (this.abort !== undefined && !this.res.writableEnded) this.abort.abort();
+    if (this.abort !== undefined && !this.response.writableEnded) this.abort.abort();
     if (this.closeWaiters !== undefined) for (const resolve of this.closeWaiters) resolve();
   }
 
   private end(type: string, body: string | Uint8Array, status: number | undefined): void {
-    const res = this.res;
+    const res = this.response;
     if (status !== undefined) res.statusCode = status;
-    res.setHeader('content-type', type);
-    if (this.method === 'HEAD') {
-      res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-      res.end();
-    } else if (this.req.httpVersionMajor === 2) {
-      // node:http sets Content-Length itself for a single end(); the HTTP/2 compat layer does not.
-      res.setHeader('content-length', typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength);
-      (res as Http2ServerResponse).end(body);
-    } else {
-      (res as ServerResponse).end(body);
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    if (this.req.httpVersionMajor === 1) {
+      const h1 = res as ServerResponse;
+      if (h1.getHeaderNames().length === 0) {
+        // Nothing set yet (the common case): the whole head in one call, as a
+        // hand-written node:http handler would, with no per-header bookkeeping.
+        h1.writeHead(h1.statusCode, {
+          'content-type': type,
+          'content-length': length,
+          'x-request-id': this.requestId,
+        });
+      } else {
+        if (!h1.hasHeader('x-request-id')) h1.setHeader('x-request-id', this.requestId);
+        h1.setHeader('content-type', type);
+        h1.setHeader('content-length', length);
+      }
+      if (this.method === 'HEAD') h1.end();
+      else h1.end(body);
+      return;
     }
+    // The HTTP/2 compat layer does not set Content-Length itself.
+    res.setHeader('content-type', type);
+    res.setHeader('content-length', length);
+    if (this.method === 'HEAD') res.end();
+    else (res as Http2ServerResponse).end(body);
   }
 }
 

@@ -1,21 +1,31 @@
 /**
  * HTTP/1.1 throughput: hyp (1 worker, through the router) vs raw node:http
- * vs Fastify. Same load generator (autocannon, in this process), each server
- * in its own process, all started up front and measured in alternating
- * rounds so a change in background load hits every server alike. Reports
- * the median req/s and the server's CPU time per request (read from
- * /proc/<pid>/stat), which is far steadier than req/s on a shared machine.
+ * vs Fastify, hello world and a JSON route.
+ *
+ * Method, chosen for a small shared machine whose speed drifts by ±20 %
+ * from one second to the next:
+ *   - each server in its own process, all started up front; servers pinned
+ *     to one core and the load generator to another (procs.ts `pinning`);
+ *   - one load generator for all: wrk when installed (C, so the server and
+ *     not the generator is the bottleneck), else autocannon in this process;
+ *   - many short alternating rounds; every round measures all three servers
+ *     back to back, and the ratios are taken within the round, then the
+ *     median over rounds — slow drift cancels out of each ratio;
+ *   - server CPU time per request from /proc/<pid>/stat beside req/s.
  */
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import autocannon from 'autocannon';
 import { median } from './load.js';
-import { dist, hypStatus, startHyp, startProc } from './procs.js';
+import { dist, hypStatus, pinning, startHyp, startProc } from './procs.js';
 
-const durationS = Number(process.env.BENCH_DURATION ?? 4);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+const durationS = Number(process.env.BENCH_DURATION ?? 2);
+const rounds = Number(process.env.BENCH_ROUNDS ?? 9);
 const connections = 50;
 const clockTicks = 100; // USER_HZ on Linux
+const run = promisify(execFile);
 
 /** utime + stime of a process, in seconds. */
 function cpuSeconds(pid: number): number {
@@ -27,15 +37,16 @@ function cpuSeconds(pid: number): number {
 interface Server {
   name: string;
   port: number;
+  /** The process that serves (hyp: its one worker). */
   pid: number;
   stop: () => Promise<void>;
 }
 
 async function startServers(): Promise<Server[]> {
   const script = (name: string) => join(dist, 'test', 'bench', 'servers', name);
-  const raw = startProc([script('hello-node.js')]);
-  const fastify = startProc([script('hello-fastify.js')]);
-  const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1']);
+  const raw = startProc([script('hello-node.js')], {}, true);
+  const fastify = startProc([script('hello-fastify.js')], {}, true);
+  const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1'], true);
   const worker = (await hypStatus(hyp.adminPort)) as unknown as { workers: Array<{ pid: number }> };
   return [
     {
@@ -54,34 +65,68 @@ async function startServers(): Promise<Server[]> {
   ];
 }
 
+/** The load generator: requests completed in `seconds` against `url`; throws on any error or non-2xx. */
+type Generator = { name: string; load: (url: string, seconds: number) => Promise<number> };
+
+const wrkGenerator: Generator = {
+  name: `wrk (1 thread, ${connections} connections)`,
+  async load(url, seconds) {
+    const args = ['-t1', `-c${connections}`, `-d${seconds}s`, url];
+    const { stdout } = pinning
+      ? await run('taskset', ['-c', pinning.loader, 'wrk', ...args])
+      : await run('wrk', args);
+    const errors = stdout.match(/Socket errors:.*|Non-2xx or 3xx responses: \d+/);
+    if (errors) throw new Error(`${url}: ${errors[0]}`);
+    const done = stdout.match(/(\d+) requests in/);
+    if (!done) throw new Error(`${url}: unreadable wrk output\n${stdout}`);
+    return Number(done[1]);
+  },
+};
+
+const autocannonGenerator: Generator = {
+  name: `autocannon (${connections} connections, in the bench process)`,
+  async load(url, seconds) {
+    const r = await autocannon({ url, connections, duration: seconds });
+    if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+    return r.requests.total;
+  },
+};
+
+function pickGenerator(): Generator {
+  if (process.env.BENCH_LOADGEN === 'autocannon') return autocannonGenerator;
+  return spawnSync('wrk', ['--version']).error ? autocannonGenerator : wrkGenerator;
+}
+
 interface Sample {
   rps: number;
   cpuUsPerRequest: number;
 }
 
-async function measure(server: Server, path: string): Promise<Sample> {
-  const url = `http://127.0.0.1:${server.port}${path}`;
+async function measure(gen: Generator, server: Server, path: string, seconds: number): Promise<Sample> {
   const cpu0 = cpuSeconds(server.pid);
-  const r = await autocannon({ url, connections, duration: durationS });
+  const t0 = performance.now();
+  const requests = await gen.load(`http://127.0.0.1:${server.port}${path}`, seconds);
+  const elapsed = (performance.now() - t0) / 1000;
   const cpu1 = cpuSeconds(server.pid);
-  if (r.non2xx || r.errors) throw new Error(`${url}: ${r.non2xx} non-2xx, ${r.errors} errors`);
-  return { rps: r.requests.average, cpuUsPerRequest: ((cpu1 - cpu0) * 1e6) / Math.max(1, r.requests.total) };
+  return { rps: requests / elapsed, cpuUsPerRequest: ((cpu1 - cpu0) * 1e6) / Math.max(1, requests) };
 }
 
 export async function runHttpBench(): Promise<string[]> {
+  const gen = pickGenerator();
   const servers = await startServers();
+  const [raw, hyp, fastify] = servers as [Server, Server, Server];
   const routes = { hello: '/', json: '/json' } as const;
   const samples = new Map<string, Sample[]>();
+  const key = (route: string, s: Server) => `${route} ${s.name}`;
   try {
-    for (const s of servers) {
-      for (const path of Object.values(routes))
-        await autocannon({ url: `http://127.0.0.1:${s.port}${path}`, connections, duration: 1 });
-    }
+    for (const s of servers) for (const path of Object.values(routes)) await measure(gen, s, path, 1);
     for (let round = 0; round < rounds; round++) {
       for (const [route, path] of Object.entries(routes)) {
-        for (const s of servers) {
-          const key = `${route} ${s.name}`;
-          samples.set(key, [...(samples.get(key) ?? []), await measure(s, path)]);
+        // Rotate the order so no server always runs first (or right after another).
+        for (let i = 0; i < servers.length; i++) {
+          const s = servers[(i + round) % servers.length]!;
+          const k = key(route, s);
+          samples.set(k, [...(samples.get(k) ?? []), await measure(gen, s, path, durationS)]);
         }
       }
     }
@@ -89,21 +134,34 @@ export async function runHttpBench(): Promise<string[]> {
     await Promise.all(servers.map((s) => s.stop()));
   }
   const out = [
-    `HTTP/1.1, autocannon ${connections} connections, ${rounds} alternating rounds x ${durationS}s, median; server CPU per request from /proc (load generator and server share 2 cores)`,
+    `HTTP/1.1, ${gen.name}; ${rounds} rounds x ${durationS}s per server and route, order rotated each round; ` +
+      (pinning
+        ? `servers pinned to core ${pinning.server}, load generator to core ${pinning.loader}`
+        : 'no CPU pinning'),
+    '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
+  const ratio = (route: string, a: Server, b: Server, f: (x: Sample) => number) => {
+    const as = samples.get(key(route, a))!;
+    const bs = samples.get(key(route, b))!;
+    return median(as.map((x, i) => f(x) / f(bs[i]!)));
+  };
   for (const route of Object.keys(routes)) {
-    const get = (name: string) => {
-      const xs = samples.get(`${route} ${name}`)!;
-      return { rps: median(xs.map((x) => x.rps)), cpu: median(xs.map((x) => x.cpuUsPerRequest)) };
-    };
-    const base = get('node:http (raw)');
-    const fastify = get('fastify');
     for (const s of servers) {
-      const r = get(s.name);
+      const xs = samples.get(key(route, s))!;
+      const rps = median(xs.map((x) => x.rps));
+      const cpu = median(xs.map((x) => x.cpuUsPerRequest));
+      const vsRaw = ratio(route, s, raw, (x) => x.rps);
+      const vsFastify = ratio(route, s, fastify, (x) => x.rps);
       out.push(
-        `  ${route.padEnd(5)} ${s.name.padEnd(24)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${(r.rps / base.rps).toFixed(2)}x node:http  ${(r.rps / fastify.rps).toFixed(2)}x fastify  | ${r.cpu.toFixed(1).padStart(5)} µs CPU/req  ${(base.cpu / r.cpu).toFixed(2)}x node:http efficiency  ${(fastify.cpu / r.cpu).toFixed(2)}x fastify`,
+        `  ${route.padEnd(5)} ${s.name.padEnd(24)} ${Math.round(rps).toString().padStart(7)} req/s  ${vsRaw.toFixed(2)}x node:http  ${vsFastify.toFixed(2)}x fastify  | ${cpu.toFixed(1).padStart(5)} µs CPU/req`,
       );
     }
+    const min = (xs: number[]) => Math.min(...xs).toFixed(2);
+    const perRound = (a: Server, b: Server) =>
+      samples.get(key(route, a))!.map((x, i) => x.rps / samples.get(key(route, b))![i]!.rps);
+    out.push(
+      `  ${route.padEnd(5)} hyp per round: vs node:http min ${min(perRound(hyp, raw))}, vs fastify min ${min(perRound(hyp, fastify))}  (targets: median >= 0.90x node:http, >= 1.00x fastify)`,
+    );
   }
   return out;
 }

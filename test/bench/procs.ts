@@ -2,9 +2,9 @@
  * Child processes for benchmarks: the server under test always runs in its
  * own process so it does not share an event loop with the load generator.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,8 +19,27 @@ export interface Proc {
   stop(): Promise<void>;
 }
 
-export function startProc(args: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn(process.execPath, args, {
+/**
+ * CPU pinning for throughput benches on a small machine: servers on the last
+ * core, the load generator on the first, so neither steals the other's core
+ * and every server under test gets the same one. Off with BENCH_PIN=0, or
+ * where `taskset` (util-linux) is missing or there is a single core.
+ */
+export const pinning: { server: string; loader: string } | undefined = (() => {
+  const cores = availableParallelism();
+  if (process.env.BENCH_PIN === '0' || cores < 2) return undefined;
+  if (spawnSync('taskset', ['-V']).status !== 0) return undefined;
+  return { server: String(cores - 1), loader: '0' };
+})();
+
+/** `node args` — on the server core when `pinned` and pinning is available (children inherit it). */
+export function startProc(args: string[], env: Record<string, string> = {}, pinned = false): Proc {
+  const [cmd, argv] =
+    pinned && pinning
+      ? ['taskset', ['-c', pinning.server, process.execPath, ...args]]
+      : [process.execPath, args];
+  // taskset execs node in place: the child's pid is the server's.
+  const child = spawn(cmd, argv, {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -76,7 +95,7 @@ export interface HypProc extends Proc {
 }
 
 /** `hyp run <app>` on ephemeral loopback ports. */
-export async function startHyp(app: string, sets: string[] = []): Promise<HypProc> {
+export async function startHyp(app: string, sets: string[] = [], pinned = false): Promise<HypProc> {
   const dir = mkdtempSync(join(tmpdir(), 'hyp-bench-'));
   const all = [
     'server.addr=127.0.0.1:0',
@@ -90,6 +109,7 @@ export async function startHyp(app: string, sets: string[] = []): Promise<HypPro
     {
       HYP_LOG_FORMAT: 'json',
     },
+    pinned,
   );
   const admin = await proc.waitLine(/"port":(\d+),"msg":"admin server listening"/);
   const adminPort = Number(admin[1]);

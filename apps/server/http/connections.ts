@@ -2,13 +2,17 @@
  * HTTP/1.1 connection tracking and race-free drain.
  *
  * Node's own `server.close()` calls `closeIdleConnections()`, which destroys
- * a keep-alive socket whose next request is still arriving (headers not yet
- * complete), so the client sees a reset. Here a socket counts as idle only
- * when no request is in flight AND no byte has arrived since its last
- * response finished (`socket.bytesRead` moves as soon as a partial request
- * lands). During drain every response carries `Connection: close`; sockets
- * that stay idle for `idleGraceMs` are ended; the rest close themselves after
- * their next response.
+ * a keep-alive socket at once, racing a next request the client has already
+ * sent, so the client sees a reset. Here, once drain starts, a socket counts
+ * as idle only when no request is in flight, Node's parser has not begun a
+ * next message on it, AND no byte has arrived since drain started or since
+ * its last response finished (`socket.bytesRead` moves as soon as a partial
+ * request lands). During drain every response carries `Connection: close`;
+ * sockets that stay idle for `idleGraceMs` are ended; the rest close
+ * themselves after their next response.
+ *
+ * Outside drain a request costs two counter updates: the idle marks are taken
+ * only once drain has started.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -17,10 +21,15 @@ interface Tracked {
   readonly tracker: ConnectionTracker;
   readonly socket: Socket;
   inflight: number;
-  /** `socket.bytesRead` when the socket last became idle. */
+  /** During drain: `socket.bytesRead` when the socket last became idle. */
   idleBytes: number;
-  /** When it last became idle (ms since epoch). */
+  /** During drain: when it last became idle (ms since epoch). */
   idleSince: number;
+}
+
+/** Node's internal `ConnectionsList` of an `http.Server` (node_http_parser.cc). */
+interface ConnectionsList {
+  active(): Array<{ socket?: Socket }>;
 }
 
 const kTracked = Symbol('hyp.tracked');
@@ -39,9 +48,12 @@ export class ConnectionTracker {
   private inflightTotal = 0;
   private sweep: NodeJS.Timeout | undefined;
   private idleWaiters: Array<() => void> = [];
+  private server: Server | undefined;
+  private connectionsKey: symbol | undefined;
 
-  /** Call before any other 'request' listener. */
+  /** Track the server's connections (pair with `track` for its requests). */
   attach(server: Server): void {
+    this.server = server;
     server.on('connection', (socket: Socket) => {
       this.sockets.set(socket, { tracker: this, socket, inflight: 0, idleBytes: 0, idleSince: Date.now() });
       // In-flight responses of a closing socket emit their own 'close' (requestDone).
@@ -50,9 +62,6 @@ export class ConnectionTracker {
         this.checkIdle();
       });
     });
-    server.prependListener('request', (req: IncomingMessage, res: ServerResponse) =>
-      this.onRequest(req, res),
-    );
     // An upgraded socket (WebSocket) leaves HTTP: its hub drains it with
     // spread close frames, so HTTP drain must neither end it as "idle" nor wait for it.
     server.prependListener('upgrade', (req: IncomingMessage) => {
@@ -61,22 +70,35 @@ export class ConnectionTracker {
     });
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
-    const t = this.sockets.get(req.socket);
-    if (!t) return;
-    t.inflight++;
-    this.inflightTotal++;
-    if (this.draining) res.setHeader('connection', 'close');
-    // One listener, no closure per request: 'close' follows every finished
-    // or aborted response (on a nextTick, before any further socket read).
-    (res as TrackedResponse)[kTracked] = t;
-    res.on('close', onResponseClose);
+  /**
+   * `handler` wrapped so every request it serves is counted, as the one
+   * 'request' listener of the server (a second listener would make every
+   * emit copy the listener array).
+   */
+  track(handler: (req: IncomingMessage, res: ServerResponse) => void) {
+    return (req: IncomingMessage, res: ServerResponse): void => {
+      const t = this.sockets.get(req.socket);
+      if (t === undefined) return handler(req, res);
+      t.inflight++;
+      this.inflightTotal++;
+      if (this.draining) res.setHeader('connection', 'close');
+      handler(req, res);
+      // Answered synchronously (the common case): done now. No socket read can
+      // happen before the response's 'close' (a nextTick later), so the idle
+      // mark is the same as it would be then.
+      if (res.writableEnded) return this.requestDone(t);
+      // One listener, no closure per request: 'close' follows every finished
+      // or aborted response (on a nextTick, before any further socket read).
+      (res as TrackedResponse)[kTracked] = t;
+      res.on('close', onResponseClose);
+    };
   }
 
   /** @internal A response on a tracked socket closed. */
   requestDone(t: Tracked): void {
     t.inflight--;
     this.inflightTotal--;
+    if (!this.draining) return;
     t.idleBytes = t.socket.bytesRead;
     t.idleSince = Date.now();
   }
@@ -93,7 +115,10 @@ export class ConnectionTracker {
   startDrain(idleGraceMs: number): void {
     if (this.draining) return;
     this.draining = true;
+    const now = Date.now();
     for (const [socket, t] of this.sockets) {
+      t.idleBytes = socket.bytesRead;
+      t.idleSince = now;
       if (t.inflight === 0) continue;
       const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
       if (res && !res.headersSent) res.setHeader('connection', 'close');
@@ -106,8 +131,9 @@ export class ConnectionTracker {
 
   private closeIdle(idleGraceMs: number): void {
     const now = Date.now();
+    const arriving = this.messagesBegun();
     for (const [socket, t] of this.sockets) {
-      if (t.inflight > 0) continue;
+      if (t.inflight > 0 || arriving.has(socket)) continue;
       if (socket.bytesRead !== t.idleBytes) continue; // a request is arriving
       // A response that went out before drain promised keep-alive; give the
       // client a moment to reuse the socket and get `Connection: close`.
@@ -115,6 +141,25 @@ export class ConnectionTracker {
       socket.end();
       socket.destroySoon();
     }
+  }
+
+  /**
+   * Sockets on which Node's HTTP parser has begun a message whose request is
+   * not yet out (headers still arriving), from the server's own connection
+   * list (`http.Server` keeps one for its header and request timeouts). Where
+   * a Node version lacks it, the byte marks alone decide.
+   */
+  private messagesBegun(): Set<Socket> {
+    const begun = new Set<Socket>();
+    const server = this.server as (Server & Record<symbol, unknown>) | undefined;
+    if (server === undefined) return begun;
+    this.connectionsKey ??= Object.getOwnPropertySymbols(server).find(
+      (s) => s.description === 'http.server.connections',
+    );
+    const list = this.connectionsKey && (server[this.connectionsKey] as ConnectionsList | undefined);
+    if (typeof list?.active !== 'function') return begun;
+    for (const parser of list.active()) if (parser.socket) begun.add(parser.socket);
+    return begun;
   }
 
   /** Resolves when no socket is left. */

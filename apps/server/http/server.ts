@@ -104,7 +104,7 @@ export class HttpServer {
       noDelay: true,
     });
     this.tracker.attach(this.server);
-    this.server.on('request', opts.handler);
+    this.server.on('request', this.tracker.track(opts.handler));
     // Ignore client errors that Node already answers (400/408/431); never crash.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();

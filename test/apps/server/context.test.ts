@@ -182,6 +182,62 @@ describe('context request accessors', () => {
     expect(none.headers.get('x-request-id')).not.toBe(bad.headers.get('x-request-id'));
   });
 
+  it('puts the request id on every kind of response, exactly once', async () => {
+    const url = await start((app) => {
+      app.get('/json', (c) => c.status(201).json({ ok: true }));
+      app.get('/with-header', (c) => c.header('x-one', '1').text('ok'));
+      app.get('/own-id', (c) => c.header('x-request-id', 'mine').text('ok'));
+      app.get('/empty', (c) => c.empty());
+      app.get('/redirect', (c) => c.redirect('/json'));
+      app.get('/stream', (c) => c.stream(Readable.from(['a', 'b']), 'text/plain'));
+      app.get('/raw', (c) => {
+        c.res.writeHead(202, { 'content-type': 'text/plain' });
+        c.res.end('raw');
+      });
+      app.get('/sse', (c) => {
+        const events = c.sse();
+        events.send('hi');
+        events.close();
+      });
+      app.get('/boom', () => {
+        throw new Error('boom');
+      });
+    });
+    const ids = new Set<string>();
+    for (const [path, method, status] of [
+      ['/json', 'GET', 201],
+      ['/json', 'HEAD', 201],
+      ['/with-header', 'GET', 200],
+      ['/empty', 'GET', 204],
+      ['/redirect', 'GET', 302],
+      ['/stream', 'GET', 200],
+      ['/raw', 'GET', 202],
+      ['/sse', 'GET', 200],
+      ['/boom', 'GET', 500],
+      ['/nowhere', 'GET', 404],
+      ['/json', 'DELETE', 405],
+    ] as const) {
+      const res = await fetch(`${url}${path}`, { method, redirect: 'manual' });
+      await res.arrayBuffer();
+      const id = res.headers.get('x-request-id');
+      expect([path, method, res.status, id]).toEqual([path, method, status, expect.stringMatching(/^[\w-]{12}-[0-9a-z]+$/)]);
+      ids.add(id!);
+    }
+    expect(ids.size).toBe(11);
+    const own = await fetch(`${url}/own-id`);
+    expect(own.headers.get('x-request-id')).toBe('mine');
+    // A head written by hand carries it once, not twice.
+    const raw = await new Promise<string[]>((resolve, reject) => {
+      const req = httpRequest(`${url}/raw`, (res) => {
+        res.resume();
+        resolve(res.rawHeaders.filter((_, i) => i % 2 === 0).map((h) => h.toLowerCase()));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(raw.filter((h) => h === 'x-request-id')).toHaveLength(1);
+  });
+
   it('uses the socket peer as client IP and ignores X-Forwarded-For without trusted proxies', async () => {
     const url = await start((app) => app.get('/ip', (c) => c.text(c.clientIp)));
     const res = await fetch(`${url}/ip`, { headers: { 'x-forwarded-for': '203.0.113.9' } });

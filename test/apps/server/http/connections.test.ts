@@ -2,7 +2,7 @@
  * HTTP/1.1 connection tracking: in-flight counts stay exact when clients
  * abort, and a keep-alive socket is idle only when nothing is arriving.
  */
-import { createServer, request } from 'node:http';
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ConnectionTracker } from '../../../../apps/server/http/connections.js';
@@ -12,9 +12,9 @@ afterEach(() => {
   for (const s of servers.splice(0)) s.close();
 });
 
-async function serve(handler: Parameters<typeof createServer>[1]) {
-  const server = createServer(handler);
+async function serve(handler: (req: IncomingMessage, res: ServerResponse) => void) {
   const tracker = new ConnectionTracker();
+  const server = createServer(tracker.track(handler));
   tracker.attach(server);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   servers.push({ close: () => server.close() });
