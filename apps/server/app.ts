@@ -17,7 +17,7 @@ import type { Logger } from '../../supervisor/log.js';
 import { type ClientIpResolver, clientIpResolver } from './clientip.js';
 import { Context, type HttpRequest, type HttpResponse } from './context.js';
 import { RouteGroup } from './group.js';
-import { type Handler, Route, Router, unmatchedRoute } from './router.js';
+import { type Handler, noParams, Route, Router, unmatchedRoute } from './router.js';
 import { registerTcpService } from './tcp/services.js';
 import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
 import { HttpMetrics, type HttpSeries } from './telemetry/metrics.js';
@@ -77,7 +77,6 @@ export interface AppOptions {
 
 const kContext = Symbol('hyp.context');
 type TaggedResponse = HttpResponse & { [kContext]?: Context };
-const noParams: Readonly<Record<string, string | undefined>> = Object.freeze({});
 const internalProblem = new HypError('HYP_E_INTERNAL').toProblem();
 /** Response headers kept when an error replaces a half-built answer. */
 const keptOnError = new Set(['x-request-id', 'allow', 'vary']);

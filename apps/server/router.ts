@@ -53,17 +53,28 @@ export class Route {
 /** find-my-way's own result object, read as hyp stores it (no second allocation per request). */
 export interface RouteMatch {
   readonly store: Route;
-  readonly params: Record<string, string | undefined>;
+  readonly params: Readonly<Record<string, string | undefined>>;
   /** Raw query string (without `?`), parsed lazily by the context. */
   readonly searchParams: string;
 }
+/** The params of a route without any. */
+export const noParams: Readonly<Record<string, string | undefined>> = Object.freeze({});
 // find-my-way wants a handler; hyp keeps everything in the store.
 const noop = (): void => {};
 // Keep the query string raw: the context parses it only if asked.
 const rawQuery = (query: string) => query as unknown as Record<string, string>;
 
+/**
+ * Patterns the static fast path may serve: no parameter or wildcard, and
+ * only characters that need no decoding — for those an exact match on the
+ * raw path is exactly what the radix tree would answer.
+ */
+const plainPattern = /^\/[A-Za-z0-9\-._~/]*$/;
+
 export class Router {
   private readonly tree: FindMyWay.Instance<FindMyWay.HTTPVersion.V1>;
+  /** method → exact path → route, for plain static patterns (skipped when matching ignores case). */
+  private readonly statics: Map<string, Map<string, Route>> | undefined;
   private readonly routes: Route[] = [];
   private readonly methods = new Set<string>();
   /** Routes or middleware changed since the last `compile`. */
@@ -81,6 +92,7 @@ export class Router {
       // find-my-way then returns a match whose store is null; see find().
       onBadUrl: noop,
     });
+    if (policy.caseSensitive ?? true) this.statics = new Map();
   }
 
   add(route: Route): void {
@@ -93,6 +105,10 @@ export class Router {
       throw new TypeError(`cannot add route ${method} ${route.pattern}: ${(err as Error).message}`, {
         cause: err,
       });
+    }
+    if (this.statics && plainPattern.test(route.pattern) && !route.pattern.includes('//')) {
+      const paths = this.statics.get(method) ?? new Map<string, Route>();
+      this.statics.set(method, paths.set(route.pattern, route));
     }
     this.routes.push(route);
     this.methods.add(method);
@@ -109,6 +125,17 @@ export class Router {
 
   /** The route for `method url`; HEAD falls back to the GET route. */
   find(method: string, url: string): RouteMatch | null {
+    if (this.statics !== undefined) {
+      // Most requests hit a static route by its exact path: one map lookup
+      // instead of the tree's decode-and-walk. Anything else goes to the tree.
+      const q = url.indexOf('?');
+      const path = q < 0 ? url : url.slice(0, q);
+      const route =
+        this.statics.get(method)?.get(path) ??
+        (method === 'HEAD' ? this.statics.get('GET')?.get(path) : undefined);
+      if (route !== undefined)
+        return { store: route, params: noParams, searchParams: q < 0 ? '' : url.slice(q + 1) };
+    }
     const tree = this.tree;
     let found = tree.find(method as FindMyWay.HTTPMethod, url);
     if (found === null && method === 'HEAD') found = tree.find('GET', url);

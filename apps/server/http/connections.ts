@@ -78,7 +78,10 @@ export class ConnectionTracker {
   track(handler: (req: IncomingMessage, res: ServerResponse) => void) {
     return (req: IncomingMessage, res: ServerResponse): void => {
       const t = this.sockets.get(req.socket);
-      if (t === undefined) return handler(req, res);
+      if (t === undefined) {
+        handler(req, res);
+        return;
+      }
       t.inflight++;
       this.inflightTotal++;
       if (this.draining) res.setHeader('connection', 'close');
@@ -86,7 +89,10 @@ export class ConnectionTracker {
       // Answered synchronously (the common case): done now. No socket read can
       // happen before the response's 'close' (a nextTick later), so the idle
       // mark is the same as it would be then.
-      if (res.writableEnded) return this.requestDone(t);
+      if (res.writableEnded) {
+        this.requestDone(t);
+        return;
+      }
       // One listener, no closure per request: 'close' follows every finished
       // or aborted response (on a nextTick, before any further socket read).
       (res as TrackedResponse)[kTracked] = t;

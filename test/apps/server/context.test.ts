@@ -220,7 +220,12 @@ describe('context request accessors', () => {
       const res = await fetch(`${url}${path}`, { method, redirect: 'manual' });
       await res.arrayBuffer();
       const id = res.headers.get('x-request-id');
-      expect([path, method, res.status, id]).toEqual([path, method, status, expect.stringMatching(/^[\w-]{12}-[0-9a-z]+$/)]);
+      expect([path, method, res.status, id]).toEqual([
+        path,
+        method,
+        status,
+        expect.stringMatching(/^[\w-]{12}-[0-9a-z]+$/),
+      ]);
       ids.add(id!);
     }
     expect(ids.size).toBe(11);
