@@ -2,16 +2,21 @@
  * HTTP/1.1 throughput: hyp (1 worker, through the router) vs raw node:http
  * vs Fastify, hello world and a JSON route.
  *
- * Method, chosen for a small shared machine whose speed drifts by ±20 %
- * from one second to the next:
- *   - each server in its own process, all started up front; servers pinned
- *     to one core and the load generator to another (procs.ts `pinning`);
- *   - one load generator for all: wrk when installed (C, so the server and
- *     not the generator is the bottleneck), else autocannon in this process;
- *   - many short alternating rounds; every round measures all three servers
- *     back to back, and the ratios are taken within the round, then the
- *     median over rounds — slow drift cancels out of each ratio;
- *   - server CPU time per request from /proc/<pid>/stat beside req/s.
+ * The machine this runs on is small (2 cores) and shared: its speed drifts
+ * by ±20 % from one second to the next, which swamps a 5 % difference
+ * between servers measured one after the other. So, by default:
+ *   - each server in its own process, all pinned to the same core, and one
+ *     load generator per server pinned to the other core (procs.ts `pinning`);
+ *   - the generator is wrk (C, so the servers and not the generator are the
+ *     bottleneck), one per server, all running AT THE SAME TIME: the servers
+ *     split one core under the kernel's fair scheduler, so each one's req/s
+ *     is inversely proportional to its CPU cost per request, and every
+ *     server sees the same machine state at every instant;
+ *   - many rounds; ratios are taken within a round, then the median.
+ * BENCH_MODE=sequential measures the servers one after another instead (each
+ * with the core to itself), in rounds whose order rotates; it is also what
+ * runs when wrk is not installed (autocannon in this process generates load).
+ * Server CPU time per request comes from /proc/<pid>/stat.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,8 +26,7 @@ import autocannon from 'autocannon';
 import { median } from './load.js';
 import { dist, hypStatus, pinning, startHyp, startProc } from './procs.js';
 
-const durationS = Number(process.env.BENCH_DURATION ?? 2);
-const rounds = Number(process.env.BENCH_ROUNDS ?? 9);
+type Mode = 'concurrent' | 'sequential';
 const connections = 50;
 const clockTicks = 100; // USER_HZ on Linux
 const run = promisify(execFile);
@@ -97,6 +101,12 @@ function pickGenerator(): Generator {
   return spawnSync('wrk', ['--version']).error ? autocannonGenerator : wrkGenerator;
 }
 
+function pickMode(gen: Generator): Mode {
+  // autocannon runs in this process: concurrent loads would share its one event loop.
+  if (gen === autocannonGenerator || process.env.BENCH_MODE === 'sequential') return 'sequential';
+  return 'concurrent';
+}
+
 interface Sample {
   rps: number;
   cpuUsPerRequest: number;
@@ -113,20 +123,29 @@ async function measure(gen: Generator, server: Server, path: string, seconds: nu
 
 export async function runHttpBench(): Promise<string[]> {
   const gen = pickGenerator();
+  const mode = pickMode(gen);
+  const durationS = Number(process.env.BENCH_DURATION ?? (mode === 'concurrent' ? 3 : 2));
+  const rounds = Number(process.env.BENCH_ROUNDS ?? (mode === 'concurrent' ? 12 : 9));
   const servers = await startServers();
   const [raw, hyp, fastify] = servers as [Server, Server, Server];
   const routes = { hello: '/', json: '/json' } as const;
   const samples = new Map<string, Sample[]>();
   const key = (route: string, s: Server) => `${route} ${s.name}`;
+  const add = (route: string, s: Server, x: Sample) =>
+    samples.set(key(route, s), [...(samples.get(key(route, s)) ?? []), x]);
   try {
     for (const s of servers) for (const path of Object.values(routes)) await measure(gen, s, path, 1);
     for (let round = 0; round < rounds; round++) {
       for (const [route, path] of Object.entries(routes)) {
+        if (mode === 'concurrent') {
+          const xs = await Promise.all(servers.map((s) => measure(gen, s, path, durationS)));
+          servers.forEach((s, i) => add(route, s, xs[i]!));
+          continue;
+        }
         // Rotate the order so no server always runs first (or right after another).
         for (let i = 0; i < servers.length; i++) {
           const s = servers[(i + round) % servers.length]!;
-          const k = key(route, s);
-          samples.set(k, [...(samples.get(k) ?? []), await measure(gen, s, path, durationS)]);
+          add(route, s, await measure(gen, s, path, durationS));
         }
       }
     }
@@ -134,9 +153,9 @@ export async function runHttpBench(): Promise<string[]> {
     await Promise.all(servers.map((s) => s.stop()));
   }
   const out = [
-    `HTTP/1.1, ${gen.name}; ${rounds} rounds x ${durationS}s per server and route, order rotated each round; ` +
+    `HTTP/1.1, ${gen.name}; ${mode === 'concurrent' ? 'all servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ${rounds} rounds x ${durationS}s per route; ` +
       (pinning
-        ? `servers pinned to core ${pinning.server}, load generator to core ${pinning.loader}`
+        ? `servers pinned to core ${pinning.server}, load generators to core ${pinning.loader}`
         : 'no CPU pinning'),
     '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
