@@ -139,7 +139,7 @@ export async function runHttpBench(): Promise<string[]> {
       for (const [route, path] of Object.entries(routes)) {
         if (mode === 'concurrent') {
           const xs = await Promise.all(servers.map((s) => measure(gen, s, path, durationS)));
-          servers.forEach((s, i) => add(route, s, xs[i]!));
+          for (const [i, s] of servers.entries()) add(route, s, xs[i]!);
           continue;
         }
         // Rotate the order so no server always runs first (or right after another).
