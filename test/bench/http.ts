@@ -154,9 +154,11 @@ export async function runHttpBench(): Promise<string[]> {
   }
   const out = [
     `HTTP/1.1, ${gen.name}; ${mode === 'concurrent' ? 'all servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ${rounds} rounds x ${durationS}s per route; ` +
-      (pinning
-        ? `servers pinned to core ${pinning.server}, load generators to core ${pinning.loader}`
-        : 'no CPU pinning'),
+      (!pinning
+        ? 'no CPU pinning'
+        : gen === wrkGenerator
+          ? `servers pinned to core ${pinning.server}, load generators to core ${pinning.loader}`
+          : `servers pinned to core ${pinning.server}, load generated in this process`),
     '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
   const ratio = (route: string, a: Server, b: Server, f: (x: Sample) => number) => {
