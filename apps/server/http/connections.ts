@@ -85,18 +85,20 @@ export class ConnectionTracker {
       t.inflight++;
       this.inflightTotal++;
       if (this.draining) res.setHeader('connection', 'close');
-      handler(req, res);
-      // Answered synchronously (the common case): done now. No socket read can
-      // happen before the response's 'close' (a nextTick later), so the idle
-      // mark is the same as it would be then.
-      if (res.writableEnded) {
-        this.requestDone(t);
-        return;
+      try {
+        handler(req, res);
+      } finally {
+        // Answered synchronously (the common case): done now. No socket read can
+        // happen before the response's 'close' (a nextTick later), so the idle
+        // mark is the same as it would be then.
+        if (res.writableEnded) this.requestDone(t);
+        else {
+          // One listener, no closure per request: 'close' follows every finished
+          // or aborted response (on a nextTick, before any further socket read).
+          (res as TrackedResponse)[kTracked] = t;
+          res.on('close', onResponseClose);
+        }
       }
-      // One listener, no closure per request: 'close' follows every finished
-      // or aborted response (on a nextTick, before any further socket read).
-      (res as TrackedResponse)[kTracked] = t;
-      res.on('close', onResponseClose);
     };
   }
 
