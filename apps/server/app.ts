@@ -5,6 +5,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { context as otelContext, type Tracer } from '@opentelemetry/api';
 import { Value } from '@sinclair/typebox/value';

@@ -34,6 +34,8 @@ interface ConnectionsList {
 
 const kTracked = Symbol('hyp.tracked');
 type TrackedResponse = ServerResponse & { [kTracked]?: Tracked | undefined };
+/** A socket's own entry, found per request by a property read rather than a map lookup. */
+type TrackedSocket = Socket & { [kTracked]?: Tracked | undefined };
 
 function onResponseClose(this: TrackedResponse): void {
   const t = this[kTracked];
@@ -54,20 +56,22 @@ export class ConnectionTracker {
   /** Track the server's connections (pair with `track` for its requests). */
   attach(server: Server): void {
     this.server = server;
-    server.on('connection', (socket: Socket) => {
-      this.sockets.set(socket, { tracker: this, socket, inflight: 0, idleBytes: 0, idleSince: Date.now() });
+    server.on('connection', (socket: TrackedSocket) => {
+      const t: Tracked = { tracker: this, socket, inflight: 0, idleBytes: 0, idleSince: Date.now() };
+      socket[kTracked] = t;
+      this.sockets.set(socket, t);
       // In-flight responses of a closing socket emit their own 'close' (requestDone).
-      socket.once('close', () => {
-        this.sockets.delete(socket);
-        this.checkIdle();
-      });
+      socket.once('close', () => this.forget(socket));
     });
     // An upgraded socket (WebSocket) leaves HTTP: its hub drains it with
     // spread close frames, so HTTP drain must neither end it as "idle" nor wait for it.
-    server.prependListener('upgrade', (req: IncomingMessage) => {
-      if (!this.sockets.delete(req.socket)) return;
-      this.checkIdle();
-    });
+    server.prependListener('upgrade', (req: IncomingMessage) => this.forget(req.socket));
+  }
+
+  private forget(socket: TrackedSocket): void {
+    if (socket[kTracked]?.tracker === this) socket[kTracked] = undefined;
+    if (!this.sockets.delete(socket)) return;
+    this.checkIdle();
   }
 
   /**
@@ -77,8 +81,9 @@ export class ConnectionTracker {
    */
   track(handler: (req: IncomingMessage, res: ServerResponse) => void) {
     return (req: IncomingMessage, res: ServerResponse): void => {
-      const t = this.sockets.get(req.socket);
-      if (t === undefined) {
+      const t = (req.socket as TrackedSocket)[kTracked];
+      // Not (or no longer) an HTTP/1.1 socket of ours: an upgraded one, say.
+      if (t === undefined || t.tracker !== this) {
         handler(req, res);
         return;
       }

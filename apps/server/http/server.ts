@@ -160,12 +160,19 @@ export class HttpServer {
     if (this.protocol === 'http1') return void this.server.emit('connection', socket);
     if (this.protocol === 'http2') return void this.http2?.emit('connection', socket);
     this.pending.add(socket);
-    socket.once('close', () => this.pending.delete(socket));
+    socket.once('close', this.pendingClosed);
     sniffPreface(socket, this.headersTimeoutMs, this.dispatch);
   }
 
+  /** 'close' of a socket still sniffing (removed once it has an engine). */
+  private readonly pendingClosed = ((pending) =>
+    function (this: Socket) {
+      pending.delete(this);
+    })(this.pending);
+
   private readonly dispatch = (socket: Socket, h2: boolean): void => {
     this.pending.delete(socket);
+    socket.off('close', this.pendingClosed);
     if (h2) {
       this.http2?.emit('connection', socket);
       return;
