@@ -164,11 +164,8 @@ export class HttpServer {
     sniffPreface(socket, this.headersTimeoutMs, this.dispatch);
   }
 
-  /** 'close' of a socket still sniffing (removed once it has an engine). */
-  private readonly pendingClosed = ((pending) =>
-    function (this: Socket) {
-      pending.delete(this);
-    })(this.pending);
+  /** 'close' of a socket still sniffing (taken off once it has an engine). */
+  private readonly pendingClosed = deleteOnClose(this.pending);
 
   private readonly dispatch = (socket: Socket, h2: boolean): void => {
     this.pending.delete(socket);
@@ -268,6 +265,13 @@ export class HttpServer {
       await Promise.all([this.tracker.whenIdle(), this.sessions.whenIdle()]);
     }
   }
+}
+
+/** A 'close' listener that drops its socket from `set`: one function per set, not a closure per socket. */
+function deleteOnClose(set: Set<Socket>): (this: Socket) => void {
+  return function (this: Socket) {
+    set.delete(this);
+  };
 }
 
 export function listenTargetFor(addr: string): ListenTarget {
