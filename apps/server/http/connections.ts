@@ -45,7 +45,8 @@ function onResponseClose(this: TrackedResponse): void {
 }
 
 export class ConnectionTracker {
-  private readonly sockets = new Map<Socket, Tracked>();
+  /** Open HTTP/1.1 sockets; each also carries its entry as `socket[kTracked]`. */
+  private readonly sockets = new Set<Tracked>();
   private draining = false;
   private inflightTotal = 0;
   private sweep: NodeJS.Timeout | undefined;
@@ -59,7 +60,7 @@ export class ConnectionTracker {
     server.on('connection', (socket: TrackedSocket) => {
       const t: Tracked = { tracker: this, socket, inflight: 0, idleBytes: 0, idleSince: Date.now() };
       socket[kTracked] = t;
-      this.sockets.set(socket, t);
+      this.sockets.add(t);
       // In-flight responses of a closing socket emit their own 'close' (requestDone).
       socket.once('close', () => this.forget(socket));
     });
@@ -69,8 +70,10 @@ export class ConnectionTracker {
   }
 
   private forget(socket: TrackedSocket): void {
-    if (socket[kTracked]?.tracker === this) socket[kTracked] = undefined;
-    if (!this.sockets.delete(socket)) return;
+    const t = socket[kTracked];
+    if (t === undefined) return;
+    socket[kTracked] = undefined;
+    this.sockets.delete(t);
     this.checkIdle();
   }
 
@@ -83,7 +86,7 @@ export class ConnectionTracker {
     return (req: IncomingMessage, res: ServerResponse): void => {
       const t = (req.socket as TrackedSocket)[kTracked];
       // Not (or no longer) an HTTP/1.1 socket of ours: an upgraded one, say.
-      if (t === undefined || t.tracker !== this) {
+      if (t === undefined) {
         handler(req, res);
         return;
       }
@@ -129,7 +132,8 @@ export class ConnectionTracker {
     if (this.draining) return;
     this.draining = true;
     const now = Date.now();
-    for (const [socket, t] of this.sockets) {
+    for (const t of this.sockets) {
+      const socket = t.socket;
       t.idleBytes = socket.bytesRead;
       t.idleSince = now;
       if (t.inflight === 0) continue;
@@ -145,7 +149,8 @@ export class ConnectionTracker {
   private closeIdle(idleGraceMs: number): void {
     const now = Date.now();
     const arriving = this.messagesBegun();
-    for (const [socket, t] of this.sockets) {
+    for (const t of this.sockets) {
+      const socket = t.socket;
       if (t.inflight > 0 || arriving.has(socket)) continue;
       if (socket.bytesRead !== t.idleBytes) continue; // a request is arriving
       // A response that went out before drain promised keep-alive; give the
@@ -190,7 +195,7 @@ export class ConnectionTracker {
 
   /** The deadline passed: drop whatever is left. */
   destroyAll(): void {
-    for (const socket of this.sockets.keys()) socket.destroy();
+    for (const t of this.sockets) t.socket.destroy();
     if (this.sweep) clearInterval(this.sweep);
   }
 
