@@ -12,7 +12,12 @@
  *     split one core under the kernel's fair scheduler, so each one's req/s
  *     is inversely proportional to its CPU cost per request, and every
  *     server sees the same machine state at every instant;
- *   - many rounds; ratios are taken within a round, then the median.
+ *   - many rounds; ratios are taken within a round, then the median;
+ *   - the rounds are split over several sets of fresh processes (BENCH_SETS,
+ *     default 3): two processes running the same code settle at steady
+ *     states up to 6 % apart (V8's optimisation choices differ from one
+ *     process to the next), which one set of processes would bake into
+ *     every round.
  * BENCH_MODE=sequential measures the servers one after another instead (each
  * with the core to itself), in rounds whose order rotates; it is also what
  * runs when wrk is not installed (autocannon in this process generates load).
@@ -126,34 +131,40 @@ export async function runHttpBench(): Promise<string[]> {
   const mode = pickMode(gen);
   const durationS = Number(process.env.BENCH_DURATION ?? (mode === 'concurrent' ? 3 : 2));
   const rounds = Number(process.env.BENCH_ROUNDS ?? (mode === 'concurrent' ? 12 : 9));
-  const servers = await startServers();
-  const [raw, hyp, fastify] = servers as [Server, Server, Server];
+  const sets = Math.max(1, Math.min(rounds, Number(process.env.BENCH_SETS ?? 3)));
   const routes = { hello: '/', json: '/json' } as const;
   const samples = new Map<string, Sample[]>();
-  const key = (route: string, s: Server) => `${route} ${s.name}`;
+  const key = (route: string, name: string) => `${route} ${name}`;
   const add = (route: string, s: Server, x: Sample) =>
-    samples.set(key(route, s), [...(samples.get(key(route, s)) ?? []), x]);
-  try {
-    for (const s of servers) for (const path of Object.values(routes)) await measure(gen, s, path, 1);
-    for (let round = 0; round < rounds; round++) {
-      for (const [route, path] of Object.entries(routes)) {
-        if (mode === 'concurrent') {
-          const xs = await Promise.all(servers.map((s) => measure(gen, s, path, durationS)));
-          for (const [i, s] of servers.entries()) add(route, s, xs[i]!);
-          continue;
-        }
-        // Rotate the order so no server always runs first (or right after another).
-        for (let i = 0; i < servers.length; i++) {
-          const s = servers[(i + round) % servers.length]!;
-          add(route, s, await measure(gen, s, path, durationS));
+    samples.set(key(route, s.name), [...(samples.get(key(route, s.name)) ?? []), x]);
+  let servers: Server[] = [];
+  for (let set = 0; set < sets; set++) {
+    servers = await startServers();
+    try {
+      for (const s of servers) for (const path of Object.values(routes)) await measure(gen, s, path, 1);
+      // This set's share of the rounds (the first sets take the remainder).
+      const setRounds = Math.floor(rounds / sets) + (set < rounds % sets ? 1 : 0);
+      for (let round = 0; round < setRounds; round++) {
+        for (const [route, path] of Object.entries(routes)) {
+          if (mode === 'concurrent') {
+            const xs = await Promise.all(servers.map((s) => measure(gen, s, path, durationS)));
+            for (const [i, s] of servers.entries()) add(route, s, xs[i]!);
+            continue;
+          }
+          // Rotate the order so no server always runs first (or right after another).
+          for (let i = 0; i < servers.length; i++) {
+            const s = servers[(i + round) % servers.length]!;
+            add(route, s, await measure(gen, s, path, durationS));
+          }
         }
       }
+    } finally {
+      await Promise.all(servers.map((s) => s.stop()));
     }
-  } finally {
-    await Promise.all(servers.map((s) => s.stop()));
   }
+  const [raw, hyp, fastify] = servers as [Server, Server, Server];
   const out = [
-    `HTTP/1.1, ${gen.name}; ${mode === 'concurrent' ? 'all servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ${rounds} rounds x ${durationS}s per route; ` +
+    `HTTP/1.1, ${gen.name}; ${mode === 'concurrent' ? 'all servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ${rounds} rounds x ${durationS}s per route, in ${sets} set${sets === 1 ? '' : 's'} of fresh processes; ` +
       (!pinning
         ? 'no CPU pinning'
         : gen === wrkGenerator
@@ -162,13 +173,13 @@ export async function runHttpBench(): Promise<string[]> {
     '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
   const ratio = (route: string, a: Server, b: Server, f: (x: Sample) => number) => {
-    const as = samples.get(key(route, a))!;
-    const bs = samples.get(key(route, b))!;
+    const as = samples.get(key(route, a.name))!;
+    const bs = samples.get(key(route, b.name))!;
     return median(as.map((x, i) => f(x) / f(bs[i]!)));
   };
   for (const route of Object.keys(routes)) {
     for (const s of servers) {
-      const xs = samples.get(key(route, s))!;
+      const xs = samples.get(key(route, s.name))!;
       const rps = median(xs.map((x) => x.rps));
       const cpu = median(xs.map((x) => x.cpuUsPerRequest));
       const vsRaw = ratio(route, s, raw, (x) => x.rps);
@@ -179,7 +190,7 @@ export async function runHttpBench(): Promise<string[]> {
     }
     const min = (xs: number[]) => Math.min(...xs).toFixed(2);
     const perRound = (a: Server, b: Server) =>
-      samples.get(key(route, a))!.map((x, i) => x.rps / samples.get(key(route, b))![i]!.rps);
+      samples.get(key(route, a.name))!.map((x, i) => x.rps / samples.get(key(route, b.name))![i]!.rps);
     out.push(
       `  ${route.padEnd(5)} hyp per round: vs node:http min ${min(perRound(hyp, raw))}, vs fastify min ${min(perRound(hyp, fastify))}  (targets: median >= 0.90x node:http, >= 1.00x fastify)`,
     );
