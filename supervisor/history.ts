@@ -17,9 +17,12 @@
  *   seq of a new incarnation is above every seq of an old one.
  *
  * Bounds: `size` payloads per channel, `maxChannels` channels (the least
- * recently published channel is forgotten first). After an eviction, an
+ * recently published channel is forgotten first) and `maxBytes` of payload
+ * in all (the least recently published channel gives up its oldest payloads
+ * first; the channel and its offsets stay). After a channel eviction, an
  * offset older than the eviction that names a channel the history does not
- * fully cover is refused (conservative: never a silent gap).
+ * fully cover is refused (conservative: never a silent gap); an offset whose
+ * successors were dropped for size or bytes is refused the same way.
  */
 import { randomBytes } from 'node:crypto';
 
@@ -28,6 +31,8 @@ export interface PodHistoryOptions {
   size: number;
   /** Channels kept; the least recently published is evicted first. Default 10,000. */
   maxChannels?: number;
+  /** Payload bytes kept across all channels. Default: no byte bound. */
+  maxBytes?: number;
   /** Fixed epoch (tests); default random ≥ 2^64. */
   epoch?: bigint;
 }
@@ -47,10 +52,13 @@ export type HistoryRecovery =
     }
   | { ok: false; head: string; reason: string };
 
+/** A channel's entries: a circular buffer of at most `size`, oldest at `start`. */
 class Ring {
-  readonly entries: HistoryEntry[] = [];
-  /** Index of the oldest entry once the ring is full. */
+  readonly entries: (HistoryEntry | undefined)[] = [];
   start = 0;
+  count = 0;
+  /** Payload bytes held. */
+  bytes = 0;
   /** Seq of the last publish; `base` while empty. */
   last: number;
   constructor(readonly base: number) {
@@ -67,7 +75,12 @@ export class PodHistory {
   private readonly prefix: string;
   private readonly size: number;
   private readonly maxChannels: number;
+  private readonly maxBytes: number;
   private readonly rings = new Map<string, Ring>();
+  /** Payload bytes held across all channels. */
+  bytes = 0;
+  /** Payloads dropped to stay within `maxBytes` so far (metric). */
+  dropped = 0;
   /** Publishes in the pod so far: an upper bound of every seq handed out. */
   private published = 0;
   /** `published` at the latest channel eviction. */
@@ -78,6 +91,7 @@ export class PodHistory {
   constructor(options: PodHistoryOptions) {
     this.size = Math.max(1, Math.floor(options.size));
     this.maxChannels = Math.max(1, options.maxChannels ?? 10_000);
+    this.maxBytes = Math.max(0, options.maxBytes ?? Number.POSITIVE_INFINITY);
     this.epoch = (options.epoch ?? randomEpoch()).toString();
     this.prefix = `${this.epoch}-`;
   }
@@ -94,7 +108,9 @@ export class PodHistory {
     } else {
       ring = new Ring(this.published);
       if (this.rings.size >= this.maxChannels) {
-        this.rings.delete(this.rings.keys().next().value as string);
+        const [lru, evicted] = this.rings.entries().next().value as [string, Ring];
+        this.rings.delete(lru);
+        this.bytes -= evicted.bytes;
         this.evictions++;
         this.evictedAt = this.published;
       }
@@ -102,14 +118,33 @@ export class PodHistory {
     this.rings.set(channel, ring);
     this.published++;
     const offset = this.prefix + ++ring.last;
-    const entry: HistoryEntry = { offset, payload };
-    if (ring.entries.length < this.size) {
-      ring.entries.push(entry);
-    } else {
-      ring.entries[ring.start] = entry;
-      ring.start = (ring.start + 1) % this.size;
-    }
+    if (ring.count === this.size) this.dropOldest(ring);
+    ring.entries[(ring.start + ring.count) % this.size] = { offset, payload };
+    ring.count++;
+    ring.bytes += payload.byteLength;
+    this.bytes += payload.byteLength;
+    if (this.bytes > this.maxBytes) this.trim();
     return offset;
+  }
+
+  /** Over `maxBytes`: oldest payloads first, from the least recently published channel on. */
+  private trim(): void {
+    for (const ring of this.rings.values()) {
+      while (ring.count > 0 && this.bytes > this.maxBytes) {
+        this.dropOldest(ring);
+        this.dropped++;
+      }
+      if (this.bytes <= this.maxBytes) return;
+    }
+  }
+
+  private dropOldest(ring: Ring): void {
+    const gone = ring.entries[ring.start]!;
+    ring.entries[ring.start] = undefined;
+    ring.start = (ring.start + 1) % this.size;
+    ring.count--;
+    ring.bytes -= gone.payload.byteLength;
+    this.bytes -= gone.payload.byteLength;
   }
 
   /** The resume point of a subscriber joining now. */
@@ -149,16 +184,14 @@ export class PodHistory {
         };
       if (!ring) return { ok: true, head, entries: [] };
     }
-    const kept = ring.entries.length;
-    const first = ring.last - kept + 1; // seq of the oldest kept entry
+    const first = ring.last - ring.count + 1; // seq of the oldest kept entry
     const from = Math.max(seq, ring.base) + 1;
     if (from < first)
       return { ok: false, head, reason: 'messages after the offset are no longer in history' };
     const entries: HistoryEntry[] = [];
-    const oldest = kept < this.size ? 0 : ring.start;
     let bytes = 0;
     for (let s = from; s <= ring.last; s++) {
-      const entry = ring.entries[(oldest + (s - first)) % kept]!;
+      const entry = ring.entries[(ring.start + (s - first)) % this.size]!;
       if (entries.length > 0 && bytes + entry.payload.length > maxBytes)
         return { ok: true, head, entries, more: true };
       bytes += entry.payload.length;

@@ -50,6 +50,22 @@ export class SupervisorMetrics {
       },
     });
     new Gauge({
+      name: 'hyp_supervisor_ws_history_bytes',
+      help: 'Payload bytes held by the pod-wide WebSocket history (bounded by websocket.history_bytes)',
+      registers,
+      collect() {
+        this.set(sup.history.bytes);
+      },
+    });
+    new Gauge({
+      name: 'hyp_supervisor_ws_history_dropped',
+      help: 'Messages dropped from the pod-wide WebSocket history to stay within websocket.history_bytes',
+      registers,
+      collect() {
+        this.set(sup.history.dropped);
+      },
+    });
+    new Gauge({
       name: 'hyp_supervisor_generation',
       help: 'Current worker generation',
       registers,

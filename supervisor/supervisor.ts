@@ -13,7 +13,7 @@
 import { fileURLToPath } from 'node:url';
 import { Backoff } from './backoff.js';
 import type { Config } from './config/schema.js';
-import { durationMs } from './config/units.js';
+import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
 import { errorMessage, HypError } from './errors.js';
 import { PodHistory } from './history.js';
@@ -86,7 +86,10 @@ export class Supervisor {
   constructor(private readonly opts: SupervisorOptions) {
     this.config = opts.config;
     this.log = opts.log;
-    this.history = new PodHistory({ size: opts.config.websocket.history_size });
+    this.history = new PodHistory({
+      size: opts.config.websocket.history_size,
+      maxBytes: sizeBytes(opts.config.websocket.history_bytes),
+    });
     this.metrics = new SupervisorMetrics(this);
     this.stopped = new Promise((resolve) => {
       this.resolveStopped = resolve;

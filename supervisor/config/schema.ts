@@ -196,6 +196,10 @@ export const ConfigSchema = Type.Object(
           description: 'close the connection or drop messages when the send buffer is full',
         }),
         history_size: Int(1000, 'messages kept per channel for recovery', { minimum: 0 }),
+        history_bytes: Size(
+          '64MiB',
+          "payload bytes of the pod-wide history (the supervisor's, for the ipc bus) across all channels; beyond it the least recently published channel gives up its oldest messages first",
+        ),
         compression: Type.Object(
           {
             enabled: Bool(false, 'permessage-deflate'),

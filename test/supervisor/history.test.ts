@@ -90,4 +90,105 @@ describe('pod-wide channel history', () => {
       entries: [{ offset: expect.any(String) }],
     });
   });
+
+  it('keeps at most maxBytes of payload: the least recently published channel gives up its oldest first', () => {
+    const h = new PodHistory({ size: 100, maxBytes: 1000 });
+    const quietHead = h.head('quiet');
+    const quiet = [h.append('quiet', new Uint8Array(300)), h.append('quiet', new Uint8Array(300))];
+    const busyHead = h.head('busy');
+    const busy = Array.from({ length: 4 }, () => h.append('busy', new Uint8Array(100)));
+    expect(h.bytes).toBe(1000);
+    expect(h.dropped).toBe(0);
+
+    // 200 more bytes: the quiet channel (least recently published) loses its oldest entry
+    busy.push(h.append('busy', new Uint8Array(200)));
+    expect(h.bytes).toBe(900);
+    expect(h.dropped).toBe(1);
+    expect(h.since('quiet', quietHead)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/no longer/),
+    });
+    expect(h.since('quiet', quiet[0]!)).toMatchObject({ ok: true, entries: [{ offset: quiet[1] }] });
+    const all = h.since('busy', busyHead);
+    expect(all.ok && all.entries.map((e) => e.offset)).toEqual(busy);
+
+    // the channel itself and its offsets stay: a caught-up subscriber misses nothing
+    h.append('busy', new Uint8Array(400)); // drops quiet[1]: 1300 -> 1000
+    expect(h.channels).toBe(2);
+    expect(h.bytes).toBe(1000);
+    expect(h.since('quiet', quiet[1]!)).toMatchObject({ ok: true, entries: [] });
+    expect(h.since('quiet', quiet[0]!)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/no longer/),
+    });
+    expect(h.head('quiet')).toBe(quiet[1]);
+  });
+
+  it('drops a payload larger than maxBytes at once but still numbers it', () => {
+    const h = new PodHistory({ size: 10, maxBytes: 100 });
+    const a = h.append('c', new Uint8Array(50));
+    const big = h.append('c', new Uint8Array(500));
+    expect(seqOf(big)).toBe(seqOf(a) + 1);
+    expect(h.head('c')).toBe(big);
+    expect(h.bytes).toBe(0);
+    expect(h.dropped).toBe(2);
+    expect(h.since('c', a)).toMatchObject({ ok: false, reason: expect.stringMatching(/no longer/) });
+    expect(h.since('c', big)).toMatchObject({ ok: true, entries: [] });
+    const next = h.append('c', new Uint8Array(10));
+    expect(h.since('c', big)).toMatchObject({ ok: true, entries: [{ offset: next }] });
+  });
+
+  // Tight: the byte bound empties channels before they are evicted. Loose: channels are evicted holding bytes.
+  it.each([1500, 3500])(
+    'accounts bytes exactly through ring overwrites, byte drops and channel evictions (random operations, maxBytes %i)',
+    (maxBytes) => {
+      let seed = 7;
+      const random = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2 ** 31;
+        return seed % n;
+      };
+      const h = new PodHistory({ size: 5, maxChannels: 4, maxBytes });
+      const appended = new Map<string, { before: string; offsets: string[]; sizes: Map<string, number> }>();
+      for (let i = 0; i < 3000; i++) {
+        const channel = `ch${random(6)}`;
+        const size = 1 + random(400);
+        const log = appended.get(channel) ?? { before: h.head(channel), offsets: [], sizes: new Map() };
+        if (!appended.has(channel) || !h.since(channel, log.offsets.at(-1) ?? log.before).ok) {
+          // new (or evicted and recreated) channel: start its log afresh
+          log.before = h.head(channel);
+          log.offsets = [];
+        }
+        appended.set(channel, log);
+        const offset = h.append(channel, new Uint8Array(size));
+        log.offsets.push(offset);
+        log.sizes.set(offset, size);
+        expect(h.bytes).toBeLessThanOrEqual(maxBytes);
+        if (i % 50 !== 0) continue;
+        // what each channel still replays is a suffix of what it was given, and the bytes add up
+        let held = 0;
+        for (const [name, { before, offsets, sizes }] of appended) {
+          const from = [before, ...offsets];
+          let kept: string[] | undefined;
+          for (let k = from.length - 1; k >= 0; k--) {
+            const r = h.since(name, from[k]!);
+            if (!r.ok) break;
+            kept = r.entries.map((e) => e.offset);
+          }
+          if (kept === undefined) {
+            // not even the newest offset replays: the channel was evicted
+            expect(h.since(name, from.at(-1)!)).toMatchObject({
+              ok: false,
+              reason: expect.stringMatching(/evicted/),
+            });
+            continue;
+          }
+          expect(kept).toEqual(offsets.slice(offsets.length - kept.length));
+          for (const o of kept) held += sizes.get(o)!;
+        }
+        expect(held).toBe(h.bytes);
+      }
+      expect(h.dropped).toBeGreaterThan(0);
+      expect(h.evictions).toBeGreaterThan(0);
+    },
+  );
 });

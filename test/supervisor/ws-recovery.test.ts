@@ -105,6 +105,48 @@ describe('WebSocket recovery through the supervisor', () => {
     );
   });
 
+  it('websocket.history_bytes bounds the pod-wide history: older messages go, a client that needed them gets HYP_E_WS_RECOVERY_FAILED, never a silent gap', async () => {
+    sup = await startSupervisor({
+      app: demoApp,
+      workers: 2,
+      sets: ['tcp.echo.addr=127.0.0.1:0', 'websocket.history_bytes=200KiB'],
+    });
+    const dead = await freePort();
+    const subscriber = new TestClient(sup.httpPort, { clientId: 'late-sub', deadPort: dead });
+    const publisher = new TestClient(sup.httpPort, { clientId: 'publisher' });
+    clients.push(subscriber, publisher);
+    await Promise.all([subscriber.connect(), publisher.connect()]);
+    await Promise.all([subscriber.subscribe('big'), publisher.subscribe('big')]);
+
+    subscriber.goOffline();
+    await until(() => (subscriber.ws.connected ? undefined : true), 'subscriber offline');
+    const pad = 'x'.repeat(30_000);
+    for (let n = 1; n <= 20; n++) publisher.ws.publish('big', { id: String(n), pad });
+    await until(() => (publisher.ids('big').length >= 20 ? true : undefined), '20 echoes');
+
+    const metric = (text: string, name: string) =>
+      Number(text.match(new RegExp(`^${name} (\\d+)`, 'm'))?.[1]);
+    const metrics = await (await sup.admin('/metrics')).text();
+    const held = metric(metrics, 'hyp_supervisor_ws_history_bytes');
+    const dropped = metric(metrics, 'hyp_supervisor_ws_history_dropped');
+    // 20 payloads of ~30 KB against a 200 KiB bound: at most 6 stay
+    expect(held).toBeGreaterThan(0);
+    expect(held).toBeLessThanOrEqual(200 * 1024);
+    expect(dropped).toBeGreaterThanOrEqual(14);
+
+    subscriber.goOnline();
+    await until(
+      () => (subscriber.errors.some((e) => e.code === 'HYP_E_WS_RECOVERY_FAILED') ? true : undefined),
+      'recovery failure',
+    );
+    // nothing partial was replayed as if it were everything missed
+    expect(subscriber.ids('big')).toEqual([]);
+    // the subscription holds: live traffic arrives
+    publisher.ws.publish('big', { id: 'live' });
+    await until(() => (subscriber.ids('big').includes('live') ? true : undefined), 'live message');
+    console.log(`history_bytes: ${held} bytes held, ${dropped} dropped; ${subscriber.errors[0]?.message}`);
+  });
+
   it('across a rolling restart: the client gets 1001, resumes on a new worker, 0 lost and 0 duplicated while a publisher keeps publishing', async () => {
     sup = await startSupervisor({
       app: demoApp,
