@@ -9,6 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import Fastify from 'fastify';
 import { Histogram, Registry } from 'prom-client';
+import { serveHelloRoutes } from './fastify-routes.js';
 
 const registry = new Registry();
 const duration = new Histogram({
@@ -36,11 +37,4 @@ app.addHook('onResponse', (request, reply, done) => {
     .observe(reply.elapsedTime / 1000);
   done();
 });
-app.get('/', (_req, reply) => {
-  reply.type('text/plain; charset=utf-8').send('hello world');
-});
-app.get('/json', (_req, reply) => {
-  reply.send({ hello: 'world' });
-});
-const address = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`listening ${new URL(address).port}\n`);
+await serveHelloRoutes(app);

@@ -5,13 +5,6 @@
  * Prints `listening <port>`.
  */
 import Fastify from 'fastify';
+import { serveHelloRoutes } from './fastify-routes.js';
 
-const app = Fastify({ logger: false });
-app.get('/', (_req, reply) => {
-  reply.type('text/plain; charset=utf-8').send('hello world');
-});
-app.get('/json', (_req, reply) => {
-  reply.send({ hello: 'world' });
-});
-const address = await app.listen({ port: 0, host: '127.0.0.1' });
-process.stdout.write(`listening ${new URL(address).port}\n`);
+await serveHelloRoutes(Fastify({ logger: false }));
