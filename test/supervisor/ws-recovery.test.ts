@@ -72,19 +72,26 @@ class ConfirmedPublisher {
   }
 }
 
+/**
+ * A subscriber and a publisher on `channel`, both connected and subscribed;
+ * the subscriber then drops off (its reconnects fail until `goOnline`).
+ */
+async function offlineSubscriber(port: number, clientId: string, channel: string) {
+  const subscriber = new TestClient(port, { clientId, deadPort: await freePort() });
+  const publisher = new TestClient(port, { clientId: 'publisher' });
+  clients.push(subscriber, publisher);
+  await Promise.all([subscriber.connect(), publisher.connect()]);
+  await Promise.all([subscriber.subscribe(channel), publisher.subscribe(channel)]);
+  subscriber.goOffline();
+  const offlineAt = Date.now();
+  await until(() => (subscriber.ws.connected ? undefined : true), 'subscriber offline');
+  return { subscriber, publisher, offlineAt };
+}
+
 describe('WebSocket recovery through the supervisor', () => {
   it('a client offline for 2 s while 100 messages (30 KB each: the replay spans several ~1 MiB IPC pages) are published gets all 100, in order, after reconnecting', async () => {
     sup = await startSupervisor({ app: demoApp, workers: 2, sets: ['tcp.echo.addr=127.0.0.1:0'] });
-    const dead = await freePort();
-    const subscriber = new TestClient(sup.httpPort, { clientId: 'offline-sub', deadPort: dead });
-    const publisher = new TestClient(sup.httpPort, { clientId: 'publisher' });
-    clients.push(subscriber, publisher);
-    await Promise.all([subscriber.connect(), publisher.connect()]);
-    await Promise.all([subscriber.subscribe('feed'), publisher.subscribe('feed')]);
-
-    subscriber.goOffline();
-    const offlineAt = Date.now();
-    await until(() => (subscriber.ws.connected ? undefined : true), 'subscriber offline');
+    const { subscriber, publisher, offlineAt } = await offlineSubscriber(sup.httpPort, 'offline-sub', 'feed');
     // the publisher's connection stays up: publish all 100, then wait for their echoes
     const pad = 'x'.repeat(30_000);
     for (let n = 1; n <= 100; n++) publisher.ws.publish('feed', { id: String(n), pad });
@@ -111,15 +118,7 @@ describe('WebSocket recovery through the supervisor', () => {
       workers: 2,
       sets: ['tcp.echo.addr=127.0.0.1:0', 'websocket.history_bytes=200KiB'],
     });
-    const dead = await freePort();
-    const subscriber = new TestClient(sup.httpPort, { clientId: 'late-sub', deadPort: dead });
-    const publisher = new TestClient(sup.httpPort, { clientId: 'publisher' });
-    clients.push(subscriber, publisher);
-    await Promise.all([subscriber.connect(), publisher.connect()]);
-    await Promise.all([subscriber.subscribe('big'), publisher.subscribe('big')]);
-
-    subscriber.goOffline();
-    await until(() => (subscriber.ws.connected ? undefined : true), 'subscriber offline');
+    const { subscriber, publisher } = await offlineSubscriber(sup.httpPort, 'late-sub', 'big');
     const pad = 'x'.repeat(30_000);
     for (let n = 1; n <= 20; n++) publisher.ws.publish('big', { id: String(n), pad });
     await until(() => (publisher.ids('big').length >= 20 ? true : undefined), '20 echoes');
