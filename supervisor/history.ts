@@ -18,8 +18,8 @@
  *
  * Bounds: `size` payloads per channel, `maxChannels` channels (the least
  * recently published channel is forgotten first) and `maxBytes` of payload
- * in all (the least recently published channel gives up its oldest payloads
- * first; the channel and its offsets stay). After a channel eviction, an
+ * in all (oldest first: the channel that has held payloads the longest gives
+ * up its oldest ones; the channel and its offsets stay). After a channel eviction, an
  * offset older than the eviction that names a channel the history does not
  * fully cover is refused (conservative: never a silent gap); an offset whose
  * successors were dropped for size or bytes is refused the same way.
@@ -77,6 +77,12 @@ export class PodHistory {
   private readonly maxChannels: number;
   private readonly maxBytes: number;
   private readonly rings = new Map<string, Ring>();
+  /**
+   * Rings holding payloads, in the order they went from empty to holding: the
+   * first has held payloads the longest, so its oldest entry is about the
+   * oldest of all. `trim` walks it without ever visiting an empty ring.
+   */
+  private readonly holding = new Set<Ring>();
   /** Payload bytes held across all channels. */
   bytes = 0;
   /** Payloads dropped to stay within `maxBytes` so far (metric). */
@@ -110,6 +116,7 @@ export class PodHistory {
       if (this.rings.size >= this.maxChannels) {
         const [lru, evicted] = this.rings.entries().next().value as [string, Ring];
         this.rings.delete(lru);
+        this.holding.delete(evicted);
         this.bytes -= evicted.bytes;
         this.evictions++;
         this.evictedAt = this.published;
@@ -120,20 +127,21 @@ export class PodHistory {
     const offset = this.prefix + ++ring.last;
     if (ring.count === this.size) this.dropOldest(ring);
     ring.entries[(ring.start + ring.count) % this.size] = { offset, payload };
-    ring.count++;
+    if (ring.count++ === 0) this.holding.add(ring);
     ring.bytes += payload.byteLength;
     this.bytes += payload.byteLength;
     if (this.bytes > this.maxBytes) this.trim();
     return offset;
   }
 
-  /** Over `maxBytes`: oldest payloads first, from the least recently published channel on. */
+  /** Over `maxBytes`: oldest payloads first, from the ring that has held payloads the longest on. */
   private trim(): void {
-    for (const ring of this.rings.values()) {
+    for (const ring of this.holding) {
       while (ring.count > 0 && this.bytes > this.maxBytes) {
         this.dropOldest(ring);
         this.dropped++;
       }
+      if (ring.count === 0) this.holding.delete(ring);
       if (this.bytes <= this.maxBytes) return;
     }
   }

@@ -198,7 +198,7 @@ export const ConfigSchema = Type.Object(
         history_size: Int(1000, 'messages kept per channel for recovery', { minimum: 0 }),
         history_bytes: Size(
           '64MiB',
-          "payload bytes of the pod-wide history (the supervisor's, for the ipc bus) across all channels; beyond it the least recently published channel gives up its oldest messages first",
+          "payload bytes of the pod-wide history (the supervisor's, for the ipc bus) across all channels; beyond it the oldest messages go first",
         ),
         compression: Type.Object(
           {

@@ -91,7 +91,7 @@ describe('pod-wide channel history', () => {
     });
   });
 
-  it('keeps at most maxBytes of payload: the least recently published channel gives up its oldest first', () => {
+  it('keeps at most maxBytes of payload, oldest first: the channel holding payloads the longest gives them up first', () => {
     const h = new PodHistory({ size: 100, maxBytes: 1000 });
     const quietHead = h.head('quiet');
     const quiet = [h.append('quiet', new Uint8Array(300)), h.append('quiet', new Uint8Array(300))];
@@ -100,7 +100,7 @@ describe('pod-wide channel history', () => {
     expect(h.bytes).toBe(1000);
     expect(h.dropped).toBe(0);
 
-    // 200 more bytes: the quiet channel (least recently published) loses its oldest entry
+    // 200 more bytes: the quiet channel (holding payloads the longest) loses its oldest entry
     busy.push(h.append('busy', new Uint8Array(200)));
     expect(h.bytes).toBe(900);
     expect(h.dropped).toBe(1);
