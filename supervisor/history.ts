@@ -19,10 +19,11 @@
  * Bounds: `size` payloads per channel, `maxChannels` channels (the least
  * recently published channel is forgotten first) and `maxBytes` of payload
  * in all (oldest first: the channel that has held payloads the longest gives
- * up its oldest ones; the channel and its offsets stay). After a channel eviction, an
- * offset older than the eviction that names a channel the history does not
- * fully cover is refused (conservative: never a silent gap); an offset whose
- * successors were dropped for size or bytes is refused the same way.
+ * up its oldest ones; the channel and its offsets stay). After a channel
+ * eviction, an offset older than the eviction that names a channel the
+ * history does not fully cover is refused (conservative: never a silent
+ * gap); an offset whose successors were dropped for size or bytes is refused
+ * the same way.
  */
 import { randomBytes } from 'node:crypto';
 

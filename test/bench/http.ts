@@ -131,9 +131,10 @@ export async function runHttpBench(): Promise<string[]> {
   const sets = Math.max(1, Math.min(rounds, Number(process.env.BENCH_SETS ?? 3)));
   const routes = { hello: '/', json: '/json' } as const;
   const samples = new Map<string, Sample[]>();
-  const key = (route: string, name: string) => `${route} ${name}`;
+  // By name: every set of fresh processes adds to the same series.
+  const key = (route: string, s: Server) => `${route} ${s.name}`;
   const add = (route: string, s: Server, x: Sample) =>
-    samples.set(key(route, s.name), [...(samples.get(key(route, s.name)) ?? []), x]);
+    samples.set(key(route, s), [...(samples.get(key(route, s)) ?? []), x]);
   let servers: Server[] = [];
   for (let set = 0; set < sets; set++) {
     servers = await startServers();
@@ -170,13 +171,13 @@ export async function runHttpBench(): Promise<string[]> {
     '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
   const ratio = (route: string, a: Server, b: Server, f: (x: Sample) => number) => {
-    const as = samples.get(key(route, a.name))!;
-    const bs = samples.get(key(route, b.name))!;
+    const as = samples.get(key(route, a))!;
+    const bs = samples.get(key(route, b))!;
     return median(as.map((x, i) => f(x) / f(bs[i]!)));
   };
   for (const route of Object.keys(routes)) {
     for (const s of servers) {
-      const xs = samples.get(key(route, s.name))!;
+      const xs = samples.get(key(route, s))!;
       const rps = median(xs.map((x) => x.rps));
       const cpu = median(xs.map((x) => x.cpuUsPerRequest));
       const vsRaw = ratio(route, s, raw, (x) => x.rps);
@@ -187,7 +188,7 @@ export async function runHttpBench(): Promise<string[]> {
     }
     const min = (xs: number[]) => Math.min(...xs).toFixed(2);
     const perRound = (a: Server, b: Server) =>
-      samples.get(key(route, a.name))!.map((x, i) => x.rps / samples.get(key(route, b.name))![i]!.rps);
+      samples.get(key(route, a))!.map((x, i) => x.rps / samples.get(key(route, b))![i]!.rps);
     out.push(
       `  ${route.padEnd(5)} hyp per round: vs node:http min ${min(perRound(hyp, raw))}, vs fastify min ${min(perRound(hyp, fastify))}  (targets: median >= 0.90x node:http, >= 1.00x fastify)`,
     );
