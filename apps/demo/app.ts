@@ -17,6 +17,8 @@ const maxSlowMs = 60_000;
 
 export default defineApp((app, { generation, config }) => {
   app.static('/static', publicDir);
+  // A browser opening the demo's root lands on its page rather than a 404.
+  app.get('/', (c) => c.redirect('/static/'));
 
   app.get('/api/ping', (c) => c.text('pong'));
 
