@@ -24,39 +24,22 @@
  * BENCH_MODE=sequential measures the servers one after another instead (each
  * with the core to itself), in rounds whose order rotates; it is also what
  * runs when wrk is not installed (autocannon in this process generates load).
- * Server CPU time per request comes from /proc/<pid>/stat.
+ * Server CPU time per request comes from /proc/<pid>/stat. The loop itself
+ * is rounds.ts, shared with the h2c bench.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import autocannon from 'autocannon';
-import { median } from './load.js';
 import { dist, hypStatus, pinning, startHyp, startProc } from './procs.js';
+import { type BenchServer, type Load, type Mode, runRounds } from './rounds.js';
 
-type Mode = 'concurrent' | 'sequential';
 const connections = 50;
-const clockTicks = 100; // USER_HZ on Linux
 const run = promisify(execFile);
 
-/** utime + stime of a process, in seconds. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / clockTicks;
-}
-
-interface Server {
-  name: string;
-  port: number;
-  /** The process that serves (hyp: its one worker). */
-  pid: number;
-  stop: () => Promise<void>;
-}
-
-async function startServers(): Promise<Server[]> {
+async function startServers(): Promise<BenchServer[]> {
   const script = (name: string) => join(dist, 'test', 'bench', 'servers', name);
-  const child = async (name: string, file: string): Promise<Server> => {
+  const child = async (name: string, file: string): Promise<BenchServer> => {
     const proc = startProc([script(file)], {}, true);
     const port = Number((await proc.waitLine(/^listening (\d+)/))[1]);
     return { name, port, pid: proc.child.pid!, stop: proc.stop };
@@ -71,8 +54,7 @@ async function startServers(): Promise<Server[]> {
   ];
 }
 
-/** The load generator: requests completed in `seconds` against `url`; throws on any error or non-2xx. */
-type Generator = { name: string; load: (url: string, seconds: number) => Promise<number> };
+type Generator = { name: string; load: Load };
 
 const wrkGenerator: Generator = {
   name: `wrk (1 thread, ${connections} connections)`,
@@ -109,20 +91,6 @@ function pickMode(gen: Generator): Mode {
   return 'concurrent';
 }
 
-interface Sample {
-  rps: number;
-  cpuUsPerRequest: number;
-}
-
-async function measure(gen: Generator, server: Server, path: string, seconds: number): Promise<Sample> {
-  const cpu0 = cpuSeconds(server.pid);
-  const t0 = performance.now();
-  const requests = await gen.load(`http://127.0.0.1:${server.port}${path}`, seconds);
-  const elapsed = (performance.now() - t0) / 1000;
-  const cpu1 = cpuSeconds(server.pid);
-  return { rps: requests / elapsed, cpuUsPerRequest: ((cpu1 - cpu0) * 1e6) / Math.max(1, requests) };
-}
-
 export async function runHttpBench(): Promise<string[]> {
   const gen = pickGenerator();
   const mode = pickMode(gen);
@@ -130,37 +98,13 @@ export async function runHttpBench(): Promise<string[]> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? (mode === 'concurrent' ? 12 : 9));
   const sets = Math.max(1, Math.min(rounds, Number(process.env.BENCH_SETS ?? 3)));
   const routes = { hello: '/', json: '/json' } as const;
-  const samples = new Map<string, Sample[]>();
-  // By name: every set of fresh processes adds to the same series.
-  const key = (route: string, s: Server) => `${route} ${s.name}`;
-  const add = (route: string, s: Server, x: Sample) =>
-    samples.set(key(route, s), [...(samples.get(key(route, s)) ?? []), x]);
-  let servers: Server[] = [];
-  for (let set = 0; set < sets; set++) {
-    servers = await startServers();
-    try {
-      for (const s of servers) for (const path of Object.values(routes)) await measure(gen, s, path, 1);
-      // This set's share of the rounds (the first sets take the remainder).
-      const setRounds = Math.floor(rounds / sets) + (set < rounds % sets ? 1 : 0);
-      for (let round = 0; round < setRounds; round++) {
-        for (const [route, path] of Object.entries(routes)) {
-          if (mode === 'concurrent') {
-            const xs = await Promise.all(servers.map((s) => measure(gen, s, path, durationS)));
-            for (const [i, s] of servers.entries()) add(route, s, xs[i]!);
-            continue;
-          }
-          // Rotate the order so no server always runs first (or right after another).
-          for (let i = 0; i < servers.length; i++) {
-            const s = servers[(i + round) % servers.length]!;
-            add(route, s, await measure(gen, s, path, durationS));
-          }
-        }
-      }
-    } finally {
-      await Promise.all(servers.map((s) => s.stop()));
-    }
-  }
-  const [raw, hyp, fastify, fastifyFeatures] = servers as [Server, Server, Server, Server];
+  const r = await runRounds({ mode, rounds, sets, durationS, routes, start: startServers, load: gen.load });
+  const [raw, hyp, fastify, fastifyFeatures] = r.servers as [
+    BenchServer,
+    BenchServer,
+    BenchServer,
+    BenchServer,
+  ];
   const out = [
     `HTTP/1.1, ${gen.name}; ${mode === 'concurrent' ? 'all servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ${rounds} rounds x ${durationS}s per route, in ${sets} set${sets === 1 ? '' : 's'} of fresh processes; ` +
       (!pinning
@@ -170,30 +114,18 @@ export async function runHttpBench(): Promise<string[]> {
           : `servers pinned to core ${pinning.server}, load generated in this process`),
     '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
-  const ratio = (route: string, a: Server, b: Server, f: (x: Sample) => number) => {
-    const as = samples.get(key(route, a))!;
-    const bs = samples.get(key(route, b))!;
-    return median(as.map((x, i) => f(x) / f(bs[i]!)));
-  };
-  for (const route of Object.keys(routes)) {
-    for (const s of servers) {
-      const xs = samples.get(key(route, s))!;
-      const rps = median(xs.map((x) => x.rps));
-      const cpu = median(xs.map((x) => x.cpuUsPerRequest));
-      const vsRaw = ratio(route, s, raw, (x) => x.rps);
-      const vsFastify = ratio(route, s, fastify, (x) => x.rps);
+  for (const route of Object.keys(routes) as Array<keyof typeof routes>) {
+    for (const s of r.servers) {
       out.push(
-        `  ${route.padEnd(5)} ${s.name.padEnd(24)} ${Math.round(rps).toString().padStart(7)} req/s  ${vsRaw.toFixed(2)}x node:http  ${vsFastify.toFixed(2)}x fastify  | ${cpu.toFixed(1).padStart(5)} µs CPU/req`,
+        `  ${route.padEnd(5)} ${s.name.padEnd(24)} ${Math.round(r.medianRps(route, s)).toString().padStart(7)} req/s  ${r.ratio(route, s, raw).toFixed(2)}x node:http  ${r.ratio(route, s, fastify).toFixed(2)}x fastify  | ${r.medianCpu(route, s).toFixed(1).padStart(5)} µs CPU/req`,
       );
     }
     const min = (xs: number[]) => Math.min(...xs).toFixed(2);
-    const perRound = (a: Server, b: Server) =>
-      samples.get(key(route, a))!.map((x, i) => x.rps / samples.get(key(route, b))![i]!.rps);
     out.push(
-      `  ${route.padEnd(5)} hyp per round: vs node:http min ${min(perRound(hyp, raw))}, vs fastify min ${min(perRound(hyp, fastify))}  (targets: median >= 0.90x node:http, >= 1.00x fastify)`,
+      `  ${route.padEnd(5)} hyp per round: vs node:http min ${min(r.perRound(route, hyp, raw))}, vs fastify min ${min(r.perRound(route, hyp, fastify))}  (targets: median >= 0.90x node:http, >= 1.00x fastify)`,
     );
     out.push(
-      `  ${route.padEnd(5)} hyp vs ${fastifyFeatures.name} (same per-request work as hyp; a reference, not a target): ${ratio(route, hyp, fastifyFeatures, (x) => x.rps).toFixed(2)}x`,
+      `  ${route.padEnd(5)} hyp vs ${fastifyFeatures.name} (same per-request work as hyp; a reference, not a target): ${r.ratio(route, hyp, fastifyFeatures).toFixed(2)}x`,
     );
   }
   return out;

@@ -1,19 +1,57 @@
 /**
  * h2c throughput: hyp (1 worker, through the router, HTTP/1.1 + h2c on one
- * port) vs raw node:http2, each in its own process, driven by the same load
- * generator in the same run: node's http2 client in this process, a few
- * sessions with many concurrent streams each, bounded by time and count.
+ * port) vs raw node:http2 (its compat API, as hyp uses), hello world and a
+ * JSON route, in the same run.
+ *
+ * With h2load (nghttp2-client) installed, the method is the HTTP/1.1
+ * bench's (rounds.ts): both servers pinned to one core and loaded at once,
+ * one h2load per server on the other core, ratios within a round, rounds
+ * over several sets of fresh processes. Without it, node's http2 client in
+ * this process loads one server at a time — a weaker method: the client is
+ * as slow as the servers and shares their cores, so its ratios swing by
+ * ±20 % between runs.
  */
+import { execFile, spawnSync } from 'node:child_process';
 import { type ClientHttp2Session, connect } from 'node:http2';
 import { join } from 'node:path';
-import { median } from './load.js';
-import { dist, startHyp, startProc } from './procs.js';
+import { promisify } from 'node:util';
+import { dist, hypStatus, pinning, startHyp, startProc } from './procs.js';
+import { type BenchServer, type Load, type Mode, runRounds } from './rounds.js';
 
-const durationS = Number(process.env.BENCH_DURATION ?? 5);
 const sessions = 4;
 const streamsPerSession = 25;
 const maxRequests = 2_000_000;
-const rounds = 3;
+const run = promisify(execFile);
+
+async function startServers(): Promise<BenchServer[]> {
+  const script = (name: string) => join(dist, 'test', 'bench', 'servers', name);
+  const raw = startProc([script('hello-node-h2.js')], {}, true);
+  const rawPort = Number((await raw.waitLine(/^listening (\d+)/))[1]);
+  // log.level stays info: startHyp reads the admin port from an info line.
+  const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1', 'server.protocol=auto'], true);
+  const worker = (await hypStatus(hyp.adminPort)) as unknown as { workers: Array<{ pid: number }> };
+  return [
+    { name: 'node:http2 (raw)', port: rawPort, pid: raw.child.pid!, stop: raw.stop },
+    { name: 'hyp (1 worker, router)', port: hyp.httpPort, pid: worker.workers[0]!.pid, stop: hyp.stop },
+  ];
+}
+
+/** h2load: prior-knowledge h2c, `sessions` connections x `streamsPerSession` streams. */
+const h2load: Load = async (url, seconds) => {
+  const args = ['-t1', `-c${sessions}`, `-m${streamsPerSession}`, `-D${seconds}`, url];
+  const { stdout } = pinning
+    ? await run('taskset', ['-c', pinning.loader, 'h2load', ...args])
+    : await run('h2load', args);
+  const done = stdout.match(
+    /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/,
+  );
+  const codes = stdout.match(/status codes: \d+ 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/);
+  if (!done || !codes) throw new Error(`${url}: unreadable h2load output\n${stdout}`);
+  const bad = [done[2], done[3], done[4], codes[1], codes[2], codes[3]].map(Number);
+  if (bad.some((n) => n > 0))
+    throw new Error(`${url}: h2load saw failures (failed/errored/timeout/3xx/4xx/5xx: ${bad.join('/')})`);
+  return Number(done[1]);
+};
 
 function open(port: number): Promise<ClientHttp2Session> {
   return new Promise((resolve, reject) => {
@@ -40,92 +78,64 @@ function one(session: ClientHttp2Session, path: string): Promise<number> {
   });
 }
 
-interface Run {
-  ok: number;
-  failed: number;
-  seconds: number;
-}
-
-async function load(port: number, path: string, seconds: number): Promise<Run> {
-  const open_ = await Promise.all(Array.from({ length: sessions }, () => open(port)));
-  const run: Run = { ok: 0, failed: 0, seconds: 0 };
-  const start = performance.now();
-  const end = start + seconds * 1000;
+/** node's http2 client in this process, bounded by time and count. */
+const nodeClient: Load = async (url, seconds) => {
+  const { port, pathname } = new URL(url);
+  const open_ = await Promise.all(Array.from({ length: sessions }, () => open(Number(port))));
+  let ok = 0;
+  let failed = 0;
+  const end = performance.now() + seconds * 1000;
   const lane = async (session: ClientHttp2Session) => {
-    while (performance.now() < end && run.ok + run.failed < maxRequests) {
+    while (performance.now() < end && ok + failed < maxRequests) {
       try {
-        if ((await one(session, path)) === 200) run.ok++;
-        else run.failed++;
+        if ((await one(session, pathname)) === 200) ok++;
+        else failed++;
       } catch {
-        run.failed++;
+        failed++;
       }
     }
   };
   await Promise.all(open_.flatMap((s) => Array.from({ length: streamsPerSession }, () => lane(s))));
-  run.seconds = (performance.now() - start) / 1000;
   for (const s of open_) s.close();
-  return run;
-}
-
-async function rps(port: number, path: string): Promise<number> {
-  const r = await load(port, path, durationS);
-  if (r.failed) throw new Error(`h2c ${path}: ${r.failed} failed requests`);
-  return r.ok / r.seconds;
-}
+  if (failed) throw new Error(`h2c ${url}: ${failed} failed requests`);
+  return ok;
+};
 
 export async function runHttp2Bench(): Promise<string[]> {
-  const servers: Array<{ name: string; start: () => Promise<{ port: number; stop: () => Promise<void> }> }> =
-    [
-      {
-        name: 'node:http2 (raw)',
-        start: async () => {
-          const p = startProc([join(dist, 'test', 'bench', 'servers', 'hello-node-h2.js')]);
-          return { port: Number((await p.waitLine(/^listening (\d+)/))[1]), stop: p.stop };
-        },
-      },
-      {
-        name: 'hyp (1 worker, router)',
-        start: async () => {
-          // log.level stays info: startHyp reads the admin port from an info line.
-          const h = await startHyp(join(dist, 'test', 'bench', 'servers', 'hello-hyp.js'), [
-            'supervisor.workers=1',
-            'server.protocol=auto',
-          ]);
-          return { port: h.httpPort, stop: h.stop };
-        },
-      },
-    ];
-  const results: Record<string, Record<'hello' | 'json', number>> = {};
-  // Both servers run for the whole bench (an idle one costs nothing) and the
-  // measured rounds alternate between them, so drift in the machine's load
-  // (2 shared cores) hits both alike; each figure is the median of its rounds.
-  const running = [];
-  try {
-    for (const srv of servers) running.push({ name: srv.name, ...(await srv.start()) });
-    for (const r of running) await load(r.port, '/', 1); // warm-up
-    const samples: Record<string, Record<'hello' | 'json', number[]>> = {};
-    for (const r of running) samples[r.name] = { hello: [], json: [] };
-    for (let round = 0; round < rounds; round++) {
-      for (const route of ['hello', 'json'] as const) {
-        for (const r of running)
-          samples[r.name]![route].push(await rps(r.port, route === 'hello' ? '/' : '/json'));
-      }
-    }
-    for (const r of running)
-      results[r.name] = { hello: median(samples[r.name]!.hello), json: median(samples[r.name]!.json) };
-  } finally {
-    await Promise.all(running.map((r) => r.stop()));
-  }
-  const base = results['node:http2 (raw)']!;
+  const withH2load = !spawnSync('h2load', ['--version']).error && process.env.BENCH_LOADGEN !== 'node';
+  const mode: Mode = withH2load && process.env.BENCH_MODE !== 'sequential' ? 'concurrent' : 'sequential';
+  const durationS = Number(process.env.BENCH_DURATION ?? (withH2load ? 3 : 5));
+  const rounds = Number(process.env.BENCH_ROUNDS ?? (withH2load ? 9 : 3));
+  const sets = Math.max(1, Math.min(rounds, Number(process.env.BENCH_SETS ?? (withH2load ? 3 : 1))));
+  const routes = { hello: '/', json: '/json' } as const;
+  const r = await runRounds({
+    mode,
+    rounds,
+    sets,
+    durationS,
+    routes,
+    start: startServers,
+    load: withH2load ? h2load : nodeClient,
+  });
+  const [raw, hyp] = r.servers as [BenchServer, BenchServer];
   const out = [
-    `h2c req/s, node:http2 client ${sessions} sessions x ${streamsPerSession} concurrent streams, median of ${rounds} alternating ${durationS}s rounds, server and load generator share 2 cores`,
+    `h2c, ${withH2load ? 'h2load (1 thread' : "node's http2 client (in this process"}, ${sessions} connections x ${streamsPerSession} concurrent streams); ` +
+      `${mode === 'concurrent' ? 'both servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ` +
+      `${rounds} rounds x ${durationS}s per route, in ${sets} set${sets === 1 ? '' : 's'} of fresh processes; ` +
+      (pinning ? `servers pinned to core ${pinning.server}` : 'no CPU pinning') +
+      (pinning && withH2load ? `, load generators to core ${pinning.loader}` : ''),
+    '  ratios: median over rounds of the ratio within a round; CPU per request of the serving process from /proc',
   ];
-  for (const route of ['hello', 'json'] as const) {
-    for (const [name, r] of Object.entries(results)) {
+  for (const route of Object.keys(routes) as Array<keyof typeof routes>) {
+    for (const s of r.servers) {
       out.push(
-        `  ${route.padEnd(5)} ${name.padEnd(24)} ${Math.round(r[route]).toString().padStart(7)} req/s  ${(r[route] / base[route]).toFixed(2)}x node:http2`,
+        `  ${route.padEnd(5)} ${s.name.padEnd(24)} ${Math.round(r.medianRps(route, s)).toString().padStart(7)} req/s  ${r.ratio(route, s, raw).toFixed(2)}x node:http2  | ${r.medianCpu(route, s).toFixed(1).padStart(5)} µs CPU/req`,
       );
     }
+    const xs = r.perRound(route, hyp, raw);
+    out.push(
+      `  ${route.padEnd(5)} hyp per round vs node:http2: min ${Math.min(...xs).toFixed(2)}, max ${Math.max(...xs).toFixed(2)}`,
+    );
   }
   return out;
 }

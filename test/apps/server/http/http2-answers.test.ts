@@ -1,0 +1,153 @@
+/**
+ * What HTTP/2 clients receive from the context helpers: `c.text()` and
+ * friends answer straight on the stream when nothing else was set (status,
+ * content headers, date, `x-request-id` sent never-indexed, HEAD without a
+ * body), and through the compat response when a handler or hyp set headers
+ * first (405 `Allow`, `c.header`). A stream the client cancelled before the
+ * answer is counted, not crashed on.
+ */
+import { type ClientHttp2Session, type IncomingHttpHeaders, sensitiveHeaders } from 'node:http2';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { App } from '../../../../apps/server/app.js';
+import { HttpServer } from '../../../../apps/server/http/server.js';
+import { closeSession, configWith, connect2 } from './harness.js';
+
+let http: HttpServer;
+let app: App;
+let session: ClientHttp2Session;
+let late: { release: () => void; answered: Promise<void> } | undefined;
+
+beforeAll(async () => {
+  const config = configWith(['server.protocol=http2']);
+  app = new App({ config, registry: new Registry() });
+  app.get('/text', (c) => c.text('hi'));
+  app.get('/created', (c) => c.json({ made: true }, 201));
+  app.get('/status', (c) => c.status(202).html('<p>ok</p>'));
+  app.get('/decorated', (c) => c.header('x-extra', 'yes').text('decorated'));
+  app.get('/late', async (c) => {
+    let release = () => {};
+    const released = new Promise<void>((r) => {
+      release = r;
+    });
+    let answered = () => {};
+    late = { release, answered: new Promise<void>((r) => (answered = r)) };
+    await released;
+    c.text('too late');
+    answered();
+  });
+  http = new HttpServer({ config, handler: app.handle, registry: new Registry() });
+  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  session = await connect2(`http://127.0.0.1:${port}`);
+});
+afterAll(async () => {
+  await closeSession(session);
+  await http.drain(Date.now() + 2000);
+});
+
+interface H2Answer {
+  headers: IncomingHttpHeaders;
+  body: string;
+  trailers: boolean;
+}
+
+function request(path: string, headers: Record<string, string> = {}): Promise<H2Answer> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request({ ':path': path, ...headers });
+    let got: IncomingHttpHeaders = {};
+    let body = '';
+    let trailers = false;
+    stream.setEncoding('utf8');
+    stream.on('response', (h) => {
+      got = h;
+    });
+    stream.on('trailers', () => {
+      trailers = true;
+    });
+    stream.on('data', (d: string) => {
+      body += d;
+    });
+    stream.on('end', () => resolve({ headers: got, body, trailers }));
+    stream.on('error', reject);
+    stream.end();
+  });
+}
+
+async function requestsTotal(route: string, status: string): Promise<number> {
+  const metric = await app.registry.getSingleMetric('hyp_http_requests_total')!.get();
+  return metric.values.find((v) => v.labels.route === route && v.labels.status === status)?.value ?? 0;
+}
+
+describe('HTTP/2 answers from the context helpers', () => {
+  it('c.text: status, content headers, date and a request id the client may not index', async () => {
+    const a = await request('/text');
+    expect(a.headers[':status']).toBe(200);
+    expect(a.headers['content-type']).toBe('text/plain; charset=utf-8');
+    expect(a.headers['content-length']).toBe('2');
+    expect(a.headers.date).toMatch(/GMT$/);
+    expect(a.headers['x-request-id']).toMatch(/^[\w-]+$/);
+    expect(a.headers[sensitiveHeaders]).toEqual(['x-request-id']);
+    expect(a.body).toBe('hi');
+    expect(a.trailers).toBe(false);
+  });
+
+  it('echoes a well-formed client request id and replaces a malformed one', async () => {
+    expect((await request('/text', { 'x-request-id': 'client-id.42' })).headers['x-request-id']).toBe(
+      'client-id.42',
+    );
+    const replaced = (await request('/text', { 'x-request-id': 'bad id with spaces' })).headers[
+      'x-request-id'
+    ];
+    expect(replaced).not.toBe('bad id with spaces');
+    expect(replaced).toMatch(/^[\w-]+$/);
+  });
+
+  it('HEAD gets the GET headers, content-length included, and no body', async () => {
+    const a = await request('/text', { ':method': 'HEAD' });
+    expect(a.headers[':status']).toBe(200);
+    expect(a.headers['content-length']).toBe('2');
+    expect(a.headers['x-request-id']).toBeTruthy();
+    expect(a.body).toBe('');
+  });
+
+  it('a status given to c.json or set by c.status is sent', async () => {
+    const created = await request('/created');
+    expect(created.headers[':status']).toBe(201);
+    expect(JSON.parse(created.body)).toEqual({ made: true });
+    const accepted = await request('/status');
+    expect(accepted.headers[':status']).toBe(202);
+    expect(accepted.headers['content-type']).toBe('text/html; charset=utf-8');
+    expect(accepted.body).toBe('<p>ok</p>');
+  });
+
+  it('headers set before the answer (c.header, a 405 Allow) go out with the request id', async () => {
+    const decorated = await request('/decorated');
+    expect(decorated.headers['x-extra']).toBe('yes');
+    expect(decorated.headers['x-request-id']).toBeTruthy();
+    expect(decorated.headers['content-length']).toBe('9');
+    expect(decorated.body).toBe('decorated');
+
+    const refused = await request('/text', { ':method': 'POST' });
+    expect(refused.headers[':status']).toBe(405);
+    expect(refused.headers.allow).toBe('GET, HEAD, OPTIONS');
+    expect(refused.headers['x-request-id']).toBeTruthy();
+    expect(JSON.parse(refused.body).error.code).toBe('HYP_E_METHOD_NOT_ALLOWED');
+  });
+
+  it('an answer to a stream the client already cancelled is dropped; the session keeps serving', async () => {
+    const before = await requestsTotal('/late', '200');
+    const stream = session.request({ ':path': '/late' });
+    stream.on('error', () => {});
+    for (let i = 0; i < 100 && late === undefined; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(late).toBeDefined();
+    const closed = new Promise((r) => stream.once('close', r));
+    stream.close();
+    await closed;
+    await new Promise((r) => setTimeout(r, 50)); // let the server see the RST_STREAM
+    late!.release();
+    await late!.answered;
+    expect((await request('/text')).body).toBe('hi');
+    // The cancelled request is accounted once, when its response closed.
+    expect(await requestsTotal('/late', '200')).toBe(before + 1);
+  });
+});
