@@ -103,7 +103,10 @@ export const ConfigSchema = Type.Object(
               minimum: 16_384,
               maximum: 16_777_215,
             }),
-            idle_timeout: Duration('2m', 'close an HTTP/2 session idle for this long'),
+            idle_timeout: Duration(
+              '2m',
+              'close (GOAWAY) an HTTP/2 session with no open request for this long (0 disables)',
+            ),
           },
           { ...closed, default: {} },
         ),

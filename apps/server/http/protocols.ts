@@ -9,7 +9,13 @@
  *   - TLS: the ALPN result decides (`h2` or `http/1.1`).
  * HTTP/3 will arrive on its own UDP listener (`h3`), beside this one.
  */
-import type { Http2Server, Http2Stream, ServerHttp2Session } from 'node:http2';
+import type {
+  Http2Server,
+  Http2ServerRequest,
+  Http2ServerResponse,
+  Http2Stream,
+  ServerHttp2Session,
+} from 'node:http2';
 import { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 
@@ -64,48 +70,113 @@ export function sniffPreface(
 }
 
 export interface Http2SessionLimits {
-  /** Close (GOAWAY) a session without activity for this long; 0: never. */
+  /** Close (GOAWAY) a session that has had no open request for this long; 0: never. */
   idleTimeoutMs: number;
   /** A request whose body has not fully arrived after this long is answered 408 (or reset); 0: never. */
   requestTimeoutMs: number;
 }
 
+/** Per session: requests open on it, and since when it has had none (ms since epoch). */
+interface SessionUse {
+  open: number;
+  idleSince: number;
+}
+
+/** One request in flight whose response had not ended when its handler returned. */
+interface Pending {
+  readonly owner: Http2Sessions;
+  readonly use: SessionUse;
+  readonly timer: NodeJS.Timeout | undefined;
+}
+
+const kUse = Symbol('hyp.h2.use');
+const kPending = Symbol('hyp.h2.pending');
+type TrackedSession = ServerHttp2Session & { [kUse]?: SessionUse };
+type TrackedResponse = Http2ServerResponse & { [kPending]?: Pending | undefined };
+
+function onResponseClose(this: TrackedResponse): void {
+  const p = this[kPending];
+  if (p === undefined) return;
+  this[kPending] = undefined;
+  if (p.timer) clearTimeout(p.timer);
+  p.owner.requestDone(p.use);
+}
+
 /**
- * Counts HTTP/2 sessions (connections) and streams (in-flight requests) and
- * drains them: GOAWAY, then let open streams finish.
+ * Counts HTTP/2 sessions (connections) and requests (streams), closes
+ * sessions idle for `idleTimeoutMs`, and drains: GOAWAY, then let open
+ * streams finish.
+ *
+ * Idle means no open request, as Go's `IdleTimeout`: a session holding a
+ * quiet long-lived stream (server-sent events) is not idle; one that only
+ * pings is. One sweep timer checks every session, so a request costs two
+ * counter updates and no timer work (Node's `session.setTimeout` re-arms a
+ * timer on every frame: ~3 % of an h2c hello-world).
  */
 export class Http2Sessions {
-  private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly sessions = new Set<TrackedSession>();
   private streams = 0;
   private draining = false;
   private idleWaiters: Array<() => void> = [];
+  private limits: Http2SessionLimits = { idleTimeoutMs: 0, requestTimeoutMs: 0 };
+  private sweep: NodeJS.Timeout | undefined;
 
   attach(server: Http2Server, limits: Http2SessionLimits): void {
-    server.on('session', (session: ServerHttp2Session) => {
+    this.limits = limits;
+    server.on('session', (session: TrackedSession) => {
+      session[kUse] = { open: 0, idleSince: Date.now() };
       this.sessions.add(session);
       session.once('close', () => {
         this.sessions.delete(session);
+        if (this.sessions.size === 0) this.stopSweep();
         this.checkIdle();
       });
       // An errored session is destroyed and closes; nothing to rethrow.
       session.on('error', () => {});
-      if (limits.idleTimeoutMs > 0) session.setTimeout(limits.idleTimeoutMs, () => session.close());
+      if (limits.idleTimeoutMs > 0) this.startSweep();
       if (this.draining) setImmediate(() => session.close());
     });
-    server.prependListener('stream', (stream: Http2Stream) => {
+  }
+
+  /**
+   * `handler` wrapped so every request it serves is counted, as the one
+   * 'request' listener of the HTTP/2 engine.
+   */
+  track(handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void) {
+    return (req: Http2ServerRequest, res: Http2ServerResponse): void => {
+      const stream = req.stream;
+      const use = (stream.session as TrackedSession | undefined)?.[kUse];
+      if (use === undefined) {
+        handler(req, res);
+        return;
+      }
       this.streams++;
+      use.open++;
       // As HTTP/1.1's requestTimeout: the time to receive the whole request.
       let timer: NodeJS.Timeout | undefined;
-      if (limits.requestTimeoutMs > 0 && !stream.endAfterHeaders) {
-        timer = setTimeout(() => expire(stream), limits.requestTimeoutMs);
+      const { requestTimeoutMs } = this.limits;
+      if (requestTimeoutMs > 0 && !stream.endAfterHeaders) {
+        timer = setTimeout(expire, requestTimeoutMs, stream);
         timer.unref();
         stream.once('end', () => clearTimeout(timer));
       }
-      stream.once('close', () => {
-        this.streams--;
-        if (timer) clearTimeout(timer);
-      });
-    });
+      try {
+        handler(req, res);
+      } finally {
+        // Answered synchronously (the common case): done now, no listener.
+        if (res.writableEnded && timer === undefined) this.requestDone(use);
+        else {
+          (res as TrackedResponse)[kPending] = { owner: this, use, timer };
+          res.on('close', onResponseClose);
+        }
+      }
+    };
+  }
+
+  /** @internal A request's response ended (or its stream closed). */
+  requestDone(use: SessionUse): void {
+    this.streams--;
+    if (--use.open === 0) use.idleSince = Date.now();
   }
 
   get connections(): number {
@@ -120,12 +191,33 @@ export class Http2Sessions {
   startDrain(): void {
     if (this.draining) return;
     this.draining = true;
+    this.stopSweep();
     for (const s of this.sessions) s.close();
   }
 
   whenIdle(): Promise<void> {
     if (this.sessions.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private startSweep(): void {
+    if (this.sweep !== undefined || this.draining) return;
+    const idleMs = this.limits.idleTimeoutMs;
+    // Sessions close between idleMs and idleMs + one tick after their last request.
+    const tickMs = Math.max(10, Math.min(1000, Math.floor(idleMs / 10)));
+    this.sweep = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.sessions) {
+        const use = s[kUse]!;
+        if (use.open === 0 && now - use.idleSince >= idleMs && !s.closed) s.close();
+      }
+    }, tickMs);
+    this.sweep.unref();
+  }
+
+  private stopSweep(): void {
+    clearInterval(this.sweep);
+    this.sweep = undefined;
   }
 
   private checkIdle(): void {

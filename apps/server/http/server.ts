@@ -125,8 +125,8 @@ export class HttpServer {
         },
       };
       this.http2 = createHttp2Server(options);
-      this.http2.on('request', opts.handler);
       this.sessions.attach(this.http2, { idleTimeoutMs: durationMs(h2.idle_timeout), requestTimeoutMs });
+      this.http2.on('request', this.sessions.track(opts.handler));
     }
 
     if (cfg.tls.enabled) {

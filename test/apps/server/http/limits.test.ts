@@ -4,6 +4,7 @@
 import { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
 import { closeSession, connect2, get1, get2, type Served, serve } from './harness.js';
 
@@ -100,6 +101,27 @@ describe('timeouts after the headers', () => {
     expect(await get2(session)).toMatchObject({ status: 200 });
     await new Promise((r) => session.once('goaway', r));
     await new Promise((r) => session.once('close', r));
+  });
+
+  it('HTTP/2 idle timeout counts from the last open request: a session holding a quiet stream is kept', async () => {
+    served = await serve(['server.http2.idle_timeout=200ms']);
+    const session = await connect2(`http://127.0.0.1:${served.port}`);
+    let goaway = false;
+    session.once('goaway', () => {
+      goaway = true;
+    });
+    const held = get2(session, '/hold');
+    await until(() => served!.http.inflight === 1, 'the request in flight');
+    // Several idle timeouts pass with the request open and no frame on the session.
+    await new Promise((r) => setTimeout(r, 700));
+    expect(goaway).toBe(false);
+    expect(served.http.inflight).toBe(1);
+    served.release();
+    expect(await held).toMatchObject({ status: 200, body: 'released' });
+    expect(served.http.inflight).toBe(0);
+    // Idle from here: GOAWAY follows.
+    await new Promise((r) => session.once('close', r));
+    expect(goaway).toBe(true);
   });
 
   it('HTTP/2 request timeout: a request body that never ends is answered 408', async () => {
