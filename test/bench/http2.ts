@@ -1,7 +1,9 @@
 /**
  * h2c throughput: hyp (1 worker, through the router, HTTP/1.1 + h2c on one
- * port) vs raw node:http2 (its compat API, as hyp uses), hello world and a
- * JSON route, in the same run.
+ * port) vs raw node:http2 on its compat API (the `(req, res)` handler most
+ * code is written against), hello world and a JSON route, in the same run.
+ * Raw node:http2 on its stream API (`stream.respond`) is printed as a
+ * reference: the fastest a hand-written handler gets.
  *
  * With h2load (nghttp2-client) installed, the method is the HTTP/1.1
  * bench's (rounds.ts): both servers pinned to one core and loaded at once,
@@ -25,14 +27,18 @@ const run = promisify(execFile);
 
 async function startServers(): Promise<BenchServer[]> {
   const script = (name: string) => join(dist, 'test', 'bench', 'servers', name);
-  const raw = startProc([script('hello-node-h2.js')], {}, true);
-  const rawPort = Number((await raw.waitLine(/^listening (\d+)/))[1]);
+  const child = async (name: string, file: string): Promise<BenchServer> => {
+    const proc = startProc([script(file)], {}, true);
+    const port = Number((await proc.waitLine(/^listening (\d+)/))[1]);
+    return { name, port, pid: proc.child.pid!, stop: proc.stop };
+  };
   // log.level stays info: startHyp reads the admin port from an info line.
   const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1', 'server.protocol=auto'], true);
   const worker = (await hypStatus(hyp.adminPort)) as unknown as { workers: Array<{ pid: number }> };
   return [
-    { name: 'node:http2 (raw)', port: rawPort, pid: raw.child.pid!, stop: raw.stop },
+    await child('node:http2 (raw)', 'hello-node-h2.js'),
     { name: 'hyp (1 worker, router)', port: hyp.httpPort, pid: worker.workers[0]!.pid, stop: hyp.stop },
+    await child('node:http2 stream API', 'hello-node-h2-stream.js'),
   ];
 }
 
@@ -117,7 +123,7 @@ export async function runHttp2Bench(): Promise<string[]> {
     start: startServers,
     load: withH2load ? h2load : nodeClient,
   });
-  const [raw, hyp] = r.servers as [BenchServer, BenchServer];
+  const [raw, hyp, streamApi] = r.servers as [BenchServer, BenchServer, BenchServer];
   const out = [
     `h2c, ${withH2load ? 'h2load (1 thread' : "node's http2 client (in this process"}, ${sessions} connections x ${streamsPerSession} concurrent streams); ` +
       `${mode === 'concurrent' ? 'both servers loaded at once, sharing one core' : 'one server at a time, order rotated each round'}; ` +
@@ -134,7 +140,8 @@ export async function runHttp2Bench(): Promise<string[]> {
     }
     const xs = r.perRound(route, hyp, raw);
     out.push(
-      `  ${route.padEnd(5)} hyp per round vs node:http2: min ${Math.min(...xs).toFixed(2)}, max ${Math.max(...xs).toFixed(2)}`,
+      `  ${route.padEnd(5)} hyp per round vs node:http2: min ${Math.min(...xs).toFixed(2)}, max ${Math.max(...xs).toFixed(2)}; ` +
+        `hyp vs ${streamApi.name} (a reference, not the baseline): ${r.ratio(route, hyp, streamApi).toFixed(2)}x`,
     );
   }
   return out;
