@@ -5,6 +5,7 @@
  */
 
 import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { context as otelContext, type Tracer } from '@opentelemetry/api';
@@ -16,7 +17,7 @@ import { sizeBytes } from '../../supervisor/config/units.js';
 import { catalog, type ErrorCode, HypError } from '../../supervisor/errors.js';
 import type { Logger } from '../../supervisor/log.js';
 import { type ClientIpResolver, clientIpResolver } from './clientip.js';
-import { Context, type HttpRequest, type HttpResponse } from './context.js';
+import { Context, type H2Stream, type HttpRequest, type HttpResponse } from './context.js';
 import { RouteGroup } from './group.js';
 import { type Handler, noParams, Route, Router, unmatchedRoute } from './router.js';
 import { registerTcpService } from './tcp/services.js';
@@ -78,6 +79,7 @@ export interface AppOptions {
 
 const kContext = Symbol('hyp.context');
 type TaggedResponse = HttpResponse & { [kContext]?: Context };
+type TaggedStream = ServerHttp2Stream & { [kContext]?: Context };
 const internalProblem = new HypError('HYP_E_INTERNAL').toProblem();
 /** Response headers kept when an error replaces a half-built answer. */
 const keptOnError = new Set(['x-request-id', 'allow', 'vary']);
@@ -247,6 +249,46 @@ export class App extends RouteGroup {
     }
   };
 
+  /**
+   * The HTTP/2 engine's 'stream' listener: as `handle`, but Node's compat
+   * request and response are built only if the handler asks for `c.req` or
+   * `c.res` (middleware reading headers through `c.header` does not).
+   */
+  readonly handleStream = (
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    rawHeaders: string[],
+  ): void => {
+    if (this.routes.stale) this.compile();
+    const method = headers[':method'] ?? 'GET';
+    const url = headers[':path'] ?? '/';
+    const h2 = { stream, headers, rawHeaders };
+    const match = this.routes.find(method, url);
+    const c =
+      match === null
+        ? this.unmatched(undefined, undefined, method, url, h2)
+        : new Context(this, undefined, undefined, match.store, match.params, match.searchParams, h2);
+    this.metrics.inFlight++;
+    if (this.tracing.enabled) {
+      const traced = this.tracing.start(
+        c.req,
+        method,
+        c.path,
+        match === null ? undefined : match.store.pattern,
+      );
+      c.span = traced.span;
+      otelContext.with(traced.context, this.run, this, c);
+    } else {
+      this.run(c);
+    }
+    if (c.answered) {
+      this.finish(c);
+    } else {
+      (stream as TaggedStream)[kContext] = c;
+      stream.once('close', onStreamClose);
+    }
+  };
+
   /** @internal What `c.notFound()` runs. */
   answerNotFound(c: Context): unknown {
     return this.notFoundHandler(c);
@@ -263,7 +305,14 @@ export class App extends RouteGroup {
     if (result instanceof Promise) result.then(undefined, (err: unknown) => this.fail(c, err));
   }
 
-  private unmatched(req: HttpRequest, res: HttpResponse, method: string, url: string): Context {
+  /** A context for a request no route matched: the 404, 405 or automatic OPTIONS route. */
+  private unmatched(
+    req: HttpRequest | undefined,
+    res: HttpResponse | undefined,
+    method: string,
+    url: string,
+    h2?: H2Stream,
+  ): Context {
     const allowed = this.routes.allowed(url);
     const route =
       allowed.length === 0
@@ -272,11 +321,11 @@ export class App extends RouteGroup {
           ? this.optionsRoute
           : this.methodNotAllowedRoute;
     const q = url.indexOf('?');
-    const c = new Context(this, req, res, route, noParams, q < 0 ? '' : url.slice(q + 1));
+    const c = new Context(this, req, res, route, noParams, q < 0 ? '' : url.slice(q + 1), h2);
     if (allowed.length > 0) {
       if (!allowed.includes('OPTIONS')) allowed.push('OPTIONS');
       c.allow = allowed.sort().join(', ');
-      res.setHeader('allow', c.allow);
+      c.response.setHeader('allow', c.allow);
     }
     return c;
   }
@@ -328,8 +377,7 @@ export class App extends RouteGroup {
   /** @internal Response closed: metrics, span, mount URL restore, `c.closed()` waiters. */
   finish(c: Context): void {
     this.metrics.inFlight--;
-    const res = c.response;
-    const status = res.statusCode;
+    const status = c.statusCode;
     const route = c.matched;
     const key = c.method === route.method ? status : `${c.method} ${status}`;
     let series: HttpSeries | undefined = route.series.get(key);
@@ -338,12 +386,19 @@ export class App extends RouteGroup {
       route.series.set(key, series);
     }
     series.record((performance.now() - c.startedAt) / 1000);
-    if (c.span) this.tracing.end(c.span, status, !res.writableEnded);
+    if (c.span) this.tracing.end(c.span, status, !c.answered);
     c.onClose();
   }
 }
 
 const kHandlingError = 'hyp.handling-error';
+
+function onStreamClose(this: TaggedStream): void {
+  const c = this[kContext];
+  if (c === undefined) return;
+  this[kContext] = undefined;
+  c.app.finish(c);
+}
 
 function onResponseClose(this: TaggedResponse): void {
   const c = this[kContext];

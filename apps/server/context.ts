@@ -7,7 +7,13 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type Http2ServerRequest, type Http2ServerResponse, sensitiveHeaders } from 'node:http2';
+import {
+  Http2ServerRequest,
+  Http2ServerResponse,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+  sensitiveHeaders,
+} from 'node:http2';
 // Imported: Node 20's global `performance` is a lazy getter, paid on every read.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
@@ -72,23 +78,77 @@ export class Context {
   private closeWaiters: (() => void)[] | undefined = undefined;
   private abort: AbortController | undefined = undefined;
   private isClosed = false;
+  private nodeReq: HttpRequest | undefined;
+  private nodeRes: HttpResponse | undefined;
+  /** HTTP/2 before its compat objects exist: the status to answer with. */
+  private h2Status = 200;
+  /** HTTP/2 answered on the stream before its compat objects existed. */
+  private h2Ended = false;
 
+  /**
+   * `req`/`res` are Node's request and response (HTTP/1.1, or HTTP/2's compat
+   * API); or both undefined and `h2` the bare stream, for which the compat
+   * pair is built only when something asks for `c.req` or `c.res` — the
+   * answer helpers (`c.text`, `c.json`, ...) work on the stream itself.
+   */
   constructor(
     /** @internal */ readonly app: App,
-    readonly req: HttpRequest,
-    /** @internal The response; `res` is the public view. */
-    readonly response: HttpResponse,
+    req: HttpRequest | undefined,
+    res: HttpResponse | undefined,
     /** @internal */ readonly matched: Route,
     readonly params: Readonly<Record<string, string | undefined>>,
     private readonly rawQuery: string,
+    /** @internal */ readonly h2?: H2Stream,
   ) {
-    this.method = req.method ?? 'GET';
+    this.nodeReq = req;
+    this.nodeRes = res;
+    let given: string | undefined;
+    if (req !== undefined) {
+      this.method = req.method ?? 'GET';
+      given = requestHeader(req, 'x-request-id');
+    } else {
+      const headers = h2!.headers;
+      this.method = headers[':method'] ?? 'GET';
+      const id = headers['x-request-id'];
+      given = typeof id === 'string' ? id : undefined;
+    }
     this.startedAt = performance.now();
-    const given = requestHeader(req, 'x-request-id');
     this.requestId = given !== undefined && validRequestId.test(given) ? given : nextRequestId();
     // `x-request-id` is added as late as possible: `c.json()` and friends then
     // write the whole head in one call (see `end`); anything else that writes
     // through `c.res` gets it set first (see `res`).
+  }
+
+  /** The Node request (HTTP/2: the compat request, built on first use). */
+  get req(): HttpRequest {
+    return this.nodeReq ?? this.compat().req;
+  }
+
+  /** @internal The response; `res` is the public view. */
+  get response(): HttpResponse {
+    return this.nodeRes ?? this.compat().res;
+  }
+
+  /** @internal The status answered (or to be answered). */
+  get statusCode(): number {
+    return this.nodeRes === undefined ? this.h2Status : this.nodeRes.statusCode;
+  }
+
+  /** @internal The response has been ended (not necessarily flushed). */
+  get answered(): boolean {
+    return this.nodeRes === undefined ? this.h2Ended : this.nodeRes.writableEnded;
+  }
+
+  /** Build HTTP/2's compat request and response, as Node's own dispatch would. */
+  private compat(): { req: Http2ServerRequest; res: Http2ServerResponse } {
+    const h2 = this.h2!;
+    const req = new Http2ServerRequest(h2.stream, h2.headers, {}, h2.rawHeaders);
+    const res = new Http2ServerResponse(h2.stream);
+    this.nodeReq = req;
+    this.nodeRes = res;
+    if (this.h2Ended) res.end();
+    else if (this.h2Status !== 200) res.statusCode = this.h2Status;
+    return { req, res };
   }
 
   /**
@@ -191,7 +251,7 @@ export class Context {
   get signal(): AbortSignal {
     if (this.abort === undefined) {
       this.abort = new AbortController();
-      if (this.isClosed && !this.response.writableEnded) this.abort.abort();
+      if (this.isClosed && !this.answered) this.abort.abort();
     }
     return this.abort.signal;
   }
@@ -215,7 +275,9 @@ export class Context {
   status(code: number): this {
     if (!Number.isInteger(code) || code < 100 || code > 999)
       throw new TypeError(`invalid HTTP status ${code}`);
-    this.response.statusCode = code;
+    // HTTP/2 allows 200-599 here; outside that, the compat response raises Node's own error.
+    if (this.nodeRes === undefined && code >= 200 && code <= 599) this.h2Status = code;
+    else this.response.statusCode = code;
     return this;
   }
 
@@ -310,14 +372,51 @@ export class Context {
   onClose(): void {
     this.isClosed = true;
     if (this.mountedUrl !== undefined) this.req.url = this.mountedUrl;
-    if (this.abort !== undefined && !this.response.writableEnded) this.abort.abort();
+    if (this.abort !== undefined && !this.answered) this.abort.abort();
     if (this.closeWaiters !== undefined) for (const resolve of this.closeWaiters) resolve();
   }
 
+  /**
+   * A whole HTTP/2 answer on the stream. The compat layer would re-copy the
+   * headers and always ask for trailers, which costs a second HEADERS frame
+   * per response. A stream the client already reset gets nothing.
+   */
+  private answerOnStream(
+    stream: ServerHttp2Stream,
+    status: number,
+    type: string,
+    length: number,
+    body: string | Uint8Array,
+  ): void {
+    if (stream.headersSent || stream.destroyed || stream.closed) return;
+    const head = this.method === 'HEAD';
+    stream.respond(
+      {
+        ':status': status,
+        'content-type': type,
+        'content-length': length,
+        'x-request-id': this.requestId,
+        [sensitiveHeaders]: neverIndexed,
+      },
+      { endStream: head },
+    );
+    if (!head) stream.end(body);
+  }
+
   private end(type: string, body: string | Uint8Array, status: number | undefined): void {
+    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
+    if (this.nodeRes === undefined) {
+      // HTTP/2, nothing asked for the compat objects: the head straight onto
+      // the stream, as a hand-written node:http2 handler would.
+      if (status !== undefined) this.status(status);
+      if (this.nodeRes === undefined) {
+        this.answerOnStream(this.h2!.stream, this.h2Status, type, length, body);
+        this.h2Ended = true;
+        return;
+      }
+    }
     const res = this.response;
     if (status !== undefined) res.statusCode = status;
-    const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
     if (this.req.httpVersionMajor === 1) {
       const h1 = res as ServerResponse;
       if (h1.getHeaderNames().length === 0) {
@@ -343,25 +442,10 @@ export class Context {
       return;
     }
     const h2 = res as Http2ServerResponse;
-    const stream = h2.stream;
-    if (h2.getHeaderNames().length === 0 && !stream.headersSent && !stream.destroyed && !stream.closed) {
-      // Nothing set yet (the common case): the head straight onto the stream,
-      // as a hand-written node:http2 handler would. The compat layer would
-      // re-copy the headers and always ask for trailers, which costs a second
-      // HEADERS frame per response. `h2.end()` then only marks the compat
+    if (h2.getHeaderNames().length === 0) {
+      // Nothing set yet: as above, then `h2.end()` only marks the compat
       // response ended (its stream already is).
-      const head = this.method === 'HEAD';
-      stream.respond(
-        {
-          ':status': h2.statusCode,
-          'content-type': type,
-          'content-length': length,
-          'x-request-id': this.requestId,
-          [sensitiveHeaders]: neverIndexed,
-        },
-        { endStream: head },
-      );
-      if (!head) stream.end(body);
+      this.answerOnStream(h2.stream, h2.statusCode, type, length, body);
       h2.end();
       return;
     }
@@ -372,6 +456,13 @@ export class Context {
     if (this.method === 'HEAD') res.end();
     else (res as Http2ServerResponse).end(body);
   }
+}
+
+/** An HTTP/2 request as the engine's 'stream' event delivers it. */
+export interface H2Stream {
+  readonly stream: ServerHttp2Stream;
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: string[];
 }
 
 /**

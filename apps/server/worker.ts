@@ -122,6 +122,7 @@ export class WorkerRuntime {
     this.http = new HttpServer({
       config,
       handler: this.app.handle,
+      streamHandler: this.app.handleStream,
       registry: this.registry,
       log: this.log,
       ticketKeys: earlyTicketKeys,

@@ -9,14 +9,16 @@
  *   - TLS: the ALPN result decides (`h2` or `http/1.1`).
  * HTTP/3 will arrive on its own UDP listener (`h3`), beside this one.
  */
-import type {
-  Http2Server,
+import {
+  constants,
+  type Http2Server,
   Http2ServerRequest,
   Http2ServerResponse,
-  Http2Stream,
-  ServerHttp2Session,
+  type Http2Stream,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
 } from 'node:http2';
-import { constants } from 'node:http2';
 import type { Socket } from 'node:net';
 
 export type Protocol = 'http1' | 'http2' | 'auto';
@@ -93,8 +95,31 @@ const kUse = Symbol('hyp.h2.use');
 const kPending = Symbol('hyp.h2.pending');
 type TrackedSession = ServerHttp2Session & { [kUse]?: SessionUse };
 type TrackedResponse = Http2ServerResponse & { [kPending]?: Pending | undefined };
+type TrackedStream = ServerHttp2Stream & { [kPending]?: Pending | undefined };
+const onStreamClose = onResponseClose;
 
-function onResponseClose(this: TrackedResponse): void {
+/** What Node's compat dispatch does for CONNECT and `Expect` (and then 'request'). */
+function compatDispatch(
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  rawHeaders: string[],
+  handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+): void {
+  const req = new Http2ServerRequest(stream, headers, {}, rawHeaders);
+  const res = new Http2ServerResponse(stream);
+  if (headers[':method'] === 'CONNECT') {
+    res.statusCode = constants.HTTP_STATUS_METHOD_NOT_ALLOWED;
+    res.end();
+  } else if (headers.expect === '100-continue') {
+    res.writeContinue();
+    handler(req, res);
+  } else {
+    res.statusCode = constants.HTTP_STATUS_EXPECTATION_FAILED;
+    res.end();
+  }
+}
+
+function onResponseClose(this: TrackedResponse | TrackedStream): void {
   const p = this[kPending];
   if (p === undefined) return;
   this[kPending] = undefined;
@@ -152,14 +177,7 @@ export class Http2Sessions {
       }
       this.streams++;
       use.open++;
-      // As HTTP/1.1's requestTimeout: the time to receive the whole request.
-      let timer: NodeJS.Timeout | undefined;
-      const { requestTimeoutMs } = this.limits;
-      if (requestTimeoutMs > 0 && !stream.endAfterHeaders) {
-        timer = setTimeout(expire, requestTimeoutMs, stream);
-        timer.unref();
-        stream.once('end', () => clearTimeout(timer));
-      }
+      const timer = this.requestTimer(stream);
       try {
         handler(req, res);
       } finally {
@@ -171,6 +189,56 @@ export class Http2Sessions {
         }
       }
     };
+  }
+
+  /**
+   * The engine's 'stream' listener: every request counted as in `track`,
+   * served by `onStream` on the bare stream. CONNECT and `Expect` requests
+   * get Node's compat objects and answers, and then `handler`.
+   */
+  trackStream(
+    onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) => void,
+    handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+  ) {
+    const compat = this.track(handler);
+    return (
+      stream: ServerHttp2Stream,
+      headers: IncomingHttpHeaders,
+      _flags: number,
+      rawHeaders: string[],
+    ): void => {
+      if (headers[':method'] === 'CONNECT' || headers.expect !== undefined) {
+        compatDispatch(stream, headers, rawHeaders, compat);
+        return;
+      }
+      const use = (stream.session as TrackedSession | undefined)?.[kUse];
+      if (use === undefined) {
+        onStream(stream, headers, rawHeaders);
+        return;
+      }
+      this.streams++;
+      use.open++;
+      const timer = this.requestTimer(stream);
+      try {
+        onStream(stream, headers, rawHeaders);
+      } finally {
+        if (stream.writableEnded && timer === undefined) this.requestDone(use);
+        else {
+          (stream as TrackedStream)[kPending] = { owner: this, use, timer };
+          stream.once('close', onStreamClose);
+        }
+      }
+    };
+  }
+
+  /** As HTTP/1.1's requestTimeout: the time to receive the whole request (none for a bodiless one). */
+  private requestTimer(stream: Http2Stream): NodeJS.Timeout | undefined {
+    const { requestTimeoutMs } = this.limits;
+    if (requestTimeoutMs <= 0 || stream.endAfterHeaders) return undefined;
+    const timer = setTimeout(expire, requestTimeoutMs, stream);
+    timer.unref();
+    stream.once('end', () => clearTimeout(timer));
+    return timer;
   }
 
   /** @internal A request's response ended (or its stream closed). */

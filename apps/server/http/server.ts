@@ -24,6 +24,8 @@ import {
   type ServerOptions as Http2ServerOptions,
   type Http2ServerRequest,
   type Http2ServerResponse,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
 } from 'node:http2';
 import {
   type AddressInfo,
@@ -49,9 +51,22 @@ export type RequestListener = (
 /** Where a listener comes from: an inherited fd or an address to bind. */
 export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
 
+/** An HTTP/2 request as the engine's 'stream' event delivers it (no compat objects). */
+export type StreamListener = (
+  stream: ServerHttp2Stream,
+  headers: IncomingHttpHeaders,
+  rawHeaders: string[],
+) => void;
+
 export interface HttpServerOptions {
   config: Config;
   handler: RequestListener;
+  /**
+   * HTTP/2 requests as bare streams (App's `handleStream`); without it they
+   * reach `handler` through Node's compat API. CONNECT and `Expect` requests
+   * always take the compat path, with Node's own answers.
+   */
+  streamHandler?: StreamListener | undefined;
   /** Registry for TLS metrics (`hyp_tls_reload_failures_total`). */
   registry?: Registry | undefined;
   log?: Logger | undefined;
@@ -126,7 +141,9 @@ export class HttpServer {
       };
       this.http2 = createHttp2Server(options);
       this.sessions.attach(this.http2, { idleTimeoutMs: durationMs(h2.idle_timeout), requestTimeoutMs });
-      this.http2.on('request', this.sessions.track(opts.handler));
+      if (opts.streamHandler)
+        this.http2.on('stream', this.sessions.trackStream(opts.streamHandler, opts.handler));
+      else this.http2.on('request', this.sessions.track(opts.handler));
     }
 
     if (cfg.tls.enabled) {

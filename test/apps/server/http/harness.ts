@@ -57,7 +57,14 @@ export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Se
     await new Promise<void>((r) => waiting.push(r));
     return c.text('released');
   });
-  const http = new HttpServer({ config, handler: app.handle, registry, log, ticketKeys });
+  const http = new HttpServer({
+    config,
+    handler: app.handle,
+    streamHandler: app.handleStream,
+    registry,
+    log,
+    ticketKeys,
+  });
   const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
   return {
     http,

@@ -4,7 +4,9 @@
  * content headers, date, `x-request-id` sent never-indexed, HEAD without a
  * body), and through the compat response when a handler or hyp set headers
  * first (405 `Allow`, `c.header`). A stream the client cancelled before the
- * answer is counted, not crashed on.
+ * answer is counted, not crashed on. Both ways the worker can be handed
+ * HTTP/2 requests: bare streams (compat objects built on demand) and Node's
+ * compat API.
  */
 import { type ClientHttp2Session, type IncomingHttpHeaders, sensitiveHeaders } from 'node:http2';
 import { Registry } from 'prom-client';
@@ -13,72 +15,111 @@ import { App } from '../../../../apps/server/app.js';
 import { HttpServer } from '../../../../apps/server/http/server.js';
 import { closeSession, configWith, connect2 } from './harness.js';
 
-let http: HttpServer;
-let app: App;
-let session: ClientHttp2Session;
-let late: { release: () => void; answered: Promise<void> } | undefined;
+describe.each([
+  ['bare streams (App.handleStream)', true],
+  ['the compat API (App.handle)', false],
+])('HTTP/2 answers from the context helpers, served as %s', (_how, bare) => {
+  let http: HttpServer;
+  let app: App;
+  let session: ClientHttp2Session;
+  let late: { release: () => void; answered: Promise<void> } | undefined;
 
-beforeAll(async () => {
-  const config = configWith(['server.protocol=http2']);
-  app = new App({ config, registry: new Registry() });
-  app.get('/text', (c) => c.text('hi'));
-  app.get('/created', (c) => c.json({ made: true }, 201));
-  app.get('/status', (c) => c.status(202).html('<p>ok</p>'));
-  app.get('/decorated', (c) => c.header('x-extra', 'yes').text('decorated'));
-  app.get('/late', async (c) => {
-    let release = () => {};
-    const released = new Promise<void>((r) => {
-      release = r;
+  beforeAll(async () => {
+    const config = configWith(['server.protocol=http2']);
+    app = new App({ config, registry: new Registry() });
+    app.get('/text', (c) => c.text('hi'));
+    app.get('/created', (c) => c.json({ made: true }, 201));
+    app.get('/status', (c) => c.status(202).html('<p>ok</p>'));
+    app.get('/decorated', (c) => c.header('x-extra', 'yes').text('decorated'));
+    app.post('/echo', async (c) => c.text(`${c.header('x-tag') ?? ''}:${String(await c.body('text'))}`));
+    app.get('/late', async (c) => {
+      let release = () => {};
+      const released = new Promise<void>((r) => {
+        release = r;
+      });
+      let answered = () => {};
+      late = { release, answered: new Promise<void>((r) => (answered = r)) };
+      await released;
+      c.text('too late');
+      answered();
     });
-    let answered = () => {};
-    late = { release, answered: new Promise<void>((r) => (answered = r)) };
-    await released;
-    c.text('too late');
-    answered();
+    http = new HttpServer({
+      config,
+      handler: app.handle,
+      streamHandler: bare ? app.handleStream : undefined,
+      registry: new Registry(),
+    });
+    const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+    session = await connect2(`http://127.0.0.1:${port}`);
   });
-  http = new HttpServer({ config, handler: app.handle, registry: new Registry() });
-  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
-  session = await connect2(`http://127.0.0.1:${port}`);
-});
-afterAll(async () => {
-  await closeSession(session);
-  await http.drain(Date.now() + 2000);
-});
-
-interface H2Answer {
-  headers: IncomingHttpHeaders;
-  body: string;
-  trailers: boolean;
-}
-
-function request(path: string, headers: Record<string, string> = {}): Promise<H2Answer> {
-  return new Promise((resolve, reject) => {
-    const stream = session.request({ ':path': path, ...headers });
-    let got: IncomingHttpHeaders = {};
-    let body = '';
-    let trailers = false;
-    stream.setEncoding('utf8');
-    stream.on('response', (h) => {
-      got = h;
-    });
-    stream.on('trailers', () => {
-      trailers = true;
-    });
-    stream.on('data', (d: string) => {
-      body += d;
-    });
-    stream.on('end', () => resolve({ headers: got, body, trailers }));
-    stream.on('error', reject);
-    stream.end();
+  afterAll(async () => {
+    await closeSession(session);
+    await http.drain(Date.now() + 2000);
   });
-}
 
-async function requestsTotal(route: string, status: string): Promise<number> {
-  const metric = await app.registry.getSingleMetric('hyp_http_requests_total')!.get();
-  return metric.values.find((v) => v.labels.route === route && v.labels.status === status)?.value ?? 0;
-}
+  interface H2Answer {
+    headers: IncomingHttpHeaders;
+    body: string;
+    trailers: boolean;
+  }
 
-describe('HTTP/2 answers from the context helpers', () => {
+  function request(path: string, headers: Record<string, string> = {}): Promise<H2Answer> {
+    return new Promise((resolve, reject) => {
+      // CONNECT carries no :path (RFC 9113 §8.5).
+      const stream = session.request(
+        headers[':method'] === 'CONNECT' ? headers : { ':path': path, ...headers },
+      );
+      let got: IncomingHttpHeaders = {};
+      let body = '';
+      let trailers = false;
+      stream.setEncoding('utf8');
+      stream.on('response', (h) => {
+        got = h;
+      });
+      stream.on('trailers', () => {
+        trailers = true;
+      });
+      stream.on('data', (d: string) => {
+        body += d;
+      });
+      stream.on('end', () => resolve({ headers: got, body, trailers }));
+      stream.on('error', reject);
+      stream.end();
+    });
+  }
+
+  function send(
+    path: string,
+    payload: string,
+    headers: Record<string, string>,
+    onContinue?: () => void,
+  ): Promise<H2Answer> {
+    return new Promise((resolve, reject) => {
+      const stream = session.request({ ':path': path, ':method': 'POST', ...headers });
+      let got: IncomingHttpHeaders = {};
+      let body = '';
+      stream.setEncoding('utf8');
+      stream.on('continue', () => {
+        onContinue?.();
+        stream.end(payload);
+      });
+      stream.on('response', (h) => {
+        got = h;
+      });
+      stream.on('data', (d: string) => {
+        body += d;
+      });
+      stream.on('end', () => resolve({ headers: got, body, trailers: false }));
+      stream.on('error', reject);
+      if (!onContinue) stream.end(payload);
+    });
+  }
+
+  async function requestsTotal(route: string, status: string): Promise<number> {
+    const metric = await app.registry.getSingleMetric('hyp_http_requests_total')!.get();
+    return metric.values.find((v) => v.labels.route === route && v.labels.status === status)?.value ?? 0;
+  }
+
   it('c.text: status, content headers, date and a request id the client may not index', async () => {
     const a = await request('/text');
     expect(a.headers[':status']).toBe(200);
@@ -132,6 +173,31 @@ describe('HTTP/2 answers from the context helpers', () => {
     expect(refused.headers.allow).toBe('GET, HEAD, OPTIONS');
     expect(refused.headers['x-request-id']).toBeTruthy();
     expect(JSON.parse(refused.body).error.code).toBe('HYP_E_METHOD_NOT_ALLOWED');
+  });
+
+  it('reads request headers and a body (Node builds the compat request on demand)', async () => {
+    const a = await send('/echo', 'payload', { 'x-tag': 't1', 'content-type': 'text/plain' });
+    expect(a.headers[':status']).toBe(200);
+    expect(a.body).toBe('t1:payload');
+    expect(a.headers['x-request-id']).toBeTruthy();
+  });
+
+  it('Expect: 100-continue gets 100 and then the answer; another expectation gets 417; CONNECT gets 405', async () => {
+    let continued = false;
+    const a = await send(
+      '/echo',
+      'after continue',
+      { expect: '100-continue', 'content-type': 'text/plain' },
+      () => {
+        continued = true;
+      },
+    );
+    expect(continued).toBe(true);
+    expect(a.body).toBe(':after continue');
+    expect((await request('/text', { expect: 'something-else' })).headers[':status']).toBe(417);
+    expect(
+      (await request('', { ':method': 'CONNECT', ':authority': 'example.test:443' })).headers[':status'],
+    ).toBe(405);
   });
 
   it('an answer to a stream the client already cancelled is dropped; the session keeps serving', async () => {
