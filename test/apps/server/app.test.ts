@@ -7,8 +7,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
 
 let server: Http2Server;
-let origin: string;
+let streamServer: Http2Server;
+const origins: Record<'compat' | 'stream', string> = { compat: '', stream: '' };
 let dir: string;
+
+function listen(s: Http2Server): Promise<string> {
+  return new Promise((resolve) =>
+    s.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(s.address() as AddressInfo).port}`)),
+  );
+}
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hyp-h2-'));
@@ -23,16 +30,23 @@ beforeAll(async () => {
   });
   app.static('/static', dir);
   server = createServer(app.handle);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  origins.compat = await listen(server);
+  // As the worker serves HTTP/2: bare streams, compat objects only on demand.
+  streamServer = createServer();
+  streamServer.on('stream', (stream, headers, _flags, rawHeaders) =>
+    app.handleStream(stream, headers, rawHeaders),
+  );
+  origins.stream = await listen(streamServer);
 });
 
 afterAll(async () => {
   await new Promise<void>((resolve) => server.close(() => resolve()));
+  await new Promise<void>((resolve) => streamServer.close(() => resolve()));
   rmSync(dir, { recursive: true, force: true });
 });
 
 function h2(
+  origin: string,
   path: string,
   method = 'GET',
   body?: string,
@@ -62,37 +76,43 @@ function h2(
   });
 }
 
-describe('App.handle over HTTP/2 (compat API)', () => {
+describe.each([
+  ['App.handle over HTTP/2 (compat API)', 'compat'],
+  ['App.handleStream over HTTP/2 (bare streams)', 'stream'],
+] as const)('%s', (_name, kind) => {
+  const at = (path: string, method?: string, body?: string, headers?: Record<string, string>) =>
+    h2(origins[kind], path, method, body, headers);
+
   it('routes, answers text with content-length and the request id', async () => {
-    const res = await h2('/api/ping');
+    const res = await at('/api/ping');
     expect([res.status, res.body, res.headers['content-length']]).toEqual([200, 'pong', '4']);
     expect(res.headers['x-request-id']).toBeTruthy();
   });
 
   it('answers HEAD without a body', async () => {
-    const res = await h2('/api/ping', 'HEAD');
+    const res = await at('/api/ping', 'HEAD');
     expect([res.status, res.body, res.headers['content-length']]).toEqual([200, '', '4']);
   });
 
   it('reads a JSON body', async () => {
-    const res = await h2('/api/echo', 'POST', '{"x":1}', { 'content-type': 'application/json' });
+    const res = await at('/api/echo', 'POST', '{"x":1}', { 'content-type': 'application/json' });
     expect(JSON.parse(res.body)).toEqual({ got: { x: 1 } });
   });
 
   it('answers 404 and 405 with problem bodies', async () => {
-    expect((await h2('/nope')).status).toBe(404);
-    const res = await h2('/api/ping', 'DELETE');
+    expect((await at('/nope')).status).toBe(404);
+    const res = await at('/api/ping', 'DELETE');
     expect([res.status, res.headers.allow]).toEqual([405, 'GET, HEAD, OPTIONS']);
   });
 
   it('streams server-sent events', async () => {
-    const res = await h2('/api/events');
+    const res = await at('/api/events');
     expect(res.headers['content-type']).toBe('text/event-stream; charset=utf-8');
     expect(res.body).toBe('data: one\n\n');
   });
 
   it('serves static files', async () => {
-    const res = await h2('/static/hello.txt');
+    const res = await at('/static/hello.txt');
     expect([res.status, res.body]).toEqual([200, 'hello over h2']);
     expect(res.headers.etag).toBeTruthy();
   });

@@ -114,7 +114,11 @@ describe('mounted apps over HTTP/2', () => {
   async function h2Server(setup: (app: App) => void) {
     const app = new App();
     setup(app);
-    const server = createHttp2Server(app.handle);
+    // As the worker serves HTTP/2: bare streams, compat objects built when the mount asks.
+    const server = createHttp2Server();
+    server.on('stream', (stream, headers, _flags, rawHeaders) =>
+      app.handleStream(stream, headers, rawHeaders),
+    );
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return { origin, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };

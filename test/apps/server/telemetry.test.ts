@@ -1,3 +1,5 @@
+import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { trace } from '@opentelemetry/api';
 import {
   BasicTracerProvider,
@@ -7,6 +9,7 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
+import { App } from '../../../apps/server/app.js';
 import { HypError } from '../../../supervisor/errors.js';
 import { type Served, serve } from './serve.js';
 
@@ -184,6 +187,42 @@ describe('HTTP server spans', () => {
       if (activeTraceId !== undefined) expect(activeTraceId).toBe(span.spanContext().traceId);
     } finally {
       trace.disable();
+    }
+  });
+
+  it('traces HTTP/2 requests served as bare streams: traceparent, status, protocol version', async () => {
+    const t = tracer();
+    const app = new App({ tracer: t.tracer, registry: new Registry() });
+    app.get('/h2/:id', (c) => c.status(201).text('made'));
+    const server = createHttp2Server();
+    server.on('stream', (stream, headers, _flags, raw) => app.handleStream(stream, headers, raw));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const session = connectHttp2(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    try {
+      const traceId = '0af7651916cd43dd8448eb211c80319c';
+      const status = await new Promise((resolve, reject) => {
+        const stream = session.request({
+          ':path': '/h2/5',
+          traceparent: `00-${traceId}-b7ad6b7169203331-01`,
+        });
+        stream.on('response', (h) => resolve(h[':status']));
+        stream.on('error', reject);
+        stream.resume();
+        stream.end();
+      });
+      expect(status).toBe(201);
+      await settle();
+      const span = only(t.exporter.getFinishedSpans());
+      expect(span.name).toBe('GET /h2/:id');
+      expect(span.spanContext().traceId).toBe(traceId);
+      expect(span.attributes).toMatchObject({
+        'http.response.status_code': 201,
+        'network.protocol.version': '2.0',
+        'url.path': '/h2/5',
+      });
+    } finally {
+      session.close();
+      await new Promise<void>((r) => server.close(() => r()));
     }
   });
 
