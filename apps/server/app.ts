@@ -284,8 +284,9 @@ export class App extends RouteGroup {
     if (c.answered) {
       this.finish(c);
     } else {
+      // 'close' comes once per stream: `on`, which wraps nothing (`once` would).
       (stream as TaggedStream)[kContext] = c;
-      stream.once('close', onStreamClose);
+      stream.on('close', onStreamClose);
     }
   };
 

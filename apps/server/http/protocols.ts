@@ -225,7 +225,7 @@ export class Http2Sessions {
         if (stream.writableEnded && timer === undefined) this.requestDone(use);
         else {
           (stream as TrackedStream)[kPending] = { owner: this, use, timer };
-          stream.once('close', onStreamClose);
+          stream.on('close', onStreamClose);
         }
       }
     };
