@@ -252,7 +252,7 @@ export class App extends RouteGroup {
   /**
    * The HTTP/2 engine's 'stream' listener: as `handle`, but Node's compat
    * request and response are built only if the handler asks for `c.req` or
-   * `c.res` (middleware reading headers through `c.header` does not).
+   * `c.res` (reading headers or cookies through `c.header`/`c.cookie` does not).
    */
   readonly handleStream = (
     stream: ServerHttp2Stream,

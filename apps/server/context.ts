@@ -167,9 +167,15 @@ export class Context {
     return this.matched.pattern;
   }
 
+  /** The request headers (HTTP/2: without building the compat request; it shares this object). */
+  private get headers(): IncomingHttpHeaders {
+    return this.nodeReq !== undefined ? this.nodeReq.headers : this.h2!.headers;
+  }
+
   /** The raw request path, without the query string. */
   get path(): string {
-    const url = this.mountedUrl ?? this.req.url ?? '/';
+    const url =
+      this.mountedUrl ?? (this.nodeReq !== undefined ? this.nodeReq.url : this.h2!.headers[':path']) ?? '/';
     const q = url.indexOf('?');
     return q < 0 ? url : url.slice(0, q);
   }
@@ -199,7 +205,7 @@ export class Context {
   header(name: string, value: string | number | readonly string[]): this;
   header(name: string, value?: string | number | readonly string[]): string | undefined | this {
     if (value === undefined) {
-      const v = this.req.headers[name.toLowerCase()];
+      const v = this.headers[name.toLowerCase()];
       return Array.isArray(v) ? v.join(', ') : v;
     }
     this.res.setHeader(name, value);
@@ -208,7 +214,8 @@ export class Context {
 
   /** A request cookie. */
   cookie(name: string): string | undefined {
-    this.cookieJar ??= this.req.headers.cookie ? parseCookie(this.req.headers.cookie) : {};
+    const header = this.headers.cookie;
+    this.cookieJar ??= header ? parseCookie(header) : {};
     return this.cookieJar[name];
   }
 

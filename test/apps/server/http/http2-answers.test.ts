@@ -32,6 +32,7 @@ describe.each([
     app.get('/status', (c) => c.status(202).html('<p>ok</p>'));
     app.get('/decorated', (c) => c.header('x-extra', 'yes').text('decorated'));
     app.post('/echo', async (c) => c.text(`${c.header('x-tag') ?? ''}:${String(await c.body('text'))}`));
+    app.get('/who', (c) => c.text(`${c.header('x-tag')}/${c.cookie('sid')}/${c.path}/${c.query('q')}`));
     app.get('/late', async (c) => {
       let release = () => {};
       const released = new Promise<void>((r) => {
@@ -180,6 +181,11 @@ describe.each([
     expect(a.headers[':status']).toBe(200);
     expect(a.body).toBe('t1:payload');
     expect(a.headers['x-request-id']).toBeTruthy();
+  });
+
+  it('reads request headers, cookies, path and query', async () => {
+    const a = await request('/who?q=1', { 'x-tag': 'T', cookie: 'a=b; sid=s42' });
+    expect(a.body).toBe('T/s42//who/1');
   });
 
   it('Expect: 100-continue gets 100 and then the answer; another expectation gets 417; CONNECT gets 405', async () => {
