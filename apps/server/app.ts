@@ -226,19 +226,7 @@ export class App extends RouteGroup {
       match === null
         ? this.unmatched(req, res, method, url)
         : new Context(this, req, res, match.store, match.params, match.searchParams);
-    this.metrics.inFlight++;
-    if (this.tracing.enabled) {
-      const traced = this.tracing.start(
-        req,
-        method,
-        c.path,
-        match === null ? undefined : match.store.pattern,
-      );
-      c.span = traced.span;
-      otelContext.with(traced.context, this.run, this, c);
-    } else {
-      this.run(c);
-    }
+    this.start(c, method, match === null ? undefined : match.store.pattern);
     // Answered synchronously (the common case): account now, no listener. Otherwise when
     // the response closes; 'close' is never emitted synchronously, so none is missed.
     if (res.writableEnded) {
@@ -268,19 +256,7 @@ export class App extends RouteGroup {
       match === null
         ? this.unmatched(undefined, undefined, method, url, h2)
         : new Context(this, undefined, undefined, match.store, match.params, match.searchParams, h2);
-    this.metrics.inFlight++;
-    if (this.tracing.enabled) {
-      const traced = this.tracing.start(
-        c.req,
-        method,
-        c.path,
-        match === null ? undefined : match.store.pattern,
-      );
-      c.span = traced.span;
-      otelContext.with(traced.context, this.run, this, c);
-    } else {
-      this.run(c);
-    }
+    this.start(c, method, match === null ? undefined : match.store.pattern);
     if (c.answered) {
       this.finish(c);
     } else {
@@ -289,6 +265,18 @@ export class App extends RouteGroup {
       stream.on('close', onStreamClose);
     }
   };
+
+  /** Count the request in flight and run its chain, inside its server span when tracing. */
+  private start(c: Context, method: string, pattern: string | undefined): void {
+    this.metrics.inFlight++;
+    if (this.tracing.enabled) {
+      const traced = this.tracing.start(c.req, method, c.path, pattern);
+      c.span = traced.span;
+      otelContext.with(traced.context, this.run, this, c);
+    } else {
+      this.run(c);
+    }
+  }
 
   /** @internal What `c.notFound()` runs. */
   answerNotFound(c: Context): unknown {

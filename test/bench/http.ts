@@ -28,29 +28,20 @@
  * is rounds.ts, shared with the h2c bench.
  */
 import { execFile, spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import autocannon from 'autocannon';
-import { dist, hypStatus, pinning, startHyp, startProc } from './procs.js';
-import { type BenchServer, type Load, type Mode, runRounds } from './rounds.js';
+import { pinning } from './procs.js';
+import { type BenchServer, type Load, type Mode, runRounds, startHypServer, startScript } from './rounds.js';
 
 const connections = 50;
 const run = promisify(execFile);
 
 async function startServers(): Promise<BenchServer[]> {
-  const script = (name: string) => join(dist, 'test', 'bench', 'servers', name);
-  const child = async (name: string, file: string): Promise<BenchServer> => {
-    const proc = startProc([script(file)], {}, true);
-    const port = Number((await proc.waitLine(/^listening (\d+)/))[1]);
-    return { name, port, pid: proc.child.pid!, stop: proc.stop };
-  };
-  const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1'], true);
-  const worker = (await hypStatus(hyp.adminPort)) as unknown as { workers: Array<{ pid: number }> };
   return [
-    await child('node:http (raw)', 'hello-node.js'),
-    { name: 'hyp (1 worker, router)', port: hyp.httpPort, pid: worker.workers[0]!.pid, stop: hyp.stop },
-    await child('fastify', 'hello-fastify.js'),
-    await child('fastify + id + histogram', 'hello-fastify-features.js'),
+    await startScript('node:http (raw)', 'hello-node.js'),
+    await startHypServer('hyp (1 worker, router)'),
+    await startScript('fastify', 'hello-fastify.js'),
+    await startScript('fastify + id + histogram', 'hello-fastify-features.js'),
   ];
 }
 

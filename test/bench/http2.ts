@@ -15,10 +15,9 @@
  */
 import { execFile, spawnSync } from 'node:child_process';
 import { type ClientHttp2Session, connect } from 'node:http2';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { dist, hypStatus, pinning, startHyp, startProc } from './procs.js';
-import { type BenchServer, type Load, type Mode, runRounds } from './rounds.js';
+import { pinning } from './procs.js';
+import { type BenchServer, type Load, type Mode, runRounds, startHypServer, startScript } from './rounds.js';
 
 const sessions = 4;
 const streamsPerSession = 25;
@@ -26,19 +25,10 @@ const maxRequests = 2_000_000;
 const run = promisify(execFile);
 
 async function startServers(): Promise<BenchServer[]> {
-  const script = (name: string) => join(dist, 'test', 'bench', 'servers', name);
-  const child = async (name: string, file: string): Promise<BenchServer> => {
-    const proc = startProc([script(file)], {}, true);
-    const port = Number((await proc.waitLine(/^listening (\d+)/))[1]);
-    return { name, port, pid: proc.child.pid!, stop: proc.stop };
-  };
-  // log.level stays info: startHyp reads the admin port from an info line.
-  const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1', 'server.protocol=auto'], true);
-  const worker = (await hypStatus(hyp.adminPort)) as unknown as { workers: Array<{ pid: number }> };
   return [
-    await child('node:http2 (raw)', 'hello-node-h2.js'),
-    { name: 'hyp (1 worker, router)', port: hyp.httpPort, pid: worker.workers[0]!.pid, stop: hyp.stop },
-    await child('node:http2 stream API', 'hello-node-h2-stream.js'),
+    await startScript('node:http2 (raw)', 'hello-node-h2.js'),
+    await startHypServer('hyp (1 worker, router)', ['server.protocol=auto']),
+    await startScript('node:http2 stream API', 'hello-node-h2-stream.js'),
   ];
 }
 

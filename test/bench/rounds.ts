@@ -9,7 +9,9 @@
  * then the median, which cancels the machine's drift between rounds.
  */
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { median } from './load.js';
+import { dist, hypStatus, startHyp, startProc } from './procs.js';
 
 export type Mode = 'concurrent' | 'sequential';
 
@@ -28,6 +30,22 @@ export interface Sample {
 
 /** A load generator: requests completed in `seconds` against `url`; throws on any error or non-2xx. */
 export type Load = (url: string, seconds: number) => Promise<number>;
+
+const script = (file: string) => join(dist, 'test', 'bench', 'servers', file);
+
+/** A bench server script (prints `listening <port>`), pinned to the server core. */
+export async function startScript(name: string, file: string): Promise<BenchServer> {
+  const proc = startProc([script(file)], {}, true);
+  const port = Number((await proc.waitLine(/^listening (\d+)/))[1]);
+  return { name, port, pid: proc.child.pid!, stop: proc.stop };
+}
+
+/** hyp with one worker serving the bench app, pinned; its pid is the worker's. */
+export async function startHypServer(name: string, sets: string[] = []): Promise<BenchServer> {
+  const hyp = await startHyp(script('hello-hyp.js'), ['supervisor.workers=1', ...sets], true);
+  const status = (await hypStatus(hyp.adminPort)) as unknown as { workers: Array<{ pid: number }> };
+  return { name, port: hyp.httpPort, pid: status.workers[0]!.pid, stop: hyp.stop };
+}
 
 const clockTicks = 100; // USER_HZ on Linux
 
