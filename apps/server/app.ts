@@ -262,7 +262,7 @@ export class App extends RouteGroup {
     } else {
       // 'close' comes once per stream: `on`, which wraps nothing (`once` would).
       (stream as TaggedStream)[kContext] = c;
-      stream.on('close', onStreamClose);
+      stream.on('close', onResponseClose);
     }
   };
 
@@ -382,14 +382,8 @@ export class App extends RouteGroup {
 
 const kHandlingError = 'hyp.handling-error';
 
-function onStreamClose(this: TaggedStream): void {
-  const c = this[kContext];
-  if (c === undefined) return;
-  this[kContext] = undefined;
-  c.app.finish(c);
-}
-
-function onResponseClose(this: TaggedResponse): void {
+/** 'close' of a response (or HTTP/2 stream) answered after its handler returned. */
+function onResponseClose(this: TaggedResponse | TaggedStream): void {
   const c = this[kContext];
   if (c === undefined) return;
   this[kContext] = undefined;
