@@ -226,15 +226,7 @@ export class App extends RouteGroup {
       match === null
         ? this.unmatched(req, res, method, url)
         : new Context(this, req, res, match.store, match.params, match.searchParams);
-    this.start(c, method, match === null ? undefined : match.store.pattern);
-    // Answered synchronously (the common case): account now, no listener. Otherwise when
-    // the response closes; 'close' is never emitted synchronously, so none is missed.
-    if (res.writableEnded) {
-      this.finish(c);
-    } else {
-      (res as TaggedResponse)[kContext] = c;
-      res.on('close', onResponseClose);
-    }
+    this.serve(c, method, match === null ? undefined : match.store.pattern, res);
   };
 
   /**
@@ -256,18 +248,22 @@ export class App extends RouteGroup {
       match === null
         ? this.unmatched(undefined, undefined, method, url, h2)
         : new Context(this, undefined, undefined, match.store, match.params, match.searchParams, h2);
-    this.start(c, method, match === null ? undefined : match.store.pattern);
-    if (c.answered) {
-      this.finish(c);
-    } else {
-      // 'close' comes once per stream: `on`, which wraps nothing (`once` would).
-      (stream as TaggedStream)[kContext] = c;
-      stream.on('close', onResponseClose);
-    }
+    this.serve(c, method, match === null ? undefined : match.store.pattern, stream);
   };
 
-  /** Count the request in flight and run its chain, inside its server span when tracing. */
-  private start(c: Context, method: string, pattern: string | undefined): void {
+  /**
+   * Count the request in flight, run its chain (inside its server span when
+   * tracing) and account for it when it is done: now if it was answered
+   * synchronously (the common case, no listener), else at the 'close' of
+   * `closer` (the response, or the HTTP/2 stream), which is never emitted
+   * synchronously, so none is missed.
+   */
+  private serve(
+    c: Context,
+    method: string,
+    pattern: string | undefined,
+    closer: TaggedResponse | TaggedStream,
+  ): void {
     this.metrics.inFlight++;
     if (this.tracing.enabled) {
       const traced = this.tracing.start(c.req, method, c.path, pattern);
@@ -275,6 +271,13 @@ export class App extends RouteGroup {
       otelContext.with(traced.context, this.run, this, c);
     } else {
       this.run(c);
+    }
+    if (c.answered) {
+      this.finish(c);
+    } else {
+      closer[kContext] = c;
+      // 'close' comes once: `on`, which wraps nothing (`once` would).
+      closer.on('close', onResponseClose);
     }
   }
 
