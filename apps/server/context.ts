@@ -282,6 +282,9 @@ export class Context {
   status(code: number): this {
     if (!Number.isInteger(code) || code < 100 || code > 999)
       throw new TypeError(`invalid HTTP status ${code}`);
+    // A 1xx is not an answer: the client would go on waiting for the real one.
+    if (code < 200)
+      throw new TypeError(`HTTP status ${code} is informational (1xx), not a final answer; use 200-999`);
     // HTTP/2 allows 200-599 here; outside that, the compat response raises Node's own error.
     if (this.nodeRes === undefined && code >= 200 && code <= 599) this.h2Status = code;
     else this.response.statusCode = code;
@@ -305,11 +308,20 @@ export class Context {
     this.end(contentType, body, status);
   }
 
-  /** An empty answer (204 unless told otherwise). */
+  /**
+   * An answer without content (204 unless told otherwise). On HTTP/1.1, 204
+   * and 304 carry no `Content-Length` (RFC 9110 §8.6) and any other status
+   * says 0; HTTP/2 ends the stream with the head.
+   */
   empty(status = 204): void {
-    const res = this.res;
-    res.statusCode = status;
-    res.end();
+    this.status(status);
+    if (this.nodeRes === undefined) {
+      this.emptyOnStream(this.h2!.stream, this.h2Status);
+      this.h2Ended = true;
+      return;
+    }
+    // Node's own `end()` frames each status right, 204/304 included.
+    this.res.end();
   }
 
   redirect(location: string, status = 302): void {
@@ -410,20 +422,33 @@ export class Context {
     if (!head) stream.end(body);
   }
 
+  /** `empty()` on the bare stream: the head alone; END_STREAM frames it (as Node's compat `end()` does). */
+  private emptyOnStream(stream: ServerHttp2Stream, status: number): void {
+    if (stream.headersSent || stream.destroyed || stream.closed) return;
+    stream.respond(
+      { ':status': status, 'x-request-id': this.requestId, [sensitiveHeaders]: neverIndexed },
+      { endStream: true },
+    );
+  }
+
   private end(type: string, body: string | Uint8Array, status: number | undefined): void {
+    if (status !== undefined) this.status(status);
+    const code = this.statusCode;
+    if (code === 204 || code === 205 || code === 304) {
+      // These never have content (RFC 9110 §15.3.5, §15.3.6, §15.4.5): the body
+      // is dropped, as Node's HTTP/1.1 would; HTTP/2 would reset the stream.
+      this.empty(code);
+      return;
+    }
     const length = typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength;
     if (this.nodeRes === undefined) {
       // HTTP/2, nothing asked for the compat objects: the head straight onto
       // the stream, as a hand-written node:http2 handler would.
-      if (status !== undefined) this.status(status);
-      if (this.nodeRes === undefined) {
-        this.answerOnStream(this.h2!.stream, this.h2Status, type, length, body);
-        this.h2Ended = true;
-        return;
-      }
+      this.answerOnStream(this.h2!.stream, code, type, length, body);
+      this.h2Ended = true;
+      return;
     }
-    const res = this.response;
-    if (status !== undefined) res.statusCode = status;
+    const res = this.nodeRes;
     if (this.req.httpVersionMajor === 1) {
       const h1 = res as ServerResponse;
       if (h1.getHeaderNames().length === 0) {

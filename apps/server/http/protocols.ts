@@ -119,6 +119,9 @@ function compatDispatch(
   }
 }
 
+/** The stream closes right after; its 'close' does the accounting. */
+function ignoreStreamError(): void {}
+
 function onResponseClose(this: TrackedResponse | TrackedStream): void {
   const p = this[kPending];
   if (p === undefined) return;
@@ -211,6 +214,10 @@ export class Http2Sessions {
         compatDispatch(stream, headers, rawHeaders, compat);
         return;
       }
+      // A peer's RST_STREAM with an error code (or a protocol error) makes the
+      // stream emit 'error'; with no listener, that would kill the worker.
+      // Node's compat request listens for the same reason.
+      stream.on('error', ignoreStreamError);
       const use = (stream.session as TrackedSession | undefined)?.[kUse];
       if (use === undefined) {
         onStream(stream, headers, rawHeaders);

@@ -1,4 +1,5 @@
 import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { Value } from '@sinclair/typebox/value';
 import { pino } from 'pino';
@@ -67,6 +68,46 @@ describe('context responses', () => {
     ]);
     const go = await fetch(`${url}/go`, { redirect: 'manual' });
     expect([go.status, go.headers.get('location')]).toEqual([301, '/there']);
+  });
+
+  it('answers 204, 205 and 304 without content, so a kept-alive connection stays in step', async () => {
+    const url = await start((app) => {
+      app.get('/no-content/:status', (c) => c.text('dropped', Number(c.param('status'))));
+      app.get('/empty/:status', (c) => c.empty(Number(c.param('status'))));
+      app.get('/after', (c) => c.text('next'));
+      app.get('/informational', (c) => c.text('never', 103));
+    });
+    const { port } = new URL(url);
+    const paths = ['204', '205', '304'].flatMap((s) => [`/no-content/${s}`, `/empty/${s}`]);
+    // Pipelined on one connection: a stray body byte would be read as the next response.
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => {
+        for (const path of [...paths, '/after'])
+          socket.write(
+            `GET ${path} HTTP/1.1\r\nhost: x\r\n${path === '/after' ? 'connection: close\r\n' : ''}\r\n`,
+          );
+      });
+      let got = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (d: string) => {
+        got += d;
+      });
+      socket.on('end', () => resolve(got));
+      socket.on('error', reject);
+    });
+    const heads = raw.split(/(?=HTTP\/1\.1 )/);
+    expect(heads.map((h) => Number(h.slice(9, 12)))).toEqual([204, 204, 205, 205, 304, 304, 200]);
+    for (const [i, head] of heads.slice(0, 6).entries()) {
+      expect(head, paths[i]).toMatch(/\r\nx-request-id: [\w-]+\r\n/);
+      expect(head, paths[i]).not.toMatch(/content-type|dropped/i);
+      // RFC 9110 §8.6: no Content-Length on a 204 (nor on a 304, where it would describe a body not sent).
+      if (head.startsWith('HTTP/1.1 205')) expect(head, paths[i]).toMatch(/\r\ncontent-length: 0\r\n\r\n$/i);
+      else expect(head, paths[i]).not.toMatch(/content-length/i);
+    }
+    expect(heads[6]).toMatch(/\r\n\r\nnext$/);
+    const informational = await fetch(`${url}/informational`);
+    expect(informational.status).toBe(500);
+    expect((await problem(informational)).code).toBe('HYP_E_INTERNAL');
   });
 
   it('streams a readable and an async iterable', async () => {

@@ -8,7 +8,7 @@
  * HTTP/2 requests: bare streams (compat objects built on demand) and Node's
  * compat API.
  */
-import { type ClientHttp2Session, type IncomingHttpHeaders, sensitiveHeaders } from 'node:http2';
+import { type ClientHttp2Session, constants, type IncomingHttpHeaders, sensitiveHeaders } from 'node:http2';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../../../apps/server/app.js';
@@ -23,6 +23,7 @@ describe.each([
   let app: App;
   let session: ClientHttp2Session;
   let late: { release: () => void; answered: Promise<void> } | undefined;
+  let held: (() => void) | undefined;
 
   beforeAll(async () => {
     const config = configWith(['server.protocol=http2']);
@@ -31,6 +32,14 @@ describe.each([
     app.get('/created', (c) => c.json({ made: true }, 201));
     app.get('/status', (c) => c.status(202).html('<p>ok</p>'));
     app.get('/decorated', (c) => c.header('x-extra', 'yes').text('decorated'));
+    app.get('/no-content/:status', (c) => c.text('dropped', Number(c.param('status'))));
+    app.get('/empty/:status', (c) => c.empty(Number(c.param('status'))));
+    app.get('/informational', (c) => c.text('never', 103));
+    app.get('/hold', async (c) => {
+      held?.();
+      await c.closed();
+      c.text('after the reset');
+    });
     app.post('/echo', async (c) => c.text(`${c.header('x-tag') ?? ''}:${String(await c.body('text'))}`));
     app.get('/who', (c) => c.text(`${c.header('x-tag')}/${c.cookie('sid')}/${c.path}/${c.query('q')}`));
     app.get('/late', async (c) => {
@@ -176,6 +185,32 @@ describe.each([
     expect(JSON.parse(refused.body).error.code).toBe('HYP_E_METHOD_NOT_ALLOWED');
   });
 
+  it('204, 205 and 304 never carry content: a body handed to c.text is dropped, the stream ends cleanly', async () => {
+    // Node's HTTP/2 ends these streams with their HEADERS; writing the body
+    // after that used to raise an unhandled 'error' (a crashed worker).
+    for (const status of [204, 205, 304]) {
+      for (const path of [`/no-content/${status}`, `/empty/${status}`]) {
+        const a = await request(path);
+        expect(a.headers[':status'], path).toBe(status);
+        expect(a.body, path).toBe('');
+        expect(a.headers['x-request-id'], path).toBeTruthy();
+        expect(a.headers['content-type'], path).toBeUndefined();
+        // END_STREAM frames it; RFC 9110 §8.6: no Content-Length on a 204.
+        expect(a.headers['content-length'], path).toBeUndefined();
+      }
+    }
+    const empty200 = await request('/empty/200');
+    expect(empty200.headers[':status']).toBe(200);
+    expect(empty200.body).toBe('');
+    expect(await requestsTotal('/no-content/:status', '204')).toBe(1);
+  });
+
+  it('a 1xx status handed to an answer helper is a handler error (500), not a hung stream', async () => {
+    const a = await request('/informational');
+    expect(a.headers[':status']).toBe(500);
+    expect(JSON.parse(a.body).error.code).toBe('HYP_E_INTERNAL');
+  });
+
   it('reads request headers and a body (Node builds the compat request on demand)', async () => {
     const a = await send('/echo', 'payload', { 'x-tag': 't1', 'content-type': 'text/plain' });
     expect(a.headers[':status']).toBe(200);
@@ -204,6 +239,35 @@ describe.each([
     expect(
       (await request('', { ':method': 'CONNECT', ':authority': 'example.test:443' })).headers[':status'],
     ).toBe(405);
+  });
+
+  it('a client resetting a pending stream with an error code neither crashes the server nor stops the session', async () => {
+    // Without an 'error' listener on the bare stream, each of these was an
+    // uncaught exception: one client could kill the worker.
+    const before = await requestsTotal('/hold', '200');
+    const codes = [
+      constants.NGHTTP2_PROTOCOL_ERROR,
+      constants.NGHTTP2_INTERNAL_ERROR,
+      constants.NGHTTP2_REFUSED_STREAM,
+      constants.NGHTTP2_ENHANCE_YOUR_CALM,
+    ];
+    for (const code of codes) {
+      const entered = new Promise<void>((r) => {
+        held = r;
+      });
+      const stream = session.request({ ':path': '/hold' });
+      stream.on('error', () => {});
+      stream.end();
+      await entered;
+      const closed = new Promise((r) => stream.once('close', r));
+      stream.close(code);
+      await closed;
+      expect(stream.rstCode).toBe(code);
+    }
+    expect((await request('/text')).body).toBe('hi');
+    for (let i = 0; i < 100 && (await requestsTotal('/hold', '200')) < before + codes.length; i++)
+      await new Promise((r) => setTimeout(r, 10));
+    expect(await requestsTotal('/hold', '200')).toBe(before + codes.length);
   });
 
   it('an answer to a stream the client already cancelled is dropped; the session keeps serving', async () => {
