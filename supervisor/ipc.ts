@@ -92,6 +92,8 @@ export type SupervisorMessage =
 export type WorkerMessage =
   | { type: 'ready' }
   | { type: 'start-failed'; code: string; message: string }
+  /** An uncaught exception in a ready worker: start my replacement, then drain me. */
+  | { type: 'failing'; error: string }
   | ({ type: 'heartbeat' } & WorkerLoad)
   | { type: 'metrics'; id: number; metrics: unknown[] }
   | { type: 'bus'; message: BusMessage }

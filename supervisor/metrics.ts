@@ -29,7 +29,7 @@ export class SupervisorMetrics {
     });
     this.restarts = new Counter({
       name: 'hyp_supervisor_worker_restarts_total',
-      help: 'Workers replaced, by reason (crash, heartbeat, start-failed, rolling, ready)',
+      help: 'Workers replaced, by reason (crash, heartbeat, start-failed, rolling, ready, uncaught)',
       labelNames: ['reason'],
       registers,
     });

@@ -180,7 +180,39 @@ export class Supervisor {
     worker.on('bus', (message) => this.relay(message));
     worker.on('history-publish', (m) => this.historyPublish(m));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
+    worker.on('failing', (error) => this.replaceFailing(worker, error));
     return worker;
+  }
+
+  /**
+   * A ready worker hit an uncaught exception. Its state may be damaged, but
+   * its in-flight requests are probably fine: start a replacement in its
+   * slot, and drain it once the replacement is ready (or could not start),
+   * so neither its requests nor new connections are dropped. During a pod
+   * drain or a roll, the drain already under way replaces it.
+   */
+  private replaceFailing(worker: WorkerProcess, error: string): void {
+    if (worker.state !== 'ready' || worker.replacement !== undefined) return;
+    if (this.state === 'draining' || this.state === 'stopped') return;
+    // A worker of a roll still under way: replaced once the roll has made it current.
+    if (worker.generation !== this.generation) return;
+    this.metrics.restarts.inc({ reason: 'uncaught' });
+    const fresh = this.spawnWorker(worker.slot, this.generation);
+    worker.replacement = fresh;
+    this.log.error(
+      { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, replacement: fresh.id, error },
+      `worker ${worker.id} hit an uncaught exception; replacing it with worker ${fresh.id}, then draining it`,
+    );
+    const retire = (why: string) => {
+      fresh.off('ready', onReady);
+      fresh.off('exit', onExit);
+      worker.drain(Date.now() + durationMs(this.config.drain.timeout), why);
+    };
+    const onReady = () => retire(`replaced by worker ${fresh.id} after an uncaught exception`);
+    // The slot's crash backoff restarts the replacement; the damaged worker goes anyway.
+    const onExit = () => retire('uncaught exception; its replacement failed to start');
+    fresh.once('ready', onReady);
+    fresh.once('exit', onExit);
   }
 
   private onWorkerReady(worker: WorkerProcess): void {
@@ -208,6 +240,14 @@ export class Supervisor {
     // A worker of a generation still being rolled out: the roll handles it.
     if (worker.generation > this.generation) return;
     if (worker.generation < this.generation) return;
+    // It crashed while its replacement was starting: that one takes the slot.
+    if (worker.replacement !== undefined && worker.replacement.state !== 'exited') {
+      this.log.error(
+        { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how },
+        `worker exited before its replacement (worker ${worker.replacement.id}) was ready`,
+      );
+      return;
+    }
 
     const reason = exit.killedFor ?? (exit.startError ? 'start-failed' : 'crash');
     this.metrics.restarts.inc({
@@ -361,6 +401,7 @@ export class Supervisor {
     this.backoffs.clear();
     this.generation = next;
     this.lastProblem = undefined;
+    for (const w of fresh) if (w.failing !== undefined) this.replaceFailing(w, w.failing);
     if (this.state === 'starting') this.state = 'ready';
     const deadline = Date.now() + durationMs(this.config.drain.timeout);
     for (const w of old) {

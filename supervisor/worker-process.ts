@@ -50,6 +50,7 @@ interface WorkerEvents {
   bus: [BusMessage];
   'history-publish': [HistoryPublish];
   'history-recover': [HistoryRecoverRequest];
+  failing: [string];
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
@@ -65,6 +66,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   heardFrom = false;
   load: WorkerLoad = emptyLoad;
   readyAt: number | undefined;
+  /** Set when the worker reported an uncaught exception (what it was). */
+  failing: string | undefined;
+  /** The worker started in this one's slot to replace it after that. */
+  replacement: WorkerProcess | undefined;
   private readonly child: ChildProcess;
   private killedFor: string | undefined;
   private startError: string | undefined;
@@ -155,6 +160,11 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       }
       case 'start-failed':
         this.startError = `${m.code}: ${m.message}`;
+        break;
+      case 'failing':
+        if (this.failing !== undefined) break;
+        this.failing = m.error;
+        this.emit('failing', m.error);
         break;
       case 'metrics':
         this.pending.get(m.id)?.(m.metrics);

@@ -243,6 +243,24 @@ async function main(): Promise<void> {
   });
   const runtime = new WorkerRuntime(boot, log);
   const drainTimeout = durationMs(boot.config.drain.timeout);
+  let ready = false;
+  let failing = false;
+  // An uncaught exception (or unhandled rejection) in a serving worker: its
+  // state may be damaged, but its in-flight requests and open connections
+  // need not be lost. Supervised, ask for a replacement and keep serving
+  // until the supervisor drains this worker; standalone, drain and exit 1.
+  // Before ready it is a failed start: exit at once, as Node would.
+  process.on('uncaughtException', (err, origin) => {
+    log.fatal({ err, origin }, `uncaught exception in the worker (${origin})`);
+    if (!ready) process.exit(1);
+    if (failing) return;
+    failing = true;
+    if (supervised && process.connected) {
+      send({ type: 'failing', error: errorMessage(err) });
+      return;
+    }
+    void runtime.drain(Date.now() + drainTimeout, 'uncaught exception').finally(() => process.exit(1));
+  });
 
   if (supervised) {
     // The supervisor orchestrates stops; a terminal's Ctrl-C or `tini -g`
@@ -277,6 +295,7 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(hypErr.exitCode), 50);
     return;
   }
+  ready = true;
   send({ type: 'ready' });
   log.info('worker ready');
 }
