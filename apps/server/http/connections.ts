@@ -7,12 +7,14 @@
  * as idle only when no request is in flight, Node's parser has not begun a
  * next message on it, AND no byte has arrived since drain started or since
  * its last response finished (`socket.bytesRead` moves as soon as a partial
- * request lands). During drain every response carries `Connection: close`;
- * sockets that stay idle for `idleGraceMs` are ended; the rest close
- * themselves after their next response.
+ * request lands). During drain a response carries `Connection: close` when
+ * its head goes out, if it answers the newest request on its socket: a
+ * pipelined request queued behind it is answered, never dropped with the
+ * socket. Sockets that stay idle for `idleGraceMs` are ended; the rest close
+ * themselves after their last response.
  *
- * Outside drain a request costs two counter updates: the idle marks are taken
- * only once drain has started.
+ * Outside drain a request costs two counter updates and two stores: the idle
+ * marks are taken only once drain has started.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
@@ -25,6 +27,8 @@ interface Tracked {
   idleBytes: number;
   /** During drain: when it last became idle (ms since epoch). */
   idleSince: number;
+  /** The response to the newest request on the socket, until it is done. */
+  last: ServerResponse | undefined;
 }
 
 /** Node's internal `ConnectionsList` of an `http.Server` (node_http_parser.cc). */
@@ -33,7 +37,12 @@ interface ConnectionsList {
 }
 
 const kTracked = Symbol('hyp.tracked');
-type TrackedResponse = ServerResponse & { [kTracked]?: Tracked | undefined };
+const kWriteHead = Symbol('hyp.writeHead');
+type TrackedResponse = ServerResponse & {
+  [kTracked]?: Tracked | undefined;
+  /** During drain: the `writeHead` that `writeHeadClosing` stands in front of. */
+  [kWriteHead]?: ServerResponse['writeHead'];
+};
 /** A socket's own entry, found per request by a property read rather than a map lookup. */
 type TrackedSocket = Socket & { [kTracked]?: Tracked | undefined };
 
@@ -41,7 +50,25 @@ function onResponseClose(this: TrackedResponse): void {
   const t = this[kTracked];
   if (t === undefined) return;
   this[kTracked] = undefined;
+  if (t.last === this) t.last = undefined;
   t.tracker.requestDone(t);
+}
+
+/**
+ * During drain: ask for `Connection: close` as the head goes out (Node's own
+ * `end()` and `flushHeaders()` come through `writeHead` too), unless a later
+ * request arrived on the socket — closing after this response would drop it.
+ */
+function writeHeadClosing(this: TrackedResponse, ...args: unknown[]): ServerResponse {
+  const t = (this.req.socket as TrackedSocket)[kTracked];
+  if (t !== undefined && t.last === this && !this.headersSent) this.setHeader('connection', 'close');
+  return (this[kWriteHead] as (...a: unknown[]) => ServerResponse).apply(this, args);
+}
+
+function closeWhenLast(res: TrackedResponse): void {
+  if (res.headersSent || res[kWriteHead] !== undefined) return;
+  res[kWriteHead] = res.writeHead;
+  res.writeHead = writeHeadClosing as ServerResponse['writeHead'];
 }
 
 export class ConnectionTracker {
@@ -58,7 +85,14 @@ export class ConnectionTracker {
   attach(server: Server): void {
     this.server = server;
     server.on('connection', (socket: TrackedSocket) => {
-      const t: Tracked = { tracker: this, socket, inflight: 0, idleBytes: 0, idleSince: Date.now() };
+      const t: Tracked = {
+        tracker: this,
+        socket,
+        inflight: 0,
+        idleBytes: 0,
+        idleSince: Date.now(),
+        last: undefined,
+      };
       socket[kTracked] = t;
       this.sockets.add(t);
       // In-flight responses of a closing socket emit their own 'close' (requestDone).
@@ -92,15 +126,18 @@ export class ConnectionTracker {
       }
       t.inflight++;
       this.inflightTotal++;
-      if (this.draining) res.setHeader('connection', 'close');
+      t.last = res;
+      if (this.draining) closeWhenLast(res);
       try {
         handler(req, res);
       } finally {
         // Answered synchronously (the common case): done now. No socket read can
         // happen before the response's 'close' (a nextTick later), so the idle
         // mark is the same as it would be then.
-        if (res.writableEnded) this.requestDone(t);
-        else {
+        if (res.writableEnded) {
+          t.last = undefined;
+          this.requestDone(t);
+        } else {
           // One listener, no closure per request: 'close' follows every finished
           // or aborted response (on a nextTick, before any further socket read).
           (res as TrackedResponse)[kTracked] = t;
@@ -137,8 +174,11 @@ export class ConnectionTracker {
       t.idleBytes = socket.bytesRead;
       t.idleSince = now;
       if (t.inflight === 0) continue;
+      // The response on the socket now, and the newest one (pipelined requests
+      // may queue between them; those are not last, so they keep it open).
       const res = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage;
-      if (res && !res.headersSent) res.setHeader('connection', 'close');
+      if (res) closeWhenLast(res);
+      if (t.last) closeWhenLast(t.last);
     }
     const tick = () => this.closeIdle(idleGraceMs);
     this.sweep = setInterval(tick, Math.max(50, Math.min(idleGraceMs, 250)));
