@@ -163,8 +163,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         break;
       case 'failing':
         if (this.failing !== undefined) break;
-        this.failing = m.error;
-        this.emit('failing', m.error);
+        this.failing = typeof m.error === 'string' ? m.error : 'uncaught exception';
+        this.emit('failing', this.failing);
         break;
       case 'metrics':
         this.pending.get(m.id)?.(m.metrics);
