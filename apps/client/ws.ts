@@ -354,10 +354,14 @@ export class HypWebSocket {
         if (this.channels.get(m.channel) === '' && m.offset) this.channels.set(m.channel, m.offset);
         return;
       case 'error': {
-        let body: HypErrorFrame;
+        let body: HypErrorFrame | undefined;
         try {
           body = JSON.parse(utf8Decoder.decode(m.data)) as HypErrorFrame;
         } catch {
+          body = undefined;
+        }
+        // anything but an object (null, a number) would throw below and stall every later frame
+        if (typeof body !== 'object' || body === null || Array.isArray(body)) {
           body = { code: 'HYP_E_WS_DECODE', message: 'unreadable error frame' };
         }
         // the old offset is useless now; the ack that follows gives the new head

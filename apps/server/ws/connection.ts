@@ -24,7 +24,7 @@ export class Connection {
   rooms: string[] | undefined;
   metadata: Map<string, unknown> | undefined;
   /** Channels whose shared-history replay is under way → live deliveries held back meanwhile. */
-  recovering: Map<string, Envelope[]> | undefined;
+  recovering: Map<string, { held: Envelope[]; pending: number }> | undefined;
   /** Channels just recovered → last replayed offset: announcements arriving late at or before it are already sent. */
   replayedUpTo: Map<string, string> | undefined;
   /** Per-client keys set after authorization; override the hub's. */

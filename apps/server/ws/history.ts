@@ -9,7 +9,10 @@ import type { Envelope } from './envelope.js';
  * offset from another process (or from before a restart) is recognised as
  * foreign and recovery fails explicitly instead of replaying the wrong
  * messages. Memory: at most `size` messages per channel and `maxChannels`
- * channels (the least recently published channel is forgotten first).
+ * channels (the least recently published channel is forgotten first). A
+ * channel created (again) numbers from the history's publish count on, so
+ * an offset from an evicted incarnation never names a message of the new
+ * one: after an eviction such an offset fails explicitly (conservative).
  */
 
 export interface HistoryOptions {
@@ -22,9 +25,18 @@ export interface HistoryOptions {
 class Ring {
   readonly items: Envelope[] = [];
   /** Sequence number of items[start]. */
-  first = 1;
+  first: number;
   start = 0;
-  next = 1;
+  next: number;
+  /**
+   * Publishes in this history when the ring was created: its seqs start
+   * above it, so they are above every seq of an earlier (evicted)
+   * incarnation of the channel and an old offset is never mistaken for a new one.
+   */
+  constructor(readonly base: number) {
+    this.first = base + 1;
+    this.next = base + 1;
+  }
 }
 
 export type Recovery = { ok: true; messages: Envelope[] } | { ok: false; reason: string };
@@ -34,6 +46,10 @@ export class History {
   private readonly size: number;
   private readonly maxChannels: number;
   private readonly rings = new Map<string, Ring>();
+  /** Appends so far: an upper bound of every seq handed out. */
+  private published = 0;
+  /** `published` at the latest channel eviction. */
+  private evictedAt = 0;
 
   constructor(options: HistoryOptions) {
     this.size = options.size;
@@ -47,10 +63,14 @@ export class History {
     if (ring) {
       this.rings.delete(channel);
     } else {
-      ring = new Ring();
-      if (this.rings.size >= this.maxChannels) this.rings.delete(this.rings.keys().next().value as string);
+      ring = new Ring(this.published);
+      if (this.rings.size >= this.maxChannels) {
+        this.rings.delete(this.rings.keys().next().value as string);
+        this.evictedAt = this.published;
+      }
     }
     this.rings.set(channel, ring);
+    this.published++;
     const seq = ring.next++;
     message.offset = `${this.epoch}:${seq}`;
     if (this.size > 0) {
@@ -70,7 +90,7 @@ export class History {
   /** The offset a new subscriber would resume from: the last assigned one. */
   head(channel: string): string {
     const ring = this.rings.get(channel);
-    return `${this.epoch}:${ring ? ring.next - 1 : 0}`;
+    return `${this.epoch}:${ring ? ring.next - 1 : this.published}`;
   }
 
   /** Messages after `offset`, in order, or why they cannot all be replayed. */
@@ -82,13 +102,19 @@ export class History {
     if (epoch !== this.epoch)
       return { ok: false, reason: 'offset belongs to another history (server restarted or moved)' };
     const ring = this.rings.get(channel);
-    const next = ring ? ring.next : 1;
+    const next = ring ? ring.next : this.published + 1;
     if (seq === next - 1) return { ok: true, messages: [] };
     if (seq >= next) return { ok: false, reason: 'offset is in the future' };
-    if (!ring || seq + 1 < ring.first)
-      return { ok: false, reason: 'messages after the offset are no longer in history' };
+    // before this incarnation of the channel: fine unless a channel was evicted since
+    if (!ring || seq < ring.base) {
+      if (seq < this.evictedAt)
+        return { ok: false, reason: 'messages after the offset are no longer in history (channel evicted)' };
+      if (!ring) return { ok: true, messages: [] };
+    }
+    const from = Math.max(seq, ring.base) + 1;
+    if (from < ring.first) return { ok: false, reason: 'messages after the offset are no longer in history' };
     const messages: Envelope[] = [];
-    for (let s = seq + 1; s < next; s++) {
+    for (let s = from; s < next; s++) {
       messages.push(ring.items[(ring.start + (s - ring.first)) % ring.items.length]!);
     }
     return { ok: true, messages };

@@ -105,9 +105,10 @@ export interface DrainOptions {
   deadline?: number;
 }
 
-type ConnectHandler = (client: HubClient, req: IncomingMessage) => void;
-type DisconnectHandler = (client: HubClient, code: number) => void;
-type MessageHandler = (client: HubClient, message: Envelope) => void;
+/** Callbacks may be async: a throw or a rejection is logged, never left unhandled. */
+type ConnectHandler = (client: HubClient, req: IncomingMessage) => void | Promise<void>;
+type DisconnectHandler = (client: HubClient, code: number) => void | Promise<void>;
+type MessageHandler = (client: HubClient, message: Envelope) => void | Promise<void>;
 
 const codecSlots = 4;
 const binaryFrame = { binary: true };
@@ -312,6 +313,13 @@ export class Hub implements ConnectionOwner {
       );
       return;
     }
+    if (id.includes('\u0000')) {
+      refuseUpgrade(
+        socket,
+        new HypError('HYP_E_BAD_REQUEST', { detail: 'client id contains a NUL character' }),
+      );
+      return;
+    }
     if (auth?.keys) {
       try {
         validateKeySet(auth.keys, `client ${id}`);
@@ -457,6 +465,8 @@ export class Hub implements ConnectionOwner {
    * or an HYP_E_WS_RECOVERY_FAILED error frame says they cannot be.
    */
   subscribe(client: HubClient, channel: string, offset = ''): void {
+    // gone already (an async hook that finished after the disconnect): nothing would ever remove it
+    if (!this.all.has(client)) return;
     if (this.shared) {
       this.subscribeShared(client, channel, offset, this.shared);
       return;
@@ -488,14 +498,25 @@ export class Hub implements ConnectionOwner {
    * nothing is sent twice, the order is the stream's.
    */
   private subscribeShared(client: HubClient, channel: string, offset: string, shared: SharedHistory): void {
-    const held: Envelope[] = [];
     client.recovering ??= new Map();
-    client.recovering.set(channel, held);
+    // a subscribe while another recovery of the channel is under way shares its hold: each replay
+    // sends what was held until then, the last one to end lets live deliveries through again
+    let recovering = client.recovering.get(channel);
+    if (recovering) recovering.pending++;
+    else {
+      recovering = { held: [], pending: 1 };
+      client.recovering.set(channel, recovering);
+    }
+    const state = recovering;
     addTo(this.channels, channel, client);
     client.addTo('channels', channel);
     const finish = (head: string, replayed: Envelope[], failure?: string): void => {
-      client.recovering?.delete(channel);
+      if (--state.pending === 0) client.recovering?.delete(channel);
+      const held = state.held;
+      state.held = [];
       if (!client.open) return;
+      // unsubscribed meanwhile: neither the replay nor what was held is wanted any more
+      if (!client.channels?.includes(channel)) return;
       if (failure !== undefined) {
         const err = new HypError('HYP_E_WS_RECOVERY_FAILED', { channel, offset, detail: failure });
         this.sendTo(client, errorEnvelope(err, channel));
@@ -532,6 +553,7 @@ export class Hub implements ConnectionOwner {
   }
 
   joinRoom(client: HubClient, room: string): void {
+    if (!this.all.has(client)) return;
     addTo(this.rooms, room, client);
     client.addTo('rooms', room);
     if (this.presence.join(room, client.id, this.bus.nodeId))
@@ -568,7 +590,8 @@ export class Hub implements ConnectionOwner {
   toRoom(room: string, data: Payload, options: { except?: string } = {}): void {
     const message = this.delivery(room, toData(data), '');
     this.deliver(this.rooms.get(room), message, options.except);
-    this.toBus('room', options.except ? `${room}\u0000${options.except}` : room, message);
+    // room NUL except, split at the last NUL: a room name may hold NULs, a client id may not
+    this.toBus('room', `${room}\u0000${options.except ?? ''}`, message);
   }
 
   /** Delivers to every client on every node. */
@@ -622,8 +645,12 @@ export class Hub implements ConnectionOwner {
         this.deliver(this.channels.get(event.target), m);
         return;
       case 'room': {
-        const [room, except] = event.target.split('\u0000');
-        this.deliver(this.rooms.get(room!), m, except);
+        const nul = event.target.lastIndexOf('\u0000');
+        if (nul < 0) this.deliver(this.rooms.get(event.target), m);
+        else {
+          const except = event.target.slice(nul + 1);
+          this.deliver(this.rooms.get(event.target.slice(0, nul)), m, except || undefined);
+        }
         return;
       }
       case 'broadcast':
@@ -676,9 +703,9 @@ export class Hub implements ConnectionOwner {
         }
       }
       if (fromSharedHistory && c.recovering !== undefined) {
-        const held = c.recovering.get(message.channel);
-        if (held) {
-          held.push(message);
+        const recovering = c.recovering.get(message.channel);
+        if (recovering) {
+          recovering.held.push(message);
           continue;
         }
       }
@@ -784,9 +811,11 @@ export class Hub implements ConnectionOwner {
     if (this.byId.get(c.id) === c) this.byId.delete(c.id);
     if (c.channels) for (const ch of c.channels) removeFrom(this.channels, ch, c);
     if (c.rooms) {
+      // a newer connection with the same id keeps the membership only where it joined too
+      const current = this.byId.get(c.id);
       for (const room of c.rooms) {
         removeFrom(this.rooms, room, c);
-        if (!this.byId.has(c.id) && this.presence.leave(room, c.id, this.bus.nodeId)) {
+        if (!current?.rooms?.includes(room) && this.presence.leave(room, c.id, this.bus.nodeId)) {
           this.presenceEvent('leave', room, c.id, true);
         }
       }
@@ -863,13 +892,19 @@ export class Hub implements ConnectionOwner {
     }
   }
 
-  private guard(fn: () => void): void {
+  /** Runs an application callback: a throw, or a rejection of the promise an async one returns, is logged. */
+  private guard(fn: () => unknown): void {
     try {
-      fn();
+      const result = fn();
+      if (result instanceof Promise) result.catch(this.logCallbackError);
     } catch (err) {
-      this.options.log?.error({ err }, 'websocket hub callback threw');
+      this.logCallbackError(err);
     }
   }
+
+  private readonly logCallbackError = (err: unknown): void => {
+    this.options.log?.error({ err }, 'websocket hub callback threw');
+  };
 }
 
 function noop(): void {}
