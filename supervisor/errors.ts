@@ -100,6 +100,13 @@ export const catalog = {
   HYP_E_TCP_SERVER_CLOSED: { message: 'tcp service {name} is {state}; it cannot listen again' },
   HYP_E_TCP_HANDSHAKE: { message: 'TLS handshake with {remote} failed: {detail}' },
   HYP_E_TCP_HANDLER: { message: 'tcp service {name}: handler failed for {remote}: {detail}' },
+
+  // WebSocket hub and client (continued)
+  HYP_E_WS_TOO_MANY_SUBSCRIPTIONS: {
+    message:
+      'cannot add {kind} "{name}": the connection already holds {limit} channels and rooms (websocket.max_subscriptions)',
+  },
+  HYP_E_WS_SEAL: { message: 'cannot seal outgoing {type} message: {detail}' },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

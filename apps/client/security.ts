@@ -45,6 +45,13 @@ function subtle(): SubtleCrypto {
   return s;
 }
 
+function ignore(): void {}
+
+/** A Uint8Array (or Buffer), also one made in another realm (iframe, worker). */
+function isBytes(value: unknown): value is Uint8Array {
+  return value instanceof Uint8Array || Object.prototype.toString.call(value) === '[object Uint8Array]';
+}
+
 function buffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
@@ -55,21 +62,50 @@ export class ClientSecurity {
   private readonly signThenEncrypt: boolean;
   private readonly keyId: number | undefined;
 
+  /**
+   * Checks the keys synchronously and throws a SecurityError (HYP_E_WS_KEY)
+   * for unusable ones: not bytes, an AES key other than 32 bytes, an empty
+   * HMAC key, no key at all (every frame would be plaintext), a key id
+   * outside 0..255, or no WebCrypto.
+   */
   constructor(keys: ClientKeys) {
-    if (keys.aesKey && keys.aesKey.length !== 32) {
-      throw new SecurityError('HYP_E_WS_KEY', `AES key must be exactly 32 bytes, got ${keys.aesKey.length}`);
+    if (keys === null || typeof keys !== 'object') {
+      throw new SecurityError('HYP_E_WS_KEY', `security keys must be an object, got ${typeof keys}`);
     }
-    this.aes = keys.aesKey
-      ? subtle().importKey('raw', buffer(keys.aesKey), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt'])
+    const { aesKey, hmacKey, keyId } = keys;
+    for (const [key, what] of [
+      [aesKey, 'AES key'],
+      [hmacKey, 'HMAC key'],
+    ] as const) {
+      if (key != null && !isBytes(key)) {
+        throw new SecurityError('HYP_E_WS_KEY', `${what} must be bytes (a Uint8Array), got ${typeof key}`);
+      }
+    }
+    if (aesKey && aesKey.length !== 32) {
+      throw new SecurityError('HYP_E_WS_KEY', `AES key must be exactly 32 bytes, got ${aesKey.length}`);
+    }
+    if (hmacKey && hmacKey.length === 0) throw new SecurityError('HYP_E_WS_KEY', 'HMAC key is empty');
+    if (!aesKey && !hmacKey) {
+      throw new SecurityError(
+        'HYP_E_WS_KEY',
+        'security needs an AES or an HMAC key: without one every frame would be plaintext',
+      );
+    }
+    if (keyId !== undefined && (!Number.isInteger(keyId) || keyId < 0 || keyId > 255)) {
+      throw new SecurityError('HYP_E_WS_KEY', `key id must be an integer 0..255, got ${keyId}`);
+    }
+    const s = subtle();
+    this.aes = aesKey
+      ? s.importKey('raw', buffer(aesKey), { name: 'AES-GCM' }, false, ['encrypt', 'decrypt'])
       : undefined;
-    this.hmac = keys.hmacKey
-      ? subtle().importKey('raw', buffer(keys.hmacKey), { name: 'HMAC', hash: 'SHA-256' }, false, [
-          'sign',
-          'verify',
-        ])
+    this.hmac = hmacKey
+      ? s.importKey('raw', buffer(hmacKey), { name: 'HMAC', hash: 'SHA-256' }, false, ['sign', 'verify'])
       : undefined;
+    // an import that fails anyway is reported by the seal or open that awaits it, never left unhandled here
+    this.aes?.catch(ignore);
+    this.hmac?.catch(ignore);
     this.signThenEncrypt = keys.signThenEncrypt ?? true;
-    this.keyId = keys.keyId;
+    this.keyId = keyId;
   }
 
   async seal(payload: Uint8Array): Promise<Uint8Array> {

@@ -154,6 +154,10 @@ export class HypWebSocket {
   private stopped = false;
   private firstOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
+  /**
+   * Throws synchronously on bad options: an unknown codec (TypeError), an
+   * invalid URL, or unusable `security` keys (SecurityError, HYP_E_WS_KEY).
+   */
   constructor(url: string, options: HypWebSocketOptions = {}) {
     const codec = codecByName(options.codec ?? 'json');
     if (!codec) throw new TypeError(`unknown codec ${options.codec}`);
@@ -404,9 +408,20 @@ export class HypWebSocket {
       return;
     }
     const security = this.security;
+    // the chain keeps frames in order; it never rejects, so one failed frame does not stop the ones after it
     this.outbound = this.outbound.then(async () => {
-      const sealed = await security.seal(bytes);
-      if (socket.readyState === OPEN) socket.send(sealed);
+      try {
+        const sealed = await security.seal(bytes);
+        if (socket.readyState === OPEN) socket.send(sealed);
+      } catch (err) {
+        const detail = err instanceof Error ? err.message : String(err);
+        const report: HypErrorFrame = {
+          code: 'HYP_E_WS_SEAL',
+          message: `cannot seal outgoing ${m.type} message: ${detail}`,
+        };
+        if (m.channel) report.channel = m.channel;
+        this.emit('error', report);
+      }
     });
   }
 

@@ -199,6 +199,11 @@ export const ConfigSchema = Type.Object(
           description: 'close the connection or drop messages when the send buffer is full',
         }),
         history_size: Int(1000, 'messages kept per channel for recovery', { minimum: 0 }),
+        max_subscriptions: Int(
+          1000,
+          'channels plus rooms one connection may hold; one more is refused with HYP_E_WS_TOO_MANY_SUBSCRIPTIONS',
+          { minimum: 1 },
+        ),
         history_bytes: Size(
           '64MiB',
           "payload bytes of the pod-wide history (the supervisor's, for the ipc bus) across all channels; beyond it the oldest messages go first",

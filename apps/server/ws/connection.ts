@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import type { Codec, CodecName } from './codecs/index.js';
 import type { Envelope } from './envelope.js';
-import { type KeySet, validateKeySet } from './security.js';
+import type { KeySet } from './security.js';
 
 /** What the hub needs from its owner to act for one connection. */
 export interface ConnectionOwner {
@@ -11,6 +11,8 @@ export interface ConnectionOwner {
   receive(connection: Connection, data: Buffer): void;
   /** The socket closed. */
   remove(connection: Connection, code: number): void;
+  /** Checks per-client keys before they are used; throws HYP_E_WS_KEY naming the client. */
+  clientKeys(clientId: string, keys: KeySet): KeySet;
 }
 
 /**
@@ -19,7 +21,12 @@ export interface ConnectionOwner {
  * created on first use.
  */
 export class Connection {
-  /** Channels and rooms as small arrays: a client has a handful, and a Set costs ~10× an array per connection. */
+  /**
+   * Channels and rooms as small arrays: a client has a handful, and a Set
+   * costs ~10× an array per connection. Membership tests go to the hub's
+   * per-channel/room Sets instead (O(1)); the hub bounds the total
+   * (`maxSubscriptions`).
+   */
   channels: string[] | undefined;
   rooms: string[] | undefined;
   metadata: Map<string, unknown> | undefined;
@@ -61,17 +68,21 @@ export class Connection {
     return this;
   }
 
-  /** Per-client AES/HMAC keys (HypGo's SetEncryptionKey/SetHMACKey); `undefined` reverts to the hub's. */
+  /**
+   * Per-client AES/HMAC keys (HypGo's SetEncryptionKey/SetHMACKey); `undefined` reverts to the hub's.
+   * Fails closed: a key set without any key, or keys on a hub without the security pipeline, throw
+   * HYP_E_WS_KEY naming the client and leave the keys as they were.
+   */
   setKeys(keys: KeySet | undefined): this {
-    this.keys = keys && validateKeySet(keys, `client ${this.id}`);
+    this.keys = keys === undefined ? undefined : this.owner.clientKeys(this.id, keys);
     return this;
   }
 
-  /** @internal */
+  /** @internal the hub has checked that `name` is not in the list (its index Sets answer in O(1)) */
   addTo(list: 'channels' | 'rooms', name: string): void {
     const names = this[list];
     if (!names) this[list] = [name];
-    else if (!names.includes(name)) names.push(name);
+    else names.push(name);
   }
 
   /** @internal */

@@ -67,6 +67,17 @@ export type Payload =
   | readonly unknown[]
   | { readonly [k: string]: unknown };
 
+/**
+ * `bytes` as a copy that owns its memory, or `bytes` itself when it already
+ * spans its whole buffer. Decoders return `data` as a view into the frame
+ * they read (for the hub, the socket's read chunk): whatever keeps a message
+ * beyond the current tick (history, held deliveries) keeps this instead, so
+ * a few bytes never pin a whole chunk.
+ */
+export function ownBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+}
+
 export function jsonData(value: unknown): Uint8Array {
   return utf8Encoder.encode(JSON.stringify(value));
 }

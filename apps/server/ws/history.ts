@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { Envelope } from './envelope.js';
+import { type Envelope, ownBytes } from './envelope.js';
 
 /**
  * Per-channel sequence numbers and a bounded history for recovery.
@@ -57,7 +57,10 @@ export class History {
     this.epoch = options.epoch ?? randomBytes(6).toString('base64url');
   }
 
-  /** Assigns the next offset to `message` (mutating its `offset`) and keeps it. */
+  /**
+   * Assigns the next offset to `message` (mutating its `offset`) and keeps
+   * it; its `data` is replaced by a copy when it is a view into a larger buffer.
+   */
   append(channel: string, message: Envelope): string {
     let ring = this.rings.get(channel);
     if (ring) {
@@ -74,6 +77,8 @@ export class History {
     const seq = ring.next++;
     message.offset = `${this.epoch}:${seq}`;
     if (this.size > 0) {
+      // kept past this tick: its data must not be a view pinning the buffer it was decoded from
+      message.data = ownBytes(message.data);
       if (ring.items.length < this.size) {
         ring.items.push(message);
       } else {

@@ -10,7 +10,7 @@ import { type BusEvent, type BusEventKind, decodeBusEvent, encodeBusEvent } from
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { Control, errorEnvelope, Reply, replyEnvelope } from './control.js';
-import { type Envelope, jsonData, nowNs, type Payload } from './envelope.js';
+import { type Envelope, jsonData, nowNs, ownBytes, type Payload } from './envelope.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
 import { WsMetrics } from './metrics.js';
@@ -22,7 +22,7 @@ import {
   ReplayGuard,
   Security,
   type SecurityOptions,
-  validateKeySet,
+  validateClientKeys,
 } from './security.js';
 
 /**
@@ -45,7 +45,10 @@ export type HubClient = Connection;
 export interface Authorization {
   clientId?: string;
   metadata?: Record<string, unknown>;
-  /** Per-client keys overriding the hub's. */
+  /**
+   * Per-client keys overriding the hub's. Needs the hub's `security` and at
+   * least one key: otherwise the upgrade is refused (500, HYP_E_WS_KEY logged).
+   */
   keys?: KeySet;
 }
 
@@ -79,6 +82,11 @@ export interface HubOptions {
   slowConsumer?: 'close' | 'drop';
   /** Messages kept per channel for recovery. Default 1000. */
   historySize?: number;
+  /**
+   * Channels plus rooms one connection may hold (`websocket.max_subscriptions`);
+   * one more is refused with HYP_E_WS_TOO_MANY_SUBSCRIPTIONS. Default 1000.
+   */
+  maxSubscriptions?: number;
   compression?: { enabled?: boolean; level?: number; threshold?: number; concurrency?: number };
   security?: HubSecurityOptions;
   bus?: Bus;
@@ -114,6 +122,7 @@ const codecSlots = 4;
 const binaryFrame = { binary: true };
 const textFrame = { binary: false };
 const maxClientIdLength = 256;
+const defaultMaxSubscriptions = 1000;
 
 function toData(payload: Payload): Uint8Array {
   return payload instanceof Uint8Array ? payload : jsonData(payload);
@@ -124,9 +133,11 @@ function statusLine(status: number): string {
     ? 'Unauthorized'
     : status === 403
       ? 'Forbidden'
-      : status === 503
-        ? 'Service Unavailable'
-        : 'Bad Request';
+      : status === 500
+        ? 'Internal Server Error'
+        : status === 503
+          ? 'Service Unavailable'
+          : 'Bad Request';
 }
 
 function refuseUpgrade(socket: Duplex, err: HypError): void {
@@ -152,6 +163,7 @@ export class Hub implements ConnectionOwner {
   private readonly security: Security | undefined;
   private readonly replay: ReplayGuard | undefined;
   private readonly maxFailures: number;
+  private readonly maxSubscriptions: number;
   private readonly sendBufferLimit: number;
   private readonly slowConsumer: 'close' | 'drop';
   private readonly pingIntervalMs: number;
@@ -186,6 +198,13 @@ export class Hub implements ConnectionOwner {
         ? new ReplayGuard({ windowMs: window, maxEntries: options.security?.replayCacheSize })
         : undefined;
     this.maxFailures = options.security?.maxFailures ?? 5;
+    this.maxSubscriptions = options.maxSubscriptions ?? defaultMaxSubscriptions;
+    if (!Number.isInteger(this.maxSubscriptions) || this.maxSubscriptions < 1) {
+      throw new HypError('HYP_E_CONFIG_INVALID', {
+        path: 'websocket.max_subscriptions (maxSubscriptions)',
+        detail: `must be an integer of at least 1, got ${String(options.maxSubscriptions)}`,
+      });
+    }
     this.sendBufferLimit = options.sendBufferLimit ?? 1024 * 1024;
     this.slowConsumer = options.slowConsumer ?? 'close';
     this.pingIntervalMs = options.pingIntervalMs ?? 25_000;
@@ -322,14 +341,34 @@ export class Hub implements ConnectionOwner {
     }
     if (auth?.keys) {
       try {
-        validateKeySet(auth.keys, `client ${id}`);
+        this.clientKeys(id, auth.keys);
       } catch (err) {
-        this.options.log?.error({ err }, 'authorize hook returned unusable keys');
+        // fail closed: an empty key set, or keys the hub would ignore, would mean plaintext for this client
+        this.options.log?.error({ err, client: id }, 'authorize hook returned unusable keys');
         refuseUpgrade(socket, new HypError('HYP_E_INTERNAL', {}, { cause: err }));
         return;
       }
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, id, auth));
+  }
+
+  /**
+   * @internal Per-client keys, checked before use (the authorize hook's, or
+   * `client.setKeys`): valid, at least one key, and a hub with the security
+   * pipeline — without it they would be ignored. Throws HYP_E_WS_KEY naming
+   * the client: security fails closed, never silently to plaintext.
+   */
+  clientKeys(clientId: string, keys: KeySet): KeySet {
+    validateClientKeys(keys, clientId);
+    if (!this.security) {
+      throw new HypError('HYP_E_WS_KEY', {
+        key: `set of client ${clientId}`,
+        detail:
+          "needs the hub's security pipeline (websocket.security keys or the security option); " +
+          'without it the keys would be ignored and the client would send and receive plaintext',
+      });
+    }
+    return keys;
   }
 
   private accept(ws: WebSocket, req: IncomingMessage, id: string, auth: Authorization | undefined): void {
@@ -401,7 +440,9 @@ export class Hub implements ConnectionOwner {
     try {
       this.control(c, message);
     } catch (err) {
-      this.sendTo(c, errorEnvelope(err, message.channel));
+      // a refused subscribe names its channel in the frame too (the request's envelope has none)
+      const channel = isHypError(err) && typeof err.params.channel === 'string' ? err.params.channel : '';
+      this.sendTo(c, errorEnvelope(err, message.channel || channel));
     }
   }
 
@@ -467,6 +508,8 @@ export class Hub implements ConnectionOwner {
   subscribe(client: HubClient, channel: string, offset = ''): void {
     // gone already (an async hook that finished after the disconnect): nothing would ever remove it
     if (!this.all.has(client)) return;
+    const subscribed = this.channels.get(channel)?.has(client) ?? false;
+    if (!subscribed) this.admit(client, 'channel', channel);
     if (this.shared) {
       this.subscribeShared(client, channel, offset, this.shared);
       return;
@@ -484,8 +527,10 @@ export class Hub implements ConnectionOwner {
         );
       }
     }
-    addTo(this.channels, channel, client);
-    client.addTo('channels', channel);
+    if (!subscribed) {
+      addTo(this.channels, channel, client);
+      client.addTo('channels', channel);
+    }
     if (this.options.ackSubscribe ?? true) {
       this.sendTo(client, replyEnvelope(Reply.subscribed, channel, { channel }, this.history.head(channel)));
     }
@@ -508,15 +553,17 @@ export class Hub implements ConnectionOwner {
       client.recovering.set(channel, recovering);
     }
     const state = recovering;
-    addTo(this.channels, channel, client);
-    client.addTo('channels', channel);
+    if (!this.channels.get(channel)?.has(client)) {
+      addTo(this.channels, channel, client);
+      client.addTo('channels', channel);
+    }
     const finish = (head: string, replayed: Envelope[], failure?: string): void => {
       if (--state.pending === 0) client.recovering?.delete(channel);
       const held = state.held;
       state.held = [];
       if (!client.open) return;
       // unsubscribed meanwhile: neither the replay nor what was held is wanted any more
-      if (!client.channels?.includes(channel)) return;
+      if (!this.channels.get(channel)?.has(client)) return;
       if (failure !== undefined) {
         const err = new HypError('HYP_E_WS_RECOVERY_FAILED', { channel, offset, detail: failure });
         this.sendTo(client, errorEnvelope(err, channel));
@@ -554,10 +601,29 @@ export class Hub implements ConnectionOwner {
 
   joinRoom(client: HubClient, room: string): void {
     if (!this.all.has(client)) return;
-    addTo(this.rooms, room, client);
-    client.addTo('rooms', room);
+    if (!this.rooms.get(room)?.has(client)) {
+      this.admit(client, 'room', room);
+      addTo(this.rooms, room, client);
+      client.addTo('rooms', room);
+    }
     if (this.presence.join(room, client.id, this.bus.nodeId))
       this.presenceEvent('join', room, client.id, true);
+  }
+
+  /**
+   * Refuses a new channel or room beyond `maxSubscriptions` (channels plus
+   * rooms per connection) with HYP_E_WS_TOO_MANY_SUBSCRIPTIONS; the
+   * connection stays open. The caller has checked it is not held already.
+   */
+  private admit(client: HubClient, kind: 'channel' | 'room', name: string): void {
+    const held = (client.channels?.length ?? 0) + (client.rooms?.length ?? 0);
+    if (held < this.maxSubscriptions) return;
+    throw new HypError('HYP_E_WS_TOO_MANY_SUBSCRIPTIONS', {
+      kind,
+      name,
+      limit: this.maxSubscriptions,
+      ...(kind === 'channel' ? { channel: name } : { room_id: name }),
+    });
   }
 
   leaveRoom(client: HubClient, room: string): void {
@@ -705,6 +771,8 @@ export class Hub implements ConnectionOwner {
       if (fromSharedHistory && c.recovering !== undefined) {
         const recovering = c.recovering.get(message.channel);
         if (recovering) {
+          // held until the replay ends: keep a copy, not a view pinning the buffer it was decoded from
+          message.data = ownBytes(message.data);
           recovering.held.push(message);
           continue;
         }
@@ -815,7 +883,8 @@ export class Hub implements ConnectionOwner {
       const current = this.byId.get(c.id);
       for (const room of c.rooms) {
         removeFrom(this.rooms, room, c);
-        if (!current?.rooms?.includes(room) && this.presence.leave(room, c.id, this.bus.nodeId)) {
+        const stays = current !== undefined && (this.rooms.get(room)?.has(current) ?? false);
+        if (!stays && this.presence.leave(room, c.id, this.bus.nodeId)) {
           this.presenceEvent('leave', room, c.id, true);
         }
       }

@@ -79,6 +79,7 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
     sendBufferLimit: bytes(ws.send_buffer_limit),
     slowConsumer: ws.slow_consumer,
     historySize: ws.history_size,
+    maxSubscriptions: ws.max_subscriptions,
     compression: {
       enabled: ws.compression.enabled,
       level: ws.compression.level,

@@ -43,6 +43,18 @@ export interface SecurityOptions {
 }
 
 export function validateKeySet(keys: KeySet, name = 'websocket security'): KeySet {
+  for (const [field, what] of [
+    ['aesKey', 'AES key'],
+    ['hmacKey', 'HMAC key'],
+  ] as const) {
+    const key = keys[field];
+    if (key != null && !(key instanceof Uint8Array)) {
+      throw new HypError('HYP_E_WS_KEY', {
+        key: `${name} ${what}`,
+        detail: `must be bytes (a Uint8Array or Buffer), got ${typeof key}`,
+      });
+    }
+  }
   if (keys.aesKey && keys.aesKey.length !== aesKeySize) {
     throw new HypError('HYP_E_WS_KEY', {
       key: `${name} AES key`,
@@ -61,8 +73,32 @@ export function validateKeySet(keys: KeySet, name = 'websocket security'): KeySe
   return keys;
 }
 
+/**
+ * Per-client keys (authorize hook, `client.setKeys`): valid, and at least
+ * one key. An empty set would silently turn security off for that client
+ * (frames sealed with no key are plaintext), so it is refused: fail closed.
+ */
+export function validateClientKeys(keys: KeySet, clientId: string): KeySet {
+  const name = `client ${clientId}`;
+  if (keys === null || typeof keys !== 'object') {
+    throw new HypError('HYP_E_WS_KEY', {
+      key: `set of ${name}`,
+      detail: `must be an object, got ${keys === null ? 'null' : typeof keys}`,
+    });
+  }
+  validateKeySet(keys, name);
+  if (!hasKeys(keys)) {
+    throw new HypError('HYP_E_WS_KEY', {
+      key: `set of ${name}`,
+      detail: 'holds neither an AES nor an HMAC key: that client would send and receive plaintext',
+    });
+  }
+  return keys;
+}
+
+/** True when `keys` holds a key that sealing would use (`{ aesKey: null }` holds none). */
 export function hasKeys(keys: KeySet | undefined): keys is KeySet {
-  return keys !== undefined && (keys.aesKey !== undefined || keys.hmacKey !== undefined);
+  return keys != null && (Boolean(keys.aesKey) || Boolean(keys.hmacKey));
 }
 
 function readKey(file: string, what: string): Uint8Array | undefined {

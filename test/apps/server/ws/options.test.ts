@@ -44,3 +44,23 @@ describe('hub options from the websocket config section', () => {
     expect(o.security?.signThenEncrypt).toBe(true);
   });
 });
+
+describe('websocket.max_subscriptions', () => {
+  it('defaults to 1000 channels and rooms per connection and reaches the hub options', () => {
+    const { config } = loadConfig({ env: {}, cwd: tmpdir() });
+    expect(config.websocket.max_subscriptions).toBe(1000);
+    const o = hubOptionsFromConfig(config, { ipc: noIpc });
+    expect(o.maxSubscriptions).toBe(1000);
+    const set = loadConfig({ env: { HYP_WEBSOCKET_MAX_SUBSCRIPTIONS: '20' }, cwd: tmpdir() });
+    expect(hubOptionsFromConfig(set.config, { ipc: noIpc }).maxSubscriptions).toBe(20);
+  });
+
+  it('refuses 0 with HYP_E_CONFIG_INVALID at the key path', () => {
+    expect(() => loadConfig({ env: { HYP_WEBSOCKET_MAX_SUBSCRIPTIONS: '0' }, cwd: tmpdir() })).toThrow(
+      expect.objectContaining({
+        code: 'HYP_E_CONFIG_INVALID',
+        message: expect.stringContaining('websocket.max_subscriptions'),
+      }),
+    );
+  });
+});
