@@ -5,7 +5,12 @@
  */
 
 import type { IncomingMessage } from 'node:http';
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import {
+  type Http2ServerResponse,
+  constants as h2constants,
+  type IncomingHttpHeaders,
+  type ServerHttp2Stream,
+} from 'node:http2';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { context as otelContext, type Tracer } from '@opentelemetry/api';
@@ -77,6 +82,7 @@ export interface AppOptions {
   workerId?: number;
 }
 
+const { NGHTTP2_INTERNAL_ERROR } = h2constants;
 const kContext = Symbol('hyp.context');
 type TaggedResponse = HttpResponse & { [kContext]?: Context };
 type TaggedStream = ServerHttp2Stream & { [kContext]?: Context };
@@ -356,7 +362,11 @@ export class App extends RouteGroup {
     const res = c.res;
     if (res.headersSent) {
       // Too late for a problem body: cut the response so the client sees it failed.
-      if (!res.writableEnded) res.destroy();
+      // HTTP/2: with an error code; a plain destroy() resets with NO_ERROR,
+      // which a client reads as the end of a complete (but cut) body.
+      if (res.writableEnded) return;
+      if (c.req.httpVersionMajor === 2) (res as Http2ServerResponse).stream.close(NGHTTP2_INTERNAL_ERROR);
+      else res.destroy();
       return;
     }
     for (const name of res.getHeaderNames()) if (!keptOnError.has(name)) res.removeHeader(name);

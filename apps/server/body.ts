@@ -5,7 +5,7 @@
  * the parser's position; unsupported types and content encodings are 415.
  */
 import type { IncomingMessage } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
+import { constants, type Http2ServerRequest } from 'node:http2';
 import { HypError } from '../../supervisor/errors.js';
 
 export type BodyKind = 'json' | 'text' | 'form' | 'raw';
@@ -28,8 +28,16 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
       new HypError('HYP_E_UNSUPPORTED_MEDIA_TYPE', { type: `content-encoding ${encoding}` }),
     );
   }
+  // The client went away before the read began: its 'aborted'/'error' already
+  // fired (or, for an HTTP/2 compat request built after the reset, never will),
+  // and the 'end' an HTTP/2 compat request still emits would close a truncated
+  // (or dumped) body as if it were whole.
+  if (req.aborted || (req.httpVersionMajor === 2 && (req as Http2ServerRequest).stream.aborted))
+    return Promise.reject(aborted());
   // Already consumed (by a mounted app or a middleware reading the stream): nothing more will come.
   if (req.readableEnded) return Promise.resolve(Buffer.alloc(0));
+  // Destroyed before its end (HTTP/1.1 socket gone): no event will come either.
+  if (req.destroyed) return Promise.reject(aborted());
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
     return Promise.reject(new HypError('HYP_E_BODY_TOO_LARGE', { limit }));
@@ -55,6 +63,10 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
     };
     const onEnd = () => {
       cleanup();
+      if (req.httpVersionMajor === 2 && cutShort(req as Http2ServerRequest, size)) {
+        reject(aborted());
+        return;
+      }
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
     const onError = (err: Error) => {
@@ -70,6 +82,25 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
     req.on('aborted', onAborted);
     req.resume();
   });
+}
+
+/**
+ * HTTP/2: Node's compat request also ends when its stream closes, and a reset
+ * after the answer went out (the 408 of the request timeout, an early answer)
+ * brings no 'aborted'. The upload is cut short if the stream was reset with an
+ * error code, or if fewer bytes came than Content-Length said (a complete one
+ * matches it: nghttp2 checks that at END_STREAM).
+ */
+function cutShort(req: Http2ServerRequest, size: number): boolean {
+  const stream = req.stream;
+  if (stream.closed && stream.rstCode !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR)
+    return true;
+  const declared = req.headers['content-length'];
+  return declared !== undefined && Number(declared) !== size;
+}
+
+function aborted(): HypError {
+  return new HypError('HYP_E_BAD_REQUEST', { detail: 'request body failed: client aborted the request' });
 }
 
 /** The body kind implied by a Content-Type header, `undefined` if none fits. */

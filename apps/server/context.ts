@@ -343,6 +343,13 @@ export class Context {
         : source instanceof ReadableStream
           ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
           : Readable.from(source);
+    if (this.isClosed) {
+      // The client is gone. HTTP/2's compat response, if built after (or
+      // written to only after) its stream closed, would never emit again and
+      // the pipe would wait on it forever, holding the source open.
+      readable.destroy();
+      throw Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+    }
     if (this.method === 'HEAD') {
       readable.destroy();
       res.end();

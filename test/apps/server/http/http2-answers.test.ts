@@ -42,6 +42,25 @@ describe.each([
     });
     app.post('/echo', async (c) => c.text(`${c.header('x-tag') ?? ''}:${String(await c.body('text'))}`));
     app.get('/who', (c) => c.text(`${c.header('x-tag')}/${c.cookie('sid')}/${c.path}/${c.query('q')}`));
+    app.get('/cut/sync', (c) => {
+      c.res.write('partial-');
+      throw new Error('failed after the head went out');
+    });
+    app.get('/cut/async', async (c) => {
+      c.res.write('partial-');
+      await new Promise((r) => setImmediate(r));
+      throw new Error('failed after the head went out');
+    });
+    app.get('/cut/stream', (c) =>
+      c.stream(
+        (async function* () {
+          yield 'partial-';
+          await new Promise((r) => setImmediate(r));
+          throw new Error('source failed');
+        })(),
+        'text/plain',
+      ),
+    );
     app.get('/late', async (c) => {
       let release = () => {};
       const released = new Promise<void>((r) => {
@@ -268,6 +287,36 @@ describe.each([
     for (let i = 0; i < 100 && (await requestsTotal('/hold', '200')) < before + codes.length; i++)
       await new Promise((r) => setTimeout(r, 10));
     expect(await requestsTotal('/hold', '200')).toBe(before + codes.length);
+  });
+
+  it('a handler failing after its answer began resets the stream with an error: the client never takes the cut body for a whole one', async () => {
+    for (const path of ['/cut/sync', '/cut/async', '/cut/stream']) {
+      const stream = session.request({ ':path': path });
+      let body = '';
+      let ended = false;
+      let failed = false;
+      stream.setEncoding('utf8');
+      stream.on('data', (d: string) => {
+        body += d;
+      });
+      stream.on('end', () => {
+        ended = true;
+      });
+      stream.on('error', () => {
+        failed = true;
+      });
+      stream.end();
+      await new Promise((r) => stream.once('close', r));
+      // RST_STREAM NO_ERROR after part of a body reads as a complete answer.
+      expect({ path, rst: stream.rstCode, ended, failed }).toEqual({
+        path,
+        rst: constants.NGHTTP2_INTERNAL_ERROR,
+        ended: false,
+        failed: true,
+      });
+      expect('partial-'.startsWith(body), path).toBe(true);
+    }
+    expect((await request('/text')).body).toBe('hi');
   });
 
   it('an answer to a stream the client already cancelled is dropped; the session keeps serving', async () => {
