@@ -43,6 +43,10 @@ export function mountHandler(
 ): Handler {
   const http2 = options.http2 ?? false;
   return (c: Context) => {
+    // The client left while middleware ran: nothing to answer. Over HTTP/2 the
+    // compat objects built now would never emit again, and a mounted app
+    // waiting on them (Fastify reading a body) would wait forever.
+    if (c.signal.aborted) return undefined;
     if (!http2 && c.req.httpVersionMajor === 2) return refuseHttp2(c);
     const req = c.req as MountableRequest;
     const url = req.url ?? '/';

@@ -4,6 +4,8 @@ import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
+import type { Context } from '../../../apps/server/context.js';
+import { until } from '../../helpers/supervisor.js';
 import { type Served, serve } from './serve.js';
 
 let served: Served | undefined;
@@ -116,9 +118,10 @@ describe('mounted apps over HTTP/2', () => {
     setup(app);
     // As the worker serves HTTP/2: bare streams, compat objects built when the mount asks.
     const server = createHttp2Server();
-    server.on('stream', (stream, headers, _flags, rawHeaders) =>
-      app.handleStream(stream, headers, rawHeaders),
-    );
+    server.on('stream', (stream, headers, _flags, rawHeaders) => {
+      stream.on('error', () => {}); // as the worker's HTTP/2 server does
+      app.handleStream(stream, headers, rawHeaders);
+    });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return { origin, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
@@ -160,6 +163,53 @@ describe('mounted apps over HTTP/2', () => {
       // The worker is still fine and native routes answer over HTTP/2.
       expect(await h2Get(origin, '/native')).toEqual({ status: 200, body: 'native over h2' });
     } finally {
+      await close();
+    }
+  });
+
+  it('does not run a mounted app for a request whose client reset it while middleware awaited', async () => {
+    let entered: (c: Context) => void = () => {};
+    const inMiddleware = new Promise<Context>((r) => {
+      entered = r;
+    });
+    let release = () => {};
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let after = () => {};
+    const middlewareDone = new Promise<void>((r) => {
+      after = r;
+    });
+    let calls = 0;
+    const { origin, close } = await h2Server((app) => {
+      app.use(async (c, next) => {
+        entered(c);
+        await gate;
+        await next();
+        after();
+      });
+      app.mount(
+        '/f',
+        (_req, res) => {
+          calls++;
+          res.end('ran');
+        },
+        { http2: true },
+      );
+    });
+    const session = connect(origin);
+    try {
+      const stream = session.request({ ':path': '/f/upload', ':method': 'POST' });
+      stream.on('error', () => {});
+      stream.write('part of a body');
+      const c = await inMiddleware;
+      stream.close(constants.NGHTTP2_CANCEL);
+      await until(() => c.signal.aborted || undefined, 'the server saw the reset');
+      release();
+      await middlewareDone;
+      expect(calls).toBe(0);
+    } finally {
+      session.close();
       await close();
     }
   });
