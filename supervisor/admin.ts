@@ -44,6 +44,32 @@ function problem(res: ServerResponse, err: HypError): void {
   json(res, err.status, err.toProblem());
 }
 
+/** Methods of each admin route, for 405 answers (keep in step with `route`). */
+const allowedMethods: Record<string, string> = {
+  '/health': 'GET, HEAD',
+  '/ready': 'GET, HEAD',
+  '/status': 'GET',
+  '/drain': 'GET, POST',
+  '/restart': 'POST',
+  '/metrics': 'GET',
+};
+
+function query(url: string | undefined): string {
+  const at = (url ?? '').indexOf('?');
+  return at < 0 ? '' : (url ?? '').slice(at + 1);
+}
+
+/** `?wait=` of POST /restart: true, false, or undefined for a value it does not understand. */
+function waitParam(url: string): boolean | undefined {
+  const values = new URLSearchParams(query(url)).getAll('wait');
+  if (values.length === 0) return false;
+  if (values.length > 1) return undefined;
+  const value = values[0];
+  if (value === '1' || value === 'true') return true;
+  if (value === '0' || value === 'false') return false;
+  return undefined;
+}
+
 export function statusBody(sup: Supervisor) {
   const now = Date.now();
   const view = (w: ReturnType<Supervisor['currentWorkers']>[number]) => ({
@@ -99,18 +125,24 @@ export class AdminServer {
       });
     });
     this.server.keepAliveTimeout = 5000;
+    // Runtime errors of the listening socket (EMFILE on accept, …): an
+    // 'error' event without a listener would throw and take the supervisor down.
+    this.server.on('error', (err) => {
+      if (this.server.listening) this.log.error({ err }, 'admin server error');
+    });
   }
 
   listen(addr: string): Promise<AddressInfo> {
     const parsed = parseAddress(addr);
     if (!parsed) throw new HypError('HYP_E_ADDRESS_INVALID', { addr, detail: 'admin.addr' });
     return new Promise((resolve, reject) => {
-      this.server.once('error', (err) =>
-        reject(new HypError('HYP_E_LISTEN', { name: 'admin', addr, detail: err.message })),
-      );
-      this.server.listen({ host: parsed.host, port: parsed.port }, () =>
-        resolve(this.server.address() as AddressInfo),
-      );
+      const onListenError = (err: Error) =>
+        reject(new HypError('HYP_E_LISTEN', { name: 'admin', addr, detail: err.message }));
+      this.server.once('error', onListenError);
+      this.server.listen({ host: parsed.host, port: parsed.port }, () => {
+        this.server.off('error', onListenError);
+        resolve(this.server.address() as AddressInfo);
+      });
     });
   }
 
@@ -157,7 +189,15 @@ export class AdminServer {
         if (sup.state === 'draining' || sup.state === 'stopped') {
           return problem(res, new HypError('HYP_E_CONFLICT', { detail: 'supervisor is draining' }));
         }
-        const wait = /[?&]wait=(1|true)/.test(req.url ?? '');
+        const wait = waitParam(req.url ?? '');
+        if (wait === undefined) {
+          return problem(
+            res,
+            new HypError('HYP_E_BAD_REQUEST', {
+              detail: `query parameter wait must be 1, true, 0 or false, got ${JSON.stringify(new URLSearchParams(query(req.url)).getAll('wait').join('&'))}`,
+            }),
+          );
+        }
         const roll = sup.rollGeneration('POST /restart');
         if (!wait) return json(res, 202, { accepted: true, from_generation: sup.generation });
         const result = await roll;
@@ -168,8 +208,15 @@ export class AdminServer {
         res.writeHead(200, { 'content-type': contentType });
         return void res.end(body);
       }
-      default:
+      default: {
+        const allow = allowedMethods[path ?? ''];
+        if (allow !== undefined) {
+          const err = new HypError('HYP_E_METHOD_NOT_ALLOWED', { method: req.method, path });
+          res.setHeader('allow', allow);
+          return problem(res, err);
+        }
         return json(res, 404, new HypError('HYP_E_NOT_FOUND', { method: req.method, path }).toProblem());
+      }
     }
   }
 

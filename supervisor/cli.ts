@@ -196,7 +196,17 @@ interface RemoteValues {
 }
 
 function adminUrl(values: RemoteValues, config: Config | undefined): string {
-  if (values.admin) return values.admin.replace(/\/$/, '');
+  if (values.admin) {
+    let url: URL | undefined;
+    try {
+      url = new URL(values.admin);
+    } catch {}
+    if (url?.protocol !== 'http:' || url.search !== '' || url.hash !== '')
+      throw new HypError('HYP_E_USAGE', {
+        detail: `--admin ${JSON.stringify(values.admin)}: expected an http:// URL such as http://127.0.0.1:9090`,
+      });
+    return values.admin.replace(/\/$/, '');
+  }
   const parsed = parseAddress(config?.admin.addr ?? ':9090');
   let host = parsed?.host;
   if (!host || host === '0.0.0.0' || host === '::') host = '127.0.0.1';
@@ -212,6 +222,10 @@ function call(method: string, url: string, timeoutMs = 10_000): Promise<AdminAns
   return new Promise((resolveCall, reject) => {
     const req = request(url, { method, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
+      // A connection lost mid-body: without this the call never settles and the CLI exits 0 silently.
+      res.on('error', (err) =>
+        reject(new HypError('HYP_E_ADMIN_REQUEST', { method, url, detail: `response ${errorMessage(err)}` })),
+      );
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const text = Buffer.concat(chunks).toString('utf8');
@@ -237,7 +251,8 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
   try {
     config = loadConfig(loadOpts).config;
   } catch (err) {
-    if (!values.admin) throw err;
+    // With --admin the config is not needed, but a bad --set or --config given here is still an error.
+    if (!values.admin || loadOpts.file !== undefined || (loadOpts.sets?.length ?? 0) > 0) throw err;
   }
   if (config && !values.admin) {
     const pidFile = config.supervisor.pid_file;

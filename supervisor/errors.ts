@@ -100,6 +100,7 @@ export const catalog = {
   HYP_E_TCP_SERVER_CLOSED: { message: 'tcp service {name} is {state}; it cannot listen again' },
   HYP_E_TCP_HANDSHAKE: { message: 'TLS handshake with {remote} failed: {detail}' },
   HYP_E_TCP_HANDLER: { message: 'tcp service {name}: handler failed for {remote}: {detail}' },
+  HYP_E_TCP_CALLBACK: { message: 'tcp service {name}: the {callback} callback threw: {detail}' },
 
   // WebSocket hub and client (continued)
   HYP_E_WS_TOO_MANY_SUBSCRIPTIONS: {

@@ -29,6 +29,12 @@ const done: Promise<void> = Promise.resolve();
 const noop = () => {};
 const endOfStream: IteratorResult<Buffer, undefined> = { done: true, value: undefined };
 
+/** `promise`, marked handled: its rejection still reaches whoever awaits it, and nobody else. */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(noop);
+  return promise;
+}
+
 export function formatEndpoint(address: string | undefined, port: number | undefined): string {
   if (address === undefined) return '';
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -154,9 +160,15 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     };
   }
 
-  /** Write `data`; the promise settles once the socket can take more (backpressure). */
+  /**
+   * Write `data`; the promise settles once the socket can take more (backpressure).
+   * It rejects with HYP_E_TCP_CLOSED once the connection is closed; a caller
+   * that does not await it (fire-and-forget, like `socket.write`) causes no
+   * unhandled rejection.
+   */
   write(data: Uint8Array | string): Promise<void> {
-    if (this.closed || !this._socket.writable) return Promise.reject(new HypError('HYP_E_TCP_CLOSED'));
+    if (this.closed || !this._socket.writable)
+      return handled(Promise.reject(new HypError('HYP_E_TCP_CLOSED')));
     this.activity++;
     this.host.stats.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
     this.info('write');
@@ -173,7 +185,7 @@ export class TcpConnection<S extends object = Record<string, unknown>>
       socket.on('drain', settle);
       socket.on('close', settle);
     });
-    return this.drainWaiter;
+    return handled(this.drainWaiter);
   }
 
   /** Stop reading: queued and further input is discarded. */
@@ -258,6 +270,12 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   /** @internal The sweeper found this connection idle. */
   onIdle(idleForMs: number): void {
     this.host.connectionIdle(this, idleForMs);
+  }
+
+  /** @internal Resolves once the socket has closed (whether or not the handler has returned). */
+  whenClosed(): Promise<void> {
+    if (this.closed) return done;
+    return new Promise<void>((resolve) => this.raw.once('close', () => resolve()));
   }
 
   /** @internal The handler (or the handshake that never reached it) settled. */

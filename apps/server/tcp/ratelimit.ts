@@ -3,7 +3,8 @@
  * `perSecond` tokens a second up to `burst`; a connection costs one.
  * Buckets that have refilled completely carry no information and are
  * dropped by an occasional prune, so memory follows the set of recently
- * active clients, not every address ever seen. No timers.
+ * active clients, not every address ever seen, and never exceeds
+ * `maxAddresses` buckets (least recently seen forgotten first). No timers.
  */
 
 interface Bucket {
@@ -12,6 +13,8 @@ interface Bucket {
 }
 
 const pruneEveryMs = 10_000;
+/** Enough for every client of a busy service; a flood from more addresses cannot grow memory past it. */
+const defaultMaxAddresses = 100_000;
 
 export class ConnectionRateLimiter {
   private readonly buckets = new Map<string, Bucket>();
@@ -21,9 +24,12 @@ export class ConnectionRateLimiter {
     readonly perSecond: number,
     readonly burst: number,
     private readonly now: () => number = Date.now,
+    /** Addresses tracked at most; beyond it the least recently seen is forgotten (it gets a full bucket again). */
+    readonly maxAddresses: number = defaultMaxAddresses,
   ) {
     if (!(perSecond > 0)) throw new RangeError(`perSecond must be > 0, got ${perSecond}`);
     if (!(burst >= 1)) throw new RangeError(`burst must be >= 1, got ${burst}`);
+    if (!(maxAddresses >= 1)) throw new RangeError(`maxAddresses must be >= 1, got ${maxAddresses}`);
     this.lastPrune = now();
   }
 
@@ -33,9 +39,15 @@ export class ConnectionRateLimiter {
     if (now - this.lastPrune >= pruneEveryMs) this.prune(now);
     const bucket = this.buckets.get(ip);
     if (bucket === undefined) {
+      if (this.buckets.size >= this.maxAddresses) {
+        // Map order is least recently seen first (seen buckets move to the end).
+        this.buckets.delete(this.buckets.keys().next().value!);
+      }
       this.buckets.set(ip, { tokens: this.burst - 1, at: now });
       return true;
     }
+    this.buckets.delete(ip);
+    this.buckets.set(ip, bucket);
     bucket.tokens = Math.min(this.burst, bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond);
     bucket.at = now;
     if (bucket.tokens < 1) return false;

@@ -116,7 +116,17 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       throw invalid(name, `tcp.${name}.rate_limit.burst`, `expected >= 1, got ${burst}`);
     }
     this.limiter = perSecond > 0 ? new ConnectionRateLimiter(perSecond, burst) : undefined;
-    this.onInfo = this.options.onInfo;
+    const onInfo = this.options.onInfo;
+    // A throwing user callback is reported, never thrown into a socket event (that would crash the worker).
+    this.onInfo =
+      onInfo &&
+      ((local, remote, state) => {
+        try {
+          onInfo(local, remote, state);
+        } catch (err) {
+          this.callbackFailed('onInfo', err);
+        }
+      });
     this.sweeper = init.sweeper ?? idleSweeper;
     this.tls =
       init.tls ??
@@ -257,22 +267,29 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       this.refuse(raw, refusal);
       return;
     }
-    this.stats.accepted++;
     raw.setNoDelay(this.config.no_delay);
     if (this.keepAliveMs > 0) raw.setKeepAlive(true, this.keepAliveMs);
     if (this.options.updateConn) {
       try {
         this.options.updateConn(raw);
       } catch (err) {
-        this.reportError(err instanceof Error ? err : new Error(String(err)));
+        this.callbackFailed('updateConn', err);
       }
     }
-    const conn = new TcpConnection<S>(
-      raw,
-      this,
-      this.options.state ? this.options.state() : ({} as S),
-      this.tlsServer !== undefined,
-    );
+    let state = {} as S;
+    if (this.options.state) {
+      try {
+        state = this.options.state();
+      } catch (err) {
+        // No state, no handler: close this connection only.
+        this.callbackFailed('state', err);
+        raw.on('error', noop);
+        raw.destroy();
+        return;
+      }
+    }
+    this.stats.accepted++;
+    const conn = new TcpConnection<S>(raw, this, state, this.tlsServer !== undefined);
     this.live.add(conn);
     this.stats.open = this.live.size;
     if (this.idleMs > 0) this.sweeper.add(conn);
@@ -287,6 +304,10 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       this.handshaking.delete(conn.remoteAddress);
       if (conn.network === 'tcp') conn.handlerSettled(); // the handshake never completed
     });
+    // The TLSSocket inherits allowHalfOpen from `raw`: a half-open handshake
+    // would never notice the peer's FIN and hang until the idle sweeper.
+    // Half-close is restored once the handshake completes (secureConnection).
+    raw.allowHalfOpen = false;
     this.tlsServer.emit('connection', raw);
   }
 
@@ -297,6 +318,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       return;
     }
     this.handshaking.delete(conn.remoteAddress);
+    tlsSocket.allowHalfOpen = true;
     conn.secured(tlsSocket);
     this.run(conn);
   }
@@ -372,8 +394,22 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   }
 
   private serverInfo(message: string): void {
-    if (this.options.onServerInfo) this.options.onServerInfo(message);
-    else this.log.debug(message);
+    if (!this.options.onServerInfo) return void this.log.debug(message);
+    try {
+      this.options.onServerInfo(message);
+    } catch (err) {
+      this.callbackFailed('onServerInfo', err);
+    }
+  }
+
+  private callbackFailed(callback: string, err: unknown): void {
+    this.reportError(
+      new HypError(
+        'HYP_E_TCP_CALLBACK',
+        { name: this.name, callback, detail: errorMessage(err) },
+        { cause: err },
+      ),
+    );
   }
 
   // ---- drain -----------------------------------------------------------------
@@ -414,14 +450,14 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.serverInfo('stopped');
   }
 
-  /** Wait for destroyed connections to report done (close events are asynchronous). */
-  private settle(): Promise<void> {
-    if (this.live.size === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      this.allDone = () => {
-        this.allDone = undefined;
-        resolve();
-      };
-    });
+  /**
+   * Wait for destroyed connections to close (close events are asynchronous).
+   * Only their sockets are waited for: a handler stuck on something other
+   * than its socket must not hold the drain past its deadline.
+   */
+  private async settle(): Promise<void> {
+    const left = [...this.live];
+    await Promise.all(left.map((conn) => conn.whenClosed()));
+    for (const conn of left) this.connectionDone(conn);
   }
 }

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -149,6 +150,44 @@ describe('TLS on a TCP service', () => {
     expect(
       errors.some((e) => isHypError(e, 'HYP_E_TCP_HANDSHAKE') && /unsupported protocol/.test(e.message)),
     ).toBe(true);
+  });
+
+  it('closes a connection whose peer half-closes in the middle of the handshake, with HYP_E_TCP_HANDSHAKE', async () => {
+    const { port, service, errors } = await startTls('none');
+    const client = netConnect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    await once(client, 'connect');
+    await until(() => service.openConnections() === 1, 'accepted');
+    // the first bytes of a ClientHello record, then FIN
+    client.end(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x01]));
+    client.on('error', () => {});
+    client.resume();
+    await until(() => service.openConnections() === 0, 'half-closed handshake cleaned up', 10_000);
+    expect(errors.some((e) => isHypError(e, 'HYP_E_TCP_HANDSHAKE'))).toBe(true);
+    client.destroy();
+  });
+
+  it('still answers a TLS peer that half-closes after the handshake', async () => {
+    const { service, port: p2 } = await startService(
+      async (conn) => {
+        let total = 0;
+        for await (const chunk of conn) total += chunk.length;
+        await conn.write(`total ${total}`);
+      },
+      {
+        tls: {
+          enabled: true,
+          cert_file: file('server.pem'),
+          key_file: file('server.key'),
+          watch: false,
+        },
+      },
+    );
+    services.push(service as TcpService<object>);
+    const client = dialTls(p2, false, { allowHalfOpen: true });
+    await once(client, 'secureConnect');
+    client.end('abcdef');
+    const { data } = await closedByPeer(client);
+    expect(data.toString()).toBe('total 6');
   });
 
   it('refuses to start with an unreadable certificate, naming the config key', async () => {
