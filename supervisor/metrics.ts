@@ -102,14 +102,55 @@ export class SupervisorMetrics {
     });
   }
 
-  /** Prometheus text for the whole pod. */
-  async render(sup: Supervisor): Promise<{ contentType: string; body: string }> {
+  /**
+   * Prometheus text for the whole pod. A worker whose registry dump is not
+   * prom-client's JSON shape, or cannot be merged, is left out of the scrape
+   * rather than failing it for every worker.
+   */
+  async render(sup: Pick<Supervisor, 'workers'>): Promise<{ contentType: string; body: string }> {
     const perWorker = await Promise.all([...sup.workers.values()].map((w) => w.metrics()));
-    const nonEmpty = perWorker.filter((m) => m.length > 0) as Parameters<
-      typeof AggregatorRegistry.aggregate
-    >[0];
+    const dumps = perWorker.filter(isMetricsDump);
     const own = await this.registry.metrics();
-    const workers = nonEmpty.length ? await AggregatorRegistry.aggregate(nonEmpty).metrics() : '';
-    return { contentType: this.registry.contentType, body: `${own}\n${workers}` };
+    return { contentType: this.registry.contentType, body: `${own}\n${await aggregate(dumps)}` };
+  }
+}
+
+type MetricsDump = Parameters<typeof AggregatorRegistry.aggregate>[0][number];
+
+/** prom-client's `getMetricsAsJSON()` shape, as far as aggregation reads it. */
+function isMetricsDump(dump: unknown): dump is MetricsDump {
+  if (!Array.isArray(dump) || dump.length === 0) return false;
+  return dump.every((m: unknown) => {
+    if (typeof m !== 'object' || m === null) return false;
+    const { name, type, values } = m as Record<string, unknown>;
+    return (
+      typeof name === 'string' &&
+      typeof type === 'string' &&
+      Array.isArray(values) &&
+      values.every(
+        (v: unknown) =>
+          typeof v === 'object' &&
+          v !== null &&
+          typeof (v as { value?: unknown }).value === 'number' &&
+          typeof ((v as { labels?: unknown }).labels ?? {}) === 'object',
+      )
+    );
+  });
+}
+
+/** All dumps merged; if they cannot be, those that merge on their own. */
+async function aggregate(dumps: MetricsDump[]): Promise<string> {
+  if (dumps.length === 0) return '';
+  try {
+    return await AggregatorRegistry.aggregate(dumps).metrics();
+  } catch {
+    const usable: MetricsDump[] = [];
+    for (const dump of dumps) {
+      try {
+        await AggregatorRegistry.aggregate([...usable, dump]).metrics();
+        usable.push(dump);
+      } catch {}
+    }
+    return usable.length ? AggregatorRegistry.aggregate(usable).metrics() : '';
   }
 }

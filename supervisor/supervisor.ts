@@ -349,13 +349,25 @@ export class Supervisor {
       this.rollAgain = true;
       return this.rolling;
     }
-    this.rolling = this.doRoll(reason).finally(() => {
-      this.rolling = undefined;
-      if (this.rollAgain) {
-        this.rollAgain = false;
-        void this.rollGeneration(`${reason} (coalesced)`);
-      }
-    });
+    this.rolling = this.doRoll(reason)
+      .catch((err: unknown): RollResult => {
+        // Nobody may be waiting (SIGUSR2, POST /restart without wait): never an unhandled rejection.
+        const detail = errorMessage(err);
+        this.log.error(
+          { err, generation: this.generation + 1, kept: this.generation },
+          new HypError('HYP_E_GENERATION_FAILED', { generation: this.generation + 1, detail }).message,
+        );
+        this.metrics.rollFailures.inc();
+        this.lastRoll = { ok: false, generation: this.generation, error: detail };
+        return this.lastRoll;
+      })
+      .finally(() => {
+        this.rolling = undefined;
+        if (this.rollAgain) {
+          this.rollAgain = false;
+          void this.rollGeneration(`${reason} (coalesced)`);
+        }
+      });
     return this.rolling;
   }
 
@@ -495,7 +507,11 @@ export class Supervisor {
    * PID file and stop.
    */
   drain(source: string): Promise<void> {
-    this.draining ??= this.doDrain(source);
+    this.draining ??= this.doDrain(source).catch((err: unknown) => {
+      // Callers do not wait (a signal, POST /drain): a failed drain still ends the pod, with exit 1.
+      this.log.error({ err }, `pod drain failed: ${errorMessage(err)}`);
+      this.forceStop('drain failure');
+    });
     return this.draining;
   }
 
