@@ -108,6 +108,14 @@ export const catalog = {
       'cannot add {kind} "{name}": the connection already holds {limit} channels and rooms (websocket.max_subscriptions)',
   },
   HYP_E_WS_SEAL: { message: 'cannot seal outgoing {type} message: {detail}' },
+
+  // static files and TLS (continued)
+  HYP_E_STATIC_FILE_CHANGED: {
+    message: 'static file {file} shrank while being sent ({read} of {announced} bytes); response cut',
+  },
+  HYP_E_TLS_TICKET_KEYS: {
+    message: 'session-ticket keys refused, keeping the previous ones: {detail}',
+  },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

@@ -5,8 +5,9 @@
  * or `.gz` sibling when the client accepts it, then lets `send` do the HTTP
  * part: ETag, Last-Modified, conditional 304, Range 206/416, content types.
  */
-import { realpathSync } from 'node:fs';
+import { type ReadStream, realpathSync } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
+import { type Http2ServerResponse, constants as h2constants } from 'node:http2';
 import { join, relative, sep } from 'node:path';
 import mime from 'mime-types';
 import send from 'send';
@@ -195,9 +196,45 @@ function pipeFile(c: Context, root: string, path: string, options: send.SendOpti
       reject(err);
     });
     stream.on('directory', () => resolve(Promise.resolve(c.notFound()).then(ignore)));
+    stream.on('stream', (body: ReadStream) => holdToLength(c, body));
     // 304, HEAD and full bodies all end with the response closing.
     c.closed().then(resolve);
     stream.pipe(c.res as Parameters<typeof stream.pipe>[0]);
+  });
+}
+
+/**
+ * `send` announces Content-Length from its stat, then reads the file: one
+ * that changed in between must not put other bytes on the wire. Emitted
+ * before `send` pipes `body`, so these listeners run before the pipe's.
+ * - Announced empty: nothing is read. (`send` reads up to 1 byte then, and
+ *   a file grown meanwhile would add it after the head, where an HTTP/1.1
+ *   keep-alive client takes it for the start of the next response.)
+ * - Shorter than announced (truncated): the response is cut — connection
+ *   destroyed (HTTP/1.1), stream reset with INTERNAL_ERROR (HTTP/2) — rather
+ *   than ended short, which left the client waiting for the missing bytes
+ *   and would frame the next response on the connection as this body.
+ * A longer file is no risk: `send` bounds the read at the announced length.
+ */
+function holdToLength(c: Context, body: ReadStream): void {
+  const res = c.res;
+  const announced = Number(res.getHeader('content-length'));
+  if (announced === 0) {
+    body.destroy();
+    res.end();
+    return;
+  }
+  let read = 0;
+  body.on('data', (chunk: Buffer | string) => {
+    read += Buffer.byteLength(chunk);
+  });
+  body.on('end', () => {
+    if (read >= announced) return;
+    const changed = new HypError('HYP_E_STATIC_FILE_CHANGED', { file: String(body.path), announced, read });
+    c.log.warn({ code: changed.code }, changed.message);
+    if (c.req.httpVersionMajor === 2)
+      (res as Http2ServerResponse).stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
+    else res.destroy();
   });
 }
 

@@ -122,8 +122,19 @@ export class TlsManager {
     }
   }
 
+  /**
+   * New keys from the supervisor (IPC). Malformed ones are logged as
+   * HYP_E_TLS_TICKET_KEYS and the keys in use kept: never a throw, which in
+   * the worker's message handler would be an unhandled rejection.
+   */
   setTicketKeys(keys: TicketKeys): void {
-    this.ticketKeys.update(keys);
+    try {
+      this.ticketKeys.update(keys);
+    } catch (err) {
+      const refused = new HypError('HYP_E_TLS_TICKET_KEYS', { detail: errorMessage(err) });
+      this.opts.log?.error({ code: refused.code, err: refused }, refused.message);
+      return;
+    }
     if (this.server) this.ticketKeys.apply(this.server);
   }
 

@@ -37,8 +37,15 @@ const okRenew = 2;
 const zeros = Buffer.alloc(partBytes);
 const unknownKey: unknown[] = [notFound, zeros, zeros];
 
-function split(key: Buffer): Key {
+/** A 48-byte key as a Buffer (a plain Uint8Array is copied into one: `.equals()` is needed in the callback). */
+function toKey(key: unknown): Buffer {
+  if (!(key instanceof Uint8Array))
+    throw new TypeError(`a session-ticket key is 48 bytes, got ${key === null ? 'null' : typeof key}`);
   if (key.length !== 48) throw new RangeError(`a session-ticket key is 48 bytes, got ${key.length}`);
+  return Buffer.isBuffer(key) ? key : Buffer.from(key);
+}
+
+function split(key: Buffer): Key {
   return { name: key.subarray(0, 16), hmac: key.subarray(16, 32), aes: key.subarray(32, 48) };
 }
 
@@ -56,11 +63,18 @@ export class TicketKeyRing {
     return this.raw;
   }
 
-  /** Replace the key set. Throws RangeError on a malformed key. */
+  /**
+   * Replace the key set. Throws (TypeError, RangeError) on anything but
+   * `{ current, previous[] }` of 48-byte keys, keeping the keys it had.
+   */
   update(keys: TicketKeys): void {
-    const parsed = [split(keys.current), ...keys.previous.map(split)];
-    this.keys = parsed;
-    this.raw = keys;
+    const given = keys as unknown as { current?: unknown; previous?: unknown } | null | undefined;
+    if (typeof given !== 'object' || given === null || !Array.isArray(given.previous))
+      throw new TypeError('session-ticket keys must be { current, previous: [] }');
+    const current = toKey(given.current);
+    const previous = given.previous.map(toKey);
+    this.keys = [current, ...previous].map(split);
+    this.raw = { current, previous };
   }
 
   /** Install the keys on the server's current secure context (call again after setSecureContext). */

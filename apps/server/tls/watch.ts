@@ -6,15 +6,24 @@
  * schedules one callback after `debounceMs` of quiet; the callback decides
  * whether the contents really changed.
  */
-import { type FSWatcher, watch } from 'node:fs';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 const rewatchMs = 1000;
 
+/** A directory's identity: a watch follows the inode, not the name. */
+function inodeOf(dir: string): number | undefined {
+  try {
+    return statSync(dir).ino;
+  } catch {
+    return undefined;
+  }
+}
+
 export class FileWatch {
-  private readonly watchers = new Map<string, FSWatcher>();
+  private readonly watchers = new Map<string, { watcher: FSWatcher; ino: number | undefined }>();
+  private readonly retries = new Map<string, NodeJS.Timeout>();
   private timer: NodeJS.Timeout | undefined;
-  private retry: NodeJS.Timeout | undefined;
   private closed = false;
 
   constructor(
@@ -25,29 +34,47 @@ export class FileWatch {
     for (const dir of new Set(files.map((f) => dirname(resolve(f))))) this.watchDir(dir);
   }
 
-  private watchDir(dir: string): void {
-    if (this.closed) return;
+  /** Watch `dir`; true when the watch is in place. */
+  private watchDir(dir: string): boolean {
+    if (this.closed) return false;
     try {
-      const w = watch(dir, { persistent: false }, () => this.schedule());
-      w.on('error', () => {
-        // The directory went away (volume remount): try again shortly.
-        w.close();
-        this.watchers.delete(dir);
-        this.retryLater(dir);
-      });
-      this.watchers.set(dir, w);
+      const ino = inodeOf(dir);
+      const watcher = watch(dir, { persistent: false }, () => this.schedule());
+      // The directory went away (volume remount): try again shortly.
+      watcher.on('error', () => this.lost(dir));
+      this.watchers.set(dir, { watcher, ino });
+      return true;
     } catch {
       this.retryLater(dir);
+      return false;
     }
   }
 
+  private lost(dir: string): void {
+    this.watchers.get(dir)?.watcher.close();
+    this.watchers.delete(dir);
+    this.retryLater(dir);
+  }
+
+  /**
+   * A directory removed (or replaced: `rm -r certs && cp -r new certs`)
+   * leaves a watch on the old inode that reports nothing ever again — Linux
+   * emits no 'error' for it. Checked after every event: such a directory is
+   * watched anew by its name.
+   */
+  private checkDirs(): void {
+    for (const [dir, { ino }] of this.watchers) if (inodeOf(dir) !== ino) this.lost(dir);
+  }
+
   private retryLater(dir: string): void {
-    if (this.closed) return;
-    this.retry = setTimeout(() => {
-      this.watchDir(dir);
-      this.schedule();
+    if (this.closed || this.retries.has(dir)) return;
+    const retry = setTimeout(() => {
+      this.retries.delete(dir);
+      // Back: reload, its files may have changed meanwhile.
+      if (this.watchDir(dir)) this.schedule();
     }, rewatchMs);
-    this.retry.unref();
+    retry.unref();
+    this.retries.set(dir, retry);
   }
 
   private schedule(): void {
@@ -55,6 +82,7 @@ export class FileWatch {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.checkDirs();
       this.onChange();
     }, this.debounceMs);
     this.timer.unref();
@@ -63,8 +91,9 @@ export class FileWatch {
   close(): void {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.retry) clearTimeout(this.retry);
-    for (const w of this.watchers.values()) w.close();
+    for (const retry of this.retries.values()) clearTimeout(retry);
+    this.retries.clear();
+    for (const { watcher } of this.watchers.values()) watcher.close();
     this.watchers.clear();
   }
 }

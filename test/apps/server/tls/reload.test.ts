@@ -3,7 +3,15 @@
  * without a restart; a broken replacement keeps the old certificate, logs
  * HYP_E_TLS_RELOAD and counts hyp_tls_reload_failures_total.
  */
-import { copyFileSync, mkdirSync, mkdtempSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -88,6 +96,30 @@ describe('certificate rotation on disk', () => {
     await until(
       async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
       'the new certificate',
+    );
+  });
+
+  it('the certificate directory removed, then created again with new files: the new certificate is served', async () => {
+    const dir = join(mkdtempSync(join(tmpdir(), 'hyp-certs-')), 'tls');
+    mkdirSync(dir);
+    const cert = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    copyFileSync(pki.serverCert, cert);
+    copyFileSync(pki.serverKey, key);
+    served = await serveFrom(cert, key);
+    expect(await servedCn(served.port)).toBe('hyp server one');
+
+    rmSync(dir, { recursive: true });
+    // The refused reload of the missing files: the removal was seen.
+    await until(() => served!.logs.find((l) => l.code === 'HYP_E_TLS_RELOAD'), 'the reload error');
+    mkdirSync(dir);
+    copyFileSync(pki.server2Key, key);
+    copyFileSync(pki.server2Cert, cert);
+    // Before: the watch stayed on the removed directory's inode and never fired again.
+    await until(
+      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      'the new certificate',
+      15_000,
     );
   });
 

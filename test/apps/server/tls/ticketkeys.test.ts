@@ -94,6 +94,40 @@ describe('session tickets across workers', () => {
   });
 });
 
+describe('malformed keys from the supervisor', () => {
+  it('are refused with HYP_E_TLS_TICKET_KEYS, never thrown; the keys in use keep resuming', async () => {
+    const keys = keysOf(randomBytes(48));
+    const s = await tlsServer(keys);
+    const first = await visit(s.port, undefined);
+    const garbage: unknown[] = [
+      keysOf(randomBytes(32)),
+      { current: randomBytes(48), previous: [randomBytes(47)] },
+      { current: randomBytes(48), previous: 'nope' },
+      { current: 'x'.repeat(48), previous: [] },
+      undefined,
+      null,
+    ];
+    // Before: each threw out of setTicketKeys — in the worker's IPC handler an unhandled rejection.
+    for (const bad of garbage) expect(() => s.http.setTicketKeys(bad as TicketKeys)).not.toThrow();
+    const refused = s.logs.filter((l) => l.code === 'HYP_E_TLS_TICKET_KEYS');
+    expect(refused).toHaveLength(garbage.length);
+    expect(refused[0]?.msg).toContain('48 bytes, got 32');
+    expect(s.http.tls?.ticketKeys.current?.current.equals(keys.current)).toBe(true);
+    expect((await visit(s.port, first.session)).reused).toBe(true);
+  });
+
+  it('a plain Uint8Array key (not a Buffer) works like a Buffer', async () => {
+    const s = await tlsServer();
+    const k1 = randomBytes(48);
+    const k2 = randomBytes(48);
+    s.http.setTicketKeys(keysOf(k1));
+    const underK1 = (await visit(s.port, undefined)).session;
+    // `previous` as plain Uint8Array: the ticket callback compares key names with Buffer#equals.
+    s.http.setTicketKeys({ current: new Uint8Array(k2) as Buffer, previous: [new Uint8Array(k1) as Buffer] });
+    expect((await visit(s.port, underK1)).reused).toBe(true);
+  });
+});
+
 describe('rotation keeps the previous key for decryption', () => {
   it('a ticket under the previous key resumes (and is renewed); two rotations later it does not', async () => {
     const k1 = randomBytes(48);
