@@ -108,7 +108,7 @@ export class Supervisor {
     ];
   }
 
-  /** Bind every listener and write the PID file. Throws HypError (exit 2); nothing is forked yet. */
+  /** Bind every listener. Throws HypError (exit 2); nothing is forked yet, no PID file written. */
   async bind(): Promise<void> {
     try {
       for (const { name, addr } of this.listenerConfig()) {
@@ -116,15 +116,20 @@ export class Supervisor {
         this.listeners.push(held);
         this.log.info({ listener: name, addr, port: held.port, fd: held.fd }, 'holding listener');
       }
-      writePidFile(this.config.supervisor.pid_file);
     } catch (err) {
       for (const l of this.listeners) l.close();
       throw err;
     }
   }
 
-  /** Spawn generation 1 and start watching it. */
+  /**
+   * Write the PID file, spawn generation 1 and start watching it. Throws
+   * HypError (exit 2) when the PID file names a live supervisor or cannot be
+   * written. The PID file comes last of the start steps that can fail (after
+   * the admin server's bind), so a start that fails never leaves one behind.
+   */
   launch(): void {
+    writePidFile(this.config.supervisor.pid_file);
     if (this.opts.handleSignals !== false) this.installSignals();
     this.watchdog = setInterval(() => this.checkHeartbeats(), 250);
     this.watchdog.unref();
@@ -229,7 +234,8 @@ export class Supervisor {
   private onWorkerExit(worker: WorkerProcess, exit: WorkerExit): void {
     this.workers.delete(worker.id);
     const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
-    const expected = exit.wasState === 'draining' || this.state === 'draining' || this.state === 'stopped';
+    // Through drain.delay the pod still serves (the Service still sends traffic): a crash then is replaced.
+    const expected = exit.wasState === 'draining' || !this.mayRestart();
     if (expected) {
       this.log.info(
         { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how },
@@ -271,10 +277,16 @@ export class Supervisor {
     );
     const timer = setTimeout(() => {
       this.pendingRestarts.delete(worker.slot);
-      if (this.state === 'draining' || this.state === 'stopped') return;
+      if (!this.mayRestart()) return;
       this.spawnWorker(worker.slot, this.generation);
     }, delay);
     this.pendingRestarts.set(worker.slot, timer);
+  }
+
+  /** Crashed workers are restarted until the pod drain stops serving (the end of drain.delay). */
+  private mayRestart(): boolean {
+    if (this.state === 'draining') return this.drainPhase === 'delay';
+    return this.state === 'starting' || this.state === 'ready';
   }
 
   private backoffFor(slot: number): Backoff {
@@ -397,7 +409,16 @@ export class Supervisor {
       }
     });
     if (error || this.state === 'draining' || this.state === 'stopped') {
-      for (const w of fresh) w.kill('generation aborted');
+      // New workers that got ready have been accepting on the shared sockets:
+      // drain them (a SIGKILL would cut their connections). During a pod
+      // drain, that drain takes every worker (it started before the drain).
+      if (this.state !== 'draining' && this.state !== 'stopped') {
+        const deadline = Date.now() + durationMs(this.config.drain.timeout);
+        for (const w of fresh) {
+          if (w.state === 'spawning') w.kill('generation aborted');
+          else w.drain(deadline, 'generation aborted');
+        }
+      }
       const detail = error ?? 'supervisor started draining';
       this.log.error(
         { generation: next, kept: this.generation },
@@ -437,6 +458,14 @@ export class Supervisor {
           );
           next.server.addr = this.config.server.addr;
           next.tcp = this.config.tcp;
+        }
+        // The PID file written at start is the one removed at exit (and the one `hyp` finds).
+        if (next.supervisor.pid_file !== this.config.supervisor.pid_file) {
+          this.log.warn(
+            { pid_file: this.config.supervisor.pid_file, ignored: next.supervisor.pid_file },
+            'supervisor.pid_file changed in config; it applies at the next pod start',
+          );
+          next.supervisor.pid_file = this.config.supervisor.pid_file;
         }
         this.config = next;
         this.log.info('configuration reloaded');
@@ -525,11 +554,12 @@ export class Supervisor {
       { source, delay_ms: delay, timeout_ms: timeout },
       'pod drain: not ready; serving through the delay',
     );
-    for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
-    this.pendingRestarts.clear();
     await sleep(delay);
 
+    // From here on no worker is started: every one there now is drained.
     this.drainPhase = 'workers';
+    for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
+    this.pendingRestarts.clear();
     const deadline = Date.now() + timeout;
     const remaining = [...this.workers.values()];
     for (const w of remaining) w.drain(deadline, 'pod drain');

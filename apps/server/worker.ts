@@ -55,9 +55,12 @@ function send(message: WorkerMessage): void {
  * channel, before main() listens for messages: keep the latest here.
  */
 let earlyTicketKeys: TicketKeys | undefined;
+/** Likewise a `drain` sent right after `config` (a pod drain at once after the spawn): kept, then obeyed. */
+let earlyDrain: Extract<SupervisorMessage, { type: 'drain' }> | undefined;
 if (supervised) {
   process.on('message', (m: unknown) => {
     if (isSupervisorMessage(m) && m.type === 'tls-keys') earlyTicketKeys = m.keys;
+    if (isSupervisorMessage(m) && m.type === 'drain') earlyDrain ??= m;
   });
 }
 
@@ -275,6 +278,8 @@ async function main(): Promise<void> {
       if (!isSupervisorMessage(m)) return;
       void onSupervisorMessage(runtime, m);
     });
+    // A drain that arrived with `config`, before this listener existed (drain is idempotent).
+    if (earlyDrain) void onSupervisorMessage(runtime, earlyDrain);
     runtime.startHeartbeat();
   } else {
     const stop = (signal: string) => {
