@@ -9,8 +9,9 @@
 import {
   accessSync,
   constants,
-  existsSync,
+  lstatSync,
   readFileSync,
+  type Stats,
   statSync,
   unlinkSync,
   writeFileSync,
@@ -18,10 +19,10 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
-import { parse as parseYaml } from 'yaml';
+import { isMap, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import { HypError } from '../errors.js';
 import { type Config, ConfigSchema, reservedListenerNames, schemaAt, TcpServiceSchema } from './schema.js';
-import { formatAddress, parseAddress, parseDuration, parseSize } from './units.js';
+import { formatAddress, maxDurationMs, parseAddress, parseDuration, parseSize } from './units.js';
 
 FormatRegistry.Set('duration', (v) => parseDuration(v) !== undefined);
 FormatRegistry.Set('size', (v) => parseSize(v) !== undefined);
@@ -41,14 +42,35 @@ export class ConfigError extends HypError {
     super('HYP_E_CONFIG_INVALID', { path: first.path, detail: describeIssue(first) });
     this.issues = issues;
   }
-  /** One line per issue, for the CLI. */
+  /** One line per issue, for the CLI (at most `maxIssueLines`, then a count of the rest). */
   lines(): string[] {
-    return this.issues.map((i) => `HYP_E_CONFIG_INVALID: ${i.path}: ${describeIssue(i)}`);
+    const lines = this.issues
+      .slice(0, maxIssueLines)
+      .map((i) => `HYP_E_CONFIG_INVALID: ${clip(i.path)}: ${describeIssue(i)}`);
+    if (this.issues.length > maxIssueLines) {
+      lines.push(`HYP_E_CONFIG_INVALID: ... and ${this.issues.length - maxIssueLines} more problems`);
+    }
+    return lines;
   }
 }
 
+const maxIssueLines = 50;
+/** Validation stops collecting problems after this many. */
+const maxIssues = 1000;
+
+/** Keep one error line readable whatever the input (a 5 MB string, a 100k-character key). */
+function clip(text: string, max = 200): string {
+  return text.length > max ? `${text.slice(0, max)}... (${text.length} characters)` : text;
+}
+
+function showValue(value: unknown): string {
+  // JSON.stringify turns Infinity and NaN into null, which is not what was written.
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  return clip(JSON.stringify(value) ?? String(value));
+}
+
 function describeIssue(i: ConfigIssue): string {
-  return `got ${JSON.stringify(i.value)}${i.source ? ` (from ${i.source})` : ''}, expected ${i.expected}`;
+  return `got ${showValue(i.value)}${i.source ? ` (from ${clip(i.source)})` : ''}, expected ${i.expected}`;
 }
 
 export interface LoadOptions {
@@ -82,13 +104,15 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   const sources = new Map<string, string>();
   const raw: JsonObject = {};
 
-  const file = resolveConfigFile(opts.file ?? env.HYP_CONFIG, cwd);
+  const issues: ConfigIssue[] = [];
+  const file = resolveConfigFile(opts.file ?? env.HYP_CONFIG, cwd, opts.file !== undefined);
   if (file) {
     const data = readConfigFile(file);
-    mergeInto(raw, data, [], sources, `file ${file}`);
+    const source = `file ${file}`;
+    checkFileShape(data, ConfigSchema, [], source, issues);
+    mergeInto(raw, data, [], sources, source, issues);
   }
 
-  const issues: ConfigIssue[] = [];
   applyEnv(raw, env, sources, issues, warnings);
   for (const arg of opts.sets ?? []) applySet(raw, arg, sources, issues);
   if (issues.length) throw new ConfigError(issues);
@@ -103,10 +127,12 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
     issues.push({
       path,
       value: err.value,
-      expected: expectedFor(err.schema, err.message),
-      source: sources.get(path) ?? '',
+      expected: expectedFor(err.schema, err.message, path),
+      source: sources.get(path) ?? sourceWithin(sources, path),
     });
+    if (issues.length >= maxIssues) break;
   }
+  if (!issues.length) checkSafeIntegers(ConfigSchema, filled, [], sources, issues);
   if (issues.length) throw new ConfigError(issues);
 
   const config = filled as unknown as Config;
@@ -116,28 +142,108 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
   return { config, file, warnings };
 }
 
-function resolveConfigFile(given: string | undefined, cwd: string): string | undefined {
-  if (given) {
-    const path = resolve(cwd, given);
-    if (!existsSync(path)) throw new HypError('HYP_E_CONFIG_FILE', { file: path, detail: 'no such file' });
-    return path;
-  }
+function resolveConfigFile(given: string | undefined, cwd: string, explicit: boolean): string | undefined {
+  if (given === '' && explicit) throw new HypError('HYP_E_CONFIG_FILE', { file: '""', detail: 'empty path' });
+  if (given) return resolve(cwd, given);
   const fallback = resolve(cwd, 'hyp.yaml');
-  return existsSync(fallback) ? fallback : undefined;
+  // lstat: a ./hyp.yaml that is a dangling symlink is an error, not "no config file".
+  try {
+    lstatSync(fallback);
+    return fallback;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Larger is no configuration file; the YAML parser's cost grows with it. */
+const maxConfigFileBytes = 1024 * 1024;
+/** Deeper than any config key path: beyond it a file is refused (and an alias cycle is caught). */
+const maxNesting = 64;
+/** YAML tags a config file may use: the JSON-compatible core schema. */
+const allowedTags = new Set(
+  ['str', 'int', 'float', 'bool', 'null', 'map', 'seq'].map((t) => `tag:yaml.org,2002:${t}`),
+);
+
+function fileKind(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
 }
 
 function readConfigFile(file: string): JsonObject {
+  const fileError = (detail: string) => new HypError('HYP_E_CONFIG_FILE', { file, detail });
+  const parseError = (detail: string) => new HypError('HYP_E_CONFIG_PARSE', { file, detail });
+  let bytes: Buffer;
+  try {
+    const st = statSync(file);
+    // A FIFO would block the read forever; a directory or device is no config file either.
+    if (!st.isFile()) throw fileError(`it is ${fileKind(st)}, not a regular file`);
+    if (st.size > maxConfigFileBytes) {
+      throw fileError(`it is ${st.size} bytes; a config file may be at most ${maxConfigFileBytes} bytes`);
+    }
+    bytes = readFileSync(file);
+  } catch (err) {
+    if (err instanceof HypError) throw err;
+    const e = err as NodeJS.ErrnoException;
+    const detail =
+      e.code === 'ENOENT'
+        ? 'no such file'
+        : e.code === 'ELOOP'
+          ? 'symbolic link loop'
+          : e.code === 'EACCES'
+            ? 'permission denied'
+            : e.message;
+    throw fileError(detail);
+  }
+  if (bytes.length > maxConfigFileBytes) {
+    throw fileError(`it is over ${maxConfigFileBytes} bytes; a config file may be at most that`);
+  }
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new HypError('HYP_E_CONFIG_FILE', { file, detail: (err as Error).message });
+    // fatal: a Latin-1 file would otherwise become U+FFFD in paths and names, silently.
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    throw parseError('the file is not UTF-8 text');
   }
+
   let data: unknown;
   try {
-    data = parseYaml(text, { prettyErrors: true });
+    const lineCounter = new LineCounter();
+    // uniqueKeys is checked below in linear time (the parser's own check is quadratic).
+    const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: false, lineCounter });
+    const problem = doc.errors[0] ?? doc.warnings[0];
+    if (problem) throw parseError(problem.message.split('\n')[0]!.replace(/:$/, ''));
+    const at = (node: { range?: readonly number[] | null | undefined }) => {
+      const pos = lineCounter.linePos(node.range?.[0] ?? 0);
+      return `at line ${pos.line}, column ${pos.col}`;
+    };
+    visit(doc, {
+      Node(_, node) {
+        const tag = (node as YamlNode).tag;
+        if (tag && !allowedTags.has(tag)) {
+          throw parseError(`the tag ${tag.replace('tag:yaml.org,2002:', '!!')} is not supported ${at(node)}`);
+        }
+        if (!isMap(node)) return;
+        const seen = new Set<string>();
+        for (const pair of node.items) {
+          const key = pair.key;
+          if (!isScalar(key) || (key.value !== null && typeof key.value === 'object')) {
+            throw parseError(`map keys must be plain scalars ${at(key as YamlNode)}`);
+          }
+          const name = String(key.value);
+          if (seen.has(name))
+            throw parseError(`map keys must be unique: ${clip(JSON.stringify(name))} ${at(key)}`);
+          seen.add(name);
+        }
+      },
+    });
+    data = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw new HypError('HYP_E_CONFIG_PARSE', { file, detail: (err as Error).message.split('\n')[0] });
+    if (err instanceof HypError) throw err;
+    const message = (err as Error).message.split('\n')[0]!;
+    throw parseError(err instanceof RangeError ? `nested too deeply (${message})` : message);
   }
   if (data === null || data === undefined) return {};
   if (typeof data !== 'object' || Array.isArray(data)) {
@@ -145,7 +251,122 @@ function readConfigFile(file: string): JsonObject {
       { path: '(root)', value: data, expected: 'a mapping of config sections', source: `file ${file}` },
     ]);
   }
+  const cycle = findCycle(data, [], new Set(), new Set());
+  if (cycle) throw parseError(cycle);
   return data as JsonObject;
+}
+
+/**
+ * An alias to a mapping that holds it (`x: &x {y: *x}`) makes a cyclic value
+ * no config can be. Shared (aliased) values are walked once.
+ */
+function findCycle(
+  value: unknown,
+  path: string[],
+  ancestors: Set<unknown>,
+  done: Set<unknown>,
+): string | undefined {
+  if (!value || typeof value !== 'object' || done.has(value)) return undefined;
+  const where = () => clip(path.join('.') || '(root)');
+  if (ancestors.has(value)) return `${where()} is an alias of a mapping or list that contains it`;
+  if (ancestors.size > maxNesting) return `${where()} is nested deeper than ${maxNesting} levels`;
+  ancestors.add(value);
+  for (const k of Object.keys(value)) {
+    path.push(k);
+    const found = findCycle((value as Record<string, unknown>)[k], path, ancestors, done);
+    if (found) return found;
+    path.pop();
+  }
+  ancestors.delete(value);
+  done.add(value);
+  return undefined;
+}
+
+/**
+ * What the schema types cannot say about a file's values, checked before
+ * TypeBox fills defaults (which would turn `server: []` into a section of
+ * defaults and `websocket.codecs: {a: 1}` into the default codecs, silently).
+ * A bad value is reported and removed, so the remaining checks still run.
+ */
+function checkFileShape(
+  data: JsonObject,
+  schema: TSchema,
+  at: string[],
+  source: string,
+  issues: ConfigIssue[],
+) {
+  for (const key of Object.keys(data)) {
+    const path = [...at, key];
+    const child = childSchema(schema, key);
+    const value = data[key];
+    if (!child || value === null || value === undefined) continue;
+    const isSection = child.type === 'object';
+    if (isSection && Array.isArray(value)) {
+      issues.push({
+        path: path.join('.'),
+        value,
+        expected: 'a mapping (a section of keys), not a list',
+        source,
+      });
+      delete data[key];
+    } else if (isSection && typeof value === 'object') {
+      checkFileShape(value as JsonObject, child, path, source, issues);
+    } else if (child.type === 'array' && typeof value === 'object' && !Array.isArray(value)) {
+      issues.push({
+        path: path.join('.'),
+        value,
+        expected: `a list (${child.description ?? 'values'})`,
+        source,
+      });
+      delete data[key];
+    } else if (typeof value === 'number' && (child.format === 'size' || child.format === 'duration')) {
+      // `body_limit: 512` and `delay: 0` are the documented plain forms; YAML reads them as numbers.
+      const text = String(value);
+      if ((child.format === 'size' ? parseSize(text) : parseDuration(text)) !== undefined) data[key] = text;
+    }
+  }
+}
+
+function childSchema(schema: TSchema, key: string): TSchema | undefined {
+  if (schema.type !== 'object') return undefined;
+  if (schema.properties) return Object.hasOwn(schema.properties, key) ? schema.properties[key] : undefined;
+  if (schema.patternProperties) return Object.values(schema.patternProperties as Record<string, TSchema>)[0];
+  return undefined;
+}
+
+/** TypeBox's integer check passes 1e23; a count or port beyond 2^53 is a typo, not a value. */
+function checkSafeIntegers(
+  schema: TSchema,
+  value: unknown,
+  at: string[],
+  sources: Map<string, string>,
+  issues: ConfigIssue[],
+) {
+  if (schema.type === 'integer' && typeof value === 'number' && !Number.isSafeInteger(value)) {
+    const path = at.join('.');
+    issues.push({
+      path,
+      value,
+      expected: `an integer ${[
+        schema.minimum !== undefined ? `>= ${schema.minimum}` : '',
+        `<= ${schema.maximum ?? Number.MAX_SAFE_INTEGER}`,
+      ]
+        .filter(Boolean)
+        .join(' and ')} (${schema.description ?? 'integer'})`,
+      source: sources.get(path) ?? '',
+    });
+    return;
+  }
+  if (schema.type !== 'object' || !value || typeof value !== 'object') return;
+  for (const [key, v] of Object.entries(value)) {
+    const child = childSchema(schema, key);
+    if (child) checkSafeIntegers(child, v, [...at, key], sources, issues);
+  }
+}
+
+/** `__proto__` as a key would reach Object.prototype through plain-object assignment. */
+function unsafeKey(key: string): boolean {
+  return key === '__proto__';
 }
 
 function mergeInto(
@@ -154,13 +375,18 @@ function mergeInto(
   at: string[],
   sources: Map<string, string>,
   source: string,
+  issues: ConfigIssue[],
 ) {
   for (const [key, value] of Object.entries(data)) {
     const path = [...at, key];
-    const existing = target[key];
+    if (unsafeKey(key)) {
+      issues.push({ path: path.join('.'), value, expected: unknownKeyExpectation(path), source });
+      continue;
+    }
+    const existing = Object.hasOwn(target, key) ? target[key] : undefined;
     if (value && typeof value === 'object' && !Array.isArray(value)) {
       if (!existing || typeof existing !== 'object' || Array.isArray(existing)) target[key] = {};
-      mergeInto(target[key] as JsonObject, value, path, sources, source);
+      mergeInto(target[key] as JsonObject, value, path, sources, source, issues);
     } else {
       target[key] = value;
       sources.set(path.join('.'), source);
@@ -171,7 +397,7 @@ function mergeInto(
 function setPath(target: JsonObject, path: readonly string[], value: Json) {
   let node = target;
   for (const key of path.slice(0, -1)) {
-    const next = node[key];
+    const next = Object.hasOwn(node, key) ? node[key] : undefined;
     if (!next || typeof next !== 'object' || Array.isArray(next)) node[key] = {};
     node = node[key] as JsonObject;
   }
@@ -181,7 +407,8 @@ function setPath(target: JsonObject, path: readonly string[], value: Json) {
 function getPath(target: JsonObject, path: readonly string[]): Json | undefined {
   let node: Json | undefined = target;
   for (const key of path) {
-    if (!node || typeof node !== 'object' || Array.isArray(node)) return undefined;
+    if (!node || typeof node !== 'object' || Array.isArray(node) || !Object.hasOwn(node, key))
+      return undefined;
     node = node[key];
   }
   return node;
@@ -227,9 +454,13 @@ function applyEnv(
       });
     } else {
       const current = getPath(raw, ['server', 'addr']);
-      const base = parseAddress(typeof current === 'string' && current ? current : ':8080');
-      setPath(raw, ['server', 'addr'], formatAddress({ host: base?.host, port: Number(port) }));
-      sources.set('server.addr', 'env PORT');
+      const base = current === undefined || current === '' ? parseAddress(':8080') : undefined;
+      const parsed = typeof current === 'string' ? parseAddress(current) : undefined;
+      // An unusable server.addr from the file stays, to be reported, instead of being replaced by PORT.
+      if (base || parsed) {
+        setPath(raw, ['server', 'addr'], formatAddress({ host: (parsed ?? base)?.host, port: Number(port) }));
+        sources.set('server.addr', 'env PORT');
+      }
     }
   }
 
@@ -238,7 +469,10 @@ function applyEnv(
     let path = exact.get(name);
     if (!path) path = matchRecordEnv(name, recordLeaves, raw);
     if (!path) {
-      warnings.push(`environment variable ${name} is not a hyp config key; ignored`);
+      const near = closest(name, [...exact.keys()]);
+      warnings.push(
+        `environment variable ${name} is not a hyp config key; ignored${near ? ` (did you mean ${near}?)` : ''}`,
+      );
       continue;
     }
     assignText(raw, path, text, `env ${name}`, sources, issues);
@@ -271,11 +505,14 @@ function applySet(raw: JsonObject, arg: string, sources: Map<string, string>, is
   if (eq <= 0) throw new HypError('HYP_E_CONFIG_SET', { arg: JSON.stringify(arg) });
   const path = arg.slice(0, eq).split('.');
   const text = arg.slice(eq + 1);
-  if (!schemaAt(path)) {
+  if (!schemaAt(path) || path.some(unsafeKey)) {
+    // `tcp.*.addr` is offered as `tcp.<the name given>.addr`.
+    const candidates = leafPaths().map((p) => p.map((k, i) => (k === '*' ? (path[i] ?? k) : k)).join('.'));
+    const near = closest(path.join('.'), candidates);
     issues.push({
       path: path.join('.'),
       value: text,
-      expected: 'a known config key (see `hyp schema`)',
+      expected: `a known config key${near ? ` (did you mean ${near}?)` : ''} (see \`hyp schema\`)`,
       source: '--set',
     });
     return;
@@ -301,13 +538,23 @@ function assignText(
     else if (/^(false|0|no|off)$/i.test(text)) value = false;
     else return void issues.push({ path: key, value: text, expected: 'a boolean (true or false)', source });
   } else if (type === 'integer' || type === 'number') {
+    // Decimal only: Number() would also take 0x10, 0b11 and 1e1 for a worker count.
     const n = Number(text);
-    if (text.trim() === '' || !Number.isFinite(n)) {
-      return void issues.push({ path: key, value: text, expected: `a ${type}`, source });
+    if (!/^\s*[+-]?\d+(\.\d+)?\s*$/.test(text) || !Number.isFinite(n)) {
+      return void issues.push({
+        path: key,
+        value: text,
+        expected: type === 'integer' ? 'an integer (decimal digits)' : 'a decimal number',
+        source,
+      });
     }
     value = n;
   } else if (type === 'array') {
-    value = text === '' ? [] : text.split(',').map((s) => s.trim());
+    // `a,b,` and `a, ,b` hold no empty entry.
+    value = text
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   } else if (type === 'object') {
     return void issues.push({
       path: key,
@@ -320,6 +567,12 @@ function assignText(
   sources.set(key, source);
 }
 
+/** The source of a section (e.g. an unknown one) is where its keys came from. */
+function sourceWithin(sources: Map<string, string>, path: string): string {
+  for (const [key, source] of sources) if (key.startsWith(`${path}.`)) return source;
+  return '';
+}
+
 function pointerToPath(pointer: string): string {
   const parts = pointer
     .split('/')
@@ -329,14 +582,55 @@ function pointerToPath(pointer: string): string {
 }
 
 const formatExpectations: Record<string, string> = {
-  duration: 'a duration such as 250ms, 5s or 1m30s',
-  size: 'a size such as 512, 64KiB or 1MiB',
+  duration: `a duration such as 250ms, 5s or 1m30s, at least 1ms unless 0, at most ${Math.floor(maxDurationMs / 3_600_000)}h`,
+  size: `a size such as 512, 64KiB or 1MiB, at most ${Number.MAX_SAFE_INTEGER} bytes`,
   address: 'a listen address such as :8080, 127.0.0.1:8080 or [::]:8080 (port 0..65535)',
 };
 
-function expectedFor(schema: TSchema, message: string): string {
-  if (message.startsWith('Unexpected property'))
-    return 'no such key (unknown keys are refused; see `hyp schema`)';
+/** The nearest of `candidates` to a misspelt `word`, if one is near enough to be what was meant. */
+function closest(word: string, candidates: readonly string[]): string | undefined {
+  if (word.length > 100) return undefined;
+  let best: string | undefined;
+  let bestDistance = Math.max(1, Math.min(3, Math.floor(word.length / 3)));
+  const lower = word.toLowerCase();
+  for (const c of candidates) {
+    if (Math.abs(c.length - word.length) > bestDistance) continue;
+    const d = editDistance(lower, c.toLowerCase());
+    if (d <= bestDistance && (best === undefined || d < bestDistance)) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length]!;
+}
+
+function unknownKeyExpectation(path: readonly string[]): string {
+  const key = path[path.length - 1]!;
+  const parent = schemaAt(path.slice(0, -1));
+  const siblings = parent?.properties ? Object.keys(parent.properties) : [];
+  const near = unsafeKey(key) ? undefined : closest(key, siblings);
+  const hint = near
+    ? `; did you mean ${[...path.slice(0, -1), near].join('.')}?`
+    : key === '<<'
+      ? '; YAML merge keys (<<) are not supported'
+      : '';
+  return `no such key${hint} (unknown keys are refused; see \`hyp schema\`)`;
+}
+
+function expectedFor(schema: TSchema, message: string, path: string): string {
+  if (message.startsWith('Unexpected property')) return unknownKeyExpectation(path.split('.'));
   if (schema.anyOf) {
     const literals = (schema.anyOf as TSchema[]).map((s) => s.const).filter((c) => c !== undefined);
     if (literals.length) return `one of ${literals.map((l) => JSON.stringify(l)).join(', ')}`;
@@ -349,7 +643,8 @@ function expectedFor(schema: TSchema, message: string): string {
   const format = schema.format as string | undefined;
   if (format && formatExpectations[format]) return `${formatExpectations[format]} (${what})`;
   if (schema.type === 'integer' || schema.type === 'number') {
-    return `an ${schema.type}${bounds.length ? ` ${bounds.join(' and ')}` : ''} (${what})`;
+    const article = schema.type === 'integer' ? 'an' : 'a';
+    return `${article} ${schema.type}${bounds.length ? ` ${bounds.join(' and ')}` : ''} (${what})`;
   }
   if (schema.type === 'boolean') return 'a boolean (true or false)';
   if (schema.type === 'array') return `a list (${what})`;

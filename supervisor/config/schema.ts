@@ -259,7 +259,8 @@ export function schemaAt(path: readonly string[]): TSchema | undefined {
   let node: TSchema | undefined = ConfigSchema;
   for (const key of path) {
     if (!node) return undefined;
-    if (node.type === 'object' && node.properties?.[key]) node = node.properties[key] as TSchema;
+    if (node.type === 'object' && node.properties && Object.hasOwn(node.properties, key))
+      node = node.properties[key] as TSchema;
     else if (node.type === 'object' && node.patternProperties)
       node = Object.values(node.patternProperties)[0] as TSchema;
     else return undefined;

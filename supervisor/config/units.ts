@@ -8,7 +8,13 @@ import { isIP } from 'node:net';
 const durationUnitMs: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 const durationPart = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
 
-/** `250ms`, `5s`, `1m30s`, `0` → milliseconds. */
+/**
+ * The longest duration accepted: 2^31-1 ms (about 596h), the longest delay a
+ * Node.js timer keeps; a longer one fires after 1 ms instead.
+ */
+export const maxDurationMs = 2 ** 31 - 1;
+
+/** `250ms`, `5s`, `1m30s`, `0` → milliseconds (at most `maxDurationMs`). */
 export function parseDuration(text: string): number | undefined {
   if (text === '0') return 0;
   if (text.length === 0) return undefined;
@@ -20,7 +26,10 @@ export function parseDuration(text: string): number | undefined {
     if (!m || m.index !== at) return undefined;
     total += Number(m[1]) * durationUnitMs[m[2]!]!;
   }
-  return Math.round(total);
+  const ms = Math.round(total);
+  // Too long for a timer, or a non-zero duration that would round to 0 (which disables).
+  if (!(ms <= maxDurationMs) || (ms === 0 && total > 0)) return undefined;
+  return ms;
 }
 
 const sizeUnits: Record<string, number> = {
@@ -39,7 +48,9 @@ export function parseSize(text: string): number | undefined {
   const m = /^(\d+(?:\.\d+)?)\s*([a-zA-Z]*)$/.exec(text);
   if (!m) return undefined;
   const unit = sizeUnits[m[2]!.toLowerCase()];
-  return unit === undefined ? undefined : Math.floor(Number(m[1]) * unit);
+  if (unit === undefined) return undefined;
+  const bytes = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 export interface ListenAddress {
@@ -65,6 +76,8 @@ export function parseAddress(text: string): ListenAddress | undefined {
     if (colon < 0) return undefined;
     host = text.slice(0, colon) || undefined;
     portText = text.slice(colon + 1);
+    // `fe80::1:80`: an IPv6 host must be bracketed, or the port is a guess.
+    if (host?.includes(':')) return undefined;
     if (host !== undefined && isIP(host) === 0 && !/^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$/.test(host)) {
       return undefined;
     }
