@@ -208,21 +208,36 @@ export class Supervisor {
       { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, replacement: fresh.id, error },
       `worker ${worker.id} hit an uncaught exception; replacing it with worker ${fresh.id}, then draining it`,
     );
-    const retire = (why: string) => {
-      fresh.off('ready', onReady);
-      fresh.off('exit', onExit);
-      worker.drain(Date.now() + durationMs(this.config.drain.timeout), why);
-    };
-    const onReady = () => retire(`replaced by worker ${fresh.id} after an uncaught exception`);
-    // The slot's crash backoff restarts the replacement; the damaged worker goes anyway.
-    const onExit = () => retire('uncaught exception; its replacement failed to start');
-    fresh.once('ready', onReady);
-    fresh.once('exit', onExit);
+    // Drained by onWorkerReady when a worker of its slot is ready. If this one
+    // fails to start, the slot's crash backoff starts another, and the damaged
+    // worker keeps serving meanwhile: better than a slot with no worker.
+    fresh.once('exit', () => {
+      if (worker.replacement !== fresh || fresh.readyAt !== undefined) return;
+      worker.replacement = undefined;
+      if (worker.state === 'ready')
+        this.log.error(
+          { worker: worker.id, worker_pid: worker.pid, replacement: fresh.id },
+          `the replacement of worker ${worker.id} failed to start; it keeps serving until one in its slot is ready`,
+        );
+    });
+  }
+
+  /** A worker is ready: a damaged (`failing`) one of its slot and generation can go now. */
+  private retireFailing(ready: WorkerProcess): void {
+    for (const w of this.workers.values()) {
+      if (w === ready || w.slot !== ready.slot || w.generation !== ready.generation) continue;
+      if (w.failing === undefined || w.state !== 'ready') continue;
+      w.drain(
+        Date.now() + durationMs(this.config.drain.timeout),
+        `replaced by worker ${ready.id} after an uncaught exception`,
+      );
+    }
   }
 
   private onWorkerReady(worker: WorkerProcess): void {
     this.log.info({ worker: worker.id, worker_pid: worker.pid, gen: worker.generation }, 'worker ready');
     if (worker.generation === this.generation) {
+      this.retireFailing(worker);
       this.lastProblem = undefined;
       if (this.state === 'starting') {
         this.state = 'ready';
@@ -255,6 +270,14 @@ export class Supervisor {
       return;
     }
 
+    // One restart per slot at a time (a failing worker and its replacement can both exit).
+    if (this.pendingRestarts.has(worker.slot)) {
+      this.log.error(
+        { worker: worker.id, worker_pid: worker.pid, gen: worker.generation, exit: how },
+        'worker exited unexpectedly; a restart of its slot is already pending',
+      );
+      return;
+    }
     const reason = exit.killedFor ?? (exit.startError ? 'start-failed' : 'crash');
     this.metrics.restarts.inc({
       reason: reason === 'heartbeat timeout' ? 'heartbeat' : reason.split(' ')[0]!,
