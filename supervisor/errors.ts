@@ -116,6 +116,16 @@ export const catalog = {
   HYP_E_TLS_TICKET_KEYS: {
     message: 'session-ticket keys refused, keeping the previous ones: {detail}',
   },
+
+  // HTTP runtime (continued)
+  HYP_E_HTTP_VERSION: {
+    message: 'HTTP/{version} is not supported on this connection; use HTTP/1.0, HTTP/1.1 or HTTP/2',
+    status: 505,
+  },
+
+  // static files and TCP services (continued)
+  HYP_E_STATIC_UNREADABLE: { message: 'static file {path} cannot be read: {detail}', status: 403 },
+  HYP_E_TCP_READ_PENDING: { message: 'read() called while another read() is pending on this connection' },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

@@ -4,8 +4,9 @@
  * WebSocket hub all register here. The worker runtime turns it into servers.
  */
 
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  Http2ServerRequest,
   type Http2ServerResponse,
   constants as h2constants,
   type IncomingHttpHeaders,
@@ -27,7 +28,7 @@ import { RouteGroup } from './group.js';
 import { type Handler, noParams, Route, Router, unmatchedRoute } from './router.js';
 import { registerTcpService } from './tcp/services.js';
 import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
-import { HttpMetrics, type HttpSeries } from './telemetry/metrics.js';
+import { HttpMetrics, type HttpSeries, methodLabel } from './telemetry/metrics.js';
 import { HttpTracing } from './telemetry/tracing.js';
 import { createHub, type Hub, type HubOptions } from './ws/hub.js';
 import { hubOptionsFromConfig } from './ws/options.js';
@@ -114,18 +115,22 @@ export class App extends RouteGroup {
   private readonly notFoundRoute: Route;
   private readonly methodNotAllowedRoute: Route;
   private readonly optionsRoute: Route;
+  /** Answers 400 to a URL whose path cannot be percent-decoded. */
+  private readonly badUrlRoute: Route;
 
   constructor(options: AppOptions = {}) {
     const config = options.config ?? (Value.Default(ConfigSchema, {}) as Config);
+    const badUrlRoute = new Route('*', unmatchedRoute, badUrl, () => []);
     const router = new Router(
       {
         ignoreTrailingSlash: config.server.router?.ignore_trailing_slash,
         caseSensitive: config.server.router?.case_sensitive,
       },
-      new Route('*', unmatchedRoute, badUrl, () => []),
+      badUrlRoute,
     );
     super(router, '');
     this.routes = router;
+    this.badUrlRoute = badUrlRoute;
     this.config = config;
     this.log = options.log ?? pino({ level: 'silent' });
     this.registry = options.registry ?? new Registry();
@@ -224,6 +229,12 @@ export class App extends RouteGroup {
 
   /** The Node request listener (HTTP/1.1, and HTTP/2 through the compat API). */
   readonly handle = (req: HttpRequest, res: HttpResponse): void => {
+    // llhttp also parses `HTTP/2.0` and HTTP/0.9 request lines; everything
+    // downstream takes a major version 2 for the HTTP/2 compat objects.
+    if (req.httpVersionMajor !== 1 && !(req instanceof Http2ServerRequest)) {
+      refuseHttpVersion(req, res as ServerResponse);
+      return;
+    }
     if (this.routes.stale) this.compile();
     const method = req.method ?? 'GET';
     const url = req.url ?? '/';
@@ -312,6 +323,7 @@ export class App extends RouteGroup {
     h2?: H2Stream,
   ): Context {
     const allowed = this.routes.allowed(url);
+    if (allowed === null) return new Context(this, req, res, this.badUrlRoute, noParams, '', h2);
     const route =
       allowed.length === 0
         ? this.notFoundRoute
@@ -381,10 +393,13 @@ export class App extends RouteGroup {
     this.metrics.inFlight--;
     const status = c.statusCode;
     const route = c.matched;
-    const key = c.method === route.method ? status : `${c.method} ${status}`;
+    // Unmatched routes (404/405/OPTIONS, method '*') see any method a client sends.
+    const same = c.method === route.method;
+    const method = same ? c.method : methodLabel(c.method);
+    const key = same ? status : `${method} ${status}`;
     let series: HttpSeries | undefined = route.series.get(key);
     if (series === undefined) {
-      series = this.metrics.series(c.method, route.pattern, status);
+      series = this.metrics.series(method, route.pattern, status);
       route.series.set(key, series);
     }
     series.record((performance.now() - c.startedAt) / 1000);
@@ -401,6 +416,17 @@ function onResponseClose(this: TaggedResponse | TaggedStream): void {
   if (c === undefined) return;
   this[kContext] = undefined;
   c.app.finish(c);
+}
+
+/** A request line on the HTTP/1.1 engine that is not HTTP/1.x: 505, connection closed, no route run. */
+function refuseHttpVersion(req: IncomingMessage, res: ServerResponse): void {
+  const body = JSON.stringify(new HypError('HYP_E_HTTP_VERSION', { version: req.httpVersion }).toProblem());
+  res.writeHead(505, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    connection: 'close',
+  });
+  res.end(body);
 }
 
 const badUrlProblem = new HypError('HYP_E_BAD_REQUEST', {

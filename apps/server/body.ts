@@ -126,6 +126,15 @@ export function parseBody<K extends BodyKind>(
   if (kind === 'form') return new URLSearchParams(text) as BodyTypes[K];
   if (text.length === 0)
     throw new HypError('HYP_E_BODY_INVALID', { kind: 'JSON', detail: 'the body is empty' });
+  // Fewer bytes than the limit cannot nest deeper than it.
+  if (bytes.length > maxJsonDepth) {
+    const at = tooDeep(bytes, maxJsonDepth);
+    if (at >= 0)
+      throw new HypError('HYP_E_BODY_INVALID', {
+        kind: 'JSON',
+        detail: `nesting deeper than ${maxJsonDepth} levels at byte offset ${at}`,
+      });
+  }
   try {
     return JSON.parse(text) as BodyTypes[K];
   } catch (err) {
@@ -135,6 +144,34 @@ export function parseBody<K extends BodyKind>(
       { cause: err },
     );
   }
+}
+
+/**
+ * Deepest JSON nesting accepted. V8 parses any depth, but the value would
+ * then overflow the stack of whatever walks it recursively — `c.json()` of
+ * it, a logger, a validator — and a client could turn any JSON route into a
+ * 500 with a stack trace in the log.
+ */
+export const maxJsonDepth = 512;
+
+/** Byte offset of the first `[`/`{` nested deeper than `max` (outside strings), or -1. */
+function tooDeep(bytes: Buffer, max: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i]!;
+    if (inString) {
+      if (b === 0x5c /* \ */) i++;
+      else if (b === 0x22 /* " */) inString = false;
+    } else if (b === 0x22) {
+      inString = true;
+    } else if (b === 0x5b /* [ */ || b === 0x7b /* { */) {
+      if (++depth > max) return i;
+    } else if (b === 0x5d /* ] */ || b === 0x7d /* } */) {
+      depth--;
+    }
+  }
+  return -1;
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });

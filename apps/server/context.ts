@@ -205,7 +205,10 @@ export class Context {
   header(name: string, value: string | number | readonly string[]): this;
   header(name: string, value?: string | number | readonly string[]): string | undefined | this {
     if (value === undefined) {
-      const v = this.headers[name.toLowerCase()];
+      // HTTP/1.1's headers object has a prototype: `constructor` is not a request header.
+      const headers = this.headers;
+      const key = name.toLowerCase();
+      const v = Object.hasOwn(headers, key) ? headers[key] : undefined;
       return Array.isArray(v) ? v.join(', ') : v;
     }
     this.res.setHeader(name, value);
@@ -215,7 +218,7 @@ export class Context {
   /** A request cookie. */
   cookie(name: string): string | undefined {
     const header = this.headers.cookie;
-    this.cookieJar ??= header ? parseCookie(header) : {};
+    this.cookieJar ??= header ? parseCookie(header) : noCookies;
     return this.cookieJar[name];
   }
 
@@ -324,9 +327,15 @@ export class Context {
     this.res.end();
   }
 
+  /**
+   * Answer with `Location: location` (302 unless told otherwise). Spaces,
+   * control characters and non-ASCII are percent-encoded (UTF-8), so a
+   * location built from request data can neither inject a header nor go out
+   * as latin1 bytes; `%XX` already there is kept.
+   */
   redirect(location: string, status = 302): void {
     if (status < 300 || status > 399) throw new TypeError(`redirect status must be 3xx, got ${status}`);
-    this.res.setHeader('location', location);
+    this.res.setHeader('location', encodeLocation(location));
     this.empty(status);
   }
 
@@ -494,6 +503,22 @@ export class Context {
     res.setHeader('content-length', length);
     if (this.method === 'HEAD') res.end();
     else (res as Http2ServerResponse).end(body);
+  }
+}
+
+/** `c.cookie()` without a Cookie header: no prototype, so `__proto__` or `constructor` is no cookie. */
+const noCookies: Record<string, string | undefined> = Object.freeze(Object.create(null));
+
+/** Outside printable ASCII: not allowed as is in a `Location` (RFC 3986), or not a header byte at all. */
+const unsafeInLocation = /[^\x21-\x7e]/;
+const unsafeRuns = /[^\x21-\x7e]+/g;
+
+function encodeLocation(location: string): string {
+  if (!unsafeInLocation.test(location)) return location;
+  try {
+    return location.replace(unsafeRuns, (run) => encodeURI(run));
+  } catch {
+    throw new TypeError('redirect location is not well-formed Unicode (it has a lone surrogate)');
   }
 }
 

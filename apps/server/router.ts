@@ -57,8 +57,8 @@ export interface RouteMatch {
   /** Raw query string (without `?`), parsed lazily by the context. */
   readonly searchParams: string;
 }
-/** The params of a route without any. */
-export const noParams: Readonly<Record<string, string | undefined>> = Object.freeze({});
+/** The params of a route without any (no prototype: `c.param('constructor')` is undefined, as find-my-way's). */
+export const noParams: Readonly<Record<string, string | undefined>> = Object.freeze(Object.create(null));
 // find-my-way wants a handler; hyp keeps everything in the store.
 const noop = (): void => {};
 // Keep the query string raw: the context parses it only if asked.
@@ -141,15 +141,21 @@ export class Router {
     if (found === null && method === 'HEAD') found = tree.find('GET', url);
     if (found === null) return null;
     if (found.store === null)
-      return this.badUrl ? { store: this.badUrl, params: {}, searchParams: '' } : null;
+      return this.badUrl ? { store: this.badUrl, params: noParams, searchParams: '' } : null;
     return found as unknown as RouteMatch;
   }
 
-  /** Methods that have a route for `url` (HEAD included wherever GET is), sorted. */
-  allowed(url: string): string[] {
+  /**
+   * Methods that have a route for `url` (HEAD included wherever GET is),
+   * sorted; `null` when its path cannot be percent-decoded (then no method has).
+   */
+  allowed(url: string): string[] | null {
     const allow: string[] = [];
     for (const method of this.methods) {
-      if (this.tree.find(method as FindMyWay.HTTPMethod, url) !== null) allow.push(method);
+      const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
+      if (found === null) continue;
+      if (found.store === null) return null;
+      allow.push(method);
     }
     if (allow.includes('GET') && !allow.includes('HEAD')) allow.push('HEAD');
     return allow.sort();

@@ -11,10 +11,22 @@
  * route). The registry reads the series when it is scraped, in prom-client's
  * own exposition and JSON shapes, so aggregation across workers still works.
  */
+import { METHODS } from 'node:http';
 import type { Metric, MetricValueWithName, Registry } from 'prom-client';
 import { Gauge } from 'prom-client';
 
 type Label = 'method' | 'route' | 'status';
+
+const knownMethods: ReadonlySet<string> = new Set(METHODS);
+
+/**
+ * A request method as a label: one Node knows (all HTTP/1.1 can carry), else
+ * `_OTHER` (the OpenTelemetry convention). HTTP/2 takes any token as
+ * `:method`, so the raw value would let clients add series without bound.
+ */
+export function methodLabel(method: string): string {
+  return knownMethods.has(method) ? method : '_OTHER';
+}
 type Labels = Record<Label, string>;
 
 const buckets = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];

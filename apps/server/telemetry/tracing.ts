@@ -20,6 +20,7 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { methodLabel } from './metrics.js';
 
 type Request = IncomingMessage | Http2ServerRequest;
 
@@ -59,12 +60,15 @@ export class HttpTracing {
         : this.propagator.extract(ROOT_CONTEXT, req.headers, getter);
     const socket = req.socket;
     const host = (req.headers.host ?? req.headers[':authority']) as string | undefined;
+    // Span names and the method attribute stay bounded: unknown methods are `_OTHER`.
+    const label = methodLabel(method);
     const span = this.tracer!.startSpan(
-      route === undefined ? method : `${method} ${route}`,
+      route === undefined ? label : `${label} ${route}`,
       {
         kind: SpanKind.SERVER,
         attributes: {
-          'http.request.method': method,
+          'http.request.method': label,
+          ...(label === method ? {} : { 'http.request.method_original': method }),
           'url.path': path,
           'url.scheme': (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http',
           'network.protocol.version': req.httpVersion,
