@@ -5,7 +5,7 @@
  * or `.gz` sibling when the client accepts it, then lets `send` do the HTTP
  * part: ETag, Last-Modified, conditional 304, Range 206/416, content types.
  */
-import { type ReadStream, realpathSync } from 'node:fs';
+import { type ReadStream, realpathSync, type Stats } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
 import { type Http2ServerResponse, constants as h2constants } from 'node:http2';
 import { join, relative, sep } from 'node:path';
@@ -39,8 +39,21 @@ const encodings: readonly Encoding[] = [
 
 interface SendError extends Error {
   status?: number;
+  code?: string;
   headers?: Record<string, string>;
 }
+
+/** Headers `send` (or hyp, for a variant) set for the file; dropped when the answer is not the file after all. */
+const fileHeaders = [
+  'accept-ranges',
+  'cache-control',
+  'content-encoding',
+  'content-length',
+  'content-range',
+  'content-type',
+  'etag',
+  'last-modified',
+];
 
 /** A handler serving `dir`; `prefixLength` is the length of the mount prefix in the raw URL. */
 export function serveStatic(dir: string, prefixLength: number, options: StaticOptions = {}): Handler {
@@ -68,15 +81,26 @@ export function serveStatic(dir: string, prefixLength: number, options: StaticOp
     const file = await resolveFile(root, rawPath.slice(prefixLength), index);
     if (file.kind === 'missing') return c.notFound();
     if (file.kind === 'forbidden') throw new HypError('HYP_E_FORBIDDEN_PATH');
+    if (file.kind === 'unreadable') throw unreadable(c, file.path, file.code);
     if (file.kind === 'directory') {
       // `/static/docs` → `/static/docs/` so relative links in index.html resolve.
       // Leading slashes collapsed: `//host/dir` must not become a protocol-relative Location.
       return c.redirect(`${rawPath.replace(/^\/+/, '/')}/${q < 0 ? '' : url.slice(q)}`, 301);
     }
     let path = file.path;
+    let encoding: string | undefined;
+    let options = sendOptions;
     if (precompressed) {
       c.res.setHeader('vary', 'Accept-Encoding');
       const variant = await precompressedVariant(root, path, c.header('accept-encoding'));
+      // Every representation keeps the original's mtime (`gzip -k`), so a date in
+      // If-Range cannot tell which one a partial download came from: honouring it
+      // would splice bytes of one onto the other. Not honoured (whole file, 200)
+      // when variants exist; an ETag in If-Range names one representation.
+      if (dateIfRange(c) && (variant || (await precompressedVariant(root, path, '*')))) {
+        options = { ...sendOptions, acceptRanges: false };
+        c.res.setHeader('accept-ranges', 'bytes');
+      }
       if (variant) {
         c.res.setHeader(
           'content-type',
@@ -84,17 +108,46 @@ export function serveStatic(dir: string, prefixLength: number, options: StaticOp
         );
         c.res.setHeader('content-encoding', variant.token);
         path = variant.path;
+        encoding = variant.token;
       }
     }
-    await pipeFile(c, root, path, sendOptions);
+    await pipeFile(c, root, path, options, encoding);
   };
+}
+
+/** A Range request whose If-Range is a date (an ETag is quoted). */
+function dateIfRange(c: Context): boolean {
+  const ifRange = c.header('if-range');
+  return ifRange !== undefined && c.header('range') !== undefined && !ifRange.includes('"');
+}
+
+/** A file that exists but cannot be opened (permissions): 403, and a warning naming the file for the operator. */
+function unreadable(c: Context, file: string, code: string | undefined): HypError {
+  const err = new HypError('HYP_E_STATIC_UNREADABLE', {
+    path: c.path,
+    detail: code === 'EACCES' || code === 'EPERM' ? 'permission denied' : String(code),
+  });
+  c.log.warn({ code: err.code, file, errno: code }, err.message);
+  return err;
+}
+
+/** Errors meaning "not there (any more)": a race with a delete or rename is a 404. */
+function isGone(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'ENOENT' || code === 'ENOTDIR' || code === 'ENAMETOOLONG' || code === 'ELOOP';
+}
+
+function isDenied(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException).code;
+  return code === 'EACCES' || code === 'EPERM';
 }
 
 type Resolved =
   | { kind: 'file'; path: string }
   | { kind: 'directory' }
   | { kind: 'missing' }
-  | { kind: 'forbidden' };
+  | { kind: 'forbidden' }
+  | { kind: 'unreadable'; path: string; code: string };
 
 /**
  * Map the raw URL remainder (`/a%20b.txt`) to a real file inside `root`.
@@ -114,14 +167,28 @@ export async function resolveFile(root: string, rawRest: string, index: string |
 
   const real = await realInside(root, join(root, decoded));
   if (typeof real !== 'string') return real;
-  const info = await stat(real);
+  const info = await statOf(real);
+  if (!('isFile' in info)) return info;
   if (info.isFile()) return decoded.endsWith('/') ? { kind: 'missing' } : { kind: 'file', path: real };
   if (!info.isDirectory()) return { kind: 'missing' };
   if (!decoded.endsWith('/')) return { kind: 'directory' };
   if (index === false) return { kind: 'missing' };
   const indexReal = await realInside(root, join(real, index));
   if (typeof indexReal !== 'string') return indexReal;
-  return (await stat(indexReal)).isFile() ? { kind: 'file', path: indexReal } : { kind: 'missing' };
+  const indexInfo = await statOf(indexReal);
+  if (!('isFile' in indexInfo)) return indexInfo;
+  return indexInfo.isFile() ? { kind: 'file', path: indexReal } : { kind: 'missing' };
+}
+
+/** `stat`, where a file deleted since its `realpath` is missing and one we may not look at is unreadable. */
+async function statOf(path: string): Promise<Stats | { kind: 'missing' } | Resolved> {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if (isGone(err)) return { kind: 'missing' };
+    if (isDenied(err)) return { kind: 'unreadable', path, code: String((err as NodeJS.ErrnoException).code) };
+    throw err;
+  }
 }
 
 /** The real path of `path`, or why it cannot be served (absent, or a symlink out of `root`). */
@@ -176,13 +243,33 @@ export function accepts(header: string, token: string): boolean {
   return wildcard;
 }
 
-function pipeFile(c: Context, root: string, path: string, options: send.SendOptions): Promise<void> {
+function pipeFile(
+  c: Context,
+  root: string,
+  path: string,
+  options: send.SendOptions,
+  encoding: string | undefined,
+): Promise<void> {
   const encoded = relative(root, path).split(sep).map(encodeURIComponent).join('/');
   return new Promise<void>((resolve, reject) => {
     const stream = send(c.req as Parameters<typeof send>[0], `/${encoded}`, options);
+    if (encoding !== undefined) {
+      // `send`'s ETag is size + mtime, which a variant may share with the
+      // original (`gzip -k` keeps the mtime): name the encoding, so an ETag
+      // (If-None-Match, If-Range) never matches another representation.
+      stream.on('headers', (res: { setHeader(name: string, value: string): void }, _p: string, st: Stats) =>
+        res.setHeader('etag', `W/"${st.size.toString(16)}-${st.mtime.getTime().toString(16)}-${encoding}"`),
+      );
+    }
     stream.on('error', (err: SendError) => {
       const status = err.status ?? 500;
-      if (status === 404) return resolve(Promise.resolve(c.notFound()).then(ignore));
+      if (status === 404) {
+        // Gone between `send`'s stat and its open: its file headers are set by now.
+        const res = c.res;
+        for (const name of fileHeaders) res.removeHeader(name);
+        res.statusCode = 200;
+        return resolve(Promise.resolve(c.notFound()).then(ignore));
+      }
       if (status === 416 || status === 412) {
         const res = c.res;
         for (const name of ['content-encoding', 'content-type', 'vary']) res.removeHeader(name);
@@ -193,6 +280,7 @@ function pipeFile(c: Context, root: string, path: string, options: send.SendOpti
       }
       if (status === 403) return reject(new HypError('HYP_E_FORBIDDEN_PATH'));
       if (status === 400) return reject(new HypError('HYP_E_BAD_REQUEST', { detail: 'malformed path' }));
+      if (isDenied(err)) return reject(unreadable(c, path, err.code));
       reject(err);
     });
     stream.on('directory', () => resolve(Promise.resolve(c.notFound()).then(ignore)));

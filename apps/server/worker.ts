@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
 import { collectDefaultMetrics, Registry } from 'prom-client';
-import { loadConfig } from '../../supervisor/config/load.js';
+import { ConfigError, loadConfig } from '../../supervisor/config/load.js';
 import type { Config } from '../../supervisor/config/schema.js';
 import { durationMs } from '../../supervisor/config/units.js';
 import { errorMessage, HypError } from '../../supervisor/errors.js';
@@ -229,13 +229,27 @@ async function importApp(file: string) {
   return mod.default;
 }
 
+/**
+ * No config, so no logger yet: the CLI's format on stderr (`hyp: CODE:
+ * message`, one line per configuration problem), never a stack trace; an
+ * error that is not a HypError is a failed start (HYP_E_APP_START, exit 70).
+ */
+function bootFailed(err: unknown): never {
+  const hyp =
+    err instanceof HypError
+      ? err
+      : new HypError('HYP_E_APP_START', { detail: errorMessage(err) }, { cause: err });
+  const lines = hyp instanceof ConfigError ? hyp.lines() : [`${hyp.code}: ${hyp.message}`];
+  for (const line of lines) process.stderr.write(`hyp: ${line}\n`);
+  process.exit(hyp.exitCode);
+}
+
 async function main(): Promise<void> {
   let boot: Boot;
   try {
     boot = supervised ? await bootFromSupervisor() : bootStandalone();
   } catch (err) {
-    console.error(err instanceof HypError ? `${err.code}: ${err.message}` : err);
-    process.exit(err instanceof HypError ? err.exitCode : 1);
+    bootFailed(err);
   }
   const log = createLogger({
     role: 'worker',

@@ -16,6 +16,11 @@ import type { ConnState, TcpNetwork } from './types.js';
 /** What a connection needs from the service that accepted it. */
 export interface ConnectionHost {
   readonly idleMs: number;
+  /**
+   * How long writes still queued when the connection is released may take
+   * before it is destroyed; 0: no timer (the idle sweeper bounds it).
+   */
+  readonly releaseGraceMs: number;
   /** Bytes and activity are counted here (plain numbers, read at scrape time). */
   readonly stats: { bytesIn: number; bytesOut: number };
   readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
@@ -70,6 +75,7 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   private controller: AbortController | undefined;
   private abortReason: Error | undefined;
   private failure: Error | undefined;
+  private released = false;
   /** Socket close and handler completion; the connection is done when both happened. */
   private pending = 2;
 
@@ -212,12 +218,29 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     return closed;
   }
 
-  /** @internal The handler returned: flush, then close (no promise, no listener). */
+  /**
+   * @internal The handler returned: flush, then close. A peer that does not
+   * read would keep the flush (and the connection) pending until the idle
+   * sweep, forever without one: with writes still queued, a grace timer
+   * (`releaseGraceMs`) destroys the socket if it has not closed by then.
+   */
   release(): void {
     const socket = this._socket;
-    if (socket.destroyed) return;
+    if (socket.destroyed || this.released) return;
+    this.released = true;
     if (socket.writable) socket.end(() => socket.destroy());
-    else socket.destroy();
+    // Half-closed by `closeWrite()` with writes still queued: they go first.
+    else if (socket.writableEnded && !socket.writableFinished) socket.once('finish', () => socket.destroy());
+    else {
+      socket.destroy();
+      return;
+    }
+    const graceMs = this.host.releaseGraceMs;
+    if (graceMs > 0 && socket.writableLength > 0) {
+      const timer = setTimeout(() => socket.destroy(), graceMs);
+      timer.unref();
+      socket.once('close', () => clearTimeout(timer));
+    }
   }
 
   /** Close at once, dropping unsent data. */
@@ -295,8 +318,7 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   }
 
   private wait(asResult: boolean): Promise<Buffer | null | IteratorResult<Buffer, undefined>> {
-    if (this.waiter !== undefined)
-      return Promise.reject(new Error('read() called while another read() is pending'));
+    if (this.waiter !== undefined) return Promise.reject(new HypError('HYP_E_TCP_READ_PENDING'));
     if (this._socket.isPaused()) this._socket.resume();
     this.waitAsResult = asResult;
     return new Promise((resolve) => {

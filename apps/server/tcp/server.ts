@@ -56,6 +56,7 @@ function readDuration(name: string, key: string, text: string): number {
 export class TcpService<S extends object = Record<string, unknown>> implements ConnectionHost {
   readonly name: string;
   readonly idleMs: number;
+  readonly releaseGraceMs: number;
   readonly stats: TcpStats;
   readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
 
@@ -71,6 +72,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   private readonly tlsServer: TlsServer | undefined;
   /** TLS connections between accept and handshake, by remote `host:port`. */
   private readonly handshaking = new Map<string, TcpConnection<S>>();
+  /** The same, by accepted socket: a handshake error may come after the peer reset, when the socket no longer knows its address. */
+  private readonly handshakingRaw = new WeakMap<Socket, TcpConnection<S>>();
   private readonly limiter: ConnectionRateLimiter | undefined;
   private readonly keepAliveMs: number;
   private readonly shutdownMs: number;
@@ -108,6 +111,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.idleMs = readDuration(name, 'idle_timeout', config.idle_timeout);
     this.keepAliveMs = readDuration(name, 'keep_alive', config.keep_alive);
     this.shutdownMs = readDuration(name, 'shutdown_timeout', config.shutdown_timeout);
+    // With an idle timeout the sweeper bounds a returned handler's flush; without one, shutdown_timeout does.
+    this.releaseGraceMs = this.idleMs > 0 ? 0 : this.shutdownMs;
     const { per_ip_per_second: perSecond, burst } = config.rate_limit;
     if (!(perSecond >= 0)) {
       throw invalid(name, `tcp.${name}.rate_limit.per_ip_per_second`, `expected >= 0, got ${perSecond}`);
@@ -300,6 +305,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       return;
     }
     this.handshaking.set(conn.remoteAddress, conn);
+    this.handshakingRaw.set(raw, conn);
     raw.once('close', () => {
       this.handshaking.delete(conn.remoteAddress);
       if (conn.network === 'tcp') conn.handlerSettled(); // the handshake never completed
@@ -324,7 +330,13 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   }
 
   private tlsClientError(err: Error, tlsSocket: TLSSocket): void {
-    const remote = formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client';
+    // The address read at accept: after a reset the TLSSocket has lost its own.
+    // `_parent` (the socket Node's tls.Server wrapped, i.e. our `raw`) is not
+    // public API, hence the fallbacks.
+    const raw = (tlsSocket as TLSSocket & { _parent?: unknown })._parent;
+    const conn = this.handshakingRaw.get(raw as Socket);
+    const remote =
+      conn?.remoteAddress || formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client';
     this.reportError(
       new HypError('HYP_E_TCP_HANDSHAKE', { remote, detail: err.message.trim() }, { cause: err }),
     );

@@ -162,4 +162,75 @@ describe('handlers and peers', () => {
     expect(leaked).toEqual([]);
     expect(result).toBe('HYP_E_TCP_CLOSED');
   });
+
+  it('a second read() while one is pending rejects with HYP_E_TCP_READ_PENDING; the first still gets the data', async () => {
+    let second: unknown;
+    let first: Buffer | null | undefined;
+    const { port } = await start(async (conn) => {
+      const pending = conn.read();
+      second = await conn.read().catch((err: unknown) => err);
+      first = await pending;
+    });
+    const client = await dial(port);
+    await until(() => second !== undefined, 'the second read to settle');
+    client.write('x');
+    await closedByPeer(client);
+    expect(second).toBeInstanceOf(Error);
+    expect((second as { code?: string }).code).toBe('HYP_E_TCP_READ_PENDING');
+    expect(first?.toString()).toBe('x');
+  });
+
+  it('a handler that returned while its peer does not read: the connection is closed after shutdown_timeout, even with idle_timeout 0', async () => {
+    let returned = false;
+    const { service, port } = await start(
+      async (conn) => {
+        // More than the socket buffers take: the end of it stays queued while the peer does not read.
+        void conn.write(Buffer.alloc(32 * 1024 * 1024, 1));
+        returned = true;
+      },
+      { idle_timeout: '0', shutdown_timeout: '300ms' },
+    );
+    const client = await dial(port);
+    client.pause(); // never reads
+    client.on('error', () => {});
+    await until(() => returned, 'the handler to return');
+    // Before: the connection stayed open forever (no idle sweep with idle_timeout 0).
+    await until(() => service.openConnections() === 0, 'the connection to be released', 10_000);
+    client.destroy();
+  });
+
+  it('closeWrite() and return with writes still queued: the peer gets every byte, then the end', async () => {
+    const size = 8 * 1024 * 1024;
+    const { service, port } = await start(async (conn) => {
+      void conn.write(Buffer.alloc(size, 3));
+      conn.closeWrite();
+    });
+    const client = await dial(port);
+    client.pause();
+    await new Promise((r) => setTimeout(r, 50)); // the handler returns with writes queued
+    const closed = closedByPeer(client);
+    client.resume();
+    const { data } = await closed;
+    // Before: the socket was destroyed at once (no longer writable after closeWrite), dropping the queue.
+    expect(data.length).toBe(size);
+    await until(() => service.openConnections() === 0, 'the connection to be done');
+  });
+
+  it('a peer that reads within shutdown_timeout after the handler returned gets everything (idle_timeout 0)', async () => {
+    const size = 8 * 1024 * 1024;
+    const { service, port } = await start(
+      async (conn) => {
+        void conn.write(Buffer.alloc(size, 2));
+      },
+      { idle_timeout: '0', shutdown_timeout: '20s' },
+    );
+    const client = await dial(port);
+    client.pause();
+    await new Promise((r) => setTimeout(r, 50)); // the handler returns with writes queued
+    const closed = closedByPeer(client);
+    client.resume();
+    const { data } = await closed;
+    expect(data.length).toBe(size);
+    await until(() => service.openConnections() === 0, 'the connection to be done');
+  });
 });

@@ -166,6 +166,22 @@ describe('TLS on a TCP service', () => {
     client.destroy();
   });
 
+  it('names the peer in HYP_E_TCP_HANDSHAKE even when it reset the connection mid-handshake', async () => {
+    const { port, service, errors } = await startTls('none');
+    const client = netConnect({ port, host: '127.0.0.1' });
+    await once(client, 'connect');
+    const local = `127.0.0.1:${client.localPort}`;
+    await until(() => service.openConnections() === 1, 'accepted');
+    client.on('error', () => {});
+    // the first bytes of a ClientHello record, then RST
+    client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff, 0x01]), () => client.resetAndDestroy());
+    await until(() => service.openConnections() === 0, 'reset handshake cleaned up', 10_000);
+    const handshake = errors.filter((e) => isHypError(e, 'HYP_E_TCP_HANDSHAKE'));
+    expect(handshake.length).toBeGreaterThan(0);
+    // Before: "TLS handshake with a client failed" (the reset socket no longer knows its peer).
+    for (const e of handshake) expect(e.message).toContain(`TLS handshake with ${local} failed`);
+  });
+
   it('still answers a TLS peer that half-closes after the handshake', async () => {
     const { service, port: p2 } = await startService(
       async (conn) => {
