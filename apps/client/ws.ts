@@ -119,11 +119,62 @@ async function defaultSocket(): Promise<SocketConstructor> {
   return mod.WebSocket;
 }
 
-/** Reads `reconnect;delay=<ms>` from a 1001 close (hub drain). */
+/** The longest wait a drain hint may ask for; a larger one (a hostile or broken reason) is cut to it. */
+const maxHintMs = 60_000;
+/** Longer setTimeout delays fire at once (Node and browsers). */
+const maxTimerMs = 2 ** 31 - 1;
+/** A connection that stays open this long resets the backoff; one that dies sooner is a failed attempt. */
+const stableAfterMs = 5_000;
+/** Close code of a connection replaced by a newer one with the same client id. */
+const replacedCode = 4000;
+
+/**
+ * Reads `reconnect;delay=<ms>` from a 1001 close (hub drain). Parameters
+ * after the delay are ignored; a delay that is not a plain decimal number
+ * is no hint, one above `maxHintMs` is capped.
+ */
 function drainHint(code: number, reason: string): number | undefined {
   if (code !== 1001) return undefined;
-  const m = /^reconnect;delay=(\d+)$/.exec(reason);
-  return m ? Number(m[1]) : undefined;
+  const [head, ...params] = reason.split(';');
+  if (head !== 'reconnect') return undefined;
+  for (const param of params) {
+    const m = /^delay=(\d+)$/.exec(param.trim());
+    if (m) return Math.min(Number(m[1]), maxHintMs);
+  }
+  return undefined;
+}
+
+const epochMin = 1n << 64n;
+
+/**
+ * Where an offset sits in its history: the history it belongs to and a
+ * position comparable with others of that history. In-memory `<epoch>:<seq>`,
+ * pod-wide `<epoch ≥ 2^64>-<seq>`, Redis stream ids `<ms>-<seq>` (one order
+ * across epochs of ms). Undefined for anything else (never compared).
+ */
+function position(offset: string): { history: string; at: bigint[] } | undefined {
+  const colon = offset.lastIndexOf(':');
+  if (colon >= 0) {
+    const seq = offset.slice(colon + 1);
+    return /^\d{1,20}$/.test(seq) ? { history: offset.slice(0, colon), at: [BigInt(seq)] } : undefined;
+  }
+  const m = /^(\d{1,40})-(\d{1,20})$/.exec(offset);
+  if (!m) return undefined;
+  const first = BigInt(m[1]!);
+  return first >= epochMin
+    ? { history: m[1]!, at: [BigInt(m[2]!)] }
+    : { history: 'stream', at: [first, BigInt(m[2]!)] };
+}
+
+/** False only when both offsets name the same history and `offset` is not after `last`. */
+function isAfter(offset: string, last: string): boolean {
+  const a = position(offset);
+  const b = position(last);
+  if (!a || !b || a.history !== b.history || a.at.length !== b.at.length) return true;
+  for (let i = 0; i < a.at.length; i++) {
+    if (a.at[i]! !== b.at[i]!) return a.at[i]! > b.at[i]!;
+  }
+  return false;
 }
 
 export class HypWebSocket {
@@ -151,6 +202,8 @@ export class HypWebSocket {
   private outbound: Promise<void> = Promise.resolve();
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  /** Date.now() when the current connection opened. */
+  private openedAt: number | undefined;
   private stopped = false;
   private firstOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
@@ -185,13 +238,31 @@ export class HypWebSocket {
     return this.socket?.readyState === OPEN;
   }
 
-  /** Opens the connection; resolves on the first open, rejects if it closes before opening. */
+  /**
+   * Opens the connection; resolves on the first open, rejects if it closes
+   * before opening (or `close()` is called first). While connecting or
+   * connected, waits for (or returns) that connection instead of opening another.
+   */
   async connect(): Promise<void> {
     this.stopped = false;
     this.ctor ??= await defaultSocket();
+    if (this.stopped) throw new Error('connection closed before opening (close() called)');
+    if (this.connected) return;
     return new Promise((resolve, reject) => {
-      this.firstOpen = { resolve, reject };
-      this.open();
+      const previous = this.firstOpen;
+      this.firstOpen = {
+        resolve: () => {
+          previous?.resolve();
+          resolve();
+        },
+        reject: (e) => {
+          previous?.reject(e);
+          reject(e);
+        },
+      };
+      // one socket at a time: a second one would deliver every message twice
+      const live = this.socket !== undefined && this.socket.readyState <= OPEN;
+      if (!live && !this.timer) this.open();
     });
   }
 
@@ -271,7 +342,14 @@ export class HypWebSocket {
   close(code = 1000, reason = ''): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.settleFirstOpen('connection closed before opening (close() called)');
     this.socket?.close(code, reason);
+  }
+
+  private settleFirstOpen(reason: string): void {
+    this.firstOpen?.reject(new Error(reason));
+    this.firstOpen = undefined;
   }
 
   private open(): void {
@@ -279,14 +357,16 @@ export class HypWebSocket {
     const socket = new this.ctor!(this.url, protocols);
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
-    socket.onopen = () => this.opened();
+    socket.onopen = () => this.opened(socket);
     socket.onmessage = (event) => this.received(event.data);
     socket.onerror = () => {};
     socket.onclose = (event) => this.closed(socket, event.code, event.reason);
   }
 
-  private opened(): void {
-    this.attempt = 0;
+  private opened(socket: SocketLike): void {
+    if (socket !== this.socket) return;
+    // the backoff resets only once this connection proves stable (see closed())
+    this.openedAt = Date.now();
     // resubscribe from the last offsets, rejoin rooms, then flush what queued up
     for (const [channel, offset] of this.channels) {
       this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, true);
@@ -305,12 +385,16 @@ export class HypWebSocket {
   private closed(socket: SocketLike, code: number, reason: string): void {
     if (socket !== this.socket) return;
     this.socket = undefined;
+    // a connection that died at once (a server accepting then closing) counts as a failed attempt
+    if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0;
+    this.openedAt = undefined;
     this.emit('close', code, reason);
-    if (this.firstOpen && this.attempt === 0 && !this.reconnect.enabled) {
-      this.firstOpen.reject(new Error(`connection closed before opening (${code})`));
-      this.firstOpen = undefined;
+    // a newer connection with our client id replaced this one: reconnecting would replace it in turn, forever
+    if (code === replacedCode) this.stopped = true;
+    if (this.stopped || !this.reconnect.enabled) {
+      this.settleFirstOpen(`connection closed before opening (${code})`);
+      return;
     }
-    if (this.stopped || !this.reconnect.enabled) return;
     if (this.attempt >= this.reconnect.maxAttempts) {
       this.firstOpen?.reject(new Error(`gave up after ${this.attempt} attempts`));
       this.firstOpen = undefined;
@@ -319,13 +403,13 @@ export class HypWebSocket {
     const hint = drainHint(code, reason);
     const ceiling = Math.min(this.reconnect.maxDelayMs, this.reconnect.initialDelayMs * 2 ** this.attempt);
     // full jitter: uniform in [0, ceiling]; a draining server's hint comes on top
-    const delay = Math.round(Math.random() * ceiling + (hint ?? 0));
+    const delay = Math.min(maxTimerMs, Math.round(Math.random() * ceiling + (hint ?? 0)));
     this.attempt++;
-    this.emit('reconnecting', this.attempt, delay);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (!this.stopped) this.open();
     }, delay);
+    this.emit('reconnecting', this.attempt, delay);
   }
 
   private received(data: unknown): void {
@@ -379,7 +463,11 @@ export class HypWebSocket {
         this.emit('presence', message(m));
         return;
     }
-    if (m.channel && m.offset && this.channels.has(m.channel)) this.channels.set(m.channel, m.offset);
+    if (m.channel && m.offset && this.channels.has(m.channel)) {
+      // a repeated or older offset of the same history was delivered already (or is a replay): never twice
+      if (!isAfter(m.offset, this.channels.get(m.channel)!)) return;
+      this.channels.set(m.channel, m.offset);
+    }
     const msg = message(m);
     const handlers = m.channel ? this.channelHandlers.get(m.channel) : undefined;
     if (handlers) for (const h of handlers) this.guard(() => h(msg));

@@ -207,11 +207,16 @@ export class App extends RouteGroup {
 
   /** The `upgrade` listener the HTTP/1.1 server calls: hand the socket to the hub of that path, else 404. */
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // As in `handle`: a request line that is not HTTP/1.x gets 505 before any routing.
+    if (req.httpVersionMajor !== 1) {
+      refuseUpgrade(socket, 505, new HypError('HYP_E_HTTP_VERSION', { version: req.httpVersion }));
+      return;
+    }
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const hub = this.websockets.get(query < 0 ? url : url.slice(0, query));
     if (!hub) {
-      socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      refuseUpgrade(socket, 404);
       return;
     }
     hub.handleUpgrade(req, socket, head);
@@ -427,6 +432,31 @@ function refuseHttpVersion(req: IncomingMessage, res: ServerResponse): void {
     connection: 'close',
   });
   res.end(body);
+}
+
+/**
+ * An upgrade answered here: Node took its 'error' listener off the socket
+ * with the 'upgrade' event, so one is put back (a reset peer would otherwise
+ * throw ECONNRESET from the socket, an uncaught exception), and the socket is
+ * destroyed once the answer is out.
+ */
+function refuseUpgrade(socket: Duplex, status: 404 | 505, err?: HypError): void {
+  socket.on('error', destroySocket);
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = err ? JSON.stringify(err.toProblem()) : '';
+  socket.once('finish', destroySocket);
+  socket.end(
+    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'HTTP Version Not Supported'}\r\nconnection: close\r\n` +
+      (err ? 'content-type: application/json; charset=utf-8\r\n' : '') +
+      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}
+
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }
 
 const badUrlProblem = new HypError('HYP_E_BAD_REQUEST', {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
+import { type IncomingMessage, STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -128,26 +128,16 @@ function toData(payload: Payload): Uint8Array {
   return payload instanceof Uint8Array ? payload : jsonData(payload);
 }
 
-function statusLine(status: number): string {
-  return status === 401
-    ? 'Unauthorized'
-    : status === 403
-      ? 'Forbidden'
-      : status === 500
-        ? 'Internal Server Error'
-        : status === 503
-          ? 'Service Unavailable'
-          : 'Bad Request';
-}
-
 function refuseUpgrade(socket: Duplex, err: HypError): void {
   const body = JSON.stringify(err.toProblem());
   if (!socket.writable) {
     socket.destroy();
     return;
   }
+  // as `ws` does: the answer out, the socket is gone, whether or not the peer ever closes its side
+  socket.once('finish', destroyOnError);
   socket.end(
-    `HTTP/1.1 ${err.status} ${statusLine(err.status)}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
 }
@@ -263,6 +253,16 @@ export class Hub implements ConnectionOwner {
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // a module-level listener: a closure here would keep this scope (and the request) alive
     socket.on('error', destroyOnError);
+    // llhttp also parses `HTTP/2.0` and HTTP/0.9 request lines; a WebSocket handshake needs HTTP/1.1 (RFC 6455 4.1)
+    if (req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) {
+      refuseUpgrade(
+        socket,
+        req.httpVersionMajor === 1
+          ? new HypError('HYP_E_BAD_REQUEST', { detail: 'a websocket upgrade needs HTTP/1.1' })
+          : new HypError('HYP_E_HTTP_VERSION', { version: req.httpVersion }),
+      );
+      return;
+    }
     if (this.draining || this.closed) {
       refuseUpgrade(socket, new HypError('HYP_E_DRAINING'));
       return;
@@ -274,7 +274,7 @@ export class Hub implements ConnectionOwner {
     }
     const authorize = this.options.authorize;
     if (!authorize) {
-      this.upgrade(req, socket, head, undefined);
+      this.upgradeGuarded(req, socket, head, undefined);
       return;
     }
     let verdict: ReturnType<Authorize>;
@@ -290,7 +290,7 @@ export class Hub implements ConnectionOwner {
           refuseUpgrade(socket, new HypError('HYP_E_WS_FORBIDDEN', { detail: 'authorize hook refused' }));
           return;
         }
-        this.upgrade(req, socket, head, typeof result === 'object' ? result : undefined);
+        this.upgradeGuarded(req, socket, head, typeof result === 'object' ? result : undefined);
       },
       (err: unknown) => refuseUpgrade(socket, this.authError(err)),
     );
@@ -313,6 +313,21 @@ export class Hub implements ConnectionOwner {
     }
   }
 
+  /** `upgrade`, where a throw (say from a malformed authorization) refuses with 500 rather than escaping as an unhandled rejection. */
+  private upgradeGuarded(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    auth: Authorization | undefined,
+  ): void {
+    try {
+      this.upgrade(req, socket, head, auth);
+    } catch (err) {
+      this.options.log?.error({ err }, 'websocket upgrade failed');
+      refuseUpgrade(socket, new HypError('HYP_E_INTERNAL', {}, { cause: err }));
+    }
+  }
+
   private upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, auth: Authorization | undefined): void {
     if (this.draining || this.closed) {
       refuseUpgrade(socket, new HypError('HYP_E_DRAINING'));
@@ -325,6 +340,9 @@ export class Hub implements ConnectionOwner {
       if (q >= 0) id = new URLSearchParams(req.url!.slice(q + 1)).get('client_id') ?? undefined;
     }
     id ||= `client-${randomBytes(12).toString('base64url')}`;
+    if (typeof id !== 'string') {
+      throw new TypeError(`authorize hook returned a clientId that is not a string (${typeof id})`);
+    }
     if (id.length > maxClientIdLength) {
       refuseUpgrade(
         socket,
@@ -349,7 +367,15 @@ export class Hub implements ConnectionOwner {
         return;
       }
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.accept(ws, req, id, auth));
+    this.wss.handleUpgrade(req, socket, head, (ws) => {
+      try {
+        this.accept(ws, req, id, auth);
+      } catch (err) {
+        // after the 101: no HTTP answer any more
+        this.options.log?.error({ err, client: id }, 'websocket accept failed');
+        ws.terminate();
+      }
+    });
   }
 
   /**
