@@ -4,7 +4,7 @@
  * WebSocket hub all register here. The worker runtime turns it into servers.
  */
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, ServerResponse, STATUS_CODES } from 'node:http';
 import {
   Http2ServerRequest,
   type Http2ServerResponse,
@@ -12,6 +12,7 @@ import {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from 'node:http2';
+import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { context as otelContext, type Tracer } from '@opentelemetry/api';
@@ -25,6 +26,7 @@ import type { Logger } from '../../supervisor/log.js';
 import { type ClientIpResolver, clientIpResolver } from './clientip.js';
 import { Context, type H2Stream, type HttpRequest, type HttpResponse } from './context.js';
 import { RouteGroup } from './group.js';
+import { isWebSocketUpgrade } from './http/upgrade.js';
 import { type Handler, noParams, Route, Router, unmatchedRoute } from './router.js';
 import { registerTcpService } from './tcp/services.js';
 import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
@@ -212,6 +214,10 @@ export class App extends RouteGroup {
       refuseUpgrade(socket, 505, new HypError('HYP_E_HTTP_VERSION', { version: req.httpVersion }));
       return;
     }
+    if (!isWebSocketUpgrade(req)) {
+      this.serveIgnoringUpgrade(req, socket as Socket);
+      return;
+    }
     const url = req.url ?? '/';
     const query = url.indexOf('?');
     const hub = this.websockets.get(query < 0 ? url : url.slice(0, query));
@@ -221,6 +227,36 @@ export class App extends RouteGroup {
     }
     hub.handleUpgrade(req, socket, head);
   };
+
+  /**
+   * An `Upgrade` other than WebSocket (`h2c` from `curl --http2`, ...) on a
+   * Node without `shouldUpgradeCallback` (< 24.9): answered as the plain
+   * HTTP/1.1 request it also is, on a response of its own, then the
+   * connection closes. Node has stopped parsing the socket, so a request
+   * body could not be read: one is refused with 400.
+   */
+  private serveIgnoringUpgrade(req: IncomingMessage, socket: Socket): void {
+    const length = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
+      refuseUpgrade(
+        socket,
+        400,
+        new HypError('HYP_E_BAD_REQUEST', {
+          detail: `a request with a body cannot ask for Upgrade: ${req.headers.upgrade}; send it without`,
+        }),
+      );
+      return;
+    }
+    socket.on('error', destroySocket);
+    const res = new ServerResponse(req);
+    res.shouldKeepAlive = false;
+    res.assignSocket(socket);
+    res.once('finish', () => {
+      res.detachSocket(socket);
+      socket.destroySoon();
+    });
+    this.handle(req, res);
+  }
 
   /** Run at drain, after servers stop accepting. */
   onShutdown(hook: ShutdownHook): this {
@@ -440,7 +476,7 @@ function refuseHttpVersion(req: IncomingMessage, res: ServerResponse): void {
  * throw ECONNRESET from the socket, an uncaught exception), and the socket is
  * destroyed once the answer is out.
  */
-function refuseUpgrade(socket: Duplex, status: 404 | 505, err?: HypError): void {
+function refuseUpgrade(socket: Duplex, status: 400 | 404 | 505, err?: HypError): void {
   socket.on('error', destroySocket);
   if (!socket.writable) {
     socket.destroy();
@@ -449,7 +485,7 @@ function refuseUpgrade(socket: Duplex, status: 404 | 505, err?: HypError): void 
   const body = err ? JSON.stringify(err.toProblem()) : '';
   socket.once('finish', destroySocket);
   socket.end(
-    `HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'HTTP Version Not Supported'}\r\nconnection: close\r\n` +
+    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n` +
       (err ? 'content-type: application/json; charset=utf-8\r\n' : '') +
       `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );

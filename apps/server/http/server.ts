@@ -15,6 +15,7 @@ import {
   createServer,
   type IncomingMessage,
   type Server,
+  type ServerOptions,
   type ServerResponse,
   STATUS_CODES,
 } from 'node:http';
@@ -42,6 +43,7 @@ import type { Logger } from '../../../supervisor/log.js';
 import { TlsManager } from '../tls/manager.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
+import { isWebSocketUpgrade } from './upgrade.js';
 
 export type RequestListener = (
   req: IncomingMessage | Http2ServerRequest,
@@ -117,7 +119,9 @@ export class HttpServer {
           ? Math.min(30_000, Math.max(100, Math.floor(this.headersTimeoutMs / 4)))
           : 30_000,
       noDelay: true,
-    });
+      // Node ≥ 24.9: only WebSocket handshakes leave HTTP (older Node ignores this).
+      shouldUpgradeCallback: isWebSocketUpgrade,
+    } as ServerOptions);
     this.tracker.attach(this.server);
     this.server.on('request', this.tracker.track(opts.handler));
     // Ignore client errors that Node already answers (400/408/431); never crash.
