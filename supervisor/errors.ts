@@ -108,6 +108,9 @@ export const catalog = {
       'cannot add {kind} "{name}": the connection already holds {limit} channels and rooms (websocket.max_subscriptions)',
   },
   HYP_E_WS_SEAL: { message: 'cannot seal outgoing {type} message: {detail}' },
+  HYP_E_WS_BACKLOG: {
+    message: 'more than {limit} incoming frames waiting to be opened; connection closed (4008) to resume',
+  },
 
   // static files and TLS (continued)
   HYP_E_STATIC_FILE_CHANGED: {
@@ -126,6 +129,12 @@ export const catalog = {
   // static files and TCP services (continued)
   HYP_E_STATIC_UNREADABLE: { message: 'static file {path} cannot be read: {detail}', status: 403 },
   HYP_E_TCP_READ_PENDING: { message: 'read() called while another read() is pending on this connection' },
+
+  // WebSocket hub (continued)
+  HYP_E_WS_AUTHORIZE_TIMEOUT: {
+    message: 'websocket authorize hook did not answer within {timeout} (websocket.authorize_timeout)',
+    status: 503,
+  },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

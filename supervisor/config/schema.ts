@@ -204,6 +204,10 @@ export const ConfigSchema = Type.Object(
           'channels plus rooms one connection may hold; one more is refused with HYP_E_WS_TOO_MANY_SUBSCRIPTIONS',
           { minimum: 1 },
         ),
+        authorize_timeout: Duration(
+          '10s',
+          'how long an upgrade may wait on the async authorize hook before it is refused with 503 HYP_E_WS_AUTHORIZE_TIMEOUT (0: no limit)',
+        ),
         history_bytes: Size(
           '64MiB',
           "payload bytes of the pod-wide history (the supervisor's, for the ipc bus) across all channels; beyond it the oldest messages go first",

@@ -73,6 +73,11 @@ export interface HubOptions {
   /** Empty: same host only (Origin host equals Host); `'*'`: any origin. Requests without Origin are allowed. */
   allowedOrigins?: readonly string[];
   authorize?: Authorize;
+  /**
+   * How long an upgrade may wait on an async `authorize` (`websocket.authorize_timeout`);
+   * then it is refused with 503 HYP_E_WS_AUTHORIZE_TIMEOUT. 0: no bound. Default 10 s.
+   */
+  authorizeTimeoutMs?: number;
   /** Larger messages close the connection with 1009. Default 512 KiB. */
   maxMessageSize?: number;
   pingIntervalMs?: number;
@@ -123,6 +128,18 @@ const binaryFrame = { binary: true };
 const textFrame = { binary: false };
 const maxClientIdLength = 256;
 const defaultMaxSubscriptions = 1000;
+const defaultAuthorizeTimeoutMs = 10_000;
+/** The longest delay a Node timer takes (a longer one fires at once). */
+const maxTimerMs = 2 ** 31 - 1;
+/**
+ * Bytes a client may send while its upgrade waits on `authorize` (kept and
+ * handed to the connection); more is refused with 400. RFC 6455 4.1: a
+ * client waits for the server's answer before sending anything.
+ */
+const maxEarlyBytes = 64 * 1024;
+
+/** An upgrade waiting on an async `authorize`: `refuse` answers it now, if it still waits. */
+type PendingUpgrade = (err: HypError) => void;
 
 function toData(payload: Payload): Uint8Array {
   return payload instanceof Uint8Array ? payload : jsonData(payload);
@@ -154,6 +171,8 @@ export class Hub implements ConnectionOwner {
   private readonly replay: ReplayGuard | undefined;
   private readonly maxFailures: number;
   private readonly maxSubscriptions: number;
+  private readonly authorizeTimeoutMs: number;
+  private readonly pending = new Set<PendingUpgrade>();
   private readonly sendBufferLimit: number;
   private readonly slowConsumer: 'close' | 'drop';
   private readonly pingIntervalMs: number;
@@ -193,6 +212,17 @@ export class Hub implements ConnectionOwner {
       throw new HypError('HYP_E_CONFIG_INVALID', {
         path: 'websocket.max_subscriptions (maxSubscriptions)',
         detail: `must be an integer of at least 1, got ${String(options.maxSubscriptions)}`,
+      });
+    }
+    this.authorizeTimeoutMs = options.authorizeTimeoutMs ?? defaultAuthorizeTimeoutMs;
+    if (
+      !Number.isInteger(this.authorizeTimeoutMs) ||
+      this.authorizeTimeoutMs < 0 ||
+      this.authorizeTimeoutMs > maxTimerMs
+    ) {
+      throw new HypError('HYP_E_CONFIG_INVALID', {
+        path: 'websocket.authorize_timeout (authorizeTimeoutMs)',
+        detail: `must be an integer number of milliseconds from 0 to ${maxTimerMs}, got ${String(options.authorizeTimeoutMs)}`,
       });
     }
     this.sendBufferLimit = options.sendBufferLimit ?? 1024 * 1024;
@@ -263,6 +293,19 @@ export class Hub implements ConnectionOwner {
       );
       return;
     }
+    // A handshake is a GET without a body (RFC 6455 4.1). Node stops parsing at the upgrade, so body
+    // bytes would reach `ws` as frames: a 101, then an instant 1002. Refuse before the handshake.
+    const length = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && !/^0+$/.test(length))) {
+      refuseUpgrade(
+        socket,
+        new HypError('HYP_E_BAD_REQUEST', {
+          detail:
+            'a websocket upgrade request cannot carry a body (Content-Length or Transfer-Encoding); send it without',
+        }),
+      );
+      return;
+    }
     if (this.draining || this.closed) {
       refuseUpgrade(socket, new HypError('HYP_E_DRAINING'));
       return;
@@ -284,16 +327,96 @@ export class Hub implements ConnectionOwner {
       refuseUpgrade(socket, this.authError(err));
       return;
     }
-    Promise.resolve(verdict).then(
+    if (isThenable(verdict)) this.awaitVerdict(req, socket, head, verdict);
+    else this.decide(req, socket, head, verdict);
+  }
+
+  private decide(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    result: boolean | undefined | Authorization,
+  ): void {
+    if (result === false) {
+      refuseUpgrade(socket, new HypError('HYP_E_WS_FORBIDDEN', { detail: 'authorize hook refused' }));
+      return;
+    }
+    this.upgradeGuarded(req, socket, head, typeof result === 'object' ? result : undefined);
+  }
+
+  /**
+   * An upgrade waiting on an async `authorize`: bounded by `authorizeTimeoutMs`
+   * (503 HYP_E_WS_AUTHORIZE_TIMEOUT), refused at once by a drain or close (503
+   * HYP_E_DRAINING), and dropped if the client leaves meanwhile — the socket is
+   * read while waiting so that its end is seen; the bytes read (a client should
+   * send none before the 101) are kept for the connection. A verdict that comes
+   * after any of these is ignored.
+   */
+  private awaitVerdict(
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    verdict: PromiseLike<boolean | undefined | Authorization>,
+  ): void {
+    const early: Buffer[] = [];
+    let earlyBytes = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const settle = (): boolean => {
+      if (!this.pending.delete(refuse)) return false;
+      if (timer) clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onGone);
+      socket.off('close', onGone);
+      return true;
+    };
+    const refuse: PendingUpgrade = (err) => {
+      if (settle()) refuseUpgrade(socket, err);
+    };
+    const onGone = (): void => {
+      if (settle()) socket.destroy();
+    };
+    const onData = (chunk: Buffer): void => {
+      early.push(chunk);
+      earlyBytes += chunk.length;
+      if (earlyBytes > maxEarlyBytes) {
+        refuse(
+          new HypError('HYP_E_BAD_REQUEST', {
+            detail: `more than ${maxEarlyBytes} bytes sent before the websocket handshake completed`,
+          }),
+        );
+      }
+    };
+    this.pending.add(refuse);
+    socket.on('data', onData);
+    socket.on('end', onGone);
+    socket.on('close', onGone);
+    if (this.authorizeTimeoutMs > 0) {
+      const timeoutMs = this.authorizeTimeoutMs;
+      timer = setTimeout(() => {
+        this.options.log?.warn({ timeoutMs, url: req.url }, 'websocket authorize hook timed out');
+        refuse(new HypError('HYP_E_WS_AUTHORIZE_TIMEOUT', { timeout: `${timeoutMs}ms` }));
+      }, timeoutMs);
+      timer.unref();
+    }
+    verdict.then(
       (result) => {
-        if (result === false) {
-          refuseUpgrade(socket, new HypError('HYP_E_WS_FORBIDDEN', { detail: 'authorize hook refused' }));
+        if (!settle()) return;
+        if (!socket.readable || !socket.writable) {
+          socket.destroy();
           return;
         }
-        this.upgradeGuarded(req, socket, head, typeof result === 'object' ? result : undefined);
+        // synchronously from here to `ws` taking the socket: no chunk is emitted in between
+        this.decide(req, socket, early.length > 0 ? Buffer.concat([head, ...early]) : head, result);
       },
-      (err: unknown) => refuseUpgrade(socket, this.authError(err)),
+      (err: unknown) => {
+        if (settle()) refuseUpgrade(socket, this.authError(err));
+      },
     );
+  }
+
+  /** Answers every upgrade still waiting on `authorize` with `err`. */
+  private refusePending(err: () => HypError): void {
+    for (const refuse of [...this.pending]) refuse(err());
   }
 
   private authError(err: unknown): HypError {
@@ -883,6 +1006,7 @@ export class Hub implements ConnectionOwner {
   private async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.refusePending(() => new HypError('HYP_E_DRAINING'));
     if (this.heartbeat) clearInterval(this.heartbeat);
     for (const t of this.drainTimers) clearTimeout(t);
     for (const c of [...this.all]) {
@@ -927,6 +1051,8 @@ export class Hub implements ConnectionOwner {
    */
   drain(options: DrainOptions): Promise<void> {
     this.draining = true;
+    // upgrades still waiting on authorize would otherwise complete into a draining hub, or wait out the timeout
+    this.refusePending(() => new HypError('HYP_E_DRAINING'));
     const spread = Math.max(0, options.spreadMs);
     for (const c of this.all) {
       const at = Math.random() * spread;
@@ -1003,6 +1129,12 @@ export class Hub implements ConnectionOwner {
 }
 
 function noop(): void {}
+
+function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return (
+    typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
+  );
+}
 
 function destroyOnError(this: Duplex): void {
   this.destroy();

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../../../supervisor/config/schema.js';
-import { parseDuration, parseSize } from '../../../supervisor/config/units.js';
+import { durationMs, parseDuration, parseSize } from '../../../supervisor/config/units.js';
 import { type Bus, IpcBus, LocalBus, RedisBus } from './bus.js';
 import type { HubOptions } from './hub.js';
 import { IpcHistory } from './ipc-history.js';
@@ -80,6 +80,7 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
     slowConsumer: ws.slow_consumer,
     historySize: ws.history_size,
     maxSubscriptions: ws.max_subscriptions,
+    authorizeTimeoutMs: durationMs(ws.authorize_timeout),
     compression: {
       enabled: ws.compression.enabled,
       level: ws.compression.level,
