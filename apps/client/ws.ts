@@ -57,6 +57,24 @@ export interface HypWebSocketOptions {
   WebSocket?: SocketConstructor;
   /** Messages kept while disconnected and sent after reconnecting (oldest dropped first). Default 1000. */
   maxQueued?: number;
+  /**
+   * Largest incoming message, in bytes (as received, before opening). Default
+   * 1 MiB: twice the hub's `websocket.max_message_size` default, headroom for
+   * what a delivery adds to a publish (client id, offset). With the `ws`
+   * package (Node) it is `ws`'s `maxPayload`: a larger message closes the
+   * connection with 1009, as the hub does. A browser socket cannot limit it
+   * (nor close with 1009): there the message is dropped after receipt and the
+   * connection stays open. Both report an `error` event HYP_E_WS_TOO_LARGE.
+   */
+  maxMessageSize?: number;
+  /**
+   * Incoming frames waiting to be opened (security on: WebCrypto is
+   * asynchronous), by count and by bytes. Past either bound the connection is
+   * closed with 4008 and an `error` event HYP_E_WS_BACKLOG; the reconnect
+   * resumes each channel from its last offset. Defaults 10 000 and 32 MiB.
+   */
+  maxPendingMessages?: number;
+  maxPendingBytes?: number;
 }
 
 /** One message from the hub. */
@@ -127,6 +145,18 @@ const maxTimerMs = 2 ** 31 - 1;
 const stableAfterMs = 5_000;
 /** Close code of a connection replaced by a newer one with the same client id. */
 const replacedCode = 4000;
+/** Close code the client sends when incoming frames pile up faster than they are opened. */
+const backlogCode = 4008;
+/** The code `ws` gives a message over its maxPayload (it then closes with 1009). */
+const wsTooLarge = 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH';
+
+function limit(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
 
 /**
  * Reads `reconnect;delay=<ms>` from a 1001 close (hub drain). Parameters
@@ -183,6 +213,14 @@ export class HypWebSocket {
   private readonly security: ClientSecurity | undefined;
   private readonly reconnect: Required<ReconnectOptions>;
   private readonly maxQueued: number;
+  private readonly maxMessageSize: number;
+  private readonly maxPendingMessages: number;
+  private readonly maxPendingBytes: number;
+  /** Frames (and their bytes) received and not yet opened and dispatched. */
+  private pendingMessages = 0;
+  private pendingBytes = 0;
+  /** Frames re-queued at the front of `queue` (caught by a close while being sealed) since the last flush. */
+  private requeued = 0;
   private socket: SocketLike | undefined;
   private ctor: SocketConstructor | undefined;
   private readonly listeners: { [K in keyof Events]: Set<Listener<K>> } = {
@@ -209,7 +247,8 @@ export class HypWebSocket {
 
   /**
    * Throws synchronously on bad options: an unknown codec (TypeError), an
-   * invalid URL, or unusable `security` keys (SecurityError, HYP_E_WS_KEY).
+   * invalid URL, a limit that is not a positive integer (RangeError), or
+   * unusable `security` keys (SecurityError, HYP_E_WS_KEY).
    */
   constructor(url: string, options: HypWebSocketOptions = {}) {
     const codec = codecByName(options.codec ?? 'json');
@@ -227,6 +266,9 @@ export class HypWebSocket {
     };
     this.ctor = options.WebSocket;
     this.maxQueued = options.maxQueued ?? 1000;
+    this.maxMessageSize = limit('maxMessageSize', options.maxMessageSize, 1024 * 1024);
+    this.maxPendingMessages = limit('maxPendingMessages', options.maxPendingMessages, 10_000);
+    this.maxPendingBytes = limit('maxPendingBytes', options.maxPendingBytes, 32 * 1024 * 1024);
   }
 
   on<K extends keyof Events>(event: K, listener: Listener<K>): () => void {
@@ -354,13 +396,32 @@ export class HypWebSocket {
 
   private open(): void {
     const protocols = this.codec.name === 'json' ? [] : [this.codec.name];
-    const socket = new this.ctor!(this.url, protocols);
+    // the third argument is `ws`'s options (Node); browser sockets ignore it
+    const ctor = this.ctor as unknown as new (
+      url: string,
+      protocols: string[],
+      options: { maxPayload: number },
+    ) => SocketLike;
+    const socket = new ctor(this.url, protocols, { maxPayload: this.maxMessageSize });
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
+    /** Set when `ws` closed for a message over maxPayload: it sends 1009 but reports 1006 (no echo read). */
+    let tooLarge = false;
     socket.onopen = () => this.opened(socket);
-    socket.onmessage = (event) => this.received(event.data);
-    socket.onerror = () => {};
-    socket.onclose = (event) => this.closed(socket, event.code, event.reason);
+    socket.onmessage = (event) => this.received(socket, event.data);
+    socket.onerror = (event) => {
+      if (socket !== this.socket || (event as { error?: { code?: unknown } })?.error?.code !== wsTooLarge)
+        return;
+      tooLarge = true;
+      this.emit('error', {
+        code: 'HYP_E_WS_TOO_LARGE',
+        message: `incoming message exceeds ${this.maxMessageSize} bytes (maxMessageSize); connection closed with 1009`,
+      });
+    };
+    socket.onclose = (event) =>
+      tooLarge
+        ? this.closed(socket, 1009, 'message too large')
+        : this.closed(socket, event.code, event.reason);
   }
 
   private opened(socket: SocketLike): void {
@@ -376,7 +437,8 @@ export class HypWebSocket {
     }
     const queued = this.queue;
     this.queue = [];
-    for (const m of queued) this.sendNow(m);
+    this.requeued = 0;
+    for (const m of queued) this.sendNow(m, false, true);
     this.emit('open');
     this.firstOpen?.resolve();
     this.firstOpen = undefined;
@@ -407,12 +469,17 @@ export class HypWebSocket {
     this.attempt++;
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (!this.stopped) this.open();
+      if (this.stopped) return;
+      // after a backlog close, frames still waiting are opened first: reconnecting sooner would overflow
+      // again at once, and resubscribing after them resumes from the latest offset (usually at once: idle)
+      void this.inbound.then(() => {
+        if (!this.stopped && !this.socket && !this.timer) this.open();
+      });
     }, delay);
     this.emit('reconnecting', this.attempt, delay);
   }
 
-  private received(data: unknown): void {
+  private received(socket: SocketLike, data: unknown): void {
     const bytes =
       typeof data === 'string'
         ? utf8Encoder.encode(data)
@@ -421,6 +488,26 @@ export class HypWebSocket {
           : data instanceof Uint8Array
             ? data
             : emptyBytes;
+    // `ws` enforces this itself (maxPayload); a browser socket cannot, so the message is dropped here
+    if (bytes.length > this.maxMessageSize) {
+      this.emit('error', {
+        code: 'HYP_E_WS_TOO_LARGE',
+        message: `incoming message of ${bytes.length} bytes exceeds ${this.maxMessageSize} bytes (maxMessageSize); dropped`,
+      });
+      return;
+    }
+    // frames arriving faster than WebCrypto opens them: close rather than grow without bound
+    // (one frame is always admitted, so a bound below one message cannot wedge the connection)
+    if (
+      this.pendingMessages > 0 &&
+      (this.pendingMessages >= this.maxPendingMessages ||
+        this.pendingBytes + bytes.length > this.maxPendingBytes)
+    ) {
+      this.overflowed(socket);
+      return;
+    }
+    this.pendingMessages++;
+    this.pendingBytes += bytes.length;
     // decryption is asynchronous: chain so messages keep their order
     this.inbound = this.inbound.then(async () => {
       let m: Envelope;
@@ -430,9 +517,35 @@ export class HypWebSocket {
         const e = err as { code?: string; message?: string };
         this.emit('error', { code: e.code ?? 'HYP_E_WS_DECODE', message: e.message ?? String(err) });
         return;
+      } finally {
+        this.pendingMessages--;
+        this.pendingBytes -= bytes.length;
       }
       this.dispatch(m);
     });
+  }
+
+  /**
+   * Closes a connection whose incoming frames outran their opening. Frames
+   * already waiting are still opened and dispatched in order; this one and
+   * every later one from this socket are dropped. The reconnect resubscribes
+   * each channel from the last offset dispatched when it opens, and channel
+   * deliveries replayed twice (the backlog still draining) are dropped by
+   * offset, so channel deliveries are not lost (within the hub's history).
+   * Messages without an offset (broadcasts, rooms, direct sends, presence)
+   * dropped here are lost, as on any disconnect.
+   */
+  private overflowed(socket: SocketLike): void {
+    socket.onmessage = null;
+    const bound =
+      this.pendingMessages >= this.maxPendingMessages
+        ? `${this.maxPendingMessages} frames (maxPendingMessages)`
+        : `${this.maxPendingBytes} bytes (maxPendingBytes)`;
+    this.emit('error', {
+      code: 'HYP_E_WS_BACKLOG',
+      message: `more than ${bound} incoming frames waiting to be opened; connection closed (${backlogCode}) to resume`,
+    });
+    socket.close(backlogCode, 'inbound backlog exceeded');
   }
 
   private dispatch(m: Envelope): void {
@@ -476,15 +589,43 @@ export class HypWebSocket {
 
   private enqueue(m: Envelope): void {
     if (this.connected) {
-      this.sendNow(m);
+      this.sendNow(m, false, true);
       return;
     }
     this.queue.push(m);
-    if (this.queue.length > this.maxQueued) this.queue.shift();
+    this.trimQueue();
   }
 
-  /** Sends if open; control messages while closed are skipped (replayed on reconnect). */
-  private sendNow(fields: Partial<Envelope>, force = false): void {
+  private trimQueue(): void {
+    while (this.queue.length > this.maxQueued) {
+      this.queue.shift();
+      if (this.requeued > 0) this.requeued--;
+    }
+  }
+
+  /**
+   * A queueable message (publish, broadcast, send) sealed for a socket that
+   * closed meanwhile. A newer connection already open gets it at once: every
+   * frame for that connection is behind it on the outbound chain. Otherwise it
+   * goes back to the queue, after the ones re-queued before it and before
+   * every message queued since the close.
+   */
+  private requeue(m: Envelope, sealed: Uint8Array): void {
+    const current = this.socket;
+    if (current?.readyState === OPEN) {
+      current.send(sealed);
+      return;
+    }
+    this.queue.splice(this.requeued++, 0, m);
+    this.trimQueue();
+  }
+
+  /**
+   * Sends if open; control messages while closed are skipped (replayed on
+   * reconnect). A `queueable` one caught by a close while being sealed is
+   * re-queued (see requeue()).
+   */
+  private sendNow(fields: Partial<Envelope>, force = false, queueable = false): void {
     const socket = this.socket;
     if (!socket || (socket.readyState !== OPEN && !force)) return;
     // every frame carries a timestamp: hubs with a replay guard require one
@@ -501,6 +642,7 @@ export class HypWebSocket {
       try {
         const sealed = await security.seal(bytes);
         if (socket.readyState === OPEN) socket.send(sealed);
+        else if (queueable) this.requeue(m, sealed);
       } catch (err) {
         const detail = err instanceof Error ? err.message : String(err);
         const report: HypErrorFrame = {
