@@ -14,7 +14,7 @@ import { ConfigError, jsonSchema, type LoadOptions, loadConfig } from './config/
 import type { Config } from './config/schema.js';
 import { parseAddress } from './config/units.js';
 import { catalog, errorMessage, HypError } from './errors.js';
-import { createLogger } from './log.js';
+import { createLogger, type Logger } from './log.js';
 import { isAlive, readPidFile } from './pidfile.js';
 import { Supervisor } from './supervisor.js';
 import { checkTlsFiles } from './tlscheck.js';
@@ -147,11 +147,14 @@ async function main(argv: string[]): Promise<void> {
 }
 
 async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<void> {
+  // First of all: from here a signal no longer kills the pod with Node's default action.
+  const early = new EarlySignals();
   const { config, warnings } = loadConfig(loadOpts);
   // Unusable certificate or key files stop here (exit 2), before any socket or worker.
   checkTlsFiles(config);
   const appPath = resolveApp(appArg ?? config.app);
   const log = createLogger({ role: 'supervisor', level: config.log.level, format: config.log.format });
+  early.log = log;
   for (const w of warnings) log.warn(w);
   const sup = new Supervisor({
     config,
@@ -159,8 +162,12 @@ async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<v
     log,
     reloadConfig: () => loadConfig(loadOpts).config,
   });
+  early.cleanup.push(() => {
+    for (const l of sup.listeners) l.close();
+  });
   await sup.bind();
   const admin = new AdminServer(sup, log);
+  early.cleanup.push(() => void admin.close());
   try {
     const addr = await admin.listen(config.admin.addr);
     log.info({ port: addr.port }, 'admin server listening');
@@ -170,10 +177,83 @@ async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<v
   }
   sup.onStop.push(() => admin.close());
   sup.launch();
+  early.handOver(sup);
   log.info(
     { app: appPath, workers: sup.workerCount, pid_file: config.supervisor.pid_file },
     'supervisor started',
   );
+}
+
+type EarlySignal = 'SIGHUP' | 'SIGUSR2' | 'SIGTERM' | 'SIGINT';
+
+/**
+ * Signals that reach `hyp run` before launch() installs the supervisor's
+ * handlers (config load, listener and admin bind), where Node's default
+ * action would end the pod. SIGHUP/SIGUSR2 are remembered: one rolling
+ * restart (a SIGHUP one, re-reading the config, if any was SIGHUP) once
+ * generation 1 is ready. SIGTERM/SIGINT end the start at once, exit 0:
+ * what was bound is closed, no worker started, no PID file written (launch()
+ * writes it, synchronously with installing the supervisor's handlers).
+ */
+class EarlySignals {
+  log: Logger | undefined;
+  /** Undo what the start has created so far (synchronous: the exit follows at once). */
+  readonly cleanup: Array<() => void> = [];
+  private roll: 'SIGHUP' | 'SIGUSR2' | undefined;
+  private readonly handlers = new Map<EarlySignal, () => void>();
+
+  constructor() {
+    for (const signal of ['SIGHUP', 'SIGUSR2', 'SIGTERM', 'SIGINT'] as const) {
+      const handler = () => this.received(signal);
+      this.handlers.set(signal, handler);
+      process.on(signal, handler);
+    }
+  }
+
+  private say(signal: EarlySignal, what: string): void {
+    const line = `${signal} before the supervisor launched: ${what}`;
+    if (this.log) this.log.info({ signal }, line);
+    else process.stderr.write(`hyp: ${line}\n`);
+  }
+
+  private received(signal: EarlySignal): void {
+    if (signal === 'SIGTERM' || signal === 'SIGINT') {
+      this.say(signal, 'exiting without starting workers');
+      for (const undo of this.cleanup.reverse()) {
+        try {
+          undo();
+        } catch {}
+      }
+      process.exit(0);
+    }
+    // SIGHUP re-reads the config and rolls: it covers a SIGUSR2 too.
+    this.roll = this.roll === 'SIGHUP' ? 'SIGHUP' : signal;
+    this.say(signal, 'one rolling restart once generation 1 is ready');
+  }
+
+  /**
+   * launch() has installed the supervisor's handlers (so removing these
+   * never leaves a signal to its default action): from now on they act.
+   * A remembered roll runs once the pod is ready and no worker of
+   * generation 1 is still starting, and is dropped if the pod drains first.
+   */
+  handOver(sup: Supervisor): void {
+    for (const [signal, handler] of this.handlers) process.off(signal, handler);
+    const signal = this.roll;
+    if (!signal) return;
+    const poll = setInterval(() => {
+      if (sup.state === 'draining' || sup.state === 'stopped') {
+        clearInterval(poll);
+        this.log?.info({ signal }, `${signal} received before launch dropped: the pod is draining`);
+        return;
+      }
+      if (sup.state !== 'ready' || sup.currentWorkers().some((w) => w.state === 'spawning')) return;
+      clearInterval(poll);
+      this.log?.info({ signal }, `rolling restart for the ${signal} received before launch`);
+      void (signal === 'SIGHUP' ? sup.reload() : sup.rollGeneration(signal));
+    }, 50);
+    poll.unref();
+  }
 }
 
 /** `app.ts` given: use the compiled sibling under dist/ when there is one. */

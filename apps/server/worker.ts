@@ -91,6 +91,7 @@ export class WorkerRuntime {
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private heartbeat: NodeJS.Timeout | undefined;
   private draining: Promise<void> | undefined;
+  private starting: Promise<void> | undefined;
   app!: App;
   http!: HttpServer;
   tcp: TcpService[] = [];
@@ -110,9 +111,25 @@ export class WorkerRuntime {
     return fd !== undefined ? { fd } : listenTargetFor(addr);
   }
 
-  async start(): Promise<void> {
+  /** A drain has begun: from then on nothing starts listening. */
+  get drainStarted(): boolean {
+    return this.drainController.signal.aborted;
+  }
+
+  /**
+   * Load the app, run its setup, then listen. A drain that arrives before
+   * the end (it waits for this) stops the start at the next step: a listener
+   * started afterwards could accept a connection the exiting worker drops.
+   */
+  start(): Promise<void> {
+    this.starting ??= this.doStart();
+    return this.starting;
+  }
+
+  private async doStart(): Promise<void> {
     const { config, app: appPath, workerId, generation } = this.boot;
     const definition = await importApp(appPath);
+    if (this.drainStarted) return;
     this.app = new App({ config, log: this.log, registry: this.registry, workerId });
     await definition.setup(this.app, {
       config,
@@ -121,6 +138,10 @@ export class WorkerRuntime {
       generation,
       signal: this.drainController.signal,
     });
+    if (this.drainStarted) {
+      this.log.info('drain started during app setup: no listener started');
+      return;
+    }
 
     this.http = new HttpServer({
       config,
@@ -144,6 +165,7 @@ export class WorkerRuntime {
     const address = await this.http.listen(this.listenTarget('http', config.server.addr));
     this.servers.push(this.http);
     this.log.info({ listener: 'http', port: address.port }, 'http listener serving');
+    if (this.drainStarted) return;
 
     this.tcp = createTcpServices({
       registrations: this.app.tcpServices,
@@ -202,6 +224,14 @@ export class WorkerRuntime {
     this.draining ??= (async () => {
       this.log.info({ reason, deadline_ms: deadline - Date.now() }, 'worker draining');
       this.drainController.abort(new HypError('HYP_E_DRAINING'));
+      // Still starting: let the app's setup return (it got the abort signal),
+      // so no listener starts behind the drain and shutdown hooks do not race
+      // setup. Setup still running at the deadline: leave without it.
+      if (this.starting && !(await settlesBefore(this.starting, deadline))) {
+        if (this.heartbeat) clearInterval(this.heartbeat);
+        this.log.warn('app setup still running at the drain deadline; exiting without it');
+        return;
+      }
       await Promise.all(
         this.servers.map((s) => s.drain(deadline).catch((err) => this.log.error({ err }, 'drain'))),
       );
@@ -210,6 +240,23 @@ export class WorkerRuntime {
       this.log.info('worker drained');
     })();
     return this.draining;
+  }
+}
+
+/** Whether `p` settles (resolved or rejected) before the deadline (epoch ms). */
+async function settlesBefore(p: Promise<unknown>, deadline: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const settled = p.then(
+    () => true,
+    () => true,
+  );
+  const late = new Promise<boolean>((r) => {
+    timer = setTimeout(() => r(false), Math.max(0, deadline - Date.now()));
+  });
+  try {
+    return await Promise.race([settled, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
@@ -306,6 +353,11 @@ async function main(): Promise<void> {
   try {
     await runtime.start();
   } catch (err) {
+    // A setup that gave up on the drain's abort signal: the drain exits 0.
+    if (runtime.drainStarted) {
+      log.info({ err }, `app setup ended with an error after the drain started: ${errorMessage(err)}`);
+      return;
+    }
     const hypErr =
       err instanceof HypError ? err : new HypError('HYP_E_APP_START', { detail: errorMessage(err) });
     log.error({ err, code: hypErr.code }, hypErr.message);
@@ -314,6 +366,8 @@ async function main(): Promise<void> {
     setTimeout(() => process.exit(hypErr.exitCode), 50);
     return;
   }
+  // Drained while starting: never ready; the drain finishes the worker.
+  if (runtime.drainStarted) return;
   ready = true;
   send({ type: 'ready' });
   log.info('worker ready');
