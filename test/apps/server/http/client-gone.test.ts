@@ -193,15 +193,19 @@ describe('a client gone before the handler reads the request body', () => {
 describe('a client resetting an upload after the answer went out', () => {
   // Node's compat request 'end's when its stream closes, so a reset that
   // brings no 'aborted' (the answer was already out) looked like a whole body.
+  // With Content-Length only: Node's client `stream.close(code)` sends
+  // END_STREAM before its RST_STREAM, so without a length the server has
+  // received a whole body by the protocol's rules (whether the RST lands
+  // before the body is read is timing: it did on Node 20, not on Node 26).
   it('HTTP/2: c.body() rejects instead of resolving the part that arrived', async () => {
-    for (const withLength of [false, true]) {
+    {
       const { started, done } = prepare();
       const headers: Record<string, string> = {
         ':path': '/answer-then-body',
         ':method': 'POST',
         'content-type': 'text/plain',
       };
-      if (withLength) headers['content-length'] = '100';
+      headers['content-length'] = '100';
       const stream = session.request(headers);
       stream.on('error', () => {});
       stream.resume();
@@ -212,7 +216,7 @@ describe('a client resetting an upload after the answer went out', () => {
       const closed = new Promise((r) => stream.once('close', r));
       stream.close(constants.NGHTTP2_CANCEL);
       await closed;
-      expect((await settled(done)).settled, `content-length: ${withLength}`).toMatch(/^rejected .*aborted/);
+      expect((await settled(done)).settled, 'content-length: 100').toMatch(/^rejected .*aborted/);
     }
   });
 
