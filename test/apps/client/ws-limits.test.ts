@@ -175,9 +175,11 @@ describe('publishes caught by a close while being sealed', () => {
     raw = await rawServer((ws) => {
       const frames: string[] = [];
       received.push(frames);
+      // Opened one after another: WebCrypto may settle concurrent opens out of order.
+      let opened = Promise.resolve();
       ws.on('message', (data: Buffer) => {
-        void opener.open(new Uint8Array(data)).then((plain) => {
-          const m = jsonCodec.unmarshal(plain);
+        opened = opened.then(async () => {
+          const m = jsonCodec.unmarshal(await opener.open(new Uint8Array(data)));
           if (m.type === 'publish') frames.push(Buffer.from(m.data).toString());
         });
       });
@@ -205,9 +207,11 @@ describe('publishes caught by a close while being sealed', () => {
     raw = await rawServer((ws) => {
       const frames: string[] = [];
       received.push(frames);
+      // Opened one after another: WebCrypto may settle concurrent opens out of order.
+      let opened = Promise.resolve();
       ws.on('message', (data: Buffer) => {
-        void opener.open(new Uint8Array(data)).then((plain) => {
-          const m = jsonCodec.unmarshal(plain);
+        opened = opened.then(async () => {
+          const m = jsonCodec.unmarshal(await opener.open(new Uint8Array(data)));
           if (m.type === 'publish') frames.push(Buffer.from(m.data).toString());
         });
       });
