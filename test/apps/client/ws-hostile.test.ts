@@ -2,23 +2,12 @@
  * The client against a misbehaving server (or proxy): a raw `ws` server that
  * speaks the wire format and does what a hub never should.
  */
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type WebSocket, WebSocketServer } from 'ws';
 import { HypWebSocket } from '../../../apps/client/index.js';
-import { jsonCodec } from '../../../apps/server/ws/codecs/index.js';
-import { envelope } from '../../../apps/server/ws/envelope.js';
 import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
+import { frame, type RawServer, rawServer } from './raw-server.js';
 
-interface Raw {
-  url: string;
-  connections: WebSocket[];
-  /** Frames received, per connection, decoded as JSON envelopes. */
-  received: Array<Array<{ type: string; data: string }>>;
-  close(): Promise<void>;
-}
-
-let raw: Raw | undefined;
+let raw: RawServer | undefined;
 let served: Served | undefined;
 const open: HypWebSocket[] = [];
 afterEach(async () => {
@@ -29,50 +18,10 @@ afterEach(async () => {
   served = undefined;
 });
 
-async function rawServer(
-  onConnection: (ws: WebSocket, index: number) => void,
-  options: { handleProtocols?: (protocols: Set<string>) => string | false } = {},
-): Promise<Raw> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, ...options });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  const connections: WebSocket[] = [];
-  const received: Raw['received'] = [];
-  wss.on('connection', (ws) => {
-    const index = connections.length;
-    connections.push(ws);
-    const frames: Array<{ type: string; data: string }> = [];
-    received.push(frames);
-    ws.on('message', (data: Buffer) => {
-      try {
-        const m = jsonCodec.unmarshal(new Uint8Array(data));
-        frames.push({ type: m.type, data: Buffer.from(m.data).toString() });
-      } catch {
-        frames.push({ type: '?', data: data.toString() });
-      }
-    });
-    ws.on('error', () => {});
-    onConnection(ws, index);
-  });
-  const { port } = wss.address() as AddressInfo;
-  return {
-    url: `ws://127.0.0.1:${port}/ws`,
-    connections,
-    received,
-    close: async () => {
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-    },
-  };
-}
-
 function client(url: string, options: ConstructorParameters<typeof HypWebSocket>[1] = {}): HypWebSocket {
   const c = new HypWebSocket(url, options);
   open.push(c);
   return c;
-}
-
-function frame(fields: Parameters<typeof envelope>[0]): string {
-  return Buffer.from(jsonCodec.marshal(envelope(fields))).toString();
 }
 
 /** Lets everything already queued (events, timers due now) run. */

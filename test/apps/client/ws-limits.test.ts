@@ -4,9 +4,8 @@
  * Raw `ws` servers in-process, loopback only.
  */
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { WebSocketServer, WebSocket as WsWebSocket } from 'ws';
+import { WebSocket as WsWebSocket } from 'ws';
 import {
   ClientSecurity,
   type HypErrorFrame,
@@ -16,14 +15,9 @@ import {
 import { jsonCodec } from '../../../apps/server/ws/codecs/index.js';
 import { envelope } from '../../../apps/server/ws/envelope.js';
 import { eventually } from '../server/ws/helpers.js';
+import { frame, type RawServer, rawServer } from './raw-server.js';
 
-interface Raw {
-  url: string;
-  connections: WsWebSocket[];
-  close(): Promise<void>;
-}
-
-let raw: Raw | undefined;
+let raw: RawServer | undefined;
 const open: HypWebSocket[] = [];
 afterEach(async () => {
   for (const c of open.splice(0)) c.close();
@@ -32,35 +26,10 @@ afterEach(async () => {
   vi.restoreAllMocks();
 });
 
-async function rawServer(onConnection: (ws: WsWebSocket, index: number) => void): Promise<Raw> {
-  const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 * 1024 * 1024 });
-  await new Promise<void>((resolve) => wss.once('listening', () => resolve()));
-  const connections: WsWebSocket[] = [];
-  wss.on('connection', (ws) => {
-    const index = connections.length;
-    connections.push(ws);
-    ws.on('error', () => {});
-    onConnection(ws, index);
-  });
-  const { port } = wss.address() as AddressInfo;
-  return {
-    url: `ws://127.0.0.1:${port}/ws`,
-    connections,
-    close: async () => {
-      for (const ws of wss.clients) ws.terminate();
-      await new Promise<void>((resolve) => wss.close(() => resolve()));
-    },
-  };
-}
-
 function client(url: string, options: ConstructorParameters<typeof HypWebSocket>[1] = {}): HypWebSocket {
   const c = new HypWebSocket(url, options);
   open.push(c);
   return c;
-}
-
-function frame(fields: Parameters<typeof envelope>[0]): string {
-  return Buffer.from(jsonCodec.marshal(envelope(fields))).toString();
 }
 
 /** A JSON delivery whose encoded frame is exactly `size` bytes (JSON data is inlined). */
