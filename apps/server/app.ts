@@ -4,7 +4,7 @@
  * WebSocket hub all register here. The worker runtime turns it into servers.
  */
 
-import { type IncomingMessage, ServerResponse, STATUS_CODES } from 'node:http';
+import { type IncomingMessage, ServerResponse } from 'node:http';
 import {
   Http2ServerRequest,
   type Http2ServerResponse,
@@ -26,7 +26,7 @@ import type { Logger } from '../../supervisor/log.js';
 import { type ClientIpResolver, clientIpResolver } from './clientip.js';
 import { Context, type H2Stream, type HttpRequest, type HttpResponse } from './context.js';
 import { RouteGroup } from './group.js';
-import { isWebSocketUpgrade } from './http/upgrade.js';
+import { destroySocket, isWebSocketUpgrade, refuseUpgrade } from './http/upgrade.js';
 import { type Handler, noParams, Route, Router, unmatchedRoute } from './router.js';
 import { registerTcpService } from './tcp/services.js';
 import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
@@ -211,7 +211,7 @@ export class App extends RouteGroup {
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     // As in `handle`: a request line that is not HTTP/1.x gets 505 before any routing.
     if (req.httpVersionMajor !== 1) {
-      refuseUpgrade(socket, 505, new HypError('HYP_E_HTTP_VERSION', { version: req.httpVersion }));
+      refuseUpgrade(socket, new HypError('HYP_E_HTTP_VERSION', { version: req.httpVersion }));
       return;
     }
     if (!isWebSocketUpgrade(req)) {
@@ -222,7 +222,7 @@ export class App extends RouteGroup {
     const query = url.indexOf('?');
     const hub = this.websockets.get(query < 0 ? url : url.slice(0, query));
     if (!hub) {
-      refuseUpgrade(socket, 404);
+      refuseUpgrade(socket, new HypError('HYP_E_NOT_FOUND', { method: req.method, path: url }));
       return;
     }
     hub.handleUpgrade(req, socket, head);
@@ -240,7 +240,6 @@ export class App extends RouteGroup {
     if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) {
       refuseUpgrade(
         socket,
-        400,
         new HypError('HYP_E_BAD_REQUEST', {
           detail: `a request with a body cannot ask for Upgrade: ${req.headers.upgrade}; send it without`,
         }),
@@ -476,24 +475,6 @@ function refuseHttpVersion(req: IncomingMessage, res: ServerResponse): void {
  * throw ECONNRESET from the socket, an uncaught exception), and the socket is
  * destroyed once the answer is out.
  */
-function refuseUpgrade(socket: Duplex, status: 400 | 404 | 505, err?: HypError): void {
-  socket.on('error', destroySocket);
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const body = err ? JSON.stringify(err.toProblem()) : '';
-  socket.once('finish', destroySocket);
-  socket.end(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\n` +
-      (err ? 'content-type: application/json; charset=utf-8\r\n' : '') +
-      `content-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}
-
-function destroySocket(this: Duplex): void {
-  this.destroy();
-}
 
 const badUrlProblem = new HypError('HYP_E_BAD_REQUEST', {
   detail: 'malformed percent-encoding in path',

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { type IncomingMessage, STATUS_CODES } from 'node:http';
+import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HypError, isHypError } from '../../../supervisor/errors.js';
+import { destroySocket, refuseUpgrade } from '../http/upgrade.js';
 import { type Bus, LocalBus } from './bus.js';
 import { type BusEvent, type BusEventKind, decodeBusEvent, encodeBusEvent } from './bus-event.js';
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
@@ -145,20 +146,6 @@ function toData(payload: Payload): Uint8Array {
   return payload instanceof Uint8Array ? payload : jsonData(payload);
 }
 
-function refuseUpgrade(socket: Duplex, err: HypError): void {
-  const body = JSON.stringify(err.toProblem());
-  if (!socket.writable) {
-    socket.destroy();
-    return;
-  }
-  // as `ws` does: the answer out, the socket is gone, whether or not the peer ever closes its side
-  socket.once('finish', destroyOnError);
-  socket.end(
-    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
-      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-  );
-}
-
 export class Hub implements ConnectionOwner {
   readonly metrics: WsMetrics;
   readonly history: History;
@@ -282,7 +269,7 @@ export class Hub implements ConnectionOwner {
   /** Entry point for the HTTP layer: an `upgrade` on the hub's route. */
   handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     // a module-level listener: a closure here would keep this scope (and the request) alive
-    socket.on('error', destroyOnError);
+    socket.on('error', destroySocket);
     // llhttp also parses `HTTP/2.0` and HTTP/0.9 request lines; a WebSocket handshake needs HTTP/1.1 (RFC 6455 4.1)
     if (req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) {
       refuseUpgrade(
@@ -1134,10 +1121,6 @@ function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return (
     typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function'
   );
-}
-
-function destroyOnError(this: Duplex): void {
-  this.destroy();
 }
 
 const connectionKey = Symbol('hyp.ws.connection');
