@@ -219,8 +219,6 @@ export class HypWebSocket {
   /** Frames (and their bytes) received and not yet opened and dispatched. */
   private pendingMessages = 0;
   private pendingBytes = 0;
-  /** Frames re-queued at the front of `queue` (caught by a close while being sealed) since the last flush. */
-  private requeued = 0;
   private socket: SocketLike | undefined;
   private ctor: SocketConstructor | undefined;
   private readonly listeners: { [K in keyof Events]: Set<Listener<K>> } = {
@@ -437,7 +435,6 @@ export class HypWebSocket {
     }
     const queued = this.queue;
     this.queue = [];
-    this.requeued = 0;
     for (const m of queued) this.sendNow(m, false, true);
     this.emit('open');
     this.firstOpen?.resolve();
@@ -599,31 +596,13 @@ export class HypWebSocket {
   private trimQueue(): void {
     while (this.queue.length > this.maxQueued) {
       this.queue.shift();
-      if (this.requeued > 0) this.requeued--;
     }
-  }
-
-  /**
-   * A queueable message (publish, broadcast, send) sealed for a socket that
-   * closed meanwhile. A newer connection already open gets it at once: every
-   * frame for that connection is behind it on the outbound chain. Otherwise it
-   * goes back to the queue, after the ones re-queued before it and before
-   * every message queued since the close.
-   */
-  private requeue(m: Envelope, sealed: Uint8Array): void {
-    const current = this.socket;
-    if (current?.readyState === OPEN) {
-      current.send(sealed);
-      return;
-    }
-    this.queue.splice(this.requeued++, 0, m);
-    this.trimQueue();
   }
 
   /**
    * Sends if open; control messages while closed are skipped (replayed on
    * reconnect). A `queueable` one caught by a close while being sealed is
-   * re-queued (see requeue()).
+   * reported (HYP_E_WS_SEAL), not sent.
    */
   private sendNow(fields: Partial<Envelope>, force = false, queueable = false): void {
     const socket = this.socket;
@@ -642,7 +621,15 @@ export class HypWebSocket {
       try {
         const sealed = await security.seal(bytes);
         if (socket.readyState === OPEN) socket.send(sealed);
-        else if (queueable) this.requeue(m, sealed);
+        else if (queueable) {
+          // Re-queueing it here could overtake frames flushed at a reconnect: report it instead.
+          const report: HypErrorFrame = {
+            code: 'HYP_E_WS_SEAL',
+            message: `outgoing ${m.type} message not sent: the connection closed while it was being sealed`,
+          };
+          if (m.channel) report.channel = m.channel;
+          this.emit('error', report);
+        }
       } catch (err) {
         const detail = err instanceof Error ? err.message : String(err);
         const report: HypErrorFrame = {
