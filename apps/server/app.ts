@@ -186,6 +186,18 @@ export class App extends RouteGroup {
 
   /** WebSocket hubs mounted with `websocket()`, by path. */
   readonly websockets = new Map<string, Hub>();
+  /** Mounted paths by their `hubKey`: upgrades follow the router's slash and case policy. */
+  private readonly hubPaths = new Map<string, string>();
+
+  /** A path as the router compares it: without a trailing slash when those are ignored, lower case when case-insensitive. */
+  private hubKey(path: string): string {
+    const router = this.config.server.router;
+    let key = path;
+    if ((router?.ignore_trailing_slash ?? true) && key.length > 1 && key.endsWith('/'))
+      key = key.slice(0, -1);
+    if (!(router?.case_sensitive ?? true)) key = key.toLowerCase();
+    return key;
+  }
 
   /**
    * Mount a WebSocket hub: upgrades on `path` (default `websocket.path`) go to
@@ -195,6 +207,12 @@ export class App extends RouteGroup {
   websocket(path: string = this.config.websocket.path, options: HubOptions = {}): Hub {
     if (this.websockets.has(path))
       throw new TypeError(`websocket(${path}): a hub is already mounted on this path`);
+    const key = this.hubKey(path);
+    const same = this.hubPaths.get(key);
+    if (same !== undefined)
+      throw new TypeError(
+        `websocket(${path}): the hub on ${same} already answers this path (server.router policy)`,
+      );
     const defaults = hubOptionsFromConfig(this.config, {
       registry: this.registry,
       log: this.log,
@@ -203,6 +221,7 @@ export class App extends RouteGroup {
     });
     const hub = createHub({ ...defaults, name: path, ...options });
     this.websockets.set(path, hub);
+    this.hubPaths.set(key, path);
     this.onShutdown(() => hub.close());
     return hub;
   }
@@ -220,7 +239,8 @@ export class App extends RouteGroup {
     }
     const url = req.url ?? '/';
     const query = url.indexOf('?');
-    const hub = this.websockets.get(query < 0 ? url : url.slice(0, query));
+    const path = query < 0 ? url : url.slice(0, query);
+    const hub = this.websockets.get(path) ?? this.websockets.get(this.hubPaths.get(this.hubKey(path)) ?? '');
     if (!hub) {
       refuseUpgrade(socket, new HypError('HYP_E_NOT_FOUND', { method: req.method, path: url }));
       return;
