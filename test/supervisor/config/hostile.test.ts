@@ -223,6 +223,14 @@ describe('values of the wrong shape', () => {
 });
 
 describe('units', () => {
+  it("adds duration parts up in any order, as Go's time.ParseDuration does (README)", () => {
+    expect(parseDuration('1m30s')).toBe(90_000);
+    expect(parseDuration('90s1m')).toBe(150_000);
+    expect(parseDuration('5s5s')).toBe(10_000);
+    expect(parseDuration('1h-5m')).toBeUndefined();
+    expect(parseDuration('5 s')).toBeUndefined();
+  });
+
   it('refuses durations a timer cannot hold and non-zero durations that round to 0', () => {
     expect(parseDuration('596h')).toBe(596 * 3_600_000);
     expect(parseDuration('597h')).toBeUndefined();
