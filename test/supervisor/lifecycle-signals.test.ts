@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   cli,
   fixtureApp,
+  isAlive,
   type LogLine,
   type Running,
   root,
@@ -184,5 +185,35 @@ describe('lifecycle: pod drain during app setup', () => {
     const exited = sup.logs.find((l) => l.msg === 'worker exited' && l.worker_pid === waiting.pid);
     expect(exited?.exit).toBe('code 0');
     expect(exit.code).toBe(0);
+  });
+
+  it('setup that never returns: the worker exits at drain.timeout without it, no listener, the supervisor exits 0', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-test-'));
+    sup = await startSupervisor({
+      app: fixtureApp('slow-setup'),
+      workers: 1,
+      ready: false,
+      sets: ['drain.delay=0s', 'drain.timeout=2s'],
+      // The gate file is never written: setup waits forever.
+      env: { HYP_TEST_SETUP_GATE: join(dir, 'never') },
+    });
+    const waiting = await sup.waitLog((l) => l.msg === 'setup waiting', 'setup waiting', 20_000);
+    sup.proc.kill('SIGTERM');
+    const exit = await sup.exited;
+    const workerPid = Number(waiting.pid);
+    expect(isAlive(workerPid)).toBe(false);
+    const exited = sup.logs.find((l) => l.msg === 'worker exited' && l.worker_pid === workerPid);
+    // The worker gives up on its own at the deadline; the supervisor need not kill it.
+    expect(exited?.exit).toBe('code 0');
+    expect(
+      sup.logs.some(
+        (l) => l.pid === workerPid && /setup still running at the drain deadline/.test(String(l.msg)),
+      ),
+    ).toBe(true);
+    expect(sup.logs.filter((l) => l.pid === workerPid).some((l) => l.msg === 'http listener serving')).toBe(
+      false,
+    );
+    expect(existsSync(sup.pidFile)).toBe(false);
+    expect(exit).toEqual({ code: 0, signal: null });
   });
 });
