@@ -1,5 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Logger } from 'pino';
+import { afterEach, vi } from 'vitest';
 import { WebSocket } from 'ws';
 import { type Codec, codecByName } from '../../../../apps/server/ws/codecs/index.js';
 import type { Envelope } from '../../../../apps/server/ws/envelope.js';
@@ -30,6 +32,46 @@ export async function serveHub(options: HubOptions = {}): Promise<Served> {
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/**
+ * One hub per test and the clients connected to it: `serve` and `connect`
+ * record what they open, and everything is closed after each test (the bed
+ * registers its own `afterEach`; create it at module level).
+ */
+export class HubTestBed {
+  served: Served | undefined;
+  readonly clients: TestClient[] = [];
+
+  constructor() {
+    afterEach(async () => {
+      await Promise.all(this.clients.splice(0).map((c) => c.close().catch(() => {})));
+      await this.served?.close();
+      this.served = undefined;
+      vi.restoreAllMocks();
+    });
+  }
+
+  async serve(options: HubOptions = {}): Promise<Served> {
+    this.served = await serveHub(options);
+    return this.served;
+  }
+
+  /** A client of this test's hub, closed after the test. */
+  readonly connect = async (
+    codec = 'json',
+    options: Parameters<typeof TestClient.connect>[2] = {},
+  ): Promise<TestClient> => {
+    const c = await TestClient.connect(this.served!.url, codec, options);
+    this.clients.push(c);
+    return c;
+  };
+}
+
+/** A logger whose calls the test can inspect. */
+export function fakeLog(): Logger & { error: ReturnType<typeof vi.fn> } {
+  const log = { error: vi.fn(), warn: vi.fn(), debug: vi.fn(), info: vi.fn() };
+  return log as unknown as Logger & { error: ReturnType<typeof vi.fn> };
 }
 
 /** A test client speaking one codec, optionally sealing with a Security. */

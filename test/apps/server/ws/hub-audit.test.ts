@@ -1,43 +1,23 @@
 import { randomBytes } from 'node:crypto';
-import type { Logger } from 'pino';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Envelope } from '../../../../apps/server/ws/envelope.js';
 import type { Recovery } from '../../../../apps/server/ws/history.js';
 import { createHub } from '../../../../apps/server/ws/hub.js';
 import type { SharedHistory } from '../../../../apps/server/ws/redis-history.js';
 import { type KeySet, Security } from '../../../../apps/server/ws/security.js';
 import { isHypError } from '../../../../supervisor/errors.js';
-import { eventually, json, type Served, serveHub, TestClient } from './helpers.js';
+import { eventually, fakeLog, HubTestBed, json, type Served } from './helpers.js';
 
+const bed = new HubTestBed();
 let served: Served | undefined;
-const clients: TestClient[] = [];
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => {})));
-  await served?.close();
-  served = undefined;
-  vi.restoreAllMocks();
-});
-
-async function connect(
-  codec = 'json',
-  options: Parameters<typeof TestClient.connect>[2] = {},
-): Promise<TestClient> {
-  const c = await TestClient.connect(served!.url, codec, options);
-  clients.push(c);
-  return c;
-}
-
-function fakeLog(): Logger & { error: ReturnType<typeof vi.fn> } {
-  const log = { error: vi.fn(), warn: vi.fn(), debug: vi.fn(), info: vi.fn() };
-  return log as unknown as Logger & { error: ReturnType<typeof vi.fn> };
-}
+const connect = bed.connect;
 
 type ErrorBody = { code: string; message: string; channel?: string; room_id?: string };
 
 describe('channels and rooms per connection', () => {
   it('refuses a subscribe or join beyond maxSubscriptions with an error frame naming it, and keeps the connection', async () => {
-    served = await serveHub({ maxSubscriptions: 3 });
+    served = await bed.serve({ maxSubscriptions: 3 });
     const c = await connect('json', { headers: { 'X-Client-ID': 'greedy' } });
     c.subscribe('a');
     c.subscribe('b');
@@ -66,7 +46,7 @@ describe('channels and rooms per connection', () => {
   });
 
   it('bounds the server API too, at 1000 by default: the next subscribe or joinRoom throws the stable code', async () => {
-    served = await serveHub({ ackSubscribe: false });
+    served = await bed.serve({ ackSubscribe: false });
     await connect('json', { headers: { 'X-Client-ID': 'many' } });
     const client = served.hub.client('many')!;
     for (let i = 0; i < 600; i++) served.hub.subscribe(client, `ch-${i}`);
@@ -110,7 +90,7 @@ function viewIntoLargeBuffer(text: string): Uint8Array {
 describe('retained message data does not pin the buffer it was decoded from', () => {
   for (const codec of ['json', 'msgpack', 'protobuf', 'flatbuffers']) {
     it(`${codec}: a client publish kept in history owns its bytes`, async () => {
-      served = await serveHub();
+      served = await bed.serve();
       const c = await connect(codec);
       const head = served.hub.history.head('kept');
       c.send({ type: 'publish', channel: 'kept', data: Buffer.from('"small"') });
@@ -126,7 +106,7 @@ describe('retained message data does not pin the buffer it was decoded from', ()
   }
 
   it('a server publish of a view is kept as a copy; the delivery is unchanged', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const c = await connect('json');
     c.subscribe('kept');
     await c.nextOf('subscribed');
@@ -141,7 +121,7 @@ describe('retained message data does not pin the buffer it was decoded from', ()
 
   it('deliveries held back during a shared-history recovery own their bytes', async () => {
     const shared = new ViewSharedHistory();
-    served = await serveHub({ sharedHistory: shared });
+    served = await bed.serve({ sharedHistory: shared });
     const c = await connect('json', { headers: { 'X-Client-ID': 'recovering' } });
     c.subscribe('ch', '1-0');
     await eventually(() => shared.pending.length === 1);
@@ -197,7 +177,7 @@ const hubKeys: KeySet = { aesKey: randomBytes(32), hmacKey: randomBytes(32) };
 describe('per-client keys fail closed', () => {
   it('an authorize hook returning an empty key set refuses the upgrade, naming the client', async () => {
     const log = fakeLog();
-    served = await serveHub({ security: { keys: hubKeys }, authorize: () => ({ keys: {} }), log });
+    served = await bed.serve({ security: { keys: hubKeys }, authorize: () => ({ keys: {} }), log });
     await expect(connect('json', { headers: { 'X-Client-ID': 'eve' } })).rejects.toThrow(/HTTP 500/);
     expect(served.hub.clients()).toBe(0);
     expect(log.error).toHaveBeenCalledTimes(1);
@@ -209,14 +189,14 @@ describe('per-client keys fail closed', () => {
 
   it('an empty key set is refused on a hub without security too', async () => {
     const log = fakeLog();
-    served = await serveHub({ authorize: () => ({ keys: {} }), log });
+    served = await bed.serve({ authorize: () => ({ keys: {} }), log });
     await expect(connect('json', { headers: { 'X-Client-ID': 'eve' } })).rejects.toThrow(/HTTP 500/);
     expect(served.hub.clients()).toBe(0);
   });
 
   it('per-client keys on a hub without the security pipeline refuse the upgrade instead of being ignored', async () => {
     const log = fakeLog();
-    served = await serveHub({ authorize: () => ({ keys: { aesKey: randomBytes(32) } }), log });
+    served = await bed.serve({ authorize: () => ({ keys: { aesKey: randomBytes(32) } }), log });
     await expect(connect('json', { headers: { 'X-Client-ID': 'bob' } })).rejects.toThrow(/HTTP 500/);
     expect(served.hub.clients()).toBe(0);
     const err = (log.error.mock.calls[0]![0] as { err: unknown }).err;
@@ -225,7 +205,7 @@ describe('per-client keys fail closed', () => {
   });
 
   it('setKeys with an empty key set throws HYP_E_WS_KEY naming the client and keeps the old keys', async () => {
-    served = await serveHub({ security: { keys: hubKeys } });
+    served = await bed.serve({ security: { keys: hubKeys } });
     const sec = new Security({ keys: hubKeys });
     await connect('json', { security: sec, headers: { 'X-Client-ID': 'carol' } });
     const client = served.hub.client('carol')!;
@@ -250,7 +230,7 @@ describe('per-client keys fail closed', () => {
   });
 
   it('setKeys on a hub without the security pipeline throws instead of being ignored', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     await connect('json', { headers: { 'X-Client-ID': 'dave' } });
     const client = served.hub.client('dave')!;
     expect(() => client.setKeys({ aesKey: randomBytes(32) })).toThrow(/client dave/);

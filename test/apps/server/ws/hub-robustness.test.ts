@@ -1,40 +1,20 @@
-import type { Logger } from 'pino';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { HypWebSocket } from '../../../../apps/client/index.js';
 import { LocalBus, LocalBusGroup } from '../../../../apps/server/ws/bus.js';
 import { type Envelope, envelope } from '../../../../apps/server/ws/envelope.js';
 import { History, type Recovery } from '../../../../apps/server/ws/history.js';
 import type { HubClient } from '../../../../apps/server/ws/hub.js';
 import { compareStreamIds, type SharedHistory } from '../../../../apps/server/ws/redis-history.js';
-import { eventually, json, type Served, serveHub, TestClient } from './helpers.js';
+import { eventually, fakeLog, HubTestBed, json, type Served, serveHub, TestClient } from './helpers.js';
 
+const bed = new HubTestBed();
 let served: Served | undefined;
-const clients: TestClient[] = [];
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => {})));
-  await served?.close();
-  served = undefined;
-  vi.restoreAllMocks();
-});
-
-async function connect(
-  codec = 'json',
-  options: Parameters<typeof TestClient.connect>[2] = {},
-): Promise<TestClient> {
-  const c = await TestClient.connect(served!.url, codec, options);
-  clients.push(c);
-  return c;
-}
-
-function fakeLog(): Logger & { error: ReturnType<typeof vi.fn> } {
-  const log = { error: vi.fn(), warn: vi.fn(), debug: vi.fn(), info: vi.fn() };
-  return log as unknown as Logger & { error: ReturnType<typeof vi.fn> };
-}
+const connect = bed.connect;
 
 describe('presence when a client id reconnects', () => {
   it('a room member replaced by a newer connection that never rejoins leaves the room once both are gone', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const watcher = await connect('json', { headers: { 'X-Client-ID': 'watcher' } });
     watcher.join('lobby');
     await eventually(() => served!.hub.members('lobby').includes('watcher'));
@@ -52,7 +32,7 @@ describe('presence when a client id reconnects', () => {
   });
 
   it('a replaced member that rejoined on its new connection stays in the room, without a leave event', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const watcher = await connect('json', { headers: { 'X-Client-ID': 'watcher' } });
     watcher.join('lobby');
     await eventually(() => served!.hub.members('lobby').includes('watcher'));
@@ -73,7 +53,7 @@ describe('presence when a client id reconnects', () => {
 
 describe('membership of a connection that is already gone', () => {
   it('subscribe and joinRoom from an async connect hook after the client left change nothing', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     let gone: HubClient | undefined;
     served.hub.onDisconnect((c) => {
       gone = c;
@@ -91,7 +71,7 @@ describe('membership of a connection that is already gone', () => {
 describe('application callbacks', () => {
   it('an async message handler that rejects on bad client input is contained and logged', async () => {
     const log = fakeLog();
-    served = await serveHub({ log });
+    served = await bed.serve({ log });
     const names: string[] = [];
     served.hub.onMessage(async (_client, m) => {
       await Promise.resolve();
@@ -109,7 +89,7 @@ describe('application callbacks', () => {
 
   it('async connect and disconnect handlers that reject are contained and logged', async () => {
     const log = fakeLog();
-    served = await serveHub({ log });
+    served = await bed.serve({ log });
     served.hub.onConnect(async () => {
       throw new Error('connect failed');
     });
@@ -191,7 +171,7 @@ class ManualSharedHistory implements SharedHistory {
 describe('recovery from a shared history', () => {
   it('resubscribing while a recovery is under way delivers each message once, in order', async () => {
     const shared = new ManualSharedHistory();
-    served = await serveHub({ sharedHistory: shared });
+    served = await bed.serve({ sharedHistory: shared });
     served.hub.publish('ch', 'p1');
     const c = await connect('json');
     c.subscribe('ch', '0-0');
@@ -212,7 +192,7 @@ describe('recovery from a shared history', () => {
 
   it('a recovery that ends after the client unsubscribed sends nothing more for that channel', async () => {
     const shared = new ManualSharedHistory();
-    served = await serveHub({ sharedHistory: shared });
+    served = await bed.serve({ sharedHistory: shared });
     served.hub.publish('ch', 'p1');
     const c = await connect('json');
     c.subscribe('ch', '0-0');
@@ -231,15 +211,15 @@ describe('recovery from a shared history', () => {
 describe('rooms across nodes', () => {
   it('a room name with a NUL character reaches that room on other nodes, not the room named by its prefix', async () => {
     const group = new LocalBusGroup();
-    served = await serveHub({ bus: new LocalBus(group) });
+    served = await bed.serve({ bus: new LocalBus(group) });
     const other = await serveHub({ bus: new LocalBus(group) });
     try {
       const lobby = await TestClient.connect(other.url, 'json', {
         headers: { 'X-Client-ID': 'lobby-member' },
       });
-      clients.push(lobby);
+      bed.clients.push(lobby);
       const odd = await TestClient.connect(other.url, 'json', { headers: { 'X-Client-ID': 'odd-member' } });
-      clients.push(odd);
+      bed.clients.push(odd);
       lobby.join('lobby');
       odd.send({ type: 'join_room', data: Buffer.from('{"room_id":"lobby\\u0000x"}') });
       await eventually(() => other.hub.members('lobby\u0000x').length === 1);
@@ -255,14 +235,14 @@ describe('rooms across nodes', () => {
   });
 
   it('refuses a client id containing a NUL character with 400', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     await expect(TestClient.connect(`${served.url}?client_id=a%00b`, 'json')).rejects.toThrow(/HTTP 400/);
   });
 });
 
 describe('client library', () => {
   it('an error frame whose data is JSON null is surfaced as unreadable and later messages still arrive', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const c = new HypWebSocket(served.url, {
       codec: 'msgpack',
       clientId: 'lib',

@@ -1,16 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { type KeySet, Security } from '../../../../apps/server/ws/security.js';
-import { json, type Served, serveHub, TestClient } from './helpers.js';
+import { HubTestBed, json, type Served, TestClient } from './helpers.js';
 
+const bed = new HubTestBed();
 let served: Served | undefined;
-const clients: TestClient[] = [];
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => {})));
-  await served?.close();
-  served = undefined;
-  vi.restoreAllMocks();
-});
 
 const hubKeys: KeySet = { aesKey: randomBytes(32), hmacKey: randomBytes(32) };
 
@@ -20,13 +14,13 @@ async function connect(
   headers: Record<string, string> = {},
 ): Promise<TestClient> {
   const c = await TestClient.connect(served!.url, codec, { security, headers });
-  clients.push(c);
+  bed.clients.push(c);
   return c;
 }
 
 describe('hub with the security pipeline', () => {
   it('sealed frames flow both ways, binary whatever the codec', async () => {
-    served = await serveHub({ security: { keys: hubKeys } });
+    served = await bed.serve({ security: { keys: hubKeys } });
     const sec = new Security({ keys: hubKeys });
     const c = await connect('json', sec);
     c.subscribe('s');
@@ -38,7 +32,7 @@ describe('hub with the security pipeline', () => {
   });
 
   it('a tampered or foreign frame is never delivered: error frame, metric, and close after max_failures', async () => {
-    served = await serveHub({ security: { keys: hubKeys, maxFailures: 3 } });
+    served = await bed.serve({ security: { keys: hubKeys, maxFailures: 3 } });
     const sec = new Security({ keys: hubKeys });
     const listener = await connect('json', sec);
     listener.subscribe('s');
@@ -62,7 +56,7 @@ describe('hub with the security pipeline', () => {
 
   it('per-client keys set by the authorize hook replace the hub keys for that client', async () => {
     const aliceKeys: KeySet = { aesKey: randomBytes(32), hmacKey: randomBytes(32) };
-    served = await serveHub({
+    served = await bed.serve({
       security: { keys: hubKeys },
       authorize: (req) => (req.headers['x-client-id'] === 'alice' ? { keys: aliceKeys } : true),
     });
@@ -86,7 +80,7 @@ describe('hub with the security pipeline', () => {
 
   it('a fan-out seals once per codec for hub keys and once per override key set', async () => {
     const shared: KeySet = { aesKey: randomBytes(32) };
-    served = await serveHub({
+    served = await bed.serve({
       security: { keys: hubKeys },
       authorize: (req) => (req.headers['x-group'] === 'vip' ? { keys: shared } : true),
     });
@@ -105,7 +99,7 @@ describe('hub with the security pipeline', () => {
   });
 
   it('the replay guard refuses a frame sent twice', async () => {
-    served = await serveHub({ security: { keys: hubKeys, replayWindowMs: 30_000 } });
+    served = await bed.serve({ security: { keys: hubKeys, replayWindowMs: 30_000 } });
     const sec = new Security({ keys: hubKeys });
     const c = await connect('json', sec);
     const now = BigInt(Date.now()) * 1_000_000n;

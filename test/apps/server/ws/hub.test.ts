@@ -1,27 +1,13 @@
 import { request } from 'node:http';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { codecs } from '../../../../apps/server/ws/codecs/index.js';
 import { HypError } from '../../../../supervisor/errors.js';
-import { eventually, json, type Served, serveHub, TestClient, text } from './helpers.js';
+import { eventually, HubTestBed, json, type Served, TestClient, text } from './helpers.js';
 
+const bed = new HubTestBed();
 let served: Served | undefined;
-const clients: TestClient[] = [];
 
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close().catch(() => {})));
-  await served?.close();
-  served = undefined;
-  vi.restoreAllMocks();
-});
-
-async function connect(
-  codec = 'json',
-  options: Parameters<typeof TestClient.connect>[2] = {},
-): Promise<TestClient> {
-  const c = await TestClient.connect(served!.url, codec, options);
-  clients.push(c);
-  return c;
-}
+const connect = bed.connect;
 
 function upgradeStatus(
   url: string,
@@ -53,7 +39,7 @@ function upgradeStatus(
 
 describe('codecs on one channel', () => {
   it('a JSON publish reaches a JSON, a protobuf, a flatbuffers and a msgpack subscriber, each in its own format', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const subs = await Promise.all(codecs.map((c) => connect(c.name)));
     for (const s of subs) s.subscribe('news');
     await Promise.all(subs.map((s) => s.nextOf('subscribed')));
@@ -73,7 +59,7 @@ describe('codecs on one channel', () => {
   });
 
   it('negotiates the subprotocol: first enabled codec offered, none (JSON) for unknown offers', async () => {
-    served = await serveHub({ codecs: ['json', 'msgpack'] });
+    served = await bed.serve({ codecs: ['json', 'msgpack'] });
     const a = await connect('msgpack', { protocols: ['protobuf', 'msgpack'] });
     expect(a.ws.protocol).toBe('msgpack');
     const b = await connect('json', { protocols: [] });
@@ -86,7 +72,7 @@ describe('codecs on one channel', () => {
   });
 
   it('a server-side publish is marshalled once per codec and sealed once, whatever the subscriber count', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const subs = await Promise.all(codecs.flatMap((c) => Array.from({ length: 5 }, () => connect(c.name))));
     for (const s of subs) s.subscribe('fan');
     await Promise.all(subs.map((s) => s.nextOf('subscribed')));
@@ -100,7 +86,7 @@ describe('codecs on one channel', () => {
 
 describe('upgrade checks', () => {
   it('refuses a foreign origin with 403 HYP_E_WS_ORIGIN; same host and no Origin pass by default', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const host = new URL(served.url).host;
     const foreign = await upgradeStatus(served.url, { Origin: 'http://evil.example' });
     expect(foreign.status).toBe(403);
@@ -110,16 +96,16 @@ describe('upgrade checks', () => {
   });
 
   it('an allow-list admits exactly its origins; "*" admits any', async () => {
-    served = await serveHub({ allowedOrigins: ['https://app.example'] });
+    served = await bed.serve({ allowedOrigins: ['https://app.example'] });
     expect((await upgradeStatus(served.url, { Origin: 'https://app.example' })).status).toBe(101);
     expect((await upgradeStatus(served.url, { Origin: 'https://other.example' })).status).toBe(403);
     await served.close();
-    served = await serveHub({ allowedOrigins: ['*'] });
+    served = await bed.serve({ allowedOrigins: ['*'] });
     expect((await upgradeStatus(served.url, { Origin: 'https://other.example' })).status).toBe(101);
   });
 
   it('the authorize hook answers 401 or 403, or accepts and names the client', async () => {
-    served = await serveHub({
+    served = await bed.serve({
       authorize: async (req) => {
         const token = req.headers.authorization;
         if (!token) throw new HypError('HYP_E_WS_UNAUTHORIZED');
@@ -138,9 +124,9 @@ describe('upgrade checks', () => {
   });
 
   it('takes the client id from X-Client-ID, then ?client_id=, else generates one', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     await connect('json', { headers: { 'X-Client-ID': 'from-header' } });
-    clients.push(await TestClient.connect(`${served.url}?client_id=from-query`));
+    bed.clients.push(await TestClient.connect(`${served.url}?client_id=from-query`));
     await connect('json');
     await eventually(() => served!.hub.clients() === 3);
     expect(served.hub.client('from-header')).toBeDefined();
@@ -148,7 +134,7 @@ describe('upgrade checks', () => {
   });
 
   it('a draining hub refuses upgrades with 503', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     void served.hub.drain({ spreadMs: 0 });
     expect((await upgradeStatus(served.url, {})).status).toBe(503);
   });
@@ -156,7 +142,7 @@ describe('upgrade checks', () => {
 
 describe('control messages', () => {
   it('unsubscribe stops deliveries; rooms get presence events and toRoom honours except', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const a = await connect('json', { headers: { 'X-Client-ID': 'a' } });
     const b = await connect('msgpack', { headers: { 'X-Client-ID': 'b' } });
     a.subscribe('c');
@@ -182,7 +168,7 @@ describe('control messages', () => {
   });
 
   it('sendTo reaches one client; broadcast reaches all', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const a = await connect('json', { headers: { 'X-Client-ID': 'a' } });
     const b = await connect('protobuf', { headers: { 'X-Client-ID': 'b' } });
     await eventually(() => served!.hub.clients() === 2);
@@ -196,7 +182,7 @@ describe('control messages', () => {
   });
 
   it('an undecodable frame gets an error frame with the code and byte offset; N of them close the connection with 1008', async () => {
-    served = await serveHub({ security: undefined });
+    served = await bed.serve({ security: undefined });
     const c = await connect('json');
     c.ws.send('{"type":"x",}');
     const [err] = await c.nextOf('error');
@@ -207,7 +193,7 @@ describe('control messages', () => {
   });
 
   it('a bad control request answers HYP_E_WS_CONTROL and keeps the connection', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const c = await connect('json');
     c.send({ type: 'subscribe', data: Buffer.from('{"chan":"x"}') });
     const [err] = await c.nextOf('error');
@@ -217,7 +203,7 @@ describe('control messages', () => {
   });
 
   it('a message over max_message_size closes with 1009', async () => {
-    served = await serveHub({ maxMessageSize: 1024 });
+    served = await bed.serve({ maxMessageSize: 1024 });
     const c = await connect('json');
     c.ws.send(JSON.stringify({ type: 'publish', channel: 'x', data: 'y'.repeat(2000) }));
     await c.until((x) => x.closed !== undefined);
@@ -225,7 +211,7 @@ describe('control messages', () => {
   });
 
   it('message callbacks see every verified message with the server-stamped client id', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const seen: string[] = [];
     served.hub.onMessage((client, m) => seen.push(`${client.id}:${m.type}:${m.clientId}`));
     const c = await connect('json', { headers: { 'X-Client-ID': 'me' } });
@@ -237,7 +223,7 @@ describe('control messages', () => {
 
 describe('liveness and backpressure', () => {
   it('a client that stops answering pings is cut off after pong_timeout', async () => {
-    served = await serveHub({ pingIntervalMs: 100, pongTimeoutMs: 200 });
+    served = await bed.serve({ pingIntervalMs: 100, pongTimeoutMs: 200 });
     const silent = await connect('json', { autoPong: false });
     const alive = await connect('json');
     await silent.until((c) => c.closed !== undefined);
@@ -246,7 +232,7 @@ describe('liveness and backpressure', () => {
   });
 
   it('a slow reader is cut off by the send-buffer bound (close policy) and the drop is counted', async () => {
-    served = await serveHub({ sendBufferLimit: 256 * 1024 });
+    served = await bed.serve({ sendBufferLimit: 256 * 1024 });
     const slow = await connect('json');
     slow.subscribe('firehose');
     await slow.nextOf('subscribed');
@@ -262,7 +248,7 @@ describe('liveness and backpressure', () => {
   });
 
   it('the drop policy skips messages for a slow reader and keeps the connection', async () => {
-    served = await serveHub({ sendBufferLimit: 64 * 1024, slowConsumer: 'drop' });
+    served = await bed.serve({ sendBufferLimit: 64 * 1024, slowConsumer: 'drop' });
     const slow = await connect('json');
     slow.subscribe('firehose');
     await slow.nextOf('subscribed');
@@ -283,7 +269,7 @@ describe('liveness and backpressure', () => {
 
 describe('drain', () => {
   it('closes every client with 1001 and a reconnect hint, spread over the window', async () => {
-    served = await serveHub();
+    served = await bed.serve();
     const many = await Promise.all(Array.from({ length: 20 }, () => connect('json')));
     const closedAt: number[] = [];
     const start = Date.now();
@@ -301,7 +287,7 @@ describe('drain', () => {
 
 describe('compression', () => {
   it('negotiates permessage-deflate when enabled', async () => {
-    served = await serveHub({ compression: { enabled: true, level: 1, threshold: 0 } });
+    served = await bed.serve({ compression: { enabled: true, level: 1, threshold: 0 } });
     const c = await connect('json');
     expect(c.ws.extensions).toContain('permessage-deflate');
     c.subscribe('z');
