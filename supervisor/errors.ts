@@ -135,6 +135,14 @@ export const catalog = {
     message: 'websocket authorize hook did not answer within {timeout} (websocket.authorize_timeout)',
     status: 503,
   },
+
+  // HTTP responses (continued)
+  HYP_E_SSE_SLOW_CONSUMER: {
+    message: 'server-sent event client left more than {limit} bytes unread; stream closed',
+  },
+  HYP_E_STREAM_LENGTH: {
+    message: 'c.stream() source gave {sent} bytes where Content-Length announced {announced}; response cut',
+  },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

@@ -17,7 +17,6 @@ import {
 // Imported: Node 20's global `performance` is a lazy getter, paid on every read.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import type { Span } from '@opentelemetry/api';
 import { parseCookie, type SerializeOptions, stringifySetCookie } from 'cookie';
 import type { Logger } from 'pino';
@@ -25,7 +24,7 @@ import { HypError } from '../../supervisor/errors.js';
 import type { App } from './app.js';
 import { type BodyKind, type BodyTypes, kindOf, parseBody, readBody } from './body.js';
 import type { Route } from './router.js';
-import { SseStream } from './sse.js';
+import { type SseOptions, SseStream } from './sse.js';
 
 /** HTTP/1.1 or HTTP/2 (compat API) request. */
 export type HttpRequest = IncomingMessage | Http2ServerRequest;
@@ -339,48 +338,77 @@ export class Context {
     this.empty(status);
   }
 
-  /** Stream a Node readable, a web ReadableStream or an async iterable of chunks. */
+  /**
+   * Stream a Node readable, a web ReadableStream or an async iterable of
+   * chunks. The source is destroyed whenever the answer cannot complete: the
+   * client left (then this rejects with 400 `HYP_E_BAD_REQUEST`, which is
+   * logged at debug level only), the request was already answered, or the
+   * source failed. A source that fails before its first chunk leaves the
+   * response untouched, so the failure is answered like any thrown error. A
+   * `Content-Length` you set is held to: a source that gives fewer or more
+   * bytes gets the response cut (`HYP_E_STREAM_LENGTH`), never a body that
+   * runs into the next response on the connection.
+   */
   async stream(
     source: Readable | ReadableStream<Uint8Array> | AsyncIterable<string | Uint8Array>,
     contentType = 'application/octet-stream',
   ): Promise<void> {
-    const res = this.res;
-    if (!res.hasHeader('content-type')) res.setHeader('content-type', contentType);
     const readable =
       source instanceof Readable
         ? source
         : source instanceof ReadableStream
           ? Readable.fromWeb(source as import('node:stream/web').ReadableStream<Uint8Array>)
           : Readable.from(source);
-    if (this.isClosed) {
+    let res: HttpResponse;
+    try {
       // The client is gone. HTTP/2's compat response, if built after (or
       // written to only after) its stream closed, would never emit again and
-      // the pipe would wait on it forever, holding the source open.
+      // a pipe would wait on it forever, holding the source open.
+      if (this.isClosed) throw clientGone();
+      if (this.answered) throw new Error('c.stream(): this request has already been answered');
+      res = this.res;
+      if (!res.hasHeader('content-type')) res.setHeader('content-type', contentType);
+    } catch (err) {
       readable.destroy();
-      throw Object.assign(new Error('Premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
+      throw err;
     }
     if (this.method === 'HEAD') {
       readable.destroy();
       res.end();
       return;
     }
-    await pipeline(readable, res as ServerResponse);
+    await pump(readable, res);
   }
 
-  /** Start a server-sent event stream (`text/event-stream`, no caching, no proxy buffering). */
-  sse(): SseStream {
+  /**
+   * Start a server-sent event stream (`text/event-stream`, no caching, no
+   * proxy buffering). A HEAD request gets the head alone: the stream is
+   * returned closed (its `signal` aborted), and the connection is free for
+   * the client's next request.
+   */
+  sse(options: SseOptions = {}): SseStream {
     const res = this.res;
     res.statusCode = 200;
     res.setHeader('content-type', 'text/event-stream; charset=utf-8');
     res.setHeader('cache-control', 'no-cache');
     res.setHeader('x-accel-buffering', 'no');
-    if (this.req.httpVersionMajor === 1) {
+    const sse = new SseStream(res, this.signal, options, (buffered, limit) =>
+      this.log.warn(
+        { code: 'HYP_E_SSE_SLOW_CONSUMER', buffered },
+        new HypError('HYP_E_SSE_SLOW_CONSUMER', { limit }).message,
+      ),
+    );
+    if (this.method === 'HEAD') {
+      // No body will follow: an open response would hold the connection (and
+      // the client's next request behind it) for as long as the handler sends.
+      sse.close();
+    } else if (this.req.httpVersionMajor === 1) {
       res.setHeader('connection', 'keep-alive');
       (res as ServerResponse).flushHeaders();
     } else {
       (res as Http2ServerResponse).writeHead(200);
     }
-    return new SseStream(res, this.signal);
+    return sse;
   }
 
   /** Answer with the app's not-found handler (what an unmatched request gets). */
@@ -503,6 +531,74 @@ export class Context {
     res.setHeader('content-length', length);
     if (this.method === 'HEAD') res.end();
     else (res as Http2ServerResponse).end(body);
+  }
+}
+
+function clientGone(): HypError {
+  return new HypError('HYP_E_BAD_REQUEST', {
+    detail: 'client went away before the response was complete',
+  });
+}
+
+/**
+ * `c.stream()`'s copy of `source` into `res`, with backpressure. Unlike
+ * `pipeline`, it leaves `res` alone when the source fails (the caller's
+ * error handling answers 500, or cuts a response already under way); it
+ * destroys the source when the client leaves; and it holds the source to a
+ * declared `Content-Length`: on HTTP/1.1 a shorter body would swallow the
+ * next response on the connection, a longer one would precede it.
+ */
+async function pump(source: Readable, res: HttpResponse): Promise<void> {
+  const declared = res.getHeader('content-length');
+  const announced = declared === undefined ? -1 : Number(declared);
+  let sent = 0;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const onClose = () => {
+    if (!res.writableFinished) failure ??= clientGone();
+    source.destroy();
+    wake?.();
+  };
+  // Without a listener, an 'error' the response emits (a write after its
+  // end, a socket error) would be an uncaught exception.
+  const onError = (err: unknown) => {
+    failure ??= err;
+    wake?.();
+  };
+  const onDrain = () => wake?.();
+  res.on('close', onClose);
+  res.on('error', onError);
+  res.on('drain', onDrain);
+  res.on('finish', onDrain);
+  const wait = () =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+  try {
+    for await (const chunk of source as AsyncIterable<string | Uint8Array>) {
+      if (failure !== undefined) break;
+      if (announced >= 0) {
+        sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.byteLength;
+        if (sent > announced)
+          throw new HypError('HYP_E_STREAM_LENGTH', { sent: `more than ${announced}`, announced });
+      }
+      if (!(res as ServerResponse).write(chunk) && failure === undefined) await wait();
+    }
+    if (failure !== undefined) throw failure;
+    if (announced >= 0 && sent !== announced) throw new HypError('HYP_E_STREAM_LENGTH', { sent, announced });
+    res.end();
+    while (!res.writableFinished && failure === undefined) await wait();
+    if (failure !== undefined) throw failure;
+  } catch (err) {
+    source.destroy();
+    // The source's own complaint about being destroyed is not the news.
+    throw failure ?? err;
+  } finally {
+    wake = undefined;
+    res.off('close', onClose);
+    res.off('error', onError);
+    res.off('drain', onDrain);
+    res.off('finish', onDrain);
   }
 }
 

@@ -62,15 +62,19 @@ export class RouteGroup {
 
   /** `on('GET', '/users/:id', handler)`; `on(['GET', 'POST'], ...)`. */
   on(method: string | readonly string[], path: string, ...handlers: RouteHandlers): this {
+    return this.add(method, this.join(path), handlers);
+  }
+
+  /** `on()` for a pattern that already carries this group's prefix. */
+  private add(method: string | readonly string[], pattern: string, handlers: RouteHandlers): this {
     const handler = handlers[handlers.length - 1] as Handler | undefined;
     if (typeof handler !== 'function')
-      throw new TypeError(`route ${path}: the last argument must be a handler`);
+      throw new TypeError(`route ${pattern}: the last argument must be a handler`);
     const routeMiddleware = handlers.slice(0, -1) as Middleware[];
     for (const mw of routeMiddleware) {
-      if (typeof mw !== 'function') throw new TypeError(`route ${path}: middleware must be functions`);
+      if (typeof mw !== 'function') throw new TypeError(`route ${pattern}: middleware must be functions`);
     }
     const chain = () => [...this.chain(), ...routeMiddleware];
-    const pattern = this.join(path);
     for (const m of typeof method === 'string' ? [method] : method) {
       this.router.add(new Route(m.toUpperCase(), pattern, handler, chain));
     }
@@ -88,9 +92,10 @@ export class RouteGroup {
   static(prefix: string, dir: string, options: StaticOptions = {}): this {
     const base = this.join(prefix).replace(/\/$/, '');
     const handler = serveStatic(dir, base.length, options);
+    // `base` already carries this group's prefix: `add`, not `on`, which would prefix it again.
     for (const method of ['GET', 'HEAD']) {
-      this.on(method, base || '/', handler);
-      this.on(method, `${base}/*`, handler);
+      this.add(method, base || '/', [handler]);
+      this.add(method, `${base}/*`, [handler]);
     }
     return this;
   }
@@ -106,9 +111,9 @@ export class RouteGroup {
     if (typeof handler !== 'function')
       throw new TypeError(`mount(${prefix}): handler must be a (req, res) function`);
     const base = this.join(prefix).replace(/\/$/, '');
-    const run = mountHandler(base.length, handler, options);
-    this.on(allMethods, base || '/', run);
-    this.on(allMethods, `${base}/*`, run);
+    const run = mountHandler(base, handler, options);
+    this.add(allMethods, base || '/', [run]);
+    this.add(allMethods, `${base}/*`, [run]);
     return this;
   }
 

@@ -36,12 +36,15 @@ interface MountableRequest {
   originalUrl?: string;
 }
 
-export function mountHandler(
-  prefixLength: number,
-  handler: NodeHandler,
-  options: MountOptions = {},
-): Handler {
+/**
+ * `prefix` is the normalised mount path (`''` or `/a/b`). The router matched
+ * it on the decoded path, so the raw URL may spell it longer (`/%61/b`):
+ * the prefix is stripped by path segments, never by its length.
+ */
+export function mountHandler(prefix: string, handler: NodeHandler, options: MountOptions = {}): Handler {
   const http2 = options.http2 ?? false;
+  let segments = 0;
+  for (let i = 0; i < prefix.length; i++) if (prefix.charCodeAt(i) === 47 /* / */) segments++;
   return (c: Context) => {
     // The client left while middleware ran: nothing to answer. Over HTTP/2 the
     // compat objects built now would never emit again, and a mounted app
@@ -50,8 +53,7 @@ export function mountHandler(
     if (!http2 && c.req.httpVersionMajor === 2) return refuseHttp2(c);
     const req = c.req as MountableRequest;
     const url = req.url ?? '/';
-    let inner = url.slice(prefixLength);
-    if (inner === '' || inner.charCodeAt(0) !== 47 /* / */) inner = `/${inner}`;
+    const inner = stripSegments(url, segments);
     if (req.originalUrl === undefined) req.originalUrl = url;
     c.rewriteUrl(url, inner);
     // Resolve when the mounted app has answered, so onion middleware wraps it.
@@ -60,6 +62,22 @@ export function mountHandler(
     // A handler returning a promise (Hono's adapter, async wrappers) reports its failures through it.
     return result instanceof Promise ? result.then(() => done) : done;
   };
+}
+
+/**
+ * `url` without its first `segments` path segments: `/legacy/users/5?q=1`
+ * → `/users/5?q=1`. An encoded `%2F` is not a separator (the router does not
+ * decode it), so raw and decoded paths have the same segments.
+ */
+function stripSegments(url: string, segments: number): string {
+  let seen = 0;
+  let i = 0;
+  for (; i < url.length; i++) {
+    const ch = url.charCodeAt(i);
+    if (ch === 63 /* ? */ || (ch === 47 /* / */ && seen++ === segments)) break;
+  }
+  const inner = url.slice(i);
+  return inner === '' || inner.charCodeAt(0) !== 47 /* / */ ? `/${inner}` : inner;
 }
 
 function refuseHttp2(c: Context): Promise<void> {
