@@ -143,6 +143,13 @@ export const catalog = {
   HYP_E_STREAM_LENGTH: {
     message: 'c.stream() source gave {sent} bytes where Content-Length announced {announced}; response cut',
   },
+
+  // supervisor ⇄ worker IPC
+  HYP_E_IPC_MESSAGE: { message: 'worker {worker} sent a malformed IPC message ({what}); ignored' },
+  HYP_E_IPC_RESERVED: {
+    message:
+      'process.send({ type: "{type}" }) is reserved for the hyp runtime (the supervisor would act on it); use another message type',
+  },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

@@ -102,6 +102,24 @@ export type WorkerMessage =
   | ({ type: 'history-publish' } & HistoryPublish)
   | ({ type: 'history-recover?' } & HistoryRecoverRequest);
 
+/**
+ * Worker messages the supervisor acts on as lifecycle facts (ready, alive,
+ * failed, …). Only the worker runtime sends them: an app's own
+ * `process.send()` of one is refused in the worker (HYP_E_IPC_RESERVED),
+ * since a `ready` sent during setup would let a roll drain the old
+ * generation before the new one serves. Bus and history messages are data
+ * the app's hubs send through `process.send` and stay open.
+ */
+export const runtimeMessageTypes: ReadonlySet<string> = new Set<WorkerMessage['type']>([
+  'ready',
+  'start-failed',
+  'failing',
+  'heartbeat',
+  'metrics',
+  'drained',
+  'log',
+]);
+
 export function isWorkerMessage(m: unknown): m is WorkerMessage {
   return typeof m === 'object' && m !== null && typeof (m as { type?: unknown }).type === 'string';
 }

@@ -8,6 +8,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
+import { errorMessage, HypError } from './errors.js';
 import {
   type BusMessage,
   type HistoryPublish,
@@ -19,6 +20,7 @@ import {
   workerEnv,
 } from './ipc.js';
 import type { HeldListener } from './listeners.js';
+import { createLogger, type Logger } from './log.js';
 
 export type WorkerState = 'spawning' | 'ready' | 'draining' | 'exited';
 
@@ -32,6 +34,8 @@ export interface SpawnOptions {
   listeners: readonly HeldListener[];
   execArgv?: string[];
   ticketKeys?: TicketKeys | undefined;
+  /** Where malformed IPC messages are reported (default: a supervisor logger from `config.log`). */
+  log?: Logger | undefined;
 }
 
 export interface WorkerExit {
@@ -54,6 +58,33 @@ interface WorkerEvents {
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
+const loadFields = ['connections', 'inflight', 'wsClients', 'rss', 'loopDelayMs'] as const;
+
+/** Longest worker-supplied text kept (start errors, failing reasons): they end up in logs and /ready. */
+const maxReportedChars = 2000;
+/** Malformed messages logged per worker; past that they are only dropped (an app could send them in a loop). */
+const maxReportedMalformed = 10;
+
+let fallbackLog: Logger | undefined;
+function defaultLog(config: Config): Logger {
+  fallbackLog ??= createLogger({ role: 'supervisor', level: config.log.level, format: config.log.format });
+  return fallbackLog;
+}
+
+/** A heartbeat's load, or undefined unless every figure is a finite number ≥ 0. */
+function loadOf(m: Record<string, unknown>): WorkerLoad | undefined {
+  const load = { ...emptyLoad };
+  for (const field of loadFields) {
+    const v = m[field];
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return undefined;
+    load[field] = v;
+  }
+  return load;
+}
+
+function text(v: unknown): string | undefined {
+  return typeof v === 'string' ? v.slice(0, maxReportedChars) : undefined;
+}
 
 export class WorkerProcess extends EventEmitter<WorkerEvents> {
   readonly id: number;
@@ -76,6 +107,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   private deadlineTimer: NodeJS.Timeout | undefined;
   private nextRequest = 1;
   private readonly pending = new Map<number, (metrics: unknown[]) => void>();
+  private readonly log: Logger;
+  private malformed = 0;
   readonly exited: Promise<WorkerExit>;
 
   constructor(opts: SpawnOptions) {
@@ -83,6 +116,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     this.id = opts.id;
     this.slot = opts.slot;
     this.generation = opts.generation;
+    this.log = opts.log ?? defaultLog(opts.config);
     const fds = opts.listeners.map((l) => l.fd);
     this.child = spawn(process.execPath, [...(opts.execArgv ?? []), opts.entry], {
       stdio: ['ignore', 'inherit', 'inherit', ...fds, 'ipc'],
@@ -115,7 +149,15 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     });
     // A failed spawn (e.g. EAGAIN) also ends in 'exit'; keep 'error' from throwing.
     this.child.on('error', () => {});
-    this.child.on('message', (m: unknown) => this.onMessage(m));
+    this.child.on('message', (m: unknown) => {
+      // A listener that throws here would be an uncaught exception in the supervisor.
+      try {
+        const problem = this.onMessage(m);
+        if (problem) this.reportMalformed(problem);
+      } catch (err) {
+        this.reportMalformed(`handling it threw: ${errorMessage(err)}`);
+      }
+    });
     this.send({
       type: 'config',
       config: opts.config,
@@ -139,8 +181,13 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     });
   }
 
-  private onMessage(m: unknown): void {
-    if (!isWorkerMessage(m)) return;
+  /**
+   * Anything in the worker can write to the channel: every field is checked
+   * before it is used. Returns what was wrong with a message it dropped.
+   */
+  private onMessage(m: unknown): string | undefined {
+    if (!isWorkerMessage(m)) return undefined;
+    const fields = m as unknown as Record<string, unknown>;
     switch (m.type) {
       case 'ready':
         this.lastHeartbeat = Date.now();
@@ -152,36 +199,75 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         }
         break;
       case 'heartbeat': {
+        const load = loadOf(fields);
+        if (!load) return 'heartbeat without finite, non-negative load figures';
         this.lastHeartbeat = Date.now();
         this.heardFrom = true;
-        const { type: _t, ...load } = m;
         this.load = load;
         break;
       }
-      case 'start-failed':
-        this.startError = `${m.code}: ${m.message}`;
+      case 'start-failed': {
+        const code = text(fields.code) ?? 'HYP_E_APP_START';
+        const message = text(fields.message) ?? 'the worker gave no readable reason';
+        this.startError = `${code}: ${message}`;
         break;
+      }
       case 'failing':
         if (this.failing !== undefined) break;
-        this.failing = typeof m.error === 'string' ? m.error : 'uncaught exception';
+        this.failing = text(fields.error) ?? 'uncaught exception';
         this.emit('failing', this.failing);
         break;
-      case 'metrics':
-        this.pending.get(m.id)?.(m.metrics);
-        this.pending.delete(m.id);
+      case 'metrics': {
+        if (typeof fields.id !== 'number') return 'metrics without a numeric id';
+        const resolvePending = this.pending.get(fields.id);
+        this.pending.delete(fields.id);
+        resolvePending?.(Array.isArray(fields.metrics) ? fields.metrics : []);
         break;
-      case 'bus':
-        this.emit('bus', { ...m.message, origin: this.id });
+      }
+      case 'bus': {
+        const message = fields.message as Record<string, unknown> | null | undefined;
+        if (typeof message !== 'object' || message === null || typeof message.topic !== 'string')
+          return 'bus message without a topic';
+        this.emit('bus', {
+          topic: message.topic,
+          payload: message.payload as BusMessage['payload'],
+          origin: this.id,
+        });
         break;
+      }
       case 'history-publish':
+        if (
+          typeof fields.topic !== 'string' ||
+          typeof fields.channel !== 'string' ||
+          !(fields.payload instanceof Uint8Array)
+        )
+          return 'history-publish without topic, channel and byte payload';
         this.emit('history-publish', m);
         break;
       case 'history-recover?':
+        if (
+          typeof fields.id !== 'number' ||
+          typeof fields.topic !== 'string' ||
+          typeof fields.channel !== 'string' ||
+          typeof fields.offset !== 'string'
+        )
+          return 'history-recover? without id, topic, channel and offset';
         this.emit('history-recover', m);
         break;
       default:
         break;
     }
+    return undefined;
+  }
+
+  /** Log a dropped message (the first few per worker, so an app sending them in a loop cannot flood the log). */
+  private reportMalformed(what: string): void {
+    if (++this.malformed > maxReportedMalformed) return;
+    const err = new HypError('HYP_E_IPC_MESSAGE', { worker: this.id, what });
+    this.log.warn(
+      { code: err.code, worker: this.id, worker_pid: this.pid, dropped: this.malformed },
+      this.malformed === maxReportedMalformed ? `${err.message} (further ones are not logged)` : err.message,
+    );
   }
 
   /** Ask the worker to drain; SIGKILL it if it is still there at the deadline (plus a short grace). */

@@ -16,6 +16,7 @@ import { errorMessage, HypError } from '../../supervisor/errors.js';
 import {
   firstListenFd,
   isSupervisorMessage,
+  runtimeMessageTypes,
   type SupervisorMessage,
   type TicketKeys,
   type WorkerLoad,
@@ -46,8 +47,29 @@ export interface Drainable {
 
 const supervised = typeof process.send === 'function' && process.env[workerEnv.listenFds] !== undefined;
 
+/** The channel's own send, kept before the app's `process.send` is guarded (reserveRuntimeMessages). */
+const sendToSupervisor = process.send?.bind(process);
+
 function send(message: WorkerMessage): void {
-  if (process.connected) process.send?.(message);
+  if (process.connected) sendToSupervisor?.(message);
+}
+
+/**
+ * From here on, the app's `process.send()` of a message type the supervisor
+ * acts on (`ready`, `heartbeat`, `failing`, ...) throws HYP_E_IPC_RESERVED
+ * at the call: a `ready` sent by an app's setup would make the supervisor
+ * treat a worker that is not serving as ready. Other messages pass.
+ */
+function reserveRuntimeMessages(): void {
+  const channelSend = process.send;
+  if (typeof channelSend !== 'function') return;
+  process.send = function guardedSend(this: NodeJS.Process, message: unknown, ...rest: unknown[]) {
+    const type =
+      typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
+    if (typeof type === 'string' && runtimeMessageTypes.has(type))
+      throw new HypError('HYP_E_IPC_RESERVED', { type });
+    return (channelSend as (...args: unknown[]) => boolean).call(this, message, ...rest);
+  } as typeof process.send;
 }
 
 /**
@@ -327,6 +349,7 @@ async function main(): Promise<void> {
   });
 
   if (supervised) {
+    reserveRuntimeMessages();
     // The supervisor orchestrates stops; a terminal's Ctrl-C or `tini -g`
     // reaching the whole process group must not stop workers early.
     process.on('SIGINT', () => {});
