@@ -126,6 +126,17 @@ export class PodHistory {
     this.rings.set(channel, ring);
     this.published++;
     const offset = this.prefix + ++ring.last;
+    if (payload.byteLength > this.maxBytes) {
+      // never kept: it must not empty every other channel on its way out. The channel's older
+      // entries go with it: a resume from any of them would need this one.
+      while (ring.count > 0) {
+        this.dropOldest(ring);
+        this.dropped++;
+      }
+      this.holding.delete(ring);
+      this.dropped++;
+      return offset;
+    }
     if (ring.count === this.size) this.dropOldest(ring);
     ring.entries[(ring.start + ring.count) % this.size] = { offset, payload };
     if (ring.count++ === 0) this.holding.add(ring);

@@ -1,5 +1,5 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { type Envelope, emptyBytes } from './envelope.js';
+import { type Envelope, emptyBytes, int64Max, int64Min } from './envelope.js';
 
 /**
  * What hubs tell each other over the bus, as one compact msgpack array:
@@ -43,7 +43,7 @@ export function decodeBusEvent(payload: Uint8Array): BusEvent | undefined {
   }
   if (!Array.isArray(v) || v.length !== 8) return undefined;
   const [k, target, origin, type, channel, data, timestamp, clientId] = v as unknown[];
-  const kind = kinds[k as number];
+  const kind = typeof k === 'number' ? kinds[k] : undefined;
   if (
     !kind ||
     typeof target !== 'string' ||
@@ -53,8 +53,15 @@ export function decodeBusEvent(payload: Uint8Array): BusEvent | undefined {
   )
     return undefined;
   if (typeof clientId !== 'string' || !(data instanceof Uint8Array)) return undefined;
-  const ts =
-    typeof timestamp === 'bigint' ? timestamp : typeof timestamp === 'number' ? BigInt(timestamp) : 0n;
+  // a foreign publisher on the bus channel may write a float (seconds, NaN): BigInt() would throw
+  // out of the Redis client's event handler and crash the process
+  let ts = 0n;
+  if (typeof timestamp === 'bigint') ts = timestamp;
+  else if (typeof timestamp === 'number') {
+    if (!Number.isInteger(timestamp)) return undefined;
+    ts = BigInt(timestamp);
+  }
+  if (ts < int64Min || ts > int64Max) return undefined;
   return {
     kind,
     target,

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { BusMessage } from '../../../supervisor/ipc.js';
+import { quit } from './redis-history.js';
 
 /**
  * Cross-worker and cross-pod fan-out. The hub publishes an opaque byte
@@ -126,6 +127,12 @@ export interface RedisBusOptions {
   /** Channel prefix; pods sharing a Redis and prefix share the bus. */
   prefix?: string;
   nodeId?: string;
+  /** Publishes waiting for Redis (during an outage) at most. Default 10,000. */
+  maxPending?: number;
+  /** Payload bytes of publishes waiting for Redis at most. Default 64 MiB. */
+  maxPendingBytes?: number;
+  /** A publish that was not sent (Redis refused it, or too many wait for Redis). Default: a process warning. */
+  onError?: (err: Error, topic: string) => void;
 }
 
 /**
@@ -140,9 +147,26 @@ export class RedisBus extends HandlerSet implements Bus {
   private readonly prefix: string;
   private readonly idBytes: Buffer;
   private readonly subscribed: Promise<unknown>;
+  private readonly maxPending: number;
+  private readonly maxPendingBytes: number;
+  private readonly onError: (err: Error, topic: string) => void;
+  private pending = 0;
+  private pendingBytes = 0;
+  private warned = false;
+  private closed = false;
 
   constructor(options: RedisBusOptions) {
     super();
+    this.maxPending = Math.max(1, options.maxPending ?? 10_000);
+    this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
+    this.onError =
+      options.onError ??
+      ((err) => {
+        // an outage refuses publishes by the thousand: one warning until a publish goes through again
+        if (this.warned) return;
+        this.warned = true;
+        process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
+      });
     this.nodeId = options.nodeId ?? `node-${randomBytes(6).toString('hex')}`;
     this.idBytes = Buffer.from(this.nodeId);
     if (this.idBytes.length > 255) throw new RangeError('RedisBus nodeId is longer than 255 bytes');
@@ -155,17 +179,55 @@ export class RedisBus extends HandlerSet implements Bus {
       const idLength = message[0] ?? 0;
       if (message.length < 1 + idLength) return;
       if (idLength === this.idBytes.length && this.idBytes.equals(message.subarray(1, 1 + idLength))) return;
-      this.dispatch(channel.toString().slice(this.prefix.length), message.subarray(1 + idLength));
+      const topic = channel.toString().slice(this.prefix.length);
+      try {
+        this.dispatch(topic, message.subarray(1 + idLength));
+      } catch (err) {
+        // a throw here would unwind through the Redis client's socket handler and end the process
+        process.emitWarning(`websocket bus delivery failed: ${(err as Error).message}`);
+      }
     });
     this.subscribed = this.sub.psubscribe(`${this.prefix}*`);
   }
 
+  /**
+   * While Redis is unreachable a publish waits (in order) for it; beyond
+   * `maxPending` / `maxPendingBytes` waiting publishes it is refused and
+   * reported (`onError`) instead of growing memory for the whole outage.
+   */
   publish(topic: string, payload: Uint8Array): void {
-    const frame = Buffer.allocUnsafe(1 + this.idBytes.length + payload.length);
+    const size = 1 + this.idBytes.length + payload.length;
+    if (this.pending >= this.maxPending || this.pendingBytes + size > this.maxPendingBytes) {
+      this.onError(
+        new Error(
+          `bus publish on ${topic} refused: ${this.pending} publishes (${this.pendingBytes} bytes) are waiting for Redis`,
+        ),
+        topic,
+      );
+      return;
+    }
+    const frame = Buffer.allocUnsafe(size);
     frame[0] = this.idBytes.length;
     this.idBytes.copy(frame, 1);
     frame.set(payload, 1 + this.idBytes.length);
-    this.pub.publish(this.prefix + topic, frame).catch(() => {});
+    this.pending++;
+    this.pendingBytes += size;
+    this.pub.publish(this.prefix + topic, frame).then(
+      () => {
+        this.settled(size);
+        this.warned = false;
+      },
+      (err: unknown) => {
+        this.settled(size);
+        if (!this.closed)
+          this.onError(new Error(`bus publish on ${topic} failed: ${(err as Error).message}`), topic);
+      },
+    );
+  }
+
+  private settled(size: number): void {
+    this.pending--;
+    this.pendingBytes -= size;
   }
 
   async ready(): Promise<void> {
@@ -173,7 +235,8 @@ export class RedisBus extends HandlerSet implements Bus {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.handlers.clear();
-    await Promise.allSettled([this.sub.quit(), this.pub.quit()]);
+    await Promise.allSettled([quit(this.sub, 5_000), quit(this.pub, 5_000)]);
   }
 }

@@ -31,6 +31,16 @@ export interface RedisHistoryOptions {
   prefix?: string;
   /** Entries kept per channel stream. */
   size: number;
+  /** How long `recover` (and the catch-up after a reconnect) waits for Redis. Default 5 s. */
+  timeoutMs?: number;
+  /** Channels whose last delivery is remembered for the catch-up after a reconnect. Default 10,000. */
+  maxTracked?: number;
+  /** Publishes waiting for Redis (during an outage) at most. Default 10,000. */
+  maxPending?: number;
+  /** Payload bytes of publishes waiting for Redis at most. Default 64 MiB. */
+  maxPendingBytes?: number;
+  /** A publish that was not appended (Redis refused it, or too many wait for Redis). Default: a process warning. */
+  onError?: (err: Error, channel: string) => void;
 }
 
 const appendAndAnnounce = `
@@ -57,21 +67,68 @@ function infoField(info: unknown[], name: string): unknown {
   return undefined;
 }
 
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`Redis did not answer ${what} within ${ms} ms`)), ms);
+    timer.unref();
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
 export class RedisHistory implements SharedHistory {
   private readonly commands: Redis;
   private readonly sub: Redis;
   private readonly prefix: string;
   private readonly announce: string;
   private readonly size: number;
+  private readonly timeoutMs: number;
   private readonly nodeId = randomBytes(6).toString('hex');
   private readonly handlers = new Set<(channel: string, message: Envelope) => void>();
   private readonly subscribed: Promise<unknown>;
   private readonly append: AppendCommand;
+  private readonly onError: (err: Error, channel: string) => void;
+  /**
+   * Channels a local client subscribed to → the last offset delivered on
+   * them (least recently active first). Redis pub/sub does not replay what
+   * was announced while the subscriber connection was down; after a
+   * reconnect these channels are read from their streams from that offset.
+   */
+  private readonly tracked = new Map<string, string>();
+  private readonly maxTracked: number;
+  /**
+   * Channel → the last entry the catch-up read from its stream. The
+   * announcements of those entries may still be on their way (pub/sub is
+   * another connection) and are dropped up to there.
+   */
+  private readonly caughtUp = new Map<string, string>();
+  /** Announcements that arrived while the catch-up after a reconnect ran; delivered after it. */
+  private held: Buffer[] | undefined;
+  private catchUpAgain = false;
+  private subReadies = 0;
+  private readonly maxPending: number;
+  private readonly maxPendingBytes: number;
+  private pending = 0;
+  private pendingBytes = 0;
+  private closed = false;
+  private warned = false;
 
   constructor(options: RedisHistoryOptions) {
     this.prefix = `${options.prefix ?? 'hyp'}:hist:`;
     this.announce = `${options.prefix ?? 'hyp'}:hist-announce`;
     this.size = Math.max(1, options.size);
+    this.timeoutMs = options.timeoutMs ?? 5_000;
+    this.maxTracked = Math.max(1, options.maxTracked ?? 10_000);
+    this.maxPending = Math.max(1, options.maxPending ?? 10_000);
+    this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
+    this.onError =
+      options.onError ??
+      ((err) => {
+        // an outage refuses publishes by the thousand: one warning until a publish goes through again
+        if (this.warned) return;
+        this.warned = true;
+        process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
+      });
     this.commands = new Redis(options.url, { maxRetriesPerRequest: null });
     this.sub = new Redis(options.url, { maxRetriesPerRequest: null });
     this.commands.on('error', () => {});
@@ -79,13 +136,54 @@ export class RedisHistory implements SharedHistory {
     this.commands.defineCommand('hypAppend', { numberOfKeys: 2, lua: appendAndAnnounce });
     const command = (this.commands as unknown as { hypAppend: AppendCommand }).hypAppend.bind(this.commands);
     this.append = command;
-    this.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => this.announced(message));
+    this.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+      if (this.held) this.held.push(message);
+      else this.announced(message);
+    });
+    // every (re)connection after the first: what was announced meanwhile never reaches us
+    this.sub.on('ready', () => {
+      if (++this.subReadies > 1 && !this.closed) this.catchUp();
+    });
     this.subscribed = this.sub.subscribe(this.announce);
   }
 
+  /**
+   * Appends to the channel's stream. While Redis is unreachable the publish
+   * waits (in order) for it; beyond `maxPending` / `maxPendingBytes` waiting
+   * publishes a publish is refused and reported (`onError`) instead of
+   * growing memory for the length of the outage.
+   */
   publish(channel: string, message: Envelope): void {
+    if (this.closed) return;
     const payload = Buffer.from(encodeBusEvent('publish', channel, this.nodeId, message));
-    this.append(this.prefix + channel, this.announce, this.size, payload).catch(() => {});
+    if (this.pending >= this.maxPending || this.pendingBytes + payload.length > this.maxPendingBytes) {
+      this.onError(
+        new Error(
+          `publish on channel ${channel} refused: ${this.pending} publishes (${this.pendingBytes} bytes) are waiting for Redis`,
+        ),
+        channel,
+      );
+      return;
+    }
+    this.pending++;
+    this.pendingBytes += payload.length;
+    this.append(this.prefix + channel, this.announce, this.size, payload).then(
+      () => {
+        this.settled(payload.length);
+        this.warned = false;
+      },
+      (err: unknown) => {
+        this.settled(payload.length);
+        if (this.closed) return;
+        const reason = err instanceof Error ? err.message : String(err);
+        this.onError(new Error(`publish on channel ${channel} was not appended: ${reason}`), channel);
+      },
+    );
+  }
+
+  private settled(bytes: number): void {
+    this.pending--;
+    this.pendingBytes -= bytes;
   }
 
   onDelivery(handler: (channel: string, message: Envelope) => void): () => void {
@@ -96,43 +194,133 @@ export class RedisHistory implements SharedHistory {
   private announced(raw: Buffer): void {
     const nl = raw.indexOf(0x0a);
     if (nl < 0) return;
+    const id = raw.subarray(0, nl).toString();
+    // another client on the announce channel: an offset that is no stream id would break resumption
+    if (!streamId.test(id)) return;
     const event = decodeBusEvent(raw.subarray(nl + 1));
     if (event?.kind !== 'publish') return;
-    event.message.offset = raw.subarray(0, nl).toString();
-    for (const h of this.handlers) h(event.target, event.message);
+    const upTo = this.caughtUp.get(event.target);
+    if (upTo !== undefined) {
+      // read by the catch-up already: its announcement came later on the other connection
+      if (compareStreamIds(id, upTo) <= 0) return;
+      this.caughtUp.delete(event.target);
+    }
+    this.deliver(event.target, id, event.message);
+  }
+
+  private deliver(channel: string, id: string, message: Envelope): void {
+    message.offset = id;
+    if (this.tracked.has(channel)) {
+      this.tracked.delete(channel); // re-insert: Map order is the LRU order
+      this.tracked.set(channel, id);
+    }
+    for (const h of this.handlers) {
+      try {
+        h(channel, message);
+      } catch (err) {
+        // a throw here would unwind through the Redis client's socket handler and end the process
+        process.emitWarning(`websocket delivery failed: ${(err as Error).message}`);
+      }
+    }
+  }
+
+  private track(channel: string, head: string): void {
+    if (this.tracked.has(channel)) return;
+    this.tracked.set(channel, head);
+    if (this.tracked.size > this.maxTracked) this.tracked.delete(this.tracked.keys().next().value as string);
+  }
+
+  /**
+   * After the subscriber connection came back: hold new announcements, read
+   * every tracked channel's stream from its last delivery, deliver what was
+   * missed, then what was held (minus what the reads already delivered).
+   */
+  private catchUp(): void {
+    if (this.held) {
+      this.catchUpAgain = true;
+      return;
+    }
+    this.held = [];
+    void (async () => {
+      do {
+        this.catchUpAgain = false;
+        try {
+          // in effect once answered: every entry appended from here on is announced to us
+          await withTimeout(this.sub.subscribe(this.announce), this.timeoutMs, 'SUBSCRIBE');
+          const channels = [...this.tracked];
+          const reads = await withTimeout(
+            Promise.all(
+              channels.map(
+                ([channel, last]) =>
+                  this.commands.xrangeBuffer(this.prefix + channel, `(${last}`, '+') as Promise<
+                    Array<[Buffer, Buffer[]]>
+                  >,
+              ),
+            ),
+            this.timeoutMs,
+            'the catch-up reads',
+          );
+          for (let i = 0; i < channels.length; i++) {
+            const channel = channels[i]![0];
+            for (const [idBytes, fields] of reads[i]!) {
+              const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
+              if (event?.kind !== 'publish') continue;
+              const id = idBytes.toString();
+              this.caughtUp.delete(channel);
+              this.caughtUp.set(channel, id);
+              if (this.caughtUp.size > this.maxTracked)
+                this.caughtUp.delete(this.caughtUp.keys().next().value as string);
+              this.deliver(channel, id, event.message);
+            }
+          }
+        } catch {
+          // Redis went away again: its next 'ready' starts another catch-up
+        }
+      } while (this.catchUpAgain && !this.closed);
+      const held = this.held ?? [];
+      this.held = undefined;
+      for (const raw of held) this.announced(raw);
+    })();
   }
 
   async recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }> {
     const key = this.prefix + channel;
-    let info: unknown[] | undefined;
-    try {
-      info = (await this.commands.xinfo('STREAM', key)) as unknown[];
-    } catch {
-      info = undefined; // no such stream: nothing was ever published here
-    }
-    const head = info ? String(infoField(info, 'last-generated-id') ?? '0-0') : '0-0';
-    if (!offset) return { head, recovery: { ok: true, messages: [] } };
-    if (!streamId.test(offset)) {
+    if (offset && !streamId.test(offset)) {
+      const head = await this.head(key);
       return {
         head,
         recovery: { ok: false, reason: 'offset belongs to another history (not a shared stream id)' },
       };
     }
+    // one transaction: a trim between reading the stream's bounds and its entries would leave a silent gap
+    const tx = this.commands.multi().xinfo('STREAM', key);
+    if (offset) tx.xrangeBuffer(key, `(${offset}`, '+');
+    const replies = await this.answer(tx.exec(), 'XINFO/XRANGE');
+    const [infoErr, infoReply] = replies[0] ?? [];
+    const info = infoErr ? undefined : (infoReply as unknown[]); // no such stream: nothing was ever published here
+    const head = info ? String(infoField(info, 'last-generated-id') ?? '0-0') : '0-0';
+    this.track(channel, head);
+    if (!offset) return { head, recovery: { ok: true, messages: [] } };
     if (compareStreamIds(offset, head) > 0)
       return { head, recovery: { ok: false, reason: 'offset is in the future' } };
-    // XDEL records the largest deleted id; MAXLEN trimming only shows as entries-added > length,
-    // and trimmed entries all precede the first one left. Either way a gap after the offset is refused.
+    // XDEL records the largest deleted id; MAXLEN trimming drops entries before the first one left.
+    // An offset before the first entry is refused unless it is 0-0 on a never-trimmed stream: it
+    // then names trimmed entries, or entries of a stream Redis lost (a restart without
+    // persistence, an eviction) before this one was created. Conservative: the one offset just
+    // before the oldest kept entry is refused too.
     const deleted = info ? String(infoField(info, 'max-deleted-entry-id') ?? '0-0') : '0-0';
     const trimmed = info
       ? Number(infoField(info, 'entries-added') ?? 0) - Number(infoField(info, 'length') ?? 0)
       : 0;
     const first = info ? String(infoField(info, 'recorded-first-entry-id') ?? '0-0') : '0-0';
-    if (compareStreamIds(offset, deleted) < 0 || (trimmed > 0 && compareStreamIds(offset, first) < 0)) {
+    const beforeFirst = compareStreamIds(offset, first) < 0 && (trimmed > 0 || offset !== '0-0');
+    if (compareStreamIds(offset, deleted) < 0 || beforeFirst) {
       return { head, recovery: { ok: false, reason: 'messages after the offset are no longer in history' } };
     }
-    const entries = (await this.commands.xrangeBuffer(key, `(${offset}`, '+')) as Array<[Buffer, Buffer[]]>;
+    const [rangeErr, range] = replies[1] ?? [];
+    if (rangeErr) throw rangeErr;
     const messages: Envelope[] = [];
-    for (const [id, fields] of entries) {
+    for (const [id, fields] of range as Array<[Buffer, Buffer[]]>) {
       const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
       if (!event) continue;
       event.message.offset = id.toString();
@@ -141,12 +329,46 @@ export class RedisHistory implements SharedHistory {
     return { head, recovery: { ok: true, messages } };
   }
 
+  private async head(key: string): Promise<string> {
+    const [[err, info] = []] = await this.answer(this.commands.multi().xinfo('STREAM', key).exec(), 'XINFO');
+    return err ? '0-0' : String(infoField(info as unknown[], 'last-generated-id') ?? '0-0');
+  }
+
+  /** Redis's answer, or an explicit failure when it is unreachable: never a recovery that hangs for the outage. */
+  private async answer(
+    exec: Promise<Array<[Error | null, unknown]> | null>,
+    what: string,
+  ): Promise<Array<[Error | null, unknown]>> {
+    const status = this.commands.status;
+    if (status === 'reconnecting' || status === 'close' || status === 'end') {
+      exec.catch(() => {});
+      throw new Error(`Redis is unreachable (${status})`);
+    }
+    const replies = await withTimeout(exec, this.timeoutMs, what);
+    if (!replies) throw new Error(`${what} transaction aborted`);
+    return replies;
+  }
+
   async ready(): Promise<void> {
     await this.subscribed;
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     this.handlers.clear();
-    await Promise.allSettled([this.sub.quit(), this.commands.quit()]);
+    await Promise.allSettled([quit(this.sub, this.timeoutMs), quit(this.commands, this.timeoutMs)]);
+  }
+}
+
+/** QUIT when connected (replies first), else drop the connection: a QUIT queued for an outage never returns. */
+export async function quit(redis: Redis, timeoutMs: number): Promise<void> {
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
+  try {
+    await withTimeout(redis.quit(), timeoutMs, 'QUIT');
+  } catch {
+    redis.disconnect();
   }
 }

@@ -1,0 +1,450 @@
+/**
+ * The Redis driver against a real redis-server on a loopback port, when
+ * things go wrong: foreign publishers on the bus channels, a pod cut off
+ * from Redis while others publish, Redis restarting and losing its data,
+ * trimming racing a recovery, an outage under traffic.
+ */
+import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { createServer, type Server, Socket } from 'node:net';
+import { Encoder } from '@msgpack/msgpack';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { RedisBus } from '../../../../apps/server/ws/bus.js';
+import { encodeBusEvent } from '../../../../apps/server/ws/bus-event.js';
+import type { Envelope } from '../../../../apps/server/ws/envelope.js';
+import { RedisHistory } from '../../../../apps/server/ws/redis-history.js';
+import { compileFixture } from './compile.js';
+import { json, serveHub, TestClient } from './helpers.js';
+
+const cleanup: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+function redisBinary(): string | undefined {
+  try {
+    return execFileSync('which', ['redis-server']).toString().trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function until<T>(check: () => T | undefined | Promise<T | undefined>, what: string, ms = 15_000) {
+  const end = Date.now() + ms;
+  for (let i = 0; i < 100_000; i++) {
+    const v = await check();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > end) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** A redis-server that can be stopped and started again on the same port (it keeps no data). */
+class RedisProcess {
+  proc: ChildProcess | undefined;
+  constructor(
+    readonly binary: string,
+    readonly port: number,
+  ) {}
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  async start(): Promise<void> {
+    const proc = spawn(
+      this.binary,
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    this.proc = proc;
+    let out = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+    });
+    await until(() => /Ready to accept connections/.test(out) || undefined, 'redis-server ready');
+  }
+  async stop(): Promise<void> {
+    const proc = this.proc;
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGKILL');
+    await exited;
+  }
+}
+
+/**
+ * A TCP proxy in front of Redis: `cut()` drops every connection through it
+ * and refuses new ones until `restore()` — one pod losing Redis while the
+ * others keep it. `onClientData` sees each chunk a client sends before it
+ * is forwarded and may delay it.
+ */
+class CuttableLink {
+  readonly server: Server;
+  private readonly pairs = new Set<[Socket, Socket]>();
+  blocked = false;
+  onClientData: ((chunk: Buffer) => Promise<void> | undefined) | undefined;
+  port = 0;
+  constructor(readonly target: number) {
+    this.server = createServer((client) => {
+      if (this.blocked) {
+        client.destroy();
+        return;
+      }
+      const upstream = new Socket();
+      const pair: [Socket, Socket] = [client, upstream];
+      this.pairs.add(pair);
+      const drop = () => {
+        this.pairs.delete(pair);
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', drop).on('close', drop);
+      upstream.on('error', drop).on('close', drop);
+      upstream.connect(this.target, '127.0.0.1');
+      upstream.pipe(client);
+      let chain = Promise.resolve();
+      client.on('data', (chunk: Buffer) => {
+        chain = chain.then(async () => {
+          await this.onClientData?.(chunk);
+          if (!upstream.destroyed) upstream.write(chunk);
+        });
+      });
+    });
+  }
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.server.address() as { port: number }).port;
+  }
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+  cut(): void {
+    this.blocked = true;
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    this.pairs.clear();
+  }
+  restore(): void {
+    this.blocked = false;
+  }
+  async close(): Promise<void> {
+    this.cut();
+    await new Promise((r) => this.server.close(r));
+  }
+}
+
+function message(channel: string, body: string): Envelope {
+  return {
+    type: 'message',
+    channel,
+    data: Buffer.from(JSON.stringify(body)),
+    timestamp: 1n,
+    clientId: '',
+    offset: '',
+  };
+}
+
+const redisServer = redisBinary();
+let prefixCounter = 0;
+const nextPrefix = () => `audit${process.pid}-${++prefixCounter}`;
+
+describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis-server)', () => {
+  let redis: RedisProcess;
+  let raw: Redis;
+
+  beforeAll(async () => {
+    redis = new RedisProcess(redisServer!, await freePort());
+    await redis.start();
+    raw = new Redis(redis.url, { maxRetriesPerRequest: null });
+    raw.on('error', () => {});
+  }, 30_000);
+
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.stop();
+  });
+
+  function history(url: string, prefix: string, size = 100): RedisHistory {
+    const h = new RedisHistory({ url, prefix, size });
+    cleanup.push(() => h.close());
+    return h;
+  }
+
+  function collect(h: RedisHistory): Envelope[] {
+    const got: Envelope[] = [];
+    h.onDelivery((_channel, m) => got.push(m));
+    return got;
+  }
+
+  it('foreign messages on the bus and announce channels (float timestamp, garbage) never crash a worker; it keeps delivering', async () => {
+    const prefix = nextPrefix();
+    const script = await compileFixture('test/apps/server/ws/redis-node.fixture.ts');
+    const child = fork(script, [], {
+      env: { ...process.env, REDIS_URL: redis.url, REDIS_PREFIX: prefix },
+      stdio: ['ignore', 'ignore', 'pipe', 'ipc'],
+    });
+    let stderr = '';
+    child.stderr!.on('data', (c: Buffer) => {
+      stderr += c.toString();
+    });
+    cleanup.push(() => {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      child.on('message', (m: { type: string; port?: number }) => m.type === 'ready' && resolve(m.port!));
+      child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${stderr}`)));
+    });
+    const c = await TestClient.connect(`ws://127.0.0.1:${port}/ws`, 'json', {
+      headers: { 'X-Client-ID': 'watcher' },
+    });
+    cleanup.push(() => c.close());
+    c.subscribe('news');
+    c.join('room');
+    await c.nextOf('subscribed');
+
+    // another pod in this process, sharing the Redis and prefix
+    const other = await serveHub({
+      bus: new RedisBus({ url: redis.url, prefix }),
+      sharedHistory: new RedisHistory({ url: redis.url, prefix, size: 100 }),
+      ownTransports: true,
+    });
+    cleanup.push(() => other.close());
+    await other.hub.bus.ready();
+
+    const floatTs = new Encoder().encode([
+      1,
+      'room',
+      'x',
+      'message',
+      'room',
+      new Uint8Array([0x31]),
+      1.5,
+      'evil',
+    ]);
+    const nanTs = new Encoder().encode([
+      2,
+      '',
+      'x',
+      'message',
+      '',
+      new Uint8Array([0x31]),
+      Number.NaN,
+      'evil',
+    ]);
+    const busFrame = (payload: Uint8Array) => Buffer.concat([Buffer.from([1, 0x41]), payload]);
+    await raw.publish(`${prefix}:bus:ws`, busFrame(floatTs));
+    await raw.publish(`${prefix}:bus:ws`, busFrame(nanTs));
+    await raw.publish(`${prefix}:bus:ws`, Buffer.from([200, 1, 2]));
+    await raw.publish(`${prefix}:bus:ws`, Buffer.alloc(0));
+    const announceFloat = new Encoder().encode([
+      0,
+      'news',
+      'x',
+      'message',
+      'news',
+      new Uint8Array([0x31]),
+      0.25,
+      '',
+    ]);
+    await raw.publish(`${prefix}:hist-announce`, Buffer.concat([Buffer.from('1-1\n'), announceFloat]));
+    await raw.publish(`${prefix}:hist-announce`, Buffer.from('no newline at all'));
+    await raw.publish(`${prefix}:hist-announce`, Buffer.from('\n\xc1'));
+    // and a well-formed event whose offset is not a stream id
+    await raw.publish(
+      `${prefix}:hist-announce`,
+      Buffer.concat([
+        Buffer.from('not-an-id\n'),
+        encodeBusEvent('publish', 'news', 'x', message('news', 'forged')),
+      ]),
+    );
+
+    other.hub.toRoom('room', 'after the noise');
+    other.hub.publish('news', 'still here');
+    await c.until((t) => t.of('message').length >= 2 || t.closed !== undefined);
+    expect(child.exitCode).toBeNull();
+    expect(stderr).not.toMatch(/RangeError|BigInt/);
+    const texts = c.of('message').map((m) => json(m));
+    expect(texts).toEqual(['after the noise', 'still here']);
+  }, 60_000);
+  it('a pod cut off from Redis while another publishes delivers what it missed after the reconnect, in order, once', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const a = history(proxy.url, prefix);
+    const b = history(redis.url, prefix);
+    await Promise.all([a.ready(), b.ready()]);
+    const gotA = collect(a);
+    const gotB = collect(b);
+    // a local client subscribed on pod A (every hub subscribe asks the history)
+    await a.recover('news', '');
+    b.publish('news', message('news', 'm0'));
+    await until(() => gotA.length === 1 || undefined, 'm0 on A');
+
+    proxy.cut();
+    for (const body of ['m1', 'm2', 'm3']) b.publish('news', message('news', body));
+    b.publish('other', message('other', 'elsewhere'));
+    await until(() => gotB.length === 5 || undefined, 'the publishes on B');
+    proxy.restore();
+    // A resubscribed: the announce channel has both pods on it again
+    await until(async () => {
+      const [, n] = (await raw.pubsub('NUMSUB', `${prefix}:hist-announce`)) as [string, number];
+      return Number(n) === 2 || undefined;
+    }, "A's subscriber back");
+    b.publish('news', message('news', 'm4'));
+    await until(() => gotB.length === 6 || undefined, 'm4 on B');
+    await until(() => gotA.some((m) => json(m) === 'm4') || undefined, 'm4 on A');
+    await new Promise((r) => setTimeout(r, 200)); // room for a duplicate to show
+    const onNews = (got: Envelope[]) => got.filter((m) => m.channel === 'news');
+    expect(onNews(gotA).map((m) => json(m))).toEqual(['m0', 'm1', 'm2', 'm3', 'm4']);
+    expect(onNews(gotA).map((m) => m.offset)).toEqual(onNews(gotB).map((m) => m.offset));
+  }, 60_000);
+
+  it('recovery while Redis is unreachable fails explicitly instead of waiting for the outage to end', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const a = new RedisHistory({ url: proxy.url, prefix, size: 10, timeoutMs: 300 });
+    cleanup.push(() => a.close());
+    await a.ready();
+    const offset = (await a.recover('news', '')).head;
+    proxy.cut();
+    let outcome: string | undefined;
+    a.recover('news', offset).then(
+      () => {
+        outcome = 'resolved';
+      },
+      (err: Error) => {
+        outcome = `rejected: ${err.message}`;
+      },
+    );
+    await until(() => outcome, 'the recovery to settle', 10_000).catch(() => undefined);
+    expect(outcome ?? 'still pending').toMatch(/^rejected: Redis/);
+  }, 30_000);
+
+  it('a trim racing a recovery (between reading the bounds and the entries) is refused, never a silent gap', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const a = history(proxy.url, prefix, 3);
+    const b = history(redis.url, prefix, 3);
+    await Promise.all([a.ready(), b.ready()]);
+    const gotB = collect(b);
+    for (const body of ['m1', 'm2', 'm3']) b.publish('news', message('news', body));
+    await until(() => gotB.length === 3 || undefined, 'three publishes');
+    const offset = gotB[0]!.offset; // m2 and m3 are still in the stream of three
+    // when A's XRANGE goes out, three more publishes trim m2 and m3 away first
+    let fired = false;
+    proxy.onClientData = (chunk) => {
+      if (fired || !/XRANGE/i.test(chunk.toString('latin1'))) return undefined;
+      fired = true;
+      for (const body of ['m4', 'm5', 'm6']) b.publish('news', message('news', body));
+      return until(() => gotB.length === 6 || undefined, 'the trimming publishes').then(() => undefined);
+    };
+    const { recovery } = await a.recover('news', offset);
+    expect(fired).toBe(true);
+    if (recovery.ok) expect(recovery.messages.map((m) => json(m))).toEqual(['m2', 'm3', 'm4', 'm5', 'm6']);
+    else expect(recovery.reason).toMatch(/no longer in history/);
+  }, 30_000);
+
+  it('after Redis restarted and lost its data, an offset from before the restart is refused, not replayed with a gap', async () => {
+    const prefix = nextPrefix();
+    const a = history(redis.url, prefix);
+    await a.ready();
+    const got = collect(a);
+    a.publish('news', message('news', 'm1'));
+    a.publish('news', message('news', 'm2'));
+    await until(() => got.length === 2 || undefined, 'm1, m2');
+    const offset = got[0]!.offset; // the client saw m1, not m2
+    await redis.stop();
+    await redis.start();
+    await until(async () => {
+      const [, n] = (await raw.pubsub('NUMSUB', `${prefix}:hist-announce`)) as [string, number];
+      return Number(n) === 1 || undefined;
+    }, 'the subscriber back');
+    a.publish('news', message('news', 'm3'));
+    await until(() => got.length === 3 || undefined, 'm3');
+    const { recovery } = await a.recover('news', offset);
+    expect(recovery.ok ? recovery.messages.map((m) => json(m)) : recovery.reason).toMatch(
+      /no longer in history/,
+    );
+  }, 60_000);
+
+  it('publishes during an outage wait for Redis up to the bound; beyond it they are refused and reported', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const errors: string[] = [];
+    const a = new RedisHistory({
+      url: proxy.url,
+      prefix,
+      size: 100,
+      maxPending: 3,
+      onError: (err, channel) => errors.push(`${channel}: ${err.message}`),
+    });
+    cleanup.push(() => a.close());
+    const b = history(redis.url, prefix);
+    await Promise.all([a.ready(), b.ready()]);
+    const gotB = collect(b);
+    proxy.cut();
+    await until(
+      () => (a as unknown as { commands: Redis }).commands.status !== 'ready' || undefined,
+      'A cut',
+    );
+    for (let i = 1; i <= 5; i++) a.publish('news', message('news', `m${i}`));
+    expect(errors.length).toBe(2);
+    expect(errors[0]).toMatch(/^news: publish on channel news refused: 3 publishes/);
+    proxy.restore();
+    await until(() => gotB.length === 3 || undefined, 'the waiting publishes');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(gotB.map((m) => json(m))).toEqual(['m1', 'm2', 'm3']);
+  }, 30_000);
+  it('the bus during an outage: publishes wait up to the bound, the rest are refused and reported; close() does not wait for Redis', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const errors: string[] = [];
+    const a = new RedisBus({
+      url: proxy.url,
+      prefix,
+      maxPending: 2,
+      onError: (err) => errors.push(err.message),
+    });
+    const b = new RedisBus({ url: redis.url, prefix });
+    cleanup.push(() => b.close());
+    await Promise.all([a.ready(), b.ready()]);
+    const got: string[] = [];
+    b.onMessage((_topic, payload) => got.push(Buffer.from(payload).toString()));
+    proxy.cut();
+    await until(() => a.pub.status !== 'ready' || undefined, 'A cut');
+    for (let i = 1; i <= 4; i++) a.publish('ws', Buffer.from(`b${i}`));
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/^bus publish on ws refused: 2 publishes/);
+    proxy.restore();
+    await until(() => got.length === 2 || undefined, 'the waiting publishes');
+    expect(got).toEqual(['b1', 'b2']);
+    proxy.cut();
+    await until(() => a.pub.status !== 'ready' || undefined, 'A cut again');
+    let closed = false;
+    void a.close().then(() => {
+      closed = true;
+    });
+    await until(() => closed || undefined, 'close during the outage', 10_000).catch(() => undefined);
+    expect(closed).toBe(true);
+  }, 30_000);
+});
