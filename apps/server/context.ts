@@ -280,6 +280,11 @@ export class Context {
     return parseBody(await this.bodyBytes, as, type);
   }
 
+  /** @internal The body bytes, if something read them through `c.body()`. */
+  get bodyRead(): Promise<Buffer> | undefined {
+    return this.bodyBytes;
+  }
+
   /** Set the response status. */
   status(code: number): this {
     if (!Number.isInteger(code) || code < 100 || code > 999)

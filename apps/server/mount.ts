@@ -14,7 +14,7 @@
  * request is refused with RST_STREAM `HTTP_1_1_REQUIRED` (RFC 9113 §8.7),
  * on which browsers and curl retry over HTTP/1.1.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { IncomingMessage, type ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest } from 'node:http2';
 import type { Context } from './context.js';
 import type { Handler } from './router.js';
@@ -58,10 +58,39 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
     c.rewriteUrl(url, inner);
     // Resolve when the mounted app has answered, so onion middleware wraps it.
     const done = c.closed();
-    const result = handler(c.req as IncomingMessage, c.res as ServerResponse);
-    // A handler returning a promise (Hono's adapter, async wrappers) reports its failures through it.
-    return result instanceof Promise ? result.then(() => done) : done;
+    const run = (request: IncomingMessage) => {
+      const result = handler(request, c.res as ServerResponse);
+      // A handler returning a promise (Hono's adapter, async wrappers) reports its failures through it.
+      return result instanceof Promise ? result.then(() => done) : done;
+    };
+    const read = c.bodyRead;
+    if (read === undefined) return run(c.req as IncomingMessage);
+    // hyp middleware read the body: the request stream has ended, and the
+    // mounted app would wait for it forever (Fastify) or see none (Express).
+    return read.then((bytes) => run(replay(c.req as IncomingMessage, bytes)));
   };
+}
+
+/**
+ * A request that reads `bytes` as its body and otherwise says what `req`
+ * says: the body that hyp middleware consumed, handed on to the mounted app.
+ */
+function replay(req: IncomingMessage, bytes: Buffer): IncomingMessage {
+  const copy = new IncomingMessage(req.socket);
+  copy.method = req.method;
+  copy.url = req.url;
+  copy.headers = req.headers;
+  copy.rawHeaders = req.rawHeaders;
+  copy.trailers = req.trailers;
+  copy.rawTrailers = req.rawTrailers;
+  copy.httpVersion = req.httpVersion;
+  copy.httpVersionMajor = req.httpVersionMajor;
+  copy.httpVersionMinor = req.httpVersionMinor;
+  copy.complete = true;
+  (copy as MountableRequest).originalUrl = (req as MountableRequest).originalUrl;
+  if (bytes.length > 0) copy.push(bytes);
+  copy.push(null);
+  return copy;
 }
 
 /**

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import express from 'express';
+import Fastify from 'fastify';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -282,6 +283,58 @@ describe('groups: mounts and static files', () => {
     // Before the fix both lived under /api/api/...
     expect((await fetch(`${base}/api/api/v1/users/7`)).status).toBe(404);
     expect((await fetch(`${base}/api/api/assets/a.txt`)).status).toBe(404);
+  });
+});
+
+describe('a mount behind hyp middleware that read the body', () => {
+  it('hands the body on to Express and Fastify (HTTP/1.1 and HTTP/2) instead of an ended stream', async () => {
+    const fastify = Fastify();
+    fastify.post('/echo', async (req) => ({ fastify: req.body }));
+    await fastify.ready();
+    closers.push(() => fastify.close());
+    const seenByMiddleware: unknown[] = [];
+    const { port } = await start((app) => {
+      // e.g. an audit log or a webhook signature check
+      app.use(async (c, next) => {
+        if (c.method === 'POST') seenByMiddleware.push(await c.body('json'));
+        await next();
+      });
+      const ex = express();
+      ex.use(express.json());
+      ex.post('/echo', (req, res) => {
+        res.json({ express: req.body });
+      });
+      app.mount('/ex', ex);
+      app.mount('/f', (req, res) => fastify.routing(req, res), { http2: true });
+    });
+    const post = (path: string) =>
+      fetch(`http://127.0.0.1:${port}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"a":1}',
+        signal: AbortSignal.timeout(5000),
+      }).then(async (r) => [r.status, await r.json()]);
+    // Before the fix: Express saw no body, Fastify waited for one until the timeout.
+    expect(await post('/ex/echo')).toEqual([200, { express: { a: 1 } }]);
+    expect(await post('/f/echo')).toEqual([200, { fastify: { a: 1 } }]);
+    const answer = await new Promise<string>((resolve) => {
+      const stream = h2session(port).request({
+        ':path': '/f/echo',
+        ':method': 'POST',
+        'content-type': 'application/json',
+      });
+      let body = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (d: string) => {
+        body += d;
+      });
+      stream.on('error', () => {});
+      stream.on('close', () => resolve(body));
+      stream.setTimeout(5000, () => stream.close());
+      stream.end('{"b":2}');
+    });
+    expect(answer).toBe('{"fastify":{"b":2}}');
+    expect(seenByMiddleware).toEqual([{ a: 1 }, { a: 1 }, { b: 2 }]);
   });
 });
 
