@@ -75,6 +75,8 @@ export class LocalBus extends HandlerSet implements Bus {
 /** The part of `process` the IPC bus uses (a seam for tests). */
 export interface IpcChannel {
   send?(message: unknown): boolean;
+  /** `false` once the channel closed: Node's send() then emits an 'error' that nothing handles. */
+  readonly connected?: boolean;
   on(event: 'message', listener: (message: unknown) => void): unknown;
   off(event: 'message', listener: (message: unknown) => void): unknown;
 }
@@ -110,6 +112,8 @@ export class IpcBus extends HandlerSet implements Bus {
   }
 
   publish(topic: string, payload: Uint8Array): void {
+    // the supervisor is gone (the worker is on its way out): there is no one to relay to
+    if (this.channel.connected === false) return;
     const message: BusMessage = { topic, payload, origin: this.origin };
     this.channel.send?.({ type: 'bus', message });
   }

@@ -62,7 +62,7 @@ export class IpcHistory implements SharedHistory {
   }
 
   publish(channel: string, message: Envelope): void {
-    if (this.closed) return;
+    if (this.closed || this.ipc.connected === false) return;
     // the origin field is unused here (the supervisor delivers to everyone)
     const payload = encodeBusEvent('publish', channel, '', message);
     this.ipc.send?.({ type: 'history-publish', topic: this.topic, channel, payload });
@@ -102,7 +102,7 @@ export class IpcHistory implements SharedHistory {
   }
 
   private request(channel: string, offset: string): Promise<HistoryRecoverReply> {
-    if (this.closed || typeof this.ipc.send !== 'function')
+    if (this.closed || typeof this.ipc.send !== 'function' || this.ipc.connected === false)
       return Promise.reject(new Error('no supervisor IPC channel'));
     const id = nextId++;
     return new Promise((resolve, reject) => {
