@@ -150,6 +150,7 @@ export const catalog = {
     message:
       'process.send({ type: "{type}" }) is reserved for the hyp runtime (the supervisor would act on it); use another message type',
   },
+  HYP_E_METRICS_COLLECT: { message: 'metric {name} cannot be collected, left out of /metrics: {detail}' },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

@@ -8,7 +8,7 @@
 import { resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { pathToFileURL } from 'node:url';
-import { collectDefaultMetrics, Registry } from 'prom-client';
+import { collectDefaultMetrics, type MetricObjectWithValues, type MetricValue, Registry } from 'prom-client';
 import { ConfigError, loadConfig } from '../../supervisor/config/load.js';
 import type { Config } from '../../supervisor/config/schema.js';
 import { durationMs } from '../../supervisor/config/units.js';
@@ -36,6 +36,11 @@ interface Boot {
   generation: number;
   /** Listener name → inherited fd. Empty in standalone mode. */
   fds: Map<string, number>;
+}
+
+interface CollectableMetric {
+  readonly name: string;
+  get(): Promise<MetricObjectWithValues<MetricValue<string>>>;
 }
 
 /** A server the worker runs and drains: HTTP, TCP services, the WebSocket hub. */
@@ -109,6 +114,9 @@ export class WorkerRuntime {
   readonly registry = new Registry();
   readonly processRegistry = new Registry();
   readonly servers: Drainable[] = [];
+  private readonly processLabels: Record<string, string>;
+  /** Metrics whose collect() failed at the last scrape (logged once until they work again). */
+  private readonly failingMetrics = new Set<string>();
   private readonly drainController = new AbortController();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private heartbeat: NodeJS.Timeout | undefined;
@@ -124,7 +132,8 @@ export class WorkerRuntime {
   ) {
     // Node's default metrics per worker: a label tells the workers apart once
     // the supervisor aggregates every registry.
-    this.processRegistry.setDefaultLabels({ worker_id: String(boot.workerId) });
+    this.processLabels = { worker_id: String(boot.workerId) };
+    this.processRegistry.setDefaultLabels(this.processLabels);
     collectDefaultMetrics({ register: this.processRegistry });
   }
 
@@ -233,12 +242,49 @@ export class WorkerRuntime {
     };
   }
 
+  /**
+   * Both registries as prom-client JSON, for the supervisor's /metrics. A
+   * metric whose `collect()` throws or rejects is left out and logged
+   * (HYP_E_METRICS_COLLECT, once until it works again): prom-client's
+   * `getMetricsAsJSON` would reject for the whole registry, and that
+   * rejection, unhandled in the IPC handler, got the worker replaced on
+   * every scrape.
+   */
   async metricsJson(): Promise<unknown[]> {
     const [app, proc] = await Promise.all([
-      this.registry.getMetricsAsJSON(),
-      this.processRegistry.getMetricsAsJSON(),
+      this.registryJson(this.registry, {}),
+      this.registryJson(this.processRegistry, this.processLabels),
     ]);
     return [...app, ...proc];
+  }
+
+  /** What `getMetricsAsJSON` gives, metric by metric (its default-label merge included). */
+  private async registryJson(registry: Registry, defaults: Record<string, string>): Promise<unknown[]> {
+    // The array holds the metric instances (typed as their JSON shape).
+    const metrics = registry.getMetricsAsArray() as unknown as CollectableMetric[];
+    const results = await Promise.allSettled(metrics.map((m) => Promise.resolve().then(() => m.get())));
+    const out: unknown[] = [];
+    const defaultNames = Object.keys(defaults);
+    results.forEach((result, i) => {
+      const name = metrics[i]?.name ?? '(unnamed)';
+      if (result.status === 'rejected') {
+        if (this.failingMetrics.has(name)) return;
+        this.failingMetrics.add(name);
+        const err = new HypError('HYP_E_METRICS_COLLECT', { name, detail: errorMessage(result.reason) });
+        this.log.error({ code: err.code, metric: name, err: result.reason }, err.message);
+        return;
+      }
+      this.failingMetrics.delete(name);
+      const item = result.value;
+      if (defaultNames.length > 0)
+        for (const v of item.values) {
+          const labels: Partial<Record<string, string | number>> = { ...v.labels };
+          for (const label of defaultNames) labels[label] = labels[label] || (defaults[label] as string);
+          v.labels = labels;
+        }
+      out.push(item);
+    });
+    return out;
   }
 
   /** Idempotent: every trigger joins the first drain. */
@@ -360,7 +406,12 @@ async function main(): Promise<void> {
     });
     process.on('message', (m: unknown) => {
       if (!isSupervisorMessage(m)) return;
-      void onSupervisorMessage(runtime, m);
+      onSupervisorMessage(runtime, m).catch((err: unknown) =>
+        log.error(
+          { err, type: m.type },
+          `handling the supervisor's ${m.type} message failed: ${errorMessage(err)}`,
+        ),
+      );
     });
     // A drain that arrived with `config`, before this listener existed (drain is idempotent).
     if (earlyDrain) void onSupervisorMessage(runtime, earlyDrain);
