@@ -91,7 +91,7 @@ export class RouteGroup {
   /** Serve the files under `dir` at `prefix` (GET and HEAD). */
   static(prefix: string, dir: string, options: StaticOptions = {}): this {
     const base = this.join(prefix).replace(/\/$/, '');
-    const handler = serveStatic(dir, base.length, options);
+    const handler = serveStatic(dir, base, options);
     // `base` already carries this group's prefix: `add`, not `on`, which would prefix it again.
     for (const method of ['GET', 'HEAD']) {
       this.add(method, base || '/', [handler]);

@@ -17,5 +17,5 @@ export { type BodyOptions, Context, type HttpRequest, type HttpResponse } from '
 export { RouteGroup, type RouteHandlers } from './group.js';
 export type { MountOptions, NodeHandler } from './mount.js';
 export type { Next } from './router.js';
-export type { SseEvent, SseStream } from './sse.js';
+export type { SseEvent, SseOptions, SseStream } from './sse.js';
 export type { StaticOptions } from './static.js';

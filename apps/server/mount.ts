@@ -17,6 +17,7 @@
 import { IncomingMessage, type ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest } from 'node:http2';
 import type { Context } from './context.js';
+import { afterSegments, prefixSegments } from './prefix.js';
 import type { Handler } from './router.js';
 
 /** A Node request listener, e.g. `express()`, `(req, res) => fastify.routing(req, res)`. */
@@ -43,8 +44,7 @@ interface MountableRequest {
  */
 export function mountHandler(prefix: string, handler: NodeHandler, options: MountOptions = {}): Handler {
   const http2 = options.http2 ?? false;
-  let segments = 0;
-  for (let i = 0; i < prefix.length; i++) if (prefix.charCodeAt(i) === 47 /* / */) segments++;
+  const segments = prefixSegments(prefix);
   return (c: Context) => {
     // The client left while middleware ran: nothing to answer. Over HTTP/2 the
     // compat objects built now would never emit again, and a mounted app
@@ -53,7 +53,8 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
     if (!http2 && c.req.httpVersionMajor === 2) return refuseHttp2(c);
     const req = c.req as MountableRequest;
     const url = req.url ?? '/';
-    const inner = stripSegments(url, segments);
+    const rest = afterSegments(url, segments);
+    const inner = rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`;
     if (req.originalUrl === undefined) req.originalUrl = url;
     c.rewriteUrl(url, inner);
     // Resolve when the mounted app has answered, so onion middleware wraps it.
@@ -91,22 +92,6 @@ function replay(req: IncomingMessage, bytes: Buffer): IncomingMessage {
   if (bytes.length > 0) copy.push(bytes);
   copy.push(null);
   return copy;
-}
-
-/**
- * `url` without its first `segments` path segments: `/legacy/users/5?q=1`
- * → `/users/5?q=1`. An encoded `%2F` is not a separator (the router does not
- * decode it), so raw and decoded paths have the same segments.
- */
-function stripSegments(url: string, segments: number): string {
-  let seen = 0;
-  let i = 0;
-  for (; i < url.length; i++) {
-    const ch = url.charCodeAt(i);
-    if (ch === 63 /* ? */ || (ch === 47 /* / */ && seen++ === segments)) break;
-  }
-  const inner = url.slice(i);
-  return inner === '' || inner.charCodeAt(0) !== 47 /* / */ ? `/${inner}` : inner;
 }
 
 function refuseHttp2(c: Context): Promise<void> {

@@ -13,6 +13,7 @@ import mime from 'mime-types';
 import send from 'send';
 import { HypError } from '../../supervisor/errors.js';
 import type { Context } from './context.js';
+import { afterSegments, prefixSegments } from './prefix.js';
 import type { Handler } from './router.js';
 
 export interface StaticOptions {
@@ -55,8 +56,9 @@ const fileHeaders = [
   'last-modified',
 ];
 
-/** A handler serving `dir`; `prefixLength` is the length of the mount prefix in the raw URL. */
-export function serveStatic(dir: string, prefixLength: number, options: StaticOptions = {}): Handler {
+/** A handler serving `dir` under the normalised mount `prefix` (`''` or `/a/b`). */
+export function serveStatic(dir: string, prefix: string, options: StaticOptions = {}): Handler {
+  const segments = prefixSegments(prefix);
   let root: string;
   try {
     root = realpathSync(dir);
@@ -78,7 +80,7 @@ export function serveStatic(dir: string, prefixLength: number, options: StaticOp
     const url = c.req.url ?? '/';
     const q = url.indexOf('?');
     const rawPath = q < 0 ? url : url.slice(0, q);
-    const file = await resolveFile(root, rawPath.slice(prefixLength), index);
+    const file = await resolveFile(root, afterSegments(rawPath, segments), index);
     if (file.kind === 'missing') return c.notFound();
     if (file.kind === 'forbidden') throw new HypError('HYP_E_FORBIDDEN_PATH');
     if (file.kind === 'unreadable') throw unreadable(c, file.path, file.code);

@@ -109,6 +109,16 @@ describe('static files', () => {
     expect([top.status, top.headers.get('location')]).toEqual([301, '/static/']);
   });
 
+  it('strips the prefix by path segments: a percent-encoded prefix serves the same file', async () => {
+    // The router matches the decoded path; cutting the raw URL by the prefix's length gave `tic/a.txt`.
+    const encoded = await raw('/%73tatic/a.txt');
+    expect([encoded.status, encoded.body]).toEqual([200, 'abcdefghijklmnopqrstuvwxyz']);
+    const dir = await raw('/%73tatic/sub/');
+    expect([dir.status, dir.body]).toEqual([200, '<p>sub index</p>']);
+    const bare = await raw('/%73tatic');
+    expect([bare.status, bare.headers.location]).toEqual([301, '/%73tatic/']);
+  });
+
   it('answers HEAD with the headers of GET and no body', async () => {
     const res = await fetch(`${url}/static/a.txt`, { method: 'HEAD' });
     expect(res.status).toBe(200);
