@@ -71,15 +71,20 @@ function defaultLog(config: Config): Logger {
   return fallbackLog;
 }
 
-/** A heartbeat's load, or undefined unless every figure is a finite number ≥ 0. */
-function loadOf(m: Record<string, unknown>): WorkerLoad | undefined {
+/**
+ * A heartbeat's load. Figures that are not finite numbers ≥ 0 count as 0 and
+ * are named in `bad`: the heartbeat still proves the worker alive (a counting
+ * slip in the worker must not get it killed), but /status stays numeric.
+ */
+function loadOf(m: Record<string, unknown>): { load: WorkerLoad; bad: string[] } {
   const load = { ...emptyLoad };
+  const bad: string[] = [];
   for (const field of loadFields) {
     const v = m[field];
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) return undefined;
-    load[field] = v;
+    if (typeof v === 'number' && Number.isFinite(v) && v >= 0) load[field] = v;
+    else bad.push(field);
   }
-  return load;
+  return { load, bad };
 }
 
 function text(v: unknown): string | undefined {
@@ -199,11 +204,12 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         }
         break;
       case 'heartbeat': {
-        const load = loadOf(fields);
-        if (!load) return 'heartbeat without finite, non-negative load figures';
         this.lastHeartbeat = Date.now();
         this.heardFrom = true;
+        const { load, bad } = loadOf(fields);
         this.load = load;
+        if (bad.length > 0)
+          return `heartbeat figures ${bad.join(', ')} are not finite numbers >= 0; taken as 0`;
         break;
       }
       case 'start-failed': {

@@ -44,7 +44,7 @@ describe('malformed messages from a worker', () => {
     expect(st.workers.map((w) => w.pid)).toEqual([before.pid]);
   });
 
-  it('heartbeats with non-numeric, negative or missing figures are dropped with HYP_E_IPC_MESSAGE; /status and /drain keep answering', async () => {
+  it('heartbeats with non-numeric, negative or missing figures: taken as 0 and reported (HYP_E_IPC_MESSAGE); /status and /drain keep answering', async () => {
     sup = await startSupervisor({ app, workers: 1 });
     for (const name of [
       'heartbeat-unprintable',
@@ -74,8 +74,10 @@ describe('malformed messages from a worker', () => {
       ).toBe(true);
       expect((await sending).status).toBe(200);
     }
-    await sup.waitLog(ipcWarning(/heartbeat without finite, non-negative load figures/), 'HYP_E_IPC_MESSAGE');
-    // Dropped heartbeats are not liveness; the runtime's own ones are, and the worker stays.
+    await sup.waitLog(
+      ipcWarning(/heartbeat figures connections, inflight, wsClients, rss, loopDelayMs are not finite/),
+      'HYP_E_IPC_MESSAGE',
+    );
     const st = await sup.status();
     expect(st.ready).toBe(true);
     expectFigures(st.workers[0] as unknown as Record<string, unknown>);
