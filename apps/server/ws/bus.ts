@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import type { BusMessage } from '../../../supervisor/ipc.js';
-import { quit } from './redis-history.js';
+import { quit, warnRefused } from './redis-history.js';
 
 /**
  * Cross-worker and cross-pod fan-out. The hub publishes an opaque byte
@@ -137,6 +138,8 @@ export interface RedisBusOptions {
   maxPendingBytes?: number;
   /** A publish that was not sent (Redis refused it, or too many wait for Redis). Default: a process warning. */
   onError?: (err: Error, topic: string) => void;
+  /** Where the default `onError` reports: a warn line here, else a process warning. */
+  log?: Logger;
 }
 
 /**
@@ -165,11 +168,11 @@ export class RedisBus extends HandlerSet implements Bus {
     this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
     this.onError =
       options.onError ??
-      ((err) => {
+      ((err, topic) => {
         // an outage refuses publishes by the thousand: one warning until a publish goes through again
         if (this.warned) return;
         this.warned = true;
-        process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
+        warnRefused(options.log, err, topic);
       });
     this.nodeId = options.nodeId ?? `node-${randomBytes(6).toString('hex')}`;
     this.idBytes = Buffer.from(this.nodeId);

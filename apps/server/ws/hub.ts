@@ -14,7 +14,7 @@ import { Control, errorEnvelope, Reply, replyEnvelope } from './control.js';
 import { type Envelope, jsonData, nowNs, ownBytes, type Payload } from './envelope.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
-import { WsMetrics } from './metrics.js';
+import { type WsMetrics, wsMetricsOn } from './metrics.js';
 import { Presence } from './presence.js';
 import { compareStreamIds, type SharedHistory } from './redis-history.js';
 import {
@@ -184,7 +184,7 @@ export class Hub implements ConnectionOwner {
   constructor(private readonly options: HubOptions = {}) {
     this.name = options.name ?? 'ws';
     this.enabled = options.codecs ?? codecNames;
-    this.metrics = new WsMetrics(options.registry);
+    this.metrics = wsMetricsOn(options.registry);
     this.history = new History({ size: options.historySize ?? 1000 });
     this.bus = options.bus ?? new LocalBus();
     this.security = options.security ? new Security(options.security) : undefined;

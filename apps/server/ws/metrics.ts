@@ -6,9 +6,23 @@ import type { SecurityFailure } from './security.js';
  * The hub's Prometheus metrics, registered on the registry the worker
  * passes in (a private one otherwise, so two hubs never collide on the
  * global default registry). Label values are bounded: codec names, the
- * fixed failure reasons and drop reasons.
+ * fixed failure reasons and drop reasons. Hubs on one registry (an app
+ * with hubs on several paths) share one set: the figures are the worker's.
  */
 export type DropReason = 'slow_consumer' | 'closed';
+
+const shared = new WeakMap<Registry, WsMetrics>();
+
+/** The metrics on `registry`, created on first use; a private registry when none is given. */
+export function wsMetricsOn(registry?: Registry): WsMetrics {
+  if (registry === undefined) return new WsMetrics();
+  let metrics = shared.get(registry);
+  if (metrics === undefined || registry.getSingleMetric('hyp_ws_connections') !== metrics.connections) {
+    metrics = new WsMetrics(registry);
+    shared.set(registry, metrics);
+  }
+  return metrics;
+}
 
 export class WsMetrics {
   readonly registry: Registry;

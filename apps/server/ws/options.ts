@@ -37,6 +37,7 @@ export function busFromConfig(config: Config['websocket'], ctx: RuntimeContext =
     return new RedisBus({
       url: config.bus.redis_url,
       nodeId: ctx.workerId !== undefined ? `worker-${ctx.workerId}-${process.pid}` : undefined,
+      log: ctx.log,
     });
   }
   const ipc = ctx.ipc ?? process;
@@ -60,9 +61,25 @@ export function sharedHistoryFromConfig(
 ): SharedHistory | undefined {
   if (config.history_size <= 0) return undefined;
   if (config.bus.driver === 'redis')
-    return new RedisHistory({ url: config.bus.redis_url, size: config.history_size });
+    return new RedisHistory({
+      url: config.bus.redis_url,
+      size: config.history_size,
+      prefix: redisHistoryPrefix(ctx.path ?? config.path, config.path),
+      log: ctx.log,
+    });
   const ipc = ctx.ipc ?? process;
   return supervised(ipc) ? new IpcHistory({ topic: ctx.path ?? config.path, channel: ipc }) : undefined;
+}
+
+/**
+ * The Redis key prefix of a hub's history: `hyp` (streams `hyp:hist:<channel>`)
+ * for the hub on `websocket.path`, `hyp:ws<path>` for any other, so hubs on
+ * different paths never share a channel's stream or announcements (the bus
+ * already keeps them apart by topic). The default hub keeps the names of
+ * earlier releases, so a rolling update between them shares history.
+ */
+export function redisHistoryPrefix(path: string, defaultPath: string): string {
+  return path === defaultPath ? 'hyp' : `hyp:ws${path}`;
 }
 
 export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): HubOptions {

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
+import type { Logger } from 'pino';
 import { decodeBusEvent, encodeBusEvent } from './bus-event.js';
 import type { Envelope } from './envelope.js';
 import type { Recovery } from './history.js';
@@ -41,6 +42,8 @@ export interface RedisHistoryOptions {
   maxPendingBytes?: number;
   /** A publish that was not appended (Redis refused it, or too many wait for Redis). Default: a process warning. */
   onError?: (err: Error, channel: string) => void;
+  /** Where the default `onError` reports: a warn line here, else a process warning. */
+  log?: Logger;
 }
 
 const appendAndAnnounce = `
@@ -123,11 +126,11 @@ export class RedisHistory implements SharedHistory {
     this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
     this.onError =
       options.onError ??
-      ((err) => {
+      ((err, channel) => {
         // an outage refuses publishes by the thousand: one warning until a publish goes through again
         if (this.warned) return;
         this.warned = true;
-        process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
+        warnRefused(options.log, err, channel);
       });
     this.commands = new Redis(options.url, { maxRetriesPerRequest: null });
     this.sub = new Redis(options.url, { maxRetriesPerRequest: null });
@@ -371,4 +374,10 @@ export async function quit(redis: Redis, timeoutMs: number): Promise<void> {
   } catch {
     redis.disconnect();
   }
+}
+
+/** A publish Redis did not take (`HYP_W_WS_PUBLISH`): a warn line on `log`, else a process warning. */
+export function warnRefused(log: Logger | undefined, err: Error, name: string): void {
+  if (log) log.warn({ code: 'HYP_W_WS_PUBLISH', channel: name, err }, err.message);
+  else process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
 }

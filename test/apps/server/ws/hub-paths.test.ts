@@ -88,6 +88,25 @@ describe('hub paths follow the router policy', () => {
     expect(await upgradeStatus(port, '/Ws/')).toBe('open');
   });
 
+  it('hubs on two paths in one app: both mount, their metrics add up on the worker registry', async () => {
+    const port = await start({});
+    app!.websocket('/chat', { pingIntervalMs: 0 });
+    expect(await upgradeStatus(port, '/chat')).toBe('open');
+    const sockets = [
+      new WebSocket(`ws://127.0.0.1:${port}/ws`),
+      new WebSocket(`ws://127.0.0.1:${port}/chat`),
+    ];
+    await Promise.all(sockets.map((ws) => new Promise((resolve) => ws.once('open', resolve))));
+    // The probe connection above closes on its own time: wait (bounded) for the count to settle.
+    const open = async () => {
+      const gauge = await app!.registry.getSingleMetric('hyp_ws_connections')!.get();
+      return gauge.values.reduce((sum, v) => sum + v.value, 0);
+    };
+    for (let i = 0; i < 200 && (await open()) !== 2; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await open()).toBe(2);
+    for (const ws of sockets) ws.close();
+  });
+
   it('two hubs the policy cannot tell apart are refused at mount', () => {
     app = new App();
     app.websocket('/ws', { pingIntervalMs: 0 });

@@ -5,14 +5,18 @@
  * trimming racing a recovery, an outage under traffic.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server, Socket } from 'node:net';
 import { Encoder } from '@msgpack/msgpack';
+import { Value } from '@sinclair/typebox/value';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { App } from '../../../../apps/server/app.js';
 import { RedisBus } from '../../../../apps/server/ws/bus.js';
 import { encodeBusEvent } from '../../../../apps/server/ws/bus-event.js';
 import type { Envelope } from '../../../../apps/server/ws/envelope.js';
 import { RedisHistory } from '../../../../apps/server/ws/redis-history.js';
+import { type Config, ConfigSchema } from '../../../../supervisor/config/schema.js';
 import { compileFixture } from './compile.js';
 import { json, serveHub, TestClient } from './helpers.js';
 
@@ -186,6 +190,48 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     h.onDelivery((_channel, m) => got.push(m));
     return got;
   }
+
+  it('two hubs on different paths keep their channels apart (history streams and announcements)', async () => {
+    const config = Value.Default(ConfigSchema, {
+      websocket: { bus: { driver: 'redis', redis_url: redis.url } },
+    }) as Config;
+    const app = new App({ config });
+    const hubs = {
+      ws: app.websocket('/ws', { pingIntervalMs: 0 }),
+      chat: app.websocket('/chat', { pingIntervalMs: 0 }),
+    };
+    const server = createHttpServer(app.handle);
+    server.on('upgrade', app.handleUpgrade);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(async () => {
+      await app.shutdown();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    });
+    const base = `ws://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const channel = `news-${nextPrefix()}`;
+    const onWs = await TestClient.connect(`${base}/ws`, 'json');
+    const onChat = await TestClient.connect(`${base}/chat`, 'json');
+    cleanup.push(
+      () => onWs.close(),
+      () => onChat.close(),
+    );
+    for (const c of [onWs, onChat]) {
+      c.subscribe(channel);
+      await c.nextOf('subscribed');
+    }
+    hubs.chat.publish(channel, 'for chat');
+    hubs.ws.publish(channel, 'for ws');
+    await onWs.until((c) => c.of('message').length >= 1);
+    await onChat.until((c) => c.of('message').length >= 1);
+    // Both publishes have been announced to both hubs by now: a marker on each path comes after them.
+    hubs.chat.publish(channel, 'chat marker');
+    hubs.ws.publish(channel, 'ws marker');
+    await onWs.until((c) => c.of('message').some((m) => json(m) === 'ws marker'));
+    await onChat.until((c) => c.of('message').some((m) => json(m) === 'chat marker'));
+    expect(onWs.of('message').map(json)).toEqual(['for ws', 'ws marker']);
+    expect(onChat.of('message').map(json)).toEqual(['for chat', 'chat marker']);
+  });
 
   it('foreign messages on the bus and announce channels (float timestamp, garbage) never crash a worker; it keeps delivering', async () => {
     const prefix = nextPrefix();

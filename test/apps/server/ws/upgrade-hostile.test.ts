@@ -133,7 +133,7 @@ describe('refused upgrades', () => {
     });
     const cases: Array<[string, RegExp]> = [
       [upgrade('GET /nope HTTP/1.1'), /^HTTP\/1\.1 404 /],
-      [upgrade('GET /ws/ HTTP/1.1'), /^HTTP\/1\.1 404 /],
+      [upgrade('GET /ws/x HTTP/1.1'), /^HTTP\/1\.1 404 /],
       [
         upgrade('GET /ws HTTP/1.1', 'Origin: http://evil.example\r\n'),
         /^HTTP\/1\.1 403 [\s\S]*HYP_E_WS_ORIGIN/,
