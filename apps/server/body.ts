@@ -4,7 +4,7 @@
  * text, form or raw bytes. Parse failures are 400 `HYP_E_BODY_INVALID` with
  * the parser's position; unsupported types and content encodings are 415.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest } from 'node:http2';
 import { HypError } from '../../supervisor/errors.js';
 
@@ -19,6 +19,39 @@ export interface BodyTypes {
 }
 
 type Request = IncomingMessage | Http2ServerRequest;
+
+const kContinue = Symbol('hyp.continue');
+type Continuable = IncomingMessage & { [kContinue]?: ServerResponse };
+
+/**
+ * The HTTP/1.1 server's 'checkContinue' listener, in front of `handler`: a
+ * request with `Expect: 100-continue` gets its `100 Continue` now when its
+ * Content-Length fits `limit` (or it has none), as Node's default would;
+ * otherwise only when something starts reading the body (`readBody`, a
+ * mounted app), so a body over the limit is refused with 413 before the
+ * client sends it, and a handler that answers without reading (401, say)
+ * never asks for it. Node closes the connection after an answer that
+ * followed no `100 Continue`.
+ */
+export function checkContinue(
+  limit: number,
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): (req: IncomingMessage, res: ServerResponse) => void {
+  return (req, res) => {
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) (req as Continuable)[kContinue] = res;
+    else res.writeContinue();
+    handler(req, res);
+  };
+}
+
+/** Send the `100 Continue` a request is still waiting for (see `checkContinue`), once. */
+export function sendContinue(req: Request): void {
+  const res = (req as Continuable)[kContinue];
+  if (res === undefined) return;
+  (req as Continuable)[kContinue] = undefined;
+  if (!res.headersSent) res.writeContinue();
+}
 
 /** Read the whole body, refusing more than `limit` bytes. */
 export function readBody(req: Request, limit: number): Promise<Buffer> {
@@ -42,6 +75,7 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
   if (declared !== undefined && Number(declared) > limit) {
     return Promise.reject(new HypError('HYP_E_BODY_TOO_LARGE', { limit }));
   }
+  sendContinue(req);
   return new Promise<Buffer>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;

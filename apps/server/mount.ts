@@ -16,6 +16,7 @@
  */
 import { IncomingMessage, type ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest } from 'node:http2';
+import { sendContinue } from './body.js';
 import type { Context } from './context.js';
 import { afterSegments, prefixSegments } from './prefix.js';
 import type { Handler } from './router.js';
@@ -65,7 +66,11 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
       return result instanceof Promise ? result.then(() => done) : done;
     };
     const read = c.bodyRead;
-    if (read === undefined) return run(c.req as IncomingMessage);
+    if (read === undefined) {
+      // The mounted app reads the body itself: a client waiting for `100 Continue` gets it now.
+      sendContinue(c.req);
+      return run(c.req as IncomingMessage);
+    }
     // hyp middleware read the body: the request stream has ended, and the
     // mounted app would wait for it forever (Fastify) or see none (Express).
     return read.then((bytes) => run(replay(c.req as IncomingMessage, bytes)));

@@ -40,6 +40,7 @@ import type { Config } from '../../../supervisor/config/schema.js';
 import { durationMs, parseAddress, sizeBytes } from '../../../supervisor/config/units.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
+import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
@@ -123,7 +124,9 @@ export class HttpServer {
       shouldUpgradeCallback: isWebSocketUpgrade,
     } as ServerOptions);
     this.tracker.attach(this.server);
-    this.server.on('request', this.tracker.track(opts.handler));
+    const handle = this.tracker.track(opts.handler);
+    this.server.on('request', handle);
+    this.server.on('checkContinue', checkContinue(sizeBytes(limits.body_limit), handle));
     // Ignore client errors that Node already answers (400/408/431); never crash.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();

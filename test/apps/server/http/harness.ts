@@ -36,7 +36,11 @@ export interface Served {
   close(): Promise<void>;
 }
 
-/** Routes: `/` answers `protocol <httpVersion>`, `POST /echo` echoes the body, `/hold` waits for `release()`. */
+/**
+ * Routes: `/` answers `protocol <httpVersion>`, `POST /echo` echoes the body,
+ * `POST /upload` reads up to 64 KiB, `POST /deny` answers 401 without
+ * reading, `/hold` waits for `release()`.
+ */
 export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Served> {
   const config = configWith(sets);
   const registry = new Registry();
@@ -53,6 +57,9 @@ export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Se
   let waiting: Array<() => void> = [];
   app.get('/', (c) => c.text(`protocol ${c.req.httpVersion}`));
   app.post('/echo', async (c) => c.text(String(await c.body('text'))));
+  // A route that allows more than server.limits.body_limit, and one that answers without reading.
+  app.post('/upload', async (c) => c.text(`got ${(await c.body('raw', { limit: 64 * 1024 })).length}`));
+  app.post('/deny', (c) => c.text('denied', 401));
   app.get('/hold', async (c) => {
     await new Promise<void>((r) => waiting.push(r));
     return c.text('released');
