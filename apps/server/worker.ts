@@ -38,6 +38,9 @@ interface Boot {
   fds: Map<string, number>;
 }
 
+/** Time the shutdown hooks get when in-flight work ran to the drain deadline (the supervisor kills 1 s after it). */
+const shutdownGraceMs = 500;
+
 interface CollectableMetric {
   readonly name: string;
   get(): Promise<MetricObjectWithValues<MetricValue<string>>>;
@@ -287,6 +290,29 @@ export class WorkerRuntime {
     return out;
   }
 
+  /**
+   * The app's onShutdown hooks, bounded by the drain deadline (or
+   * `shutdownGraceMs` when the servers' drain used it all): a hook that never
+   * returns must not keep the worker — with the supervisor gone nothing
+   * else would ever stop it.
+   */
+  private async runShutdownHooks(deadline: number): Promise<void> {
+    if (!this.app) return;
+    const startedAt = Date.now();
+    const hooks = this.app
+      .shutdown()
+      .catch((err: unknown) => this.log.error({ err }, 'app shutdown hook failed'));
+    if (await settlesBefore(hooks, Math.max(deadline, startedAt + shutdownGraceMs))) return;
+    const err = new HypError('HYP_E_SHUTDOWN_TIMEOUT', {
+      what: "the app's onShutdown hooks",
+      timeout: 'the drain deadline',
+    });
+    this.log.warn(
+      { code: err.code, waited_ms: Date.now() - startedAt },
+      `${err.message}; exiting without them`,
+    );
+  }
+
   /** Idempotent: every trigger joins the first drain. */
   drain(deadline: number, reason: string): Promise<void> {
     this.draining ??= (async () => {
@@ -303,7 +329,7 @@ export class WorkerRuntime {
       await Promise.all(
         this.servers.map((s) => s.drain(deadline).catch((err) => this.log.error({ err }, 'drain'))),
       );
-      await this.app?.shutdown().catch((err: unknown) => this.log.error({ err }, 'app shutdown hook failed'));
+      await this.runShutdownHooks(deadline);
       if (this.heartbeat) clearInterval(this.heartbeat);
       this.log.info('worker drained');
     })();
