@@ -28,6 +28,7 @@ import { Context, type H2Stream, type HttpRequest, type HttpResponse } from './c
 import { RouteGroup } from './group.js';
 import { destroySocket, isWebSocketUpgrade, refuseUpgrade } from './http/upgrade.js';
 import { type Handler, noParams, Route, Router, unmatchedRoute } from './router.js';
+import type { SseStream } from './sse.js';
 import { registerTcpService } from './tcp/services.js';
 import type { TcpHandler, TcpRegistration, TcpServiceOptions } from './tcp/types.js';
 import { HttpMetrics, type HttpSeries, methodLabel } from './telemetry/metrics.js';
@@ -275,6 +276,40 @@ export class App extends RouteGroup {
       socket.destroySoon();
     });
     this.handle(req, res);
+  }
+
+  /** Open server-sent event streams (`c.sse()`), closed with a reconnect hint at drain. */
+  private readonly eventStreams = new Set<SseStream>();
+  /** The `retry:` spread of a drain that has begun, else undefined. */
+  private eventStreamSpreadMs: number | undefined = undefined;
+
+  /**
+   * @internal Keep `sse` until it ends, to close it at drain. When the drain
+   * has begun, close it now (with its reconnect hint) and return false.
+   */
+  trackEventStream(sse: SseStream): boolean {
+    if (this.eventStreamSpreadMs !== undefined) {
+      sse.drain(Math.random() * this.eventStreamSpreadMs);
+      return false;
+    }
+    this.eventStreams.add(sse);
+    sse.signal.addEventListener('abort', () => this.eventStreams.delete(sse), { once: true });
+    return true;
+  }
+
+  /**
+   * The worker drains: close every open event stream, each with a `retry:`
+   * of a random delay under `spreadMs` (`drain.websocket_spread`), so their
+   * clients reconnect elsewhere, spread out, instead of holding the drain to
+   * its deadline. Streams opened from now on are closed the same way.
+   * Returns how many were closed.
+   */
+  drainEventStreams(spreadMs: number): number {
+    this.eventStreamSpreadMs = Math.max(0, spreadMs);
+    const open = [...this.eventStreams];
+    this.eventStreams.clear();
+    for (const sse of open) sse.drain(Math.random() * this.eventStreamSpreadMs);
+    return open.length;
   }
 
   /** Run at drain, after servers stop accepting. */

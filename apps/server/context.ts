@@ -407,7 +407,12 @@ export class Context {
       // No body will follow: an open response would hold the connection (and
       // the client's next request behind it) for as long as the handler sends.
       sse.close();
-    } else if (this.req.httpVersionMajor === 1) {
+      return sse;
+    }
+    // Open streams are closed with a reconnect hint when the worker drains;
+    // one opened after that is closed so at once.
+    if (!this.app.trackEventStream(sse)) return sse;
+    if (this.req.httpVersionMajor === 1) {
       res.setHeader('connection', 'keep-alive');
       (res as ServerResponse).flushHeaders();
     } else {

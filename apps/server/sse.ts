@@ -7,6 +7,10 @@
  * more than `bufferLimit` bytes wait to be sent, the stream is cut (the
  * client's EventSource reconnects, with `Last-Event-ID`) rather than let a
  * stalled client grow the worker's memory without end.
+ *
+ * When the worker drains, every open stream is closed with a `retry:` hint
+ * spread over `drain.websocket_spread` (App.drainEventStreams), so clients
+ * reconnect elsewhere, spread out, instead of holding the drain.
  */
 import type { ServerResponse } from 'node:http';
 import { constants, Http2ServerResponse } from 'node:http2';
@@ -94,6 +98,18 @@ export class SseStream {
   close(): void {
     if (!this.res.writableEnded) this.res.end();
     this.ended.abort();
+  }
+
+  /**
+   * @internal The worker drains: tell the client to reconnect in `retryMs`
+   * (the `retry:` field, with no data, dispatches no event) and close. Its
+   * EventSource then reconnects to a worker or pod that is not draining,
+   * with `Last-Event-ID`, instead of holding the drain to its deadline.
+   */
+  drain(retryMs: number): void {
+    if (this.closed) return;
+    (this.res as ServerResponse).write(`retry: ${Math.max(0, Math.round(retryMs))}\n\n`);
+    this.close();
   }
 
   private write(chunk: string): boolean {

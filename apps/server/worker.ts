@@ -196,6 +196,17 @@ export class WorkerRuntime {
         },
       });
     }
+    // Server-sent event streams close at drain start, each with a reconnect
+    // hint spread over the same window; the HTTP server counts their connections.
+    const app = this.app;
+    this.servers.push({
+      drain: async () => {
+        const closed = app.drainEventStreams(spreadMs);
+        if (closed > 0)
+          this.log.info({ streams: closed, spread_ms: spreadMs }, 'event streams closed for the drain');
+      },
+      connections: 0,
+    });
     const address = await this.http.listen(this.listenTarget('http', config.server.addr));
     this.servers.push(this.http);
     this.log.info({ listener: 'http', port: address.port }, 'http listener serving');
