@@ -151,6 +151,7 @@ export const catalog = {
       'process.send({ type: "{type}" }) is reserved for the hyp runtime (the supervisor would act on it); use another message type',
   },
   HYP_E_METRICS_COLLECT: { message: 'metric {name} cannot be collected, left out of /metrics: {detail}' },
+  HYP_E_WORKER_SPAWN: { message: 'cannot start a process for worker {worker}: {detail}' },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

@@ -5,7 +5,7 @@
  * The held listener fds go to the child at 3..n (`LISTEN_FDS`,
  * `LISTEN_FDNAMES`) with the IPC channel right after them.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
 import { errorMessage, HypError } from './errors.js';
@@ -123,20 +123,28 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     this.generation = opts.generation;
     this.log = opts.log ?? defaultLog(opts.config);
     const fds = opts.listeners.map((l) => l.fd);
-    this.child = spawn(process.execPath, [...(opts.execArgv ?? []), opts.entry], {
-      stdio: ['ignore', 'inherit', 'inherit', ...fds, 'ipc'],
-      serialization: 'advanced',
-      env: {
-        ...process.env,
-        [workerEnv.listenFds]: String(fds.length),
-        [workerEnv.listenFdNames]: opts.listeners.map((l) => l.name).join(':'),
-        [workerEnv.role]: 'worker',
-        [workerEnv.workerId]: String(opts.id),
-        [workerEnv.generation]: String(opts.generation),
-      },
-    });
+    let spawnError: unknown;
+    try {
+      this.child = spawn(process.execPath, [...(opts.execArgv ?? []), opts.entry], {
+        stdio: ['ignore', 'inherit', 'inherit', ...fds, 'ipc'],
+        serialization: 'advanced',
+        env: {
+          ...process.env,
+          [workerEnv.listenFds]: String(fds.length),
+          [workerEnv.listenFdNames]: opts.listeners.map((l) => l.name).join(':'),
+          [workerEnv.role]: 'worker',
+          [workerEnv.workerId]: String(opts.id),
+          [workerEnv.generation]: String(opts.generation),
+        },
+      });
+    } catch (err) {
+      // Node throws for some spawn errors (E2BIG, ENOMEM, ...): a child that never was.
+      spawnError = err;
+      this.child = new ChildProcess();
+    }
     this.exited = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
+      const finish = (code: number | null, signal: NodeJS.Signals | null) => {
+        if (this.state === 'exited') return;
         const exit: WorkerExit = {
           code,
           signal,
@@ -150,10 +158,21 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         this.pending.clear();
         this.emit('exit', exit);
         resolve(exit);
-      });
+      };
+      this.child.once('exit', finish);
+      // A spawn that fails (EMFILE, EAGAIN at a pid limit, ENOENT, EACCES)
+      // emits 'error' and never 'exit': end it here as a failed start, or
+      // the supervisor would wait on it forever (no restart, no pod drain end).
+      const spawnFailed = (err: unknown) => {
+        if (this.child.pid !== undefined || this.state === 'exited') return;
+        const failed = new HypError('HYP_E_WORKER_SPAWN', { worker: this.id, detail: errorMessage(err) });
+        this.startError = `${failed.code}: ${failed.message}`;
+        this.log.error({ code: failed.code, worker: this.id, err }, failed.message);
+        finish(null, null);
+      };
+      this.child.on('error', spawnFailed);
+      if (spawnError !== undefined) process.nextTick(spawnFailed, spawnError);
     });
-    // A failed spawn (e.g. EAGAIN) also ends in 'exit'; keep 'error' from throwing.
-    this.child.on('error', () => {});
     this.child.on('message', (m: unknown) => {
       // A listener that throws here would be an uncaught exception in the supervisor.
       try {
