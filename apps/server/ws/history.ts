@@ -102,8 +102,11 @@ export class History {
   since(channel: string, offset: string): Recovery {
     const colon = offset.lastIndexOf(':');
     const epoch = offset.slice(0, colon);
-    const seq = Number(offset.slice(colon + 1));
-    if (colon < 0 || !Number.isSafeInteger(seq) || seq < 0) return { ok: false, reason: 'malformed offset' };
+    const digits = offset.slice(colon + 1);
+    const seq = Number(digits);
+    // Decimal digits only, as the pod-wide history: `Number` would also take '', ' 12', '1e3' and '0x10'.
+    if (colon < 0 || !/^\d+$/.test(digits) || !Number.isSafeInteger(seq))
+      return { ok: false, reason: 'malformed offset' };
     if (epoch !== this.epoch)
       return { ok: false, reason: 'offset belongs to another history (server restarted or moved)' };
     const ring = this.rings.get(channel);

@@ -30,6 +30,9 @@ describe('History', () => {
     });
     expect(h.since('a', 'e:99')).toMatchObject({ ok: false, reason: expect.stringMatching(/future/) });
     expect(h.since('a', 'garbage')).toMatchObject({ ok: false });
+    // Only decimal digits after the epoch: Number() would read these as 9 (or 0, a replay from the start).
+    for (const loose of ['e:', 'e: 9', 'e:9 ', 'e:0x9', 'e:9.0', 'e:+9', 'e:1e0'])
+      expect(h.since('a', loose), loose).toEqual({ ok: false, reason: 'malformed offset' });
   });
 
   it('keeps memory bounded: size per channel and a channel cap', () => {
