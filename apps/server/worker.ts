@@ -58,15 +58,30 @@ const supervised = typeof process.send === 'function' && process.env[workerEnv.l
 /** The channel's own send, kept before the app's `process.send` is guarded (reserveRuntimeMessages). */
 const sendToSupervisor = process.send?.bind(process);
 
+/**
+ * A send on a channel that has just closed fails with EPIPE (or
+ * ERR_IPC_CHANNEL_CLOSED) before the worker reads the channel's end. That
+ * is the supervisor going away, which the 'disconnect' handler answers by
+ * draining: without a callback Node would emit it on `process` as an
+ * uncaught exception (a `fatal` line and a 'failing' report).
+ */
+const channelGone = new Set(['EPIPE', 'ECONNRESET', 'ERR_IPC_CHANNEL_CLOSED', 'ERR_IPC_DISCONNECTED']);
+function ignoreChannelGone(err: Error | null): void {
+  if (err === null || channelGone.has((err as NodeJS.ErrnoException).code ?? '')) return;
+  // Anything else stays what Node makes of it without a callback: an uncaught exception.
+  throw err;
+}
+
 function send(message: WorkerMessage): void {
-  if (process.connected) sendToSupervisor?.(message);
+  if (process.connected) sendToSupervisor?.(message, undefined, undefined, ignoreChannelGone);
 }
 
 /**
  * From here on, the app's `process.send()` of a message type the supervisor
  * acts on (`ready`, `heartbeat`, `failing`, ...) throws HYP_E_IPC_RESERVED
  * at the call: a `ready` sent by an app's setup would make the supervisor
- * treat a worker that is not serving as ready. Other messages pass.
+ * treat a worker that is not serving as ready. Other messages pass; without
+ * a callback, a send that fails because the channel closed is ignored.
  */
 function reserveRuntimeMessages(): void {
   const channelSend = process.send;
@@ -76,7 +91,10 @@ function reserveRuntimeMessages(): void {
       typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
     if (typeof type === 'string' && runtimeMessageTypes.has(type))
       throw new HypError('HYP_E_IPC_RESERVED', { type });
-    return (channelSend as (...args: unknown[]) => boolean).call(this, message, ...rest);
+    const sendOn = channelSend as (...args: unknown[]) => boolean;
+    if (rest.some((arg) => typeof arg === 'function')) return sendOn.call(this, message, ...rest);
+    // No callback (the hubs' bus and history sends, most app sends): a closed channel is not an app error.
+    return sendOn.call(this, message, rest[0], rest[1], ignoreChannelGone);
   } as typeof process.send;
 }
 
