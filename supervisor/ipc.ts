@@ -108,7 +108,8 @@ export type WorkerMessage =
  * `process.send()` of one is refused in the worker (HYP_E_IPC_RESERVED),
  * since a `ready` sent during setup would let a roll drain the old
  * generation before the new one serves. Bus and history messages are data
- * the app's hubs send through `process.send` and stay open.
+ * the app's hubs send through `process.send` and stay open, and so do types
+ * the supervisor ignores (`drained`, `log`): an app may use those names.
  */
 export const runtimeMessageTypes: ReadonlySet<string> = new Set<WorkerMessage['type']>([
   'ready',
@@ -116,8 +117,6 @@ export const runtimeMessageTypes: ReadonlySet<string> = new Set<WorkerMessage['t
   'failing',
   'heartbeat',
   'metrics',
-  'drained',
-  'log',
 ]);
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {

@@ -116,7 +116,7 @@ describe("an app's own process.send() of hyp's message types", () => {
       (l) => l.role === 'worker' && JSON.stringify(l).includes('HYP_E_IPC_RESERVED'),
       'the refusal in the worker log',
     );
-    for (const name of ['custom', 'string'])
+    for (const name of ['custom', 'string', 'app-log'])
       expect((await send(sup, `/send/${name}`)).status, name).toBe(200);
     // No replacement was started for a failure that never happened.
     const since = Date.now();
