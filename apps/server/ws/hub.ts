@@ -7,15 +7,24 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { HypError, isHypError } from '../../../supervisor/errors.js';
 import { destroySocket, refuseUpgrade } from '../http/upgrade.js';
 import { type Bus, LocalBus } from './bus.js';
-import { type BusEvent, type BusEventKind, decodeBusEvent, encodeBusEvent } from './bus-event.js';
+import {
+  type BusEvent,
+  type BusEventKind,
+  decodeAlive,
+  decodeBusEvent,
+  decodeMembersChunk,
+  encodeAlive,
+  encodeBusEvent,
+  encodeMembersChunk,
+} from './bus-event.js';
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
 import { Connection, type ConnectionOwner } from './connection.js';
 import { Control, errorEnvelope, Reply, replyEnvelope } from './control.js';
-import { type Envelope, jsonData, nowNs, ownBytes, type Payload } from './envelope.js';
+import { type Envelope, envelope, jsonData, nowNs, ownBytes, type Payload } from './envelope.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
 import { type WsMetrics, wsMetricsOn } from './metrics.js';
-import { Presence } from './presence.js';
+import { type Change, type Pair, Peers, Presence } from './presence.js';
 import { compareStreamIds, type SharedHistory } from './redis-history.js';
 import {
   failureReason,
@@ -110,6 +119,13 @@ export interface HubOptions {
   canPublish?: (client: HubClient, channel: string) => boolean;
   /** Acknowledge subscribe with a `subscribed` frame carrying the resume offset. Default true. */
   ackSubscribe?: boolean;
+  /**
+   * Presence upkeep across nodes: a hub holding room members announces them
+   * (`alive`, a count and a digest) this often; a node that holds members and
+   * misses 3 announcements is dropped (leave events), and a view that differs
+   * from an announcement is repaired from a snapshot. 0: off. Default 5 s.
+   */
+  presenceIntervalMs?: number;
 }
 
 export interface DrainOptions {
@@ -130,6 +146,10 @@ const textFrame = { binary: false };
 const maxClientIdLength = 256;
 const defaultMaxSubscriptions = 1000;
 const defaultAuthorizeTimeoutMs = 10_000;
+const defaultPresenceIntervalMs = 5_000;
+/** (room, client) pairs, and their characters, per `members` snapshot chunk at most. */
+const snapshotChunkPairs = 1024;
+const snapshotChunkChars = 256 * 1024;
 /** The longest delay a Node timer takes (a longer one fires at once). */
 const maxTimerMs = 2 ** 31 - 1;
 /**
@@ -165,6 +185,13 @@ export class Hub implements ConnectionOwner {
   private readonly pingIntervalMs: number;
   private readonly pongTimeoutMs: number;
   private readonly heartbeat: NodeJS.Timeout | undefined;
+  private readonly presenceIntervalMs: number;
+  private readonly presenceTimer: NodeJS.Timeout | undefined;
+  private readonly peers: Peers;
+  private presenceTickAt = 0;
+  /** The last `alive` announced members: one more (with none) tells the others they are gone. */
+  private announcedMembers = false;
+  private snapshots = 0;
   private readonly stopBus: () => void;
   private readonly stopShared: () => void;
   private readonly shared: SharedHistory | undefined;
@@ -212,6 +239,18 @@ export class Hub implements ConnectionOwner {
         detail: `must be an integer number of milliseconds from 0 to ${maxTimerMs}, got ${String(options.authorizeTimeoutMs)}`,
       });
     }
+    this.presenceIntervalMs = options.presenceIntervalMs ?? defaultPresenceIntervalMs;
+    if (
+      !Number.isInteger(this.presenceIntervalMs) ||
+      this.presenceIntervalMs < 0 ||
+      this.presenceIntervalMs > maxTimerMs
+    ) {
+      throw new HypError('HYP_E_CONFIG_INVALID', {
+        path: 'presenceIntervalMs',
+        detail: `must be an integer number of milliseconds from 0 to ${maxTimerMs}, got ${String(options.presenceIntervalMs)}`,
+      });
+    }
+    this.peers = new Peers(this.presenceIntervalMs);
     this.sendBufferLimit = options.sendBufferLimit ?? 1024 * 1024;
     this.slowConsumer = options.slowConsumer ?? 'close';
     this.pingIntervalMs = options.pingIntervalMs ?? 25_000;
@@ -234,6 +273,10 @@ export class Hub implements ConnectionOwner {
     if (this.pingIntervalMs > 0) {
       this.heartbeat = setInterval(() => this.sweep(), tick);
       this.heartbeat.unref();
+    }
+    if (this.presenceIntervalMs > 0) {
+      this.presenceTimer = setInterval(() => this.presenceTick(), this.presenceIntervalMs);
+      this.presenceTimer.unref();
     }
     this.shared = options.sharedHistory;
     this.stopShared =
@@ -742,8 +785,7 @@ export class Hub implements ConnectionOwner {
       addTo(this.rooms, room, client);
       client.addTo('rooms', room);
     }
-    if (this.presence.join(room, client.id, this.bus.nodeId))
-      this.presenceEvent('join', room, client.id, true);
+    this.presenceChange('join', room, client.id, this.presence.join(room, client.id, this.bus.nodeId));
   }
 
   /**
@@ -765,8 +807,7 @@ export class Hub implements ConnectionOwner {
   leaveRoom(client: HubClient, room: string): void {
     removeFrom(this.rooms, room, client);
     client.removeFrom('rooms', room);
-    if (this.presence.leave(room, client.id, this.bus.nodeId))
-      this.presenceEvent('leave', room, client.id, true);
+    this.presenceChange('leave', room, client.id, this.presence.leave(room, client.id, this.bus.nodeId));
   }
 
   /** Client ids in `room` on every node. */
@@ -774,11 +815,110 @@ export class Hub implements ConnectionOwner {
     return this.presence.members(room);
   }
 
-  private presenceEvent(kind: 'join' | 'leave', room: string, clientId: string, local: boolean): void {
+  /**
+   * A local join or leave: the room's members here hear of it when the
+   * member list changed; the other nodes whenever this node's holding did
+   * (the same client id may be in the room through another node too).
+   */
+  private presenceChange(kind: 'join' | 'leave', room: string, clientId: string, change: Change): void {
+    if (change === 'none') return;
+    const event = this.presenceEvent(kind, room, clientId);
+    if (change === 'member') this.deliver(this.rooms.get(room), event);
+    this.toBus(kind, room, event);
+  }
+
+  private presenceEvent(kind: 'join' | 'leave', room: string, clientId: string): Envelope {
     const event = replyEnvelope(Reply.presence, room, { event: kind, room_id: room, client_id: clientId });
     event.clientId = clientId;
-    this.deliver(this.rooms.get(room), event);
-    if (local) this.toBus(kind, room, event);
+    return event;
+  }
+
+  /** Membership changes learned from another node (its events, its snapshot, its death): local clients only. */
+  private presenceNews(kind: 'join' | 'leave', pairs: readonly Pair[]): void {
+    for (const [room, clientId] of pairs) {
+      this.deliver(this.rooms.get(room), this.presenceEvent(kind, room, clientId));
+    }
+  }
+
+  /**
+   * Every `presenceIntervalMs`: announce this node's memberships (while it
+   * holds any, and once after), then drop the nodes that stopped announcing.
+   */
+  private presenceTick(): void {
+    const now = this.clock();
+    // this timer came late (a blocked loop): the alives that keep the others are likely still unread
+    const late = this.presenceTickAt > 0 && now - this.presenceTickAt > 2 * this.presenceIntervalMs;
+    this.presenceTickAt = now;
+    const own = this.presence.summary(this.bus.nodeId);
+    if (own.count > 0 || this.announcedMembers) {
+      const facts = encodeAlive({ ...own, intervalMs: this.presenceIntervalMs });
+      this.toBus('alive', '', envelope({ data: facts }));
+    }
+    this.announcedMembers = own.count > 0;
+    if (late) return;
+    for (const origin of this.peers.stale(now)) {
+      const left = this.presence.dropNode(origin);
+      if (left.length > 0) {
+        this.options.log?.info({ node: origin, members: left.length }, 'websocket presence: node gone');
+      }
+      this.presenceNews('leave', left);
+    }
+  }
+
+  /** Answers a `sync`: every (room, client) this node holds, in chunks sent back to back (in order on the bus). */
+  private sendSnapshot(to: string): void {
+    const snapshot = ++this.snapshots;
+    let index = 0;
+    let pairs: string[] = [];
+    let chars = 0;
+    const flush = (final: boolean): void => {
+      const data = encodeMembersChunk({ snapshot, index: index++, final, pairs });
+      this.toBus('members', to, envelope({ data }));
+      pairs = [];
+      chars = 0;
+    };
+    for (const [room, clientId] of this.presence.pairs(this.bus.nodeId)) {
+      if (pairs.length >= 2 * snapshotChunkPairs || chars >= snapshotChunkChars) flush(false);
+      pairs.push(room, clientId);
+      chars += room.length + clientId.length;
+    }
+    flush(true);
+  }
+
+  /** `alive`, `sync` and `members` from another node (presence upkeep). */
+  private presenceUpkeep(event: BusEvent): void {
+    const origin = event.origin;
+    if (origin === this.bus.nodeId) return;
+    switch (event.kind) {
+      case 'alive': {
+        const facts = decodeAlive(event.message.data);
+        if (!facts || this.presenceIntervalMs === 0) return;
+        const verdict = this.peers.alive(origin, this.clock(), facts, this.presence.summary(origin));
+        if (verdict === 'reset') this.presenceNews('leave', this.presence.dropNode(origin));
+        else if (verdict === 'sync') this.toBus('sync', origin, envelope({}));
+        return;
+      }
+      case 'sync':
+        if (event.target === this.bus.nodeId) this.sendSnapshot(origin);
+        return;
+      case 'members': {
+        if (event.target !== this.bus.nodeId) return;
+        const chunk = decodeMembersChunk(event.message.data);
+        if (!chunk) return;
+        const snapshot = this.peers.chunk(origin, chunk);
+        if (!snapshot) return;
+        const { joined, left } = this.presence.replace(origin, snapshot);
+        if (joined.length + left.length > 0) {
+          this.options.log?.info(
+            { node: origin, joined: joined.length, left: left.length },
+            'websocket presence repaired from a snapshot',
+          );
+        }
+        this.presenceNews('leave', left);
+        this.presenceNews('join', joined);
+        return;
+      }
+    }
   }
 
   // ---- sending ----
@@ -864,15 +1004,18 @@ export class Hub implements ConnectionOwner {
         return;
       }
       case 'join':
-        if (this.presence.join(event.target, m.clientId, event.origin)) {
-          this.presenceEvent('join', event.target, m.clientId, false);
-        }
+      case 'leave': {
+        if (event.origin === this.bus.nodeId) return;
+        if (this.presenceIntervalMs > 0) this.peers.heard(event.origin, this.clock());
+        const change =
+          event.kind === 'join'
+            ? this.presence.join(event.target, m.clientId, event.origin)
+            : this.presence.leave(event.target, m.clientId, event.origin);
+        if (change === 'member') this.presenceNews(event.kind, [[event.target, m.clientId]]);
         return;
-      case 'leave':
-        if (this.presence.leave(event.target, m.clientId, event.origin)) {
-          this.presenceEvent('leave', event.target, m.clientId, false);
-        }
-        return;
+      }
+      default:
+        this.presenceUpkeep(event);
     }
   }
 
@@ -995,6 +1138,7 @@ export class Hub implements ConnectionOwner {
     this.closed = true;
     this.refusePending(() => new HypError('HYP_E_DRAINING'));
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
     for (const t of this.drainTimers) clearTimeout(t);
     for (const c of [...this.all]) {
       c.open = false;
@@ -1021,9 +1165,8 @@ export class Hub implements ConnectionOwner {
       for (const room of c.rooms) {
         removeFrom(this.rooms, room, c);
         const stays = current !== undefined && (this.rooms.get(room)?.has(current) ?? false);
-        if (!stays && this.presence.leave(room, c.id, this.bus.nodeId)) {
-          this.presenceEvent('leave', room, c.id, true);
-        }
+        if (!stays)
+          this.presenceChange('leave', room, c.id, this.presence.leave(room, c.id, this.bus.nodeId));
       }
     }
     this.metrics.connections.dec({ codec: c.codec.name });
