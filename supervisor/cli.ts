@@ -14,6 +14,7 @@ import { ConfigError, jsonSchema, type LoadOptions, loadConfig } from './config/
 import type { Config } from './config/schema.js';
 import { parseAddress } from './config/units.js';
 import { catalog, errorMessage, HypError } from './errors.js';
+import { guardIpcParsing } from './ipc-guard.js';
 import { createLogger, type Logger } from './log.js';
 import { isAlive, readPidFile } from './pidfile.js';
 import { Supervisor } from './supervisor.js';
@@ -155,6 +156,7 @@ async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<v
   const appPath = resolveApp(appArg ?? config.app);
   const log = createLogger({ role: 'supervisor', level: config.log.level, format: config.log.format });
   early.log = log;
+  guardIpcParsing(log);
   for (const w of warnings) log.warn(w);
   const sup = new Supervisor({
     config,
