@@ -76,12 +76,21 @@ export interface Http2SessionLimits {
   idleTimeoutMs: number;
   /** A request whose body has not fully arrived after this long is answered 408 (or reset); 0: never. */
   requestTimeoutMs: number;
+  /**
+   * Close (GOAWAY) a session whose first request has not begun this long
+   * after it was set up (`headers_timeout`, as a fresh HTTP/1.1 connection
+   * gets): a client that sends the preface and nothing else is not held
+   * for the whole idle timeout. 0 or absent: never.
+   */
+  firstRequestTimeoutMs?: number;
 }
 
 /** Per session: requests open on it, and since when it has had none (ms since epoch). */
 interface SessionUse {
   open: number;
   idleSince: number;
+  /** No request has begun on it yet. */
+  fresh: boolean;
 }
 
 /** One request in flight whose response had not ended when its handler returned. */
@@ -152,9 +161,18 @@ export class Http2Sessions {
   attach(server: Http2Server, limits: Http2SessionLimits): void {
     this.limits = limits;
     server.on('session', (session: TrackedSession) => {
-      session[kUse] = { open: 0, idleSince: Date.now() };
+      const use: SessionUse = { open: 0, idleSince: Date.now(), fresh: true };
+      session[kUse] = use;
       this.sessions.add(session);
+      const firstMs = limits.firstRequestTimeoutMs ?? 0;
+      const first =
+        firstMs > 0
+          ? setTimeout(() => {
+              if (use.fresh && !session.closed) session.close();
+            }, firstMs).unref()
+          : undefined;
       session.once('close', () => {
+        clearTimeout(first);
         this.sessions.delete(session);
         if (this.sessions.size === 0) this.stopSweep();
         this.checkIdle();
@@ -180,6 +198,7 @@ export class Http2Sessions {
       }
       this.streams++;
       use.open++;
+      use.fresh = false;
       const timer = this.requestTimer(stream);
       try {
         handler(req, res);
@@ -225,6 +244,7 @@ export class Http2Sessions {
       }
       this.streams++;
       use.open++;
+      use.fresh = false;
       const timer = this.requestTimer(stream);
       try {
         onStream(stream, headers, rawHeaders);

@@ -147,7 +147,11 @@ export class HttpServer {
         },
       };
       this.http2 = createHttp2Server(options);
-      this.sessions.attach(this.http2, { idleTimeoutMs: durationMs(h2.idle_timeout), requestTimeoutMs });
+      this.sessions.attach(this.http2, {
+        idleTimeoutMs: durationMs(h2.idle_timeout),
+        requestTimeoutMs,
+        firstRequestTimeoutMs: this.headersTimeoutMs,
+      });
       if (opts.streamHandler)
         this.http2.on('stream', this.sessions.trackStream(opts.streamHandler, opts.handler));
       else this.http2.on('request', this.sessions.track(opts.handler));

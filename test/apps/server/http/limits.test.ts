@@ -52,6 +52,32 @@ describe('headers timeout (slowloris)', () => {
     expect(await untilClosed(socket)).toMatch(/^HTTP\/1\.1 408/);
   });
 
+  it('closes an h2c session that sends the preface and no request (not held for the idle timeout)', async () => {
+    served = await serve(['server.limits.headers_timeout=300ms', 'server.http2.idle_timeout=10m']);
+    const socket = await rawConnect(served.port);
+    const closed = untilClosed(socket);
+    // The client connection preface and an empty SETTINGS frame, then silence.
+    socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    socket.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
+    const got = await closed;
+    // The server's SETTINGS, then GOAWAY (frame type 7) before the close.
+    expect(Buffer.from(got, 'latin1').includes(Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0]))).toBe(true);
+  });
+
+  it('keeps an h2c session that began a request in time past headers_timeout (the idle timeout governs it)', async () => {
+    served = await serve(['server.limits.headers_timeout=300ms', 'server.http2.idle_timeout=10m']);
+    const session = await connect2(`http://127.0.0.1:${served.port}`);
+    let goaway = false;
+    session.once('goaway', () => {
+      goaway = true;
+    });
+    expect(await get2(session)).toMatchObject({ status: 200 });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(goaway).toBe(false);
+    expect(await get2(session)).toMatchObject({ status: 200 });
+    await closeSession(session);
+  });
+
   it('closes a TLS connection whose handshake never starts', async () => {
     served = await serve([
       'server.limits.headers_timeout=300ms',
