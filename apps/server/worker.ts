@@ -458,6 +458,12 @@ async function main(): Promise<void> {
     // No orphans: when the supervisor goes away, finish quickly and leave.
     process.on('disconnect', () => {
       void runtime.drain(Date.now() + 1000, 'supervisor gone').finally(() => process.exit(0));
+      // A drain already under way keeps its own, later deadline (drain is
+      // idempotent): the orphan still leaves within 1 s, hooks' grace included.
+      setTimeout(() => {
+        log.warn('supervisor gone during a drain: exiting at the 1 s orphan deadline');
+        process.exit(0);
+      }, 1000 + shutdownGraceMs).unref();
     });
     process.on('message', (m: unknown) => {
       if (!isSupervisorMessage(m)) return;

@@ -36,4 +36,29 @@ describe('supervisor SIGKILLed while a worker is busy', () => {
     const fromWorker = sup.logs.filter((l) => l.pid === w.pid);
     expect(fromWorker.filter((l) => l.level === 'fatal')).toEqual([]);
   });
+
+  it('the supervisor SIGKILLed during a pod drain with a long request in flight: the worker still leaves within its 1 s orphan deadline, not drain.timeout', async () => {
+    sup = await startSupervisor({
+      app: fixtureApp('basic'),
+      workers: 1,
+      sets: ['drain.delay=0s', 'drain.timeout=300s'],
+    });
+    const w = (await sup.status()).workers[0]!;
+    worker = w.pid;
+    const slow = fetch(`http://127.0.0.1:${sup.httpPort}/api/slow?ms=120000`).then(
+      (r) => r.status,
+      (err: unknown) => String(err),
+    );
+    await until(
+      async () => ((await sup!.status()).workers[0]?.inflight ?? 0) > 0 || undefined,
+      'request in flight',
+    );
+    sup.proc.kill('SIGTERM');
+    await sup.waitLog((l) => l.msg === 'worker draining' && l.pid === w.pid, 'worker draining', 20_000);
+    sup.proc.kill('SIGKILL');
+    await sup.exited;
+    // Without the orphan deadline the worker would keep its drain's, 300 s away.
+    await until(() => !isAlive(w.pid) || undefined, `worker ${w.pid} gone`, 20_000);
+    await slow;
+  });
 });
