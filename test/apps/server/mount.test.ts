@@ -1,7 +1,9 @@
 import { connect, constants, createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
 import express from 'express';
 import Fastify from 'fastify';
+import { Hono } from 'hono';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
 import type { Context } from '../../../apps/server/context.js';
@@ -229,5 +231,57 @@ describe('mounted apps over HTTP/2', () => {
       await close();
       await fastify.close();
     }
+  });
+
+  it('serves HTTP/2 through a Hono mount (@hono/node-server) that declares { http2: true }', async () => {
+    const { origin, close } = await h2Server((app) =>
+      app.mount('/h', getRequestListener(honoApp().fetch), { http2: true }),
+    );
+    try {
+      const res = await h2Get(origin, '/h/hello?name=h2');
+      expect(res).toEqual({ status: 200, body: 'hi h2 at /hello' });
+    } finally {
+      await close();
+    }
+  });
+});
+
+function honoApp() {
+  return new Hono()
+    .get('/hello', (c) => c.text(`hi ${c.req.query('name') ?? ''} at ${c.req.path}`))
+    .post('/echo', async (c) => c.json({ got: await c.req.json(), path: c.req.path }, 201));
+}
+
+describe('mounted Hono app (the documented recipe: @hono/node-server getRequestListener)', () => {
+  it('serves under the prefix, reads a JSON body, and carries x-request-id', async () => {
+    served = await serve((app) => app.mount('/h', getRequestListener(honoApp().fetch)));
+    const hello = await fetch(`${served.url}/h/hello?name=you`);
+    expect([hello.status, await hello.text()]).toEqual([200, 'hi you at /hello']);
+    expect(hello.headers.get('x-request-id')).toMatch(/\S/);
+    const echo = await fetch(`${served.url}/h/echo`, {
+      method: 'POST',
+      body: JSON.stringify({ a: 1 }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect([echo.status, await echo.json()]).toEqual([201, { got: { a: 1 }, path: '/echo' }]);
+    expect((await fetch(`${served.url}/h/none`)).status).toBe(404);
+  });
+
+  it('gets the body hyp middleware already read', async () => {
+    let seen: unknown;
+    served = await serve((app) => {
+      app.use(async (c, next) => {
+        if (c.method === 'POST') seen = await c.body('json');
+        await next();
+      });
+      app.mount('/h', getRequestListener(honoApp().fetch));
+    });
+    const echo = await fetch(`${served.url}/h/echo`, {
+      method: 'POST',
+      body: JSON.stringify({ b: 2 }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect([echo.status, await echo.json()]).toEqual([201, { got: { b: 2 }, path: '/echo' }]);
+    expect(seen).toEqual({ b: 2 });
   });
 });
