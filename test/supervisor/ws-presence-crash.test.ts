@@ -22,15 +22,6 @@ interface Placed {
   client: TestClient;
 }
 
-/** The presence join/leave events a client received, as `join:id` / `leave:id`. */
-function presenceEvents(c: TestClient): string[] {
-  return c
-    .of('presence')
-    .map((m) => json(m) as { event?: string; client_id?: string })
-    .filter((e) => e.event !== undefined)
-    .map((e) => `${e.event}:${e.client_id}`);
-}
-
 /** The member list a `presence` query on `c` answers (the hub's view on that client's worker). */
 async function membersSeenBy(c: TestClient, room: string): Promise<string[]> {
   const isList = (m: Envelope) => m.type === 'presence' && 'members' in (json(m) as object);
@@ -75,13 +66,13 @@ describe('WebSocket presence when a worker is SIGKILLed', () => {
         15_000,
       );
     }
-    const seenBefore = new Map(survivors.map((s) => [s.id, presenceEvents(s.client).length]));
+    const seenBefore = new Map(survivors.map((s) => [s.id, s.client.presenceEvents().length]));
 
     process.kill(victimPid, 'SIGKILL');
 
     const expectedLeaves = victims.map((v) => `leave:${v.id}`).sort();
     for (const s of survivors) {
-      const sinceKill = () => presenceEvents(s.client).slice(seenBefore.get(s.id));
+      const sinceKill = () => s.client.presenceEvents().slice(seenBefore.get(s.id));
       await s.client.until(() => expectedLeaves.every((l) => sinceKill().includes(l)), 15_000);
       expect(
         sinceKill()

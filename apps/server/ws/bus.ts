@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BusMessage } from '../../../supervisor/ipc.js';
-import { quit, warnRefused } from './redis-history.js';
+import { quit, RefusalWarning } from './redis-history.js';
 
 /**
  * Cross-worker and cross-pod fan-out. The hub publishes an opaque byte
@@ -159,21 +159,15 @@ export class RedisBus extends HandlerSet implements Bus {
   private readonly onError: (err: Error, topic: string) => void;
   private pending = 0;
   private pendingBytes = 0;
-  private warned = false;
+  private readonly refusals: RefusalWarning;
   private closed = false;
 
   constructor(options: RedisBusOptions) {
     super();
     this.maxPending = Math.max(1, options.maxPending ?? 10_000);
     this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
-    this.onError =
-      options.onError ??
-      ((err, topic) => {
-        // an outage refuses publishes by the thousand: one warning until a publish goes through again
-        if (this.warned) return;
-        this.warned = true;
-        warnRefused(options.log, err, topic);
-      });
+    this.refusals = new RefusalWarning(options.log);
+    this.onError = options.onError ?? this.refusals.report;
     this.nodeId = options.nodeId ?? `node-${randomBytes(6).toString('hex')}`;
     this.idBytes = Buffer.from(this.nodeId);
     if (this.idBytes.length > 255) throw new RangeError('RedisBus nodeId is longer than 255 bytes');
@@ -222,7 +216,7 @@ export class RedisBus extends HandlerSet implements Bus {
     this.pub.publish(this.prefix + topic, frame).then(
       () => {
         this.settled(size);
-        this.warned = false;
+        this.refusals.ok();
       },
       (err: unknown) => {
         this.settled(size);

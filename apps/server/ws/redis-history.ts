@@ -114,7 +114,7 @@ export class RedisHistory implements SharedHistory {
   private pending = 0;
   private pendingBytes = 0;
   private closed = false;
-  private warned = false;
+  private readonly refusals: RefusalWarning;
 
   constructor(options: RedisHistoryOptions) {
     this.prefix = `${options.prefix ?? 'hyp'}:hist:`;
@@ -124,14 +124,8 @@ export class RedisHistory implements SharedHistory {
     this.maxTracked = Math.max(1, options.maxTracked ?? 10_000);
     this.maxPending = Math.max(1, options.maxPending ?? 10_000);
     this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
-    this.onError =
-      options.onError ??
-      ((err, channel) => {
-        // an outage refuses publishes by the thousand: one warning until a publish goes through again
-        if (this.warned) return;
-        this.warned = true;
-        warnRefused(options.log, err, channel);
-      });
+    this.refusals = new RefusalWarning(options.log);
+    this.onError = options.onError ?? this.refusals.report;
     this.commands = new Redis(options.url, { maxRetriesPerRequest: null });
     this.sub = new Redis(options.url, { maxRetriesPerRequest: null });
     this.commands.on('error', () => {});
@@ -173,7 +167,7 @@ export class RedisHistory implements SharedHistory {
     this.append(this.prefix + channel, this.announce, this.size, payload).then(
       () => {
         this.settled(payload.length);
-        this.warned = false;
+        this.refusals.ok();
       },
       (err: unknown) => {
         this.settled(payload.length);
@@ -376,8 +370,24 @@ export async function quit(redis: Redis, timeoutMs: number): Promise<void> {
   }
 }
 
-/** A publish Redis did not take (`HYP_W_WS_PUBLISH`): a warn line on `log`, else a process warning. */
-export function warnRefused(log: Logger | undefined, err: Error, name: string): void {
-  if (log) log.warn({ code: 'HYP_W_WS_PUBLISH', channel: name, err }, err.message);
-  else process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
+/**
+ * Publishes Redis did not take (`HYP_W_WS_PUBLISH`): a warn line on `log`,
+ * else a process warning, once until a publish goes through again (an
+ * outage refuses them by the thousand).
+ */
+export class RefusalWarning {
+  private warned = false;
+  constructor(private readonly log: Logger | undefined) {}
+
+  readonly report = (err: Error, name: string): void => {
+    if (this.warned) return;
+    this.warned = true;
+    if (this.log) this.log.warn({ code: 'HYP_W_WS_PUBLISH', channel: name, err }, err.message);
+    else process.emitWarning(err.message, { code: 'HYP_W_WS_PUBLISH' });
+  };
+
+  /** A publish went through: the next refusal is reported again. */
+  ok(): void {
+    this.warned = false;
+  }
 }

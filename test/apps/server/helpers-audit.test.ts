@@ -9,15 +9,14 @@ import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Readable } from 'node:stream';
 import express from 'express';
 import Fastify from 'fastify';
-import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
 import { HttpServer } from '../../../apps/server/http/server.js';
-import { configWith, type LogRecord } from './http/harness.js';
+import { configWith, type LogRecord, memoryLog } from './http/harness.js';
 
 interface Running {
   port: number;
@@ -32,15 +31,7 @@ afterEach(async () => {
 
 async function start(setup: (app: App) => void, sets: string[] = []): Promise<Running> {
   const config = configWith(['server.protocol=auto', ...sets]);
-  const logs: LogRecord[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n'))
-        if (line) logs.push(JSON.parse(line) as LogRecord);
-      done();
-    },
-  });
-  const log = pino({ level: 'debug' }, sink);
+  const { log, logs } = memoryLog();
   const app = new App({ config, log, registry: new Registry() });
   setup(app);
   const http = new HttpServer({

@@ -8,7 +8,7 @@ import { request as httpRequest } from 'node:http';
 import { type ClientHttp2Session, connect as h2connect, type SecureClientSessionOptions } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { type Logger, pino } from 'pino';
 import { Registry } from 'prom-client';
 import { App } from '../../../../apps/server/app.js';
 import { HttpServer } from '../../../../apps/server/http/server.js';
@@ -24,6 +24,19 @@ export function configWith(sets: string[]): Config {
     sets: ['server.addr=127.0.0.1:0', ...sets],
     cwd: mkdtempSync(`${tmpdir()}/hyp-cfg-`),
   }).config;
+}
+
+/** A debug-level pino logger whose records land in `logs`, parsed. */
+export function memoryLog(): { log: Logger; logs: LogRecord[] } {
+  const logs: LogRecord[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n'))
+        if (line) logs.push(JSON.parse(line) as LogRecord);
+      done();
+    },
+  });
+  return { log: pino({ level: 'debug' }, sink), logs };
 }
 
 export interface Served {
@@ -44,15 +57,7 @@ export interface Served {
 export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Served> {
   const config = configWith(sets);
   const registry = new Registry();
-  const logs: LogRecord[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n'))
-        if (line) logs.push(JSON.parse(line) as LogRecord);
-      done();
-    },
-  });
-  const log = pino({ level: 'debug' }, sink);
+  const { log, logs } = memoryLog();
   const app = new App({ config, log, registry: new Registry() });
   let waiting: Array<() => void> = [];
   app.get('/', (c) => c.text(`protocol ${c.req.httpVersion}`));

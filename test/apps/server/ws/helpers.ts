@@ -183,6 +183,14 @@ export class TestClient {
     return this.of(type);
   }
 
+  /** The presence join/leave events received, as `join:id` / `leave:id`. */
+  presenceEvents(): string[] {
+    return this.of('presence')
+      .map((m) => JSON.parse(Buffer.from(m.data).toString()) as { event?: string; client_id?: string })
+      .filter((e) => e.event !== undefined)
+      .map((e) => `${e.event}:${e.client_id}`);
+  }
+
   summary(): unknown[] {
     return this.received.map((m) => ({
       type: m.type,

@@ -93,15 +93,6 @@ async function client(node: Node, id: string, room?: string): Promise<TestClient
   return c;
 }
 
-/** The presence join/leave events a client received, as `join:id` / `leave:id`. */
-function presenceEvents(c: TestClient): string[] {
-  return c
-    .of('presence')
-    .map((m) => json(m) as { event?: string; client_id?: string })
-    .filter((e) => e.event !== undefined)
-    .map((e) => `${e.event}:${e.client_id}`);
-}
-
 const sorted = (ids: string[]) => [...ids].sort();
 
 describe('presence when a node vanishes without closing its hub', () => {
@@ -119,8 +110,8 @@ describe('presence when a node vanishes without closing its hub', () => {
     b!.bus.cut = true;
     await eventually(() => [a!, c!].every((n) => sorted(n.served.hub.members('lobby')).join() === 'a1,c1'));
     for (const watcher of [a1, c1]) {
-      await watcher.until((w) => presenceEvents(w).filter((e) => e.startsWith('leave:')).length >= 2);
-      expect(sorted(presenceEvents(watcher).filter((e) => e.startsWith('leave:')))).toEqual([
+      await watcher.until((w) => w.presenceEvents().filter((e) => e.startsWith('leave:')).length >= 2);
+      expect(sorted(watcher.presenceEvents().filter((e) => e.startsWith('leave:')))).toEqual([
         'leave:b1',
         'leave:b2',
       ]);
@@ -141,8 +132,8 @@ describe('presence when a node vanishes without closing its hub', () => {
     await eventually(() => !a!.served.hub.members('lobby').includes('b1'));
     b!.bus.cut = false;
     await eventually(() => a!.served.hub.members('lobby').includes('b1'));
-    await a1.until((w) => presenceEvents(w).length >= 4);
-    expect(presenceEvents(a1)).toEqual(['join:a1', 'join:b1', 'leave:b1', 'join:b1']);
+    await a1.until((w) => w.presenceEvents().length >= 4);
+    expect(a1.presenceEvents()).toEqual(['join:a1', 'join:b1', 'leave:b1', 'join:b1']);
   });
 });
 
@@ -163,11 +154,11 @@ describe('presence repair when bus events are lost', () => {
     // (node a may repair already: alive, sync and members were not dropped)
     a!.bus.dropIncoming = undefined;
     await eventually(() => sorted(a!.served.hub.members('lobby')).join() === 'a1,b1,c1');
-    await a1.until((w) => presenceEvents(w).length >= 5);
-    expect(presenceEvents(a1).slice(0, 3)).toEqual(['join:a1', 'join:c1', 'join:b2']);
-    expect(sorted(presenceEvents(a1).slice(3))).toEqual(['join:b1', 'leave:b2']);
+    await a1.until((w) => w.presenceEvents().length >= 5);
+    expect(a1.presenceEvents().slice(0, 3)).toEqual(['join:a1', 'join:c1', 'join:b2']);
+    expect(sorted(a1.presenceEvents().slice(3))).toEqual(['join:b1', 'leave:b2']);
     // the snapshot went to node a only: c's view was right and its clients heard each change once
-    expect(presenceEvents(c1)).toEqual(['join:c1', 'join:b2', 'join:b1', 'leave:b2']);
+    expect(c1.presenceEvents()).toEqual(['join:c1', 'join:b2', 'join:b1', 'leave:b2']);
     expect(b!.bus.received.filter((e) => e.kind === 'sync' && e.origin === c!.bus.nodeId)).toEqual([]);
     expect(c!.bus.received.filter((e) => e.kind === 'members' && e.target === c!.bus.nodeId)).toEqual([]);
   });
@@ -202,8 +193,8 @@ describe('presence repair when bus events are lost', () => {
         a!.bus.received.filter((e) => e.kind === 'alive').length >= 6 &&
         b!.bus.received.filter((e) => e.kind === 'alive').length >= 6,
     );
-    expect(presenceEvents(a1)).toEqual(['join:a1', 'join:b1']);
-    expect(presenceEvents(b1)).toEqual(['join:b1']);
+    expect(a1.presenceEvents()).toEqual(['join:a1', 'join:b1']);
+    expect(b1.presenceEvents()).toEqual(['join:b1']);
     for (const n of [a!, b!]) {
       expect(n.bus.received.filter((e) => e.kind === 'sync' || e.kind === 'members')).toEqual([]);
     }
@@ -223,7 +214,7 @@ describe('presence repair when bus events are lost', () => {
     await eventually(() => a!.bus.received.some((e) => e.kind === 'leave'));
     expect(sorted(a!.served.hub.members('lobby'))).toEqual(['a1', 'twin']);
     expect(sorted(b!.served.hub.members('lobby'))).toEqual(['a1', 'twin']);
-    expect(presenceEvents(a1)).toEqual(['join:a1', 'join:twin']);
+    expect(a1.presenceEvents()).toEqual(['join:a1', 'join:twin']);
   });
 });
 
