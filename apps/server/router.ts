@@ -99,13 +99,7 @@ export class Router {
     const method = route.method.toUpperCase();
     if (!/^[A-Z][A-Z-]*$/.test(method))
       throw new TypeError(`route ${route.pattern}: invalid method ${route.method}`);
-    try {
-      this.tree.on(method as FindMyWay.HTTPMethod, route.pattern, noop, route);
-    } catch (err) {
-      throw new TypeError(`cannot add route ${method} ${route.pattern}: ${(err as Error).message}`, {
-        cause: err,
-      });
-    }
+    this.register(method, route);
     if (this.statics && plainPattern.test(route.pattern) && !route.pattern.includes('//')) {
       const paths = this.statics.get(method) ?? new Map<string, Route>();
       this.statics.set(method, paths.set(route.pattern, route));
@@ -113,6 +107,51 @@ export class Router {
     this.routes.push(route);
     this.methods.add(method);
     this.stale = true;
+  }
+
+  /**
+   * Put `route` in the tree. A GET route also serves HEAD from the HEAD tree
+   * (unless a HEAD route has its pattern), so HEAD is matched with the same
+   * precedence as GET: a HEAD catch-all (`static('/')`, `mount('/')`,
+   * `all('/*')`) must not take `/users/42` from `get('/users/:id')`.
+   */
+  private register(method: string, route: Route): void {
+    try {
+      this.tree.on(method as FindMyWay.HTTPMethod, route.pattern, noop, route);
+    } catch (err) {
+      // A HEAD route where a GET route put its implicit one: it takes its place.
+      if (method !== 'HEAD' || !this.rebuild(route)) throw refused(method, route, err);
+    }
+    if (method === 'GET') this.implicitHead(route);
+  }
+
+  /** HEAD for a GET route, where no HEAD route has its pattern (that one is kept). */
+  private implicitHead(route: Route): void {
+    try {
+      this.tree.on('HEAD', route.pattern, noop, route);
+    } catch {
+      // A HEAD route of the same pattern was registered first.
+    }
+  }
+
+  /**
+   * The tree again, from the registered routes plus `extra` (a HEAD route),
+   * before the GET routes' implicit HEADs. False (and the tree as it was) if
+   * `extra` still collides: with another HEAD route.
+   */
+  private rebuild(extra: Route): boolean {
+    const tree = this.tree;
+    tree.reset();
+    for (const route of this.routes)
+      tree.on(route.method.toUpperCase() as FindMyWay.HTTPMethod, route.pattern, noop, route);
+    let added = true;
+    try {
+      tree.on('HEAD', extra.pattern, noop, extra);
+    } catch {
+      added = false;
+    }
+    for (const route of this.routes) if (route.method.toUpperCase() === 'GET') this.implicitHead(route);
+    return added;
   }
 
   /** Build every route's middleware chain and compile the radix tree for lookups. */
@@ -123,7 +162,7 @@ export class Router {
     this.stale = false;
   }
 
-  /** The route for `method url`; HEAD falls back to the GET route. */
+  /** The route for `method url`; HEAD without a HEAD route is served by the GET route. */
   find(method: string, url: string): RouteMatch | null {
     if (this.statics !== undefined) {
       // Most requests hit a static route by its exact path: one map lookup
@@ -136,9 +175,7 @@ export class Router {
       if (route !== undefined)
         return { store: route, params: noParams, searchParams: q < 0 ? '' : url.slice(q + 1) };
     }
-    const tree = this.tree;
-    let found = tree.find(method as FindMyWay.HTTPMethod, url);
-    if (found === null && method === 'HEAD') found = tree.find('GET', url);
+    const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
     if (found === null) return null;
     if (found.store === null)
       return this.badUrl ? { store: this.badUrl, params: noParams, searchParams: '' } : null;
@@ -157,6 +194,8 @@ export class Router {
       if (found.store === null) return null;
       allow.push(method);
     }
+    // Only OPTIONS routes (a CORS preflight catch-all): no resource here, a 404.
+    if (allow.length === 1 && allow[0] === 'OPTIONS') return [];
     if (allow.includes('GET') && !allow.includes('HEAD')) allow.push('HEAD');
     return allow.sort();
   }
@@ -165,6 +204,12 @@ export class Router {
   print(): string {
     return this.tree.prettyPrint();
   }
+}
+
+function refused(method: string, route: Route, err: unknown): TypeError {
+  return new TypeError(`cannot add route ${method} ${route.pattern}: ${(err as Error).message}`, {
+    cause: err,
+  });
 }
 
 /**

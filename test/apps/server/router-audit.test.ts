@@ -1,0 +1,122 @@
+/**
+ * Router policies under the requests that expose them: HEAD answered by the
+ * route GET would use, 404 rather than a 405 that only a catch-all OPTIONS
+ * (CORS preflight) route "allows", and long path parameters.
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Value } from '@sinclair/typebox/value';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Config, ConfigSchema } from '../../../supervisor/config/schema.js';
+import { problem, type Served, serve } from './serve.js';
+
+let served: Served | undefined;
+let dir: string | undefined;
+afterEach(async () => {
+  await served?.close();
+  served = undefined;
+  if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+
+function policy(router: Record<string, boolean>): Config {
+  return Value.Default(ConfigSchema, { server: { router } }) as Config;
+}
+
+/** Status, the `x-route` header and the Content-Length of `method path`. */
+async function answer(method: string, path: string) {
+  const res = await fetch(`${served!.url}${path}`, { method });
+  await res.arrayBuffer();
+  return [res.status, res.headers.get('x-route'), res.headers.get('content-length')];
+}
+
+describe('HEAD is answered by the route GET would use', () => {
+  const policies = [{}, { case_sensitive: false }, { ignore_trailing_slash: false }];
+
+  for (const router of policies) {
+    it(`behind a catch-all of other methods (app.all('/*'), policy ${JSON.stringify(router)})`, async () => {
+      served = await serve(
+        (app) => {
+          app.get('/users/:id', (c) => c.header('x-route', c.route).json({ id: c.param('id') }));
+          app.get('/api/ping', (c) => c.header('x-route', c.route).text('pong'));
+          app.all('/*', (c) => c.header('x-route', c.route).status(404).text('fallback'));
+        },
+        { config: policy(router) },
+      );
+      for (const path of ['/users/42', '/api/ping', '/nowhere']) {
+        const get = await answer('GET', path);
+        expect(await answer('HEAD', path), path).toEqual(get);
+      }
+      expect(await answer('GET', '/users/42')).toEqual([200, '/users/:id', '11']);
+    });
+  }
+
+  it('next to static files served at the root (an SPA with an API)', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hyp-router-audit-'));
+    await writeFile(join(dir, 'index.html'), '<h1>app</h1>');
+    served = await serve((app) => {
+      app.get('/api/users/:id', (c) => c.header('x-route', c.route).json({ id: c.param('id') }));
+      app.static('/', dir!);
+    });
+    expect(await answer('GET', '/api/users/7')).toEqual([200, '/api/users/:id', '10']);
+    expect(await answer('HEAD', '/api/users/7')).toEqual([200, '/api/users/:id', '10']);
+  });
+
+  it('an explicit HEAD route still wins over GET, whichever is registered first', async () => {
+    served = await serve((app) => {
+      app.get('/a/:id', (c) => c.header('x-route', 'get').text('get'));
+      app.head('/a/:id', (c) => c.header('x-route', 'head').empty(200));
+      app.head('/b/:id', (c) => c.header('x-route', 'head').empty(200));
+      app.get('/b/:id', (c) => c.header('x-route', 'get').text('get'));
+    });
+    expect((await answer('HEAD', '/a/1'))[1]).toBe('head');
+    expect((await answer('HEAD', '/b/1'))[1]).toBe('head');
+    expect((await answer('GET', '/b/1'))[1]).toBe('get');
+    // a second explicit HEAD on the same pattern is still refused
+    expect(() => served!.app.head('/a/:other', (c) => c.text(''))).toThrow(
+      /cannot add route HEAD \/a\/:other/,
+    );
+  });
+
+  it('counts HEAD served by a GET route under the GET pattern, method HEAD', async () => {
+    const registry = new Registry();
+    served = await serve(
+      (app) => {
+        app.get('/users/:id', (c) => c.text('u'));
+        app.all('/*', (c) => c.text('fallback'));
+      },
+      { registry },
+    );
+    await answer('HEAD', '/users/1');
+    await new Promise((r) => setTimeout(r, 20));
+    const text = await registry.getSingleMetricAsString('hyp_http_requests_total');
+    expect(text).toContain('hyp_http_requests_total{method="HEAD",route="/users/:id",status="200"} 1');
+  });
+
+  it('routes added after the first request get HEAD too', async () => {
+    served = await serve((app) => app.all('/*', (c) => c.header('x-route', c.route).text('fallback')));
+    expect((await answer('HEAD', '/late/1'))[1]).toBe('/*');
+    served.app.get('/late/:id', (c) => c.header('x-route', c.route).text('late'));
+    expect(await answer('HEAD', '/late/1')).toEqual([200, '/late/:id', '4']);
+  });
+});
+
+describe('404 or 405', () => {
+  it('a path only a catch-all OPTIONS route (CORS preflight) serves is 404, not 405 Allow: OPTIONS', async () => {
+    served = await serve((app) => {
+      app.options('/*', (c) => c.header('access-control-allow-origin', '*').empty(204));
+      app.get('/a', (c) => c.text('a'));
+    });
+    const missing = await fetch(`${served.url}/nope`);
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('allow')).toBeNull();
+    expect((await problem(missing)).code).toBe('HYP_E_NOT_FOUND');
+    const wrongMethod = await fetch(`${served.url}/a`, { method: 'POST' });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get('allow')).toBe('GET, HEAD, OPTIONS');
+    const preflight = await fetch(`${served.url}/nope`, { method: 'OPTIONS' });
+    expect([preflight.status, preflight.headers.get('access-control-allow-origin')]).toEqual([204, '*']);
+  });
+});
