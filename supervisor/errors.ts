@@ -63,6 +63,7 @@ export const catalog = {
   HYP_E_UNSUPPORTED_MEDIA_TYPE: { message: 'unsupported content type {type}', status: 415 },
   HYP_E_BAD_REQUEST: { message: '{detail}', status: 400 },
   HYP_E_FORBIDDEN_PATH: { message: 'path is outside the served directory', status: 403 },
+  HYP_E_URI_TOO_LONG: { message: 'a path parameter is longer than {limit} characters', status: 414 },
   HYP_E_REQUEST_TIMEOUT: { message: 'request took longer than {timeout}', status: 408 },
   HYP_E_TOO_MANY_CONNECTIONS: { message: 'connection limit {limit} reached', status: 503 },
   HYP_E_DRAINING: { message: 'server is draining', status: 503 },

@@ -5,6 +5,7 @@
  * header of a 405). Middleware chains are composed once, not per request.
  */
 import FindMyWay from 'find-my-way';
+import { HypError } from '../../supervisor/errors.js';
 import type { Context } from './context.js';
 import type { HttpSeries } from './telemetry/metrics.js';
 
@@ -61,6 +62,16 @@ export interface RouteMatch {
 export const noParams: Readonly<Record<string, string | undefined>> = Object.freeze(Object.create(null));
 // find-my-way wants a handler; hyp keeps everything in the store.
 const noop = (): void => {};
+/**
+ * The longest path parameter (decoded) a route matches: a JWT or an opaque
+ * cursor fits; find-my-way's default, 100, turned such URLs into 404s. It
+ * also bounds what a regex or multi-parameter segment (`:from-:to`) is run on.
+ */
+export const maxParamLength = 1024;
+// What find-my-way's store-less results answer, told apart by calling their handler.
+const badUrlMark = Symbol('bad url');
+const tooLongMark = Symbol('parameter too long');
+const tooLongProblem = new HypError('HYP_E_URI_TOO_LONG', { limit: maxParamLength }).toProblem();
 // Keep the query string raw: the context parses it only if asked.
 const rawQuery = (query: string) => query as unknown as Record<string, string>;
 
@@ -79,6 +90,13 @@ export class Router {
   private readonly methods = new Set<string>();
   /** Routes or middleware changed since the last `compile`. */
   stale = true;
+  /** Answers a path whose parameter is longer than `maxParamLength` (and that no other route takes). */
+  private readonly tooLong = new Route(
+    '*',
+    unmatchedRoute,
+    (c) => c.json(tooLongProblem, 414),
+    () => [],
+  );
 
   constructor(
     policy: RouterPolicy = {},
@@ -89,8 +107,10 @@ export class Router {
       ignoreTrailingSlash: policy.ignoreTrailingSlash ?? true,
       caseSensitive: policy.caseSensitive ?? true,
       querystringParser: rawQuery,
-      // find-my-way then returns a match whose store is null; see find().
-      onBadUrl: noop,
+      maxParamLength,
+      // find-my-way then returns a match whose store is null; see `failure`.
+      onBadUrl: () => badUrlMark,
+      onMaxParamLength: () => tooLongMark,
     });
     if (policy.caseSensitive ?? true) this.statics = new Map();
   }
@@ -158,6 +178,7 @@ export class Router {
   compile(global: readonly Middleware[]): void {
     for (const route of this.routes) route.compile(global);
     this.badUrl?.compile(global);
+    this.tooLong.compile(global);
     this.tree.compile();
     this.stale = false;
   }
@@ -177,9 +198,9 @@ export class Router {
     }
     const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
     if (found === null) return null;
-    if (found.store === null)
-      return this.badUrl ? { store: this.badUrl, params: noParams, searchParams: '' } : null;
-    return found as unknown as RouteMatch;
+    if (found.store !== null) return found as unknown as RouteMatch;
+    const store = failure(found) === tooLongMark ? this.tooLong : this.badUrl;
+    return store ? { store, params: noParams, searchParams: '' } : null;
   }
 
   /**
@@ -191,7 +212,10 @@ export class Router {
     for (const method of this.methods) {
       const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
       if (found === null) continue;
-      if (found.store === null) return null;
+      if (found.store === null) {
+        if (failure(found) === badUrlMark) return null;
+        continue; // a parameter too long for this method's routes: not served
+      }
       allow.push(method);
     }
     // Only OPTIONS routes (a CORS preflight catch-all): no resource here, a 404.
@@ -204,6 +228,11 @@ export class Router {
   print(): string {
     return this.tree.prettyPrint();
   }
+}
+
+/** Which of find-my-way's store-less results this is: a bad URL or a parameter too long. */
+function failure(found: FindMyWay.FindResult<FindMyWay.HTTPVersion.V1>): symbol {
+  return (found.handler as unknown as () => symbol)();
 }
 
 function refused(method: string, route: Route, err: unknown): TypeError {

@@ -120,3 +120,50 @@ describe('404 or 405', () => {
     expect([preflight.status, preflight.headers.get('access-control-allow-origin')]).toEqual([204, '*']);
   });
 });
+
+describe('long path parameters', () => {
+  it('match up to 1024 characters; a longer one is 414 HYP_E_URI_TOO_LONG, not a misleading 404', async () => {
+    const registry = new Registry();
+    served = await serve(
+      (app) => {
+        app.get('/reset/:token', (c) => c.json({ length: c.param('token')?.length }));
+        app.get('/files/*', (c) => c.json({ length: c.param('*')?.length }));
+      },
+      { registry },
+    );
+    // a JWT-sized token (decoded length counts: 300 × %41 is 300 characters)
+    for (const token of ['a'.repeat(101), 'b'.repeat(1024), '%41'.repeat(300)]) {
+      const res = await fetch(`${served.url}/reset/${token}`);
+      expect([res.status, await res.json()]).toEqual([200, { length: token.replaceAll('%41', 'A').length }]);
+    }
+    const long = await fetch(`${served.url}/reset/${'c'.repeat(1025)}`);
+    expect(long.status).toBe(414);
+    expect(await problem(long)).toEqual({
+      code: 'HYP_E_URI_TOO_LONG',
+      message: 'a path parameter is longer than 1024 characters',
+    });
+    // a path that cannot be decoded is still 400, for any method
+    for (const method of ['GET', 'DELETE']) {
+      const bad = await fetch(`${served.url}/reset/%zz${'c'.repeat(1025)}`, { method });
+      expect([bad.status, (await problem(bad)).code]).toEqual([400, 'HYP_E_BAD_REQUEST']);
+    }
+    // a wildcard takes the rest of the path, however long
+    const rest = await fetch(`${served.url}/files/${'d/'.repeat(2000)}x`);
+    expect(await rest.json()).toEqual({ length: 4001 });
+    await new Promise((r) => setTimeout(r, 20));
+    const text = await registry.getSingleMetricAsString('hyp_http_requests_total');
+    expect(text).toContain('hyp_http_requests_total{method="GET",route="(not found)",status="414"} 1');
+  });
+
+  it('a too-long parameter does not hide a catch-all, and other methods still get 404/405', async () => {
+    served = await serve((app) => {
+      app.get('/reset/:token', (c) => c.text('token'));
+      app.post('/reset/:token', (c) => c.text('post'));
+      app.get('/*', (c) => c.text('catch-all'));
+    });
+    const token = 'e'.repeat(2000);
+    expect(await (await fetch(`${served.url}/reset/${token}`)).text()).toBe('catch-all');
+    const put = await fetch(`${served.url}/reset/${token}`, { method: 'PUT' });
+    expect([put.status, put.headers.get('allow')]).toEqual([405, 'GET, HEAD, OPTIONS']);
+  });
+});
