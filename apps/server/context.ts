@@ -171,12 +171,13 @@ export class Context {
     return this.nodeReq !== undefined ? this.nodeReq.headers : this.h2!.headers;
   }
 
-  /** The raw request path, without the query string. */
+  /** The raw request path, without the query string (nor the `http://host` of an absolute-form target). */
   get path(): string {
     const url =
       this.mountedUrl ?? (this.nodeReq !== undefined ? this.nodeReq.url : this.h2!.headers[':path']) ?? '/';
     const q = url.indexOf('?');
-    return q < 0 ? url : url.slice(0, q);
+    const path = q < 0 ? url : url.slice(0, q);
+    return path.charCodeAt(0) === 47 /* / */ ? path : originPath(path);
   }
 
   /** A route parameter: `:id` → `c.param('id')`; the wildcard is `c.param('*')`. */
@@ -610,6 +611,16 @@ async function pump(source: Readable, res: HttpResponse): Promise<void> {
     res.off('drain', onDrain);
     res.off('finish', onDrain);
   }
+}
+
+/** `http(s)://host[:port]` at the start of an absolute-form request target (RFC 9112 §3.2.2). */
+const absoluteForm = /^https?:\/\/[^/]*/i;
+
+/** The path of an absolute-form target, as the router matches it (`http://h` → `/`); anything else as is. */
+function originPath(target: string): string {
+  const authority = absoluteForm.exec(target);
+  if (authority === null) return target;
+  return target.slice(authority[0].length) || '/';
 }
 
 /** `c.cookie()` without a Cookie header: no prototype, so `__proto__` or `constructor` is no cookie. */

@@ -4,6 +4,7 @@
  * (CORS preflight) route "allows", and long path parameters.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
@@ -62,6 +63,19 @@ describe('HEAD is answered by the route GET would use', () => {
     });
     expect(await answer('GET', '/api/users/7')).toEqual([200, '/api/users/:id', '10']);
     expect(await answer('HEAD', '/api/users/7')).toEqual([200, '/api/users/:id', '10']);
+  });
+
+  it('a mount at the root keeps HEAD for its own paths and leaves HEAD of hyp routes to them', async () => {
+    served = await serve((app) => {
+      app.get('/api/users/:id', (c) => c.header('x-route', c.route).json({ id: c.param('id') }));
+      app.mount('/', (req, res) => {
+        res.setHeader('x-route', `mounted ${req.method} ${req.url}`);
+        res.end('legacy');
+      });
+    });
+    expect(await answer('HEAD', '/api/users/7')).toEqual([200, '/api/users/:id', '10']);
+    expect((await answer('HEAD', '/old/page'))[1]).toBe('mounted HEAD /old/page');
+    expect((await answer('GET', '/old/page'))[1]).toBe('mounted GET /old/page');
   });
 
   it('an explicit HEAD route still wins over GET, whichever is registered first', async () => {
@@ -165,5 +179,28 @@ describe('long path parameters', () => {
     expect(await (await fetch(`${served.url}/reset/${token}`)).text()).toBe('catch-all');
     const put = await fetch(`${served.url}/reset/${token}`, { method: 'PUT' });
     expect([put.status, put.headers.get('allow')]).toEqual([405, 'GET, HEAD, OPTIONS']);
+  });
+});
+
+describe('c.path', () => {
+  it('is the path of an absolute-form request target (GET http://host/a), as routing sees it', async () => {
+    served = await serve((app) => app.get('/a', (c) => c.json({ path: c.path, q: c.query('q') })));
+    const { port } = new URL(served.url);
+    const send = (target: string) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        let out = '';
+        socket.setEncoding('latin1');
+        socket.on('data', (d: string) => {
+          out += d;
+        });
+        socket.on('end', () => resolve(out.slice(out.indexOf('\r\n\r\n') + 4)));
+        socket.on('error', reject);
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`);
+      });
+    expect(JSON.parse(await send('http://h/a?q=1'))).toEqual({ path: '/a', q: '1' });
+    expect(JSON.parse(await send('HTTPS://h:8443/a'))).toEqual({ path: '/a' });
+    expect(JSON.parse(await send('/a'))).toEqual({ path: '/a' });
+    expect(JSON.parse(await send('http://h/nope?x')).error.message).toBe('no route for GET /nope');
   });
 });
