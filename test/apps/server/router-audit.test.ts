@@ -114,6 +114,9 @@ describe('HEAD is answered by the route GET would use', () => {
     expect((await answer('HEAD', '/late/1'))[1]).toBe('/*');
     served.app.get('/late/:id', (c) => c.header('x-route', c.route).text('late'));
     expect(await answer('HEAD', '/late/1')).toEqual([200, '/late/:id', '4']);
+    served.app.head('/late/:id', (c) => c.header('x-route', 'explicit head').empty(200));
+    expect((await answer('HEAD', '/late/1'))[1]).toBe('explicit head');
+    expect(await answer('GET', '/late/1')).toEqual([200, '/late/:id', '4']);
   });
 });
 
