@@ -23,6 +23,7 @@ import type { Logger } from 'pino';
 import { HypError } from '../../supervisor/errors.js';
 import type { App } from './app.js';
 import { type BodyKind, type BodyTypes, kindOf, parseBody, readBody } from './body.js';
+import { originForm } from './prefix.js';
 import type { Route } from './router.js';
 import { type SseOptions, SseStream } from './sse.js';
 
@@ -177,7 +178,7 @@ export class Context {
       this.mountedUrl ?? (this.nodeReq !== undefined ? this.nodeReq.url : this.h2!.headers[':path']) ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
-    return path.charCodeAt(0) === 47 /* / */ ? path : originPath(path);
+    return path.charCodeAt(0) === 47 /* / */ ? path : originForm(path);
   }
 
   /** A route parameter: `:id` → `c.param('id')`; the wildcard is `c.param('*')`. */
@@ -611,16 +612,6 @@ async function pump(source: Readable, res: HttpResponse): Promise<void> {
     res.off('drain', onDrain);
     res.off('finish', onDrain);
   }
-}
-
-/** `http(s)://host[:port]` at the start of an absolute-form request target (RFC 9112 §3.2.2). */
-const absoluteForm = /^https?:\/\/[^/]*/i;
-
-/** The path of an absolute-form target, as the router matches it (`http://h` → `/`); anything else as is. */
-function originPath(target: string): string {
-  const authority = absoluteForm.exec(target);
-  if (authority === null) return target;
-  return target.slice(authority[0].length) || '/';
 }
 
 /** `c.cookie()` without a Cookie header: no prototype, so `__proto__` or `constructor` is no cookie. */

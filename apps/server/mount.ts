@@ -18,7 +18,7 @@ import { IncomingMessage, type ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest } from 'node:http2';
 import { sendContinue } from './body.js';
 import type { Context } from './context.js';
-import { afterSegments, prefixSegments } from './prefix.js';
+import { afterSegments, originForm, prefixSegments } from './prefix.js';
 import type { Handler } from './router.js';
 
 /** A Node request listener, e.g. `express()`, `(req, res) => fastify.routing(req, res)`. */
@@ -54,7 +54,7 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
     if (!http2 && c.req.httpVersionMajor === 2) return refuseHttp2(c);
     const req = c.req as MountableRequest;
     const url = req.url ?? '/';
-    const rest = afterSegments(url, segments);
+    const rest = afterSegments(originForm(url), segments);
     const inner = rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`;
     if (req.originalUrl === undefined) req.originalUrl = url;
     c.rewriteUrl(url, inner);

@@ -4,6 +4,22 @@
  * `/static`): prefixes are stripped by path segments, never by length.
  */
 
+/** `http(s)://host[:port]` at the start of an absolute-form request target (RFC 9112 §3.2.2). */
+const absoluteForm = /^https?:\/\/[^/?]*/i;
+
+/**
+ * A request target in origin form, as the router matches it: an absolute-form
+ * target (`GET http://h/a?q HTTP/1.1`, which servers must accept) loses its
+ * scheme and authority (`/a?q`; `http://h` → `/`); anything else as is.
+ */
+export function originForm(target: string): string {
+  if (target.charCodeAt(0) === 47 /* / */) return target;
+  const authority = absoluteForm.exec(target);
+  if (authority === null) return target;
+  const rest = target.slice(authority[0].length);
+  return rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`;
+}
+
 /** The path segments of a normalised prefix (`''` → 0, `/a/b` → 2). */
 export function prefixSegments(prefix: string): number {
   let segments = 0;

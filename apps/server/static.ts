@@ -13,7 +13,7 @@ import mime from 'mime-types';
 import send from 'send';
 import { HypError } from '../../supervisor/errors.js';
 import type { Context } from './context.js';
-import { afterSegments, prefixSegments } from './prefix.js';
+import { afterSegments, originForm, prefixSegments } from './prefix.js';
 import type { Handler } from './router.js';
 
 export interface StaticOptions {
@@ -77,7 +77,7 @@ export function serveStatic(dir: string, prefix: string, options: StaticOptions 
     immutable: options.immutable ?? false,
   };
   return async (c: Context) => {
-    const url = c.req.url ?? '/';
+    const url = originForm(c.req.url ?? '/');
     const q = url.indexOf('?');
     const rawPath = q < 0 ? url : url.slice(0, q);
     const file = await resolveFile(root, afterSegments(rawPath, segments), index);

@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import { connect, constants, createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
@@ -61,6 +62,27 @@ describe('mounted Express app', () => {
     const missing = await fetch(`${url}/legacy/nothing`);
     expect(missing.status).toBe(404);
     expect(await missing.text()).toMatch(/Cannot GET \/legacy\/nothing/);
+  });
+
+  it('strips the prefix from an absolute-form request target (GET http://host/legacy/users/5)', async () => {
+    served = await serve((app) => app.mount('/legacy', (req, res) => res.end(req.url)));
+    const { port } = new URL(served.url);
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = httpRequest(
+        { host: '127.0.0.1', port, path: 'http://example.test/legacy/users/5?q=1' },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => {
+            text += d;
+          });
+          res.on('end', () => resolve(text));
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+    expect(body).toBe('/users/5?q=1');
   });
 
   it('is wrapped by hyp middleware, which sees the full path again after the mounted app answered', async () => {

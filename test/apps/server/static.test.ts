@@ -119,6 +119,13 @@ describe('static files', () => {
     expect([bare.status, bare.headers.location]).toEqual([301, '/%73tatic/']);
   });
 
+  it('serves an absolute-form request target (GET http://host/static/a.txt) as its origin form', async () => {
+    const absolute = await raw('http://example.test/static/a.txt');
+    expect([absolute.status, absolute.body]).toEqual([200, 'abcdefghijklmnopqrstuvwxyz']);
+    const dir = await raw('http://example.test/static/sub');
+    expect([dir.status, dir.headers.location]).toEqual([301, '/static/sub/']);
+  });
+
   it('answers HEAD with the headers of GET and no body', async () => {
     const res = await fetch(`${url}/static/a.txt`, { method: 'HEAD' });
     expect(res.status).toBe(200);
