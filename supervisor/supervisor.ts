@@ -12,6 +12,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { Backoff } from './backoff.js';
+import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
@@ -22,7 +23,7 @@ import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pidfile.js';
-import { enabledTlsConfigs } from './tlscheck.js';
+import { checkTlsFiles, enabledTlsConfigs } from './tlscheck.js';
 import { TicketKeyRotation } from './tlskeys.js';
 import { type WorkerExit, WorkerProcess } from './worker-process.js';
 
@@ -74,6 +75,8 @@ export class Supervisor {
   private readonly pendingRestarts = new Map<number, NodeJS.Timeout>();
   private rolling: Promise<RollResult> | undefined;
   private rollAgain = false;
+  /** A re-read config waiting for the next roll; it becomes `config` once that roll's generation is ready. */
+  private pendingConfig: Config | undefined;
   private watchdog: NodeJS.Timeout | undefined;
   private ticketRotation: TicketKeyRotation | undefined;
   private stopSignals = 0;
@@ -97,7 +100,7 @@ export class Supervisor {
   }
 
   get workerCount(): number {
-    return this.config.supervisor.workers > 0 ? this.config.supervisor.workers : availableCpus();
+    return workerCountOf(this.config);
   }
 
   /** Listener names handed to workers, in fd order. */
@@ -133,21 +136,27 @@ export class Supervisor {
     if (this.opts.handleSignals !== false) this.installSignals();
     this.watchdog = setInterval(() => this.checkHeartbeats(), 250);
     this.watchdog.unref();
-    // Shared session-ticket keys, so TLS resumption works whichever worker
-    // accepts. `share_ticket_keys: false` exists only to demonstrate the
-    // per-worker alternative (resumption on ~1/N of reconnects).
-    // HTTP and TCP services share one key set; the HTTP listener's schedule wins when both are on.
-    const tlsConfigs = enabledTlsConfigs(this.config).filter(({ tls }) => tls.share_ticket_keys);
-    const tls = tlsConfigs[0]?.tls;
-    if (tls) {
-      this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) =>
-        this.setTicketKeys(keys),
-      );
-      this.ticketRotation.start();
-    }
+    this.shareTicketKeys(this.config);
     this.generation = 1;
     this.lastProblem = 'no worker ready yet';
     for (let slot = 0; slot < this.workerCount; slot++) this.spawnWorker(slot, this.generation);
+  }
+
+  /**
+   * Shared session-ticket keys, so TLS resumption works whichever worker
+   * accepts. `share_ticket_keys: false` exists only to demonstrate the
+   * per-worker alternative (resumption on ~1/N of reconnects).
+   * HTTP and TCP services share one key set; the HTTP listener's schedule wins when both are on.
+   * Started at launch, or before the first generation whose config turns TLS on (a reload).
+   */
+  private shareTicketKeys(config: Config): void {
+    if (this.ticketRotation) return;
+    const tls = enabledTlsConfigs(config).find(({ tls }) => tls.share_ticket_keys)?.tls;
+    if (!tls) return;
+    this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) =>
+      this.setTicketKeys(keys),
+    );
+    this.ticketRotation.start();
   }
 
   /** Resolves with the exit code once stopped. */
@@ -167,14 +176,14 @@ export class Supervisor {
     process.on('SIGINT', () => stop('SIGINT'));
   }
 
-  private spawnWorker(slot: number, generation: number): WorkerProcess {
+  private spawnWorker(slot: number, generation: number, config: Config = this.config): WorkerProcess {
     const worker = new WorkerProcess({
       id: this.nextWorkerId++,
       slot,
       generation,
       entry: this.opts.workerEntry ?? defaultWorkerEntry,
       app: this.opts.app,
-      config: this.config,
+      config,
       listeners: this.listeners,
       ticketKeys: this.ticketKeys,
     });
@@ -408,14 +417,18 @@ export class Supervisor {
 
   private async doRoll(reason: string): Promise<RollResult> {
     const next = this.generation + 1;
-    const count = this.workerCount;
+    // The config of the new generation: the latest re-read one, else the running one.
+    const config = this.pendingConfig ?? this.config;
+    this.pendingConfig = undefined;
+    const count = workerCountOf(config);
     this.log.info({ reason, from: this.generation, to: next, workers: count }, 'rolling restart');
-    const fresh = Array.from({ length: count }, (_, slot) => this.spawnWorker(slot, next));
-    const timeoutMs = durationMs(this.config.supervisor.ready_timeout);
+    this.shareTicketKeys(config);
+    const fresh = Array.from({ length: count }, (_, slot) => this.spawnWorker(slot, next, config));
+    const timeoutMs = durationMs(config.supervisor.ready_timeout);
     const error = await new Promise<string | undefined>((resolve) => {
       let ready = 0;
       const timer = setTimeout(
-        () => resolve(`not ready within ${this.config.supervisor.ready_timeout}`),
+        () => resolve(`not ready within ${config.supervisor.ready_timeout}`),
         timeoutMs,
       );
       for (const w of fresh) {
@@ -448,9 +461,16 @@ export class Supervisor {
         new HypError('HYP_E_GENERATION_FAILED', { generation: next, detail }).message,
       );
       this.metrics.rollFailures.inc();
+      // Its config is not adopted: a worker that crashes later comes back as the running generation's.
+      if (error && config !== this.config)
+        this.log.error(
+          { generation: this.generation },
+          `the re-read configuration is not adopted (generation ${next} failed with it): generation ${this.generation} and its config stay; a SIGHUP re-reads the file again`,
+        );
       this.lastRoll = { ok: false, generation: this.generation, error: detail };
       return this.lastRoll;
     }
+    if (config !== this.config) this.adopt(config, next);
     const old = [...this.workers.values()].filter((w) => w.generation < next);
     for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
     this.pendingRestarts.clear();
@@ -469,39 +489,109 @@ export class Supervisor {
     return this.lastRoll;
   }
 
-  /** SIGHUP: re-read config; an invalid one keeps the old and says why. */
+  /**
+   * SIGHUP: re-read the config and roll with it. A config that cannot be
+   * loaded (file gone, invalid, unusable TLS files) is refused: logged with
+   * why, counted, and nothing else happens (no roll). Keys fixed for the
+   * pod's life are named and kept. The new config becomes the running one
+   * only once its generation is ready.
+   */
   async reload(): Promise<RollResult> {
-    if (this.opts.reloadConfig) {
-      try {
-        const next = this.opts.reloadConfig();
-        const before = JSON.stringify(this.listenerConfig());
-        if (JSON.stringify(this.listenerConfig(next)) !== before) {
-          this.log.warn(
-            'listener addresses changed in config; they apply at the next pod start (sockets are held)',
-          );
-          next.server.addr = this.config.server.addr;
-          next.tcp = this.config.tcp;
-        }
-        // The PID file written at start is the one removed at exit (and the one `hyp` finds).
-        if (next.supervisor.pid_file !== this.config.supervisor.pid_file) {
-          this.log.warn(
-            { pid_file: this.config.supervisor.pid_file, ignored: next.supervisor.pid_file },
-            'supervisor.pid_file changed in config; it applies at the next pod start',
-          );
-          next.supervisor.pid_file = this.config.supervisor.pid_file;
-        }
-        this.config = next;
-        this.log.info('configuration reloaded');
-      } catch (err) {
-        const lines = err instanceof HypError ? err.message : errorMessage(err);
-        this.log.error(
-          { code: (err as HypError).code },
-          `config reload failed, keeping the running config: ${lines}`,
-        );
-        this.metrics.reloadFailures.inc();
-      }
+    if (!this.opts.reloadConfig) return this.rollGeneration('SIGHUP');
+    if (this.state === 'draining' || this.state === 'stopped') {
+      this.log.warn('SIGHUP during the pod drain: the config is not re-read and no roll starts');
+      return { ok: false, generation: this.generation, error: 'supervisor is draining' };
     }
+    let next: Config;
+    try {
+      next = this.opts.reloadConfig();
+      // As at start: unusable certificate or key files are refused before any worker gets them.
+      checkTlsFiles(next);
+    } catch (err) {
+      const why =
+        err instanceof ConfigError
+          ? err.lines().join('; ')
+          : err instanceof HypError
+            ? `${err.code}: ${err.message}`
+            : errorMessage(err);
+      this.log.error(
+        { code: (err as HypError).code, generation: this.generation },
+        `config reload failed, keeping the running config and generation ${this.generation}: ${why}`,
+      );
+      this.metrics.reloadFailures.inc();
+      return { ok: false, generation: this.generation, error: why };
+    }
+    this.keepPodLifeKeys(next);
+    this.pendingConfig = next;
+    this.log.info('configuration re-read; rolling to apply it');
     return this.rollGeneration('SIGHUP');
+  }
+
+  /**
+   * Keys fixed for the pod's life: the held listeners (server.addr, each
+   * tcp.<name>, added or removed), admin.addr and the PID file (written at
+   * start, removed at exit, found by `hyp`). A change is named in a warning
+   * and the running value is kept; the rest of `next` applies.
+   */
+  private keepPodLifeKeys(next: Config): void {
+    const running = this.config;
+    const fixed = (key: string, was: string, now: string): boolean => {
+      if (was === now) return false;
+      this.log.warn(
+        { key, running: was, ignored: now },
+        `${key} changed in config from ${JSON.stringify(was)} to ${JSON.stringify(now)}: it is fixed for the pod's life and applies at the next pod start`,
+      );
+      return true;
+    };
+    if (fixed('server.addr', running.server.addr, next.server.addr)) next.server.addr = running.server.addr;
+    if (fixed('admin.addr', running.admin.addr, next.admin.addr)) next.admin.addr = running.admin.addr;
+    if (fixed('supervisor.pid_file', running.supervisor.pid_file, next.supervisor.pid_file))
+      next.supervisor.pid_file = running.supervisor.pid_file;
+    const tcp: Config['tcp'] = {};
+    for (const [name, held] of Object.entries(running.tcp)) {
+      const wanted = next.tcp[name];
+      if (wanted === undefined) {
+        this.log.warn(
+          { key: `tcp.${name}` },
+          `tcp.${name} removed from config: its listener is held for the pod's life; it keeps being served with its running settings until the next pod start`,
+        );
+        tcp[name] = held;
+        continue;
+      }
+      if (fixed(`tcp.${name}.addr`, held.addr, wanted.addr)) wanted.addr = held.addr;
+      tcp[name] = wanted;
+    }
+    for (const name of Object.keys(next.tcp)) {
+      if (Object.hasOwn(running.tcp, name)) continue;
+      this.log.warn(
+        { key: `tcp.${name}`, ignored: next.tcp[name]?.addr },
+        `tcp.${name} added to config: listeners are bound once per pod, so it is served from the next pod start`,
+      );
+    }
+    next.tcp = tcp;
+    if (next.log.format !== running.log.format)
+      this.log.warn(
+        { key: 'log.format', running: running.log.format, workers: next.log.format },
+        "log.format changed in config: new workers use it; the supervisor's own lines keep their format until the next pod start",
+      );
+    const ws = next.websocket;
+    if (
+      ws.bus.driver === 'ipc' &&
+      (ws.history_size !== running.websocket.history_size ||
+        ws.history_bytes !== running.websocket.history_bytes)
+    )
+      this.log.warn(
+        { key: 'websocket.history_size', running: running.websocket.history_size },
+        "websocket.history_size/history_bytes changed in config: the supervisor's pod-wide history (ipc bus) keeps the bounds it started with until the next pod start",
+      );
+  }
+
+  /** The roll that carried `config` has made it current. */
+  private adopt(config: Config, generation: number): void {
+    this.config = config;
+    // The supervisor's own lines follow log.level too (the logger is shared with the admin server).
+    this.log.level = config.log.level;
+    this.log.info({ generation }, 'configuration reloaded');
   }
 
   /** Forward a bus message to every other live worker. */
@@ -626,6 +716,10 @@ export class Supervisor {
     this.resolveStopped(code);
     (this.opts.exit ?? process.exit)(code);
   }
+}
+
+function workerCountOf(config: Config): number {
+  return config.supervisor.workers > 0 ? config.supervisor.workers : availableCpus();
 }
 
 function sleep(ms: number): Promise<void> {
