@@ -7,6 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect as h2Connect } from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -390,5 +391,32 @@ describe('SIGHUP reload, section by section', () => {
       session = v.session ?? session;
     }
     expect(resumed).toBeGreaterThanOrEqual(28);
+  });
+
+  it('server.protocol http1 → http2 by a reload: the new generation speaks h2c on the held socket', async () => {
+    const h2c = (port: number) =>
+      new Promise<number>((resolve, reject) => {
+        const session = h2Connect(`http://127.0.0.1:${port}`);
+        session.on('error', reject);
+        const req = session.request({ ':path': '/config' });
+        req.on('response', (headers) => {
+          req.resume();
+          req.on('end', () => {
+            session.close();
+            resolve(Number(headers[':status']));
+          });
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const hyp = await startHyp({
+      config: (dir) => yaml(dir).replace('server:\n', 'server:\n  protocol: http1\n'),
+    });
+    await hyp.settled(1, 2);
+    await expect(h2c(hyp.httpPort)).rejects.toThrow();
+    writeFileSync(hyp.file, yaml(hyp.dir).replace('server:\n', 'server:\n  protocol: http2\n'));
+    hyp.child.kill('SIGHUP');
+    await hyp.settled(2, 2);
+    expect(await h2c(hyp.httpPort)).toBe(200);
   });
 });
