@@ -150,7 +150,7 @@ async function main(argv: string[]): Promise<void> {
 async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<void> {
   // First of all: from here a signal no longer kills the pod with Node's default action.
   const early = new EarlySignals();
-  const { config, warnings } = loadConfig(loadOpts);
+  const { config, warnings, file: startedFile } = loadConfig(loadOpts);
   // Unusable certificate or key files stop here (exit 2), before any socket or worker.
   checkTlsFiles(config);
   const appPath = resolveApp(appArg ?? config.app);
@@ -162,7 +162,9 @@ async function run(appArg: string | undefined, loadOpts: LoadOptions): Promise<v
     config,
     app: appPath,
     log,
-    reloadConfig: () => loadConfig(loadOpts).config,
+    // The file read at start, even if it was the implicit ./hyp.yaml: deleted
+    // since, the reload is refused rather than silently falling back to defaults.
+    reloadConfig: () => loadConfig({ ...loadOpts, file: loadOpts.file ?? startedFile }).config,
   });
   early.cleanup.push(() => {
     for (const l of sup.listeners) l.close();

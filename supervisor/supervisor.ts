@@ -516,10 +516,11 @@ export class Supervisor {
             : errorMessage(err);
       this.log.error(
         { code: (err as HypError).code, generation: this.generation },
-        `config reload failed, keeping the running config and generation ${this.generation}: ${why}`,
+        `config reload failed, keeping the running config (the rolling restart uses it): ${why}`,
       );
       this.metrics.reloadFailures.inc();
-      return { ok: false, generation: this.generation, error: why };
+      // SIGHUP is a rolling restart (ARCHITECTURE.md §signals) whatever the file says.
+      return this.rollGeneration('SIGHUP');
     }
     this.keepPodLifeKeys(next);
     this.pendingConfig = next;

@@ -1,6 +1,7 @@
 /**
  * What a SIGHUP reload does with each config section, on a real supervisor
- * started with `--config FILE`: a refused config changes nothing (no roll),
+ * started with `--config FILE`: a refused config is not applied (the SIGHUP
+ * still rolls, with the running config, as the signal contract says),
  * keys fixed for the pod's life are named and kept, the rest reaches the
  * next generation (and only once that generation is up), the environment
  * and `--set` still win, and a SIGHUP during a pod drain changes nothing.
@@ -68,12 +69,19 @@ async function startHyp(
     config?: (dir: string) => string;
     env?: Record<string, string>;
     sets?: string[];
+    /** Start without `--config`: the file is the implicit ./hyp.yaml of the working directory. */
+    implicit?: boolean;
   } = {},
 ): Promise<Hyp> {
   const dir = mkdtempSync(join(tmpdir(), 'hyp-reload-'));
   const file = join(dir, 'hyp.yaml');
   writeFileSync(file, (opts.config ?? yaml)(dir));
-  const args = [cli, 'run', opts.app ?? fixtureApp('config-echo'), '--config', file];
+  const args = [
+    cli,
+    'run',
+    opts.app ?? fixtureApp('config-echo'),
+    ...(opts.implicit ? [] : ['--config', file]),
+  ];
   for (const s of opts.sets ?? []) args.push('--set', s);
   const child = spawn(process.execPath, args, {
     cwd: dir,
@@ -145,14 +153,14 @@ async function startHyp(
 }
 
 /** Until generation 1 has 2 ready workers again, none of them `pid`. */
-const replaced = (hyp: Hyp, pid: number) =>
+const replaced = (hyp: Hyp, pid: number, generation = 1) =>
   until(
     async () => {
       const s = await hyp.status();
       const back = s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && w.pid !== pid);
-      return back && s.generation === 1 ? s : undefined;
+      return back && s.generation === generation ? s : undefined;
     },
-    `worker ${pid} replaced by a ready worker of generation 1`,
+    `worker ${pid} replaced by a ready worker of generation ${generation}`,
     30_000,
   );
 
@@ -190,7 +198,7 @@ function tlsVisit(port: number, session: Buffer | undefined): Promise<{ reused: 
 }
 
 describe('SIGHUP reload, section by section', () => {
-  it('an invalid config is refused with the key path and counted; no roll, /ready stays 200', async () => {
+  it('an invalid config is refused with the key path and counted; the roll keeps the running config, /ready stays 200', async () => {
     const hyp = await startHyp();
     await hyp.settled(1, 2);
     writeFileSync(hyp.file, yaml(hyp.dir).replace('delay: 0s', 'delay: soon'));
@@ -201,8 +209,7 @@ describe('SIGHUP reload, section by section', () => {
     expect(refused.msg).toContain('"soon"');
     expect(await metric(hyp, 'hyp_supervisor_config_reload_failures_total')).toBe(1);
     expect((await hyp.admin('/ready')).status).toBe(200);
-    // A SIGUSR2 afterwards is the only roll: the refused reload started none.
-    hyp.child.kill('SIGUSR2');
+    // The SIGHUP's roll runs with the running config.
     await hyp.settled(2, 2);
     expect(rolls(hyp)).toEqual([2]);
     expect((await hyp.workerConfig()).config.drain.delay).toBe('0s');
@@ -216,10 +223,23 @@ describe('SIGHUP reload, section by section', () => {
     const refused = await hyp.waitLog((l) => String(l.msg).startsWith('config reload failed'), 'refusal');
     expect(refused.msg).toContain('HYP_E_CONFIG_FILE');
     expect(refused.msg).toContain(hyp.file);
-    hyp.child.kill('SIGUSR2');
     await hyp.settled(2, 2);
     expect(rolls(hyp)).toEqual([2]);
     expect((await hyp.admin('/ready')).status).toBe(200);
+  });
+
+  it('an implicit ./hyp.yaml deleted before the SIGHUP is refused too, not replaced by the defaults', async () => {
+    const hyp = await startHyp({ implicit: true });
+    await hyp.settled(1, 2);
+    const started = (await hyp.workerConfig()).config;
+    rmSync(hyp.file);
+    hyp.child.kill('SIGHUP');
+    const refused = await hyp.waitLog((l) => String(l.msg).startsWith('config reload failed'), 'refusal');
+    expect(refused.msg).toContain('HYP_E_CONFIG_FILE');
+    await hyp.settled(2, 2);
+    const now = (await hyp.workerConfig()).config;
+    expect(now.drain).toEqual(started.drain);
+    expect(now.supervisor.workers).toBe(2);
   });
 
   it('TLS turned on with a missing certificate file is refused before any worker starts; crashed workers are still replaced', async () => {
@@ -237,11 +257,12 @@ describe('SIGHUP reload, section by section', () => {
     const refused = await hyp.waitLog((l) => String(l.msg).startsWith('config reload failed'), 'refusal');
     expect(refused.msg).toContain('server.tls.cert_file');
     expect(refused.msg).toContain(missing);
-    expect(rolls(hyp)).toEqual([]);
+    await hyp.settled(2, 2);
+    expect((await hyp.workerConfig()).config.server.tls.enabled).toBe(false);
     // The running config is the one a crashed worker comes back with.
     const victim = (await hyp.status()).workers[0]!;
     process.kill(victim.pid, 'SIGKILL');
-    await replaced(hyp, victim.pid);
+    await replaced(hyp, victim.pid, 2);
     expect((await hyp.admin('/ready')).status).toBe(200);
   });
 
