@@ -461,7 +461,7 @@ async function main(): Promise<void> {
       // A drain already under way keeps its own, later deadline (drain is
       // idempotent): the orphan still leaves within 1 s, hooks' grace included.
       setTimeout(() => {
-        log.warn('supervisor gone during a drain: exiting at the 1 s orphan deadline');
+        log.warn("supervisor gone: exiting at the orphan deadline (1 s, plus the hooks' grace)");
         process.exit(0);
       }, 1000 + shutdownGraceMs).unref();
     });
