@@ -492,9 +492,9 @@ export class Supervisor {
   /**
    * SIGHUP: re-read the config and roll with it. A config that cannot be
    * loaded (file gone, invalid, unusable TLS files) is refused: logged with
-   * why, counted, and nothing else happens (no roll). Keys fixed for the
-   * pod's life are named and kept. The new config becomes the running one
-   * only once its generation is ready.
+   * why and counted, and the roll (the signal's contract) keeps the running
+   * config. Keys fixed for the pod's life are named and kept. The new config
+   * becomes the running one only once its generation is ready.
    */
   async reload(): Promise<RollResult> {
     if (!this.opts.reloadConfig) return this.rollGeneration('SIGHUP');
