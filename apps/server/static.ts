@@ -265,6 +265,10 @@ function pipeFile(
     }
     stream.on('error', (err: SendError) => {
       const status = err.status ?? 500;
+      // The answer is already out (an empty file's head, ended at once by
+      // holdToLength, whose read then failed: the file vanished meanwhile):
+      // nothing more to say on it. Touching its headers would throw.
+      if (c.res.headersSent || c.res.writableEnded) return resolve();
       if (status === 404) {
         // Gone between `send`'s stat and its open: its file headers are set by now.
         const res = c.res;

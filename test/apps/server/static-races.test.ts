@@ -84,6 +84,26 @@ describe('a static file changing while it is sent (HTTP/1.1)', () => {
     expect(out.endsWith('second-file')).toBe(true);
   });
 
+  it('an empty file deleted as it is opened: the empty answer stands, nothing throws', async () => {
+    const errors: unknown[] = [];
+    const onError = (err: unknown) => errors.push(err);
+    process.on('uncaughtException', onError);
+    try {
+      for (let i = 0; i < 5; i++) {
+        writeFileSync(join(dir, `vanishes${i}.txt`), '');
+        changeOnRead(`vanishes${i}.txt`, (path) => rmSync(path));
+        const res = await fetch(`${served.url}/s/vanishes${i}.txt`);
+        expect([res.status, await res.text()]).toEqual([200, '']);
+        vi.restoreAllMocks();
+      }
+      // The failed open is reported a moment after the answer.
+      await new Promise((r) => setTimeout(r, 100));
+      expect(errors).toEqual([]);
+    } finally {
+      process.off('uncaughtException', onError);
+    }
+  });
+
   it('an empty file that stays empty is still served', async () => {
     writeFileSync(join(dir, 'empty.txt'), '');
     const res = await fetch(`${served.url}/s/empty.txt`);
