@@ -7,6 +7,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Readable } from 'node:stream';
 
 export const root = resolve(import.meta.dirname, '..', '..');
 export const cli = join(root, 'dist', 'supervisor', 'cli.js');
@@ -48,6 +49,23 @@ export interface Status {
   other_workers: WorkerView[];
   listeners: Array<{ name: string; port: number }>;
   problem: string | null;
+}
+
+/** Parse the JSON log lines `stream` prints into `logs` (a line that is not JSON is kept as `{ msg, level: 'raw' }`). */
+export function collectLogLines(stream: Readable, logs: LogLine[]): void {
+  let buf = '';
+  stream.on('data', (chunk: Buffer) => {
+    buf += chunk.toString('utf8');
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const line = buf.slice(0, nl);
+      buf = buf.slice(nl + 1);
+      try {
+        logs.push(JSON.parse(line));
+      } catch {
+        logs.push({ msg: line, level: 'raw' });
+      }
+    }
+  });
 }
 
 export async function until<T>(
@@ -101,21 +119,7 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<Running>
   );
   const logs: LogLine[] = [];
   const stderr: string[] = [];
-  let buf = '';
-  proc.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8');
-    let nl = buf.indexOf('\n');
-    while (nl >= 0) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(line));
-      } catch {
-        logs.push({ msg: line, level: 'raw' });
-      }
-      nl = buf.indexOf('\n');
-    }
-  });
+  collectLogLines(proc.stdout!, logs);
   proc.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString('utf8')));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
     proc.once('exit', (code, signal) => res({ code, signal })),

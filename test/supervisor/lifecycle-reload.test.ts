@@ -8,7 +8,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { cli, fixtureApp, type LogLine, until } from '../helpers/supervisor.js';
+import { cli, collectLogLines, fixtureApp, type LogLine, until } from '../helpers/supervisor.js';
 
 let proc: ChildProcess | undefined;
 afterEach(() => {
@@ -27,19 +27,7 @@ function run(dir: string, file: string) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];
-  let buf = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8');
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(line));
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
-  });
+  collectLogLines(child.stdout!, logs);
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const waitLog = (pred: (l: LogLine) => boolean, what: string, timeoutMs = 20_000) =>
     until(() => logs.find(pred), what, timeoutMs);

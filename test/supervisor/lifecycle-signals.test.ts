@@ -12,6 +12,7 @@ import { pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   cli,
+  collectLogLines,
   fixtureApp,
   isAlive,
   type LogLine,
@@ -70,19 +71,7 @@ async function startHeld(): Promise<Held> {
   );
   const logs: LogLine[] = [];
   let err = '';
-  let buf = '';
-  proc.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8');
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(line));
-      } catch {
-        logs.push({ msg: line, level: 'raw' });
-      }
-    }
-  });
+  collectLogLines(proc.stdout!, logs);
   proc.stderr!.on('data', (chunk: Buffer) => {
     err += chunk.toString('utf8');
   });

@@ -16,7 +16,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../supervisor/config/schema.js';
 import { makePki, type TestPki } from '../apps/server/tls/certs.js';
-import { cli, fixtureApp, type LogLine, type Status, until } from '../helpers/supervisor.js';
+import { cli, collectLogLines, fixtureApp, type LogLine, type Status, until } from '../helpers/supervisor.js';
 
 let pki: TestPki;
 beforeAll(() => {
@@ -90,19 +90,7 @@ async function startHyp(
   });
   running.push(child);
   const logs: LogLine[] = [];
-  let buf = '';
-  child.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8');
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(line));
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
-  });
+  collectLogLines(child.stdout!, logs);
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => {
     stderr += chunk.toString('utf8');
