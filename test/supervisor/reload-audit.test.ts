@@ -12,11 +12,11 @@ import { connect as h2Connect } from 'node:http2';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../supervisor/config/schema.js';
 import { makePki, type TestPki } from '../apps/server/tls/certs.js';
 import { cli, collectLogLines, fixtureApp, type LogLine, type Status, until } from '../helpers/supervisor.js';
+import { tlsVisit } from '../helpers/tls-visit.js';
 
 let pki: TestPki;
 beforeAll(() => {
@@ -158,31 +158,6 @@ async function metric(hyp: Hyp, name: string): Promise<number> {
   const text = await (await hyp.admin('/metrics')).text();
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return Number(line?.split(' ')[1] ?? Number.NaN);
-}
-
-/** One TLS connection: was its session resumed, and the session to offer next time. */
-function tlsVisit(port: number, session: Buffer | undefined): Promise<{ reused: boolean; session?: Buffer }> {
-  return new Promise((resolve, reject) => {
-    let latest: Buffer | undefined;
-    let reused = false;
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port,
-      ca: pki.read(pki.caCert),
-      session,
-      ALPNProtocols: ['http/1.1'],
-    });
-    socket.on('session', (s: Buffer) => {
-      latest = s;
-    });
-    socket.on('secureConnect', () => {
-      reused = socket.isSessionReused();
-      socket.write('GET /config HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
-    });
-    socket.on('data', () => {});
-    socket.on('error', reject);
-    socket.on('close', () => resolve(latest ? { reused, session: latest } : { reused }));
-  });
 }
 
 describe('SIGHUP reload, section by section', () => {
@@ -392,10 +367,10 @@ describe('SIGHUP reload, section by section', () => {
     );
     hyp.child.kill('SIGHUP');
     await hyp.settled(2, 2);
-    let session = (await tlsVisit(hyp.httpPort, undefined)).session;
+    let session = (await tlsVisit(hyp.httpPort, pki.read(pki.caCert), undefined, '/config')).session;
     let resumed = 0;
     for (let i = 0; i < 30; i++) {
-      const v = await tlsVisit(hyp.httpPort, session);
+      const v = await tlsVisit(hyp.httpPort, pki.read(pki.caCert), session, '/config');
       if (v.reused) resumed++;
       session = v.session ?? session;
     }

@@ -5,10 +5,10 @@
  * which exists only for this proof) a connection resumes exactly when it
  * lands on the worker that issued its ticket — about half the time with 2.
  */
-import { connect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makePki, type TestPki } from '../apps/server/tls/certs.js';
 import { fixtureApp, type Running, startSupervisor } from '../helpers/supervisor.js';
+import { tlsVisit } from '../helpers/tls-visit.js';
 
 let pki: TestPki;
 let sup: Running | undefined;
@@ -26,35 +26,9 @@ interface Visit {
   session: Buffer | undefined;
 }
 
-function visit(port: number, session: Buffer | undefined): Promise<Visit> {
-  return new Promise((resolve, reject) => {
-    let latest: Buffer | undefined;
-    let reused = false;
-    let body = '';
-    const socket = connect({
-      host: '127.0.0.1',
-      port,
-      ca: pki.read(pki.caCert),
-      session,
-      ALPNProtocols: ['http/1.1'],
-    });
-    socket.on('session', (s: Buffer) => {
-      latest = s;
-    });
-    socket.on('secureConnect', () => {
-      reused = socket.isSessionReused();
-      socket.write('GET /api/worker HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
-    });
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      body += d;
-    });
-    socket.on('error', reject);
-    socket.on('close', () => {
-      const pid = Number(/"pid":(\d+)/.exec(body)?.[1] ?? 0);
-      resolve({ reused, pid, session: latest });
-    });
-  });
+async function visit(port: number, session: Buffer | undefined): Promise<Visit> {
+  const { reused, session: next, body } = await tlsVisit(port, pki.read(pki.caCert), session, '/api/worker');
+  return { reused, pid: Number(/"pid":(\d+)/.exec(body)?.[1] ?? 0), session: next };
 }
 
 async function sequential(port: number, n: number): Promise<Visit[]> {
