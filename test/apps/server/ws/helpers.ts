@@ -221,3 +221,28 @@ export async function eventually(check: () => boolean, timeoutMs = 10_000): Prom
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+/** The `Sec-WebSocket-Key` of RFC 6455's example handshake. */
+export const handshakeKey = 'dGhlIHNhbXBsZSBub25jZQ==';
+
+/** A raw WebSocket upgrade request: `line`, the handshake headers, then `extra` header lines. */
+export function upgradeRequest(line = 'GET /ws HTTP/1.1', extra = ''): string {
+  return (
+    `${line}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    `Sec-WebSocket-Key: ${handshakeKey}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
+  );
+}
+
+/** `server`'s open sockets once they have had a moment to close (bounded: 200 polls of 10 ms). */
+export async function openSockets(server: Server): Promise<number> {
+  const count = () =>
+    new Promise<number>((resolve, reject) =>
+      server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
+    );
+  let n = await count();
+  for (let i = 0; i < 200 && n > 0; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    n = await count();
+  }
+  return n;
+}

@@ -8,6 +8,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../../apps/server/app.js';
 import type { HubOptions } from '../../../../apps/server/ws/hub.js';
+import { handshakeKey, openSockets, upgradeRequest } from './helpers.js';
 
 let server: Server | undefined;
 let app: App | undefined;
@@ -30,28 +31,8 @@ async function start(options: HubOptions = {}): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
-function connections(): Promise<number> {
-  return new Promise((resolve, reject) =>
-    server!.getConnections((err, n) => (err ? reject(err) : resolve(n))),
-  );
-}
-
-/** The server's open sockets once they have had a moment to close (bounded: 200 polls). */
-async function openSockets(): Promise<number> {
-  let n = await connections();
-  for (let i = 0; i < 200 && n > 0; i++) {
-    await new Promise((r) => setTimeout(r, 10));
-    n = await connections();
-  }
-  return n;
-}
-
-const key = 'dGhlIHNhbXBsZSBub25jZQ==';
 function upgrade(line: string, extra = ''): string {
-  return (
-    `${line}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
-  );
+  return upgradeRequest(line, extra);
 }
 
 /** Sends `request` and resolves with the answer's head and body once the server ends; this side never closes first. */
@@ -89,7 +70,7 @@ describe('upgrade request lines that are not HTTP/1.1', () => {
     expect(answer).toContain('websocket upgrade needs HTTP/1.1');
     expect(authorized).toBe(0);
     expect(app!.websockets.get('/ws')!.clients()).toBe(0);
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(server!)).toBe(0);
   });
 });
 
@@ -115,7 +96,7 @@ describe('refused upgrades', () => {
       }
       await new Promise((r) => setTimeout(r, 100));
       expect(errors).toEqual([]);
-      expect(await openSockets()).toBe(0);
+      expect(await openSockets(server!)).toBe(0);
     } finally {
       process.off('uncaughtException', onError);
     }
@@ -141,8 +122,8 @@ describe('refused upgrades', () => {
       [upgrade('GET /ws HTTP/1.1', 'X-How: false\r\n'), /^HTTP\/1\.1 403 [\s\S]*HYP_E_WS_FORBIDDEN/],
       [upgrade('GET /ws HTTP/1.1', 'X-How: throw\r\n'), /^HTTP\/1\.1 401 [\s\S]*HYP_E_WS_UNAUTHORIZED/],
       [upgrade('GET /ws HTTP/1.1', 'X-How: reject\r\n'), /^HTTP\/1\.1 401 [\s\S]*HYP_E_WS_UNAUTHORIZED/],
-      [upgrade('GET /ws HTTP/1.1').replace(key, 'garbage'), /^HTTP\/1\.1 400 /],
-      [upgrade('GET /ws HTTP/1.1', `Sec-WebSocket-Key: ${key}\r\n`), /^HTTP\/1\.1 400 /],
+      [upgrade('GET /ws HTTP/1.1').replace(handshakeKey, 'garbage'), /^HTTP\/1\.1 400 /],
+      [upgrade('GET /ws HTTP/1.1', `Sec-WebSocket-Key: ${handshakeKey}\r\n`), /^HTTP\/1\.1 400 /],
       [upgrade('GET /ws HTTP/1.1', 'Sec-WebSocket-Version: 8\r\n'), /^HTTP\/1\.1 400 /],
       [
         upgrade('GET /ws HTTP/1.1').replace('Upgrade: websocket', 'Upgrade: WebSocket, foo'),
@@ -154,7 +135,7 @@ describe('refused upgrades', () => {
     for (const [request, expected] of cases) {
       expect(await send(port, request), request.split('\r\n')[0]).toMatch(expected);
     }
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(server!)).toBe(0);
     expect(app!.websockets.get('/ws')!.clients()).toBe(0);
   });
 
@@ -163,6 +144,6 @@ describe('refused upgrades', () => {
     const answer = await send(port, upgrade('GET /ws HTTP/1.1'));
     expect(answer).toMatch(/^HTTP\/1\.1 500 [\s\S]*HYP_E_INTERNAL/);
     expect(app!.websockets.get('/ws')!.clients()).toBe(0);
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(server!)).toBe(0);
   });
 });

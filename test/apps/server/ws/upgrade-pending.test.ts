@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Authorization, HubOptions } from '../../../../apps/server/ws/hub.js';
 import { hubOptionsFromConfig } from '../../../../apps/server/ws/options.js';
 import { loadConfig } from '../../../../supervisor/config/load.js';
-import { eventually, type Served, serveHub } from './helpers.js';
+import { eventually, openSockets, type Served, serveHub, upgradeRequest } from './helpers.js';
 
 let served: Served | undefined;
 const sockets: Socket[] = [];
@@ -25,28 +25,8 @@ async function start(options: HubOptions): Promise<number> {
   return (served.server.address() as AddressInfo).port;
 }
 
-function connections(): Promise<number> {
-  return new Promise((resolve, reject) =>
-    served!.server.getConnections((err, n) => (err ? reject(err) : resolve(n))),
-  );
-}
-
-/** The server's open sockets once they have had a moment to close (bounded: 200 polls). */
-async function openSockets(): Promise<number> {
-  let n = await connections();
-  for (let i = 0; i < 200 && n > 0; i++) {
-    await new Promise((r) => setTimeout(r, 10));
-    n = await connections();
-  }
-  return n;
-}
-
-const key = 'dGhlIHNhbXBsZSBub25jZQ==';
 function upgrade(extra = '', line = 'GET /ws HTTP/1.1'): string {
-  return (
-    `${line}\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extra}\r\n`
-  );
+  return upgradeRequest(line, extra);
 }
 
 interface Exchange {
@@ -119,7 +99,7 @@ describe('websocket.authorize_timeout', () => {
     await new Promise((r) => setTimeout(r, 20));
     expect(connected).toEqual([]);
     expect(served!.hub.clients()).toBe(0);
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(served!.server)).toBe(0);
   });
 
   it('a client that leaves while authorize runs is never connected (no onConnect, no onDisconnect)', async () => {
@@ -136,7 +116,7 @@ describe('websocket.authorize_timeout', () => {
     await eventually(() => g.calls() === 1);
     socket.end();
     // the server notices the peer left and lets the socket go
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(served!.server)).toBe(0);
     g.release({ clientId: 'gone' });
     await new Promise((r) => setTimeout(r, 50));
     expect(events).toEqual([]);
@@ -187,7 +167,7 @@ describe('drain with upgrades waiting on authorize', () => {
     const late = await open(port, upgrade()).answer;
     expect(late).toMatch(/^HTTP\/1\.1 503 [\s\S]*HYP_E_DRAINING/);
     expect(g.calls()).toBe(2);
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(served!.server)).toBe(0);
   });
 });
 
@@ -210,7 +190,7 @@ describe('upgrade requests with a body', () => {
       expect(text).toContain('cannot carry a body');
       expect(authorized).toBe(0);
       expect(served!.hub.clients()).toBe(0);
-      expect(await openSockets()).toBe(0);
+      expect(await openSockets(served!.server)).toBe(0);
     });
   }
 
@@ -238,6 +218,6 @@ describe('bytes sent while authorize runs', () => {
     g.release(true);
     await new Promise((r) => setTimeout(r, 20));
     expect(served!.hub.clients()).toBe(0);
-    expect(await openSockets()).toBe(0);
+    expect(await openSockets(served!.server)).toBe(0);
   });
 });
