@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { afterEach, vi } from 'vitest';
 import { WebSocket } from 'ws';
@@ -245,4 +245,28 @@ export async function openSockets(server: Server): Promise<number> {
     n = await count();
   }
   return n;
+}
+
+/** A raw connection to a hub's server, and what the server answered. */
+export interface RawExchange {
+  socket: Socket;
+  /** Resolves with everything the server sent once it ends its side; this side never closes first. */
+  answer: Promise<string>;
+}
+
+/** Write `request` on a fresh half-open-capable connection (the caller destroys `socket` when done). */
+export function rawExchange(port: number, request: string): RawExchange {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  let out = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => {
+    out += d;
+  });
+  const answer = new Promise<string>((resolve, reject) => {
+    socket.on('end', () => resolve(out));
+    socket.on('close', () => resolve(out));
+    socket.on('error', reject);
+  });
+  socket.write(request);
+  return { socket, answer };
 }

@@ -8,7 +8,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../../apps/server/app.js';
 import type { HubOptions } from '../../../../apps/server/ws/hub.js';
-import { handshakeKey, openSockets, upgradeRequest } from './helpers.js';
+import { handshakeKey, openSockets, rawExchange, upgradeRequest } from './helpers.js';
 
 let server: Server | undefined;
 let app: App | undefined;
@@ -37,18 +37,9 @@ function upgrade(line: string, extra = ''): string {
 
 /** Sends `request` and resolves with the answer's head and body once the server ends; this side never closes first. */
 function send(port: number, request: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-    sockets.push(socket);
-    let out = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      out += d;
-    });
-    socket.on('end', () => resolve(out));
-    socket.on('error', reject);
-    socket.write(request);
-  });
+  const { socket, answer } = rawExchange(port, request);
+  sockets.push(socket);
+  return answer;
 }
 
 describe('upgrade request lines that are not HTTP/1.1', () => {

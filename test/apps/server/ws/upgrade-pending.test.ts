@@ -4,13 +4,21 @@
  * leaves while the hook runs is never connected, a drain refuses the waiting
  * upgrades at once, and a body is refused before the handshake.
  */
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Authorization, HubOptions } from '../../../../apps/server/ws/hub.js';
 import { hubOptionsFromConfig } from '../../../../apps/server/ws/options.js';
 import { loadConfig } from '../../../../supervisor/config/load.js';
-import { eventually, openSockets, type Served, serveHub, upgradeRequest } from './helpers.js';
+import {
+  eventually,
+  openSockets,
+  type RawExchange,
+  rawExchange,
+  type Served,
+  serveHub,
+  upgradeRequest,
+} from './helpers.js';
 
 let served: Served | undefined;
 const sockets: Socket[] = [];
@@ -29,27 +37,10 @@ function upgrade(extra = '', line = 'GET /ws HTTP/1.1'): string {
   return upgradeRequest(line, extra);
 }
 
-interface Exchange {
-  socket: Socket;
-  /** Resolves with everything the server sent once it ends its side; this side never closes first. */
-  answer: Promise<string>;
-}
-
-function open(port: number, request: string): Exchange {
-  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-  sockets.push(socket);
-  let out = '';
-  socket.setEncoding('latin1');
-  socket.on('data', (d: string) => {
-    out += d;
-  });
-  const answer = new Promise<string>((resolve, reject) => {
-    socket.on('end', () => resolve(out));
-    socket.on('close', () => resolve(out));
-    socket.on('error', reject);
-  });
-  socket.write(request);
-  return { socket, answer };
+function open(port: number, request: string): RawExchange {
+  const exchange = rawExchange(port, request);
+  sockets.push(exchange.socket);
+  return exchange;
 }
 
 /** An authorize hook that never settles on its own; `release` settles every pending call. */
