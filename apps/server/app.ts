@@ -118,6 +118,8 @@ export class App extends RouteGroup {
   private readonly notFoundRoute: Route;
   private readonly methodNotAllowedRoute: Route;
   private readonly optionsRoute: Route;
+  /** Answers 400 to the asterisk-form target (`*`) with a method other than OPTIONS. */
+  private readonly asteriskRoute: Route;
   /** Answers 400 to a URL whose path cannot be percent-decoded. */
   private readonly badUrlRoute: Route;
 
@@ -146,6 +148,7 @@ export class App extends RouteGroup {
     this.notFoundRoute = new Route('*', unmatchedRoute, (c) => this.notFoundHandler(c), none);
     this.methodNotAllowedRoute = new Route('*', unmatchedRoute, (c) => this.methodNotAllowedHandler(c), none);
     this.optionsRoute = new Route('*', unmatchedRoute, (c) => c.empty(204), none);
+    this.asteriskRoute = new Route('*', unmatchedRoute, (c) => c.json(asteriskProblem, 400), none);
   }
 
   /** Handler for requests no route matches (default: 404 `HYP_E_NOT_FOUND` problem body). */
@@ -417,6 +420,8 @@ export class App extends RouteGroup {
     url: string,
     h2?: H2Stream,
   ): Context {
+    // The asterisk-form target (`OPTIONS * HTTP/1.1`) asks about the server, not a resource.
+    if (url === '*') return this.asterisk(req, res, method, h2);
     const allowed = this.routes.allowed(url);
     if (allowed === null) return new Context(this, req, res, this.badUrlRoute, noParams, '', h2);
     const route =
@@ -435,12 +440,27 @@ export class App extends RouteGroup {
     return c;
   }
 
+  /** `OPTIONS *`: 204 with every method the server serves; any other method with `*` is 400. */
+  private asterisk(
+    req: HttpRequest | undefined,
+    res: HttpResponse | undefined,
+    method: string,
+    h2: H2Stream | undefined,
+  ): Context {
+    if (method !== 'OPTIONS') return new Context(this, req, res, this.asteriskRoute, noParams, '', h2);
+    const c = new Context(this, req, res, this.optionsRoute, noParams, '', h2);
+    c.allow = this.routes.served().join(', ');
+    c.response.setHeader('allow', c.allow);
+    return c;
+  }
+
   private compile(): void {
     const global = this.middleware;
     this.routes.compile(global);
     this.notFoundRoute.compile(global);
     this.methodNotAllowedRoute.compile(global);
     this.optionsRoute.compile(global);
+    this.asteriskRoute.compile(global);
     this.tracing.resolve();
   }
 
@@ -533,6 +553,10 @@ function refuseHttpVersion(req: IncomingMessage, res: ServerResponse): void {
 
 const badUrlProblem = new HypError('HYP_E_BAD_REQUEST', {
   detail: 'malformed percent-encoding in path',
+}).toProblem();
+
+const asteriskProblem = new HypError('HYP_E_BAD_REQUEST', {
+  detail: 'the asterisk-form request target (*) is only for OPTIONS',
 }).toProblem();
 
 function badUrl(c: Context): void {

@@ -198,7 +198,7 @@ export class Router {
     }
     const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
     if (found === null) return null;
-    if (found.store !== null) return found as unknown as RouteMatch;
+    if (found.store !== null) return emptyParam(found.params) ? null : (found as unknown as RouteMatch);
     const store = failure(found) === tooLongMark ? this.tooLong : this.badUrl;
     return store ? { store, params: noParams, searchParams: '' } : null;
   }
@@ -216,7 +216,7 @@ export class Router {
         if (failure(found) === badUrlMark) return null;
         continue; // a parameter too long for this method's routes: not served
       }
-      allow.push(method);
+      if (!emptyParam(found.params)) allow.push(method);
     }
     // Only OPTIONS routes (a CORS preflight catch-all): no resource here, a 404.
     if (allow.length === 1 && allow[0] === 'OPTIONS') return [];
@@ -224,10 +224,29 @@ export class Router {
     return allow.sort();
   }
 
+  /** Every method some route serves (HEAD wherever GET is, and OPTIONS), sorted: `Allow` of `OPTIONS *`. */
+  served(): string[] {
+    const all = new Set(this.methods);
+    if (all.has('GET')) all.add('HEAD');
+    all.add('OPTIONS');
+    return [...all].sort();
+  }
+
   /** The table as text, for `hyp routes`-style debugging. */
   print(): string {
     return this.tree.prettyPrint();
   }
+}
+
+/**
+ * A named parameter matched an empty segment (`/users//`, `/a//b`, or
+ * `/users/` with strict trailing slashes): not a match, as in Express and
+ * Hono, so a handler never sees `c.param('id') === ''`. A wildcard may be
+ * empty (`/files/` is the directory itself).
+ */
+function emptyParam(params: Record<string, string | undefined>): boolean {
+  for (const name in params) if (params[name] === '' && name !== '*') return true;
+  return false;
 }
 
 /** Which of find-my-way's store-less results this is: a bad URL or a parameter too long. */

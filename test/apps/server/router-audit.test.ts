@@ -207,3 +207,76 @@ describe('c.path', () => {
     expect(JSON.parse(await send('http://h/nope?x')).error.message).toBe('no route for GET /nope');
   });
 });
+
+/** The status and body of a raw HTTP/1.1 request line `method target` (for targets fetch cannot send). */
+async function rawAnswer(method: string, target: string): Promise<{ head: string; body: string }> {
+  const { port } = new URL(served!.url);
+  return new Promise((resolve, reject) => {
+    const socket = connect(Number(port), '127.0.0.1');
+    let out = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => {
+      out += d;
+    });
+    socket.on('end', () => {
+      const split = out.indexOf('\r\n\r\n');
+      resolve({ head: out.slice(0, split), body: out.slice(split + 4) });
+    });
+    socket.on('error', reject);
+    socket.write(`${method} ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`);
+  });
+}
+
+describe('empty path segments', () => {
+  const policies = [{}, { ignore_trailing_slash: false }];
+  for (const router of policies) {
+    it(`never fill a :param with '' (policy ${JSON.stringify(router)})`, async () => {
+      served = await serve(
+        (app) => {
+          app.get('/users/:id', (c) => c.json({ id: c.param('id') }));
+          app.delete('/users/:id', (c) => c.json({ deleted: c.param('id') }));
+          app.get('/a/:x/b', (c) => c.json({ x: c.param('x') }));
+          app.get('/range/:from-:to', (c) => c.json({ from: c.param('from'), to: c.param('to') }));
+          app.get('/files/*', (c) => c.json({ rest: c.param('*') }));
+        },
+        { config: policy(router) },
+      );
+      for (const path of ['/users/', '/users//', '/a//b', '/range/-']) {
+        for (const method of ['GET', 'DELETE']) {
+          const res = await fetch(`${served.url}${path}`, { method });
+          expect([path, method, res.status], JSON.stringify(await res.text())).toEqual([path, method, 404]);
+        }
+      }
+      expect(await (await fetch(`${served.url}/users/7`)).json()).toEqual({ id: '7' });
+      expect(await (await fetch(`${served.url}/a/1/b`)).json()).toEqual({ x: '1' });
+      expect(await (await fetch(`${served.url}/range/1-2`)).json()).toEqual({ from: '1', to: '2' });
+      // a wildcard may be empty: /files/ (or /files// once a trailing slash is ignored) is the directory itself
+      const dir = router.ignore_trailing_slash === false ? '/files/' : '/files//';
+      expect(await (await fetch(`${served.url}${dir}`)).json()).toEqual({ rest: '' });
+      // a path where only other methods have a non-empty match is 405 for them, 404 where none has
+      const put = await fetch(`${served.url}/users/7`, { method: 'PUT' });
+      expect([put.status, put.headers.get('allow')]).toEqual([405, 'DELETE, GET, HEAD, OPTIONS']);
+      const emptyPut = await fetch(`${served.url}/users//`, { method: 'PUT' });
+      expect([emptyPut.status, emptyPut.headers.get('allow')]).toEqual([404, null]);
+    });
+  }
+});
+
+describe('asterisk-form request target (OPTIONS *)', () => {
+  it('OPTIONS * is 204 with Allow of every method the server serves; another method with * is 400', async () => {
+    served = await serve((app) => {
+      app.get('/a', (c) => c.text('a'));
+      app.post('/b', (c) => c.text('b'));
+    });
+    const options = await rawAnswer('OPTIONS', '*');
+    expect(options.head).toMatch(/^HTTP\/1\.1 204 /);
+    expect(options.head).toMatch(/\r\nallow: GET, HEAD, OPTIONS, POST\r\n/i);
+    expect(options.head).toMatch(/\r\nx-request-id: /i);
+    const get = await rawAnswer('GET', '*');
+    expect(get.head).toMatch(/^HTTP\/1\.1 400 /);
+    expect(JSON.parse(get.body).error).toEqual({
+      code: 'HYP_E_BAD_REQUEST',
+      message: 'the asterisk-form request target (*) is only for OPTIONS',
+    });
+  });
+});
