@@ -188,19 +188,7 @@ describe('long path parameters', () => {
 describe('c.path', () => {
   it('is the path of an absolute-form request target (GET http://host/a), as routing sees it', async () => {
     served = await serve((app) => app.get('/a', (c) => c.json({ path: c.path, q: c.query('q') })));
-    const { port } = new URL(served.url);
-    const send = (target: string) =>
-      new Promise<string>((resolve, reject) => {
-        const socket = connect(Number(port), '127.0.0.1');
-        let out = '';
-        socket.setEncoding('latin1');
-        socket.on('data', (d: string) => {
-          out += d;
-        });
-        socket.on('end', () => resolve(out.slice(out.indexOf('\r\n\r\n') + 4)));
-        socket.on('error', reject);
-        socket.write(`GET ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`);
-      });
+    const send = async (target: string) => (await rawAnswer('GET', target)).body;
     expect(JSON.parse(await send('http://h/a?q=1'))).toEqual({ path: '/a', q: '1' });
     expect(JSON.parse(await send('HTTPS://h:8443/a'))).toEqual({ path: '/a' });
     expect(JSON.parse(await send('/a'))).toEqual({ path: '/a' });
