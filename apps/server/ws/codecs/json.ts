@@ -75,10 +75,41 @@ function scanString(b: Uint8Array, p: number): number {
       }
     } else if (c < 0x20) {
       fail('control character in string', p);
-    } else {
+    } else if (c < 0x80) {
       p++;
+    } else {
+      p += utf8Sequence(b, p);
     }
   }
+}
+
+/**
+ * Length of the well-formed UTF-8 sequence at `p` (RFC 3629: no overlong
+ * forms, no surrogates, nothing above U+10FFFF). JSON text is UTF-8, and a
+ * text frame that is not makes every WebSocket peer fail the connection (1007).
+ */
+function utf8Sequence(b: Uint8Array, p: number): number {
+  const c = b[p]!;
+  let length: number;
+  let low = 0x80;
+  let high = 0xbf;
+  if (c >= 0xc2 && c <= 0xdf) length = 2;
+  else if (c >= 0xe0 && c <= 0xef) {
+    length = 3;
+    if (c === 0xe0) low = 0xa0;
+    else if (c === 0xed) high = 0x9f;
+  } else if (c >= 0xf0 && c <= 0xf4) {
+    length = 4;
+    if (c === 0xf0) low = 0x90;
+    else if (c === 0xf4) high = 0x8f;
+  } else return fail(`invalid UTF-8 byte 0x${c.toString(16)}`, p);
+  for (let i = 1; i < length; i++) {
+    const next = b[p + i];
+    if (next === undefined || next < low || next > high) fail('invalid UTF-8 sequence', p);
+    low = 0x80;
+    high = 0xbf;
+  }
+  return length;
 }
 
 function scanDigits(b: Uint8Array, p: number): number {

@@ -1,5 +1,5 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { type Envelope, emptyBytes, utf8Encoder } from '../envelope.js';
+import { type Envelope, emptyBytes, int64Max, int64Min, utf8Encoder } from '../envelope.js';
 import type { Codec } from './codec.js';
 import { decodeError } from './decode-error.js';
 import {
@@ -66,12 +66,14 @@ function dataField(wire: Record<string, unknown>): Uint8Array {
 function timestampField(wire: Record<string, unknown>): bigint {
   const value = wire.timestamp;
   if (value === undefined || value === null) return 0n;
-  if (typeof value === 'bigint') {
-    if (value >= 1n << 63n) throw decodeError(name, '"timestamp" overflows int64');
-    return value;
-  }
-  if (typeof value === 'number' && Number.isInteger(value)) return BigInt(value);
-  throw decodeError(name, '"timestamp" must be an integer');
+  let timestamp: bigint;
+  if (typeof value === 'bigint') timestamp = value;
+  // a float64 holding an integer (some encoders write large integers so) is taken, within int64
+  else if (typeof value === 'number' && Number.isInteger(value)) timestamp = BigInt(value);
+  else throw decodeError(name, '"timestamp" must be an integer');
+  // beyond int64 no codec could carry it on: protobuf and FlatBuffers would wrap it, JSON peers refuse it
+  if (timestamp < int64Min || timestamp > int64Max) throw decodeError(name, '"timestamp" overflows int64');
+  return timestamp;
 }
 
 function unmarshal(bytes: Uint8Array): Envelope {

@@ -1,0 +1,93 @@
+import { encode } from '@msgpack/msgpack';
+import { describe, expect, it } from 'vitest';
+import { jsonCodec, msgpackCodec } from '../../../../apps/server/ws/codecs/index.js';
+import { envelope } from '../../../../apps/server/ws/envelope.js';
+import { isHypError } from '../../../../supervisor/errors.js';
+import { HubTestBed, json, text } from './helpers.js';
+
+const bed = new HubTestBed();
+
+function decodeFailure(f: () => unknown): { code: string; offset: unknown } {
+  try {
+    f();
+  } catch (err) {
+    if (!isHypError(err)) throw err;
+    return { code: err.code, offset: err.params.offset };
+  }
+  throw new Error('decoded');
+}
+
+describe('JSON text is valid UTF-8', () => {
+  it('a JSON subscriber stays connected when a binary publisher sends data that is not UTF-8', async () => {
+    await bed.serve();
+    const subscriber = await bed.connect('json');
+    subscriber.subscribe('s');
+    await subscriber.nextOf('subscribed');
+    const publisher = await bed.connect('protobuf');
+    // a quoted byte 0xff: JSON-shaped, but not UTF-8, so not JSON text
+    publisher.send({ type: 'publish', channel: 's', data: new Uint8Array([0x22, 0xff, 0x22]) });
+    publisher.send({ type: 'publish', channel: 's', data: Buffer.from('"after"') });
+    await subscriber.until((c) => c.of('message').length === 2 || c.closed !== undefined);
+    expect(subscriber.closed).toBeUndefined();
+    const [first, second] = subscriber.of('message');
+    // not JSON text: written as a base64 string, as Go writes []byte
+    expect(json(first!)).toBe(Buffer.from([0x22, 0xff, 0x22]).toString('base64'));
+    expect(text(second!)).toBe('"after"');
+  });
+
+  it('marshal writes data with an overlong or surrogate UTF-8 sequence as base64', () => {
+    for (const bad of [
+      [0x22, 0xc0, 0xaf, 0x22], // overlong '/'
+      [0x22, 0xed, 0xa0, 0x80, 0x22], // UTF-16 surrogate half
+      [0x22, 0xf4, 0x90, 0x80, 0x80, 0x22], // above U+10FFFF
+      [0x22, 0xe2, 0x82, 0x22], // truncated sequence
+    ]) {
+      const data = new Uint8Array(bad);
+      const out = jsonCodec.marshal(envelope({ type: 'message', data }));
+      expect(new TextDecoder('utf-8', { fatal: true }).decode(out)).toContain(
+        Buffer.from(data).toString('base64'),
+      );
+    }
+    const good = Buffer.from('"h\u00e9llo \u20ac \u{1f600}"');
+    expect(Buffer.from(jsonCodec.marshal(envelope({ type: 'message', data: good }))).toString()).toBe(
+      `{"type":"message","data":${good.toString()}}`,
+    );
+  });
+
+  it('a JSON message whose strings are not UTF-8 is a decode error at the bad byte', () => {
+    const bytes = Buffer.concat([
+      Buffer.from('{"type":"a","channel":"x'),
+      Buffer.from([0xff]),
+      Buffer.from('"}'),
+    ]);
+    expect(decodeFailure(() => jsonCodec.unmarshal(bytes))).toEqual({ code: 'HYP_E_WS_DECODE', offset: 24 });
+  });
+});
+
+describe('msgpack timestamps are int64', () => {
+  it('a float timestamp beyond int64 is refused, not delivered with a timestamp no codec can carry', async () => {
+    await bed.serve();
+    const subscriber = await bed.connect('json');
+    subscriber.subscribe('s');
+    await subscriber.nextOf('subscribed');
+    const publisher = await bed.connect('msgpack');
+    publisher.ws.send(encode({ type: 'publish', channel: 's', data: Buffer.from('1'), timestamp: 1e300 }));
+    const [err] = await publisher.nextOf('error');
+    expect(json(err!)).toMatchObject({ code: 'HYP_E_WS_DECODE' });
+    publisher.send({ type: 'publish', channel: 's', data: Buffer.from('2') });
+    const [m] = await subscriber.nextOf('message');
+    expect(text(m!)).toBe('2');
+    expect(subscriber.unreadable).toBe(0);
+  });
+
+  it('decodes float timestamps only within int64', () => {
+    expect(decodeFailure(() => msgpackCodec.unmarshal(encode({ timestamp: -1e19 })))).toMatchObject({
+      code: 'HYP_E_WS_DECODE',
+    });
+    expect(decodeFailure(() => msgpackCodec.unmarshal(encode({ timestamp: 2 ** 63 })))).toMatchObject({
+      code: 'HYP_E_WS_DECODE',
+    });
+    expect(msgpackCodec.unmarshal(encode({ timestamp: -(2 ** 63) })).timestamp).toBe(-(2n ** 63n));
+    expect(msgpackCodec.unmarshal(encode({ timestamp: 1.7e18 })).timestamp).toBe(1_700_000_000_000_000_000n);
+  });
+});
