@@ -151,12 +151,27 @@ export class Supervisor {
    */
   private shareTicketKeys(config: Config): void {
     if (this.ticketRotation) return;
-    const tls = enabledTlsConfigs(config).find(({ tls }) => tls.share_ticket_keys)?.tls;
+    const tls = sharedTicketTls(config);
     if (!tls) return;
-    this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) =>
-      this.setTicketKeys(keys),
-    );
+    this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) => {
+      this.log.debug({ previous: keys.previous.length }, 'TLS session-ticket keys rotated');
+      this.setTicketKeys(keys);
+    });
     this.ticketRotation.start();
+  }
+
+  /** A reloaded `ticket_rotation` takes effect: the period restarts from now, the keys stay. */
+  private rescheduleTicketKeys(config: Config): void {
+    const tls = sharedTicketTls(config);
+    if (!this.ticketRotation || !tls) return;
+    const was = this.ticketRotation.interval;
+    const ms = durationMs(tls.ticket_rotation);
+    if (ms === was) return;
+    this.ticketRotation.reschedule(ms);
+    this.log.info(
+      { key: 'server.tls.ticket_rotation', interval_ms: ms, was_ms: was },
+      `session-ticket keys now rotate every ${tls.ticket_rotation}`,
+    );
   }
 
   /** Resolves with the exit code once stopped. */
@@ -548,6 +563,13 @@ export class Supervisor {
     if (fixed('admin.addr', running.admin.addr, next.admin.addr)) next.admin.addr = running.admin.addr;
     if (fixed('supervisor.pid_file', running.supervisor.pid_file, next.supervisor.pid_file))
       next.supervisor.pid_file = running.supervisor.pid_file;
+    if (next.app !== running.app) {
+      this.log.warn(
+        { key: 'app', running: this.opts.app, ignored: next.app },
+        `app changed in config from ${JSON.stringify(running.app)} to ${JSON.stringify(next.app)}: workers keep loading ${this.opts.app} (the application module is fixed for the pod's life, and \`hyp run <app>\` names it over the config); the change applies at the next pod start`,
+      );
+      next.app = running.app;
+    }
     const tcp: Config['tcp'] = {};
     for (const [name, held] of Object.entries(running.tcp)) {
       const wanted = next.tcp[name];
@@ -590,6 +612,7 @@ export class Supervisor {
   /** The roll that carried `config` has made it current. */
   private adopt(config: Config, generation: number): void {
     this.config = config;
+    this.rescheduleTicketKeys(config);
     // The supervisor's own lines follow log.level too (the logger is shared with the admin server).
     this.log.level = config.log.level;
     this.log.info({ generation }, 'configuration reloaded');
@@ -725,4 +748,9 @@ function workerCountOf(config: Config): number {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** The TLS settings whose `ticket_rotation` drives the shared keys (the HTTP listener's first), if any share them. */
+function sharedTicketTls(config: Config): Config['server']['tls'] | undefined {
+  return enabledTlsConfigs(config).find(({ tls }) => tls.share_ticket_keys)?.tls;
 }

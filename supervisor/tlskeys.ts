@@ -28,7 +28,7 @@ export class TicketKeyRotation {
    * @param keepPrevious how many retired keys stay accepted (default 1)
    */
   constructor(
-    private readonly intervalMs: number,
+    private intervalMs: number,
     private readonly publish: (keys: TicketKeys) => void,
     private readonly keepPrevious = 1,
   ) {}
@@ -37,9 +37,29 @@ export class TicketKeyRotation {
     return this.keys;
   }
 
+  get interval(): number {
+    return this.intervalMs;
+  }
+
   start(): void {
     if (this.timer) return;
     this.rotate();
+    this.schedule();
+  }
+
+  /**
+   * A new period (a reloaded `ticket_rotation`), counted from now. The keys
+   * stay: tickets already issued keep resuming until rotated out as usual.
+   */
+  reschedule(intervalMs: number): void {
+    if (intervalMs === this.intervalMs) return;
+    this.intervalMs = intervalMs;
+    if (this.timer === undefined) return;
+    clearInterval(this.timer);
+    this.schedule();
+  }
+
+  private schedule(): void {
     if (this.intervalMs > 0) {
       this.timer = setInterval(() => this.rotate(), this.intervalMs);
       this.timer.unref();

@@ -377,6 +377,39 @@ describe('SIGHUP reload, section by section', () => {
     expect(resumed).toBeGreaterThanOrEqual(28);
   });
 
+  it('a changed ticket_rotation applies after the reload: keys rotate on the new period, older tickets stop resuming', async () => {
+    const tls = (rotation: string) => (dir: string) =>
+      yaml(dir, 'log:\n  level: debug\n').replace(
+        'server:\n',
+        `server:\n  tls:\n    enabled: true\n    cert_file: ${pki.serverCert}\n    key_file: ${pki.serverKey}\n    ticket_rotation: ${rotation}\n`,
+      );
+    const hyp = await startHyp({ app: fixtureApp('basic'), config: tls('1h') });
+    await hyp.settled(1, 2);
+    const ca = pki.read(pki.caCert);
+    const first = (await tlsVisit(hyp.httpPort, ca, undefined, '/config')).session;
+    expect((await tlsVisit(hyp.httpPort, ca, first, '/config')).reused).toBe(true);
+    writeFileSync(hyp.file, tls('1s')(hyp.dir));
+    hyp.child.kill('SIGHUP');
+    await hyp.settled(2, 2);
+    await hyp.waitLog((l) => l.key === 'server.tls.ticket_rotation', 'the new rotation period');
+    const rotated = () => hyp.logs.filter((l) => l.msg === 'TLS session-ticket keys rotated').length;
+    // Once at start, then twice on the new period: the key of `first` is neither current nor previous.
+    await until(() => rotated() >= 3, 'two rotations on the reloaded period', 20_000);
+    expect((await tlsVisit(hyp.httpPort, ca, first, '/config')).reused).toBe(false);
+  });
+
+  it('a changed app key is named in a warning; the workers keep the application they run', async () => {
+    const hyp = await startHyp({ config: (dir) => `app: ${fixtureApp('config-echo')}\n${yaml(dir)}` });
+    await hyp.settled(1, 2);
+    writeFileSync(hyp.file, `app: ${fixtureApp('basic')}\n${yaml(hyp.dir)}`);
+    hyp.child.kill('SIGHUP');
+    await hyp.settled(2, 2);
+    const warned = await hyp.waitLog((l) => l.key === 'app', 'a warning naming app');
+    expect([warned.level, warned.ignored]).toEqual(['warn', fixtureApp('basic')]);
+    const seen = await hyp.workerConfig();
+    expect([seen.generation, seen.config.app]).toEqual([2, fixtureApp('config-echo')]);
+  });
+
   it('server.protocol http1 → http2 by a reload: the new generation speaks h2c on the held socket', async () => {
     const h2c = (port: number) =>
       new Promise<number>((resolve, reject) => {
