@@ -277,20 +277,36 @@ export interface ReplayGuardOptions {
   now?: () => number;
 }
 
+interface Seen {
+  /** Arrival, ms on the guard's clock. */
+  at: number;
+  /** The frame's own timestamp, in microseconds. */
+  stampUs: number;
+}
+
 /**
  * Refuses a sealed frame seen before (by nonce) or stamped outside the
- * window. Memory is bounded by `maxEntries`; entries older than the window
- * are dropped as they age out, since the timestamp check refuses them anyway.
+ * window. A nonce is remembered for two windows after its arrival: a frame
+ * may be stamped up to a window ahead of the clock, and it passes the
+ * timestamp check until a window after its stamp.
+ *
+ * Memory is bounded by `maxEntries`. A nonce forgotten early, to make room,
+ * could otherwise be replayed while its timestamp is still in the window, so
+ * the guard then refuses every frame stamped at or before the newest stamp
+ * it forgot (fail closed): under such a load only senders whose clocks lag
+ * behind the others by more than the cache spans are refused.
  */
 export class ReplayGuard {
-  private readonly seen = new Map<string, number>();
+  private readonly seen = new Map<string, Seen>();
   private readonly windowMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
+  /** The newest stamp (µs) among nonces forgotten before their time; older frames are refused. */
+  private forgottenUpToUs = Number.NEGATIVE_INFINITY;
 
   constructor(options: ReplayGuardOptions) {
     this.windowMs = options.windowMs;
-    this.maxEntries = options.maxEntries ?? 100_000;
+    this.maxEntries = Math.max(1, options.maxEntries ?? 100_000);
     this.now = options.now ?? Date.now;
   }
 
@@ -308,16 +324,27 @@ export class ReplayGuard {
         detail: `timestamp is ${ageMs} ms from now, window ${this.windowMs} ms`,
       });
     }
+    const stampUs = Number(timestampNs / 1_000n);
     const key = Buffer.from(nonce.buffer, nonce.byteOffset, nonce.byteLength).toString('base64');
     if (this.seen.has(key)) throw new HypError('HYP_E_WS_REPLAY', { detail: 'nonce already seen' });
     this.expire(now);
-    if (this.seen.size >= this.maxEntries) this.seen.delete(this.seen.keys().next().value as string);
-    this.seen.set(key, now);
+    if (stampUs <= this.forgottenUpToUs) {
+      throw new HypError('HYP_E_WS_REPLAY', {
+        detail: 'the nonce cache is full and the timestamp is not after the nonces it had to forget',
+      });
+    }
+    if (this.seen.size >= this.maxEntries) {
+      const [oldest, entry] = this.seen.entries().next().value as [string, Seen];
+      this.seen.delete(oldest);
+      if (entry.stampUs > this.forgottenUpToUs) this.forgottenUpToUs = entry.stampUs;
+    }
+    this.seen.set(key, { at: now, stampUs });
   }
 
   private expire(now: number): void {
-    for (const [key, at] of this.seen) {
-      if (now - at <= this.windowMs) break;
+    const hold = 2 * this.windowMs;
+    for (const [key, entry] of this.seen) {
+      if (now - entry.at <= hold) break;
       this.seen.delete(key);
     }
   }
