@@ -1,12 +1,11 @@
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
 import { Readable } from 'node:stream';
 import { Value } from '@sinclair/typebox/value';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Config, ConfigSchema } from '../../../supervisor/config/schema.js';
 import { HypError } from '../../../supervisor/errors.js';
-import { problem, type Served, serve } from './serve.js';
+import { problem, rawExchange, type Served, serve } from './serve.js';
 
 let served: Served | undefined;
 afterEach(async () => {
@@ -77,24 +76,17 @@ describe('context responses', () => {
       app.get('/after', (c) => c.text('next'));
       app.get('/informational', (c) => c.text('never', 103));
     });
-    const { port } = new URL(url);
     const paths = ['204', '205', '304'].flatMap((s) => [`/no-content/${s}`, `/empty/${s}`]);
     // Pipelined on one connection: a stray body byte would be read as the next response.
-    const raw = await new Promise<string>((resolve, reject) => {
-      const socket = connect(Number(port), '127.0.0.1', () => {
-        for (const path of [...paths, '/after'])
-          socket.write(
+    const raw = await rawExchange(
+      url,
+      [...paths, '/after']
+        .map(
+          (path) =>
             `GET ${path} HTTP/1.1\r\nhost: x\r\n${path === '/after' ? 'connection: close\r\n' : ''}\r\n`,
-          );
-      });
-      let got = '';
-      socket.setEncoding('latin1');
-      socket.on('data', (d: string) => {
-        got += d;
-      });
-      socket.on('end', () => resolve(got));
-      socket.on('error', reject);
-    });
+        )
+        .join(''),
+    );
     const heads = raw.split(/(?=HTTP\/1\.1 )/);
     expect(heads.map((h) => Number(h.slice(9, 12)))).toEqual([204, 204, 205, 205, 304, 304, 200]);
     for (const [i, head] of heads.slice(0, 6).entries()) {

@@ -4,7 +4,7 @@
  * never grow metrics without bound and never inject headers.
  */
 import { createServer as createHttp2Server, connect as h2connect } from 'node:http2';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import {
   BasicTracerProvider,
   InMemorySpanExporter,
@@ -14,29 +14,13 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
-import { problem, type Served, serve } from './serve.js';
+import { problem, rawExchange as raw, type Served, serve } from './serve.js';
 
 let served: Served | undefined;
 afterEach(async () => {
   await served?.close();
   served = undefined;
 });
-
-/** Send raw bytes on a fresh connection; resolve with everything the server sent before closing. */
-function raw(url: string, request: string | Buffer): Promise<string> {
-  const { port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1');
-    let out = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      out += d;
-    });
-    socket.on('end', () => resolve(out));
-    socket.on('error', reject);
-    socket.write(request);
-  });
-}
 
 function capture() {
   const lines: Record<string, unknown>[] = [];

@@ -4,14 +4,13 @@
  * (CORS preflight) route "allows", and long path parameters.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Value } from '@sinclair/typebox/value';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Config, ConfigSchema } from '../../../supervisor/config/schema.js';
-import { problem, type Served, serve } from './serve.js';
+import { problem, rawExchange, type Served, serve } from './serve.js';
 
 let served: Served | undefined;
 let dir: string | undefined;
@@ -196,23 +195,14 @@ describe('c.path', () => {
   });
 });
 
-/** The status and body of a raw HTTP/1.1 request line `method target` (for targets fetch cannot send). */
+/** The head and body answered to a raw HTTP/1.1 request line `method target` (for targets fetch cannot send). */
 async function rawAnswer(method: string, target: string): Promise<{ head: string; body: string }> {
-  const { port } = new URL(served!.url);
-  return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), '127.0.0.1');
-    let out = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => {
-      out += d;
-    });
-    socket.on('end', () => {
-      const split = out.indexOf('\r\n\r\n');
-      resolve({ head: out.slice(0, split), body: out.slice(split + 4) });
-    });
-    socket.on('error', reject);
-    socket.write(`${method} ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`);
-  });
+  const out = await rawExchange(
+    served!.url,
+    `${method} ${target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n`,
+  );
+  const split = out.indexOf('\r\n\r\n');
+  return { head: out.slice(0, split), body: out.slice(split + 4) };
 }
 
 describe('empty path segments', () => {
