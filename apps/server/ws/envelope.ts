@@ -44,16 +44,25 @@ export function envelope(fields: Partial<Envelope>): Envelope {
   };
 }
 
-const msOrigin = BigInt(Date.now()) * 1_000_000n;
-const perfOrigin = typeof performance === 'object' ? performance.now() : 0;
+let lastNs = 0n;
+/** A wall clock stepped back further than this is followed; smaller steps back (NTP, jitter) are not. */
+const maxStepBackNs = 1_000_000_000n;
 
 /**
- * Unix time in nanoseconds. Wall clock at load plus the monotonic clock
- * since, so timestamps never run backwards inside one process.
+ * Unix time in nanoseconds: the wall clock, with sub-millisecond digits from
+ * the monotonic clock so that stamps within one millisecond differ. Peers
+ * compare stamps with their own wall clocks (the hub's replay guard), so a
+ * stamp never drifts from this process's wall clock: not after a laptop or
+ * VM wakes from sleep (the monotonic clock stood still meanwhile), nor after
+ * the clock was set. Stamps increase strictly, except when the wall clock is
+ * stepped back by more than a second: that step is followed.
  */
 export function nowNs(): bigint {
-  if (typeof performance !== 'object') return BigInt(Date.now()) * 1_000_000n;
-  return msOrigin + BigInt(Math.round((performance.now() - perfOrigin) * 1e6));
+  const sub = typeof performance === 'object' ? Math.floor((performance.now() % 1) * 1e6) : 0;
+  let ns = BigInt(Date.now()) * 1_000_000n + BigInt(sub);
+  if (ns <= lastNs && lastNs - ns < maxStepBackNs) ns = lastNs + 1n;
+  lastNs = ns;
+  return ns;
 }
 
 /** JSON text of `value` as data bytes (HypGo's `json.RawMessage`). */
