@@ -356,7 +356,7 @@ export class HypWebSocket {
       type: 'publish',
       channel,
       data: toData(data),
-      timestamp: nowNs(),
+      timestamp: 0n,
       clientId: '',
       offset: '',
     });
@@ -367,7 +367,7 @@ export class HypWebSocket {
       type: 'broadcast',
       channel: '',
       data: toData(data),
-      timestamp: nowNs(),
+      timestamp: 0n,
       clientId: '',
       offset: '',
     });
@@ -375,7 +375,7 @@ export class HypWebSocket {
 
   /** An application message of any type (reaches the hub's message callbacks). */
   send(type: string, data: Payload, channel = ''): void {
-    this.enqueue({ type, channel, data: toData(data), timestamp: nowNs(), clientId: '', offset: '' });
+    this.enqueue({ type, channel, data: toData(data), timestamp: 0n, clientId: '', offset: '' });
   }
 
   /** Closes for good (no reconnect). */
@@ -607,7 +607,8 @@ export class HypWebSocket {
   private sendNow(fields: Partial<Envelope>, force = false, queueable = false): void {
     const socket = this.socket;
     if (!socket || (socket.readyState !== OPEN && !force)) return;
-    // every frame carries a timestamp: hubs with a replay guard require one
+    // every frame carries a timestamp: hubs with a replay guard require one. It is taken now, when the
+    // frame goes out: a publish queued while disconnected would otherwise be refused as stale
     const m = envelope(fields);
     if (m.timestamp === 0n) m.timestamp = nowNs();
     const bytes = this.codec.marshal(m);
