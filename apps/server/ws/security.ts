@@ -188,6 +188,20 @@ export class Security {
     this.keyIds = options.keyIds ?? false;
     if (!hasKeys(this.keys))
       throw new HypError('HYP_E_WS_KEY', { key: 'websocket security', detail: 'no AES or HMAC key' });
+    if (this.keyIds) {
+      // the id byte picks one set: a second set with the same id would never open a frame
+      const seen = new Set<number>();
+      for (const k of [this.keys, ...this.previous]) {
+        const id = k.keyId ?? 0;
+        if (seen.has(id)) {
+          throw new HypError('HYP_E_WS_KEY', {
+            key: 'websocket security previous keys',
+            detail: `two key sets use key id ${id}${k.keyId === undefined ? ' (the default)' : ''}: with key ids on, each set needs its own`,
+          });
+        }
+        seen.add(id);
+      }
+    }
   }
 
   get hubKeys(): KeySet {

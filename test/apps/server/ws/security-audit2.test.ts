@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type KeySet, ReplayGuard, Security } from '../../../../apps/server/ws/security.js';
+import { isHypError } from '../../../../supervisor/errors.js';
 import { HubTestBed, json, TestClient } from './helpers.js';
 
 const bed = new HubTestBed();
@@ -56,5 +57,29 @@ describe('replay guard', () => {
     // once the window has passed the forgotten frame, the timestamp check alone covers it
     now += 31_000;
     guard.check(randomBytes(12), ns(now - 29_000));
+  });
+});
+
+describe('key ids', () => {
+  it('two key sets with one key id is a HYP_E_WS_KEY error, not a previous set that never opens anything', () => {
+    const old: KeySet = { aesKey: randomBytes(32) };
+    const current: KeySet = { aesKey: randomBytes(32) };
+    let error: unknown;
+    try {
+      new Security({ keys: current, previousKeys: [old], keyIds: true });
+    } catch (err) {
+      error = err;
+    }
+    expect(isHypError(error) && error.code).toBe('HYP_E_WS_KEY');
+    expect((error as Error).message).toMatch(/key id 0/);
+    expect(
+      () =>
+        new Security({ keys: { ...current, keyId: 2 }, previousKeys: [{ ...old, keyId: 2 }], keyIds: true }),
+    ).toThrow(/key id 2/);
+    // without key ids every set is tried in turn: no clash
+    const trial = new Security({ keys: current, previousKeys: [old] });
+    expect(
+      Buffer.from(trial.open(new Security({ keys: old }).seal(Buffer.from('x'))).payload).toString(),
+    ).toBe('x');
   });
 });
