@@ -25,7 +25,7 @@ import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js'
 import { History } from './history.js';
 import { type WsMetrics, wsMetricsOn } from './metrics.js';
 import { type Change, type Pair, Peers, Presence } from './presence.js';
-import { compareStreamIds, type SharedHistory } from './redis-history.js';
+import { compareStreamIds, type Gap, type SharedHistory } from './redis-history.js';
 import {
   failureReason,
   type KeySet,
@@ -279,9 +279,14 @@ export class Hub implements ConnectionOwner {
       this.presenceTimer.unref();
     }
     this.shared = options.sharedHistory;
-    this.stopShared =
+    const stopDelivery =
       this.shared?.onDelivery((channel, m) => this.deliver(this.channels.get(channel), m, undefined, true)) ??
       noop;
+    const stopGap = this.shared?.onGap?.((gap) => this.sharedGap(gap)) ?? noop;
+    this.stopShared = () => {
+      stopDelivery();
+      stopGap();
+    };
     this.stopBus = this.bus.onMessage((topic, payload) => {
       if (topic !== this.name) return;
       const event = decodeBusEvent(payload);
@@ -749,7 +754,14 @@ export class Hub implements ConnectionOwner {
       }
       for (const m of replayed) this.sendTo(client, m);
       const last = replayed.at(-1)?.offset ?? (offset && failure === undefined ? offset : '');
-      for (const m of held) if (!last || compareStreamIds(m.offset, last) > 0) this.sendTo(client, m);
+      for (const m of held) {
+        if (gapMarkers.has(m)) {
+          // a gap in the live deliveries after m.offset (sharedGap): this client missed it unless
+          // it was told already or its replay went past it
+          if (failure === undefined && compareStreamIds(last || head, m.offset) <= 0)
+            this.sendTo(client, { ...m, offset: '' });
+        } else if (!last || compareStreamIds(m.offset, last) > 0) this.sendTo(client, m);
+      }
       // XRANGE may have returned entries whose pub/sub announcement has not reached this node yet:
       // those announcements arrive after the replay and must not be delivered a second time
       const lastHeld = held.at(-1)?.offset;
@@ -771,6 +783,30 @@ export class Hub implements ConnectionOwner {
         finish('', [], `shared history unavailable: ${(err as Error).message}`);
       },
     );
+  }
+
+  /**
+   * Deliveries the shared history lost while this node was cut off from it: its subscribers get
+   * the error a resume past the gap gets, then the resume point (`subscribed`). A client still
+   * recovering the channel gets it in order with what is held for it, unless its replay covered it.
+   */
+  private sharedGap(gap: Gap): void {
+    const subscribers = this.channels.get(gap.channel);
+    if (!subscribers) return;
+    const { channel, offset, detail } = gap;
+    const err = errorEnvelope(new HypError('HYP_E_WS_RECOVERY_FAILED', { channel, offset, detail }), channel);
+    const live: HubClient[] = [];
+    for (const c of subscribers) {
+      const recovering = c.recovering?.get(channel);
+      if (recovering) {
+        const marker = { ...err, offset };
+        gapMarkers.add(marker);
+        recovering.held.push(marker);
+      } else live.push(c);
+    }
+    this.deliver(live, err);
+    if (this.options.ackSubscribe ?? true)
+      this.deliver(live, replyEnvelope(Reply.subscribed, channel, { channel }, gap.resume));
   }
 
   unsubscribe(client: HubClient, channel: string): void {
@@ -1259,6 +1295,9 @@ export class Hub implements ConnectionOwner {
 }
 
 function noop(): void {}
+
+/** Gap errors held for a recovering client (sharedGap), told apart from the deliveries held with them. */
+const gapMarkers = new WeakSet<Envelope>();
 
 function isThenable<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
   return (

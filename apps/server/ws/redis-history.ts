@@ -21,10 +21,26 @@ export interface SharedHistory {
   /** Appends to the channel's shared history; every node (this one included) then gets it via `onDelivery`. */
   publish(channel: string, message: Envelope): void;
   onDelivery(handler: (channel: string, message: Envelope) => void): () => void;
+  /**
+   * Deliveries this node missed are gone from the history (found by the catch-up after a
+   * reconnect): called before the deliveries that follow the gap. A history whose deliveries
+   * cannot be missed (the supervisor's) has none.
+   */
+  onGap?(handler: (gap: Gap) => void): () => void;
   /** What follows `offset` ('' when nothing is to be recovered) and the channel's current head offset. */
   recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }>;
   ready(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Entries of `channel` after `offset` that were never delivered here and are no longer in the history. */
+export interface Gap {
+  channel: string;
+  /** The last delivery before the gap. */
+  offset: string;
+  detail: string;
+  /** Where a subscriber resumes from now: `offset` when deliveries follow the gap, else the channel's head. */
+  resume: string;
 }
 
 export interface RedisHistoryOptions {
@@ -70,6 +86,23 @@ function infoField(info: unknown[], name: string): unknown {
   return undefined;
 }
 
+/**
+ * Whether entries after `offset` may be gone from a stream (`info`: its XINFO STREAM reply,
+ * undefined when there is no such stream). XDEL records the largest deleted id; MAXLEN trimming
+ * drops entries before the first one left. An offset before the first entry counts as gone
+ * unless it is 0-0 on a never-trimmed stream: it then names trimmed entries, or entries of a
+ * stream Redis lost (a restart without persistence, an eviction) before this one was created.
+ * Conservative: the one offset just before the oldest kept entry counts as gone too.
+ */
+function goneAfter(info: unknown[] | undefined, offset: string): boolean {
+  if (!info) return offset !== '0-0';
+  const deleted = String(infoField(info, 'max-deleted-entry-id') ?? '0-0');
+  const trimmed = Number(infoField(info, 'entries-added') ?? 0) - Number(infoField(info, 'length') ?? 0);
+  const first = String(infoField(info, 'recorded-first-entry-id') ?? '0-0');
+  const beforeFirst = compareStreamIds(offset, first) < 0 && (trimmed > 0 || offset !== '0-0');
+  return compareStreamIds(offset, deleted) < 0 || beforeFirst;
+}
+
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
@@ -88,6 +121,7 @@ export class RedisHistory implements SharedHistory {
   private readonly timeoutMs: number;
   private readonly nodeId = randomBytes(6).toString('hex');
   private readonly handlers = new Set<(channel: string, message: Envelope) => void>();
+  private readonly gapHandlers = new Set<(gap: Gap) => void>();
   private readonly subscribed: Promise<unknown>;
   private readonly append: AppendCommand;
   private readonly onError: (err: Error, channel: string) => void;
@@ -231,6 +265,7 @@ export class RedisHistory implements SharedHistory {
    * After the subscriber connection came back: hold new announcements, read
    * every tracked channel's stream from its last delivery, deliver what was
    * missed, then what was held (minus what the reads already delivered).
+   * What is no longer in a stream is reported (`onGap`) before what follows it.
    */
   private catchUp(): void {
     if (this.held) {
@@ -246,20 +281,19 @@ export class RedisHistory implements SharedHistory {
           await withTimeout(this.sub.subscribe(this.announce), this.timeoutMs, 'SUBSCRIBE');
           const channels = [...this.tracked];
           const reads = await withTimeout(
-            Promise.all(
-              channels.map(
-                ([channel, last]) =>
-                  this.commands.xrangeBuffer(this.prefix + channel, `(${last}`, '+') as Promise<
-                    Array<[Buffer, Buffer[]]>
-                  >,
-              ),
-            ),
+            Promise.all(channels.map(([channel, last]) => this.readAfter(channel, last))),
             this.timeoutMs,
             'the catch-up reads',
           );
           for (let i = 0; i < channels.length; i++) {
-            const channel = channels[i]![0];
-            for (const [idBytes, fields] of reads[i]!) {
+            const [channel, last] = channels[i]!;
+            const { head, gone, entries } = reads[i]!;
+            if (gone) {
+              const detail =
+                'messages after the offset were lost while this node was cut off from the shared history';
+              this.gap({ channel, offset: last, detail, resume: entries.length > 0 ? last : head });
+            }
+            for (const [idBytes, fields] of entries) {
               const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
               if (event?.kind !== 'publish') continue;
               const id = idBytes.toString();
@@ -278,6 +312,42 @@ export class RedisHistory implements SharedHistory {
       this.held = undefined;
       for (const raw of held) this.announced(raw);
     })();
+  }
+
+  /** A stream's entries after `last`, read in one transaction with its bounds: a trim in between cannot hide a gap. */
+  private async readAfter(
+    channel: string,
+    last: string,
+  ): Promise<{ head: string; gone: boolean; entries: Array<[Buffer, Buffer[]]> }> {
+    const key = this.prefix + channel;
+    const replies = await this.commands
+      .multi()
+      .xinfo('STREAM', key)
+      .xrangeBuffer(key, `(${last}`, '+')
+      .exec();
+    if (!replies) throw new Error('XINFO/XRANGE transaction aborted');
+    const [[infoErr, infoReply] = [], [rangeErr, range] = []] = replies;
+    if (rangeErr) throw rangeErr;
+    const info = infoErr ? undefined : (infoReply as unknown[]); // no such stream (any more)
+    const head = info ? String(infoField(info, 'last-generated-id') ?? '0-0') : '0-0';
+    return { head, gone: goneAfter(info, last), entries: range as Array<[Buffer, Buffer[]]> };
+  }
+
+  onGap(handler: (gap: Gap) => void): () => void {
+    this.gapHandlers.add(handler);
+    return () => this.gapHandlers.delete(handler);
+  }
+
+  private gap(gap: Gap): void {
+    if (this.tracked.has(gap.channel)) this.tracked.set(gap.channel, gap.resume);
+    for (const h of this.gapHandlers) {
+      try {
+        h(gap);
+      } catch (err) {
+        // a throw here would end the catch-up: the deliveries after the gap would be lost too
+        process.emitWarning(`websocket gap report failed: ${(err as Error).message}`);
+      }
+    }
   }
 
   async recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }> {
@@ -300,18 +370,7 @@ export class RedisHistory implements SharedHistory {
     if (!offset) return { head, recovery: { ok: true, messages: [] } };
     if (compareStreamIds(offset, head) > 0)
       return { head, recovery: { ok: false, reason: 'offset is in the future' } };
-    // XDEL records the largest deleted id; MAXLEN trimming drops entries before the first one left.
-    // An offset before the first entry is refused unless it is 0-0 on a never-trimmed stream: it
-    // then names trimmed entries, or entries of a stream Redis lost (a restart without
-    // persistence, an eviction) before this one was created. Conservative: the one offset just
-    // before the oldest kept entry is refused too.
-    const deleted = info ? String(infoField(info, 'max-deleted-entry-id') ?? '0-0') : '0-0';
-    const trimmed = info
-      ? Number(infoField(info, 'entries-added') ?? 0) - Number(infoField(info, 'length') ?? 0)
-      : 0;
-    const first = info ? String(infoField(info, 'recorded-first-entry-id') ?? '0-0') : '0-0';
-    const beforeFirst = compareStreamIds(offset, first) < 0 && (trimmed > 0 || offset !== '0-0');
-    if (compareStreamIds(offset, deleted) < 0 || beforeFirst) {
+    if (goneAfter(info, offset)) {
       return { head, recovery: { ok: false, reason: 'messages after the offset are no longer in history' } };
     }
     const [rangeErr, range] = replies[1] ?? [];
@@ -353,6 +412,7 @@ export class RedisHistory implements SharedHistory {
   async close(): Promise<void> {
     this.closed = true;
     this.handlers.clear();
+    this.gapHandlers.clear();
     await Promise.allSettled([quit(this.sub, this.timeoutMs), quit(this.commands, this.timeoutMs)]);
   }
 }

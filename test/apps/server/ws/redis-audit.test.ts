@@ -2,7 +2,8 @@
  * The Redis driver against a real redis-server on a loopback port, when
  * things go wrong: foreign publishers on the bus channels, a pod cut off
  * from Redis while others publish, Redis restarting and losing its data,
- * trimming racing a recovery, an outage under traffic.
+ * trimming racing a recovery, an outage under traffic, a gap the catch-up
+ * after a reconnect cannot fill.
  */
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
@@ -494,5 +495,154 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     });
     await until(() => closed || undefined, 'close during the outage', 10_000).catch(() => undefined);
     expect(closed).toBe(true);
+  }, 30_000);
+
+  /** A hub whose shared history reaches Redis through `link`, with one client subscribed to `channel`. */
+  async function hubBehind(link: CuttableLink, prefix: string, size: number, channel: string) {
+    const served = await serveHub({
+      sharedHistory: new RedisHistory({ url: link.url, prefix, size }),
+      ownTransports: true,
+    });
+    cleanup.push(() => served.close());
+    const client = await TestClient.connect(served.url, 'json');
+    cleanup.push(() => client.close());
+    client.subscribe(channel);
+    await client.nextOf('subscribed');
+    return Object.assign(client, { served });
+  }
+
+  /** What a client saw on `channel` after its first `subscribed`: messages by body, errors by code and offset. */
+  function seen(c: TestClient): string[] {
+    return c.received.slice(1).map((m) => {
+      if (m.type === 'message') return json(m) as string;
+      if (m.type === 'error') {
+        const e = json(m) as { code: string; channel: string; offset: string };
+        return `${e.code} ${e.channel} ${e.offset}`;
+      }
+      return m.type;
+    });
+  }
+
+  it('live subscribers are told when the catch-up after a cut cannot fill the gap (the stream was trimmed meanwhile)', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const c = await hubBehind(proxy, prefix, 3, 'news');
+    const b = history(redis.url, prefix, 3);
+    await b.ready();
+    const gotB = collect(b);
+    b.publish('news', message('news', 'm0'));
+    await c.until((t) => t.of('message').length === 1);
+    const m0 = c.of('message')[0]!.offset;
+
+    proxy.cut();
+    for (const body of ['m1', 'm2', 'm3', 'm4', 'm5']) b.publish('news', message('news', body));
+    await until(() => gotB.length === 6 || undefined, 'the publishes on B'); // the stream keeps m3..m5
+    proxy.restore();
+    await c.until((t) => t.of('message').some((m) => json(m) === 'm5'));
+    const seenNow = seen(c);
+    expect(seenNow).toEqual(['m0', `HYP_E_WS_RECOVERY_FAILED news ${m0}`, 'subscribed', 'm3', 'm4', 'm5']);
+    // the resume point the hub names after the gap is before m3: the client keeps m3..m5
+    const resume = c.of('subscribed')[1]!.offset;
+    expect(resume).toBe(m0);
+  }, 30_000);
+
+  it('live subscribers are told when Redis lost its data while the pod was cut off (restart without persistence)', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const c = await hubBehind(proxy, prefix, 100, 'news');
+    const b = history(redis.url, prefix);
+    await b.ready();
+    const gotB = collect(b);
+    b.publish('news', message('news', 'm0'));
+    await c.until((t) => t.of('message').length === 1);
+    const m0 = c.of('message')[0]!.offset;
+
+    proxy.cut();
+    b.publish('news', message('news', 'm1')); // announced only to B, then lost with Redis's data
+    await until(() => gotB.length === 2 || undefined, 'm1 on B');
+    await redis.stop();
+    await redis.start();
+    proxy.restore();
+    await until(async () => {
+      const [, n] = (await raw.pubsub('NUMSUB', `${prefix}:hist-announce`)) as [string, number];
+      return Number(n) === 2 || undefined;
+    }, 'both subscribers back');
+    await c.until((t) => t.of('error').length === 1);
+    b.publish('news', message('news', 'm2'));
+    await c.until((t) => t.of('message').some((m) => json(m) === 'm2'));
+    expect(seen(c)).toEqual(['m0', `HYP_E_WS_RECOVERY_FAILED news ${m0}`, 'subscribed', 'm2']);
+  }, 60_000);
+
+  it('a catch-up without a gap tells live subscribers nothing', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const c = await hubBehind(proxy, prefix, 3, 'news');
+    const b = history(redis.url, prefix, 3);
+    await b.ready();
+    const gotB = collect(b);
+    b.publish('news', message('news', 'm0'));
+    await c.until((t) => t.of('message').length === 1);
+    proxy.cut();
+    // the stream of three still holds m0 and everything after it
+    for (const body of ['m1', 'm2']) b.publish('news', message('news', body));
+    await until(() => gotB.length === 3 || undefined, 'the publishes on B');
+    proxy.restore();
+    await c.until((t) => t.of('message').some((m) => json(m) === 'm2'));
+    b.publish('news', message('news', 'm3'));
+    await c.until((t) => t.of('message').some((m) => json(m) === 'm3'));
+    expect(seen(c)).toEqual(['m0', 'm1', 'm2', 'm3']);
+  }, 30_000);
+
+  it('a client whose resume is being replayed when the gap is found is told once, in order', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const c = await hubBehind(proxy, prefix, 3, 'news');
+    const late = await TestClient.connect(c.served.url, 'json', { headers: { 'X-Client-ID': 'late' } });
+    cleanup.push(() => late.close());
+    const b = history(redis.url, prefix, 3);
+    await b.ready();
+    const gotB = collect(b);
+    b.publish('news', message('news', 'm0'));
+    await c.until((t) => t.of('message').length === 1);
+    const m0 = c.of('message')[0]!.offset;
+
+    proxy.cut();
+    for (const body of ['m1', 'm2', 'm3', 'm4', 'm5']) b.publish('news', message('news', body));
+    await until(() => gotB.length === 6 || undefined, 'the publishes on B');
+    // the catch-up's read waits in the link until `late` is recovering the channel too
+    let release: () => void = () => {};
+    let held = false;
+    proxy.onClientData = (chunk) => {
+      if (held || !/XRANGE/i.test(chunk.toString('latin1'))) return undefined;
+      held = true;
+      return new Promise<void>((r) => {
+        release = r;
+      });
+    };
+    proxy.restore();
+    await until(() => held || undefined, 'the catch-up read');
+    late.subscribe('news', m0);
+    const hub = c.served.hub as unknown as { byId: Map<string, { recovering?: Map<string, unknown> }> };
+    await until(() => hub.byId.get('late')?.recovering?.has('news') || undefined, 'late recovering');
+    release();
+    await c.until((t) => t.of('message').some((m) => json(m) === 'm5'));
+    await late.until((t) => t.of('subscribed').length === 1);
+    expect(seen(c)).toEqual(['m0', `HYP_E_WS_RECOVERY_FAILED news ${m0}`, 'subscribed', 'm3', 'm4', 'm5']);
+    // its own resume failed: one error (not a second for the same gap), then what was held
+    expect(late.received.map((m) => (m.type === 'message' ? json(m) : m.type))).toEqual([
+      'error',
+      'm3',
+      'm4',
+      'm5',
+      'subscribed',
+    ]);
   }, 30_000);
 });
