@@ -204,7 +204,7 @@ export class AdminServer {
         return json(res, result.ok ? 200 : 500, result);
       }
       case 'GET /metrics': {
-        const { contentType, body } = await sup.metrics.render(sup);
+        const { contentType, body } = await sup.metrics.render(sup, this.log);
         res.writeHead(200, { 'content-type': contentType });
         return void res.end(body);
       }

@@ -153,6 +153,15 @@ export const catalog = {
   },
   HYP_E_METRICS_COLLECT: { message: 'metric {name} cannot be collected, left out of /metrics: {detail}' },
   HYP_E_WORKER_SPAWN: { message: 'cannot start a process for worker {worker}: {detail}' },
+  HYP_E_METRICS_INVALID: { message: 'metric {name} of worker {worker} left out of /metrics: {detail}' },
+  HYP_E_METRICS_TOO_MANY: {
+    message:
+      'metric {name} of worker {worker} left out of /metrics: {series} series, over the {limit} a worker may send',
+  },
+  HYP_E_METRICS_MISMATCH: {
+    message:
+      'metric {name} of worker {worker} left out of /metrics: it is a {type} where newer workers have a {served}',
+  },
 } as const satisfies Record<string, CatalogEntry>;
 
 export type ErrorCode = keyof typeof catalog;

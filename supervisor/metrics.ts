@@ -1,11 +1,27 @@
 /**
  * Supervisor metrics, and the pod's /metrics: the supervisor's registry plus
  * every live worker's registry aggregated with prom-client's cluster
- * semantics (counters summed; Node's default metrics carry a worker_id label
- * so they stay per worker).
+ * semantics (each family's aggregator, `sum` by default; Node's default
+ * metrics carry a worker_id label so they stay per worker).
+ *
+ * Worker dumps are application data: each family is checked before it is
+ * served (a name, label or type Prometheus cannot parse would fail the
+ * whole scrape), a worker sends at most `maxSeriesPerWorker` series, and the
+ * counts of a worker that exits stay in the pod's counters, so a worker
+ * restart is not a counter reset.
  */
-import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, Registry } from 'prom-client';
+import { type ErrorCode, HypError } from './errors.js';
+import type { Logger } from './log.js';
 import type { Supervisor } from './supervisor.js';
+
+/**
+ * Series (samples: each histogram bucket, sum and count is one) one worker
+ * may contribute to a scrape, and the most the pod keeps for exited
+ * workers' counters. About 10 MB of text; the families that take a worker
+ * past it are left out, largest first.
+ */
+export const maxSeriesPerWorker = 100_000;
 
 export class SupervisorMetrics {
   readonly registry = new Registry();
@@ -103,54 +119,353 @@ export class SupervisorMetrics {
   }
 
   /**
-   * Prometheus text for the whole pod. A worker whose registry dump is not
-   * prom-client's JSON shape, or cannot be merged, is left out of the scrape
-   * rather than failing it for every worker.
+   * Prometheus text for the whole pod. What one worker sends wrong (a
+   * malformed family, a label explosion, a type other workers disagree
+   * with) is left out and logged (HYP_E_METRICS_INVALID, _TOO_MANY,
+   * _MISMATCH: once, until it is gone for a scrape); the rest is served.
    */
-  async render(sup: Pick<Supervisor, 'workers'>): Promise<{ contentType: string; body: string }> {
-    const perWorker = await Promise.all([...sup.workers.values()].map((w) => w.metrics()));
-    const dumps = perWorker.filter(isMetricsDump);
+  async render(
+    sup: Pick<Supervisor, 'workers'>,
+    log?: Logger,
+  ): Promise<{ contentType: string; body: string }> {
+    const asked = [...sup.workers];
+    const replies = await Promise.all(asked.map(([, w]) => w.metrics()));
     const own = await this.registry.metrics();
-    return { contentType: this.registry.contentType, body: `${own}\n${await aggregate(dumps)}` };
+    const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
+    const problems = new Problems();
+    const dumps: Dump[] = [];
+    // From here to the merge nothing awaits: two scrapes at once cannot both retire a worker.
+    asked.forEach(([id, w], i) => {
+      const families = familiesOf(replies[i], id, ownNames, problems);
+      const live = sup.workers.has(id);
+      if (!live && !this.lastCounts.has(id)) return; // exited and retired by another scrape
+      const generation = w.generation ?? 0;
+      if (families.length > 0) {
+        this.lastCounts.set(id, { generation, families: families.filter(isCount) });
+        dumps.push({ generation, families });
+      } else {
+        // No answer in time: its counts of the last scrape keep the pod's counters from dipping.
+        const last = this.lastCounts.get(id);
+        if (last) dumps.push(last);
+      }
+    });
+    for (const [id, last] of this.lastCounts) {
+      if (sup.workers.has(id)) continue;
+      this.lastCounts.delete(id);
+      this.retire(id, last.families, problems);
+    }
+    if (this.retired.size > 0) dumps.push({ generation: -1, families: [...this.retired.values()] });
+    const merged = merge(dumps, problems);
+    problems.report(this, log);
+    return { contentType: this.registry.contentType, body: `${own}\n${await exposition(merged)}` };
+  }
+
+  /** Counts of the last scrape, per live worker (counters and histograms only). */
+  private readonly lastCounts = new Map<number, Dump>();
+  /** What exited workers had counted, by family name. */
+  private readonly retired = new Map<string, Family>();
+  private retiredSeries = 0;
+  /** @internal Problems logged and still present at the last scrape (they are not logged again). */
+  reported = new Set<string>();
+
+  /** Add an exited worker's counts to the pod's (its own worker_id series end with it). */
+  private retire(id: number, families: Family[], problems: Problems): void {
+    const own = String(id);
+    for (const family of families) {
+      const values = family.values.filter((v) => v.labels.worker_id !== own);
+      if (values.length === 0) continue;
+      const before = this.retired.get(family.name);
+      const next =
+        before === undefined || before.type !== family.type
+          ? { ...family, values }
+          : sumFamilies([before, { ...family, values }]);
+      const grown = this.retiredSeries - (before?.values.length ?? 0) + next.values.length;
+      if (grown > maxSeriesPerWorker) {
+        problems.add('HYP_E_METRICS_TOO_MANY', family.name, {
+          worker: 'exited',
+          series: grown,
+          limit: maxSeriesPerWorker,
+        });
+        continue;
+      }
+      this.retiredSeries = grown;
+      this.retired.set(family.name, next);
+    }
   }
 }
 
-type MetricsDump = Parameters<typeof AggregatorRegistry.aggregate>[0][number];
+type FamilyType = 'counter' | 'gauge' | 'histogram' | 'summary' | 'untyped';
+type AggregatorName = 'sum' | 'first' | 'min' | 'max' | 'average' | 'omit';
 
-/** prom-client's `getMetricsAsJSON()` shape, as far as aggregation reads it. */
-function isMetricsDump(dump: unknown): dump is MetricsDump {
-  if (!Array.isArray(dump) || dump.length === 0) return false;
-  return dump.every((m: unknown) => {
-    if (typeof m !== 'object' || m === null) return false;
-    const { name, type, values } = m as Record<string, unknown>;
-    return (
-      typeof name === 'string' &&
-      typeof type === 'string' &&
-      Array.isArray(values) &&
-      values.every(
-        (v: unknown) =>
-          typeof v === 'object' &&
-          v !== null &&
-          typeof (v as { value?: unknown }).value === 'number' &&
-          typeof ((v as { labels?: unknown }).labels ?? {}) === 'object',
-      )
-    );
+interface Sample {
+  labels: Record<string, string>;
+  value: number;
+  metricName: string;
+}
+
+/** One metric family of one worker, checked (prom-client's JSON shape, label values as strings). */
+interface Family {
+  name: string;
+  help: string;
+  type: FamilyType;
+  aggregator: AggregatorName;
+  values: Sample[];
+}
+
+interface Dump {
+  generation: number;
+  families: Family[];
+}
+
+const familyTypes: ReadonlySet<string> = new Set(['counter', 'gauge', 'histogram', 'summary', 'untyped']);
+const aggregators: Record<Exclude<AggregatorName, 'omit'>, (values: number[]) => number> = {
+  sum: (v) => v.reduce((a, b) => a + b, 0),
+  first: (v) => v[0]!,
+  min: (v) => Math.min(...v),
+  max: (v) => Math.max(...v),
+  average: (v) => v.reduce((a, b) => a + b, 0) / v.length,
+};
+const metricNamePattern = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const labelNamePattern = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+
+/** Problems of one scrape, logged after it unless they were already there at the scrape before. */
+class Problems {
+  private readonly found = new Map<
+    string,
+    { code: ErrorCode; name: string; fields: Record<string, string | number> }
+  >();
+
+  add(code: ErrorCode, name: string, fields: Record<string, string | number>): void {
+    const shown = name.length > 200 ? `${name.slice(0, 200)}…` : name;
+    const key = `${code} ${shown}`;
+    if (!this.found.has(key)) this.found.set(key, { code, name: shown, fields });
+  }
+
+  report(owner: { reported: Set<string> }, log: Logger | undefined): void {
+    let logged = 0;
+    for (const [key, { code, name, fields }] of this.found) {
+      if (owner.reported.has(key) || !log) continue;
+      // A worker sending thousands of bad families gets a few lines, not thousands.
+      if (++logged > 20) break;
+      const err = new HypError(code, { name, ...fields });
+      const line = { code, metric: name, ...fields };
+      if (code === 'HYP_E_METRICS_MISMATCH') log.warn(line, err.message);
+      else log.error(line, err.message);
+    }
+    owner.reported = new Set(this.found.keys());
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+
+/**
+ * A worker's reply as families fit to serve. The series limit is applied
+ * first, on the raw sizes, so a label explosion costs no checking work.
+ */
+function familiesOf(
+  reply: unknown,
+  worker: number,
+  ownNames: ReadonlySet<string>,
+  problems: Problems,
+): Family[] {
+  if (!Array.isArray(reply)) return [];
+  const nameOf = (m: unknown) => (isObject(m) && typeof m.name === 'string' ? m.name : '(unnamed)');
+  if (reply.length > maxSeriesPerWorker) {
+    problems.add('HYP_E_METRICS_TOO_MANY', '(every metric)', {
+      worker,
+      series: reply.length,
+      limit: maxSeriesPerWorker,
+    });
+    return [];
+  }
+  const sizes = reply.map((m) => (isObject(m) && Array.isArray(m.values) ? m.values.length : 0));
+  let total = sizes.reduce((a, b) => a + b, 0);
+  const refused = new Set<number>();
+  if (total > maxSeriesPerWorker) {
+    const largestFirst = sizes.map((_, i) => i).sort((a, b) => sizes[b]! - sizes[a]!);
+    for (const i of largestFirst) {
+      if (total <= maxSeriesPerWorker) break;
+      refused.add(i);
+      total -= sizes[i]!;
+      problems.add('HYP_E_METRICS_TOO_MANY', nameOf(reply[i]), {
+        worker,
+        series: sizes[i]!,
+        limit: maxSeriesPerWorker,
+      });
+    }
+  }
+  const out: Family[] = [];
+  reply.forEach((m: unknown, i) => {
+    if (refused.has(i)) return;
+    const checked = checkFamily(m, ownNames);
+    if (typeof checked === 'string')
+      problems.add('HYP_E_METRICS_INVALID', nameOf(m), { worker, detail: checked });
+    else out.push(checked);
+  });
+  return out;
+}
+
+/** The family in the shape served, or what is wrong with it. */
+function checkFamily(m: unknown, ownNames: ReadonlySet<string>): Family | string {
+  if (!isObject(m)) return 'not an object';
+  const { name, help, type, values } = m;
+  const aggregator = m.aggregator ?? 'sum';
+  if (typeof name !== 'string' || !metricNamePattern.test(name)) return 'not a valid metric name';
+  if (ownNames.has(name)) return 'the supervisor serves a metric of that name';
+  if (typeof type !== 'string' || !familyTypes.has(type)) return `unknown type ${JSON.stringify(type)}`;
+  if (typeof aggregator !== 'string' || !(aggregator === 'omit' || Object.hasOwn(aggregators, aggregator)))
+    return `unknown aggregator ${JSON.stringify(aggregator)}`;
+  if (!Array.isArray(values)) return 'values is not an array';
+  const samples: Sample[] = new Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const v: unknown = values[i];
+    if (!isObject(v) || typeof v.value !== 'number') return 'a sample without a numeric value';
+    const metricName: unknown = v.metricName ?? name;
+    if (typeof metricName !== 'string' || !metricName.startsWith(name) || !metricNamePattern.test(metricName))
+      return `sample name ${JSON.stringify(metricName)} is not valid for this metric`;
+    const labels: Record<string, string> = {};
+    if (v.labels !== undefined && v.labels !== null) {
+      if (!isObject(v.labels) || Array.isArray(v.labels)) return 'labels is not an object';
+      for (const [label, value] of Object.entries(v.labels)) {
+        if (!labelNamePattern.test(label)) return `label name ${JSON.stringify(label)} is not valid`;
+        if (typeof value === 'string') labels[label] = value;
+        else if (typeof value === 'number') labels[label] = String(value);
+        else if (value !== undefined) return `label ${label} is neither a string nor a number`;
+      }
+    }
+    if (type === 'histogram' && metricName === `${name}_bucket` && Number.isNaN(leNumber(labels.le)))
+      return 'a bucket without a numeric le label';
+    samples[i] = { labels, value: v.value, metricName };
+  }
+  return { name, help: typeof help === 'string' ? help : '', type, aggregator, values: samples } as Family;
+}
+
+/** Counts that must not fall back when a worker exits: counters and histograms summed across workers. */
+function isCount(f: Family): boolean {
+  return (f.type === 'counter' || f.type === 'histogram') && f.aggregator === 'sum';
+}
+
+/**
+ * One family per name. The newest generation's family sets the type (an
+ * app that changed a metric's type mid-roll); a worker's family of another
+ * type is left out.
+ */
+function merge(dumps: Dump[], problems: Problems): Family[] {
+  const byName = new Map<string, Array<{ family: Family; generation: number }>>();
+  for (const { generation, families } of dumps)
+    for (const family of families) {
+      const group = byName.get(family.name);
+      if (group) group.push({ family, generation });
+      else byName.set(family.name, [{ family, generation }]);
+    }
+  const out: Family[] = [];
+  for (const [name, group] of byName) {
+    const ref = group.reduce((a, b) => (b.generation > a.generation ? b : a)).family;
+    const same = group.filter(({ family }) => family.type === ref.type).map(({ family }) => family);
+    if (same.length < group.length)
+      for (const { family, generation } of group)
+        if (family.type !== ref.type)
+          problems.add('HYP_E_METRICS_MISMATCH', name, {
+            worker: generation < 0 ? 'exited' : `of generation ${generation}`,
+            type: family.type,
+            served: ref.type,
+          });
+    if (ref.aggregator === 'omit') continue;
+    out.push(sumFamilies([ref, ...same.filter((f) => f !== ref)], ref.aggregator));
+  }
+  return out;
+}
+
+/** Families of one name and type as one, by the first one's aggregator; histogram buckets aligned first. */
+function sumFamilies(families: Family[], aggregator: Exclude<AggregatorName, 'omit'> = 'sum'): Family {
+  const first = families[0]!;
+  const aligned = first.type === 'histogram' ? alignBuckets(families) : families;
+  const series = new Map<string, { sample: Sample; values: number[] }>();
+  for (const family of aligned)
+    for (const sample of family.values) {
+      const key = `${sample.metricName} ${labelKey(sample.labels)}`;
+      const found = series.get(key);
+      if (found) found.values.push(sample.value);
+      else series.set(key, { sample, values: [sample.value] });
+    }
+  const reduce = aggregators[aggregator];
+  const values = [...series.values()].map(({ sample, values }) => ({
+    ...sample,
+    value: values.length === 1 ? values[0]! : reduce(values),
+  }));
+  return { ...first, values };
+}
+
+/** Labels as a key no two different label sets share (prom-client's hash joins with ',' and ':'). */
+function labelKey(labels: Record<string, string>): string {
+  const names = Object.keys(labels);
+  if (names.length === 0) return '';
+  if (names.length > 1) names.sort();
+  return JSON.stringify(names.map((n) => [n, labels[n]]));
+}
+
+function leNumber(le: string | undefined): number {
+  if (le === '+Inf') return Number.POSITIVE_INFINITY;
+  if (le === undefined || le.trim() === '') return Number.NaN;
+  return Number(le);
+}
+
+/**
+ * Histograms whose bucket bounds differ (a new generation changed them)
+ * get every bound of every family: a family's count at a bound it lacks is
+ * its count at its largest bound below, a lower bound, so the summed
+ * buckets stay cumulative and `+Inf` stays the total.
+ */
+function alignBuckets(families: Family[]): Family[] {
+  const bounds = new Map<number, string>();
+  const layouts = new Set<string>();
+  for (const family of families) {
+    const own = new Set<string>();
+    for (const s of family.values)
+      if (s.metricName === `${family.name}_bucket`) {
+        const le = leNumber(s.labels.le);
+        if (!bounds.has(le)) bounds.set(le, s.labels.le!);
+        own.add(String(le));
+      }
+    layouts.add([...own].sort().join(' '));
+  }
+  if (layouts.size <= 1) return families;
+  const all = [...bounds.keys()].sort((a, b) => a - b);
+  return families.map((family) => {
+    const bucketName = `${family.name}_bucket`;
+    const rest: Sample[] = [];
+    const series = new Map<string, { labels: Record<string, string>; counts: Map<number, number> }>();
+    for (const s of family.values) {
+      if (s.metricName !== bucketName) {
+        rest.push(s);
+        continue;
+      }
+      const { le, ...labels } = s.labels;
+      const key = labelKey(labels);
+      let one = series.get(key);
+      if (!one) {
+        one = { labels, counts: new Map() };
+        series.set(key, one);
+      }
+      one.counts.set(leNumber(le), s.value);
+    }
+    const values: Sample[] = [];
+    for (const { labels, counts } of series.values()) {
+      let below = 0;
+      for (const le of all) {
+        below = counts.get(le) ?? below;
+        values.push({ labels: { le: bounds.get(le)!, ...labels }, value: below, metricName: bucketName });
+      }
+    }
+    return { ...family, values: [...values, ...rest] };
   });
 }
 
-/** All dumps merged; if they cannot be, those that merge on their own. */
-async function aggregate(dumps: MetricsDump[]): Promise<string> {
-  if (dumps.length === 0) return '';
-  try {
-    return await AggregatorRegistry.aggregate(dumps).metrics();
-  } catch {
-    const usable: MetricsDump[] = [];
-    for (const dump of dumps) {
-      try {
-        await AggregatorRegistry.aggregate([...usable, dump]).metrics();
-        usable.push(dump);
-      } catch {}
-    }
-    return usable.length ? AggregatorRegistry.aggregate(usable).metrics() : '';
-  }
+/** The families as Prometheus text (prom-client's rendering and escaping). */
+async function exposition(families: Family[]): Promise<string> {
+  if (families.length === 0) return '';
+  const registry = new Registry();
+  for (const family of families)
+    registry.registerMetric({ name: family.name, get: async () => family } as unknown as Metric);
+  return registry.metrics();
 }
