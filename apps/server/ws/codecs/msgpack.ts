@@ -76,7 +76,125 @@ function timestampField(wire: Record<string, unknown>): bigint {
   return timestamp;
 }
 
+/** Maps and arrays nested deeper than this are refused (the envelope itself is one map). */
+const maxDepth = 64;
+/** Items left in each open map (keys and values) or array; map 32 counts reach 2^33. */
+const levels = new Float64Array(maxDepth);
+
+/**
+ * Refuses nesting deeper than `maxDepth` before the decoder builds anything:
+ * the decoder keeps a state object per level, for good, and a 512 KiB frame
+ * of one-element arrays is half a million levels (half a second of work and
+ * ~50 MB kept). Reads only headers; stops quietly at anything malformed or
+ * truncated, which the decoder then reports.
+ */
+function checkDepth(b: Uint8Array): void {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let depth = 0;
+  let p = 0;
+  for (;;) {
+    if (p >= b.length) return;
+    const at = p;
+    const c = b[p]!;
+    let items = 0;
+    if (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) p += 1;
+    else if (c <= 0x8f) {
+      items = (c & 0x0f) * 2;
+      p += 1;
+    } else if (c <= 0x9f) {
+      items = c & 0x0f;
+      p += 1;
+    } else if (c <= 0xbf) p += 1 + (c & 0x1f);
+    else {
+      if (p + 1 + lengthSize(c) > b.length) return;
+      switch (c) {
+        case 0xc4: // bin 8, str 8
+        case 0xd9:
+          p += 2 + view.getUint8(p + 1);
+          break;
+        case 0xc5: // bin 16, str 16
+        case 0xda:
+          p += 3 + view.getUint16(p + 1);
+          break;
+        case 0xc6: // bin 32, str 32
+        case 0xdb:
+          p += 5 + view.getUint32(p + 1);
+          break;
+        case 0xc7: // ext 8/16/32: length, type, data
+          p += 3 + view.getUint8(p + 1);
+          break;
+        case 0xc8:
+          p += 4 + view.getUint16(p + 1);
+          break;
+        case 0xc9:
+          p += 6 + view.getUint32(p + 1);
+          break;
+        case 0xca: // float 32/64, uint and int 8..64
+        case 0xcb:
+        case 0xcc:
+        case 0xcd:
+        case 0xce:
+        case 0xcf:
+        case 0xd0:
+        case 0xd1:
+        case 0xd2:
+        case 0xd3:
+          p += 1 + fixedSize[c - 0xca]!;
+          break;
+        case 0xd4: // fixext 1/2/4/8/16: type, data
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:
+          p += 2 + (1 << (c - 0xd4));
+          break;
+        case 0xdc: // array 16/32
+          items = view.getUint16(p + 1);
+          p += 3;
+          break;
+        case 0xdd:
+          items = view.getUint32(p + 1);
+          p += 5;
+          break;
+        case 0xde: // map 16/32
+          items = view.getUint16(p + 1) * 2;
+          p += 3;
+          break;
+        case 0xdf:
+          items = view.getUint32(p + 1) * 2;
+          p += 5;
+          break;
+        default: // 0xc1: never used
+          return;
+      }
+    }
+    if (items > 0) {
+      if (depth === maxDepth) throw decodeError(name, `nesting deeper than ${maxDepth}`, at);
+      levels[depth++] = items;
+      continue;
+    }
+    // a value is complete: so is every container it was the last item of
+    for (;;) {
+      if (depth === 0) return;
+      if (--levels[depth - 1]! > 0) break;
+      depth--;
+    }
+  }
+}
+
+/** Bytes of the length (or count) after a type byte; 0 for types without one. */
+function lengthSize(c: number): number {
+  if (c === 0xc4 || c === 0xc7 || c === 0xd9) return 1;
+  if (c === 0xc5 || c === 0xc8 || c === 0xda || c === 0xdc || c === 0xde) return 2;
+  if (c === 0xc6 || c === 0xc9 || c === 0xdb || c === 0xdd || c === 0xdf) return 4;
+  return 0;
+}
+
+/** Bytes after the type byte of float 32, float 64, uint 8..64, int 8..64 (0xca..0xd3). */
+const fixedSize = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8];
+
 function unmarshal(bytes: Uint8Array): Envelope {
+  checkDepth(bytes);
   let value: unknown;
   try {
     value = decoder.decode(bytes);

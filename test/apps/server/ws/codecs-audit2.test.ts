@@ -91,3 +91,50 @@ describe('msgpack timestamps are int64', () => {
     expect(msgpackCodec.unmarshal(encode({ timestamp: 1.7e18 })).timestamp).toBe(1_700_000_000_000_000_000n);
   });
 });
+
+describe('msgpack nesting', () => {
+  it('a value nested deeper than 64 levels is refused at the level that exceeds it, before the decoder builds it', () => {
+    // {"x": [[[[ … nil ]]]]}: 100,000 levels in 100 KB (the decoder kept a state per level, for good)
+    const depth = 100_000;
+    const bytes = new Uint8Array(3 + depth + 1);
+    bytes.set([0x81, 0xa1, 0x78], 0);
+    bytes.fill(0x91, 3, 3 + depth);
+    bytes[3 + depth] = 0xc0;
+    const failure = decodeFailure(() => msgpackCodec.unmarshal(bytes));
+    expect(failure).toEqual({ code: 'HYP_E_WS_DECODE', offset: 3 + 63 });
+    // 63 levels inside the envelope's map are fine (an unknown key is ignored)
+    const ok = new Uint8Array(3 + 63 + 1);
+    ok.set([0x81, 0xa1, 0x78], 0);
+    ok.fill(0x91, 3, 3 + 63);
+    ok[3 + 63] = 0xc0;
+    expect(msgpackCodec.unmarshal(ok).type).toBe('');
+  });
+
+  it('the depth check reads every msgpack type: it finds deep nesting after values of each kind', () => {
+    const everyKind = [
+      [1, -1, 200, -200, 70_000, -70_000, 2 ** 40, -(2 ** 40), 1.5, Math.fround(0.5), true, false, null],
+      ['', 'y'.repeat(31), 'y'.repeat(300), 'z'.repeat(70_000)],
+      [new Uint8Array(3), new Uint8Array(300), new Uint8Array(70_000)],
+      [new Date(0), new Date(1_500), new Date(2 ** 35 * 1000)],
+      {
+        d: { e: [[[]]] },
+        f: {},
+        g: new Array(20).fill(0),
+        h: Object.fromEntries(new Array(20).fill(0).map((_, i) => [`k${i}`, i])),
+      },
+    ];
+    const head = encode({ a: everyKind, x: null }, { useBigInt64: true });
+    // replace the trailing nil of "x" with 100 nested arrays
+    const bytes = new Uint8Array(head.length - 1 + 100 + 1);
+    bytes.set(head.subarray(0, head.length - 1), 0);
+    bytes.fill(0x91, head.length - 1, head.length - 1 + 100);
+    bytes[bytes.length - 1] = 0xc0;
+    expect(decodeFailure(() => msgpackCodec.unmarshal(bytes))).toEqual({
+      code: 'HYP_E_WS_DECODE',
+      offset: head.length - 1 + 63,
+    });
+    const m = msgpackCodec.unmarshal(encode({ type: 'message', data: new Uint8Array(300), a: everyKind }));
+    expect(m.type).toBe('message');
+    expect(m.data.length).toBe(300);
+  });
+});
