@@ -25,6 +25,17 @@ import { methodLabel } from './metrics.js';
 type Request = IncomingMessage | Http2ServerRequest;
 
 const tracerName = 'hyp.http';
+
+/**
+ * Longest attribute value taken from what the client sends (user-agent,
+ * path, host, an unknown method): longer ones are cut. The SDK keeps every
+ * attribute of every span it batches, and headers may be 16 KB each.
+ */
+export const maxAttributeLength = 1024;
+
+function clip(value: string): string {
+  return value.length > maxAttributeLength ? value.slice(0, maxAttributeLength) : value;
+}
 const w3c = new W3CTraceContextPropagator();
 
 export class HttpTracing {
@@ -68,14 +79,14 @@ export class HttpTracing {
         kind: SpanKind.SERVER,
         attributes: {
           'http.request.method': label,
-          ...(label === method ? {} : { 'http.request.method_original': method }),
-          'url.path': path,
+          ...(label === method ? {} : { 'http.request.method_original': clip(method) }),
+          'url.path': clip(path),
           'url.scheme': (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http',
           'network.protocol.version': req.httpVersion,
           ...(route === undefined ? {} : { 'http.route': route }),
           ...serverAddress(host),
           ...(socket?.remoteAddress ? { 'client.address': socket.remoteAddress } : {}),
-          ...(req.headers['user-agent'] ? { 'user_agent.original': req.headers['user-agent'] } : {}),
+          ...(req.headers['user-agent'] ? { 'user_agent.original': clip(req.headers['user-agent']) } : {}),
         },
       },
       parent,
@@ -118,5 +129,6 @@ function serverAddress(host: string | undefined): Record<string, string | number
   if (!host) return {};
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host);
   if (!m) return {};
-  return m[2] ? { 'server.address': m[1]!, 'server.port': Number(m[2]) } : { 'server.address': m[1]! };
+  const address = clip(m[1]!);
+  return m[2] ? { 'server.address': address, 'server.port': Number(m[2]) } : { 'server.address': address };
 }
