@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BusMessage } from '../../../supervisor/ipc.js';
-import { quit, RefusalWarning } from './redis-history.js';
+import { quit, RefusalWarning, resendWindowSeconds } from './redis-history.js';
 
 /**
  * Cross-worker and cross-pod fan-out. The hub publishes an opaque byte
@@ -143,6 +143,18 @@ export interface RedisBusOptions {
 }
 
 /**
+ * Publishes once per call: a PUBLISH whose reply was lost with the connection is sent again on
+ * the next one, and would reach every other node twice. Each publish is numbered (ARGV[2]); the
+ * script skips one not above the last this publisher made (KEYS[1], kept a day). Commands reach
+ * Redis in order on one connection, so a resend repeats nothing above the last one made.
+ * EVAL, never EVALSHA: a NOSCRIPT answer would send one publish again behind the next.
+ */
+const publishOnce = `
+if tonumber(ARGV[2]) <= tonumber(redis.call('GET', KEYS[1]) or '0') then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+return redis.call('PUBLISH', KEYS[2], ARGV[1])`;
+
+/**
  * Redis pub/sub. Each payload is framed `[id length | node id | payload]`
  * so a node drops its own messages (Redis delivers to the publisher's own
  * subscription too).
@@ -161,6 +173,9 @@ export class RedisBus extends HandlerSet implements Bus {
   private pendingBytes = 0;
   private readonly refusals: RefusalWarning;
   private closed = false;
+  /** Where Redis keeps the number of this bus's last publish (see publishOnce): its own, as node ids may repeat. */
+  private readonly publishedKey: string;
+  private publishes = 0;
 
   constructor(options: RedisBusOptions) {
     super();
@@ -172,6 +187,7 @@ export class RedisBus extends HandlerSet implements Bus {
     this.idBytes = Buffer.from(this.nodeId);
     if (this.idBytes.length > 255) throw new RangeError('RedisBus nodeId is longer than 255 bytes');
     this.prefix = `${options.prefix ?? 'hyp'}:bus:`;
+    this.publishedKey = `${options.prefix ?? 'hyp'}:bus-published:${randomBytes(6).toString('hex')}`;
     this.pub = new Redis(options.url, { maxRetriesPerRequest: null });
     this.sub = new Redis(options.url, { maxRetriesPerRequest: null });
     this.pub.on('error', () => {});
@@ -213,7 +229,8 @@ export class RedisBus extends HandlerSet implements Bus {
     frame.set(payload, 1 + this.idBytes.length);
     this.pending++;
     this.pendingBytes += size;
-    this.pub.publish(this.prefix + topic, frame).then(
+    const args = [this.publishedKey, this.prefix + topic, frame, ++this.publishes, resendWindowSeconds];
+    this.pub.eval(publishOnce, 2, ...args).then(
       () => {
         this.settled(size);
         this.refusals.ok();

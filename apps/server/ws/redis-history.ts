@@ -62,12 +62,23 @@ export interface RedisHistoryOptions {
   log?: Logger;
 }
 
-const appendAndAnnounce = `
+/**
+ * Appends and announces once per publish. A connection lost after Redis ran the script but
+ * before its reply arrived makes the client send it again on the next connection: each node
+ * numbers its appends (ARGV[3]) and the script skips one not above the last it made for this
+ * publisher (KEYS[3], kept a day). The client's commands reach Redis in order, so a resend
+ * repeats nothing above the last one made, and anything new is above it. Sent as EVAL, never
+ * EVALSHA: a NOSCRIPT answer would send one append again behind the next, out of order.
+ */
+const appendOnce = `
+if tonumber(ARGV[3]) <= tonumber(redis.call('GET', KEYS[3]) or '0') then return false end
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'm', ARGV[2])
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 redis.call('PUBLISH', KEYS[2], id .. '\\n' .. ARGV[2])
 return id`;
 
-type AppendCommand = (stream: string, announce: string, size: number, payload: Buffer) => Promise<string>;
+/** How long Redis remembers a publisher's last append or bus publish (seconds): a resend after a longer outage may repeat it. */
+export const resendWindowSeconds = 86_400;
 
 const streamId = /^(\d+)-(\d+)$/;
 
@@ -123,7 +134,9 @@ export class RedisHistory implements SharedHistory {
   private readonly handlers = new Set<(channel: string, message: Envelope) => void>();
   private readonly gapHandlers = new Set<(gap: Gap) => void>();
   private readonly subscribed: Promise<unknown>;
-  private readonly append: AppendCommand;
+  /** Where Redis keeps the number of this node's last append (see appendOnce). */
+  private readonly appendedKey: string;
+  private appends = 0;
   private readonly onError: (err: Error, channel: string) => void;
   /**
    * Channels a local client subscribed to → the last offset delivered on
@@ -153,6 +166,7 @@ export class RedisHistory implements SharedHistory {
   constructor(options: RedisHistoryOptions) {
     this.prefix = `${options.prefix ?? 'hyp'}:hist:`;
     this.announce = `${options.prefix ?? 'hyp'}:hist-announce`;
+    this.appendedKey = `${options.prefix ?? 'hyp'}:hist-appended:${this.nodeId}`;
     this.size = Math.max(1, options.size);
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.maxTracked = Math.max(1, options.maxTracked ?? 10_000);
@@ -164,9 +178,6 @@ export class RedisHistory implements SharedHistory {
     this.sub = new Redis(options.url, { maxRetriesPerRequest: null });
     this.commands.on('error', () => {});
     this.sub.on('error', () => {});
-    this.commands.defineCommand('hypAppend', { numberOfKeys: 2, lua: appendAndAnnounce });
-    const command = (this.commands as unknown as { hypAppend: AppendCommand }).hypAppend.bind(this.commands);
-    this.append = command;
     this.sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
       if (this.held) this.held.push(message);
       else this.announced(message);
@@ -198,7 +209,17 @@ export class RedisHistory implements SharedHistory {
     }
     this.pending++;
     this.pendingBytes += payload.length;
-    this.append(this.prefix + channel, this.announce, this.size, payload).then(
+    const stream = this.prefix + channel;
+    const args = [
+      stream,
+      this.announce,
+      this.appendedKey,
+      this.size,
+      payload,
+      ++this.appends,
+      resendWindowSeconds,
+    ];
+    this.commands.eval(appendOnce, 3, ...args).then(
       () => {
         this.settled(payload.length);
         this.refusals.ok();

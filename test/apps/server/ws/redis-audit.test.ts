@@ -90,12 +90,14 @@ class RedisProcess {
  * A TCP proxy in front of Redis: `cut()` drops every connection through it
  * and refuses new ones until `restore()` — one pod losing Redis while the
  * others keep it. `onClientData` sees each chunk a client sends before it
- * is forwarded and may delay it.
+ * is forwarded and may delay it. While `deaf`, Redis's replies are dropped
+ * (a connection lost after Redis executed a command, before its reply came).
  */
 class CuttableLink {
   readonly server: Server;
   private readonly pairs = new Set<[Socket, Socket]>();
   blocked = false;
+  deaf = false;
   onClientData: ((chunk: Buffer) => Promise<void> | undefined) | undefined;
   port = 0;
   constructor(readonly target: number) {
@@ -115,7 +117,9 @@ class CuttableLink {
       client.on('error', drop).on('close', drop);
       upstream.on('error', drop).on('close', drop);
       upstream.connect(this.target, '127.0.0.1');
-      upstream.pipe(client);
+      upstream.on('data', (chunk: Buffer) => {
+        if (!this.deaf) client.write(chunk);
+      });
       let chain = Promise.resolve();
       client.on('data', (chunk: Buffer) => {
         chain = chain.then(async () => {
@@ -495,6 +499,99 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     });
     await until(() => closed || undefined, 'close during the outage', 10_000).catch(() => undefined);
     expect(closed).toBe(true);
+  }, 30_000);
+
+  /**
+   * Drops the connection through `proxy` right after Redis executed the command in the first
+   * chunk holding `marker`, before its reply reaches the client; once `executed()` confirms
+   * Redis ran it, the link is cut and restored (the client reconnects).
+   */
+  function loseReplyTo(proxy: CuttableLink, marker: string, executed: () => Promise<boolean>): () => boolean {
+    let fired = false;
+    let reconnected = false;
+    proxy.onClientData = (chunk) => {
+      if (fired || !chunk.includes(marker)) return undefined;
+      fired = true;
+      proxy.deaf = true; // from here on no reply reaches the client
+      void until(async () => (await executed()) || undefined, `Redis to execute ${marker}`).then(() => {
+        proxy.cut();
+        proxy.deaf = false;
+        proxy.restore();
+        reconnected = true;
+      });
+      return undefined;
+    };
+    return () => reconnected;
+  }
+
+  it('a channel publish whose reply was lost with the connection is appended and delivered once, not twice', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const a = history(proxy.url, prefix);
+    const b = history(redis.url, prefix);
+    await Promise.all([a.ready(), b.ready()]);
+    const gotB = collect(b);
+    a.publish('news', message('news', 'm0')); // the append script is loaded on this Redis
+    await until(() => gotB.length === 1 || undefined, 'm0 on B');
+    const done = loseReplyTo(proxy, 'lost-reply', async () => gotB.length === 2);
+    a.publish('news', message('news', 'lost-reply'));
+    await until(() => done() || undefined, 'the link cut after the append');
+    a.publish('news', message('news', 'm2'));
+    await until(() => gotB.some((m) => json(m) === 'm2') || undefined, 'm2 on B');
+    expect(gotB.map((m) => json(m))).toEqual(['m0', 'lost-reply', 'm2']);
+    expect(await raw.xlen(`${prefix}:hist:news`)).toBe(3);
+  }, 30_000);
+
+  it('a channel publish lost on its way to Redis with the connection is appended after the reconnect, once', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const a = history(proxy.url, prefix);
+    const b = history(redis.url, prefix);
+    await Promise.all([a.ready(), b.ready()]);
+    const gotB = collect(b);
+    a.publish('news', message('news', 'm0'));
+    await until(() => gotB.length === 1 || undefined, 'm0 on B');
+    let dropped = false;
+    proxy.onClientData = (chunk) => {
+      if (dropped || !chunk.includes('never-arrived')) return undefined;
+      dropped = true;
+      proxy.cut(); // the chunk is not forwarded: its connection is gone
+      proxy.restore();
+      return undefined;
+    };
+    a.publish('news', message('news', 'never-arrived'));
+    a.publish('news', message('news', 'm2'));
+    await until(() => gotB.some((m) => json(m) === 'm2') || undefined, 'm2 on B');
+    expect(dropped).toBe(true);
+    expect(gotB.map((m) => json(m))).toEqual(['m0', 'never-arrived', 'm2']);
+  }, 30_000);
+
+  it('a bus publish whose reply was lost with the connection reaches the other pods once, not twice', async () => {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    const a = new RedisBus({ url: proxy.url, prefix });
+    const b = new RedisBus({ url: redis.url, prefix });
+    cleanup.push(
+      () => a.close(),
+      () => b.close(),
+    );
+    await Promise.all([a.ready(), b.ready()]);
+    const got: string[] = [];
+    b.onMessage((_topic, payload) => got.push(Buffer.from(payload).toString()));
+    a.publish('ws', Buffer.from('b0'));
+    await until(() => got.length === 1 || undefined, 'b0 on B');
+    const done = loseReplyTo(proxy, 'lost-reply', async () => got.length === 2);
+    a.publish('ws', Buffer.from('lost-reply'));
+    await until(() => done() || undefined, 'the link cut after the publish');
+    a.publish('ws', Buffer.from('b2'));
+    await until(() => got.includes('b2') || undefined, 'b2 on B');
+    expect(got).toEqual(['b0', 'lost-reply', 'b2']);
   }, 30_000);
 
   /** A hub whose shared history reaches Redis through `link`, with one client subscribed to `channel`. */
