@@ -78,23 +78,32 @@ function timestampField(wire: Record<string, unknown>): bigint {
 
 /** Maps and arrays nested deeper than this are refused (the envelope itself is one map). */
 const maxDepth = 64;
+/**
+ * Values (keys included) one message may hold. An envelope has a dozen;
+ * only unknown keys, which the hub ignores, could hold more.
+ */
+const maxValues = 10_000;
 /** Items left in each open map (keys and values) or array; map 32 counts reach 2^33. */
 const levels = new Float64Array(maxDepth);
 
 /**
- * Refuses nesting deeper than `maxDepth` before the decoder builds anything:
- * the decoder keeps a state object per level, for good, and a 512 KiB frame
- * of one-element arrays is half a million levels (half a second of work and
- * ~50 MB kept). Reads only headers; stops quietly at anything malformed or
- * truncated, which the decoder then reports.
+ * Refuses nesting deeper than `maxDepth` and more than `maxValues` values
+ * before the decoder builds anything: the decoder keeps a state object per
+ * level, for good (a 512 KiB frame of one-element arrays is half a million
+ * levels: half a second of work and ~50 MB kept), and builds every value,
+ * also those of keys the hub ignores (~0.1 s for 512 KiB of empty arrays).
+ * Reads only headers; stops quietly at anything malformed or truncated,
+ * which the decoder then reports.
  */
-function checkDepth(b: Uint8Array): void {
+function checkStructure(b: Uint8Array): void {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let depth = 0;
+  let values = 0;
   let p = 0;
   for (;;) {
     if (p >= b.length) return;
     const at = p;
+    if (++values > maxValues) throw decodeError(name, `more than ${maxValues} values`, at);
     const c = b[p]!;
     let items = 0;
     if (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) p += 1;
@@ -194,7 +203,7 @@ function lengthSize(c: number): number {
 const fixedSize = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8];
 
 function unmarshal(bytes: Uint8Array): Envelope {
-  checkDepth(bytes);
+  checkStructure(bytes);
   let value: unknown;
   try {
     value = decoder.decode(bytes);

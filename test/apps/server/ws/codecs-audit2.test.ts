@@ -138,3 +138,19 @@ describe('msgpack nesting', () => {
     expect(m.data.length).toBe(300);
   });
 });
+
+describe('msgpack size of structure', () => {
+  it('a message of more than 10,000 values is refused at the value past the bound, before the decoder builds it', () => {
+    // {"x": [[], [], … 65,535 times]}: the decoder built every array for a key it ignores (~20 ms per 100 KB)
+    const bytes = new Uint8Array(6 + 0xffff);
+    bytes.set([0x81, 0xa1, 0x78, 0xdc, 0xff, 0xff], 0);
+    bytes.fill(0x90, 6);
+    // values: the map (1), "x" (2), the array (3), then its items from byte 6
+    expect(decodeFailure(() => msgpackCodec.unmarshal(bytes))).toEqual({
+      code: 'HYP_E_WS_DECODE',
+      offset: 6 + 10_000 - 3,
+    });
+    const fits = encode({ type: 'message', x: new Array(9_990).fill(0) });
+    expect(msgpackCodec.unmarshal(fits).type).toBe('message');
+  });
+});
