@@ -124,7 +124,23 @@ export class SupervisorMetrics {
    * with) is left out and logged (HYP_E_METRICS_INVALID, _TOO_MANY,
    * _MISMATCH: once, until it is gone for a scrape); the rest is served.
    */
-  async render(
+  render(sup: Pick<Supervisor, 'workers'>, log?: Logger): Promise<{ contentType: string; body: string }> {
+    // Scrapes that arrive while one runs share it: each would otherwise hold
+    // every worker's decoded dump at once (a client looping on /metrics could
+    // multiply the supervisor's memory), and ask busy workers again.
+    if (this.rendering) return this.rendering;
+    const rendering = this.renderOnce(sup, log);
+    this.rendering = rendering;
+    const done = () => {
+      if (this.rendering === rendering) this.rendering = undefined;
+    };
+    rendering.then(done, done);
+    return rendering;
+  }
+
+  private rendering: Promise<{ contentType: string; body: string }> | undefined;
+
+  private async renderOnce(
     sup: Pick<Supervisor, 'workers'>,
     log?: Logger,
   ): Promise<{ contentType: string; body: string }> {
@@ -134,11 +150,9 @@ export class SupervisorMetrics {
     const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
     const problems = new Problems();
     const dumps: Dump[] = [];
-    // From here to the merge nothing awaits: two scrapes at once cannot both retire a worker.
     asked.forEach(([id, w], i) => {
+      // A worker that exited since it was asked is retired below, with this reply.
       const families = familiesOf(replies[i], id, ownNames, problems);
-      const live = sup.workers.has(id);
-      if (!live && !this.lastCounts.has(id)) return; // exited and retired by another scrape
       const generation = w.generation ?? 0;
       if (families.length > 0) {
         this.lastCounts.set(id, { generation, families: families.filter(isCount) });

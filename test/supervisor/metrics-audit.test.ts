@@ -219,6 +219,30 @@ describe('pod /metrics: a label explosion in one worker', () => {
   });
 });
 
+describe('pod /metrics: scrapes at the same time', () => {
+  it('share one round of worker dumps, so the supervisor never holds more than one per worker', async () => {
+    const { sup, workers } = pod(
+      { id: 1, dump: await counterDump('app_jobs_total', 2) },
+      { id: 2, dump: await counterDump('app_jobs_total', 3) },
+    );
+    let asked = 0;
+    for (const w of workers.values()) {
+      const answer = w.metrics;
+      w.metrics = () => {
+        asked++;
+        return answer();
+      };
+    }
+    const metrics = new SupervisorMetrics(sup);
+    const { log } = memoryLog();
+    const bodies = await Promise.all(Array.from({ length: 20 }, () => metrics.render(sup, log)));
+    for (const { body } of bodies) expect(body).toMatch(/^app_jobs_total 5$/m);
+    expect(asked).toBe(2);
+    await metrics.render(sup, log); // a later scrape asks again
+    expect(asked).toBe(4);
+  });
+});
+
 describe('pod /metrics: counters across worker restarts', () => {
   it('keeps what an exited worker had counted, so the pod counter never goes down', async () => {
     const { sup, workers, add } = pod(
