@@ -94,10 +94,23 @@ export class HttpMetrics {
     });
   }
 
-  /** A new series for a method, route pattern and status (callers keep it; see Route.series). */
+  /** The series of a label set, by `method route status` (two routes can share one; see `series`). */
+  private readonly byLabels = new Map<string, HttpSeries>();
+
+  /**
+   * The series of a method, route pattern and status (callers keep it; see
+   * Route.series). Two routes with one pattern (an explicit HEAD route
+   * added after GET served HEAD) share it: a label set twice in one
+   * exposition is invalid.
+   */
   series(method: string, route: string, status: number): HttpSeries {
-    const series = new HttpSeries({ method, route, status: String(status) });
-    this.all.push(series);
+    const key = `${method} ${status} ${route}`;
+    let series = this.byLabels.get(key);
+    if (series === undefined) {
+      series = new HttpSeries({ method, route, status: String(status) });
+      this.byLabels.set(key, series);
+      this.all.push(series);
+    }
     return series;
   }
 }

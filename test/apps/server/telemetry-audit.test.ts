@@ -163,3 +163,24 @@ describe('a request the client gives up on', () => {
     }
   });
 });
+
+describe('HTTP metrics: one series per label set', () => {
+  it('a HEAD route added after HEAD requests were served by GET: one HEAD series, not two', async () => {
+    const registry = new Registry();
+    served = await serve((app) => app.get('/a', (c) => c.text('a')), { registry });
+    const head = async () => {
+      const res = await fetch(`${served!.url}/a`, { method: 'HEAD' });
+      expect(res.status).toBe(200);
+      await res.arrayBuffer();
+    };
+    await head();
+    served.app.head('/a', (c) => c.text('h'));
+    await head();
+    const line = /^hyp_http_requests_total\{method="HEAD",route="\/a",status="200"\} (\d+)$/gm;
+    const counted = await until(async () => {
+      const found = [...(await registry.metrics()).matchAll(line)].map((m) => Number(m[1]));
+      return found.reduce((a, b) => a + b, 0) === 2 && found;
+    }, 'both HEAD requests counted');
+    expect(counted).toEqual([2]);
+  });
+});
