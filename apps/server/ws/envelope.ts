@@ -29,6 +29,12 @@ export const emptyBytes: Uint8Array = new Uint8Array(0);
 
 export const utf8Encoder = new TextEncoder();
 export const utf8Decoder = new TextDecoder();
+/**
+ * For the envelope's string fields: refuses bytes that are not UTF-8 (a
+ * lenient decode would turn different bytes into one name) and keeps a
+ * leading U+FEFF as part of the string.
+ */
+export const utf8StrictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export const int64Min = -(1n << 63n);
 export const int64Max = (1n << 63n) - 1n;

@@ -1,5 +1,5 @@
 import { Builder } from 'flatbuffers';
-import { type Envelope, emptyBytes, utf8Decoder } from '../envelope.js';
+import { type Envelope, emptyBytes, utf8StrictDecoder } from '../envelope.js';
 import type { Codec } from './codec.js';
 import { decodeError } from './decode-error.js';
 import {
@@ -95,7 +95,12 @@ class TableReader {
 
   string(slot: number, what: string): string {
     const bytes = this.vector(slot, what);
-    return bytes.length === 0 ? '' : utf8Decoder.decode(bytes);
+    if (bytes.length === 0) return '';
+    try {
+      return utf8StrictDecoder.decode(bytes);
+    } catch {
+      return fail(`${what} is not UTF-8`, bytes.byteOffset - this.bytes.byteOffset);
+    }
   }
 
   int64(slot: number, what: string): bigint {

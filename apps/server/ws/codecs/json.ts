@@ -1,4 +1,12 @@
-import { type Envelope, emptyBytes, int64Max, int64Min, utf8Decoder, utf8Encoder } from '../envelope.js';
+import {
+  type Envelope,
+  emptyBytes,
+  int64Max,
+  int64Min,
+  utf8Decoder,
+  utf8Encoder,
+  utf8StrictDecoder,
+} from '../envelope.js';
 import type { Codec } from './codec.js';
 import { decodeError } from './decode-error.js';
 import {
@@ -193,9 +201,10 @@ export function isJsonText(bytes: Uint8Array): boolean {
 
 function stringAt(b: Uint8Array, start: number, end: number): string {
   for (let i = start + 1; i < end - 1; i++) {
-    if (b[i] === 0x5c) return JSON.parse(utf8Decoder.decode(b.subarray(start, end))) as string;
+    if (b[i] === 0x5c) return JSON.parse(utf8StrictDecoder.decode(b.subarray(start, end))) as string;
   }
-  return utf8Decoder.decode(b.subarray(start + 1, end - 1));
+  // the scanner checked UTF-8; strict only so that a leading U+FEFF stays part of the string
+  return utf8StrictDecoder.decode(b.subarray(start + 1, end - 1));
 }
 
 function isNull(b: Uint8Array, start: number, end: number): boolean {

@@ -1,5 +1,5 @@
 import { Decoder, Encoder } from '@msgpack/msgpack';
-import { type Envelope, emptyBytes, int64Max, int64Min, utf8Encoder } from '../envelope.js';
+import { type Envelope, emptyBytes, int64Max, int64Min, utf8StrictDecoder } from '../envelope.js';
 import type { Codec } from './codec.js';
 import { decodeError } from './decode-error.js';
 import {
@@ -26,7 +26,9 @@ const limits = {
   maxExtLength: 1 << 20,
 };
 const encoder = new Encoder({ useBigInt64: true });
-const decoder = new Decoder({ useBigInt64: true, ...limits });
+// rawStrings: str values come as their bytes (map keys stay strings), so `data` sent as str keeps its
+// exact bytes and a string field that is not UTF-8 is refused rather than read as Latin-1 or U+FFFD
+const decoder = new Decoder({ useBigInt64: true, rawStrings: true, ...limits });
 
 interface WireMessage {
   type?: string;
@@ -48,18 +50,25 @@ function marshal(m: Envelope): Uint8Array {
   return encoder.encode(wire);
 }
 
-function stringField(wire: Record<string, unknown>, key: string): string {
+/** A str (or bin) field as UTF-8 text; `frame` locates it in the error. */
+function stringField(wire: Record<string, unknown>, key: string, frame: Uint8Array): string {
   const value = wire[key];
   if (value === undefined || value === null) return '';
-  if (typeof value !== 'string') throw decodeError(name, `"${key}" must be a string, got ${typeof value}`);
-  return value;
+  if (!(value instanceof Uint8Array))
+    throw decodeError(name, `"${key}" must be a string, got ${typeof value}`);
+  if (value.length === 0) return '';
+  try {
+    return utf8StrictDecoder.decode(value);
+  } catch {
+    throw decodeError(name, `"${key}" is not UTF-8`, value.byteOffset - frame.byteOffset);
+  }
 }
 
+/** bin, or str as the bytes sent (encoders from before the bin type write bytes as str). */
 function dataField(wire: Record<string, unknown>): Uint8Array {
   const value = wire.data;
   if (value === undefined || value === null) return emptyBytes;
   if (value instanceof Uint8Array) return value.length > 0 ? value : emptyBytes;
-  if (typeof value === 'string') return utf8Encoder.encode(value);
   throw decodeError(name, `"data" must be bin or str, got ${typeof value}`);
 }
 
@@ -215,12 +224,12 @@ function unmarshal(bytes: Uint8Array): Envelope {
   }
   const wire = value as Record<string, unknown>;
   return {
-    type: stringField(wire, 'type'),
-    channel: stringField(wire, 'channel'),
+    type: stringField(wire, 'type', bytes),
+    channel: stringField(wire, 'channel', bytes),
     data: dataField(wire),
     timestamp: timestampField(wire),
-    clientId: stringField(wire, 'client_id'),
-    offset: stringField(wire, 'offset'),
+    clientId: stringField(wire, 'client_id', bytes),
+    offset: stringField(wire, 'offset', bytes),
   };
 }
 

@@ -1,6 +1,6 @@
 import { encode } from '@msgpack/msgpack';
 import { describe, expect, it } from 'vitest';
-import { jsonCodec, msgpackCodec } from '../../../../apps/server/ws/codecs/index.js';
+import { flatbuffersCodec, jsonCodec, msgpackCodec } from '../../../../apps/server/ws/codecs/index.js';
 import { envelope } from '../../../../apps/server/ws/envelope.js';
 import { isHypError } from '../../../../supervisor/errors.js';
 import { HubTestBed, json, text } from './helpers.js';
@@ -152,5 +152,37 @@ describe('msgpack size of structure', () => {
     });
     const fits = encode({ type: 'message', x: new Array(9_990).fill(0) });
     expect(msgpackCodec.unmarshal(fits).type).toBe('message');
+  });
+});
+
+describe('strings and bytes as sent', () => {
+  // msgpack before the bin type (and encoders in compatibility mode, e.g. msgpack-python < 1.0) write bytes as str
+  it('msgpack data sent as str keeps its exact bytes, also when they are not UTF-8', () => {
+    for (const length of [3, 300]) {
+      const data = new Uint8Array(length).map((_, i) => [0xff, 0x00, 0x80][i % 3]!);
+      const head = Buffer.from([0x81, 0xa4, ...Buffer.from('data')]);
+      const str = length < 32 ? [0xa0 | length] : [0xda, length >> 8, length & 0xff];
+      const m = msgpackCodec.unmarshal(Buffer.concat([head, Buffer.from(str), data]));
+      expect(Array.from(m.data)).toEqual(Array.from(data));
+    }
+  });
+
+  it('a msgpack or FlatBuffers string field that is not UTF-8 is a decode error at the string', () => {
+    // {"channel": "a\xff"}: "a\xff" starts at byte 10
+    const mp = Buffer.from([0x81, 0xa7, ...Buffer.from('channel'), 0xa2, 0x61, 0xff]);
+    expect(decodeFailure(() => msgpackCodec.unmarshal(mp))).toEqual({ code: 'HYP_E_WS_DECODE', offset: 10 });
+    const fb = Buffer.from(flatbuffersCodec.marshal(envelope({ channel: 'ab' })));
+    const at = fb.indexOf(Buffer.from('ab'));
+    fb[at + 1] = 0xff;
+    expect(decodeFailure(() => flatbuffersCodec.unmarshal(fb))).toEqual({
+      code: 'HYP_E_WS_DECODE',
+      offset: at,
+    });
+    // valid strings of every length still decode
+    const long = 'é'.repeat(200);
+    expect(msgpackCodec.unmarshal(msgpackCodec.marshal(envelope({ channel: long }))).channel).toBe(long);
+    expect(flatbuffersCodec.unmarshal(flatbuffersCodec.marshal(envelope({ channel: long }))).channel).toBe(
+      long,
+    );
   });
 });
