@@ -130,5 +130,7 @@ function serverAddress(host: string | undefined): Record<string, string | number
   const m = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(host);
   if (!m) return {};
   const address = clip(m[1]!);
-  return m[2] ? { 'server.address': address, 'server.port': Number(m[2]) } : { 'server.address': address };
+  // The Host header is the client's word: a "port" past 65535 is no port.
+  const port = m[2] === undefined || m[2].length > 5 ? Number.NaN : Number(m[2]);
+  return port <= 65535 ? { 'server.address': address, 'server.port': port } : { 'server.address': address };
 }

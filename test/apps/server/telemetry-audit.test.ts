@@ -53,6 +53,24 @@ describe('server spans: what the client sends', () => {
     }
   });
 
+  it('reports server.port only for a Host port that is a port', async () => {
+    const t = tracer();
+    served = await serve((app) => app.get('/x', (c) => c.text('x')), { tracer: t.tracer });
+    for (const host of [`example:${'9'.repeat(400)}`, 'example:70000', 'example:8443']) {
+      const answer = await rawExchange(
+        served.url,
+        `GET /x HTTP/1.1\r\nhost: ${host}\r\nconnection: close\r\n\r\n`,
+      );
+      expect(answer).toMatch(/^HTTP\/1\.1 200/);
+    }
+    const spans = await until(
+      () => (t.exporter.getFinishedSpans().length === 3 ? t.exporter.getFinishedSpans() : undefined),
+      'three spans',
+    );
+    expect(spans.map((s) => s.attributes['server.port'])).toEqual([undefined, undefined, 8443]);
+    expect(spans.map((s) => s.attributes['server.address'])).toEqual(['example', 'example', 'example']);
+  });
+
   it('starts a new trace for a hostile traceparent and answers normally', async () => {
     const t = tracer();
     served = await serve((app) => app.get('/x', (c) => c.text('x')), { tracer: t.tracer });
