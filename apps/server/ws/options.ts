@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../../../supervisor/config/schema.js';
@@ -36,12 +38,23 @@ export function busFromConfig(config: Config['websocket'], ctx: RuntimeContext =
   if (config.bus.driver === 'redis') {
     return new RedisBus({
       url: config.bus.redis_url,
-      nodeId: ctx.workerId !== undefined ? `worker-${ctx.workerId}-${process.pid}` : undefined,
+      nodeId: ctx.workerId !== undefined ? redisNodeId(ctx.workerId) : undefined,
       log: ctx.log,
     });
   }
   const ipc = ctx.ipc ?? process;
   return typeof ipc.send === 'function' ? new IpcBus(ipc, ctx.workerId) : new LocalBus();
+}
+
+/**
+ * This worker's id on the Redis bus, unique across pods: its worker id and
+ * host name (the pod name) for the logs, and random bytes, because worker
+ * ids and PIDs repeat from pod to pod (every pod's supervisor is PID 1 in
+ * its PID namespace), and two nodes of one id drop each other's messages as
+ * their own echoes.
+ */
+export function redisNodeId(workerId: number): string {
+  return `worker-${workerId}-${hostname().slice(0, 64)}-${randomBytes(6).toString('hex')}`;
 }
 
 /** Under the supervisor: an IPC channel and inherited listeners (LISTEN_FDS). */

@@ -238,6 +238,40 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     expect(onChat.of('message').map(json)).toEqual(['for chat', 'chat marker']);
   });
 
+  it('two pods whose workers have the same id and PID (PID namespaces) still hear each other on the bus', async () => {
+    // In containers every pod's supervisor is PID 1 and its workers get the same PIDs in the
+    // same order: here, two Apps in one process with worker id 1 are two such pods.
+    const config = Value.Default(ConfigSchema, {
+      websocket: { bus: { driver: 'redis', redis_url: redis.url } },
+    }) as Config;
+    const pods = [];
+    for (let i = 0; i < 2; i++) {
+      const app = new App({ config, workerId: 1 });
+      const hub = app.websocket('/ws', { pingIntervalMs: 0, presenceIntervalMs: 0 });
+      const server = createHttpServer(app.handle);
+      server.on('upgrade', app.handleUpgrade);
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanup.push(async () => {
+        await app.shutdown();
+        server.closeAllConnections();
+        await new Promise((r) => server.close(r));
+      });
+      pods.push({ hub, url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/ws` });
+    }
+    const [a, b] = pods as [(typeof pods)[0], (typeof pods)[0]];
+    const onB = await TestClient.connect(b.url, 'json');
+    cleanup.push(() => onB.close());
+    const room = `room-${nextPrefix()}`;
+    onB.join(room);
+    await onB.nextOf('presence');
+    // B's join is on the bus once A lists the member.
+    await until(() => a.hub.members(room).length === 1 || undefined, "A sees B's member");
+    a.hub.toRoom(room, 'to the room');
+    a.hub.broadcast('to everyone');
+    await onB.until((c) => c.of('message').length >= 2);
+    expect(onB.of('message').map(json).sort()).toEqual(['to everyone', 'to the room']);
+  });
+
   it('foreign messages on the bus and announce channels (float timestamp, garbage) never crash a worker; it keeps delivering', async () => {
     const prefix = nextPrefix();
     const script = await compileFixture('test/apps/server/ws/redis-node.fixture.ts');
