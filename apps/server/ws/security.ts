@@ -307,15 +307,18 @@ interface Seen {
  * Memory is bounded by `maxEntries`. A nonce forgotten early, to make room,
  * could otherwise be replayed while its timestamp is still in the window, so
  * the guard then refuses every frame stamped at or before the newest stamp
- * it forgot (fail closed): under such a load only senders whose clocks lag
- * behind the others by more than the cache spans are refused.
+ * it forgot, capped at that frame's arrival (fail closed): under such a load
+ * only senders whose clocks lag behind by more than the cache spans are
+ * refused. The cap keeps a sender stamping ahead of the clock from pushing
+ * the line past the present for everyone; its own frames, stamped after
+ * their arrival, are then the ones a replay could slip through with.
  */
 export class ReplayGuard {
   private readonly seen = new Map<string, Seen>();
   private readonly windowMs: number;
   private readonly maxEntries: number;
   private readonly now: () => number;
-  /** The newest stamp (µs) among nonces forgotten before their time; older frames are refused. */
+  /** Frames stamped (µs) at or before this are refused: nonces up to it were forgotten before their time. */
   private forgottenUpToUs = Number.NEGATIVE_INFINITY;
 
   constructor(options: ReplayGuardOptions) {
@@ -350,7 +353,9 @@ export class ReplayGuard {
     if (this.seen.size >= this.maxEntries) {
       const [oldest, entry] = this.seen.entries().next().value as [string, Seen];
       this.seen.delete(oldest);
-      if (entry.stampUs > this.forgottenUpToUs) this.forgottenUpToUs = entry.stampUs;
+      // at most its arrival: a sender stamping ahead of the clock must not refuse everyone's present
+      const line = Math.min(entry.stampUs, entry.at * 1000);
+      if (line > this.forgottenUpToUs) this.forgottenUpToUs = line;
     }
     this.seen.set(key, { at: now, stampUs });
   }

@@ -60,6 +60,18 @@ describe('replay guard', () => {
   });
 });
 
+describe('replay guard under a flood', () => {
+  it('a sender stamping a window ahead cannot push the refusal line past now for everyone else', () => {
+    let now = 1_000_000;
+    const guard = new ReplayGuard({ windowMs: 30_000, maxEntries: 10, now: () => now });
+    // a flooder with a clock 29 s ahead fills the cache; its nonces are dropped to make room
+    for (let i = 0; i < 20; i++) guard.check(randomBytes(12), ns(now + 29_000 + i));
+    now += 1;
+    // an honest sender stamping the present is still accepted
+    expect(() => guard.check(randomBytes(12), ns(now))).not.toThrow();
+  });
+});
+
 describe('key ids', () => {
   it('two key sets with one key id is a HYP_E_WS_KEY error, not a previous set that never opens anything', () => {
     const old: KeySet = { aesKey: randomBytes(32) };
