@@ -704,6 +704,14 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
   if (hmac && fileSize(resolve(cwd, hmac)) === undefined) {
     push('websocket.security.hmac_key_file', hmac, 'a readable file holding the raw HMAC key');
   }
+  const replay = config.websocket.security.replay_window;
+  if (!aes && !hmac && (parseDuration(replay) ?? 0) > 0) {
+    push(
+      'websocket.security.replay_window',
+      replay,
+      '0s without websocket.security.aes_key_file or hmac_key_file: replay protection checks sealed frames only',
+    );
+  }
   if (config.admin.token_file && fileSize(resolve(cwd, config.admin.token_file)) === undefined) {
     push('admin.token_file', config.admin.token_file, 'a readable file holding the admin bearer token');
   }

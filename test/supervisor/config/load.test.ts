@@ -154,6 +154,21 @@ describe('config validation names the key path, the value and what was expected'
     expect(issues[0]!.expected).toContain('32 bytes');
   });
 
+  it('refuses a replay window without key files: replay protection needs sealed frames', () => {
+    const issues = issuesOf(() =>
+      loadConfig({ env: {}, cwd: dir(), sets: ['websocket.security.replay_window=30s'] }),
+    );
+    expect(issues.map((i) => [i.path, i.value])).toEqual([['websocket.security.replay_window', '30s']]);
+    expect(issues[0]!.expected).toContain('aes_key_file or hmac_key_file');
+    const d = dir({ 'h.bin': 'a secret of some length' });
+    const { config } = loadConfig({
+      env: {},
+      cwd: d,
+      sets: ['websocket.security.replay_window=30s', 'websocket.security.hmac_key_file=h.bin'],
+    });
+    expect(config.websocket.security.replay_window).toBe('30s');
+  });
+
   it('reports every problem at once', () => {
     const issues = issuesOf(() =>
       loadConfig({ env: { HYP_DRAIN_DELAY: 'x', HYP_DRAIN_TIMEOUT: 'y' }, cwd: dir() }),
