@@ -271,6 +271,9 @@ function unmarshal(b: Uint8Array): Envelope {
             fail('"timestamp" must be an integer', start);
           }
           if (!lastNumberIsInteger) fail('"timestamp" must be an integer', start);
+          // int64 has at most 19 digits (and a sign): a longer number overflows
+          // without paying BigInt's quadratic parse of, say, 500,000 digits.
+          if (end - start > 20) fail('"timestamp" overflows int64', start);
           const value = BigInt(utf8Decoder.decode(b.subarray(start, end)));
           if (value < int64Min || value > int64Max) fail('"timestamp" overflows int64', start);
           out.timestamp = value;

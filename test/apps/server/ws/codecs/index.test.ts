@@ -61,3 +61,30 @@ describe('control data', () => {
     });
   });
 });
+
+describe('JSON timestamp bounds', () => {
+  it('refuses a timestamp beyond int64 at its byte offset, however many digits it has', () => {
+    const json = codecByName('json')!;
+    const at = '{"type":"message","timestamp":'.length;
+    for (const digits of [
+      '9223372036854775808',
+      '-9223372036854775809',
+      '1'.repeat(21),
+      '7'.repeat(200_000),
+    ]) {
+      const bytes = Buffer.from(`{"type":"message","timestamp":${digits}}`);
+      let error: unknown;
+      try {
+        json.unmarshal(bytes);
+      } catch (err) {
+        error = err;
+      }
+      expect(isHypError(error) && error.code, digits.slice(0, 24)).toBe('HYP_E_WS_DECODE');
+      expect((error as Error).message).toContain('"timestamp" overflows int64');
+      expect((error as Error).message).toContain(String(at));
+    }
+    expect(json.unmarshal(Buffer.from('{"type":"message","timestamp":-9223372036854775808}')).timestamp).toBe(
+      -9223372036854775808n,
+    );
+  });
+});
