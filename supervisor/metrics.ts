@@ -331,23 +331,37 @@ function checkFamily(m: unknown, ownNames: ReadonlySet<string>): Family | string
     return `unknown aggregator ${JSON.stringify(aggregator)}`;
   if (!Array.isArray(values)) return 'values is not an array';
   const samples: Sample[] = new Array(values.length);
+  // Names already checked in this family: a family repeats a few names over many samples.
+  const sampleNames = new Set<string>([name]);
+  const labelNames = new Set<string>();
+  const bucketName = `${name}_bucket`;
   for (let i = 0; i < values.length; i++) {
     const v: unknown = values[i];
     if (!isObject(v) || typeof v.value !== 'number') return 'a sample without a numeric value';
     const metricName: unknown = v.metricName ?? name;
-    if (typeof metricName !== 'string' || !metricName.startsWith(name) || !metricNamePattern.test(metricName))
-      return `sample name ${JSON.stringify(metricName)} is not valid for this metric`;
+    if (typeof metricName !== 'string') return 'a sample name that is not a string';
+    if (!sampleNames.has(metricName)) {
+      if (!metricName.startsWith(name) || !metricNamePattern.test(metricName))
+        return `sample name ${JSON.stringify(metricName)} is not valid for this metric`;
+      sampleNames.add(metricName);
+    }
     const labels: Record<string, string> = {};
-    if (v.labels !== undefined && v.labels !== null) {
-      if (!isObject(v.labels) || Array.isArray(v.labels)) return 'labels is not an object';
-      for (const [label, value] of Object.entries(v.labels)) {
-        if (!labelNamePattern.test(label)) return `label name ${JSON.stringify(label)} is not valid`;
+    const given = v.labels;
+    if (given !== undefined && given !== null) {
+      if (!isObject(given) || Array.isArray(given)) return 'labels is not an object';
+      for (const label in given) {
+        if (!Object.hasOwn(given, label)) continue;
+        if (!labelNames.has(label)) {
+          if (!labelNamePattern.test(label)) return `label name ${JSON.stringify(label)} is not valid`;
+          labelNames.add(label);
+        }
+        const value = given[label];
         if (typeof value === 'string') labels[label] = value;
         else if (typeof value === 'number') labels[label] = String(value);
         else if (value !== undefined) return `label ${label} is neither a string nor a number`;
       }
     }
-    if (type === 'histogram' && metricName === `${name}_bucket` && Number.isNaN(leNumber(labels.le)))
+    if (type === 'histogram' && metricName === bucketName && Number.isNaN(leNumber(labels.le)))
       return 'a bucket without a numeric le label';
     samples[i] = { labels, value: v.value, metricName };
   }
@@ -394,28 +408,41 @@ function merge(dumps: Dump[], problems: Problems): Family[] {
 function sumFamilies(families: Family[], aggregator: Exclude<AggregatorName, 'omit'> = 'sum'): Family {
   const first = families[0]!;
   const aligned = first.type === 'histogram' ? alignBuckets(families) : families;
-  const series = new Map<string, { sample: Sample; values: number[] }>();
+  // A sample per series; its value is summed in place, or gathered for the other aggregators.
+  const series = new Map<string, { sample: Sample; values: number[] | undefined }>();
+  const gather = aggregator !== 'sum';
   for (const family of aligned)
     for (const sample of family.values) {
       const key = `${sample.metricName} ${labelKey(sample.labels)}`;
       const found = series.get(key);
-      if (found) found.values.push(sample.value);
-      else series.set(key, { sample, values: [sample.value] });
+      if (found === undefined)
+        series.set(key, { sample: { ...sample }, values: gather ? [sample.value] : undefined });
+      else if (found.values) found.values.push(sample.value);
+      else found.sample.value += sample.value;
     }
   const reduce = aggregators[aggregator];
-  const values = [...series.values()].map(({ sample, values }) => ({
-    ...sample,
-    value: values.length === 1 ? values[0]! : reduce(values),
-  }));
+  const values: Sample[] = [];
+  for (const { sample, values: gathered } of series.values()) {
+    if (gathered && gathered.length > 1) sample.value = reduce(gathered);
+    values.push(sample);
+  }
   return { ...first, values };
 }
 
-/** Labels as a key no two different label sets share (prom-client's hash joins with ',' and ':'). */
+/**
+ * Labels as a key no two different label sets share (prom-client's hash
+ * joins with ',' and ':', so `{a: "1,b:2"}` and `{a: "1", b: "2"}` met).
+ * Label names hold no '='; each value is prefixed with its length.
+ */
 function labelKey(labels: Record<string, string>): string {
   const names = Object.keys(labels);
-  if (names.length === 0) return '';
   if (names.length > 1) names.sort();
-  return JSON.stringify(names.map((n) => [n, labels[n]]));
+  let key = '';
+  for (const name of names) {
+    const value = labels[name]!;
+    key += `${name}=${value.length}:${value}`;
+  }
+  return key;
 }
 
 function leNumber(le: string | undefined): number {
