@@ -83,8 +83,16 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+function quietOnEpipe(err: NodeJS.ErrnoException): void {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+}
+
 async function main(argv: string[]): Promise<void> {
   const [verb = '', ...rest] = argv;
+  // `hyp errors | head`: a reader that stops early ends the command quietly, as
+  // SIGPIPE ends Unix tools. Not for `run`, whose stdout is the pod's log.
+  if (verb !== 'run') process.stdout.on('error', quietOnEpipe);
   if (verb === '' || verb === '--help' || verb === '-h' || verb === 'help') {
     process.stdout.write(`${help['']}\n`);
     return;
