@@ -4,85 +4,31 @@
  * unknown field, the rendered hyp.yaml is accepted by hyp's own loader, and
  * the zero-downtime invariants hold for every CI values file.
  */
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseAllDocuments } from 'yaml';
 import { loadConfig } from '../../supervisor/config/load.js';
 import { durationMs } from '../../supervisor/config/units.js';
 import { chartDir, type HelmRelease, helmBinary, helmReleases, runHelm } from './helm.js';
 import { type KubeObject, validateObject } from './kube-validate.js';
+import {
+  deploymentOf,
+  find,
+  hypYaml,
+  monitoringApi,
+  removeTempFiles,
+  template as renderChart,
+  writeTemp,
+} from './render.js';
 import { configValuesSchema, keyPaths } from './values-schema.js';
 
 const ciValues = readdirSync(join(chartDir, 'ci'))
   .filter((f) => f.endsWith('-values.yaml'))
   .sort();
-const monitoringApi = ['--api-versions', 'monitoring.coreos.com/v1'];
-
-function parseManifest(text: string): KubeObject[] {
-  return parseAllDocuments(text)
-    .map((doc) => {
-      if (doc.errors.length > 0) throw doc.errors[0];
-      return doc.toJS() as KubeObject | null;
-    })
-    .filter((obj): obj is KubeObject => obj !== null);
-}
-
-function find(objects: KubeObject[], kind: string, name?: string): KubeObject {
-  const found = objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
-  if (!found) throw new Error(`no ${kind}${name ? ` ${name}` : ''} rendered`);
-  return found;
-}
-
-interface Probe {
-  httpGet?: { path: string; port: string | number };
-  periodSeconds?: number;
-}
-interface Container {
-  name: string;
-  args: string[];
-  ports: { name: string; containerPort: number }[];
-  startupProbe: Probe;
-  livenessProbe: Probe;
-  readinessProbe: Probe;
-  lifecycle?: { preStop?: { exec?: { command: string[] } } };
-  securityContext: Record<string, unknown>;
-  volumeMounts: { name: string; mountPath: string }[];
-  env: { name: string; value?: string }[];
-}
-interface PodSpec {
-  terminationGracePeriodSeconds: number;
-  securityContext: Record<string, unknown>;
-  containers: Container[];
-  volumes: {
-    name: string;
-    emptyDir?: object;
-    configMap?: { name: string };
-    secret?: { secretName: string };
-  }[];
-}
-interface DeploymentShape {
-  spec: {
-    strategy: { type: string; rollingUpdate: { maxUnavailable: number | string; maxSurge: number | string } };
-    template: { metadata: { annotations: Record<string, string> }; spec: PodSpec };
-  };
-}
-
-function deploymentOf(objects: KubeObject[]): DeploymentShape {
-  return find(objects, 'Deployment') as unknown as DeploymentShape;
-}
-
-function hypYaml(objects: KubeObject[]): string {
-  return (find(objects, 'ConfigMap') as unknown as { data: Record<string, string> }).data['hyp.yaml'];
-}
 
 describe.each(helmReleases)('$label', (release: HelmRelease) => {
   let helm = '';
-  const template = async (...args: string[]) => {
-    const result = await runHelm(helm, ['template', 'rel', chartDir, '--namespace', 'web', ...args]);
-    return { ...result, objects: result.code === 0 ? parseManifest(result.stdout) : [] };
-  };
+  const template = (...args: string[]) => renderChart(helm, args);
 
   beforeAll(async () => {
     helm = await helmBinary(release);
@@ -279,14 +225,4 @@ describe('values.schema.json', () => {
   });
 });
 
-const tempDirs: string[] = [];
-function writeTemp(text: string): string {
-  const dir = mkdtempSync(join(tmpdir(), 'hyp-chart-'));
-  tempDirs.push(dir);
-  const path = join(dir, 'hyp.yaml');
-  writeFileSync(path, text);
-  return path;
-}
-afterAll(() => {
-  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
+afterAll(removeTempFiles);
