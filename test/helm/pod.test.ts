@@ -5,6 +5,7 @@
  * with hyp's own loader; no cluster.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../supervisor/config/schema.js';
 import { type HelmRelease, helmBinary, helmReleases } from './helm.js';
 import { containerEnv } from './kubelet-env.js';
 import {
@@ -14,6 +15,21 @@ import {
   template as renderChart,
   type ServiceShape,
 } from './render.js';
+
+/** A big node: hyp's `workers: 0` means one worker per CPU the container may use. */
+const nodeCpus = 64;
+
+function cpuQuantity(q: string | number | undefined): number | undefined {
+  if (q === undefined) return undefined;
+  const text = String(q);
+  return text.endsWith('m') ? Number(text.slice(0, -1)) / 1000 : Number(text);
+}
+
+/** Workers hyp starts in the pod (supervisor/cpus.ts: node CPUs capped by the cgroup quota = limits.cpu). */
+function workersStarted(config: Config, limitsCpu: number | undefined): number {
+  if (config.supervisor.workers > 0) return config.supervisor.workers;
+  return Math.max(1, limitsCpu === undefined ? nodeCpus : Math.min(nodeCpus, Math.ceil(limitsCpu)));
+}
 
 describe.each(helmReleases)('$label', (release: HelmRelease) => {
   let helm = '';
@@ -34,6 +50,25 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     const loaded = loadRendered(objects, env);
     expect(loaded.warnings).toEqual([]);
     expect(Object.keys(loaded.config.tcp)).toEqual(['echo']);
+  });
+
+  it.each([
+    ['the defaults (requests.cpu 100m, no CPU limit)', [], 1],
+    ['requests.cpu=1500m, no CPU limit', ['--set', 'resources.requests.cpu=1500m'], 2],
+    ['requests.cpu=2 as a number', ['--set', 'resources.requests.cpu=2'], 2],
+    ['requests.cpu=0.5 as a number', ['--set', 'resources.requests.cpu=0.5'], 1],
+    ['limits.cpu=3', ['--set', 'resources.limits.cpu=3'], 3],
+    ['config.supervisor.workers=4', ['--set', 'config.supervisor.workers=4'], 4],
+  ])('starts as many workers as the pod has CPUs, not the node: %s', async (_what, args, workers) => {
+    const { objects } = await renderChart(helm, args);
+    const [hyp] = deploymentOf(objects).spec.template.spec.containers;
+    const { config } = loadRendered(objects);
+    expect(workersStarted(config, cpuQuantity(hyp!.resources?.limits?.cpu))).toBe(workers);
+  });
+
+  it('keeps hyp auto-sizing when config.supervisor.workers is 0 on purpose', async () => {
+    const { objects } = await renderChart(helm, ['--set', 'config.supervisor.workers=0']);
+    expect(loadRendered(objects).config.supervisor.workers).toBe(0);
   });
 });
 

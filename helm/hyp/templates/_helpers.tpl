@@ -56,6 +56,27 @@ the kubelet sends SIGKILL.
 {{- end }}
 
 {{/*
+CPUs the container may use, rounded up (at least 1): limits.cpu, else
+requests.cpu; empty when neither is set. hyp's own `workers: 0` counts the
+node's CPUs capped by the CPU quota, so without a CPU limit a pod requesting
+100m on a 64-CPU node would start 64 workers (and meet its memory limit).
+*/}}
+{{- define "hyp.podCpus" -}}
+{{- $resources := .Values.resources | default dict }}
+{{- $cpu := dig "limits" "cpu" "" $resources | default (dig "requests" "cpu" "" $resources) }}
+{{- if $cpu }}
+{{- $text := toString $cpu }}
+{{- $cores := 0.0 }}
+{{- if hasSuffix "m" $text }}
+{{- $cores = divf (trimSuffix "m" $text | float64) 1000 }}
+{{- else }}
+{{- $cores = float64 $text }}
+{{- end }}
+{{- max 1 (int (ceil $cores)) }}
+{{- end }}
+{{- end }}
+
+{{/*
 hyp.yaml: the user's `config` with the chart-owned keys laid over it (listen
 addresses must match the container ports and probes; drain timings must match
 the grace period; the PID file must be under the writable /tmp).
@@ -75,6 +96,12 @@ the grace period; the PID file must be under the writable /tmp).
 {{- $_ := set $tcp $name (dict "addr" (printf ":%d" (int $svc.port))) }}
 {{- end }}
 {{- $_ := set $owned "tcp" $tcp }}
-{{- $config := mustMergeOverwrite (deepCopy (.Values.config | default dict)) $owned }}
+{{- $user := deepCopy (.Values.config | default dict) }}
+{{- $defaults := dict }}
+{{- $workers := include "hyp.podCpus" . }}
+{{- if and $workers (not (hasKey ($user.supervisor | default dict) "workers")) }}
+{{- $_ := set $defaults "supervisor" (dict "workers" (int $workers)) }}
+{{- end }}
+{{- $config := mustMergeOverwrite $defaults $user $owned }}
 {{- toYaml $config }}
 {{- end }}
