@@ -105,3 +105,85 @@ the grace period; the PID file must be under the writable /tmp).
 {{- $config := mustMergeOverwrite $defaults $user $owned }}
 {{- toYaml $config }}
 {{- end }}
+
+{{/*
+Values hyp would refuse at start (exit 2: a restart loop, a rollout that
+never finishes) or the API server would reject, refused at `helm template`
+with the value's name. Renders nothing.
+*/}}
+{{- define "hyp.validate" -}}
+{{- /* every listener needs its own container port */ -}}
+{{- $claims := list (list "ports.http" .Values.ports.http) (list "ports.admin" .Values.ports.admin) }}
+{{- range $name, $svc := .Values.tcp }}
+{{- if has $name (list "http" "h3" "admin") }}
+{{- fail (printf "tcp.%s: http, h3 and admin are hyp's own listener names; give the TCP service another name" $name) }}
+{{- end }}
+{{- if or (hasSuffix "-" $name) (contains "--" $name) }}
+{{- fail (printf "tcp.%s: the name becomes the port name tcp-%s, which may neither end in - nor hold --" $name $name) }}
+{{- end }}
+{{- $claims = append $claims (list (printf "tcp.%s.port" $name) $svc.port) }}
+{{- end }}
+{{- $taken := dict }}
+{{- range $claims }}
+{{- $port := toString (int (index . 1)) }}
+{{- if hasKey $taken $port }}
+{{- fail (printf "%s: container port %s is also %s; every listener needs its own port" (index . 0) $port (get $taken $port)) }}
+{{- end }}
+{{- $_ := set $taken $port (index . 0) }}
+{{- end }}
+{{- /* and every Service port its own number */ -}}
+{{- $claims = list (list "service.port" .Values.service.port) }}
+{{- range $name, $svc := .Values.tcp }}
+{{- $claims = append $claims (list (printf "tcp.%s.servicePort" $name) ($svc.servicePort | default $svc.port)) }}
+{{- end }}
+{{- if .Values.service.exposeAdmin }}
+{{- $claims = append $claims (list "ports.admin (service.exposeAdmin)" .Values.ports.admin) }}
+{{- end }}
+{{- $taken = dict }}
+{{- range $claims }}
+{{- $port := toString (int (index . 1)) }}
+{{- if hasKey $taken $port }}
+{{- fail (printf "%s: Service port %s is also %s; every Service port needs its own number" (index . 0) $port (get $taken $port)) }}
+{{- end }}
+{{- $_ := set $taken $port (index . 0) }}
+{{- end }}
+{{- /* hyp.yaml keys the chart sets from values: env and --set would override them (env > file) */ -}}
+{{- $owned := dict "server.addr" "ports.http" "admin.addr" "ports.admin" "drain.delay" "drain.delaySeconds" "drain.timeout" "drain.timeoutSeconds" "supervisor.pid_file" "supervisor.pid_file (fixed at /tmp/hyp.pid, the writable emptyDir)" "app" "app.module" }}
+{{- $ownedEnv := dict "PORT" "ports.http" "HYP_CONFIG" "config (the ConfigMap's hyp.yaml)" }}
+{{- range $key, $from := $owned }}
+{{- if ne $key "app" }}
+{{- $_ := set $ownedEnv (printf "HYP_%s" (upper (replace "." "_" $key))) $from }}
+{{- end }}
+{{- end }}
+{{- range .Values.extraEnv }}
+{{- $from := get $ownedEnv .name }}
+{{- if and (not $from) (regexMatch "^HYP_TCP_.+_ADDR$" .name) }}
+{{- $from = "tcp.<name>.port" }}
+{{- end }}
+{{- if $from }}
+{{- fail (printf "extraEnv %s: would override what the chart sets from %s (the pod's ports, probes and grace period follow that value); set it there" .name $from) }}
+{{- end }}
+{{- end }}
+{{- $args := .Values.app.extraArgs }}
+{{- range $i, $arg := $args }}
+{{- if or (has $arg (list "-c" "--config")) (hasPrefix "--config=" $arg) }}
+{{- fail (printf "app.extraArgs %s: the chart gives hyp its config file; put hyp.yaml keys under config" $arg) }}
+{{- end }}
+{{- $set := "" }}
+{{- if hasPrefix "--set=" $arg }}
+{{- $set = trimPrefix "--set=" $arg }}
+{{- else if and (eq $arg "--set") (lt (add1 $i) (len $args)) }}
+{{- $set = index $args (add1 $i) }}
+{{- end }}
+{{- if $set }}
+{{- $key := regexReplaceAll "=.*$" $set "" }}
+{{- $from := get $owned $key }}
+{{- if and (not $from) (regexMatch "^tcp\\.[^.]+\\.addr$" $key) }}
+{{- $from = "tcp.<name>.port" }}
+{{- end }}
+{{- if $from }}
+{{- fail (printf "app.extraArgs --set %s: would override what the chart sets from %s (the pod's ports, probes and grace period follow that value); set it there" $set $from) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
