@@ -4,9 +4,41 @@
  * fail `helm template` / `helm install` instead, naming the value; the close
  * neighbours that are fine still render.
  */
+
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type HelmRelease, helmBinary, helmReleases } from './helm.js';
-import { loadRendered, removeTempFiles, template as renderChart } from './render.js';
+import { chartDir, type HelmRelease, helmBinary, helmReleases } from './helm.js';
+import type { KubeObject } from './kube-validate.js';
+import { loadRendered, monitoringApi, removeTempFiles, template as renderChart } from './render.js';
+
+const dns1035Label = /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const dns1123Subdomain = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const labelValue = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
+
+/** What the API server would refuse in names and label values (apimachinery validation). */
+function nameProblems(objects: KubeObject[]): string[] {
+  const problems: string[] = [];
+  const labels = (where: string, map: unknown) => {
+    for (const [key, value] of Object.entries((map ?? {}) as Record<string, string>))
+      if (!labelValue.test(value)) problems.push(`${where} label ${key}: ${JSON.stringify(value)}`);
+  };
+  const walk = (where: string, node: unknown) => {
+    if (Array.isArray(node)) node.forEach((item, i) => walk(`${where}[${i}]`, item));
+    else if (node && typeof node === 'object') {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === 'labels' || key === 'matchLabels') labels(`${where}.${key}`, value);
+        else walk(`${where}.${key}`, value);
+      }
+    }
+  };
+  for (const obj of objects) {
+    const id = `${obj.kind}/${obj.metadata.name}`;
+    const rule = obj.kind === 'Service' ? dns1035Label : dns1123Subdomain;
+    if (!rule.test(obj.metadata.name)) problems.push(`${id}: name (${obj.metadata.name.length} characters)`);
+    walk(id, obj);
+  }
+  return problems;
+}
 
 describe.each(helmReleases)('$label', (release: HelmRelease) => {
   let helm = '';
@@ -116,6 +148,18 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     ]);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
+  });
+
+  it.each([
+    ['the longest release name Helm allows (53 characters)', 'r'.repeat(49) + '-web', []],
+    ['a 63-character fullnameOverride', 'rel', ['--set', `fullnameOverride=${'f'.repeat(63)}`]],
+    ['a 70-character image tag', 'rel', ['--set', `image.tag=1.2.3-build.${'0123456789'.repeat(6)}`]],
+  ])('renders names and labels the API server accepts with %s', async (_what, name, args) => {
+    const full = ['-f', join(chartDir, 'ci', 'full-values.yaml'), ...monitoringApi];
+    const { code, stderr, objects } = await renderChart(helm, [...full, ...args], name);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(nameProblems(objects)).toEqual([]);
   });
 });
 

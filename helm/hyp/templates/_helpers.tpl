@@ -17,6 +17,11 @@
 {{- end }}
 {{- end }}
 
+{{/* The metrics Service: the full name cut to leave room for "-metrics" in 63 characters. */}}
+{{- define "hyp.metricsName" -}}
+{{- printf "%s-metrics" (include "hyp.fullname" . | trunc 55 | trimSuffix "-") }}
+{{- end }}
+
 {{- define "hyp.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -26,10 +31,11 @@ app.kubernetes.io/name: {{ include "hyp.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
+{{/* A tag may hold 128 characters, a label value 63 (starting and ending alphanumeric). */}}
 {{- define "hyp.labels" -}}
 helm.sh/chart: {{ include "hyp.chart" . }}
 {{ include "hyp.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" "" | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: hyp
 {{- end }}
