@@ -42,7 +42,10 @@ RUN printf '#!/bin/sh\nexec node /app/dist/supervisor/cli.js "$@"\n' > /usr/loca
 # runs with a read-only root filesystem and a tmpfs or emptyDir at /tmp.
 ENV NODE_ENV=production \
     HYP_SUPERVISOR_PID_FILE=/tmp/hyp.pid
-USER node:node
+# The image's `node` user, by number: with runAsNonRoot and no runAsUser (the
+# restricted Pod Security profile, plain manifests) the kubelet only starts an
+# image whose USER is a numeric UID it can check.
+USER 1000:1000
 # 8080 HTTP/WebSocket, 9090 admin (health, ready, drain, metrics), 7000 demo TCP echo
 EXPOSE 8080 9090 7000
 STOPSIGNAL SIGTERM
