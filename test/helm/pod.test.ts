@@ -66,6 +66,21 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     expect(workersStarted(config, cpuQuantity(hyp!.resources?.limits?.cpu))).toBe(workers);
   });
 
+  it.each([
+    ['off', 'http', [], undefined],
+    ['on', 'https', ['--set', 'tls.enabled=true', '--set', 'tls.secretName=site-tls'], true],
+  ])(
+    'with tls %s, names the HTTP Service port protocol %s for meshes, Gateways and cloud load balancers',
+    async (_tls, appProtocol, args, tlsEnabled) => {
+      const { objects } = await renderChart(helm, args);
+      const service = objects.find((o) => o.kind === 'Service' && o.metadata.name === 'rel-hyp') as unknown as
+        | ServiceShape
+        | undefined;
+      expect(service?.spec.ports.find((p) => p.name === 'http')?.appProtocol).toBe(appProtocol);
+      expect(loadRendered(objects).config.server.tls.enabled || undefined).toBe(tlsEnabled);
+    },
+  );
+
   it('keeps hyp auto-sizing when config.supervisor.workers is 0 on purpose', async () => {
     const { objects } = await renderChart(helm, ['--set', 'config.supervisor.workers=0']);
     expect(loadRendered(objects).config.supervisor.workers).toBe(0);
