@@ -273,6 +273,24 @@ class Problems {
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
 
 /**
+ * Which families (by index, given their series counts) to leave out so the
+ * rest fit `maxSeriesPerWorker`: the largest first. The worker applies it
+ * before sending, the supervisor again on what it receives.
+ */
+export function overSeriesLimit(sizes: readonly number[]): Set<number> {
+  let total = sizes.reduce((a, b) => a + b, 0);
+  const refused = new Set<number>();
+  if (total <= maxSeriesPerWorker) return refused;
+  const largestFirst = sizes.map((_, i) => i).sort((a, b) => sizes[b]! - sizes[a]!);
+  for (const i of largestFirst) {
+    if (total <= maxSeriesPerWorker) break;
+    refused.add(i);
+    total -= sizes[i]!;
+  }
+  return refused;
+}
+
+/**
  * A worker's reply as families fit to serve. The series limit is applied
  * first, on the raw sizes, so a label explosion costs no checking work.
  */
@@ -293,21 +311,13 @@ function familiesOf(
     return [];
   }
   const sizes = reply.map((m) => (isObject(m) && Array.isArray(m.values) ? m.values.length : 0));
-  let total = sizes.reduce((a, b) => a + b, 0);
-  const refused = new Set<number>();
-  if (total > maxSeriesPerWorker) {
-    const largestFirst = sizes.map((_, i) => i).sort((a, b) => sizes[b]! - sizes[a]!);
-    for (const i of largestFirst) {
-      if (total <= maxSeriesPerWorker) break;
-      refused.add(i);
-      total -= sizes[i]!;
-      problems.add('HYP_E_METRICS_TOO_MANY', nameOf(reply[i]), {
-        worker,
-        series: sizes[i]!,
-        limit: maxSeriesPerWorker,
-      });
-    }
-  }
+  const refused = overSeriesLimit(sizes);
+  for (const i of refused)
+    problems.add('HYP_E_METRICS_TOO_MANY', nameOf(reply[i]), {
+      worker,
+      series: sizes[i]!,
+      limit: maxSeriesPerWorker,
+    });
   const out: Family[] = [];
   reply.forEach((m: unknown, i) => {
     if (refused.has(i)) return;

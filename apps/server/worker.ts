@@ -24,6 +24,7 @@ import {
   workerEnv,
 } from '../../supervisor/ipc.js';
 import { createLogger, type Logger } from '../../supervisor/log.js';
+import { maxSeriesPerWorker, overSeriesLimit } from '../../supervisor/metrics.js';
 import { App, isAppDefinition } from './app.js';
 import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
 import { createTcpServices, listenTcpServices, type TcpService } from './tcp/services.js';
@@ -138,6 +139,8 @@ export class WorkerRuntime {
   private readonly processLabels: Record<string, string>;
   /** Metrics whose collect() failed at the last scrape (logged once until they work again). */
   private readonly failingMetrics = new Set<string>();
+  /** Families left out for their size at the last scrape (logged once until they fit). */
+  private readonly tooManyMetrics = new Set<string>();
   private readonly drainController = new AbortController();
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 20 });
   private heartbeat: NodeJS.Timeout | undefined;
@@ -287,7 +290,35 @@ export class WorkerRuntime {
       this.registryJson(this.registry, {}),
       this.registryJson(this.processRegistry, this.processLabels),
     ]);
-    return [...app, ...proc];
+    return this.withinSeriesLimit([...app, ...proc]);
+  }
+
+  /**
+   * At most `maxSeriesPerWorker` series go to the supervisor, the largest
+   * families left out first (HYP_E_METRICS_TOO_MANY, logged once until the
+   * family fits again). The supervisor applies the same limit, but only after
+   * Node has decoded the whole IPC message in PID 1: a label explosion in an
+   * app would cost the pod's supervisor its memory, on every scrape.
+   */
+  private withinSeriesLimit(families: unknown[]): unknown[] {
+    const sizes = families.map((m) => (m as { values?: unknown[] }).values?.length ?? 0);
+    const refused = overSeriesLimit(sizes);
+    const nameOf = (i: number) => (families[i] as { name?: string }).name ?? '(unnamed)';
+    const refusedNames = new Set([...refused].map(nameOf));
+    for (const name of this.tooManyMetrics) if (!refusedNames.has(name)) this.tooManyMetrics.delete(name);
+    for (const i of refused) {
+      const name = nameOf(i);
+      if (this.tooManyMetrics.has(name)) continue;
+      this.tooManyMetrics.add(name);
+      const err = new HypError('HYP_E_METRICS_TOO_MANY', {
+        name,
+        worker: this.boot.workerId,
+        series: sizes[i]!,
+        limit: maxSeriesPerWorker,
+      });
+      this.log.error({ code: err.code, metric: name, series: sizes[i] }, err.message);
+    }
+    return refused.size === 0 ? families : families.filter((_, i) => !refused.has(i));
   }
 
   /** What `getMetricsAsJSON` gives, metric by metric (its default-label merge included). */

@@ -376,6 +376,20 @@ describe('pod /metrics of a real supervisor', () => {
     expect(after).not.toContain(`worker_id="${first!.id}"`);
   });
 
+  it('a label explosion is left out by the worker itself, so PID 1 never decodes it', async () => {
+    sup = await startSupervisor({ app: fixtureApp('metrics-explode'), workers: 1 });
+    for (let scrape_ = 0; scrape_ < 2; scrape_++) {
+      const text = await scrape();
+      expect(text).toMatch(/^app_jobs_total 1$/m);
+      expect(text).not.toContain('app_by_user');
+    }
+    const refused = sup.logs.filter((l) => l.code === 'HYP_E_METRICS_TOO_MANY');
+    // Once, by the worker: the supervisor never received the family.
+    expect(refused.map((l) => [l.role, l.metric, l.series])).toEqual([
+      ['worker', 'app_by_user', maxSeriesPerWorker + 1],
+    ]);
+  });
+
   it('an app metric with a hostile shape leaves the scrape valid and the other metrics served', async () => {
     sup = await startSupervisor({ app: fixtureApp('metrics-hostile'), workers: 2 });
     await get('/count');
