@@ -5,11 +5,14 @@
  * with hyp's own loader; no cluster.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import type { Config } from '../../supervisor/config/schema.js';
 import { type HelmRelease, helmBinary, helmReleases } from './helm.js';
+import { validateObject } from './kube-validate.js';
 import { containerEnv } from './kubelet-env.js';
 import {
   deploymentOf,
+  hypYaml,
   loadRendered,
   removeTempFiles,
   template as renderChart,
@@ -80,6 +83,28 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
       expect(loadRendered(objects).config.server.tls.enabled || undefined).toBe(tlsEnabled);
     },
   );
+
+  it('mounts the Secret that holds a file hyp.yaml names (admin token, WebSocket keys) from extraVolumes', async () => {
+    const { code, stderr, objects } = await renderChart(helm, [
+      '--set',
+      'config.admin.token_file=/etc/hyp/secrets/admin-token',
+      '--set',
+      'config.websocket.security.hmac_key_file=/etc/hyp/secrets/hmac.key',
+      '--set-json',
+      'extraVolumes=[{"name":"secrets","secret":{"secretName":"hyp-secrets","defaultMode":288}}]',
+      '--set-json',
+      'extraVolumeMounts=[{"name":"secrets","mountPath":"/etc/hyp/secrets","readOnly":true}]',
+    ]);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    const pod = deploymentOf(objects).spec.template.spec;
+    const config = parse(hypYaml(objects)) as Config;
+    for (const file of [config.admin.token_file, config.websocket.security.hmac_key_file]) {
+      const mount = pod.containers[0]!.volumeMounts.find((m) => file.startsWith(`${m.mountPath}/`));
+      expect(pod.volumes.find((v) => v.name === mount?.name)?.secret?.secretName).toBe('hyp-secrets');
+    }
+    expect((await Promise.all(objects.map(validateObject))).flat()).toEqual([]);
+  });
 
   it('keeps hyp auto-sizing when config.supervisor.workers is 0 on purpose', async () => {
     const { objects } = await renderChart(helm, ['--set', 'config.supervisor.workers=0']);
