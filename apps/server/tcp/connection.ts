@@ -194,12 +194,16 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     return handled(this.drainWaiter);
   }
 
-  /** Stop reading: queued and further input is discarded. */
+  /**
+   * Stop reading: queued and further input is discarded. The socket keeps
+   * flowing (`onData` drops what arrives): a paused one would fill the
+   * window, and a peer that writes before it reads would stall for good.
+   */
   closeRead(): void {
     if (this.readEnded) return;
     this.queue.length = 0;
     this.endRead();
-    this._socket.pause();
+    this._socket.resume();
   }
 
   /** Half-close: send FIN after pending writes; reading goes on. */
