@@ -503,10 +503,15 @@ export class App extends RouteGroup {
     c.json(hyp ? hyp.toProblem() : internalProblem, status);
   }
 
-  /** @internal Response closed: metrics, span, mount URL restore, `c.closed()` waiters. */
-  finish(c: Context): void {
+  /**
+   * @internal Response closed: metrics, span, mount URL restore, `c.closed()`
+   * waiters. `late`: closed after the handler returned, perhaps by a client
+   * that left before any answer; that is counted as 499 (nginx's "client
+   * closed request"), and its span gets no response status.
+   */
+  finish(c: Context, late = false): void {
     this.metrics.inFlight--;
-    const status = c.statusCode;
+    const status = late && !c.headSent ? clientClosedRequest : c.statusCode;
     const route = c.matched;
     // Unmatched routes (404/405/OPTIONS, method '*') see any method a client sends.
     const same = c.method === route.method;
@@ -518,19 +523,21 @@ export class App extends RouteGroup {
       route.series.set(key, series);
     }
     series.record((performance.now() - c.startedAt) / 1000);
-    if (c.span) this.tracing.end(c.span, status, !c.answered);
+    if (c.span) this.tracing.end(c.span, status === clientClosedRequest ? undefined : status, !c.answered);
     c.onClose();
   }
 }
 
 const kHandlingError = 'hyp.handling-error';
+/** The status label of a request the client left before any answer went out (nginx's 499). */
+const clientClosedRequest = 499;
 
 /** 'close' of a response (or HTTP/2 stream) answered after its handler returned. */
 function onResponseClose(this: TaggedResponse | TaggedStream): void {
   const c = this[kContext];
   if (c === undefined) return;
   this[kContext] = undefined;
-  c.app.finish(c);
+  c.app.finish(c, true);
 }
 
 /** A request line on the HTTP/1.1 engine that is not HTTP/1.x: 505, connection closed, no route run. */

@@ -139,6 +139,13 @@ export class Context {
     return this.nodeRes === undefined ? this.h2Ended : this.nodeRes.writableEnded;
   }
 
+  /** @internal The response head has gone out (the status is the client's to see). */
+  get headSent(): boolean {
+    return this.nodeRes === undefined
+      ? this.h2Ended || this.h2!.stream.headersSent
+      : this.nodeRes.headersSent;
+  }
+
   /** Build HTTP/2's compat request and response, as Node's own dispatch would. */
   private compat(): { req: Http2ServerRequest; res: Http2ServerResponse } {
     const h2 = this.h2!;

@@ -94,10 +94,10 @@ export class HttpTracing {
     return { span, context: trace.setSpan(parent, span) };
   }
 
-  /** Close the span with the response status (5xx marks it as an error). */
-  end(span: Span, status: number, aborted: boolean): void {
-    span.setAttribute('http.response.status_code', status);
-    if (status >= 500) {
+  /** Close the span with the response status (5xx marks it as an error); `undefined`: none went out. */
+  end(span: Span, status: number | undefined, aborted: boolean): void {
+    if (status !== undefined) span.setAttribute('http.response.status_code', status);
+    if (status !== undefined && status >= 500) {
       span.setAttribute('error.type', String(status));
       span.setStatus({ code: SpanStatusCode.ERROR });
     } else if (aborted) {

@@ -127,9 +127,47 @@ describe('a request the client gives up on', () => {
     req.destroy();
     const span = await until(() => t.exporter.getFinishedSpans()[0], 'the span ended');
     expect(span.attributes['error.type']).toBe('aborted');
+    // No response went out: no status on the span, 499 (client closed request) in the metrics.
+    expect(span.attributes['http.response.status_code']).toBeUndefined();
     await until(
       async () => /^hyp_http_requests_in_flight 0$/m.test(await registry.metrics()) || undefined,
       'in-flight back to 0',
+    );
+    const text = await registry.metrics();
+    expect(text).toContain('hyp_http_requests_total{method="GET",route="/hang",status="499"} 1');
+    expect(text).not.toContain('status="200"');
+  });
+
+  it('a response whose head went out keeps its status when the client leaves mid-body', async () => {
+    const t = tracer();
+    const registry = new Registry();
+    served = await serve(
+      (app) =>
+        app.get('/events', (c) => {
+          const sse = c.sse();
+          sse.send({ data: 'first' });
+        }),
+      { tracer: t.tracer, registry },
+    );
+    const { port } = new URL(served.url);
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port, path: '/events' }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => {});
+      req.on('close', () => reject(new Error('closed before the first event')));
+      req.end();
+    });
+    const span = await until(() => t.exporter.getFinishedSpans()[0], 'the span ended');
+    expect([span.attributes['http.response.status_code'], span.attributes['error.type']]).toEqual([
+      200,
+      'aborted',
+    ]);
+    expect(await registry.metrics()).toContain(
+      'hyp_http_requests_total{method="GET",route="/events",status="200"} 1',
     );
   });
 
@@ -156,6 +194,10 @@ describe('a request the client gives up on', () => {
       stream.close(0x8); // CANCEL
       const span = await until(() => t.exporter.getFinishedSpans()[0], 'the span ended');
       expect(span.attributes['error.type']).toBe('aborted');
+      expect(span.attributes['http.response.status_code']).toBeUndefined();
+      expect(await registry.metrics()).toContain(
+        'hyp_http_requests_total{method="GET",route="/hang",status="499"} 1',
+      );
 
       const method = `X${'M'.repeat(5000)}`;
       const status = await new Promise((resolve, reject) => {
