@@ -151,6 +151,69 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
   });
 
   it.each([
+    [
+      'a PodDisruptionBudget that lets no pod be evicted (minAvailable = replicaCount)',
+      ['replicaCount=2', 'podDisruptionBudget.minAvailable=2'],
+      ['podDisruptionBudget.minAvailable', 'replicaCount'],
+    ],
+    [
+      'a PodDisruptionBudget that lets no pod be evicted (maxUnavailable 0)',
+      ['podDisruptionBudget.maxUnavailable=0'],
+      ['podDisruptionBudget.maxUnavailable'],
+    ],
+    [
+      'a PodDisruptionBudget that lets no pod be evicted at the HPA minimum',
+      ['autoscaling.enabled=true', 'autoscaling.minReplicas=2', 'podDisruptionBudget.minAvailable=2'],
+      ['podDisruptionBudget.minAvailable', 'autoscaling.minReplicas'],
+    ],
+    [
+      'an HPA whose minReplicas is above maxReplicas',
+      ['autoscaling.enabled=true', 'autoscaling.minReplicas=5', 'autoscaling.maxReplicas=3'],
+      ['autoscaling.minReplicas', 'autoscaling.maxReplicas'],
+    ],
+    [
+      'an HPA CPU target without a CPU request to measure it against',
+      ['autoscaling.enabled=true', 'resources.requests.cpu=null'],
+      ['autoscaling.targetCPUUtilizationPercentage', 'resources.requests.cpu'],
+    ],
+    [
+      'an HPA memory target without a memory request',
+      [
+        'autoscaling.enabled=true',
+        'autoscaling.targetMemoryUtilizationPercentage=80',
+        'resources.requests.memory=null',
+      ],
+      ['autoscaling.targetMemoryUtilizationPercentage', 'resources.requests.memory'],
+    ],
+    [
+      'an HPA with no target at all (Kubernetes would silently scale on 80% CPU)',
+      ['autoscaling.enabled=true', 'autoscaling.targetCPUUtilizationPercentage=null'],
+      ['autoscaling.targetCPUUtilizationPercentage'],
+    ],
+  ])('refuses %s, naming the values', async (_what, sets, named) => {
+    const result = await renderChart(
+      helm,
+      sets.flatMap((s) => ['--set', s]),
+    );
+    expect(result.code).not.toBe(0);
+    for (const word of named) expect(result.stderr).toContain(word);
+  });
+
+  it.each([
+    ['one replica, the default PDB (maxUnavailable 1)', ['replicaCount=1']],
+    ['minAvailable below the replica count', ['replicaCount=3', 'podDisruptionBudget.minAvailable=2']],
+    ['a percentage', ['podDisruptionBudget.minAvailable=50%']],
+    ['the HPA on CPU with the default requests', ['autoscaling.enabled=true']],
+  ])('renders %s', async (_what, sets) => {
+    const result = await renderChart(
+      helm,
+      sets.flatMap((s) => ['--set', s]),
+    );
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+  });
+
+  it.each([
     ['the longest release name Helm allows (53 characters)', 'r'.repeat(49) + '-web', []],
     ['a 63-character fullnameOverride', 'rel', ['--set', `fullnameOverride=${'f'.repeat(63)}`]],
     ['a 70-character image tag', 'rel', ['--set', `image.tag=1.2.3-build.${'0123456789'.repeat(6)}`]],

@@ -153,6 +153,41 @@ with the value's name. Renders nothing.
 {{- end }}
 {{- $_ := set $taken $port (index . 0) }}
 {{- end }}
+{{- /* a PodDisruptionBudget that allows no eviction hangs every node drain and cluster upgrade */ -}}
+{{- $pdb := .Values.podDisruptionBudget }}
+{{- if $pdb.enabled }}
+{{- $replicas := int .Values.replicaCount }}
+{{- $replicasFrom := "replicaCount" }}
+{{- if .Values.autoscaling.enabled }}
+{{- $replicas = int .Values.autoscaling.minReplicas }}
+{{- $replicasFrom = "autoscaling.minReplicas" }}
+{{- end }}
+{{- if not (kindIs "invalid" $pdb.minAvailable) }}
+{{- $min := toString $pdb.minAvailable }}
+{{- if or (eq $min "100%") (and (not (hasSuffix "%" $min)) (ge (int $min) $replicas) (gt $replicas 0)) }}
+{{- fail (printf "podDisruptionBudget.minAvailable %s with %s %d lets no pod be evicted: node drains and cluster upgrades would hang; lower it, or set podDisruptionBudget.enabled=false" $min $replicasFrom $replicas) }}
+{{- end }}
+{{- else if has (toString $pdb.maxUnavailable) (list "0" "0%") }}
+{{- fail (printf "podDisruptionBudget.maxUnavailable %v lets no pod be evicted: node drains and cluster upgrades would hang; use 1, or set podDisruptionBudget.enabled=false" $pdb.maxUnavailable) }}
+{{- end }}
+{{- end }}
+{{- /* an HPA Kubernetes would reject or that cannot measure its target */ -}}
+{{- $hpa := .Values.autoscaling }}
+{{- if $hpa.enabled }}
+{{- if gt (int $hpa.minReplicas) (int $hpa.maxReplicas) }}
+{{- fail (printf "autoscaling.minReplicas %d is above autoscaling.maxReplicas %d" (int $hpa.minReplicas) (int $hpa.maxReplicas)) }}
+{{- end }}
+{{- $requests := dig "requests" dict (.Values.resources | default dict) }}
+{{- if and $hpa.targetCPUUtilizationPercentage (not $requests.cpu) }}
+{{- fail "autoscaling.targetCPUUtilizationPercentage needs resources.requests.cpu: utilisation is measured against the request (the HPA would report FailedGetResourceMetric and never scale)" }}
+{{- end }}
+{{- if and $hpa.targetMemoryUtilizationPercentage (not $requests.memory) }}
+{{- fail "autoscaling.targetMemoryUtilizationPercentage needs resources.requests.memory: utilisation is measured against the request (the HPA would report FailedGetResourceMetric and never scale)" }}
+{{- end }}
+{{- if not (or $hpa.targetCPUUtilizationPercentage $hpa.targetMemoryUtilizationPercentage) }}
+{{- fail "autoscaling.enabled needs autoscaling.targetCPUUtilizationPercentage or autoscaling.targetMemoryUtilizationPercentage (with neither, Kubernetes scales on 80% CPU)" }}
+{{- end }}
+{{- end }}
 {{- /* hyp.yaml keys the chart sets from values: env and --set would override them (env > file) */ -}}
 {{- $owned := dict "server.addr" "ports.http" "admin.addr" "ports.admin" "drain.delay" "drain.delaySeconds" "drain.timeout" "drain.timeoutSeconds" "supervisor.pid_file" "supervisor.pid_file (fixed at /tmp/hyp.pid, the writable emptyDir)" "app" "app.module" }}
 {{- $ownedEnv := dict "PORT" "ports.http" "HYP_CONFIG" "config (the ConfigMap's hyp.yaml)" }}
