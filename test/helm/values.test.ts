@@ -213,6 +213,14 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     expect(result.code).toBe(0);
   });
 
+  it('refuses drain.graceMarginSeconds below 2: the drain itself starts late and ends with closing the sockets', async () => {
+    // the preStop's `hyp drain` starts a Node process before it asks for the drain, polls
+    // every 250 ms, and the supervisor still closes its sockets and exits after drain.timeout
+    const result = await renderChart(helm, ['--set', 'drain.graceMarginSeconds=0']);
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toContain('graceMarginSeconds');
+  });
+
   it.each([
     ['the longest release name Helm allows (53 characters)', 'r'.repeat(49) + '-web', []],
     ['a 63-character fullnameOverride', 'rel', ['--set', `fullnameOverride=${'f'.repeat(63)}`]],
