@@ -19,3 +19,16 @@ export type { MountOptions, NodeHandler } from './mount.js';
 export type { Next } from './router.js';
 export type { SseEvent, SseOptions, SseStream } from './sse.js';
 export type { StaticOptions } from './static.js';
+export * from './tcp/index.js';
+export type { Envelope } from './ws/envelope.js';
+export type {
+  Authorization,
+  Authorize,
+  DrainOptions,
+  Hub,
+  HubClient,
+  HubOptions,
+  HubSecurityOptions,
+  Payload,
+} from './ws/hub.js';
+export type { KeySet } from './ws/security.js';

@@ -36,3 +36,35 @@ describe('docs/tcp.md: conn.closeRead() discards further input', () => {
     expect(handlerSaw).toBe(0);
   });
 });
+
+describe('the package root exports what the docs import from it', () => {
+  // The hub's public types are checked by the type check of test/fixtures/apps/public-api.ts.
+  it("docs/tcp.md's framing helpers come from 'hyp'", async () => {
+    const root: Record<string, unknown> = await import('../../../apps/server/index.js');
+    for (const name of [
+      'readFrames',
+      'writeFrame',
+      'readLines',
+      'writeLine',
+      'LineDecoder',
+      'LengthPrefixDecoder',
+    ])
+      expect(typeof root[name], name).toBe('function');
+    // A line service as docs/tcp.md writes it, through the root's exports.
+    const { readLines, writeLine } = root as typeof import('../../../apps/server/tcp/index.js');
+    const started = await startService(async (conn) => {
+      for await (const line of readLines(conn, { maxLine: 8192 }))
+        await writeLine(conn, line.toString('utf8').toUpperCase());
+    });
+    service = started.service;
+    const socket = await dial(started.port);
+    let got = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      got += d;
+    });
+    socket.write('hello\n');
+    await until(() => got === 'HELLO\n', 'the line echoed upper-case');
+    socket.destroy();
+  });
+});
