@@ -19,6 +19,7 @@ import {
 import { dirname, join, resolve } from 'node:path';
 import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import proxyaddr from 'proxy-addr';
 import { isMap, isScalar, LineCounter, parseDocument, visit, type Node as YamlNode } from 'yaml';
 import { HypError } from '../errors.js';
 import { type Config, ConfigSchema, reservedListenerNames, schemaAt, TcpServiceSchema } from './schema.js';
@@ -691,6 +692,19 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
       push(`${path}.ca_file`, tls.ca_file, `a CA file when client_auth is ${tls.client_auth}`);
     }
   }
+
+  // As the workers read them (clientip.ts): a bad entry would fail every worker's start, forever.
+  config.server.trusted_proxies.forEach((entry, i) => {
+    try {
+      proxyaddr.compile(entry);
+    } catch {
+      push(
+        `server.trusted_proxies.${i}`,
+        entry,
+        'an IP address, a CIDR (10.0.0.0/8), or loopback, linklocal or uniquelocal',
+      );
+    }
+  });
 
   const aes = config.websocket.security.aes_key_file;
   if (aes) {

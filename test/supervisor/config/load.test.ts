@@ -169,6 +169,22 @@ describe('config validation names the key path, the value and what was expected'
     expect(config.websocket.security.replay_window).toBe('30s');
   });
 
+  it('refuses a server.trusted_proxies entry that is not an address, CIDR or range name, by index', () => {
+    const issues = issuesOf(() =>
+      loadConfig({
+        env: {},
+        cwd: dir({
+          'hyp.yaml': 'server:\n  trusted_proxies: [10.0.0.0/8, nonsense, 192.168.0.1/40, loopback]\n',
+        }),
+      }),
+    );
+    expect(issues.map((i) => [i.path, i.value])).toEqual([
+      ['server.trusted_proxies.1', 'nonsense'],
+      ['server.trusted_proxies.2', '192.168.0.1/40'],
+    ]);
+    expect(issues[0]!.expected).toContain('loopback, linklocal or uniquelocal');
+  });
+
   it('reports every problem at once', () => {
     const issues = issuesOf(() =>
       loadConfig({ env: { HYP_DRAIN_DELAY: 'x', HYP_DRAIN_TIMEOUT: 'y' }, cwd: dir() }),
