@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AdminServer } from './admin.js';
@@ -273,11 +273,36 @@ function resolveApp(arg: string): string {
   if (!arg) throw new HypError('HYP_E_USAGE', { detail: 'hyp run <app>: the app module path is missing' });
   let file = resolve(arg);
   if (file.endsWith('.ts')) {
-    const compiled = resolve('dist', arg).replace(/\.ts$/, '.js');
-    if (existsSync(compiled)) file = compiled;
+    const relativeCopy = resolve('dist', arg).replace(/\.ts$/, '.js');
+    const compiled = existsSync(relativeCopy) ? relativeCopy : compiledCopy(file);
+    if (compiled !== undefined) file = compiled;
+    else if (existsSync(file) && !loadsTypeScript())
+      // Every worker would fail to import it ("Unknown file extension"), restarted forever.
+      throw new HypError('HYP_E_APP_NOT_FOUND', {
+        file,
+        detail: `a TypeScript module with no compiled copy (dist/…/${basename(file, '.ts')}.js) found, and Node ${process.version} cannot load .ts files: build it first (npm run build) or run Node ≥ 22.18`,
+      });
   }
   if (!existsSync(file)) throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: 'no such file' });
   return file;
+}
+
+/** Node strips or transforms TypeScript itself (22.18+, 23.6+; `process.features.typescript`). */
+function loadsTypeScript(): boolean {
+  return Boolean((process.features as { typescript?: unknown }).typescript);
+}
+
+/**
+ * The `tsc` output of a `.ts` module: `<dir>/dist/<path from dir>.js` for
+ * `dir` from the module's folder up to its package root (the nearest
+ * package.json), so `hyp run /abs/path/app.ts` works from anywhere.
+ */
+function compiledCopy(file: string): string | undefined {
+  for (let dir = dirname(file); ; dir = dirname(dir)) {
+    const candidate = join(dir, 'dist', relative(dir, file)).replace(/\.ts$/, '.js');
+    if (existsSync(candidate)) return candidate;
+    if (existsSync(join(dir, 'package.json')) || dirname(dir) === dir) return undefined;
+  }
 }
 
 interface RemoteValues {
