@@ -98,13 +98,16 @@ export class Router {
     () => [],
   );
 
+  private readonly ignoreTrailingSlash: boolean;
+
   constructor(
     policy: RouterPolicy = {},
     /** Answers URLs whose path cannot be percent-decoded. */
     private readonly badUrl?: Route,
   ) {
+    this.ignoreTrailingSlash = policy.ignoreTrailingSlash ?? true;
     this.tree = FindMyWay({
-      ignoreTrailingSlash: policy.ignoreTrailingSlash ?? true,
+      ignoreTrailingSlash: this.ignoreTrailingSlash,
       caseSensitive: policy.caseSensitive ?? true,
       querystringParser: rawQuery,
       maxParamLength,
@@ -196,11 +199,27 @@ export class Router {
       if (route !== undefined)
         return { store: route, params: noParams, searchParams: q < 0 ? '' : url.slice(q + 1) };
     }
-    const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
+    const found = this.lookup(method, url);
     if (found === null) return null;
     if (found.store !== null) return emptyParam(found.params) ? null : (found as unknown as RouteMatch);
     const store = failure(found) === tooLongMark ? this.tooLong : this.badUrl;
     return store ? { store, params: noParams, searchParams: '' } : null;
+  }
+
+  /**
+   * The tree's answer. With trailing slashes ignored, find-my-way strips the
+   * slash of `/files/` before matching, so `/files/*` (an empty wildcard,
+   * the folder itself) would never match it: on a miss, such a path is
+   * tried once more as the wildcard's empty match.
+   */
+  private lookup(method: string, url: string): FindMyWay.FindResult<FindMyWay.HTTPVersion.V1> | null {
+    const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
+    if (found !== null || !this.ignoreTrailingSlash) return found;
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    if (path.length < 2 || path.charCodeAt(path.length - 1) !== 47 /* / */) return null;
+    const again = this.tree.find(method as FindMyWay.HTTPMethod, `${path}/${q < 0 ? '' : url.slice(q)}`);
+    return again !== null && again.store !== null && again.params['*'] === '' ? again : null;
   }
 
   /**
@@ -210,7 +229,7 @@ export class Router {
   allowed(url: string): string[] | null {
     const allow: string[] = [];
     for (const method of this.methods) {
-      const found = this.tree.find(method as FindMyWay.HTTPMethod, url);
+      const found = this.lookup(method, url);
       if (found === null) continue;
       if (found.store === null) {
         if (failure(found) === badUrlMark) return null;

@@ -228,14 +228,26 @@ describe('empty path segments', () => {
       expect(await (await fetch(`${served.url}/users/7`)).json()).toEqual({ id: '7' });
       expect(await (await fetch(`${served.url}/a/1/b`)).json()).toEqual({ x: '1' });
       expect(await (await fetch(`${served.url}/range/1-2`)).json()).toEqual({ from: '1', to: '2' });
-      // a wildcard may be empty: /files/ (or /files// once a trailing slash is ignored) is the directory itself
-      const dir = router.ignore_trailing_slash === false ? '/files/' : '/files//';
-      expect(await (await fetch(`${served.url}${dir}`)).json()).toEqual({ rest: '' });
       // a path where only other methods have a non-empty match is 405 for them, 404 where none has
       const put = await fetch(`${served.url}/users/7`, { method: 'PUT' });
       expect([put.status, put.headers.get('allow')]).toEqual([405, 'DELETE, GET, HEAD, OPTIONS']);
       const emptyPut = await fetch(`${served.url}/users//`, { method: 'PUT' });
       expect([emptyPut.status, emptyPut.headers.get('allow')]).toEqual([404, null]);
+    });
+  }
+});
+
+describe('an empty wildcard', () => {
+  for (const router of [{}, { ignore_trailing_slash: false }]) {
+    it(`matches /files/ for /files/* (the folder itself; policy ${JSON.stringify(router)})`, async () => {
+      served = await serve((app) => app.get('/files/*', (c) => c.json({ rest: c.param('*') })), {
+        config: policy(router),
+      });
+      expect(await (await fetch(`${served.url}/files/`)).json()).toEqual({ rest: '' });
+      expect(await (await fetch(`${served.url}/files/?q=1`)).json()).toEqual({ rest: '' });
+      expect(await (await fetch(`${served.url}/files/a/b`)).json()).toEqual({ rest: 'a/b' });
+      const post = await fetch(`${served.url}/files/`, { method: 'POST' });
+      expect([post.status, post.headers.get('allow')]).toEqual([405, 'GET, HEAD, OPTIONS']);
     });
   }
 });
