@@ -110,6 +110,8 @@ async function render(image: string, sets: readonly string[], workDir: string): 
   const [repository, tag] = image.split(':');
   const args = ['template', 'e2e', join(repoRoot, 'helm/hyp'), '--set', `image.repository=${repository}`];
   args.push('--set', `image.tag=${tag ?? 'latest'}`, '--set', `replicaCount=${replicas}`);
+  // Two workers per pod, so an in-pod roll (SIGUSR2) replaces several (the chart's default follows the CPU request: 1).
+  args.push('--set', 'config.supervisor.workers=2');
   for (const s of sets) args.push('--set', s);
   const out = await runHelm(helm, args);
   if (out.code !== 0) throw new Error(`helm template failed: ${out.stderr}`);
