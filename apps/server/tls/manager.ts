@@ -6,7 +6,8 @@
  * broken replacement keeps the old context, logs HYP_E_TLS_RELOAD and counts
  * `hyp_tls_reload_failures_total`.
  */
-import { constants } from 'node:crypto';
+import { constants, createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { TlsOptions, Server as TlsServer } from 'node:tls';
 import { Counter, type Registry } from 'prom-client';
 import type { TlsConfig } from '../../../supervisor/config/schema.js';
@@ -145,6 +146,10 @@ export class TlsManager {
   reload(): boolean {
     const server = this.server;
     if (!server) return false;
+    // Files exactly as they were last refused: nothing new to say (the
+    // watch fires for any change in their directories, a log file's too).
+    const state = filesState(this.opts.config);
+    if (state === this.refusedState) return false;
     let next: TlsMaterial;
     try {
       next = readTlsMaterial(this.opts.config, this.opts.at);
@@ -157,9 +162,11 @@ export class TlsManager {
       }
       server.setSecureContext(this.contextOptions(next));
     } catch (err) {
+      this.refusedState = state;
       this.refused(err);
       return false;
     }
+    this.refusedState = undefined;
     this.material = next;
     this.ticketKeys.apply(server);
     this.opts.log?.info(
@@ -172,6 +179,9 @@ export class TlsManager {
     );
     return true;
   }
+
+  /** `filesState` of the files last refused, until a reload succeeds. */
+  private refusedState: string | undefined = undefined;
 
   private refused(err: unknown): void {
     const c = this.opts.config;
@@ -196,4 +206,18 @@ export class TlsManager {
 function sameCa(a: TlsMaterial, b: TlsMaterial): boolean {
   if (!a.ca || !b.ca) return a.ca === b.ca;
   return a.ca.equals(b.ca);
+}
+
+/** The certificate, key and CA files' contents (hashed) or read errors: what a reload would see. */
+function filesState(c: TlsConfig): string {
+  return [c.cert_file, c.key_file, c.ca_file]
+    .map((file) => {
+      if (file === '') return '';
+      try {
+        return createHash('sha256').update(readFileSync(file)).digest('base64');
+      } catch (err) {
+        return (err as NodeJS.ErrnoException).code ?? errorMessage(err);
+      }
+    })
+    .join('|');
 }

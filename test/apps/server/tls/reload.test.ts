@@ -147,4 +147,32 @@ describe('certificate rotation on disk', () => {
     expect(served.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').at(-1)?.msg).toContain(key);
     expect(await servedCn(served.port)).toBe('hyp server one');
   });
+
+  it('while a broken file waits for its fix, unrelated changes in its directory are not refused again and again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
+    const cert = join(dir, 'tls.crt');
+    const key = join(dir, 'tls.key');
+    copyFileSync(pki.serverCert, cert);
+    copyFileSync(pki.serverKey, key);
+    served = await serveFrom(cert, key);
+
+    atomicWrite(cert, 'not a certificate\n');
+    await until(async () => ((await failures(served!)) === 1 ? true : undefined), 'the broken file refused');
+    // A log file (or any other) written next to the certificates, each write past the watch's debounce.
+    for (let i = 0; i < 3; i++) {
+      writeFileSync(join(dir, 'app.log'), `line ${i}\n`, { flag: 'a' });
+      await new Promise((r) => setTimeout(r, 400));
+    }
+    // The same broken bytes again (touched, not changed) are not news either.
+    atomicWrite(cert, 'not a certificate\n');
+    await new Promise((r) => setTimeout(r, 400));
+    atomicWrite(key, pki.read(pki.server2Key));
+    atomicWrite(cert, pki.read(pki.server2Cert));
+    await until(
+      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      'the fixed certificate',
+    );
+    expect(await failures(served)).toBe(1);
+    expect(served.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toHaveLength(1);
+  });
 });
