@@ -365,10 +365,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     expect(texts.sort()).toEqual(['after the noise', 'still here']);
   }, 60_000);
   it('a pod cut off from Redis while another publishes delivers what it missed after the reconnect, in order, once', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const a = history(proxy.url, prefix);
     const b = history(redis.url, prefix);
     await Promise.all([a.ready(), b.ready()]);
@@ -399,10 +396,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 60_000);
 
   it('recovery while Redis is unreachable fails explicitly instead of waiting for the outage to end', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const a = new RedisHistory({ url: proxy.url, prefix, size: 10, timeoutMs: 300 });
     cleanup.push(() => a.close());
     await a.ready();
@@ -422,10 +416,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a trim racing a recovery (between reading the bounds and the entries) is refused, never a silent gap', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const a = history(proxy.url, prefix, 3);
     const b = history(redis.url, prefix, 3);
     await Promise.all([a.ready(), b.ready()]);
@@ -471,10 +462,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 60_000);
 
   it('publishes during an outage wait for Redis up to the bound; beyond it they are refused and reported', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const errors: string[] = [];
     const a = new RedisHistory({
       url: proxy.url,
@@ -501,10 +489,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     expect(gotB.map((m) => json(m))).toEqual(['m1', 'm2', 'm3']);
   }, 30_000);
   it('the bus during an outage: publishes wait up to the bound, the rest are refused and reported; close() does not wait for Redis', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const errors: string[] = [];
     const a = new RedisBus({
       url: proxy.url,
@@ -559,10 +544,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }
 
   it('a channel publish whose reply was lost with the connection is appended and delivered once, not twice', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const a = history(proxy.url, prefix);
     const b = history(redis.url, prefix);
     await Promise.all([a.ready(), b.ready()]);
@@ -579,10 +561,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a channel publish lost on its way to Redis with the connection is appended after the reconnect, once', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const a = history(proxy.url, prefix);
     const b = history(redis.url, prefix);
     await Promise.all([a.ready(), b.ready()]);
@@ -605,10 +584,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a bus publish whose reply was lost with the connection reaches the other pods once, not twice', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const a = new RedisBus({ url: proxy.url, prefix });
     const b = new RedisBus({ url: redis.url, prefix });
     cleanup.push(
@@ -627,6 +603,32 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     await until(() => got.includes('b2') || undefined, 'b2 on B');
     expect(got).toEqual(['b0', 'lost-reply', 'b2']);
   }, 30_000);
+
+  /** A fresh key prefix and a link to Redis that the test can cut (closed after the test). */
+  async function cuttableLink(): Promise<{ prefix: string; proxy: CuttableLink }> {
+    const prefix = nextPrefix();
+    const proxy = new CuttableLink(redis.port);
+    await proxy.listen();
+    cleanup.push(() => proxy.close());
+    return { prefix, proxy };
+  }
+
+  /**
+   * Pod C: a hub whose history (`size` entries) reaches Redis through a
+   * cuttable link, with one live subscriber `c` on `news`; pod B: a history
+   * straight on Redis, whose deliveries are `gotB`. B has published m0 and
+   * `c` has it, at offset `m0`.
+   */
+  async function liveSubscriberBehindLink(size: number) {
+    const { prefix, proxy } = await cuttableLink();
+    const c = await hubBehind(proxy, prefix, size, 'news');
+    const b = history(redis.url, prefix, size);
+    await b.ready();
+    const gotB = collect(b);
+    b.publish('news', message('news', 'm0'));
+    await c.until((t) => t.of('message').length === 1);
+    return { prefix, proxy, c, b, gotB, m0: c.of('message')[0]!.offset };
+  }
 
   /** A hub whose shared history reaches Redis through `link`, with one client subscribed to `channel`. */
   async function hubBehind(link: CuttableLink, prefix: string, size: number, channel: string) {
@@ -655,17 +657,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }
 
   it('live subscribers are told when the catch-up after a cut cannot fill the gap (the stream was trimmed meanwhile)', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
-    const c = await hubBehind(proxy, prefix, 3, 'news');
-    const b = history(redis.url, prefix, 3);
-    await b.ready();
-    const gotB = collect(b);
-    b.publish('news', message('news', 'm0'));
-    await c.until((t) => t.of('message').length === 1);
-    const m0 = c.of('message')[0]!.offset;
+    const { proxy, c, b, gotB, m0 } = await liveSubscriberBehindLink(3);
 
     proxy.cut();
     for (const body of ['m1', 'm2', 'm3', 'm4', 'm5']) b.publish('news', message('news', body));
@@ -680,17 +672,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('live subscribers are told when Redis lost its data while the pod was cut off (restart without persistence)', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
-    const c = await hubBehind(proxy, prefix, 100, 'news');
-    const b = history(redis.url, prefix);
-    await b.ready();
-    const gotB = collect(b);
-    b.publish('news', message('news', 'm0'));
-    await c.until((t) => t.of('message').length === 1);
-    const m0 = c.of('message')[0]!.offset;
+    const { prefix, proxy, c, b, gotB, m0 } = await liveSubscriberBehindLink(100);
 
     proxy.cut();
     b.publish('news', message('news', 'm1')); // announced only to B, then lost with Redis's data
@@ -709,16 +691,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 60_000);
 
   it('a catch-up without a gap tells live subscribers nothing', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
-    const c = await hubBehind(proxy, prefix, 3, 'news');
-    const b = history(redis.url, prefix, 3);
-    await b.ready();
-    const gotB = collect(b);
-    b.publish('news', message('news', 'm0'));
-    await c.until((t) => t.of('message').length === 1);
+    const { proxy, c, b, gotB } = await liveSubscriberBehindLink(3);
     proxy.cut();
     // the stream of three still holds m0 and everything after it
     for (const body of ['m1', 'm2']) b.publish('news', message('news', body));
@@ -731,10 +704,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a client whose resume is being replayed when the gap is found is told once, in order', async () => {
-    const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
-    cleanup.push(() => proxy.close());
+    const { prefix, proxy } = await cuttableLink();
     const c = await hubBehind(proxy, prefix, 3, 'news');
     const late = await TestClient.connect(c.served.url, 'json', { headers: { 'X-Client-ID': 'late' } });
     cleanup.push(() => late.close());
