@@ -5,15 +5,11 @@
  */
 import { createServer as createHttp2Server, connect as h2connect } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
+import { memoryTracer } from '../../helpers/tracing.js';
 import { problem, rawExchange as raw, type Served, serve } from './serve.js';
 
 let served: Served | undefined;
@@ -82,9 +78,8 @@ describe('request lines the HTTP/1.1 engine parses but cannot answer as HTTP/1.x
 describe('metrics and spans of client-chosen methods', () => {
   it('labels methods outside the known set `_OTHER` (HTTP/2 accepts any token as :method)', async () => {
     const registry = new Registry();
-    const exporter = new InMemorySpanExporter();
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    const app = new App({ registry, tracer: provider.getTracer('test') });
+    const { exporter, tracer } = memoryTracer();
+    const app = new App({ registry, tracer });
     app.get('/known', (c) => c.text('k'));
     const server = createHttp2Server();
     server.on('stream', (stream, headers, _flags, rawHeaders) =>

@@ -8,16 +8,12 @@
 import { request as httpRequest } from 'node:http';
 import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
 import { maxAttributeLength } from '../../../apps/server/telemetry/tracing.js';
 import { until } from '../../helpers/supervisor.js';
+import { memoryTracer } from '../../helpers/tracing.js';
 import { rawExchange, type Served, serve } from './serve.js';
 
 let served: Served | undefined;
@@ -26,15 +22,9 @@ afterEach(async () => {
   served = undefined;
 });
 
-function tracer() {
-  const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-  return { exporter, tracer: provider.getTracer('test') };
-}
-
 describe('server spans: what the client sends', () => {
   it('bounds the attributes taken from headers and the request target (an 8 KB user-agent)', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     served = await serve((app) => app.get('/files/*', (c) => c.text('ok')), { tracer: t.tracer });
     const longPath = `/files/${'p'.repeat(4000)}`;
     const { port } = new URL(served.url);
@@ -54,7 +44,7 @@ describe('server spans: what the client sends', () => {
   });
 
   it('reports server.port only for a Host port that is a port', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     served = await serve((app) => app.get('/x', (c) => c.text('x')), { tracer: t.tracer });
     for (const host of [`example:${'9'.repeat(400)}`, 'example:70000', 'example:8443']) {
       const answer = await rawExchange(
@@ -72,7 +62,7 @@ describe('server spans: what the client sends', () => {
   });
 
   it('starts a new trace for a hostile traceparent and answers normally', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     served = await serve((app) => app.get('/x', (c) => c.text('x')), { tracer: t.tracer });
     const id = '4bf92f3577b34da6a3ce929d0e0e4736';
     const hostile = [
@@ -105,7 +95,7 @@ describe('server spans: what the client sends', () => {
 
 describe('a request the client gives up on', () => {
   it('HTTP/1.1: its span ends (error.type aborted) and it leaves the in-flight gauge', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     const registry = new Registry();
     let entered: () => void = () => {};
     const inside = new Promise<void>((r) => {
@@ -139,7 +129,7 @@ describe('a request the client gives up on', () => {
   });
 
   it('a response whose head went out keeps its status when the client leaves mid-body', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     const registry = new Registry();
     served = await serve(
       (app) =>
@@ -172,7 +162,7 @@ describe('a request the client gives up on', () => {
   });
 
   it('HTTP/2: a stream reset by the client ends its span, and a made-up :method is _OTHER everywhere', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     const registry = new Registry();
     const app = new App({ tracer: t.tracer, registry });
     let entered: () => void = () => {};

@@ -1,16 +1,12 @@
 import { connect as connectHttp2, createServer as createHttp2Server } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { trace } from '@opentelemetry/api';
-import {
-  BasicTracerProvider,
-  InMemorySpanExporter,
-  type ReadableSpan,
-  SimpleSpanProcessor,
-} from '@opentelemetry/sdk-trace-base';
+import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
 import { HypError } from '../../../supervisor/errors.js';
+import { memoryTracer } from '../../helpers/tracing.js';
 import { type Served, serve } from './serve.js';
 
 let served: Served | undefined;
@@ -96,19 +92,13 @@ describe('HTTP metrics', () => {
 });
 
 describe('HTTP server spans', () => {
-  function tracer() {
-    const exporter = new InMemorySpanExporter();
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
-    return { exporter, provider, tracer: provider.getTracer('test') };
-  }
-
   const only = (spans: ReadableSpan[]) => {
     expect(spans).toHaveLength(1);
     return spans[0]!;
   };
 
   it('records one SERVER span per request with HTTP semantic-convention attributes', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     served = await serve((app) => app.get('/users/:id', (c) => c.json({ id: c.param('id') })), {
       tracer: t.tracer,
     });
@@ -132,7 +122,7 @@ describe('HTTP server spans', () => {
   });
 
   it('continues the trace of a W3C traceparent header', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     served = await serve((app) => app.get('/x', (c) => c.text('x')), { tracer: t.tracer });
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const parentId = '00f067aa0ba902b7';
@@ -146,7 +136,7 @@ describe('HTTP server spans', () => {
   });
 
   it('marks 5xx spans as errors with the exception, and leaves unmatched routes without http.route', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     served = await serve(
       (app) =>
         app.get('/boom', () => {
@@ -168,7 +158,7 @@ describe('HTTP server spans', () => {
   });
 
   it('uses the globally registered tracer provider, and the span is active inside the handler', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     trace.setGlobalTracerProvider(t.provider);
     try {
       let activeTraceId: string | undefined;
@@ -191,7 +181,7 @@ describe('HTTP server spans', () => {
   });
 
   it('traces HTTP/2 requests served as bare streams: traceparent, status, protocol version', async () => {
-    const t = tracer();
+    const t = memoryTracer();
     const app = new App({ tracer: t.tracer, registry: new Registry() });
     app.get('/h2/:id', (c) => c.status(201).text('made'));
     const server = createHttp2Server();
