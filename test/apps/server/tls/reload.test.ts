@@ -51,6 +51,17 @@ async function serveFrom(cert: string, key: string): Promise<Served> {
   return serve(['server.tls.enabled=true', `server.tls.cert_file=${cert}`, `server.tls.key_file=${key}`]);
 }
 
+/** Serve copies of the first server certificate and key, from a fresh directory (`served`). */
+async function serveCopies(): Promise<{ dir: string; cert: string; key: string }> {
+  const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
+  const cert = join(dir, 'tls.crt');
+  const key = join(dir, 'tls.key');
+  copyFileSync(pki.serverCert, cert);
+  copyFileSync(pki.serverKey, key);
+  served = await serveFrom(cert, key);
+  return { dir, cert, key };
+}
+
 async function failures(s: Served): Promise<number> {
   const metric = await s.registry.getSingleMetric('hyp_tls_reload_failures_total')?.get();
   return metric?.values[0]?.value ?? 0;
@@ -58,13 +69,8 @@ async function failures(s: Served): Promise<number> {
 
 describe('certificate rotation on disk', () => {
   it('files replaced by rename: new connections see the new certificate, no restart', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-    const cert = join(dir, 'tls.crt');
-    const key = join(dir, 'tls.key');
-    copyFileSync(pki.serverCert, cert);
-    copyFileSync(pki.serverKey, key);
-    served = await serveFrom(cert, key);
-    expect(await servedCn(served.port)).toBe('hyp server one');
+    const { cert, key } = await serveCopies();
+    expect(await servedCn(served!.port)).toBe('hyp server one');
 
     atomicWrite(key, pki.read(pki.server2Key));
     atomicWrite(cert, pki.read(pki.server2Cert));
@@ -72,8 +78,8 @@ describe('certificate rotation on disk', () => {
       async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
       'the new certificate',
     );
-    expect(served.logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
-    expect(await failures(served)).toBe(0);
+    expect(served!.logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
+    expect(await failures(served!)).toBe(0);
   });
 
   it('a Kubernetes secret volume (..data symlink swapped atomically) is followed', async () => {
@@ -88,7 +94,7 @@ describe('certificate rotation on disk', () => {
     symlinkSync('..data/tls.crt', join(dir, 'tls.crt'));
     symlinkSync('..data/tls.key', join(dir, 'tls.key'));
     served = await serveFrom(join(dir, 'tls.crt'), join(dir, 'tls.key'));
-    expect(await servedCn(served.port)).toBe('hyp server one');
+    expect(await servedCn(served!.port)).toBe('hyp server one');
 
     version('..v2', pki.server2Cert, pki.server2Key);
     symlinkSync('..v2', join(dir, '..data_tmp'));
@@ -107,7 +113,7 @@ describe('certificate rotation on disk', () => {
     copyFileSync(pki.serverCert, cert);
     copyFileSync(pki.serverKey, key);
     served = await serveFrom(cert, key);
-    expect(await servedCn(served.port)).toBe('hyp server one');
+    expect(await servedCn(served!.port)).toBe('hyp server one');
 
     rmSync(dir, { recursive: true });
     // The refused reload of the missing files: the removal was seen.
@@ -124,12 +130,7 @@ describe('certificate rotation on disk', () => {
   });
 
   it('a corrupt replacement: the old certificate keeps being served, HYP_E_TLS_RELOAD logged, metric counted', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-    const cert = join(dir, 'tls.crt');
-    const key = join(dir, 'tls.key');
-    copyFileSync(pki.serverCert, cert);
-    copyFileSync(pki.serverKey, key);
-    served = await serveFrom(cert, key);
+    const { cert, key } = await serveCopies();
 
     atomicWrite(cert, '-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n');
     const logged = await until(
@@ -137,24 +138,19 @@ describe('certificate rotation on disk', () => {
       'the reload error',
     );
     expect(logged.msg).toContain(cert);
-    expect(await failures(served)).toBe(1);
-    expect(await servedCn(served.port)).toBe('hyp server one');
+    expect(await failures(served!)).toBe(1);
+    expect(await servedCn(served!.port)).toBe('hyp server one');
 
     // A key that does not match the certificate is refused too, naming the key file.
     atomicWrite(cert, pki.read(pki.serverCert));
     atomicWrite(key, pki.read(pki.strayKey));
     await until(async () => ((await failures(served!)) === 2 ? true : undefined), 'the mismatch refused');
-    expect(served.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').at(-1)?.msg).toContain(key);
-    expect(await servedCn(served.port)).toBe('hyp server one');
+    expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').at(-1)?.msg).toContain(key);
+    expect(await servedCn(served!.port)).toBe('hyp server one');
   });
 
   it('while a broken file waits for its fix, unrelated changes in its directory are not refused again and again', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-    const cert = join(dir, 'tls.crt');
-    const key = join(dir, 'tls.key');
-    copyFileSync(pki.serverCert, cert);
-    copyFileSync(pki.serverKey, key);
-    served = await serveFrom(cert, key);
+    const { dir, cert, key } = await serveCopies();
 
     atomicWrite(cert, 'not a certificate\n');
     await until(async () => ((await failures(served!)) === 1 ? true : undefined), 'the broken file refused');
@@ -172,7 +168,7 @@ describe('certificate rotation on disk', () => {
       async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
       'the fixed certificate',
     );
-    expect(await failures(served)).toBe(1);
-    expect(served.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toHaveLength(1);
+    expect(await failures(served!)).toBe(1);
+    expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toHaveLength(1);
   });
 });
