@@ -37,7 +37,9 @@ export const h2Preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1
  * Read just enough of a fresh cleartext socket to tell h2c prior knowledge
  * from HTTP/1.x, put the bytes back, and call `done`. A socket that sends
  * nothing conclusive within `timeoutMs` is destroyed (slowloris before the
- * first request line).
+ * first request line). The time is counted from the connection, not from the
+ * last byte: a client that trickles the preface a byte at a time is not
+ * given the timeout again for each byte.
  */
 export function sniffPreface(
   socket: Socket,
@@ -45,11 +47,12 @@ export function sniffPreface(
   done: (socket: Socket, h2: boolean) => void,
 ): void {
   let seen: Buffer | undefined;
+  const timer = timeoutMs > 0 ? setTimeout(destroy, timeoutMs, socket).unref() : undefined;
   const finish = (h2: boolean) => {
     socket.off('data', onData);
-    socket.off('timeout', onTimeout);
     socket.off('error', onError);
-    socket.setTimeout(0);
+    socket.off('close', onClose);
+    clearTimeout(timer);
     socket.pause();
     if (seen) socket.unshift(seen);
     done(socket, h2);
@@ -60,15 +63,16 @@ export function sniffPreface(
     if (seen.compare(h2Preface, 0, n, 0, n) !== 0) finish(false);
     else if (n === h2Preface.length) finish(true);
   };
-  const onTimeout = () => socket.destroy();
   // A reset before the engine owns the socket must not become an uncaught 'error'.
   const onError = () => socket.destroy();
+  const onClose = () => clearTimeout(timer);
   socket.on('error', onError);
   socket.on('data', onData);
-  if (timeoutMs > 0) {
-    socket.setTimeout(timeoutMs);
-    socket.once('timeout', onTimeout);
-  }
+  socket.once('close', onClose);
+}
+
+function destroy(socket: Socket): void {
+  socket.destroy();
 }
 
 export interface Http2SessionLimits {
