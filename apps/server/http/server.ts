@@ -80,6 +80,13 @@ export interface HttpServerOptions {
 /** How long a keep-alive socket idle during drain is given to send one more request. */
 const drainIdleGraceMs = 500;
 
+/**
+ * How long a peer is given to close its side once the worker has ended a
+ * connection (sent its FIN): Node's HTTP/2 session close, and an answer to a
+ * client error, wait for the peer's close, which a hostile peer never sends.
+ */
+const closeGraceMs = 2000;
+
 export class HttpServer {
   /** The HTTP/1.1 engine (also where WebSocket `upgrade` events arrive). */
   readonly server: Server;
@@ -185,6 +192,7 @@ export class HttpServer {
   }
 
   private onConnection(socket: Socket): void {
+    socket.once('finish', destroyAfterGrace);
     if (this.protocol === 'http1') return void this.server.emit('connection', socket);
     if (this.protocol === 'http2') return void this.http2?.emit('connection', socket);
     this.pending.add(socket);
@@ -207,6 +215,7 @@ export class HttpServer {
   };
 
   private onSecureConnection(socket: TLSSocket): void {
+    socket.once('finish', destroyAfterGrace);
     if (socket.alpnProtocol === 'h2' && this.http2) this.http2.emit('connection', socket);
     else if (this.protocol !== 'http2') this.server.emit('connection', socket);
     else socket.destroy();
@@ -300,6 +309,15 @@ function deleteOnClose(set: Set<Socket>): (this: Socket) => void {
   return function (this: Socket) {
     set.delete(this);
   };
+}
+
+/** 'finish' of an accepted socket: the worker has ended it; the peer gets `closeGraceMs` to close too. */
+function destroyAfterGrace(this: Socket): void {
+  setTimeout(destroyOpen, closeGraceMs, this).unref();
+}
+
+function destroyOpen(socket: Socket): void {
+  if (!socket.destroyed) socket.destroy();
 }
 
 export function listenTargetFor(addr: string): ListenTarget {

@@ -5,11 +5,17 @@
  * never on how long something took.
  */
 import { Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { connect as tlsConnect } from 'node:tls';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
+import { makePki, type TestPki } from '../tls/certs.js';
 import { type Served, serve } from './harness.js';
 
+let pki: TestPki;
 let served: Served | undefined;
+beforeAll(() => {
+  pki = makePki();
+});
 afterEach(async () => {
   await served?.close();
   served = undefined;
@@ -119,7 +125,7 @@ describe('headers timeout before the protocol is known', () => {
   });
 });
 
-describe.skip('a peer that never closes its side is not kept', () => {
+describe('a peer that never closes its side is not kept', () => {
   it('HTTP/1.1: a request timed out (408) while the peer neither reads nor closes', async () => {
     served = await serve(['server.limits.headers_timeout=300ms']);
     const socket = await rawConnect(served.port);
@@ -153,6 +159,29 @@ describe.skip('a peer that never closes its side is not kept', () => {
     );
     socket.off('data', onData);
     socket.pause();
+    await until(() => served!.http.connections === 0 || undefined, 'the session freed', 10_000);
+    socket.destroy();
+  });
+
+  it('TLS h2: a session closed for sending no request, while the peer neither reads nor closes', async () => {
+    served = await serve([
+      'server.limits.headers_timeout=300ms',
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${pki.serverCert}`,
+      `server.tls.key_file=${pki.serverKey}`,
+    ]);
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: served.port,
+      ca: pki.read(pki.caCert),
+      ALPNProtocols: ['h2'],
+    });
+    socket.on('error', () => {});
+    await new Promise((r) => socket.once('secureConnect', r));
+    expect(socket.alpnProtocol).toBe('h2');
+    socket.write(Buffer.concat([preface, frame(Type.Settings, 0, 0)]));
+    socket.pause();
+    await until(() => served!.http.connections === 1 || undefined, 'the session');
     await until(() => served!.http.connections === 0 || undefined, 'the session freed', 10_000);
     socket.destroy();
   });
