@@ -231,6 +231,12 @@ export class HypWebSocket {
   };
   /** channel → last offset seen ('' until the first ack or delivery). */
   private readonly channels = new Map<string, string>();
+  /**
+   * channel → the offset the hub could not resume from (HYP_E_WS_RECOVERY_FAILED), until its ack or a
+   * delivery names the new resume point. A reconnect before then resumes from it again, so the hub
+   * reports the loss again rather than the client starting silently at the head.
+   */
+  private readonly gapFrom = new Map<string, string>();
   private readonly channelHandlers = new Map<string, Set<(m: HypMessage) => void>>();
   private readonly rooms = new Set<string>();
   private queue: Envelope[] = [];
@@ -327,6 +333,7 @@ export class HypWebSocket {
 
   unsubscribe(channel: string): void {
     if (!this.channels.delete(channel)) return;
+    this.gapFrom.delete(channel);
     this.channelHandlers.delete(channel);
     this.sendNow({ type: 'unsubscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
   }
@@ -427,7 +434,8 @@ export class HypWebSocket {
     // the backoff resets only once this connection proves stable (see closed())
     this.openedAt = Date.now();
     // resubscribe from the last offsets, rejoin rooms, then flush what queued up
-    for (const [channel, offset] of this.channels) {
+    for (const [channel, last] of this.channels) {
+      const offset = last || this.gapFrom.get(channel) || '';
       this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, true);
     }
     for (const room of this.rooms) {
@@ -549,7 +557,10 @@ export class HypWebSocket {
     switch (m.type) {
       case 'subscribed':
         // the ack names the head when subscribing; deliveries already seen are at least as recent
-        if (this.channels.get(m.channel) === '' && m.offset) this.channels.set(m.channel, m.offset);
+        if (this.channels.get(m.channel) === '' && m.offset) {
+          this.channels.set(m.channel, m.offset);
+          this.gapFrom.delete(m.channel);
+        }
         return;
       case 'error': {
         let body: HypErrorFrame | undefined;
@@ -562,9 +573,12 @@ export class HypWebSocket {
         if (typeof body !== 'object' || body === null || Array.isArray(body)) {
           body = { code: 'HYP_E_WS_DECODE', message: 'unreadable error frame' };
         }
-        // the old offset is useless now; the ack that follows gives the new head
-        if (body.code === 'HYP_E_WS_RECOVERY_FAILED' && body.channel && this.channels.has(body.channel)) {
-          this.channels.set(body.channel, '');
+        // the old offset no longer orders deliveries (the ack that follows gives the new resume point),
+        // but it is where a reconnect before that ack resumes from: the hub then reports the loss again
+        const last = body.channel === undefined ? undefined : this.channels.get(body.channel);
+        if (body.code === 'HYP_E_WS_RECOVERY_FAILED' && last !== undefined) {
+          if (last) this.gapFrom.set(body.channel!, last);
+          this.channels.set(body.channel!, '');
         }
         this.emit('error', body);
         return;
@@ -577,6 +591,7 @@ export class HypWebSocket {
       // a repeated or older offset of the same history was delivered already (or is a replay): never twice
       if (!isAfter(m.offset, this.channels.get(m.channel)!)) return;
       this.channels.set(m.channel, m.offset);
+      this.gapFrom.delete(m.channel);
     }
     const msg = message(m);
     const handlers = m.channel ? this.channelHandlers.get(m.channel) : undefined;
