@@ -55,7 +55,11 @@ export interface HypWebSocketOptions {
   reconnect?: ReconnectOptions;
   /** WebSocket implementation; default the global one, else the `ws` package (Node). */
   WebSocket?: SocketConstructor;
-  /** Messages kept while disconnected and sent after reconnecting (oldest dropped first). Default 1000. */
+  /**
+   * Messages kept while disconnected and sent after reconnecting. Default
+   * 1000; 0 keeps none. Past it the oldest is dropped and reported as an
+   * `error` event HYP_E_WS_QUEUE_FULL with its `channel`.
+   */
   maxQueued?: number;
   /**
    * Largest incoming message, in bytes (as received, before opening). Default
@@ -251,7 +255,8 @@ export class HypWebSocket {
 
   /**
    * Throws synchronously on bad options: an unknown codec (TypeError), an
-   * invalid URL, a limit that is not a positive integer (RangeError), or
+   * invalid URL, a limit that is not a positive integer (maxQueued: not a
+   * non-negative integer; RangeError), or
    * unusable `security` keys (SecurityError, HYP_E_WS_KEY).
    */
   constructor(url: string, options: HypWebSocketOptions = {}) {
@@ -270,6 +275,10 @@ export class HypWebSocket {
     };
     this.ctor = options.WebSocket;
     this.maxQueued = options.maxQueued ?? 1000;
+    // a negative bound made the trim loop spin forever on the first offline publish
+    if (!Number.isSafeInteger(this.maxQueued) || this.maxQueued < 0) {
+      throw new RangeError(`maxQueued must be a non-negative integer, got ${options.maxQueued}`);
+    }
     this.maxMessageSize = limit('maxMessageSize', options.maxMessageSize, 1024 * 1024);
     this.maxPendingMessages = limit('maxPendingMessages', options.maxPendingMessages, 10_000);
     this.maxPendingBytes = limit('maxPendingBytes', options.maxPendingBytes, 32 * 1024 * 1024);
@@ -610,7 +619,13 @@ export class HypWebSocket {
 
   private trimQueue(): void {
     while (this.queue.length > this.maxQueued) {
-      this.queue.shift();
+      const dropped = this.queue.shift()!;
+      const report: HypErrorFrame = {
+        code: 'HYP_E_WS_QUEUE_FULL',
+        message: `outgoing ${dropped.type} message dropped: more than ${this.maxQueued} queued while disconnected (maxQueued)`,
+      };
+      if (dropped.channel) report.channel = dropped.channel;
+      this.emit('error', report);
     }
   }
 
