@@ -1,6 +1,7 @@
 /** `hyp/client`: the WebSocket client (browser + Node). */
 export type { CodecName } from '../server/ws/codecs/index.js';
-export { type ClientKeys, ClientSecurity, SecurityError } from './security.js';
+export { ClientReplayGuard } from './replay.js';
+export { type ClientKeys, ClientSecurity, type OpenedFrame, SecurityError } from './security.js';
 export {
   type HypErrorFrame,
   type HypMessage,

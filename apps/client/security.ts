@@ -20,6 +20,23 @@ export interface ClientKeys {
   signThenEncrypt?: boolean;
   /** Set when the hub uses key ids: the leading byte of every frame. */
   keyId?: number;
+  /**
+   * Opt-in replay guard for incoming frames (HypWebSocket), like the hub's
+   * `websocket.security.replay_window`: a frame without a channel offset
+   * (broadcast, room, direct, presence, error, ack) whose nonce was seen or
+   * whose timestamp is further than this from now is dropped and reported
+   * as HYP_E_WS_REPLAY. Channel deliveries are guarded by their offsets.
+   */
+  replayWindowMs?: number;
+  /** Nonces the replay guard remembers (oldest forgotten first). Default 10,000. */
+  replayCacheSize?: number;
+}
+
+/** A frame opened: its payload, and the bytes that make it unique (the replay guard's key). */
+export interface OpenedFrame {
+  payload: Uint8Array;
+  /** The GCM nonce, or the MAC when it is the outer layer or the only one. */
+  nonce: Uint8Array;
 }
 
 const nonceSize = 12;
@@ -27,7 +44,7 @@ const macSize = 32;
 
 export class SecurityError extends Error {
   constructor(
-    readonly code: 'HYP_E_WS_DECRYPT' | 'HYP_E_WS_SIGNATURE' | 'HYP_E_WS_KEY',
+    readonly code: 'HYP_E_WS_DECRYPT' | 'HYP_E_WS_SIGNATURE' | 'HYP_E_WS_KEY' | 'HYP_E_WS_REPLAY',
     message: string,
   ) {
     super(message);
@@ -125,12 +142,19 @@ export class ClientSecurity {
   }
 
   async open(frame: Uint8Array): Promise<Uint8Array> {
+    return (await this.openFrame(frame)).payload;
+  }
+
+  /** Opens a frame and names its nonce, as the hub's replay guard takes it (GCM nonce, else the MAC). */
+  async openFrame(frame: Uint8Array): Promise<OpenedFrame> {
     let data = frame;
     if (this.keyId !== undefined) {
       if (data[0] !== this.keyId)
         throw new SecurityError('HYP_E_WS_SIGNATURE', `unexpected key id ${data[0]}`);
       data = data.subarray(1);
     }
+    const outerIsMac = this.hmac !== undefined && (!this.aes || !this.signThenEncrypt);
+    const nonce = data.slice(0, outerIsMac ? macSize : nonceSize);
     if (this.signThenEncrypt) {
       if (this.aes) data = await this.decrypt(data);
       if (this.hmac) data = await this.verify(data);
@@ -138,7 +162,7 @@ export class ClientSecurity {
       if (this.hmac) data = await this.verify(data);
       if (this.aes) data = await this.decrypt(data);
     }
-    return data;
+    return { payload: data, nonce };
   }
 
   private async encrypt(plain: Uint8Array): Promise<Uint8Array> {

@@ -20,6 +20,7 @@ import {
   utf8Decoder,
   utf8Encoder,
 } from '../server/ws/envelope.js';
+import { ClientReplayGuard } from './replay.js';
 import { type ClientKeys, ClientSecurity } from './security.js';
 
 /** The browser WebSocket surface, which `ws` implements too. */
@@ -215,6 +216,7 @@ export class HypWebSocket {
   readonly codec: Codec;
   private readonly url: string;
   private readonly security: ClientSecurity | undefined;
+  private readonly replayGuard: ClientReplayGuard | undefined;
   private readonly reconnect: Required<ReconnectOptions>;
   private readonly maxQueued: number;
   private readonly maxMessageSize: number;
@@ -267,6 +269,14 @@ export class HypWebSocket {
     if (options.clientId) u.searchParams.set('client_id', options.clientId);
     this.url = u.toString();
     this.security = options.security ? new ClientSecurity(options.security) : undefined;
+    const windowMs = options.security?.replayWindowMs;
+    this.replayGuard =
+      windowMs === undefined
+        ? undefined
+        : new ClientReplayGuard({
+            windowMs: limit('security.replayWindowMs', windowMs, 0),
+            maxEntries: limit('security.replayCacheSize', options.security?.replayCacheSize, 10_000),
+          });
     this.reconnect = {
       enabled: options.reconnect?.enabled ?? true,
       initialDelayMs: options.reconnect?.initialDelayMs ?? 250,
@@ -526,7 +536,16 @@ export class HypWebSocket {
     this.inbound = this.inbound.then(async () => {
       let m: Envelope;
       try {
-        m = this.codec.unmarshal(this.security ? await this.security.open(bytes) : bytes);
+        if (!this.replayGuard)
+          m = this.codec.unmarshal(this.security ? await this.security.open(bytes) : bytes);
+        else {
+          const opened = await this.security!.openFrame(bytes);
+          m = this.codec.unmarshal(opened.payload);
+          // a channel delivery is guarded by its offset (a replayed one is not after the last seen);
+          // its timestamp is its publish time, which a resume from history may show long past
+          if (!(m.type === 'message' && m.channel && m.offset))
+            this.replayGuard.check(opened.nonce, m.timestamp);
+        }
       } catch (err) {
         const e = err as { code?: string; message?: string };
         this.emit('error', { code: e.code ?? 'HYP_E_WS_DECODE', message: e.message ?? String(err) });

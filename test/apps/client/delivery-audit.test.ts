@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
+import { ClientReplayGuard, type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
 import type { IpcChannel } from '../../../apps/server/ws/bus.js';
 import { IpcHistory } from '../../../apps/server/ws/ipc-history.js';
 import type { Gap } from '../../../apps/server/ws/redis-history.js';
@@ -485,5 +485,48 @@ describe('replayed frames under security', () => {
     expect(c.got('feed')).toEqual([1, 'end']);
     expect(c.errors.filter((e) => e.code === 'HYP_E_WS_REPLAY')).toHaveLength(2);
     expect(c.errors.filter((e) => e.code !== 'HYP_E_WS_REPLAY')).toEqual([]);
+  });
+
+  it('without replayWindowMs, nothing changes: the duplicated broadcast is delivered twice (the limitation the option lifts)', async () => {
+    const served = await hub({ security: { keys } });
+    const f = await frontOf(served);
+    const c = client(f.url, { clientId: 'plain', security: keys });
+    const broadcasts: string[] = [];
+    c.ws.on('message', (m) => broadcasts.push(m.json<string>()));
+    await c.ws.connect();
+    await eventually(() => served.hub.client('plain') !== undefined);
+    f.tap = () => 'twice';
+    served.hub.broadcast('b1');
+    await eventually(() => broadcasts.length === 2);
+    expect(broadcasts).toEqual(['b1', 'b1']);
+  });
+
+  it('the guard refuses a stamp outside the window and a nonce seen before, forgets after two windows, and fails closed when full', () => {
+    let now = 1_000_000;
+    const ns = (ms: number) => BigInt(ms) * 1_000_000n;
+    const guard = new ClientReplayGuard({ windowMs: 1_000, maxEntries: 2, now: () => now });
+    const nonce = (n: number) => new Uint8Array(12).fill(n);
+    expect(() => guard.check(nonce(1), ns(now - 1_001))).toThrow(/outside the replay window/);
+    expect(() => guard.check(nonce(1), ns(now + 1_001))).toThrow(/outside the replay window/);
+    expect(() => guard.check(nonce(1), 0n)).toThrow(/no timestamp/);
+    guard.check(nonce(1), ns(now));
+    expect(() => guard.check(nonce(1), ns(now))).toThrow(/seen before/);
+    now += 2_001;
+    guard.check(nonce(1), ns(now)); // forgotten after two windows: its stamp is out of the window anyway
+    guard.check(nonce(2), ns(now));
+    guard.check(nonce(3), ns(now + 1)); // full: nonce 1 forgotten early
+    expect(guard.size).toBe(2);
+    expect(() => guard.check(nonce(4), ns(now))).toThrow(/cache is full/);
+    guard.check(nonce(5), ns(now + 2));
+  });
+
+  it('replayWindowMs and replayCacheSize must be positive integers (RangeError)', () => {
+    for (const security of [
+      { ...keys, replayWindowMs: 0 },
+      { ...keys, replayWindowMs: -5 },
+      { ...keys, replayWindowMs: 1_000, replayCacheSize: 0 },
+    ]) {
+      expect(() => new HypWebSocket('ws://127.0.0.1:1/ws', { security })).toThrow(RangeError);
+    }
   });
 });
