@@ -100,6 +100,12 @@ export class HttpServer {
   private readonly sessions = new Http2Sessions();
   /** Accepted sockets not yet handed to an engine (sniffing the preface). */
   private readonly pending = new Set<Socket>();
+  /**
+   * Sockets handed to the HTTP/2 engine. A session destroyed at the drain
+   * deadline after its GOAWAY only ends its socket, and waits for writes a
+   * peer that stopped reading never takes: these are destroyed here.
+   */
+  private readonly http2Sockets = new Set<Socket>();
   private readonly headersTimeoutMs: number;
   private state: 'idle' | 'listening' | 'draining' | 'closed' = 'idle';
   private readonly log: Logger | undefined;
@@ -194,7 +200,7 @@ export class HttpServer {
   private onConnection(socket: Socket): void {
     socket.once('finish', destroyAfterGrace);
     if (this.protocol === 'http1') return void this.server.emit('connection', socket);
-    if (this.protocol === 'http2') return void this.http2?.emit('connection', socket);
+    if (this.protocol === 'http2') return void this.toHttp2(socket);
     this.pending.add(socket);
     socket.once('close', this.pendingClosed);
     sniffPreface(socket, this.headersTimeoutMs, this.dispatch);
@@ -206,20 +212,25 @@ export class HttpServer {
   private readonly dispatch = (socket: Socket, h2: boolean): void => {
     this.pending.delete(socket);
     socket.off('close', this.pendingClosed);
-    if (h2) {
-      this.http2?.emit('connection', socket);
-      return;
-    }
+    if (h2) return void this.toHttp2(socket);
     this.server.emit('connection', socket);
     socket.resume();
   };
 
   private onSecureConnection(socket: TLSSocket): void {
     socket.once('finish', destroyAfterGrace);
-    if (socket.alpnProtocol === 'h2' && this.http2) this.http2.emit('connection', socket);
+    if (socket.alpnProtocol === 'h2' && this.http2) this.toHttp2(socket);
     else if (this.protocol !== 'http2') this.server.emit('connection', socket);
     else socket.destroy();
   }
+
+  private toHttp2(socket: Socket): void {
+    this.http2Sockets.add(socket);
+    socket.once('close', this.http2Closed);
+    this.http2?.emit('connection', socket);
+  }
+
+  private readonly http2Closed = deleteOnClose(this.http2Sockets);
 
   listen(target: ListenTarget): Promise<AddressInfo> {
     return new Promise((resolve, reject) => {
@@ -282,6 +293,7 @@ export class HttpServer {
     clearTimeout(timer);
     this.tracker.destroyAll();
     this.sessions.destroyAll();
+    for (const socket of this.http2Sockets) socket.destroy();
     for (const socket of this.pending) socket.destroy();
     this.state = 'closed';
   }

@@ -7,9 +7,10 @@
 import { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { HttpServer } from '../../../../apps/server/http/server.js';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { type Served, serve } from './harness.js';
+import { configWith, type Served, serve } from './harness.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -183,6 +184,36 @@ describe('a peer that never closes its side is not kept', () => {
     socket.pause();
     await until(() => served!.http.connections === 1 || undefined, 'the session');
     await until(() => served!.http.connections === 0 || undefined, 'the session freed', 10_000);
+    socket.destroy();
+  });
+});
+
+describe('drain against a peer that stops reading', () => {
+  it('HTTP/2: a session whose peer stopped reading mid-answer is cut at the deadline, not kept after the drain', async () => {
+    // An answer far larger than the socket buffers, to a peer that opened every window.
+    const big = Buffer.alloc(32 << 20, 97);
+    const http = new HttpServer({ config: configWith([]), handler: (_req, res) => res.end(big) });
+    const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+    const socket = await rawConnect(port);
+    const initialWindowMax = Buffer.from([0, 4, 0x7f, 0xff, 0xff, 0xff]);
+    socket.write(
+      Buffer.concat([
+        preface,
+        frame(Type.Settings, 0, 0, initialWindowMax),
+        frame(Type.WindowUpdate, 0, 0, u32(0x7fffffff - 65_535)),
+        frame(Type.Headers, EndHeaders | EndStream, 1, requestBlock('/')),
+      ]),
+    );
+    let received = 0;
+    const onData = (d: Buffer) => {
+      received += d.length;
+    };
+    socket.on('data', onData);
+    await until(() => received > 0 || undefined, 'the answer begun');
+    socket.off('data', onData);
+    socket.pause();
+    await http.drain(Date.now() + 500);
+    await until(() => http.connections === 0 || undefined, 'no connection left', 5_000);
     socket.destroy();
   });
 });
