@@ -277,6 +277,8 @@ describe('resume', () => {
 
   it('a hub restarted with in-process history (another epoch): the loss is reported, then the new history resumes', async () => {
     const a = await serveHub();
+    let aClosed = false;
+    cleanup.push(() => (aClosed ? undefined : a.close()));
     const f = await frontOf(a);
     const c = client(f.url, { clientId: 'restart' });
     c.subscribe('feed');
@@ -285,6 +287,7 @@ describe('resume', () => {
     for (const n of range(0, 3)) a.hub.publish('feed', n);
     await eventually(() => c.got('feed').length === 3);
     const away = next(c.ws, 'close');
+    aClosed = true;
     await a.close();
     await away;
     const b = await hub();
