@@ -143,6 +143,10 @@ export class HttpServer {
     // Ignore client errors that Node already answers (400/408/431); never crash.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
+      // The error is in a request pipelined behind one still being answered: an
+      // answer now would land inside that response's body, or be taken for it.
+      const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+      if (answering && (answering.headersSent || answering.req.complete)) return socket.destroy();
       const status =
         err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
       socket.end(

@@ -126,6 +126,18 @@ describe('headers timeout before the protocol is known', () => {
   });
 });
 
+describe('HTTP/1.1 request timeout', () => {
+  it('a request whose body never finishes is answered 408 while its handler waits for it', async () => {
+    served = await serve(['server.limits.headers_timeout=300ms', 'server.limits.request_timeout=600ms']);
+    const socket = await rawConnect(served.port);
+    const closed = closedBy(socket);
+    socket.write(
+      'POST /echo HTTP/1.1\r\nhost: x\r\ncontent-type: text/plain\r\ncontent-length: 10\r\n\r\nabc',
+    );
+    expect((await closed).toString('latin1')).toMatch(/^HTTP\/1\.1 408/);
+  });
+});
+
 describe('a peer that never closes its side is not kept', () => {
   it('HTTP/1.1: a request timed out (408) while the peer neither reads nor closes', async () => {
     served = await serve(['server.limits.headers_timeout=300ms']);
@@ -216,4 +228,41 @@ describe('drain against a peer that stops reading', () => {
     await until(() => http.connections === 0 || undefined, 'no connection left', 5_000);
     socket.destroy();
   });
+});
+
+describe('HTTP/1.1: a malformed request pipelined behind an answer in progress', () => {
+  /** A server whose answers take a while: `part1-` at once, `part2` once `release` is called. */
+  async function slowAnswers() {
+    const pending: Array<() => void> = [];
+    const http = new HttpServer({
+      config: configWith([]),
+      handler: (req, res) => {
+        if (req.url === '/streamed') res.write('part1-');
+        pending.push(() => res.end('part2'));
+      },
+    });
+    const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+    return { http, port, pending };
+  }
+
+  for (const path of ['/streamed', '/late']) {
+    it(`${path}: the 400 never lands inside, or instead of, the answer to the request before it`, async () => {
+      const { http, port, pending } = await slowAnswers();
+      const socket = await rawConnect(port);
+      let got = '';
+      socket.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+      });
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+      await until(() => pending.length === 1 || undefined, 'the first request in its handler');
+      if (path === '/streamed') await until(() => got.includes('part1-') || undefined, 'the answer begun');
+      const closed = closedBy(socket);
+      socket.write('NOT HTTP\r\n\r\n');
+      await closed;
+      for (const release of pending) release();
+      // Whatever came back is the first request's answer (whole or cut), never a 400 in its place or body.
+      expect(got).not.toContain('400 Bad Request');
+      await http.drain(Date.now() + 500);
+    });
+  }
 });
