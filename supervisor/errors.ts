@@ -112,6 +112,14 @@ export const catalog = {
   HYP_E_WS_BACKLOG: {
     message: 'more than {limit} incoming frames waiting to be opened; connection closed (4008) to resume',
   },
+  HYP_W_WS_PUBLISH: {
+    message:
+      'a channel or bus publish was refused (Redis unreachable past the outage bound, or an error from Redis); logged once until one goes through',
+  },
+  HYP_E_WS_QUEUE_FULL: {
+    message:
+      'outgoing {type} message dropped: more than {limit} queued while disconnected (hyp/client maxQueued)',
+  },
 
   // static files and TLS (continued)
   HYP_E_STATIC_FILE_CHANGED: {
