@@ -17,6 +17,7 @@ import {
 // Imported: Node 20's global `performance` is a lazy getter, paid on every read.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
+import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import { parseCookie, type SerializeOptions, stringifySetCookie } from 'cookie';
 import type { Logger } from 'pino';
@@ -243,6 +244,26 @@ export class Context {
   get clientIp(): string {
     this.ip ??= this.app.clientIpOf(this.req);
     return this.ip;
+  }
+
+  /**
+   * The certificate the TLS client presented, when it verified against
+   * `server.tls.ca_file` (mTLS, `client_auth: request` or `require`);
+   * undefined over cleartext, without a certificate, or with one that did
+   * not verify — an unverified certificate names nobody.
+   */
+  get clientCert(): PeerCertificate | undefined {
+    const req = this.nodeReq;
+    const socket = (
+      req === undefined
+        ? this.h2!.stream.session?.socket
+        : req.httpVersionMajor === 2
+          ? (req as Http2ServerRequest).stream.session?.socket
+          : req.socket
+    ) as TLSSocket | undefined;
+    if (socket === undefined || !socket.encrypted || !socket.authorized) return undefined;
+    const cert = socket.getPeerCertificate();
+    return cert !== null && typeof cert === 'object' && Object.keys(cert).length > 0 ? cert : undefined;
   }
 
   /** The app logger with this request's id (and route) on every line. */

@@ -52,7 +52,8 @@ export interface Served {
 /**
  * Routes: `/` answers `protocol <httpVersion>`, `POST /echo` echoes the body,
  * `POST /upload` reads up to 64 KiB, `POST /deny` answers 401 without
- * reading, `/hold` waits for `release()`.
+ * reading, `/whoami` names the verified TLS client certificate (CN, or
+ * `none`), `/hold` waits for `release()`.
  */
 export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Served> {
   const config = configWith(sets);
@@ -65,6 +66,8 @@ export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Se
   // A route that allows more than server.limits.body_limit, and one that answers without reading.
   app.post('/upload', async (c) => c.text(`got ${(await c.body('raw', { limit: 64 * 1024 })).length}`));
   app.post('/deny', (c) => c.text('denied', 401));
+  // mTLS: who the verified client certificate names, or 'none'.
+  app.get('/whoami', (c) => c.text(String(c.clientCert?.subject.CN ?? 'none')));
   app.get('/hold', async (c) => {
     await new Promise<void>((r) => waiting.push(r));
     return c.text('released');

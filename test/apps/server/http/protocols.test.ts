@@ -174,6 +174,37 @@ describe('TLS port', () => {
     ).toBe('connected');
   });
 
+  it('mTLS request: c.clientCert is the verified client certificate, over HTTP/1.1 and HTTP/2; none otherwise', async () => {
+    served = await serve([
+      ...tlsSets(),
+      `server.tls.ca_file=${pki.caCert}`,
+      'server.tls.client_auth=request',
+    ]);
+    const client = { cert: pki.read(pki.clientCert), key: pki.read(pki.clientKey) };
+    expect(
+      await getTls(served.port, { path: '/whoami', ALPNProtocols: ['http/1.1'], ...client }),
+    ).toMatchObject({ status: 200, body: 'hyp client' });
+    expect(await getTls(served.port, { path: '/whoami', ALPNProtocols: ['http/1.1'] })).toMatchObject({
+      body: 'none',
+    });
+    // A certificate the CA did not issue (self-signed) is not handed out.
+    const stray = { cert: pki.read(pki.selfSignedCert), key: pki.read(pki.selfSignedKey) };
+    expect(
+      await getTls(served.port, { path: '/whoami', ALPNProtocols: ['http/1.1'], ...stray }),
+    ).toMatchObject({ body: 'none' });
+    const session = await connect2(`https://127.0.0.1:${served.port}`, {
+      ca: pki.read(pki.caCert),
+      ...client,
+    });
+    expect(await get2(session, '/whoami')).toMatchObject({ status: 200, body: 'hyp client' });
+    await closeSession(session);
+  });
+
+  it('over cleartext, c.clientCert is undefined', async () => {
+    served = await serve([]);
+    expect(await get1(served.port, '/whoami')).toMatchObject({ status: 200, body: 'none' });
+  });
+
   it('mTLS require: refuses a client without a certificate, serves one with a certificate from the CA', async () => {
     served = await serve([
       ...tlsSets(),

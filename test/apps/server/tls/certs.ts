@@ -1,7 +1,8 @@
 /**
  * Test certificates made with the `openssl` CLI into a temp dir: a CA, two
  * server certificates for 127.0.0.1/localhost (for rotation), a client
- * certificate (mTLS) and a key that matches none of them.
+ * certificate (mTLS), a self-signed client certificate no CA here issued,
+ * and a key that matches none of them.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -20,6 +21,9 @@ export interface TestPki {
   clientKey: string;
   /** A key that belongs to no certificate here. */
   strayKey: string;
+  /** A client certificate no CA here issued (self-signed), with its key. */
+  selfSignedCert: string;
+  selfSignedKey: string;
   read(file: string): Buffer;
 }
 
@@ -81,6 +85,20 @@ export function makePki(): TestPki {
   const server2Cert = issue(dir, 'server2', '/CN=hyp server two', serverExt);
   const clientCert = issue(dir, 'client', '/CN=hyp client', 'extendedKeyUsage=clientAuth\n');
   const strayKey = key(dir, 'stray');
+  const selfSignedKey = key(dir, 'self');
+  openssl(dir, [
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    'self.pk8.key',
+    '-subj',
+    '/CN=hyp impostor',
+    '-days',
+    '2',
+    '-out',
+    'self.crt',
+  ]);
   return {
     dir,
     caCert: join(dir, 'ca.crt'),
@@ -91,6 +109,8 @@ export function makePki(): TestPki {
     clientCert,
     clientKey: join(dir, 'client.pk8.key'),
     strayKey,
+    selfSignedCert: join(dir, 'self.crt'),
+    selfSignedKey,
     read: (file) => readFileSync(file),
   };
 }
