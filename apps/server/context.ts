@@ -17,7 +17,7 @@ import {
 // Imported: Node 20's global `performance` is a lazy getter, paid on every read.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
+import type { PeerCertificate } from 'node:tls';
 import type { Span } from '@opentelemetry/api';
 import { parseCookie, type SerializeOptions, stringifySetCookie } from 'cookie';
 import type { Logger } from 'pino';
@@ -27,6 +27,7 @@ import { type BodyKind, type BodyTypes, kindOf, parseBody, readBody } from './bo
 import { originForm } from './prefix.js';
 import type { Route } from './router.js';
 import { type SseOptions, SseStream } from './sse.js';
+import { verifiedPeerCertificate } from './tls/peer.js';
 
 /** HTTP/1.1 or HTTP/2 (compat API) request. */
 export type HttpRequest = IncomingMessage | Http2ServerRequest;
@@ -254,16 +255,13 @@ export class Context {
    */
   get clientCert(): PeerCertificate | undefined {
     const req = this.nodeReq;
-    const socket = (
+    return verifiedPeerCertificate(
       req === undefined
         ? this.h2!.stream.session?.socket
         : req.httpVersionMajor === 2
           ? (req as Http2ServerRequest).stream.session?.socket
-          : req.socket
-    ) as TLSSocket | undefined;
-    if (socket === undefined || !socket.encrypted || !socket.authorized) return undefined;
-    const cert = socket.getPeerCertificate();
-    return cert !== null && typeof cert === 'object' && Object.keys(cert).length > 0 ? cert : undefined;
+          : req.socket,
+    );
   }
 
   /** The app logger with this request's id (and route) on every line. */

@@ -9,7 +9,9 @@
  * plus the stream's high-water mark, whatever the peer sends.
  */
 import type { Socket } from 'node:net';
+import type { PeerCertificate } from 'node:tls';
 import { HypError } from '../../../supervisor/errors.js';
+import { verifiedPeerCertificate } from '../tls/peer.js';
 import type { Sweepable } from './sweeper.js';
 import type { ConnState, TcpNetwork } from './types.js';
 
@@ -103,6 +105,15 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   /** The underlying socket (the `TLSSocket` once secured); prefer the context's methods. */
   get socket(): Socket {
     return this._socket;
+  }
+
+  /**
+   * mTLS: the certificate the client presented, when it verified against
+   * `tcp.<name>.tls.ca_file`; undefined without TLS, without a certificate,
+   * or with one that did not verify.
+   */
+  get clientCert(): PeerCertificate | undefined {
+    return this._network === 'tcp+tls' ? verifiedPeerCertificate(this._socket) : undefined;
   }
 
   /** `host:port` of the peer (`[::1]:port` for IPv6); read from the socket on first use. */

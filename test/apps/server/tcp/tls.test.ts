@@ -77,12 +77,13 @@ async function startTls(
   minVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2',
 ) {
   const errors: Error[] = [];
-  const seen: { network?: string; remoteHost?: string; authorized?: boolean } = {};
+  const seen: { network?: string; remoteHost?: string; authorized?: boolean; cn?: string } = {};
   const started = await startService(
     async (conn) => {
       seen.network = conn.network;
       seen.remoteHost = conn.remoteHost;
       seen.authorized = (conn.socket as TLSSocket).authorized;
+      seen.cn = String(conn.clientCert?.subject.CN ?? 'none');
       for await (const chunk of conn) await conn.write(chunk);
     },
     {
@@ -124,6 +125,7 @@ describe('TLS on a TCP service', () => {
     expect((await readBytes(client, 12)).toString()).toBe('secret bytes');
     expect(seen.network).toBe('tcp+tls');
     expect(seen.remoteHost).toMatch(/^tcp\+tls:\/\/127\.0\.0\.1:\d+$/);
+    expect(seen.cn).toBe('none'); // no client certificate asked for
     client.end();
     await closedByPeer(client);
   });
@@ -237,6 +239,7 @@ describe('TLS on a TCP service', () => {
     client.write('mutual');
     expect((await readBytes(client, 6)).toString()).toBe('mutual');
     expect(seen.authorized).toBe(true);
+    expect(seen.cn).toBe('client');
     client.destroy();
   });
 
