@@ -107,6 +107,93 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
   });
 });
 
+/** An HttpServer whose handler counts its calls and answers at once (`/hold`: never). */
+async function counting(sets: string[]) {
+  const calls = { n: 0 };
+  const http = new HttpServer({
+    config: configWith(sets),
+    handler: (req, res) => {
+      calls.n++;
+      if (req.url !== '/hold') res.end('ok');
+    },
+  });
+  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  return { http, port, calls };
+}
+
+describe('HTTP/2 floods end the session, with a bounded number of handlers run', () => {
+  const floods: Record<string, { sets?: string[]; first?: Buffer; unit: (i: number) => Buffer }> = {
+    'rapid reset (HEADERS + RST_STREAM)': {
+      sets: ['server.http2.idle_timeout=300ms'],
+      unit: (i) =>
+        Buffer.concat([
+          frame(Type.Headers, EndHeaders | EndStream, 2 * i + 1, requestBlock('/')),
+          frame(Type.RstStream, 0, 2 * i + 1, u32(8)),
+        ]),
+    },
+    'streams over max_concurrent_streams': {
+      sets: ['server.http2.max_concurrent_streams=10'],
+      first: frame(Type.Settings, Ack, 0),
+      unit: (i) => frame(Type.Headers, EndHeaders, 2 * i + 1, requestBlock('/')),
+    },
+    'CONTINUATION without END_HEADERS': {
+      first: frame(Type.Headers, EndStream, 1, requestBlock('/')),
+      unit: () => frame(Type.Continuation, 0, 1, Buffer.from([0x40, 0x01, 0x61, 0x01, 0x62])),
+    },
+    // (To a stream already answered, they cost nghttp2 alone a few ns each: no limit needed.)
+    'empty DATA frames on a request being served': {
+      first: frame(Type.Headers, EndHeaders, 1, requestBlock('/hold')),
+      unit: () => frame(Type.Data, 0, 1),
+    },
+    'PING, never reading the acks': { unit: () => frame(Type.Ping, 0, 0, Buffer.alloc(8)) },
+    'SETTINGS, never reading the acks': { unit: () => frame(Type.Settings, 0, 0) },
+  };
+  for (const [name, flood] of Object.entries(floods)) {
+    it(name, async () => {
+      const { http, port, calls } = await counting(flood.sets ?? []);
+      const socket = await h2Raw(port);
+      socket.pause();
+      if (flood.first) socket.write(flood.first);
+      // 200 bursts of 500 frames at most (acks fill the socket buffers first); the session gives up before.
+      for (let burst = 0, i = 0; burst < 200 && http.connections > 0; burst++) {
+        const frames: Buffer[] = [];
+        for (let k = 0; k < 500; k++, i++) frames.push(flood.unit(i));
+        socket.write(Buffer.concat(frames));
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      await until(() => http.connections === 0 || undefined, 'the session ended', 10_000);
+      expect(calls.n).toBeLessThan(5000);
+      expect(http.inflight).toBe(0);
+      socket.destroy();
+      await http.drain(Date.now() + 500);
+    });
+  }
+});
+
+describe('request framing through the h2c sniff', () => {
+  const ambiguous = {
+    'Content-Length and Transfer-Encoding':
+      'content-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n',
+    'two Content-Lengths': 'content-length: 4\r\ncontent-length: 5\r\n\r\nabcde',
+    'obs-fold': 'content-length: 4\r\nx-a: b\r\n c\r\n\r\nabcd',
+    'a space before the colon': 'transfer-encoding : chunked\r\ncontent-length: 4\r\n\r\nabcd',
+  };
+  for (const [name, rest] of Object.entries(ambiguous)) {
+    it(`a POST (its P is also the preface's) with ${name} is refused 400, as llhttp alone refuses it`, async () => {
+      served = await serve([]);
+      const socket = await rawConnect(served.port);
+      const closed = closedBy(socket);
+      const request = `POST /echo HTTP/1.1\r\nhost: x\r\n${rest}GET / HTTP/1.1\r\nhost: x\r\n\r\n`;
+      socket.write(request.slice(0, 1));
+      await new Promise((r) => setTimeout(r, 20));
+      socket.write(request.slice(1));
+      const got = (await closed).toString('latin1');
+      expect(got).toMatch(/^HTTP\/1\.1 400 /);
+      expect(got.match(/HTTP\/1\.1 /g)).toHaveLength(1);
+    });
+  }
+});
+
 describe('headers timeout before the protocol is known', () => {
   it('a client that trickles the h2c preface byte by byte is closed at headers_timeout, before any session', async () => {
     served = await serve(['server.limits.headers_timeout=300ms']);
