@@ -467,6 +467,7 @@ function applyEnv(
 
   for (const [name, text] of Object.entries(env)) {
     if (!name.startsWith(envPrefix) || text === undefined || envNotConfig.has(name)) continue;
+    if (!exact.has(name) && kubernetesServiceLink.test(name)) continue;
     let path = exact.get(name);
     if (!path) path = matchRecordEnv(name, recordLeaves, raw);
     if (!path) {
@@ -479,6 +480,17 @@ function applyEnv(
     assignText(raw, path, text, `env ${name}`, sources, issues);
   }
 }
+
+/**
+ * The variables the kubelet gives every container for each Service of its
+ * namespace (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_80_TCP_ADDR`, ...), unless
+ * the pod turns Service links off: a Service named `hyp` or `hyp-tcp` would
+ * otherwise be read as hyp config (`HYP_TCP_PORT_80_TCP_ADDR` as the address
+ * of a TCP service, an exit 2 of every pod in the namespace). No config key
+ * ends like these.
+ */
+const kubernetesServiceLink =
+  /^HYP(?:_[A-Z0-9_]+)?_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_(?:PROTO|PORT|ADDR))?)?)$/;
 
 /** `HYP_TCP_ECHO_IDLE_TIMEOUT` → `tcp.echo.idle_timeout` (service names may hold `_` as `-`). */
 function matchRecordEnv(name: string, recordLeaves: string[][], raw: JsonObject): string[] | undefined {

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, envName, jsonSchema, leafPaths, loadConfig } from '../../../supervisor/config/load.js';
 import { parseAddress, parseDuration, parseSize } from '../../../supervisor/config/units.js';
+import { serviceLinkEnv } from '../../helm/kubelet-env.js';
 
 function dir(files: Record<string, string> = {}): string {
   const d = mkdtempSync(join(tmpdir(), 'hyp-cfg-'));
@@ -183,6 +184,22 @@ describe('config validation names the key path, the value and what was expected'
       ['server.trusted_proxies.2', '192.168.0.1/40'],
     ]);
     expect(issues[0]!.expected).toContain('loopback, linklocal or uniquelocal');
+  });
+
+  it("ignores Kubernetes Service link variables (Services named hyp, hyp-tcp, hyp-admin in the pod's namespace)", () => {
+    const port = (name: string, n: number) => ({ name, port: n, targetPort: n, protocol: 'TCP' });
+    const env = serviceLinkEnv([
+      { metadata: { name: 'hyp' }, spec: { ports: [port('http', 80), port('admin', 9090)] } },
+      { metadata: { name: 'hyp-tcp' }, spec: { ports: [port('echo', 7000)] } },
+      { metadata: { name: 'hyp-admin' }, spec: { ports: [port('metrics', 9090)] } },
+    ]);
+    expect(Object.keys(env).length).toBeGreaterThan(20);
+    const { config, warnings } = loadConfig({ env: { ...env, HYP_DRAIN_DELAY: '3s' }, cwd: dir() });
+    expect(warnings).toEqual([]);
+    expect(config.tcp).toEqual({});
+    expect(config.drain.delay).toBe('3s');
+    // A misspelt key is still reported.
+    expect(loadConfig({ env: { HYP_DRAIN_DELAYY: '3s' }, cwd: dir() }).warnings).toHaveLength(1);
   });
 
   it('reports every problem at once', () => {
