@@ -5,9 +5,8 @@
  * trimming racing a recovery, an outage under traffic, a gap the catch-up
  * after a reconnect cannot fill.
  */
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { fork } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer, type Server, Socket } from 'node:net';
 import { Encoder } from '@msgpack/msgpack';
 import { Value } from '@sinclair/typebox/value';
 import { Redis } from 'ioredis';
@@ -20,138 +19,19 @@ import { RedisHistory } from '../../../../apps/server/ws/redis-history.js';
 import { type Config, ConfigSchema } from '../../../../supervisor/config/schema.js';
 import { compileFixture } from './compile.js';
 import { json, serveHub, TestClient } from './helpers.js';
+import {
+  type CuttableLink,
+  cuttableLink,
+  freePort,
+  RedisProcess,
+  redisBinary,
+  until,
+} from './redis-server.js';
 
 const cleanup: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
-
-function redisBinary(): string | undefined {
-  try {
-    return execFileSync('which', ['redis-server']).toString().trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function until<T>(check: () => T | undefined | Promise<T | undefined>, what: string, ms = 15_000) {
-  const end = Date.now() + ms;
-  for (let i = 0; i < 100_000; i++) {
-    const v = await check();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > end) break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
-
-/** A redis-server that can be stopped and started again on the same port (it keeps no data). */
-class RedisProcess {
-  proc: ChildProcess | undefined;
-  constructor(
-    readonly binary: string,
-    readonly port: number,
-  ) {}
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-  async start(): Promise<void> {
-    const proc = spawn(
-      this.binary,
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    this.proc = proc;
-    let out = '';
-    proc.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-    });
-    await until(() => /Ready to accept connections/.test(out) || undefined, 'redis-server ready');
-  }
-  async stop(): Promise<void> {
-    const proc = this.proc;
-    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGKILL');
-    await exited;
-  }
-}
-
-/**
- * A TCP proxy in front of Redis: `cut()` drops every connection through it
- * and refuses new ones until `restore()` — one pod losing Redis while the
- * others keep it. `onClientData` sees each chunk a client sends before it
- * is forwarded and may delay it. While `deaf`, Redis's replies are dropped
- * (a connection lost after Redis executed a command, before its reply came).
- */
-class CuttableLink {
-  readonly server: Server;
-  private readonly pairs = new Set<[Socket, Socket]>();
-  blocked = false;
-  deaf = false;
-  onClientData: ((chunk: Buffer) => Promise<void> | undefined) | undefined;
-  port = 0;
-  constructor(readonly target: number) {
-    this.server = createServer((client) => {
-      if (this.blocked) {
-        client.destroy();
-        return;
-      }
-      const upstream = new Socket();
-      const pair: [Socket, Socket] = [client, upstream];
-      this.pairs.add(pair);
-      const drop = () => {
-        this.pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', drop).on('close', drop);
-      upstream.on('error', drop).on('close', drop);
-      upstream.connect(this.target, '127.0.0.1');
-      upstream.on('data', (chunk: Buffer) => {
-        if (!this.deaf) client.write(chunk);
-      });
-      let chain = Promise.resolve();
-      client.on('data', (chunk: Buffer) => {
-        chain = chain.then(async () => {
-          await this.onClientData?.(chunk);
-          if (!upstream.destroyed) upstream.write(chunk);
-        });
-      });
-    });
-  }
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.server.address() as { port: number }).port;
-  }
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-  cut(): void {
-    this.blocked = true;
-    for (const [a, b] of this.pairs) {
-      a.destroy();
-      b.destroy();
-    }
-    this.pairs.clear();
-  }
-  restore(): void {
-    this.blocked = false;
-  }
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise((r) => this.server.close(r));
-  }
-}
 
 function message(channel: string, body: string): Envelope {
   return {
@@ -365,7 +245,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     expect(texts.sort()).toEqual(['after the noise', 'still here']);
   }, 60_000);
   it('a pod cut off from Redis while another publishes delivers what it missed after the reconnect, in order, once', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const a = history(proxy.url, prefix);
     const b = history(redis.url, prefix);
     await Promise.all([a.ready(), b.ready()]);
@@ -396,7 +276,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 60_000);
 
   it('recovery while Redis is unreachable fails explicitly instead of waiting for the outage to end', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const a = new RedisHistory({ url: proxy.url, prefix, size: 10, timeoutMs: 300 });
     cleanup.push(() => a.close());
     await a.ready();
@@ -416,7 +296,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a trim racing a recovery (between reading the bounds and the entries) is refused, never a silent gap', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const a = history(proxy.url, prefix, 3);
     const b = history(redis.url, prefix, 3);
     await Promise.all([a.ready(), b.ready()]);
@@ -462,7 +342,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 60_000);
 
   it('publishes during an outage wait for Redis up to the bound; beyond it they are refused and reported', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const errors: string[] = [];
     const a = new RedisHistory({
       url: proxy.url,
@@ -489,7 +369,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     expect(gotB.map((m) => json(m))).toEqual(['m1', 'm2', 'm3']);
   }, 30_000);
   it('the bus during an outage: publishes wait up to the bound, the rest are refused and reported; close() does not wait for Redis', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const errors: string[] = [];
     const a = new RedisBus({
       url: proxy.url,
@@ -544,7 +424,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }
 
   it('a channel publish whose reply was lost with the connection is appended and delivered once, not twice', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const a = history(proxy.url, prefix);
     const b = history(redis.url, prefix);
     await Promise.all([a.ready(), b.ready()]);
@@ -561,7 +441,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a channel publish lost on its way to Redis with the connection is appended after the reconnect, once', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const a = history(proxy.url, prefix);
     const b = history(redis.url, prefix);
     await Promise.all([a.ready(), b.ready()]);
@@ -584,7 +464,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a bus publish whose reply was lost with the connection reaches the other pods once, not twice', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const a = new RedisBus({ url: proxy.url, prefix });
     const b = new RedisBus({ url: redis.url, prefix });
     cleanup.push(
@@ -605,10 +485,9 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   /** A fresh key prefix and a link to Redis that the test can cut (closed after the test). */
-  async function cuttableLink(): Promise<{ prefix: string; proxy: CuttableLink }> {
+  async function prefixAndLink(): Promise<{ prefix: string; proxy: CuttableLink }> {
     const prefix = nextPrefix();
-    const proxy = new CuttableLink(redis.port);
-    await proxy.listen();
+    const proxy = await cuttableLink(redis.port);
     cleanup.push(() => proxy.close());
     return { prefix, proxy };
   }
@@ -620,7 +499,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
    * `c` has it, at offset `m0`.
    */
   async function liveSubscriberBehindLink(size: number) {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const c = await hubBehind(proxy, prefix, size, 'news');
     const b = history(redis.url, prefix, size);
     await b.ready();
@@ -704,7 +583,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a client whose resume is being replayed when the gap is found is told once, in order', async () => {
-    const { prefix, proxy } = await cuttableLink();
+    const { prefix, proxy } = await prefixAndLink();
     const c = await hubBehind(proxy, prefix, 3, 'news');
     const late = await TestClient.connect(c.served.url, 'json', { headers: { 'X-Client-ID': 'late' } });
     cleanup.push(() => late.close());
