@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { errorMessage, HypError } from '../../../supervisor/errors.js';
+import { ReplayWindow } from '../../client/replay.js';
 
 /**
  * The message security pipeline, HypGo's framing:
@@ -291,80 +292,25 @@ export interface ReplayGuardOptions {
   now?: () => number;
 }
 
-interface Seen {
-  /** Arrival, ms on the guard's clock. */
-  at: number;
-  /** The frame's own timestamp, in microseconds. */
-  stampUs: number;
-}
-
 /**
- * Refuses a sealed frame seen before (by nonce) or stamped outside the
- * window. A nonce is remembered for two windows after its arrival: a frame
- * may be stamped up to a window ahead of the clock, and it passes the
- * timestamp check until a window after its stamp.
- *
- * Memory is bounded by `maxEntries`. A nonce forgotten early, to make room,
- * could otherwise be replayed while its timestamp is still in the window, so
- * the guard then refuses every frame stamped at or before the newest stamp
- * it forgot, capped at that frame's arrival (fail closed): under such a load
- * only senders whose clocks lag behind by more than the cache spans are
- * refused. The cap keeps a sender stamping ahead of the clock from pushing
- * the line past the present for everyone; its own frames, stamped after
- * their arrival, are then the ones a replay could slip through with.
+ * The hub's replay guard: refuses a sealed frame seen before (by nonce) or
+ * stamped outside the window, with bounded memory that fails closed when
+ * full — the rule of `ReplayWindow`, which the client's guard shares.
  */
 export class ReplayGuard {
-  private readonly seen = new Map<string, Seen>();
-  private readonly windowMs: number;
-  private readonly maxEntries: number;
-  private readonly now: () => number;
-  /** Frames stamped (µs) at or before this are refused: nonces up to it were forgotten before their time. */
-  private forgottenUpToUs = Number.NEGATIVE_INFINITY;
+  private readonly window: ReplayWindow;
 
   constructor(options: ReplayGuardOptions) {
-    this.windowMs = options.windowMs;
-    this.maxEntries = Math.max(1, options.maxEntries ?? 100_000);
-    this.now = options.now ?? Date.now;
+    this.window = new ReplayWindow({ ...options, maxEntries: options.maxEntries ?? 100_000 });
   }
 
   get size(): number {
-    return this.seen.size;
+    return this.window.size;
   }
 
   /** Throws HYP_E_WS_REPLAY, else records the nonce. `timestampNs` 0 counts as missing. */
   check(nonce: Uint8Array, timestampNs: bigint): void {
-    const now = this.now();
-    if (timestampNs === 0n) throw new HypError('HYP_E_WS_REPLAY', { detail: 'message has no timestamp' });
-    const ageMs = now - Number(timestampNs / 1_000_000n);
-    if (ageMs > this.windowMs || ageMs < -this.windowMs) {
-      throw new HypError('HYP_E_WS_REPLAY', {
-        detail: `timestamp is ${ageMs} ms from now, window ${this.windowMs} ms`,
-      });
-    }
-    const stampUs = Number(timestampNs / 1_000n);
-    const key = Buffer.from(nonce.buffer, nonce.byteOffset, nonce.byteLength).toString('base64');
-    if (this.seen.has(key)) throw new HypError('HYP_E_WS_REPLAY', { detail: 'nonce already seen' });
-    this.expire(now);
-    if (stampUs <= this.forgottenUpToUs) {
-      throw new HypError('HYP_E_WS_REPLAY', {
-        detail: 'the nonce cache is full and the timestamp is not after the nonces it had to forget',
-      });
-    }
-    if (this.seen.size >= this.maxEntries) {
-      const [oldest, entry] = this.seen.entries().next().value as [string, Seen];
-      this.seen.delete(oldest);
-      // at most its arrival: a sender stamping ahead of the clock must not refuse everyone's present
-      const line = Math.min(entry.stampUs, entry.at * 1000);
-      if (line > this.forgottenUpToUs) this.forgottenUpToUs = line;
-    }
-    this.seen.set(key, { at: now, stampUs });
-  }
-
-  private expire(now: number): void {
-    const hold = 2 * this.windowMs;
-    for (const [key, entry] of this.seen) {
-      if (now - entry.at <= hold) break;
-      this.seen.delete(key);
-    }
+    const why = this.window.refusal(nonce, timestampNs);
+    if (why !== undefined) throw new HypError('HYP_E_WS_REPLAY', { detail: why });
   }
 }
