@@ -192,6 +192,7 @@ export class Hub implements ConnectionOwner {
   /** The last `alive` announced members: one more (with none) tells the others they are gone. */
   private announcedMembers = false;
   private snapshots = 0;
+  private readonly untrackPresence: () => void;
   private readonly stopBus: () => void;
   private readonly stopShared: () => void;
   private readonly shared: SharedHistory | undefined;
@@ -251,6 +252,14 @@ export class Hub implements ConnectionOwner {
       });
     }
     this.peers = new Peers(this.presenceIntervalMs);
+    const presence = this.presence;
+    const bus = this.bus;
+    this.untrackPresence = this.metrics.trackPresence({
+      *peerNodes() {
+        for (const node of presence.nodeIds()) if (node !== bus.nodeId) yield node;
+      },
+      memberships: () => presence.memberships,
+    });
     this.sendBufferLimit = options.sendBufferLimit ?? 1024 * 1024;
     this.slowConsumer = options.slowConsumer ?? 'close';
     this.pingIntervalMs = options.pingIntervalMs ?? 25_000;
@@ -893,6 +902,7 @@ export class Hub implements ConnectionOwner {
     this.announcedMembers = own.count > 0;
     if (late) return;
     for (const origin of this.peers.stale(now)) {
+      if (this.presence.summary(origin).count > 0) this.metrics.presenceRepair('silence');
       const left = this.presence.dropNode(origin);
       if (left.length > 0) {
         this.options.log?.info({ node: origin, members: left.length }, 'websocket presence: node gone');
@@ -930,8 +940,10 @@ export class Hub implements ConnectionOwner {
         const facts = decodeAlive(event.message.data);
         if (!facts || this.presenceIntervalMs === 0) return;
         const verdict = this.peers.alive(origin, this.clock(), facts, this.presence.summary(origin));
-        if (verdict === 'reset') this.presenceNews('leave', this.presence.dropNode(origin));
-        else if (verdict === 'sync') this.toBus('sync', origin, envelope({}));
+        if (verdict === 'reset') {
+          this.metrics.presenceRepair('reset');
+          this.presenceNews('leave', this.presence.dropNode(origin));
+        } else if (verdict === 'sync') this.toBus('sync', origin, envelope({}));
         return;
       }
       case 'sync':
@@ -944,6 +956,7 @@ export class Hub implements ConnectionOwner {
         const snapshot = this.peers.chunk(origin, chunk);
         if (!snapshot) return;
         const { joined, left } = this.presence.replace(origin, snapshot);
+        this.metrics.presenceRepair('snapshot');
         if (joined.length + left.length > 0) {
           this.options.log?.info(
             { node: origin, joined: joined.length, left: left.length },
@@ -1175,6 +1188,7 @@ export class Hub implements ConnectionOwner {
     this.refusePending(() => new HypError('HYP_E_DRAINING'));
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.untrackPresence();
     for (const t of this.drainTimers) clearTimeout(t);
     for (const c of [...this.all]) {
       c.open = false;

@@ -11,6 +11,23 @@ import type { SecurityFailure } from './security.js';
  */
 export type DropReason = 'slow_consumer' | 'closed';
 
+/**
+ * Why a node's part of presence was repaired: it went silent for the
+ * liveness window (`silence`), announced it holds nothing while this view
+ * listed members of it (`reset`), or its snapshot replaced this view's
+ * part of it (`snapshot`).
+ */
+export type RepairReason = 'silence' | 'reset' | 'snapshot';
+const repairReasons: readonly RepairReason[] = ['silence', 'reset', 'snapshot'];
+
+/** What the presence gauges read from one hub at scrape time (nothing is counted per join or leave). */
+export interface PresenceFigures {
+  /** The other nodes whose room members the hub lists. */
+  peerNodes(): Iterable<string>;
+  /** (room, client id) memberships the hub lists, every node's. */
+  memberships(): number;
+}
+
 const shared = new WeakMap<Registry, WsMetrics>();
 
 /** The metrics on `registry`, created on first use; a private registry when none is given. */
@@ -32,6 +49,11 @@ export class WsMetrics {
   readonly securityFailures: Counter<'reason'>;
   readonly dropped: Counter<'reason'>;
   readonly fanoutSeconds: Histogram<'scope'>;
+  readonly presenceNodes: Gauge;
+  readonly presenceMembers: Gauge;
+  readonly presenceRepairs: Counter<'reason'>;
+  /** The hubs on this registry, read by the presence gauges. */
+  private readonly presences = new Set<PresenceFigures>();
 
   constructor(registry: Registry = new Registry(), prefix = 'hyp_ws_') {
     this.registry = registry;
@@ -73,6 +95,47 @@ export class WsMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1],
       registers,
     });
+    const presences = this.presences;
+    // Every worker of a pod sees the same nodes and members: a pod's /metrics shows the largest view, not a sum.
+    this.presenceNodes = new Gauge({
+      name: `${prefix}presence_nodes`,
+      help: 'Other nodes (hubs of other workers and pods) whose room members this worker lists',
+      aggregator: 'max',
+      registers,
+      collect() {
+        const nodes = new Set<string>();
+        for (const p of presences) for (const node of p.peerNodes()) nodes.add(node);
+        this.set(nodes.size);
+      },
+    });
+    this.presenceMembers = new Gauge({
+      name: `${prefix}presence_members`,
+      help: 'Room memberships (room, client id) this worker lists, on every node',
+      aggregator: 'max',
+      registers,
+      collect() {
+        let n = 0;
+        for (const p of presences) n += p.memberships();
+        this.set(n);
+      },
+    });
+    this.presenceRepairs = new Counter({
+      name: `${prefix}presence_repairs_total`,
+      help: "Repairs of another node's room members, by reason (silence, reset, snapshot)",
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of repairReasons) this.presenceRepairs.inc({ reason }, 0);
+  }
+
+  /** Lists a hub's presence in the presence gauges until the returned function is called. */
+  trackPresence(figures: PresenceFigures): () => void {
+    this.presences.add(figures);
+    return () => this.presences.delete(figures);
+  }
+
+  presenceRepair(reason: RepairReason): void {
+    this.presenceRepairs.inc({ reason });
   }
 
   countIn(codec: CodecName, bytes: number): void {

@@ -42,6 +42,7 @@ export class Presence {
   /** room → client id → how many nodes hold the client there. */
   private readonly rooms = new Map<string, Map<string, number>>();
   private readonly nodes = new Map<string, NodeView>();
+  private pairCount = 0;
 
   join(room: string, clientId: string, nodeId: string): Change {
     let view = this.nodes.get(nodeId);
@@ -65,7 +66,9 @@ export class Presence {
     }
     const holders = members.get(clientId) ?? 0;
     members.set(clientId, holders + 1);
-    return holders === 0 ? 'member' : 'node';
+    if (holders > 0) return 'node';
+    this.pairCount++;
+    return 'member';
   }
 
   leave(room: string, clientId: string, nodeId: string): Change {
@@ -84,11 +87,22 @@ export class Presence {
     }
     members?.delete(clientId);
     if (members?.size === 0) this.rooms.delete(room);
+    this.pairCount--;
     return 'member';
   }
 
   members(room: string): string[] {
     return [...(this.rooms.get(room)?.keys() ?? [])];
+  }
+
+  /** (room, client id) memberships, every node's: a client held in a room by two nodes counts once. */
+  get memberships(): number {
+    return this.pairCount;
+  }
+
+  /** The nodes holding at least one membership. */
+  nodeIds(): IterableIterator<string> {
+    return this.nodes.keys();
   }
 
   /** Count and digest of what `nodeId` holds, as this view has it. */
