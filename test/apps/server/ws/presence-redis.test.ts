@@ -321,7 +321,7 @@ describe.skipIf(!redisServer)('presence across pods on the Redis bus (real redis
     }
   }, 60_000);
 
-  it('Redis restarting without its data within the liveness window: what was published meanwhile is repaired', async () => {
+  it('Redis restarting without its data right away: what was published while it was down is repaired', async () => {
     const { prefix, a, b, pods, a1, a2, b1, b2 } = await podsOnRedis();
     await redis.stop();
     const a3 = await join(a, 'a3', 'lobby');
