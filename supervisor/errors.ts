@@ -66,6 +66,10 @@ export const catalog = {
   HYP_E_URI_TOO_LONG: { message: 'a path parameter is longer than {limit} characters', status: 414 },
   HYP_E_REQUEST_TIMEOUT: { message: 'request took longer than {timeout}', status: 408 },
   HYP_E_TOO_MANY_CONNECTIONS: { message: 'connection limit {limit} reached', status: 503 },
+  HYP_E_SEND_TIMEOUT: {
+    message:
+      'connection closed: its pending response bytes made no progress for {timeout} (server.limits.send_timeout)',
+  },
   HYP_E_DRAINING: { message: 'server is draining', status: 503 },
   HYP_E_INTERNAL: { message: 'internal server error', status: 500 },
   HYP_E_TLS_RELOAD: { message: 'TLS reload of {file} failed, keeping the previous certificate: {detail}' },

@@ -121,6 +121,10 @@ export const ConfigSchema = Type.Object(
             max_header_size: Size('16KiB', 'largest request header block'),
             body_limit: Size('1MiB', 'largest request body read by c.body()'),
             max_connections: Int(0, 'connections per worker (0: unlimited)', { minimum: 0 }),
+            send_timeout: Duration(
+              '5m',
+              'close a connection whose pending response bytes make no progress this long (slow readers; 0: never)',
+            ),
           },
           { ...closed, default: {} },
         ),

@@ -38,12 +38,14 @@ import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
 import type { Config } from '../../../supervisor/config/schema.js';
 import { durationMs, parseAddress, sizeBytes } from '../../../supervisor/config/units.js';
+import { HypError } from '../../../supervisor/errors.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
 import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
+import { SendStallWatch } from './stall.js';
 import { isWebSocketUpgrade } from './upgrade.js';
 
 export type RequestListener = (
@@ -199,10 +201,20 @@ export class HttpServer {
     }
     if (limits.max_connections > 0) this.listener.maxConnections = limits.max_connections;
     this.log = opts.log;
+    this.stalls = new SendStallWatch(durationMs(limits.send_timeout), opts.registry, (socket, pending) =>
+      this.log?.info(
+        { code: 'HYP_E_SEND_TIMEOUT', remote: socket.remoteAddress, pending_bytes: pending },
+        new HypError('HYP_E_SEND_TIMEOUT', { timeout: limits.send_timeout }).message,
+      ),
+    );
   }
+
+  /** `server.limits.send_timeout`: connections whose answer stopped going out. */
+  private readonly stalls: SendStallWatch;
 
   private onConnection(socket: Socket): void {
     socket.once('finish', destroyAfterGrace);
+    this.stalls.watch(socket);
     if (this.protocol === 'http1') return void this.server.emit('connection', socket);
     if (this.protocol === 'http2') return void this.toHttp2(socket);
     this.pending.add(socket);
@@ -223,6 +235,7 @@ export class HttpServer {
 
   private onSecureConnection(socket: TLSSocket): void {
     socket.once('finish', destroyAfterGrace);
+    this.stalls.watch(socket);
     if (socket.alpnProtocol === 'h2' && this.http2) this.toHttp2(socket);
     else if (this.protocol !== 'http2') this.server.emit('connection', socket);
     else socket.destroy();
@@ -299,6 +312,7 @@ export class HttpServer {
     this.sessions.destroyAll();
     for (const socket of this.http2Sockets) socket.destroy();
     for (const socket of this.pending) socket.destroy();
+    this.stalls.close();
     this.state = 'closed';
   }
 

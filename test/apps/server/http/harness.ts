@@ -52,7 +52,8 @@ export interface Served {
 /**
  * Routes: `/` answers `protocol <httpVersion>`, `POST /echo` echoes the body,
  * `POST /upload` reads up to 64 KiB, `POST /deny` answers 401 without
- * reading, `/whoami` names the verified TLS client certificate (CN, or
+ * reading, `/big` and `/big-stream` answer `?bytes=N` (one chunk, or
+ * 64 KiB chunks), `/whoami` names the verified TLS client certificate (CN, or
  * `none`), `/hold` waits for `release()`.
  */
 export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Served> {
@@ -66,6 +67,17 @@ export async function serve(sets: string[], ticketKeys?: TicketKeys): Promise<Se
   // A route that allows more than server.limits.body_limit, and one that answers without reading.
   app.post('/upload', async (c) => c.text(`got ${(await c.body('raw', { limit: 64 * 1024 })).length}`));
   app.post('/deny', (c) => c.text('denied', 401));
+  // A large answer: in one chunk, or streamed in 64 KiB chunks (?bytes=N).
+  app.get('/big', (c) => c.text('x'.repeat(Number(c.query('bytes') ?? 1 << 20))));
+  app.get('/big-stream', (c) => {
+    let left = Number(c.query('bytes') ?? 1 << 20);
+    const chunk = Buffer.alloc(64 * 1024, 0x78);
+    return c.stream(
+      (function* () {
+        for (; left > 0; left -= chunk.length) yield left >= chunk.length ? chunk : chunk.subarray(0, left);
+      })() as unknown as AsyncIterable<Uint8Array>,
+    );
+  });
   // mTLS: who the verified client certificate names, or 'none'.
   app.get('/whoami', (c) => c.text(String(c.clientCert?.subject.CN ?? 'none')));
   app.get('/hold', async (c) => {

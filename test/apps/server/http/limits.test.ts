@@ -193,3 +193,55 @@ describe('max connections per worker', () => {
     await closeSession(session);
   });
 });
+
+describe('send timeout (slow readers)', () => {
+  for (const path of ['/big?bytes=33554432', '/big-stream?bytes=33554432']) {
+    it(`closes a connection whose client never reads its answer (${path.split('?')[0]})`, async () => {
+      served = await serve(['server.limits.send_timeout=400ms']);
+      const socket = await rawConnect(served.port);
+      socket.on('error', () => {});
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+      socket.pause(); // what the kernel buffers holds is all that goes out
+      await until(() => served!.http.connections === 0 || undefined, 'the connection closed by the server');
+      socket.destroy();
+      const logged = served.logs.find((l) => l.code === 'HYP_E_SEND_TIMEOUT');
+      expect(logged?.msg).toContain('400ms');
+      expect(Number(logged?.pending_bytes)).toBeGreaterThan(0);
+      const metric = await served.registry.getSingleMetric('hyp_http_send_timeouts_total')?.get();
+      expect(metric?.values[0]?.value).toBe(1);
+    });
+  }
+
+  it('leaves a client that reads slowly but steadily alone', async () => {
+    // Loopback buffers hold several MiB the client reads before the server sees a write
+    // complete: the timeout must outlast reading them (3 MB/s here), as 5m does in production.
+    served = await serve(['server.limits.send_timeout=8s']);
+    const bytes = 8 * 1024 * 1024;
+    const socket = await rawConnect(served.port);
+    socket.write(`GET /big-stream?bytes=${bytes} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+    let got = 0;
+    socket.on('data', (d: Buffer) => {
+      got += d.length;
+      socket.pause();
+      setTimeout(() => socket.resume(), 20);
+    });
+    await new Promise((r) => socket.once('close', r));
+    expect(got).toBeGreaterThan(bytes);
+    expect(served.logs.some((l) => l.code === 'HYP_E_SEND_TIMEOUT')).toBe(false);
+  }, 60_000);
+
+  it('leaves a slow handler alone: nothing is pending while it works', async () => {
+    served = await serve(['server.limits.send_timeout=300ms']);
+    const held = get1(served.port, '/hold');
+    await until(() => served!.http.inflight === 1 || undefined, 'the request in its handler');
+    await new Promise((r) => setTimeout(r, 1_000)); // more than 3 timeouts
+    served.release();
+    expect(await held).toMatchObject({ status: 200, body: 'released' });
+    expect(served.logs.some((l) => l.code === 'HYP_E_SEND_TIMEOUT')).toBe(false);
+  });
+
+  it('0 turns it off', async () => {
+    served = await serve(['server.limits.send_timeout=0']);
+    expect(served.registry.getSingleMetric('hyp_http_send_timeouts_total')).toBeUndefined();
+  });
+});
