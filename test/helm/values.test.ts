@@ -23,7 +23,7 @@ function nameProblems(objects: KubeObject[]): string[] {
       if (!labelValue.test(value)) problems.push(`${where} label ${key}: ${JSON.stringify(value)}`);
   };
   const walk = (where: string, node: unknown) => {
-    if (Array.isArray(node)) node.forEach((item, i) => walk(`${where}[${i}]`, item));
+    if (Array.isArray(node)) for (const [i, item] of node.entries()) walk(`${where}[${i}]`, item);
     else if (node && typeof node === 'object') {
       for (const [key, value] of Object.entries(node)) {
         if (key === 'labels' || key === 'matchLabels') labels(`${where}.${key}`, value);

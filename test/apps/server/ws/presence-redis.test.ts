@@ -6,8 +6,8 @@
  * may be lost, and once the bus is back every view converges with join and
  * leave events that add up to the member list.
  */
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
 import { RedisBus } from '../../../../apps/server/ws/bus.js';
 import {
   type BusEvent,
@@ -21,9 +21,9 @@ import { type Served, serveHub, TestClient } from './helpers.js';
 import {
   type CuttableLink,
   cuttableLink,
-  freePort,
-  RedisProcess,
+  type RedisProcess,
   redisBinary,
+  redisForSuite,
   until,
 } from './redis-server.js';
 
@@ -116,16 +116,9 @@ describe.skipIf(!redisServer)('presence across pods on the Redis bus (real redis
   let redis: RedisProcess;
   let raw: Redis;
 
-  beforeAll(async () => {
-    redis = new RedisProcess(redisServer!, await freePort());
-    await redis.start();
-    raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-    raw.on('error', () => {});
-  }, 30_000);
-
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
+  redisForSuite(redisServer!, (server, client) => {
+    redis = server;
+    raw = client;
   });
 
   async function pod(url: string, prefix: string): Promise<Pod> {

@@ -9,8 +9,8 @@ import { fork } from 'node:child_process';
 import { createServer as createHttpServer } from 'node:http';
 import { Encoder } from '@msgpack/msgpack';
 import { Value } from '@sinclair/typebox/value';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../../apps/server/app.js';
 import { RedisBus } from '../../../../apps/server/ws/bus.js';
 import { encodeBusEvent } from '../../../../apps/server/ws/bus-event.js';
@@ -22,9 +22,9 @@ import { json, serveHub, TestClient } from './helpers.js';
 import {
   type CuttableLink,
   cuttableLink,
-  freePort,
-  RedisProcess,
+  type RedisProcess,
   redisBinary,
+  redisForSuite,
   until,
 } from './redis-server.js';
 
@@ -52,16 +52,9 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   let redis: RedisProcess;
   let raw: Redis;
 
-  beforeAll(async () => {
-    redis = new RedisProcess(redisServer!, await freePort());
-    await redis.start();
-    raw = new Redis(redis.url, { maxRetriesPerRequest: null });
-    raw.on('error', () => {});
-  }, 30_000);
-
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
+  redisForSuite(redisServer!, (server, client) => {
+    redis = server;
+    raw = client;
   });
 
   function history(url: string, prefix: string, size = 100): RedisHistory {

@@ -6,6 +6,8 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createServer, type Server, Socket } from 'node:net';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 
 export function redisBinary(): string | undefined {
   try {
@@ -143,4 +145,25 @@ export async function cuttableLink(port: number): Promise<CuttableLink> {
   const link = new CuttableLink(port);
   await link.listen();
   return link;
+}
+
+/**
+ * A redis-server for the calling describe block, started before its tests
+ * and stopped after them, and a raw client on it (for asserting on keys);
+ * `use` receives both once started.
+ */
+export function redisForSuite(binary: string, use: (redis: RedisProcess, raw: Redis) => void): void {
+  let redis: RedisProcess | undefined;
+  let raw: Redis | undefined;
+  beforeAll(async () => {
+    redis = new RedisProcess(binary, await freePort());
+    await redis.start();
+    raw = new Redis(redis.url, { maxRetriesPerRequest: null });
+    raw.on('error', () => {});
+    use(redis, raw);
+  }, 30_000);
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.stop();
+  });
 }
