@@ -295,6 +295,8 @@ export class App extends RouteGroup {
       sse.drain(Math.random() * this.eventStreamSpreadMs);
       return false;
     }
+    // Over already (its client left while an async handler ran): an aborted signal fires no more.
+    if (sse.signal.aborted) return true;
     this.eventStreams.add(sse);
     sse.signal.addEventListener('abort', () => this.eventStreams.delete(sse), { once: true });
     return true;
