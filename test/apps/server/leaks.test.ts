@@ -6,10 +6,16 @@
  * no listener was left on a shared object. Sizes and listener counts only:
  * no heap or timing assertions.
  */
+import { execFileSync } from 'node:child_process';
 import type { EventEmitter } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { type ClientHttp2Session, constants, type ServerHttp2Session } from 'node:http2';
 import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket } from 'ws';
 import { h2Preface } from '../../../apps/server/http/protocols.js';
 import type { HttpServer } from '../../../apps/server/http/server.js';
 import {
@@ -20,7 +26,8 @@ import {
   serve as serveHttp,
 } from './http/harness.js';
 import { serve as serveApp } from './serve.js';
-import { eventually } from './ws/helpers.js';
+import { echo, startService } from './tcp/helpers.js';
+import { eventually, HubTestBed, upgradeRequest } from './ws/helpers.js';
 
 /** The private collections of an HttpServer, read through a cast. */
 interface HttpInternals {
@@ -286,6 +293,126 @@ describe('SSE: streams the client closed are released', () => {
       expect(eventStreams.size).toBe(0);
     } finally {
       await served.close();
+    }
+  });
+});
+
+describe('WebSocket hub: clients gone mid-way leave nothing behind', () => {
+  const bed = new HubTestBed();
+
+  it('clients that leave during an async authorize, right after subscribe or join, or mid-handshake', async () => {
+    const served = await bed.serve({
+      authorize: async (req) => {
+        await new Promise((r) => setTimeout(r, req.headers['x-slow'] ? 30 : 0));
+        return true;
+      },
+    });
+    const hub = served.hub as unknown as {
+      all: Set<unknown>;
+      byId: Map<string, unknown>;
+      channels: Map<string, Set<unknown>>;
+      rooms: Map<string, Set<unknown>>;
+      pending: Set<unknown>;
+      presence: { rooms: Map<string, unknown>; nodes: Map<string, unknown> };
+    };
+    let joined = 0;
+    served.hub.onMessage(() => {
+      joined++;
+    });
+    const port = Number(new URL(served.url).port);
+    const ending = (i: number): Promise<void> =>
+      new Promise((resolve) => {
+        const kind = i % 4;
+        if (kind === 3) {
+          // the handshake request, then a reset before any answer
+          void rawEnding(port, upgradeRequest('GET /ws HTTP/1.1', 'x-slow: 1\r\n'), {
+            end: 'reset',
+            on: 'time',
+          }).then(resolve);
+          return;
+        }
+        const ws = new WebSocket(served.url, { headers: kind === 0 ? { 'x-slow': '1' } : {} });
+        ws.on('error', () => {});
+        ws.on('close', () => resolve());
+        if (kind === 0) {
+          // gone while authorize still runs
+          ws.on('upgrade', () => ws.terminate());
+          setTimeout(() => ws.terminate(), 5);
+          return;
+        }
+        ws.on('open', () => {
+          const data = kind === 1 ? { channel: `ch${i % 7}` } : { room_id: `room${i % 7}` };
+          ws.send(JSON.stringify({ type: kind === 1 ? 'subscribe' : 'join_room', data }));
+          ws.terminate();
+        });
+      });
+    await many(400, 20, ending);
+    const sizes = () => ({
+      all: hub.all.size,
+      byId: hub.byId.size,
+      channels: hub.channels.size,
+      rooms: hub.rooms.size,
+      pending: hub.pending.size,
+      presenceRooms: hub.presence.rooms.size,
+    });
+    const empty = { all: 0, byId: 0, channels: 0, rooms: 0, pending: 0, presenceRooms: 0 };
+    await eventually(() => JSON.stringify(sizes()) === JSON.stringify(empty), 5_000).catch(() => {});
+    expect(sizes()).toEqual(empty);
+    // the subscribes and joins did reach the hub before their clients vanished
+    expect(joined).toBeGreaterThan(0);
+  });
+});
+
+describe('TCP service: connections reset mid-handshake or mid-handler leave nothing behind', () => {
+  it('TLS handshakes cut at any point, and sessions reset while the handler reads', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-leaks-'));
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
+        .concat(['-keyout', 'key.pem', '-out', 'cert.pem', '-days', '1', '-subj', '/CN=127.0.0.1'])
+        .concat(['-addext', 'subjectAltName=IP:127.0.0.1']),
+      { cwd: dir, stdio: 'pipe' },
+    );
+    const { service, port } = await startService(echo, {
+      tls: { enabled: true, cert_file: join(dir, 'cert.pem'), key_file: join(dir, 'key.pem'), watch: false },
+      rate_limit: { per_ip_per_second: 100_000, burst: 100_000 },
+    });
+    try {
+      const internals = service as unknown as {
+        live: Set<unknown>;
+        handshaking: Map<string, unknown>;
+        server: EventEmitter;
+        tlsServer: EventEmitter;
+      };
+      const before = { server: listeners(internals.server), tls: listeners(internals.tlsServer) };
+      const ending = (i: number): Promise<void> =>
+        new Promise((resolve) => {
+          const kind = i % 3;
+          const raw = connect({ port, host: '127.0.0.1' });
+          raw.on('error', () => {});
+          raw.on('close', () => resolve());
+          if (kind === 0) {
+            // a reset before or during the handshake
+            raw.on('connect', () => setTimeout(() => raw.resetAndDestroy(), i % 2));
+            return;
+          }
+          const tls = tlsConnect({ socket: raw, rejectUnauthorized: false, servername: 'localhost' });
+          tls.on('error', () => {});
+          if (kind === 1) tls.once('keylog', () => raw.resetAndDestroy());
+          else
+            tls.on('secureConnect', () => {
+              tls.write('hello');
+              tls.once('data', () => raw.resetAndDestroy());
+            });
+        });
+      await many(300, 20, ending);
+      const sizes = () => ({ live: internals.live.size, handshaking: internals.handshaking.size });
+      await eventually(() => sizes().live === 0 && sizes().handshaking === 0, 5_000).catch(() => {});
+      expect(sizes()).toEqual({ live: 0, handshaking: 0 });
+      expect({ server: listeners(internals.server), tls: listeners(internals.tlsServer) }).toEqual(before);
+    } finally {
+      await service.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
