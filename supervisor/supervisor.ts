@@ -16,7 +16,7 @@ import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
-import { errorMessage, HypError } from './errors.js';
+import { type CatalogEntry, catalog, type ErrorCode, errorMessage, HypError } from './errors.js';
 import { PodHistory } from './history.js';
 import type { BusMessage, HistoryPublish, HistoryRecoverRequest, TicketKeys } from './ipc.js';
 import { type HeldListener, holdListener } from './listeners.js';
@@ -294,6 +294,8 @@ export class Supervisor {
       return;
     }
 
+    if (this.state === 'starting' && this.stopOnUnloadableApp(worker, exit)) return;
+
     // One restart per slot at a time (a failing worker and its replacement can both exit).
     if (this.pendingRestarts.has(worker.slot)) {
       this.log.error(
@@ -308,7 +310,9 @@ export class Supervisor {
     });
     const backoff = this.backoffFor(worker.slot);
     const delay = backoff.next(worker.readyAt ? Date.now() - worker.readyAt : 0);
-    const detail = exit.startError ?? `${reason}, ${how}`;
+    // Exit 0 with no drain asked for is no clean exit: say so (the worker's HYP_E_APP_EXIT line names the call).
+    const detail =
+      exit.startError ?? `${reason}, ${how}${exit.code === 0 ? ' without being asked to drain' : ''}`;
     if (!this.hasReadyWorker()) this.lastProblem = `no ready worker: ${detail}`;
     this.log.error(
       {
@@ -328,6 +332,28 @@ export class Supervisor {
       this.spawnWorker(worker.slot, this.generation);
     }, delay);
     this.pendingRestarts.set(worker.slot, timer);
+  }
+
+  /**
+   * No worker has been ready yet and one could not load the app module (no
+   * such file, not a `defineApp` default export; catalog exit 2): every
+   * worker loads the same file, so a restart cannot help. Stop the pod with
+   * that error and exit 2, as a bad config does, instead of restarting
+   * workers forever behind a 503.
+   */
+  private stopOnUnloadableApp(worker: WorkerProcess, exit: WorkerExit): boolean {
+    const code = exit.startError?.split(':', 1)[0] ?? '';
+    if (!Object.hasOwn(catalog, code) || (catalog[code as ErrorCode] as CatalogEntry).exit !== 2)
+      return false;
+    this.log.fatal(
+      { code, worker: worker.id, worker_pid: worker.pid, gen: worker.generation },
+      `${exit.startError}; no worker can start, so the pod stops (exit 2)`,
+    );
+    for (const w of this.workers.values()) w.kill('app cannot be loaded');
+    for (const l of this.listeners) l.close();
+    removePidFile(this.config.supervisor.pid_file);
+    void this.finish(2);
+    return true;
   }
 
   /** Crashed workers are restarted until the pod drain stops serving (the end of drain.delay). */
@@ -354,11 +380,18 @@ export class Supervisor {
       if (w.state === 'exited') continue;
       if (w.heardFrom && now - w.lastHeartbeat > timeout) {
         this.log.error(
-          { worker: w.id, worker_pid: w.pid, silent_ms: now - w.lastHeartbeat },
-          new HypError('HYP_E_WORKER_HEARTBEAT', {
+          {
+            code: 'HYP_E_WORKER_HEARTBEAT',
             worker: w.id,
-            timeout: this.config.supervisor.heartbeat_timeout,
-          }).message,
+            worker_pid: w.pid,
+            silent_ms: now - w.lastHeartbeat,
+          },
+          `${
+            new HypError('HYP_E_WORKER_HEARTBEAT', {
+              worker: w.id,
+              timeout: this.config.supervisor.heartbeat_timeout,
+            }).message
+          } (its event loop was blocked, or the process stopped)`,
         );
         w.kill('heartbeat timeout');
       } else if (
@@ -367,7 +400,7 @@ export class Supervisor {
         w.generation <= this.generation
       ) {
         this.log.error(
-          { worker: w.id },
+          { code: 'HYP_E_WORKER_READY_TIMEOUT', worker: w.id, worker_pid: w.pid },
           new HypError('HYP_E_WORKER_READY_TIMEOUT', {
             worker: w.id,
             timeout: this.config.supervisor.ready_timeout,
