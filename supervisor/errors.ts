@@ -44,6 +44,11 @@ export const catalog = {
   HYP_E_FORCED_STOP: { message: 'second stop signal: forced exit', exit: 1 },
   HYP_E_DRAIN_TIMEOUT: { message: 'drain did not finish within {timeout}; {remaining} workers killed' },
   HYP_E_SHUTDOWN_TIMEOUT: { message: 'shutdown of {what} did not finish within {timeout}' },
+  HYP_E_SHUTDOWN_HOOK: { message: "the app's onShutdown hook failed: {detail}" },
+  HYP_E_APP_EXIT: {
+    message:
+      'worker exiting with code {exit_code} during {stage}, not by the runtime: the app called process.exit({exit_code}), or left nothing to keep the process running',
+  },
 
   // CLI talking to a running supervisor (exit 1: the command failed)
   HYP_E_NOT_RUNNING: { message: 'no running hyp supervisor found ({detail})', exit: 1 },

@@ -359,9 +359,10 @@ export class WorkerRuntime {
   private async runShutdownHooks(deadline: number): Promise<void> {
     if (!this.app) return;
     const startedAt = Date.now();
-    const hooks = this.app
-      .shutdown()
-      .catch((err: unknown) => this.log.error({ err }, 'app shutdown hook failed'));
+    const hooks = this.app.shutdown().catch((thrown: unknown) => {
+      const err = new HypError('HYP_E_SHUTDOWN_HOOK', { detail: describeThrown(thrown) });
+      this.log.error({ code: err.code, err: loggable(thrown) }, err.message);
+    });
     if (await settlesBefore(hooks, Math.max(deadline, startedAt + shutdownGraceMs))) return;
     const err = new HypError('HYP_E_SHUTDOWN_TIMEOUT', {
       what: "the app's onShutdown hooks",
@@ -397,6 +398,32 @@ export class WorkerRuntime {
   }
 }
 
+/**
+ * What an app threw, as text, whatever it was: `errorMessage` stringifies a
+ * non-Error, and an object whose `toString` (or an Error whose `message`
+ * getter) throws would make the report of a failed start throw in turn, so
+ * the worker died as a crash with the cause hidden.
+ */
+export function describeThrown(err: unknown): string {
+  try {
+    const text = errorMessage(err);
+    if (typeof text === 'string') return text;
+  } catch {}
+  return `an unprintable ${err === null ? 'null' : typeof err} (converting it to text threw)`;
+}
+
+/** An app's thrown value for the log: only an Error goes to the serializer (another value's getters may throw). */
+function loggable(err: unknown): unknown {
+  return err instanceof Error ? err : describeThrown(err);
+}
+
+/** Set by the runtime's own exits; any other one is the app's process.exit() (or an empty event loop). */
+let exitingOnPurpose = false;
+function exitWorker(code: number): never {
+  exitingOnPurpose = true;
+  process.exit(code);
+}
+
 /** Whether `p` settles (resolved or rejected) before the deadline (epoch ms). */
 async function settlesBefore(p: Promise<unknown>, deadline: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
@@ -422,7 +449,7 @@ async function importApp(file: string) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String(err).includes(file)) {
       throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: errorMessage(err) });
     }
-    throw new HypError('HYP_E_APP_START', { detail: errorMessage(err) }, { cause: err });
+    throw new HypError('HYP_E_APP_START', { detail: describeThrown(err) }, { cause: err });
   }
   if (!isAppDefinition(mod.default)) {
     throw new HypError('HYP_E_APP_INVALID', { file, detail: `default export is ${typeof mod.default}` });
@@ -439,10 +466,10 @@ function bootFailed(err: unknown): never {
   const hyp =
     err instanceof HypError
       ? err
-      : new HypError('HYP_E_APP_START', { detail: errorMessage(err) }, { cause: err });
+      : new HypError('HYP_E_APP_START', { detail: describeThrown(err) }, { cause: err });
   const lines = hyp instanceof ConfigError ? hyp.lines() : [`${hyp.code}: ${hyp.message}`];
   for (const line of lines) process.stderr.write(`hyp: ${line}\n`);
-  process.exit(hyp.exitCode);
+  exitWorker(hyp.exitCode);
 }
 
 async function main(): Promise<void> {
@@ -463,21 +490,29 @@ async function main(): Promise<void> {
   const drainTimeout = durationMs(boot.config.drain.timeout);
   let ready = false;
   let failing = false;
+  // An exit the runtime did not decide on: the supervisor only sees a code
+  // (0 looks like a clean exit), so the worker names it while it still can.
+  process.on('exit', (code) => {
+    if (exitingOnPurpose) return;
+    const stage = runtime.drainStarted ? 'drain' : ready ? 'serving' : 'setup';
+    const err = new HypError('HYP_E_APP_EXIT', { exit_code: code, stage });
+    log[stage === 'drain' ? 'warn' : 'error']({ code: err.code, exit_code: code, stage }, err.message);
+  });
   // An uncaught exception (or unhandled rejection) in a serving worker: its
   // state may be damaged, but its in-flight requests and open connections
   // need not be lost. Supervised, ask for a replacement and keep serving
   // until the supervisor drains this worker; standalone, drain and exit 1.
   // Before ready it is a failed start: exit at once, as Node would.
   process.on('uncaughtException', (err, origin) => {
-    log.fatal({ err, origin }, `uncaught exception in the worker (${origin})`);
-    if (!ready) process.exit(1);
+    log.fatal({ err: loggable(err), origin }, `uncaught exception in the worker (${origin})`);
+    if (!ready) exitWorker(1);
     if (failing) return;
     failing = true;
     if (supervised && process.connected) {
-      send({ type: 'failing', error: errorMessage(err) });
+      send({ type: 'failing', error: describeThrown(err) });
       return;
     }
-    void runtime.drain(Date.now() + drainTimeout, 'uncaught exception').finally(() => process.exit(1));
+    void runtime.drain(Date.now() + drainTimeout, 'uncaught exception').finally(() => exitWorker(1));
   });
 
   if (supervised) {
@@ -488,12 +523,12 @@ async function main(): Promise<void> {
     process.on('SIGTERM', () => {});
     // No orphans: when the supervisor goes away, finish quickly and leave.
     process.on('disconnect', () => {
-      void runtime.drain(Date.now() + 1000, 'supervisor gone').finally(() => process.exit(0));
+      void runtime.drain(Date.now() + 1000, 'supervisor gone').finally(() => exitWorker(0));
       // A drain already under way keeps its own, later deadline (drain is
       // idempotent): the orphan still leaves within 1 s, hooks' grace included.
       setTimeout(() => {
         log.warn("supervisor gone: exiting at the orphan deadline (1 s, plus the hooks' grace)");
-        process.exit(0);
+        exitWorker(0);
       }, 1000 + shutdownGraceMs).unref();
     });
     process.on('message', (m: unknown) => {
@@ -510,7 +545,7 @@ async function main(): Promise<void> {
     runtime.startHeartbeat();
   } else {
     const stop = (signal: string) => {
-      void runtime.drain(Date.now() + drainTimeout, signal).finally(() => process.exit(0));
+      void runtime.drain(Date.now() + drainTimeout, signal).finally(() => exitWorker(0));
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
@@ -521,15 +556,18 @@ async function main(): Promise<void> {
   } catch (err) {
     // A setup that gave up on the drain's abort signal: the drain exits 0.
     if (runtime.drainStarted) {
-      log.info({ err }, `app setup ended with an error after the drain started: ${errorMessage(err)}`);
+      log.info(
+        { err: loggable(err) },
+        `app setup ended with an error after the drain started: ${describeThrown(err)}`,
+      );
       return;
     }
     const hypErr =
-      err instanceof HypError ? err : new HypError('HYP_E_APP_START', { detail: errorMessage(err) });
-    log.error({ err, code: hypErr.code }, hypErr.message);
+      err instanceof HypError ? err : new HypError('HYP_E_APP_START', { detail: describeThrown(err) });
+    log.error({ err: loggable(err), code: hypErr.code }, hypErr.message);
     send({ type: 'start-failed', code: hypErr.code, message: hypErr.message });
     // Let the IPC message flush before leaving.
-    setTimeout(() => process.exit(hypErr.exitCode), 50);
+    setTimeout(() => exitWorker(hypErr.exitCode), 50);
     return;
   }
   // Drained while starting: never ready; the drain finishes the worker.
@@ -543,7 +581,7 @@ async function onSupervisorMessage(runtime: WorkerRuntime, m: SupervisorMessage)
   switch (m.type) {
     case 'drain':
       await runtime.drain(m.deadline, m.reason);
-      process.exit(0);
+      exitWorker(0);
       break;
     case 'tls-keys':
       runtime.http?.setTicketKeys(m.keys);
