@@ -323,8 +323,23 @@ export class App extends RouteGroup {
     return this;
   }
 
+  /**
+   * Run every onShutdown hook, in order, each after the one before settled.
+   * A hook that throws does not skip the rest (the hub's close, the app's
+   * own cleanup): the first failure is rethrown once all have run, or an
+   * AggregateError when several failed.
+   */
   async shutdown(): Promise<void> {
-    for (const hook of this.shutdownHooks) await hook();
+    const failures: unknown[] = [];
+    for (const hook of this.shutdownHooks) {
+      try {
+        await hook();
+      } catch (err) {
+        failures.push(err);
+      }
+    }
+    if (failures.length === 1) throw failures[0];
+    if (failures.length > 1) throw new AggregateError(failures, `${failures.length} onShutdown hooks failed`);
   }
 
   /** The Node request listener (HTTP/1.1, and HTTP/2 through the compat API). */

@@ -117,3 +117,28 @@ describe.each([
     expect(res.headers.etag).toBeTruthy();
   });
 });
+
+describe('app.shutdown()', () => {
+  it('runs every onShutdown hook even when one throws, then rethrows the failure', async () => {
+    const app = new App();
+    const ran: string[] = [];
+    app.onShutdown(() => {
+      ran.push('first');
+      throw new Error('first hook failed');
+    });
+    app.onShutdown(async () => {
+      ran.push('second');
+    });
+    await expect(app.shutdown()).rejects.toThrow('first hook failed');
+    expect(ran).toEqual(['first', 'second']);
+    // Two failures: both reported.
+    const two = new App();
+    two.onShutdown(() => Promise.reject(new Error('a')));
+    two.onShutdown(() => {
+      throw new Error('b');
+    });
+    const failed = await two.shutdown().catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(AggregateError);
+    expect((failed as AggregateError).errors.map((e: Error) => e.message)).toEqual(['a', 'b']);
+  });
+});
