@@ -6,6 +6,7 @@
 import { mkdtempSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { type ClientHttp2Session, connect as h2connect, type SecureClientSessionOptions } from 'node:http2';
+import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
 import { type Logger, pino } from 'pino';
@@ -171,5 +172,28 @@ export function closeSession(session: ClientHttp2Session): Promise<void> {
   return new Promise((resolve) => {
     if (session.closed || session.destroyed) return resolve();
     session.close(() => resolve());
+  });
+}
+
+/** A plain TCP connection to the listener (errors after connecting are ignored: the tests watch close). */
+export function rawConnect(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = new Socket();
+    s.once('error', reject);
+    s.connect(port, '127.0.0.1', () => {
+      s.off('error', reject);
+      s.on('error', () => {});
+      resolve(s);
+    });
+  });
+}
+
+/** Resolves once the server has closed the socket, with what it sent. */
+export function closedBy(socket: Socket): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const got: Buffer[] = [];
+    socket.on('data', (d: Buffer) => got.push(d));
+    if (socket.destroyed) return resolve(Buffer.concat(got));
+    socket.once('close', () => resolve(Buffer.concat(got)));
   });
 }

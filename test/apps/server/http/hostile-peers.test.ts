@@ -4,13 +4,13 @@
  * Each case asserts on behaviour (closed, refused, counters back to 0),
  * never on how long something took.
  */
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HttpServer } from '../../../../apps/server/http/server.js';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { configWith, type Served, serve } from './harness.js';
+import { closedBy, configWith, rawConnect, type Served, serve } from './harness.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -21,28 +21,6 @@ afterEach(async () => {
   await served?.close();
   served = undefined;
 });
-
-function rawConnect(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = new Socket();
-    s.once('error', reject);
-    s.connect(port, '127.0.0.1', () => {
-      s.off('error', reject);
-      s.on('error', () => {});
-      resolve(s);
-    });
-  });
-}
-
-/** Resolves once the server has closed the socket (with what it sent). */
-function closedBy(socket: Socket): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const got: Buffer[] = [];
-    socket.on('data', (d: Buffer) => got.push(d));
-    if (socket.destroyed) return resolve(Buffer.concat(got));
-    socket.once('close', () => resolve(Buffer.concat(got)));
-  });
-}
 
 // --- HTTP/2 frames, by hand -------------------------------------------------
 

@@ -1,12 +1,12 @@
 /**
  * Protection limits apply on every protocol path: HTTP/1.1, h2c and TLS.
  */
-import { Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { closeSession, connect2, get1, get2, type Served, serve } from './harness.js';
+import { closedBy, closeSession, connect2, get1, get2, rawConnect, type Served, serve } from './harness.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -18,24 +18,9 @@ afterEach(async () => {
   served = undefined;
 });
 
-function rawConnect(port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const s = new Socket();
-    s.once('error', reject);
-    s.connect(port, '127.0.0.1', () => resolve(s));
-  });
-}
-
 /** Everything the server sends until it closes the socket. */
-function untilClosed(socket: Socket): Promise<string> {
-  return new Promise((resolve) => {
-    let got = '';
-    socket.on('data', (d: Buffer) => {
-      got += d.toString('latin1');
-    });
-    socket.on('error', () => {});
-    socket.once('close', () => resolve(got));
-  });
+async function untilClosed(socket: Socket): Promise<string> {
+  return (await closedBy(socket)).toString('latin1');
 }
 
 describe('headers timeout (slowloris)', () => {
