@@ -7,15 +7,12 @@
  * man in the middle.
  */
 import { randomBytes } from 'node:crypto';
-import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ClientReplayGuard, type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
-import type { IpcChannel } from '../../../apps/server/ws/bus.js';
 import { IpcHistory } from '../../../apps/server/ws/ipc-history.js';
 import type { Gap } from '../../../apps/server/ws/redis-history.js';
 import { PodHistory } from '../../../supervisor/history.js';
-import type { HistoryPublish, HistoryRecoverRequest } from '../../../supervisor/ipc.js';
-import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
+import { eventually, podHistoryChannels, type Served, serveHub } from '../server/ws/helpers.js';
 import { type Front, front, portOf } from './front.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
@@ -74,37 +71,10 @@ const range = (from: number, to: number) => Array.from({ length: to - from }, (_
  * report a lost stretch, as RedisHistory's catch-up does after a cut.
  */
 async function pod(workers: number) {
-  const history = new PodHistory({ size: 1000 });
-  const ends = Array.from({ length: workers }, () => new EventEmitter());
-  const gapHandlers = ends.map(() => new Set<(gap: Gap) => void>());
+  const { history, channels } = podHistoryChannels(workers, { history: new PodHistory({ size: 1000 }) });
+  const gapHandlers = channels.map(() => new Set<(gap: Gap) => void>());
   const served: Served[] = [];
-  for (const [i, end] of ends.entries()) {
-    const channel: IpcChannel = {
-      send(raw: unknown) {
-        const m = raw as { type: string } & HistoryPublish & HistoryRecoverRequest;
-        queueMicrotask(() => {
-          if (m.type === 'history-publish') {
-            const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
-            for (const e of ends) e.emit('message', { ...m, type: 'history', offset });
-          } else if (m.type === 'history-recover?') {
-            const r = history.since(`${m.topic}\u0000${m.channel}`, m.offset);
-            end.emit('message', {
-              type: 'history-recovered',
-              id: m.id,
-              topic: m.topic,
-              head: r.head,
-              ok: r.ok,
-              entries: r.ok ? r.entries : [],
-              more: r.ok ? r.more : undefined,
-              reason: r.ok ? undefined : r.reason,
-            });
-          }
-        });
-        return true;
-      },
-      on: (event, listener) => end.on(event, listener),
-      off: (event, listener) => end.off(event, listener),
-    };
+  for (const [i, channel] of channels.entries()) {
     const shared = new IpcHistory({ topic: '/ws', channel });
     const handlers = gapHandlers[i]!;
     Object.assign(shared, {

@@ -1,12 +1,16 @@
+import { EventEmitter } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { afterEach, vi } from 'vitest';
 import { WebSocket } from 'ws';
+import type { IpcChannel } from '../../../../apps/server/ws/bus.js';
 import { type Codec, codecByName } from '../../../../apps/server/ws/codecs/index.js';
 import type { Envelope } from '../../../../apps/server/ws/envelope.js';
 import { createHub, type Hub, type HubOptions } from '../../../../apps/server/ws/hub.js';
 import type { Security } from '../../../../apps/server/ws/security.js';
+import { PodHistory } from '../../../../supervisor/history.js';
+import type { HistoryPublish, HistoryRecoverRequest } from '../../../../supervisor/ipc.js';
 
 export interface Served {
   hub: Hub;
@@ -269,4 +273,44 @@ export function rawExchange(port: number, request: string): RawExchange {
   });
   socket.write(request);
   return { socket, answer };
+}
+
+/**
+ * IPC channels of `workers` workers connected to one in-process stand-in for
+ * the supervisor's pod-wide history (supervisor/history.ts); `answer: false`
+ * makes it ignore recovery requests.
+ */
+export function podHistoryChannels(
+  workers: number,
+  options: { answer?: boolean; history?: PodHistory; maxBytes?: number } = {},
+) {
+  const history = options.history ?? new PodHistory({ size: 100 });
+  const ends = Array.from({ length: workers }, () => new EventEmitter());
+  const channels: IpcChannel[] = ends.map((end) => ({
+    send(raw: unknown) {
+      const m = raw as { type: string } & HistoryPublish & HistoryRecoverRequest;
+      queueMicrotask(() => {
+        if (m.type === 'history-publish') {
+          const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
+          for (const e of ends) e.emit('message', { ...m, type: 'history', offset });
+        } else if (m.type === 'history-recover?' && options.answer !== false) {
+          const r = history.since(`${m.topic}\u0000${m.channel}`, m.offset, options.maxBytes);
+          end.emit('message', {
+            type: 'history-recovered',
+            id: m.id,
+            topic: m.topic,
+            head: r.head,
+            ok: r.ok,
+            entries: r.ok ? r.entries : [],
+            more: r.ok ? r.more : undefined,
+            reason: r.ok ? undefined : r.reason,
+          });
+        }
+      });
+      return true;
+    },
+    on: (event, listener) => end.on(event, listener),
+    off: (event, listener) => end.off(event, listener),
+  }));
+  return { history, channels };
 }

@@ -1,53 +1,11 @@
-/**
- * The worker side of the pod-wide history, against an in-process stand-in
- * for the supervisor's message handling (supervisor/history.ts behind a
- * fake IPC channel). The real supervisor path is covered by
- * test/supervisor/ws-*.test.ts.
- */
-import { EventEmitter } from 'node:events';
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
-import type { IpcChannel } from '../../../../apps/server/ws/bus.js';
 import { IpcBus, LocalBus } from '../../../../apps/server/ws/bus.js';
 import { jsonData } from '../../../../apps/server/ws/envelope.js';
 import { IpcHistory } from '../../../../apps/server/ws/ipc-history.js';
 import { hubOptionsFromConfig } from '../../../../apps/server/ws/options.js';
 import { loadConfig } from '../../../../supervisor/config/load.js';
-import { PodHistory } from '../../../../supervisor/history.js';
-import type { HistoryPublish, HistoryRecoverRequest } from '../../../../supervisor/ipc.js';
-
-/** Workers connected to one stand-in supervisor; `answer: false` makes it ignore recovery requests. */
-function pod(workers: number, options: { answer?: boolean; history?: PodHistory; maxBytes?: number } = {}) {
-  const history = options.history ?? new PodHistory({ size: 100 });
-  const ends = Array.from({ length: workers }, () => new EventEmitter());
-  const channels: IpcChannel[] = ends.map((end) => ({
-    send(raw: unknown) {
-      const m = raw as { type: string } & HistoryPublish & HistoryRecoverRequest;
-      queueMicrotask(() => {
-        if (m.type === 'history-publish') {
-          const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
-          for (const e of ends) e.emit('message', { ...m, type: 'history', offset });
-        } else if (m.type === 'history-recover?' && options.answer !== false) {
-          const r = history.since(`${m.topic}\u0000${m.channel}`, m.offset, options.maxBytes);
-          end.emit('message', {
-            type: 'history-recovered',
-            id: m.id,
-            topic: m.topic,
-            head: r.head,
-            ok: r.ok,
-            entries: r.ok ? r.entries : [],
-            more: r.ok ? r.more : undefined,
-            reason: r.ok ? undefined : r.reason,
-          });
-        }
-      });
-      return true;
-    },
-    on: (event, listener) => end.on(event, listener),
-    off: (event, listener) => end.off(event, listener),
-  }));
-  return { history, channels };
-}
+import { podHistoryChannels as pod } from './helpers.js';
 
 const envelope = (n: number) => ({
   type: 'message',
