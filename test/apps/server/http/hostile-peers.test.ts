@@ -242,12 +242,7 @@ describe('a peer that never closes its side is not kept', () => {
   });
 
   it('TLS h2: a session closed for sending no request, while the peer neither reads nor closes', async () => {
-    served = await serve([
-      'server.limits.headers_timeout=300ms',
-      'server.tls.enabled=true',
-      `server.tls.cert_file=${pki.serverCert}`,
-      `server.tls.key_file=${pki.serverKey}`,
-    ]);
+    served = await serve(['server.limits.headers_timeout=300ms', ...pki.tlsSets()]);
     const socket = tlsConnect({
       host: '127.0.0.1',
       port: served.port,

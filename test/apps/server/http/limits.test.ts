@@ -64,12 +64,7 @@ describe('headers timeout (slowloris)', () => {
   });
 
   it('closes a TLS connection whose handshake never starts', async () => {
-    served = await serve([
-      'server.limits.headers_timeout=300ms',
-      'server.tls.enabled=true',
-      `server.tls.cert_file=${pki.serverCert}`,
-      `server.tls.key_file=${pki.serverKey}`,
-    ]);
+    served = await serve(['server.limits.headers_timeout=300ms', ...pki.tlsSets()]);
     const socket = await rawConnect(served.port);
     expect(await untilClosed(socket)).toBe('');
   });
@@ -161,12 +156,7 @@ describe('max connections per worker', () => {
   });
 
   it('counts HTTP/2 sessions and TLS connections too', async () => {
-    served = await serve([
-      'server.limits.max_connections=1',
-      'server.tls.enabled=true',
-      `server.tls.cert_file=${pki.serverCert}`,
-      `server.tls.key_file=${pki.serverKey}`,
-    ]);
+    served = await serve(['server.limits.max_connections=1', ...pki.tlsSets()]);
     const session = await connect2(`https://127.0.0.1:${served.port}`, { ca: pki.read(pki.caCert) });
     expect(await get2(session)).toMatchObject({ status: 200 });
     const refused = await new Promise<string>((resolve) => {

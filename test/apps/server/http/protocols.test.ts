@@ -20,12 +20,6 @@ afterEach(async () => {
   served = undefined;
 });
 
-const tlsSets = () => [
-  'server.tls.enabled=true',
-  `server.tls.cert_file=${pki.serverCert}`,
-  `server.tls.key_file=${pki.serverKey}`,
-];
-
 function getTls(
   port: number,
   opts: ConnectionOptions & { path?: string } = {},
@@ -127,7 +121,7 @@ describe('cleartext port, server.protocol auto', () => {
 
 describe('TLS port', () => {
   it('negotiates ALPN h2 with an HTTP/2 client and http/1.1 with an HTTPS client', async () => {
-    served = await serve(tlsSets());
+    served = await serve(pki.tlsSets());
     const session = await connect2(`https://127.0.0.1:${served.port}`, { ca: pki.read(pki.caCert) });
     expect(session.alpnProtocol).toBe('h2');
     expect(await get2(session)).toMatchObject({ status: 200, body: 'protocol 2.0' });
@@ -138,7 +132,7 @@ describe('TLS port', () => {
   });
 
   it('refuses a TLS 1.1 client', async () => {
-    served = await serve(tlsSets());
+    served = await serve(pki.tlsSets());
     const outcome = await handshake(served.port, {
       minVersion: 'TLSv1.1',
       maxVersion: 'TLSv1.1',
@@ -149,7 +143,7 @@ describe('TLS port', () => {
   });
 
   it('offers only AEAD suites to a TLS 1.2 client', async () => {
-    served = await serve(tlsSets());
+    served = await serve(pki.tlsSets());
     const cbc = await handshake(served.port, {
       maxVersion: 'TLSv1.2',
       ciphers: 'ECDHE-ECDSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA',
@@ -164,7 +158,7 @@ describe('TLS port', () => {
 
   it('mTLS request: a client without a certificate is still served', async () => {
     served = await serve([
-      ...tlsSets(),
+      ...pki.tlsSets(),
       `server.tls.ca_file=${pki.caCert}`,
       'server.tls.client_auth=request',
     ]);
@@ -176,7 +170,7 @@ describe('TLS port', () => {
 
   it('mTLS request: c.clientCert is the verified client certificate, over HTTP/1.1 and HTTP/2; none otherwise', async () => {
     served = await serve([
-      ...tlsSets(),
+      ...pki.tlsSets(),
       `server.tls.ca_file=${pki.caCert}`,
       'server.tls.client_auth=request',
     ]);
@@ -207,7 +201,7 @@ describe('TLS port', () => {
 
   it('mTLS require: refuses a client without a certificate, serves one with a certificate from the CA', async () => {
     served = await serve([
-      ...tlsSets(),
+      ...pki.tlsSets(),
       `server.tls.ca_file=${pki.caCert}`,
       'server.tls.client_auth=require',
     ]);

@@ -25,6 +25,8 @@ export interface TestPki {
   selfSignedCert: string;
   selfSignedKey: string;
   read(file: string): Buffer;
+  /** `--set`s serving TLS with the first server certificate: `server.tls.enabled`, `cert_file`, `key_file`. */
+  tlsSets(): string[];
 }
 
 function openssl(dir: string, args: string[]): void {
@@ -112,5 +114,10 @@ export function makePki(): TestPki {
     selfSignedCert: join(dir, 'self.crt'),
     selfSignedKey,
     read: (file) => readFileSync(file),
+    tlsSets: () => [
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${serverCert}`,
+      `server.tls.key_file=${join(dir, 'server.pk8.key')}`,
+    ],
   };
 }

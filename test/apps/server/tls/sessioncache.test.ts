@@ -89,11 +89,7 @@ describe('session-id resumption on the TLS listener (client without tickets)', (
   }
 
   it('resumes a session id once; replaying the same session id gets a full handshake', async () => {
-    served = await serve([
-      'server.tls.enabled=true',
-      `server.tls.cert_file=${pki.serverCert}`,
-      `server.tls.key_file=${pki.serverKey}`,
-    ]);
+    served = await serve([...pki.tlsSets()]);
     const first = await visit(served.port, undefined);
     expect(first.reused).toBe(false);
     expect(served.http.tls?.sessionCache.size).toBe(1);

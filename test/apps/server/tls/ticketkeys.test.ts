@@ -20,14 +20,7 @@ afterEach(async () => {
 });
 
 async function tlsServer(keys?: TicketKeys): Promise<Served> {
-  const s = await serve(
-    [
-      'server.tls.enabled=true',
-      `server.tls.cert_file=${pki.serverCert}`,
-      `server.tls.key_file=${pki.serverKey}`,
-    ],
-    keys,
-  );
+  const s = await serve([...pki.tlsSets()], keys);
   running.push(s);
   return s;
 }
