@@ -237,13 +237,9 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     const texts = c.of('message').map((m) => json(m) as string);
     expect(texts.sort()).toEqual(['after the noise', 'still here']);
   }, 60_000);
+
   it('a pod cut off from Redis while another publishes delivers what it missed after the reconnect, in order, once', async () => {
-    const { prefix, proxy } = await prefixAndLink();
-    const a = history(proxy.url, prefix);
-    const b = history(redis.url, prefix);
-    await Promise.all([a.ready(), b.ready()]);
-    const gotA = collect(a);
-    const gotB = collect(b);
+    const { prefix, proxy, a, b, gotA, gotB } = await historiesAcrossLink();
     // a local client subscribed on pod A (every hub subscribe asks the history)
     await a.recover('news', '');
     b.publish('news', message('news', 'm0'));
@@ -289,11 +285,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a trim racing a recovery (between reading the bounds and the entries) is refused, never a silent gap', async () => {
-    const { prefix, proxy } = await prefixAndLink();
-    const a = history(proxy.url, prefix, 3);
-    const b = history(redis.url, prefix, 3);
-    await Promise.all([a.ready(), b.ready()]);
-    const gotB = collect(b);
+    const { proxy, a, b, gotB } = await historiesAcrossLink(3);
     for (const body of ['m1', 'm2', 'm3']) b.publish('news', message('news', body));
     await until(() => gotB.length === 3 || undefined, 'three publishes');
     const offset = gotB[0]!.offset; // m2 and m3 are still in the stream of three
@@ -417,11 +409,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }
 
   it('a channel publish whose reply was lost with the connection is appended and delivered once, not twice', async () => {
-    const { prefix, proxy } = await prefixAndLink();
-    const a = history(proxy.url, prefix);
-    const b = history(redis.url, prefix);
-    await Promise.all([a.ready(), b.ready()]);
-    const gotB = collect(b);
+    const { prefix, proxy, a, gotB } = await historiesAcrossLink();
     a.publish('news', message('news', 'm0')); // the append script is loaded on this Redis
     await until(() => gotB.length === 1 || undefined, 'm0 on B');
     const done = loseReplyTo(proxy, 'lost-reply', async () => gotB.length === 2);
@@ -434,11 +422,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
   }, 30_000);
 
   it('a channel publish lost on its way to Redis with the connection is appended after the reconnect, once', async () => {
-    const { prefix, proxy } = await prefixAndLink();
-    const a = history(proxy.url, prefix);
-    const b = history(redis.url, prefix);
-    await Promise.all([a.ready(), b.ready()]);
-    const gotB = collect(b);
+    const { proxy, a, gotB } = await historiesAcrossLink();
     a.publish('news', message('news', 'm0'));
     await until(() => gotB.length === 1 || undefined, 'm0 on B');
     let dropped = false;
@@ -500,6 +484,18 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     b.publish('news', message('news', 'm0'));
     await c.until((t) => t.of('message').length === 1);
     return { prefix, proxy, c, b, gotB, m0: c.of('message')[0]!.offset };
+  }
+
+  /**
+   * Pod A's history reaches Redis through a cuttable link, pod B's directly
+   * (both `size` entries, ready); `gotA`/`gotB` are their deliveries.
+   */
+  async function historiesAcrossLink(size?: number) {
+    const { prefix, proxy } = await prefixAndLink();
+    const a = history(proxy.url, prefix, size);
+    const b = history(redis.url, prefix, size);
+    await Promise.all([a.ready(), b.ready()]);
+    return { prefix, proxy, a, b, gotA: collect(a), gotB: collect(b) };
   }
 
   /** A hub whose shared history reaches Redis through `link`, with one client subscribed to `channel`. */
