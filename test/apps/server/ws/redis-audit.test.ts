@@ -44,6 +44,19 @@ function message(channel: string, body: string): Envelope {
   };
 }
 
+/** Serve `app` (requests and upgrades) on a loopback port until the test ends; the `ws://` base URL. */
+async function listenApp(app: App): Promise<string> {
+  const server = createHttpServer(app.handle);
+  server.on('upgrade', app.handleUpgrade);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanup.push(async () => {
+    await app.shutdown();
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  return `ws://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
 const redisServer = redisBinary();
 let prefixCounter = 0;
 const nextPrefix = () => `audit${process.pid}-${++prefixCounter}`;
@@ -78,15 +91,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
       ws: app.websocket('/ws', { pingIntervalMs: 0 }),
       chat: app.websocket('/chat', { pingIntervalMs: 0 }),
     };
-    const server = createHttpServer(app.handle);
-    server.on('upgrade', app.handleUpgrade);
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanup.push(async () => {
-      await app.shutdown();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    });
-    const base = `ws://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const base = await listenApp(app);
     const channel = `news-${nextPrefix()}`;
     const onWs = await TestClient.connect(`${base}/ws`, 'json');
     const onChat = await TestClient.connect(`${base}/chat`, 'json');
@@ -121,15 +126,7 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
     for (let i = 0; i < 2; i++) {
       const app = new App({ config, workerId: 1 });
       const hub = app.websocket('/ws', { pingIntervalMs: 0, presenceIntervalMs: 0 });
-      const server = createHttpServer(app.handle);
-      server.on('upgrade', app.handleUpgrade);
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      cleanup.push(async () => {
-        await app.shutdown();
-        server.closeAllConnections();
-        await new Promise((r) => server.close(r));
-      });
-      pods.push({ hub, url: `ws://127.0.0.1:${(server.address() as { port: number }).port}/ws` });
+      pods.push({ hub, url: `${await listenApp(app)}/ws` });
     }
     const [a, b] = pods as [(typeof pods)[0], (typeof pods)[0]];
     const onB = await TestClient.connect(b.url, 'json');
