@@ -243,6 +243,12 @@ export class HypWebSocket {
    * reports the loss again rather than the client starting silently at the head.
    */
   private readonly gapFrom = new Map<string, string>();
+  /**
+   * Head subscriptions (no offset yet) whose subscribe went out on a connection and that the hub has not
+   * acknowledged yet. The hub may have started them: if that connection drops first, the resubscription
+   * at the next head may skip what was published in between, so the reconnect reports it.
+   */
+  private readonly unacked = new Set<string>();
   private readonly channelHandlers = new Map<string, Set<(m: HypMessage) => void>>();
   private readonly rooms = new Set<string>();
   private queue: Envelope[] = [];
@@ -331,11 +337,24 @@ export class HypWebSocket {
     });
   }
 
-  /** Subscribes (and resubscribes after every reconnect, from the last offset). */
-  subscribe(channel: string, handler?: (m: HypMessage) => void): () => void {
+  /**
+   * Subscribes (and resubscribes after every reconnect, from the last offset).
+   * `options.offset` (an offset from an earlier delivery, kept by the
+   * application) starts the subscription after it instead of at the head;
+   * it is ignored when the channel is subscribed already.
+   */
+  subscribe(
+    channel: string,
+    handler?: (m: HypMessage) => void,
+    options: { offset?: string } = {},
+  ): () => void {
     if (!this.channels.has(channel)) {
-      this.channels.set(channel, '');
-      this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
+      const offset = options.offset ?? '';
+      if (typeof offset !== 'string') throw new TypeError(`offset must be a string, got ${typeof offset}`);
+      // the requested start is the channel's resume point until a delivery moves it: a reconnect before
+      // the hub answers resumes from it again rather than from the head
+      this.channels.set(channel, offset);
+      this.subscribeNow(channel, offset);
     }
     if (!handler) return () => this.unsubscribe(channel);
     let set = this.channelHandlers.get(channel);
@@ -353,6 +372,7 @@ export class HypWebSocket {
   unsubscribe(channel: string): void {
     if (!this.channels.delete(channel)) return;
     this.gapFrom.delete(channel);
+    this.unacked.delete(channel);
     this.channelHandlers.delete(channel);
     this.sendNow({ type: 'unsubscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
   }
@@ -453,9 +473,11 @@ export class HypWebSocket {
     // the backoff resets only once this connection proves stable (see closed())
     this.openedAt = Date.now();
     // resubscribe from the last offsets, rejoin rooms, then flush what queued up
+    const skipped: string[] = [];
     for (const [channel, last] of this.channels) {
       const offset = last || this.gapFrom.get(channel) || '';
-      this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, true);
+      if (!offset && this.unacked.has(channel)) skipped.push(channel);
+      this.subscribeNow(channel, offset, true);
     }
     for (const room of this.rooms) {
       this.sendNow({ type: 'join_room', data: this.codec.encodeRoomRequest({ roomId: room }) }, true);
@@ -464,6 +486,16 @@ export class HypWebSocket {
     this.queue = [];
     for (const m of queued) this.sendNow(m, false, true);
     this.emit('open');
+    // a head subscription the hub may have started on the lost connection, never acknowledged: it starts
+    // at the head again, and what was published in between is not replayed (no offset to resume from)
+    for (const channel of skipped) {
+      if (!this.channels.has(channel)) continue; // unsubscribed by an open listener
+      this.emit('error', {
+        code: 'HYP_E_WS_RECOVERY_FAILED',
+        message: `channel ${channel}: the connection closed before the hub acknowledged the subscription; it starts again at the head, and messages published in between may have been missed`,
+        channel,
+      });
+    }
     this.firstOpen?.resolve();
     this.firstOpen = undefined;
   }
@@ -589,6 +621,7 @@ export class HypWebSocket {
           this.channels.set(m.channel, m.offset);
           this.gapFrom.delete(m.channel);
         }
+        this.unacked.delete(m.channel);
         return;
       case 'error': {
         let body: HypErrorFrame | undefined;
@@ -620,11 +653,19 @@ export class HypWebSocket {
       if (!isAfter(m.offset, this.channels.get(m.channel)!)) return;
       this.channels.set(m.channel, m.offset);
       this.gapFrom.delete(m.channel);
+      this.unacked.delete(m.channel);
     }
     const msg = message(m);
     const handlers = m.channel ? this.channelHandlers.get(m.channel) : undefined;
     if (handlers) for (const h of handlers) this.guard(() => h(msg));
     this.emit('message', msg);
+  }
+
+  /** Sends a subscribe for `channel` from `offset` ('' = the head) if connected (`force`: opening). */
+  private subscribeNow(channel: string, offset: string, force = false): void {
+    if (!this.socket || (this.socket.readyState !== OPEN && !force)) return;
+    if (!offset) this.unacked.add(channel);
+    this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, force);
   }
 
   private enqueue(m: Envelope): void {

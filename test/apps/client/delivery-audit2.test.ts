@@ -1,0 +1,160 @@
+/**
+ * Second audit of the client's delivery guarantees: a subscription whose
+ * connection drops before the hub's first ack, a start position the
+ * application asks for, and the bounds on what waits to go out (the offline
+ * queue by bytes, the seal chain while connected). Real hubs in-process
+ * behind a TCP front (./front.ts), loopback only.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
+import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
+import { type Front, front, portOf } from './front.js';
+
+const cleanup: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const fn of cleanup.splice(0).reverse()) await fn();
+});
+
+async function hub(options: Parameters<typeof serveHub>[0] = {}): Promise<Served> {
+  const served = await serveHub(options);
+  cleanup.push(() => served.close());
+  return served;
+}
+
+async function frontOf(served: Served): Promise<Front> {
+  const f = await front(portOf(served.url));
+  cleanup.push(() => f.close());
+  return f;
+}
+
+/** A client recording what reaches the application, per channel, and its errors. */
+function client(url: string, options: ConstructorParameters<typeof HypWebSocket>[1] = {}) {
+  const ws = new HypWebSocket(url, { reconnect: { initialDelayMs: 10, maxDelayMs: 100 }, ...options });
+  cleanup.push(() => ws.close());
+  const got = new Map<string, unknown[]>();
+  const errors: HypErrorFrame[] = [];
+  let opens = 0;
+  ws.on('error', (e) => errors.push(e));
+  ws.on('open', () => opens++);
+  return {
+    ws,
+    errors,
+    get opens() {
+      return opens;
+    },
+    subscribe(channel: string, offset?: string) {
+      const list: unknown[] = [];
+      got.set(channel, list);
+      return ws.subscribe(channel, (m) => list.push(m.json()), offset === undefined ? {} : { offset });
+    },
+    got: (channel: string) => got.get(channel) ?? [],
+  };
+}
+
+const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
+/** Resolves on the client's next `close` event. */
+function closed(ws: HypWebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    const off = ws.on('close', () => {
+      off();
+      resolve();
+    });
+  });
+}
+
+/** Cuts the connection instead of passing the first server frame that contains `marker`. */
+function cutAt(f: Front, marker: string): void {
+  let done = false;
+  f.tap = (frame) => {
+    if (done || !frame.payload.includes(marker)) return 'pass';
+    done = true;
+    f.cut();
+    return 'drop';
+  };
+}
+
+describe('a subscription whose connection drops before its first ack', () => {
+  it('a head subscription: the reconnect reports the possible loss (HYP_E_WS_RECOVERY_FAILED with its channel) instead of skipping silently', async () => {
+    const served = await hub();
+    const f = await frontOf(served);
+    const c = client(f.url, { clientId: 'early' });
+    await c.ws.connect();
+    cutAt(f, '"subscribed"');
+    const away = closed(c.ws);
+    c.subscribe('feed');
+    await away;
+    // the hub started the subscription on the lost connection; these are published before the new one
+    for (const n of range(0, 3)) served.hub.publish('feed', n);
+    await eventually(() => c.opens === 2 && c.ws.offset('feed') !== undefined);
+    served.hub.publish('feed', 3);
+    await eventually(() => c.got('feed').length === 1);
+    expect(c.got('feed')).toEqual([3]);
+    expect(c.errors).toHaveLength(1);
+    expect(c.errors[0]).toMatchObject({ code: 'HYP_E_WS_RECOVERY_FAILED', channel: 'feed' });
+  });
+
+  it('once acknowledged, later reconnects resume from its offset and report nothing', async () => {
+    const served = await hub();
+    const f = await frontOf(served);
+    const c = client(f.url, { clientId: 'acked' });
+    c.subscribe('feed');
+    await c.ws.connect();
+    await eventually(() => c.ws.offset('feed') !== undefined);
+    const away = closed(c.ws);
+    f.cut();
+    await away;
+    for (const n of range(0, 3)) served.hub.publish('feed', n);
+    await eventually(() => c.got('feed').length === 3);
+    expect(c.got('feed')).toEqual([0, 1, 2]);
+    expect(c.errors).toEqual([]);
+  });
+
+  it('a subscription made while disconnected starts at the head of its first connection, with no report', async () => {
+    const served = await hub();
+    const f = await frontOf(served);
+    const c = client(f.url, { clientId: 'offline-sub' });
+    c.subscribe('feed');
+    served.hub.publish('feed', 0); // before the client ever connected: not part of its subscription
+    await c.ws.connect();
+    await eventually(() => c.ws.offset('feed') !== undefined);
+    served.hub.publish('feed', 1);
+    await eventually(() => c.got('feed').length === 1);
+    expect(c.got('feed')).toEqual([1]);
+    expect(c.errors).toEqual([]);
+  });
+
+  it('a start position the application asked for (subscribe(..., { offset })) survives the drop: the reconnect resumes from it, exactly once', async () => {
+    const served = await hub();
+    const a = client(served.url, { clientId: 'reader' });
+    a.subscribe('feed');
+    await a.ws.connect();
+    await eventually(() => served.hub.subscribers('feed') === 1);
+    for (const n of range(0, 3)) served.hub.publish('feed', n);
+    await eventually(() => a.got('feed').length === 3);
+    const kept = a.ws.offset('feed')!; // an application keeps it, say, in localStorage
+    a.ws.close();
+    for (const n of range(3, 6)) served.hub.publish('feed', n);
+
+    const f = await frontOf(served);
+    const b = client(f.url, { clientId: 'resumer' });
+    await b.ws.connect();
+    // the first attempt's replay and ack never arrive
+    cutAt(f, '"feed"');
+    const away = closed(b.ws);
+    b.subscribe('feed', kept);
+    expect(b.ws.offset('feed')).toBe(kept);
+    await away;
+    served.hub.publish('feed', 6);
+    await eventually(() => b.got('feed').length === 4);
+    served.hub.publish('feed', 7);
+    await eventually(() => b.got('feed').length === 5);
+    expect(b.got('feed')).toEqual([3, 4, 5, 6, 7]);
+    expect(b.errors).toEqual([]);
+  });
+
+  it('an offset that is not a string throws a TypeError', () => {
+    const c = client('ws://127.0.0.1:1/ws', { reconnect: { enabled: false } });
+    expect(() => c.ws.subscribe('feed', undefined, { offset: 5 as unknown as string })).toThrow(TypeError);
+  });
+});
