@@ -37,6 +37,16 @@ export interface TcpServiceInit<S extends object = Record<string, unknown>> {
   ticketKeys?: TicketKeys | undefined;
 }
 
+/**
+ * The accepted socket a `TLSSocket` of our `tls.Server` wraps: Node keeps it
+ * as `_parent` (not public API, but stable from Node 20 through 26; the
+ * TLS specs fail if it goes).
+ */
+function acceptedSocket(tlsSocket: TLSSocket): Socket | undefined {
+  const parent = (tlsSocket as TLSSocket & { _parent?: unknown })._parent;
+  return typeof parent === 'object' && parent !== null ? (parent as Socket) : undefined;
+}
+
 export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
 
 const namePattern = /^[a-z][a-z0-9-]*$/;
@@ -70,10 +80,13 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   private readonly server: Server;
   private readonly tls: TcpTls | undefined;
   private readonly tlsServer: TlsServer | undefined;
-  /** TLS connections between accept and handshake, by remote `host:port`. */
-  private readonly handshaking = new Map<string, TcpConnection<S>>();
-  /** The same, by accepted socket: a handshake error may come after the peer reset, when the socket no longer knows its address. */
-  private readonly handshakingRaw = new WeakMap<Socket, TcpConnection<S>>();
+  /**
+   * TLS connections between accept and handshake, by accepted socket. Not by
+   * remote `host:port`: a peer that resets and reconnects from the same port
+   * reuses it while the old socket's `close` is still to come, and a socket
+   * reset before it was processed knows no address at all.
+   */
+  private readonly handshaking = new WeakMap<Socket, TcpConnection<S>>();
   private readonly limiter: ConnectionRateLimiter | undefined;
   private readonly keepAliveMs: number;
   private readonly shutdownMs: number;
@@ -304,10 +317,11 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       this.run(conn);
       return;
     }
-    this.handshaking.set(conn.remoteAddress, conn);
-    this.handshakingRaw.set(raw, conn);
+    // Kept after `close` (weakly): a handshake error is reported after the
+    // reset that caused it, and names the peer by the address read now.
+    this.handshaking.set(raw, conn);
+    if (conn.remoteAddress === '') this.log.debug('accepted a connection already reset by its peer');
     raw.once('close', () => {
-      this.handshaking.delete(conn.remoteAddress);
       if (conn.network === 'tcp') conn.handlerSettled(); // the handshake never completed
     });
     // The TLSSocket inherits allowHalfOpen from `raw`: a half-open handshake
@@ -318,12 +332,20 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   }
 
   private secureConnection(tlsSocket: TLSSocket): void {
-    const conn = this.handshaking.get(formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort));
+    const raw = acceptedSocket(tlsSocket);
+    const conn = raw && this.handshaking.get(raw);
     if (conn === undefined) {
+      // Only if Node stopped linking a TLSSocket to the socket it wraps: loud, never a silent drop.
+      this.reportError(
+        new HypError('HYP_E_TCP_HANDSHAKE', {
+          remote: formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client',
+          detail: 'the TLS socket matches no accepted connection',
+        }),
+      );
       tlsSocket.destroy();
       return;
     }
-    this.handshaking.delete(conn.remoteAddress);
+    this.handshaking.delete(raw!);
     tlsSocket.allowHalfOpen = true;
     conn.secured(tlsSocket);
     this.run(conn);
@@ -331,10 +353,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
 
   private tlsClientError(err: Error, tlsSocket: TLSSocket): void {
     // The address read at accept: after a reset the TLSSocket has lost its own.
-    // `_parent` (the socket Node's tls.Server wrapped, i.e. our `raw`) is not
-    // public API, hence the fallbacks.
-    const raw = (tlsSocket as TLSSocket & { _parent?: unknown })._parent;
-    const conn = this.handshakingRaw.get(raw as Socket);
+    const raw = acceptedSocket(tlsSocket);
+    const conn = raw && this.handshaking.get(raw);
     const remote =
       conn?.remoteAddress || formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client';
     this.reportError(
