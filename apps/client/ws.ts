@@ -59,9 +59,21 @@ export interface HypWebSocketOptions {
   /**
    * Messages kept while disconnected and sent after reconnecting. Default
    * 1000; 0 keeps none. Past it the oldest is dropped and reported as an
-   * `error` event HYP_E_WS_QUEUE_FULL with its `channel`.
+   * `error` event HYP_E_WS_QUEUE_FULL with its `channel`. With `security`,
+   * messages waiting to be sealed while connected count against it too (see
+   * `maxQueuedBytes`).
    */
   maxQueued?: number;
+  /**
+   * The same queue's bound in bytes: a message counts its payload's bytes
+   * plus the lengths of its channel and type. Default 16 MiB; 0 keeps none.
+   * Past it the oldest are dropped (a message larger than the bound alone:
+   * that one), reported as for `maxQueued`. With `security`, publishes
+   * waiting to be sealed while connected are bounded by both (one is always
+   * admitted): past either, the new one is not sent and is reported as
+   * HYP_E_WS_QUEUE_FULL; the ones before it go out in order.
+   */
+  maxQueuedBytes?: number;
   /**
    * Largest incoming message, in bytes (as received, before opening). Default
    * 1 MiB: twice the hub's `websocket.max_message_size` default, headroom for
@@ -119,6 +131,11 @@ const OPEN = 1;
 
 function toData(payload: Payload): Uint8Array {
   return payload instanceof Uint8Array ? payload : utf8Encoder.encode(JSON.stringify(payload));
+}
+
+/** What one outgoing message counts against `maxQueuedBytes`: its payload plus its channel and type names. */
+function queuedSize(m: Envelope): number {
+  return m.data.length + m.channel.length + m.type.length;
 }
 
 function message(m: Envelope): HypMessage {
@@ -219,6 +236,12 @@ export class HypWebSocket {
   private readonly replayGuard: ClientReplayGuard | undefined;
   private readonly reconnect: Required<ReconnectOptions>;
   private readonly maxQueued: number;
+  private readonly maxQueuedBytes: number;
+  /** Bytes (as `queuedSize` counts them) of the messages in `queue`. */
+  private queuedBytes = 0;
+  /** Frames (and their bytes, as `queuedSize` counts them) handed to the seal chain and not yet sent. */
+  private sealingMessages = 0;
+  private sealingBytes = 0;
   private readonly maxMessageSize: number;
   private readonly maxPendingMessages: number;
   private readonly maxPendingBytes: number;
@@ -294,6 +317,10 @@ export class HypWebSocket {
     // a negative bound made the trim loop spin forever on the first offline publish
     if (!Number.isSafeInteger(this.maxQueued) || this.maxQueued < 0) {
       throw new RangeError(`maxQueued must be a non-negative integer, got ${options.maxQueued}`);
+    }
+    this.maxQueuedBytes = options.maxQueuedBytes ?? 16 * 1024 * 1024;
+    if (!Number.isSafeInteger(this.maxQueuedBytes) || this.maxQueuedBytes < 0) {
+      throw new RangeError(`maxQueuedBytes must be a non-negative integer, got ${options.maxQueuedBytes}`);
     }
     this.maxMessageSize = limit('maxMessageSize', options.maxMessageSize, 1024 * 1024);
     this.maxPendingMessages = limit('maxPendingMessages', options.maxPendingMessages, 10_000);
@@ -484,7 +511,9 @@ export class HypWebSocket {
     }
     const queued = this.queue;
     this.queue = [];
-    for (const m of queued) this.sendNow(m, false, true);
+    this.queuedBytes = 0;
+    // admitted by the queue's bounds already: none is refused by the seal chain's
+    for (const m of queued) this.sendNow(m, false, true, false);
     this.emit('open');
     // a head subscription the hub may have started on the lost connection, never acknowledged: it starts
     // at the head again, and what was published in between is not replayed (no offset to resume from)
@@ -673,28 +702,41 @@ export class HypWebSocket {
       this.sendNow(m, false, true);
       return;
     }
+    const size = queuedSize(m);
+    // larger than the whole bound: dropping every older message would not make room for it
+    if (size > this.maxQueuedBytes) {
+      this.queueFull(m, `it alone is larger than ${this.maxQueuedBytes} bytes (maxQueuedBytes)`);
+      return;
+    }
     this.queue.push(m);
-    this.trimQueue();
+    this.queuedBytes += size;
+    while (this.queue.length > this.maxQueued || this.queuedBytes > this.maxQueuedBytes) {
+      const bound =
+        this.queue.length > this.maxQueued
+          ? `${this.maxQueued} messages (maxQueued)`
+          : `${this.maxQueuedBytes} bytes (maxQueuedBytes)`;
+      const dropped = this.queue.shift()!;
+      this.queuedBytes -= queuedSize(dropped);
+      this.queueFull(dropped, `more than ${bound} queued while disconnected`);
+    }
   }
 
-  private trimQueue(): void {
-    while (this.queue.length > this.maxQueued) {
-      const dropped = this.queue.shift()!;
-      const report: HypErrorFrame = {
-        code: 'HYP_E_WS_QUEUE_FULL',
-        message: `outgoing ${dropped.type} message dropped: more than ${this.maxQueued} queued while disconnected (maxQueued)`,
-      };
-      if (dropped.channel) report.channel = dropped.channel;
-      this.emit('error', report);
-    }
+  private queueFull(dropped: Envelope, why: string): void {
+    const report: HypErrorFrame = {
+      code: 'HYP_E_WS_QUEUE_FULL',
+      message: `outgoing ${dropped.type} message dropped: ${why}`,
+    };
+    if (dropped.channel) report.channel = dropped.channel;
+    this.emit('error', report);
   }
 
   /**
    * Sends if open; control messages while closed are skipped (replayed on
    * reconnect). A `queueable` one caught by a close while being sealed is
-   * reported (HYP_E_WS_SEAL), not sent.
+   * reported (HYP_E_WS_SEAL), not sent; one past the seal chain's bounds
+   * (unless not `bounded`) is reported (HYP_E_WS_QUEUE_FULL), not sent.
    */
-  private sendNow(fields: Partial<Envelope>, force = false, queueable = false): void {
+  private sendNow(fields: Partial<Envelope>, force = false, queueable = false, bounded = queueable): void {
     const socket = this.socket;
     if (!socket || (socket.readyState !== OPEN && !force)) return;
     // every frame carries a timestamp: hubs with a replay guard require one. It is taken now, when the
@@ -707,6 +749,25 @@ export class HypWebSocket {
       return;
     }
     const security = this.security;
+    // publishing faster than WebCrypto seals would grow the chain without bound: past the queue's bounds
+    // a new application message is refused (never one already waiting: that would reorder); control
+    // frames are small and replayed from state, always admitted and not counted
+    const size = queueable ? queuedSize(m) : 0;
+    if (
+      bounded &&
+      this.sealingMessages > 0 &&
+      (this.sealingMessages >= this.maxQueued || this.sealingBytes + size > this.maxQueuedBytes)
+    ) {
+      const bound =
+        this.sealingMessages >= this.maxQueued
+          ? `${this.maxQueued} messages (maxQueued)`
+          : `${this.maxQueuedBytes} bytes (maxQueuedBytes)`;
+      this.queueFull(m, `more than ${bound} waiting to be sealed`);
+      return;
+    }
+    const counted = queueable ? 1 : 0;
+    this.sealingMessages += counted;
+    this.sealingBytes += size;
     // the chain keeps frames in order; it never rejects, so one failed frame does not stop the ones after it
     this.outbound = this.outbound.then(async () => {
       try {
@@ -729,6 +790,9 @@ export class HypWebSocket {
         };
         if (m.channel) report.channel = m.channel;
         this.emit('error', report);
+      } finally {
+        this.sealingMessages -= counted;
+        this.sealingBytes -= size;
       }
     });
   }

@@ -5,6 +5,7 @@
  * queue by bytes, the seal chain while connected). Real hubs in-process
  * behind a TCP front (./front.ts), loopback only.
  */
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
 import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
@@ -156,5 +157,111 @@ describe('a subscription whose connection drops before its first ack', () => {
   it('an offset that is not a string throws a TypeError', () => {
     const c = client('ws://127.0.0.1:1/ws', { reconnect: { enabled: false } });
     expect(() => c.ws.subscribe('feed', undefined, { offset: 5 as unknown as string })).toThrow(TypeError);
+  });
+});
+
+/** The hub's view of what a client published: the JSON data of each publish, in arrival order. */
+function publishedTo(served: Served): unknown[] {
+  const seen: unknown[] = [];
+  served.hub.onMessage((_client, m) => {
+    if (m.type === 'publish') seen.push(JSON.parse(Buffer.from(m.data).toString()));
+  });
+  return seen;
+}
+
+describe('the offline queue, by bytes (maxQueuedBytes)', () => {
+  it('by default 16 MiB: twenty 1 MiB publishes while offline keep the newest fifteen and report the five oldest (HYP_E_WS_QUEUE_FULL)', () => {
+    const c = client('ws://127.0.0.1:1/ws', { reconnect: { enabled: false } });
+    const mib = new Uint8Array(1024 * 1024);
+    for (const n of range(0, 20)) c.ws.publish(`c${n % 10}`, mib); // 1 MiB + 9 bytes each
+    expect(c.errors).toHaveLength(5);
+    expect(c.errors.every((e) => e.code === 'HYP_E_WS_QUEUE_FULL')).toBe(true);
+    expect(c.errors.map((e) => e.channel)).toEqual(['c0', 'c1', 'c2', 'c3', 'c4']);
+    expect(c.errors[0]!.message).toContain('maxQueuedBytes');
+  });
+
+  it('past the byte bound the oldest go; what is kept goes out in order on connecting', async () => {
+    const served = await hub();
+    const seen = publishedTo(served);
+    // each publish counts 100 payload bytes + 1 (channel) + 7 (type) = 108: four fit in 450
+    const c = client(served.url, { clientId: 'bytes', maxQueuedBytes: 450 });
+    const pad = (n: number) => `${n}`.padEnd(98, '.'); // JSON string: 100 bytes
+    for (const n of range(0, 6)) c.ws.publish('q', pad(n));
+    expect(c.errors.map((e) => e.code)).toEqual(['HYP_E_WS_QUEUE_FULL', 'HYP_E_WS_QUEUE_FULL']);
+    await c.ws.connect();
+    await eventually(() => seen.length === 4);
+    expect(seen).toEqual(range(2, 6).map(pad));
+  });
+
+  it('a message larger than the whole bound is the one dropped; the smaller ones queued before it are kept', async () => {
+    const served = await hub();
+    const seen = publishedTo(served);
+    const c = client(served.url, { clientId: 'huge', maxQueuedBytes: 1000 });
+    c.ws.publish('q', 'a');
+    c.ws.publish('big', 'x'.repeat(2000));
+    c.ws.publish('q', 'b');
+    expect(c.errors).toHaveLength(1);
+    expect(c.errors[0]).toMatchObject({ code: 'HYP_E_WS_QUEUE_FULL', channel: 'big' });
+    await c.ws.connect();
+    await eventually(() => seen.length === 2);
+    expect(seen).toEqual(['a', 'b']);
+  });
+
+  it('maxQueuedBytes must be a non-negative integer (RangeError); 0 keeps nothing', () => {
+    for (const maxQueuedBytes of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
+      expect(() => new HypWebSocket('ws://127.0.0.1:1/ws', { maxQueuedBytes })).toThrow(RangeError);
+    }
+    const c = client('ws://127.0.0.1:1/ws', { maxQueuedBytes: 0, reconnect: { enabled: false } });
+    c.ws.publish('q', '');
+    expect(c.errors.map((e) => e.code)).toEqual(['HYP_E_WS_QUEUE_FULL']);
+  });
+});
+
+describe('the seal chain (security on, connected)', () => {
+  const keys = { aesKey: randomBytes(32), hmacKey: randomBytes(32) };
+
+  it('publishing faster than WebCrypto seals: past maxQueued waiting, new publishes are refused and reported; the admitted ones go out in order', async () => {
+    const served = await hub({ security: { keys } });
+    const seen = publishedTo(served);
+    const c = client(served.url, { clientId: 'burst', security: keys, maxQueued: 10 });
+    await c.ws.connect();
+    for (const n of range(0, 50)) c.ws.publish('burst', n); // synchronous: nothing is sealed meanwhile
+    expect(c.errors).toHaveLength(40);
+    expect(c.errors.every((e) => e.code === 'HYP_E_WS_QUEUE_FULL' && e.channel === 'burst')).toBe(true);
+    expect(c.errors[0]!.message).toContain('waiting to be sealed');
+    await eventually(() => seen.length === 10);
+    // sealed meanwhile: room again
+    c.ws.publish('burst', 'after');
+    await eventually(() => seen.length === 11);
+    expect(seen).toEqual([...range(0, 10), 'after']);
+    expect(c.errors).toHaveLength(40);
+  });
+
+  it('and past maxQueuedBytes waiting (one publish is always admitted, however large)', async () => {
+    const served = await hub({ security: { keys } });
+    const seen = publishedTo(served);
+    const c = client(served.url, { clientId: 'burst-bytes', security: keys, maxQueuedBytes: 1000 });
+    await c.ws.connect();
+    const big = 'x'.repeat(2000);
+    c.ws.publish('b', big); // alone: admitted
+    c.ws.publish('b', 'small'); // 2000+ bytes waiting already: refused
+    expect(c.errors.map((e) => e.code)).toEqual(['HYP_E_WS_QUEUE_FULL']);
+    expect(c.errors[0]!.message).toContain('maxQueuedBytes');
+    await eventually(() => seen.length === 1);
+    c.ws.publish('b', 'later');
+    await eventually(() => seen.length === 2);
+    expect(seen).toEqual([big, 'later']);
+  });
+
+  it('the offline queue flushed at a reconnect goes out whole: the subscriptions resent before it do not count against the seal chain bound', async () => {
+    const served = await hub({ security: { keys } });
+    const seen = publishedTo(served);
+    const c = client(served.url, { clientId: 'flush', security: keys, maxQueued: 5 });
+    for (const ch of ['s1', 's2', 's3']) c.subscribe(ch);
+    for (const n of range(0, 5)) c.ws.publish('q', n);
+    await c.ws.connect();
+    await eventually(() => seen.length === 5);
+    expect(seen).toEqual(range(0, 5));
+    expect(c.errors).toEqual([]);
   });
 });
