@@ -180,6 +180,15 @@ function limit(name: string, value: number | undefined, fallback: number): numbe
   return value;
 }
 
+/** A reconnect delay: a finite number of milliseconds ≥ 0 (NaN would make every wait 0: a reconnect storm). */
+function delayOption(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
+    throw new RangeError(`${name} must be a finite number of milliseconds ≥ 0, got ${value}`);
+  }
+  return value;
+}
+
 /**
  * Reads `reconnect;delay=<ms>` from a 1001 close (hub drain). Parameters
  * after the delay are ignored; a delay that is not a plain decimal number
@@ -279,15 +288,16 @@ export class HypWebSocket {
   private outbound: Promise<void> = Promise.resolve();
   private attempt = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  /** Date.now() when the current connection opened. */
+  /** When the current connection opened, on the monotonic clock (a wall clock set back or forward must not matter). */
   private openedAt: number | undefined;
   private stopped = false;
   private firstOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
   /**
    * Throws synchronously on bad options: an unknown codec (TypeError), an
-   * invalid URL, a limit that is not a positive integer (maxQueued: not a
-   * non-negative integer; RangeError), or
+   * invalid URL, a limit that is not a positive integer (maxQueued,
+   * maxQueuedBytes, reconnect.maxAttempts: not a non-negative integer;
+   * reconnect delays: not a finite number ≥ 0; RangeError), or
    * unusable `security` keys (SecurityError, HYP_E_WS_KEY).
    */
   constructor(url: string, options: HypWebSocketOptions = {}) {
@@ -308,10 +318,15 @@ export class HypWebSocket {
           });
     this.reconnect = {
       enabled: options.reconnect?.enabled ?? true,
-      initialDelayMs: options.reconnect?.initialDelayMs ?? 250,
-      maxDelayMs: options.reconnect?.maxDelayMs ?? 10_000,
+      initialDelayMs: delayOption('reconnect.initialDelayMs', options.reconnect?.initialDelayMs, 250),
+      maxDelayMs: delayOption('reconnect.maxDelayMs', options.reconnect?.maxDelayMs, 10_000),
       maxAttempts: options.reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY,
     };
+    // a NaN, negative or fractional bound made every wait NaN or the give-up check never true
+    const attempts = this.reconnect.maxAttempts;
+    if (attempts !== Number.POSITIVE_INFINITY && (!Number.isSafeInteger(attempts) || attempts < 0)) {
+      throw new RangeError(`reconnect.maxAttempts must be a non-negative integer, got ${attempts}`);
+    }
     this.ctor = options.WebSocket;
     this.maxQueued = options.maxQueued ?? 1000;
     // a negative bound made the trim loop spin forever on the first offline publish
@@ -360,7 +375,11 @@ export class HypWebSocket {
       };
       // one socket at a time: a second one would deliver every message twice
       const live = this.socket !== undefined && this.socket.readyState <= OPEN;
-      if (!live && !this.timer) this.open();
+      if (!live && !this.timer) {
+        // a connect() after giving up (maxAttempts) or a close starts a fresh budget of attempts
+        this.attempt = 0;
+        this.open();
+      }
     });
   }
 
@@ -498,7 +517,7 @@ export class HypWebSocket {
   private opened(socket: SocketLike): void {
     if (socket !== this.socket) return;
     // the backoff resets only once this connection proves stable (see closed())
-    this.openedAt = Date.now();
+    this.openedAt = performance.now();
     // resubscribe from the last offsets, rejoin rooms, then flush what queued up
     const skipped: string[] = [];
     for (const [channel, last] of this.channels) {
@@ -533,7 +552,7 @@ export class HypWebSocket {
     if (socket !== this.socket) return;
     this.socket = undefined;
     // a connection that died at once (a server accepting then closing) counts as a failed attempt
-    if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0;
+    if (this.openedAt !== undefined && performance.now() - this.openedAt >= stableAfterMs) this.attempt = 0;
     this.openedAt = undefined;
     this.emit('close', code, reason);
     // a newer connection with our client id replaced this one: reconnecting would replace it in turn, forever

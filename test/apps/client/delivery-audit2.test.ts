@@ -6,13 +6,14 @@
  * behind a TCP front (./front.ts), loopback only.
  */
 import { randomBytes } from 'node:crypto';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
 import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
 import { type Front, front, portOf } from './front.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
+  vi.restoreAllMocks();
   for (const fn of cleanup.splice(0).reverse()) await fn();
 });
 
@@ -263,5 +264,71 @@ describe('the seal chain (security on, connected)', () => {
     await eventually(() => seen.length === 5);
     expect(seen).toEqual(range(0, 5));
     expect(c.errors).toEqual([]);
+  });
+});
+
+describe('reconnecting', () => {
+  it('reconnect delays and maxAttempts are checked: NaN, negative or fractional ones throw a RangeError (NaN waits reconnected in a storm)', () => {
+    for (const reconnect of [
+      { initialDelayMs: Number.NaN },
+      { initialDelayMs: -1 },
+      { maxDelayMs: Number.NaN },
+      { maxDelayMs: -5 },
+      { maxDelayMs: Number.POSITIVE_INFINITY },
+      { maxAttempts: -1 },
+      { maxAttempts: 1.5 },
+      { maxAttempts: Number.NaN },
+    ]) {
+      expect(() => new HypWebSocket('ws://127.0.0.1:1/ws', { reconnect }), JSON.stringify(reconnect)).toThrow(
+        RangeError,
+      );
+    }
+    expect(
+      () => new HypWebSocket('ws://127.0.0.1:1/ws', { reconnect: { initialDelayMs: 0, maxAttempts: 0 } }),
+    ).not.toThrow();
+  });
+
+  it('connect() after giving up (maxAttempts) starts a fresh budget of attempts, not a single one', async () => {
+    const c = client('ws://127.0.0.1:1/ws', {
+      reconnect: { initialDelayMs: 1, maxDelayMs: 5, maxAttempts: 2 },
+    });
+    let retries = 0;
+    c.ws.on('reconnecting', () => retries++);
+    await expect(c.ws.connect()).rejects.toThrow(/gave up after 2 attempts/);
+    expect(retries).toBe(2);
+    await expect(c.ws.connect()).rejects.toThrow(/gave up after 2 attempts/);
+    expect(retries).toBe(4);
+  });
+
+  it('a connection that stayed open resets the backoff even when the wall clock was set back meanwhile (stability is measured on the monotonic clock)', async () => {
+    const served = await hub();
+    const f = await frontOf(served);
+    const c = client(f.url, {
+      clientId: 'clock',
+      reconnect: { initialDelayMs: 1, maxDelayMs: 5, maxAttempts: 1 },
+    });
+    let retries = 0;
+    c.ws.on('reconnecting', () => retries++);
+    await c.ws.connect();
+    // a connection lost at once: its one retry is spent
+    const lost = closed(c.ws);
+    f.cut();
+    await lost;
+    await eventually(() => c.opens === 2);
+    expect(retries).toBe(1);
+    const perfNow = performance.now.bind(performance);
+    const dateNow = Date.now;
+    let elapsed = 0;
+    vi.spyOn(performance, 'now').mockImplementation(() => perfNow() + elapsed);
+    // ten seconds pass while connected; the wall clock is set back an hour (NTP, a user) meanwhile
+    elapsed = 10_000;
+    vi.spyOn(Date, 'now').mockImplementation(() => dateNow() + elapsed - 3_600_000);
+    const away = closed(c.ws);
+    f.cut();
+    await away;
+    // a stable connection's loss is a fresh start: one retry allowed again, not "gave up"
+    expect(retries).toBe(2);
+    vi.restoreAllMocks();
+    await eventually(() => c.opens === 3);
   });
 });
