@@ -129,8 +129,29 @@ type Listener<K extends keyof Events> = Events[K];
 
 const OPEN = 1;
 
+/**
+ * A payload's bytes: bytes as they are — a Uint8Array (also one from another
+ * realm: an iframe), an ArrayBuffer or another view of one (as a browser
+ * WebSocket's `send` takes them) — anything else as JSON text. Before, an
+ * ArrayBuffer went out as `{}` and a foreign Uint8Array as `{"0":…}`.
+ * Throws a TypeError for a payload JSON cannot encode (undefined, a
+ * function, a symbol), which would otherwise go out as empty data.
+ */
 function toData(payload: Payload): Uint8Array {
-  return payload instanceof Uint8Array ? payload : utf8Encoder.encode(JSON.stringify(payload));
+  if (payload instanceof Uint8Array) return payload;
+  if (typeof payload === 'object' && payload !== null) {
+    if (ArrayBuffer.isView(payload)) {
+      return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+    }
+    const tag = Object.prototype.toString.call(payload);
+    if (tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]') {
+      return new Uint8Array(payload as unknown as ArrayBuffer);
+    }
+  }
+  const json = JSON.stringify(payload) as string | undefined;
+  if (json === undefined)
+    throw new TypeError(`cannot send ${typeof payload} as a payload: it has no JSON form`);
+  return utf8Encoder.encode(json);
 }
 
 /** What one outgoing message counts against `maxQueuedBytes`: its payload plus its channel and type names. */
@@ -727,6 +748,8 @@ export class HypWebSocket {
       this.queueFull(m, `it alone is larger than ${this.maxQueuedBytes} bytes (maxQueuedBytes)`);
       return;
     }
+    // the caller may reuse its buffer once publish() returns (as WebSocket.send allows): keep a copy
+    m.data = m.data.slice();
     this.queue.push(m);
     this.queuedBytes += size;
     while (this.queue.length > this.maxQueued || this.queuedBytes > this.maxQueuedBytes) {

@@ -6,6 +6,7 @@
  * behind a TCP front (./front.ts), loopback only.
  */
 import { randomBytes } from 'node:crypto';
+import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
 import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
@@ -330,5 +331,58 @@ describe('reconnecting', () => {
     expect(retries).toBe(2);
     vi.restoreAllMocks();
     await eventually(() => c.opens === 3);
+  });
+});
+
+describe('payloads', () => {
+  /** The hub's view of what a client published: the raw bytes of each publish. */
+  function rawPublishes(served: Served): number[][] {
+    const seen: number[][] = [];
+    served.hub.onMessage((_client, m) => {
+      if (m.type === 'publish') seen.push([...m.data]);
+    });
+    return seen;
+  }
+
+  it('an ArrayBuffer, a DataView or another typed array, and a Uint8Array from another realm go out as their bytes (not as "{}" or {"0":…})', async () => {
+    const served = await hub();
+    const seen = rawPublishes(served);
+    const c = client(served.url, { clientId: 'bytes-kinds', codec: 'msgpack' });
+    await c.ws.connect();
+    const backing = new Uint8Array([9, 1, 2, 3, 9]).buffer;
+    c.ws.publish('b', new Uint8Array([1, 2, 3]).buffer as unknown as Uint8Array);
+    c.ws.publish('b', new DataView(backing, 1, 3) as unknown as Uint8Array);
+    c.ws.publish('b', new Uint16Array([0x0201]) as unknown as Uint8Array);
+    c.ws.publish('b', runInNewContext('new Uint8Array([1, 2, 3])') as Uint8Array);
+    await eventually(() => seen.length === 4);
+    expect(seen).toEqual([
+      [1, 2, 3],
+      [1, 2, 3],
+      [...new Uint8Array(new Uint16Array([0x0201]).buffer)],
+      [1, 2, 3],
+    ]);
+  });
+
+  it('a payload JSON cannot encode (undefined, a function) throws a TypeError instead of going out empty', () => {
+    const c = client('ws://127.0.0.1:1/ws', { reconnect: { enabled: false } });
+    expect(() => c.ws.publish('q', undefined as unknown as null)).toThrow(TypeError);
+    expect(() => c.ws.broadcast((() => 1) as unknown as null)).toThrow(TypeError);
+    expect(c.errors).toEqual([]);
+  });
+
+  it('bytes published while offline are copied: reusing the buffer after publish() does not change what goes out', async () => {
+    const served = await hub();
+    const seen = rawPublishes(served);
+    const c = client(served.url, { clientId: 'reuse', codec: 'msgpack' });
+    const buf = new Uint8Array([1, 2, 3]);
+    c.ws.publish('b', buf);
+    buf.fill(0);
+    c.ws.publish('b', buf);
+    await c.ws.connect();
+    await eventually(() => seen.length === 2);
+    expect(seen).toEqual([
+      [1, 2, 3],
+      [0, 0, 0],
+    ]);
   });
 });
