@@ -20,6 +20,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
+import { installSlices } from './slices.js';
 
 export type Protocol = 'http1' | 'http2' | 'auto';
 
@@ -95,6 +96,23 @@ interface SessionUse {
   idleSince: number;
   /** No request has begun on it yet. */
   fresh: boolean;
+  /** Bytes Node may still count against the session's memory budget after their streams closed (slices.ts). */
+  abandoned: number;
+}
+
+/**
+ * How much of Node's `maxSessionMemory` (10 MiB by default) a session may
+ * lose to cancelled answers before it is closed with GOAWAY: new requests
+ * then go to a fresh connection instead of being refused.
+ */
+const abandonedBudget = 4 * 1024 * 1024;
+
+/** Node lost count of up to `bytes` of the session's memory (see slices.ts). */
+function chargeAbandoned(session: TrackedSession, bytes: number): void {
+  const use = session[kUse];
+  if (use === undefined) return;
+  use.abandoned += bytes;
+  if (use.abandoned >= abandonedBudget && !session.closed) session.close();
 }
 
 /** One request in flight whose response had not ended when its handler returned. */
@@ -164,8 +182,10 @@ export class Http2Sessions {
 
   attach(server: Http2Server, limits: Http2SessionLimits): void {
     this.limits = limits;
+    // Node's 'stream' listeners run in order: this one before any handler's first write.
+    server.once('stream', (stream: ServerHttp2Stream) => installSlices(stream, chargeAbandoned));
     server.on('session', (session: TrackedSession) => {
-      const use: SessionUse = { open: 0, idleSince: Date.now(), fresh: true };
+      const use: SessionUse = { open: 0, idleSince: Date.now(), fresh: true, abandoned: 0 };
       session[kUse] = use;
       this.sessions.add(session);
       const firstMs = limits.firstRequestTimeoutMs ?? 0;

@@ -1,0 +1,122 @@
+/**
+ * Large HTTP/2 writes go out in slices, one slice handed to Node's native
+ * stream at a time.
+ *
+ * Node's HTTP/2 (20 and 26 alike) counts every byte a stream hands to its
+ * native side against the session's `maxSessionMemory` (10 MiB by default)
+ * until nghttp2 takes it for a DATA frame; when the stream is destroyed
+ * first (the client reset it, or stopped reading), the bytes still queued
+ * are freed but never uncounted. An answer written as one chunk
+ * (`c.json(big)`, `res.end(big)`) is queued whole, so:
+ *   - a few multi-MiB answers in flight at once fill the budget, and every
+ *     new stream on the session is refused with `ENHANCE_YOUR_CALM`;
+ *   - each client cancel of such an answer leaks its unsent remainder for
+ *     good: after a few, the session refuses every request, and Node
+ *     destroys it once it has refused enough.
+ *
+ * Here a server stream's `write`/`end` with more than `sliceBytes` splits
+ * the chunk into `sliceBytes` views (no copy for Buffers), and that stream
+ * stops batching its buffered writes (`_writev`), so the stream's Writable
+ * dispatches one slice at a time, each once the one before has left for
+ * the socket. At most one slice is queued natively, so a cancel leaks at
+ * most `sliceBytes`; those are counted per session (`onAbandoned`), which
+ * the session tracker turns into a GOAWAY before the budget runs out.
+ * Writes of `sliceBytes` or less take Node's path untouched, for the cost
+ * of one type and length check.
+ */
+import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+
+/** The largest piece of an answer queued natively at once. */
+export const sliceBytes = 64 * 1024;
+
+type Write = (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+type End = (chunk?: unknown, encoding?: unknown, cb?: unknown) => unknown;
+
+interface SlicedProto {
+  write: Write;
+  end: End;
+  [kInstalled]?: true;
+}
+
+type SlicedStream = Omit<ServerHttp2Stream, '_writev'> & {
+  _writev: unknown;
+  [kWatched]?: true;
+};
+
+const kInstalled = Symbol('hyp.h2.slices');
+const kWatched = Symbol('hyp.h2.slices.watched');
+
+/** Told, when a stream that wrote in slices closes unfinished, how many queued bytes Node may have lost count of. */
+export type AbandonedListener = (session: ServerHttp2Session, bytes: number) => void;
+
+let abandoned: AbandonedListener = () => {};
+
+/**
+ * Install the sliced `write`/`end` on the prototype of `stream` (Node's
+ * `ServerHttp2Stream`, which it does not export), once per process.
+ */
+export function installSlices(stream: ServerHttp2Stream, onAbandoned: AbandonedListener): void {
+  abandoned = onAbandoned;
+  const proto = Object.getPrototypeOf(stream) as SlicedProto;
+  // Once per process (every server's streams share the prototype).
+  if (proto[kInstalled]) return;
+  proto[kInstalled] = true;
+  const write = proto.write;
+  const end = proto.end;
+  proto.write = function (this: SlicedStream, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    if (!isLarge(chunk)) return write.call(this, chunk, encoding, cb);
+    return writeSliced(this, write, chunk, encoding, cb);
+  };
+  proto.end = function (this: SlicedStream, chunk?: unknown, encoding?: unknown, cb?: unknown): unknown {
+    if (!isLarge(chunk)) return end.call(this, chunk, encoding, cb);
+    if (typeof encoding === 'function') {
+      cb = encoding;
+      encoding = undefined;
+    }
+    writeSliced(this, write, chunk, encoding, undefined);
+    return end.call(this, cb);
+  };
+}
+
+function isLarge(chunk: unknown): chunk is string | Uint8Array {
+  if (typeof chunk === 'string') return chunk.length > sliceBytes;
+  return chunk instanceof Uint8Array && chunk.byteLength > sliceBytes;
+}
+
+function writeSliced(
+  stream: SlicedStream,
+  write: Write,
+  chunk: string | Uint8Array,
+  encoding: unknown,
+  cb: unknown,
+): boolean {
+  if (typeof encoding === 'function') {
+    cb = encoding;
+    encoding = undefined;
+  }
+  const bytes =
+    typeof chunk === 'string'
+      ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+      : chunk;
+  // One slice per native write: the Writable then hands its buffer over
+  // chunk by chunk instead of all at once.
+  stream._writev = null;
+  watch(stream);
+  let ok = true;
+  for (let offset = 0; offset < bytes.byteLength; offset += sliceBytes) {
+    const last = offset + sliceBytes >= bytes.byteLength;
+    ok = write.call(stream, bytes.subarray(offset, offset + sliceBytes), undefined, last ? cb : undefined);
+  }
+  return ok;
+}
+
+/** Count what may stay charged to the session if the stream closes unfinished. */
+function watch(stream: SlicedStream): void {
+  if (stream[kWatched]) return;
+  stream[kWatched] = true;
+  const session = stream.session as ServerHttp2Session | undefined;
+  if (session === undefined) return;
+  stream.once('close', () => {
+    if (!stream.writableFinished) abandoned(session, sliceBytes);
+  });
+}
