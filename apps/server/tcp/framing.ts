@@ -15,18 +15,58 @@
 import { HypError } from '../../../supervisor/errors.js';
 import type { TcpConnection } from './connection.js';
 
-/** Chunks received but not yet consumed, with zero-copy takes when possible. */
+/**
+ * A chunk smaller than this, arriving while bytes are already queued, is
+ * copied into a spare buffer instead of being queued as its own Buffer: a
+ * peer trickling one byte per segment would otherwise cost a Buffer object
+ * (about 200 bytes) per byte held, and a walk over all of them per search.
+ */
+const coalesceBelow = 1024;
+const spareSize = 16 * 1024;
+
+/**
+ * Chunks received but not yet consumed, with zero-copy takes when possible.
+ * Holds at most `length` bytes in at most about `length / 512` chunks, plus
+ * one spare buffer; searches start from the end, so a trickled line costs
+ * O(new bytes) per push, not O(bytes held).
+ */
 class ChunkQueue {
-  private chunks: Buffer[] = [];
+  private readonly chunks: Buffer[] = [];
   /** Bytes buffered. */
   length = 0;
   /** Bytes consumed since the start of the stream (for error offsets). */
   consumed = 0;
+  /** Owned buffer small chunks are copied into; `[0, spareUsed)` is written and never rewritten. */
+  private spare: Buffer | undefined;
+  private spareUsed = 0;
+  /** The last chunk, when it is a view of `spare` ending at `spareUsed` (it can grow in place). */
+  private spareTail: Buffer | undefined;
 
   push(chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    this.chunks.push(chunk);
-    this.length += chunk.length;
+    const n = chunk.length;
+    if (n === 0) return;
+    this.length += n;
+    const chunks = this.chunks;
+    if (n >= coalesceBelow || chunks.length === 0) {
+      chunks.push(chunk);
+      return;
+    }
+    const last = chunks.length - 1;
+    let spare = this.spare;
+    if (spare === undefined || this.spareUsed + n > spare.length) {
+      spare = this.spare = Buffer.allocUnsafeSlow(spareSize);
+      this.spareUsed = 0;
+      this.spareTail = undefined;
+    }
+    const at = this.spareUsed;
+    chunk.copy(spare, at);
+    this.spareUsed = at + n;
+    const tail = this.spareTail;
+    if (tail !== undefined && chunks[last] === tail) {
+      chunks[last] = this.spareTail = spare.subarray(at - tail.length, at + n);
+    } else {
+      chunks.push((this.spareTail = spare.subarray(at, at + n)));
+    }
   }
 
   /** The byte at `index` (< length) without consuming it. */
@@ -46,6 +86,7 @@ class ChunkQueue {
     if (first === undefined || n === 0) return Buffer.alloc(0);
     if (first.length > n) {
       this.chunks[0] = first.subarray(n);
+      if (first === this.spareTail) this.spareTail = this.chunks[0];
       return first.subarray(0, n);
     }
     if (first.length === n) {
@@ -64,20 +105,23 @@ class ChunkQueue {
       } else {
         chunk.copy(out, at, 0, want);
         this.chunks[0] = chunk.subarray(want);
+        if (chunk === this.spareTail) this.spareTail = this.chunks[0];
         at = n;
       }
     }
     return out;
   }
 
-  /** Index of `byte` at or after `from`, or -1. */
+  /** Index of `byte` at or after `from`, or -1; walks only the chunks from `from` on. */
   indexOf(byte: number, from: number): number {
-    let base = 0;
-    for (const chunk of this.chunks) {
-      if (from < base + chunk.length) {
-        const i = chunk.indexOf(byte, Math.max(0, from - base));
-        if (i >= 0) return base + i;
-      }
+    const chunks = this.chunks;
+    let i = chunks.length;
+    let base = this.length;
+    while (i > 0 && base > from) base -= chunks[--i]!.length;
+    for (; i < chunks.length; i++) {
+      const chunk = chunks[i]!;
+      const found = chunk.indexOf(byte, Math.max(0, from - base));
+      if (found >= 0) return base + found;
       base += chunk.length;
     }
     return -1;

@@ -10,7 +10,11 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { encodeFrame, LengthPrefixDecoder, LineDecoder } from '../../../../apps/server/tcp/framing.js';
 import type { TcpService } from '../../../../apps/server/tcp/server.js';
 import { closedByPeer, echo, readBytes, startService, until } from './helpers.js';
 
@@ -98,5 +102,105 @@ describe('TLS handshakes in flight', () => {
     fresh.end();
     await closedByPeer(fresh);
     await until(() => service.openConnections() === 0, 'both connections done');
+  });
+});
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+/** Heap and ArrayBuffer bytes `hold()`'s result keeps alive. */
+function retainedBytes(hold: () => unknown): { bytes: number; kept: unknown } {
+  gc();
+  const before = process.memoryUsage();
+  const kept = hold();
+  gc();
+  const after = process.memoryUsage();
+  return {
+    bytes: after.heapUsed - before.heapUsed + after.arrayBuffers - before.arrayBuffers,
+    kept,
+  };
+}
+
+/** One fresh single-byte Buffer per call, as a socket read of one segment would give. */
+function byte(value: number): Buffer {
+  const b = Buffer.allocUnsafeSlow(1);
+  b[0] = value;
+  return b;
+}
+
+describe('framing against a peer that trickles one byte per segment', () => {
+  const trickled = 100_000;
+
+  it('a half-received frame holds about its own size, not a Buffer per byte', () => {
+    const { bytes, kept } = retainedBytes(() => {
+      const decoder = new LengthPrefixDecoder({ maxFrame: 1 << 20 });
+      decoder.push(Buffer.from([0x00, 0x10, 0x00, 0x00])); // 1 MiB announced
+      for (let i = 0; i < trickled; i++) {
+        decoder.push(byte(i & 0xff));
+        if (decoder.next() !== undefined) throw new Error(`a frame after ${i} bytes`);
+      }
+      return decoder;
+    });
+    expect((kept as LengthPrefixDecoder).buffered).toBe(trickled);
+    // Before: about 220 bytes per byte held (one Buffer object and ArrayBuffer each).
+    expect(bytes).toBeLessThan(4 * trickled + 256 * 1024);
+  });
+
+  it('a half-received line holds about its own size, and each byte is searched once', () => {
+    const { bytes, kept } = retainedBytes(() => {
+      const decoder = new LineDecoder({ maxLine: 1 << 20 });
+      for (let i = 0; i < trickled; i++) {
+        decoder.push(byte(0x41));
+        if (decoder.next() !== undefined) throw new Error(`a line after ${i} bytes`);
+      }
+      return decoder;
+    });
+    const decoder = kept as LineDecoder;
+    expect(decoder.buffered).toBe(trickled);
+    // Before: every push searched every byte-sized chunk held (quadratic: this loop took about a minute).
+    expect(bytes).toBeLessThan(4 * trickled + 256 * 1024);
+    decoder.push(Buffer.from('\n'));
+    expect(decoder.next()?.equals(Buffer.alloc(trickled, 0x41))).toBe(true);
+  });
+
+  it('frames and lines come out intact from any mix of tiny and large chunks, and stay intact after later pushes', () => {
+    const chunking = fc.array(fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 900, max: 5000 })), {
+      minLength: 1,
+      maxLength: 200,
+    });
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 3000 }), { maxLength: 12 }),
+        chunking,
+        (payloads, sizes) => {
+          const frames = Buffer.concat(payloads.map((p) => encodeFrame(p)));
+          const lines = Buffer.concat(
+            payloads.map((p) =>
+              Buffer.concat([Buffer.from(p.map((b) => (b === 0x0a ? 0x20 : b))), Buffer.from('\n')]),
+            ),
+          );
+          for (const [decoder, stream, expected] of [
+            [new LengthPrefixDecoder({ maxFrame: 3000 }), frames, payloads.map((p) => Buffer.from(p))],
+            [
+              new LineDecoder({ maxLine: 3000 }),
+              lines,
+              payloads.map((p) => Buffer.from(p.map((b) => (b === 0x0a ? 0x20 : b)))),
+            ],
+          ] as const) {
+            const out: Buffer[] = [];
+            let at = 0;
+            for (let i = 0; at < stream.length; i++) {
+              const n = sizes[i % sizes.length]!;
+              // Copies, as sockets hand over fresh buffers.
+              decoder.push(Buffer.from(stream.subarray(at, at + n)));
+              at += n;
+              for (let f = decoder.next(); f !== undefined; f = decoder.next()) out.push(f); // views, not copies
+            }
+            expect(out.map((f) => f.toString('hex'))).toEqual(expected.map((f) => f.toString('hex')));
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
   });
 });
