@@ -62,11 +62,11 @@ class ChunkQueue {
     chunk.copy(spare, at);
     this.spareUsed = at + n;
     const tail = this.spareTail;
-    if (tail !== undefined && chunks[last] === tail) {
-      chunks[last] = this.spareTail = spare.subarray(at - tail.length, at + n);
-    } else {
-      chunks.push((this.spareTail = spare.subarray(at, at + n)));
-    }
+    const grows = tail !== undefined && chunks[last] === tail;
+    const view = spare.subarray(grows ? at - tail.length : at, at + n);
+    this.spareTail = view;
+    if (grows) chunks[last] = view;
+    else chunks.push(view);
   }
 
   /** The byte at `index` (< length) without consuming it. */
