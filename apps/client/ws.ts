@@ -27,6 +27,8 @@ import { type ClientKeys, ClientSecurity } from './security.js';
 export interface SocketLike {
   readonly readyState: number;
   readonly protocol: string;
+  /** Bytes sent and not yet written to the network (browsers and `ws` have it). */
+  readonly bufferedAmount?: number;
   binaryType: string;
   send(data: string | Uint8Array): void;
   close(code?: number, reason?: string): void;
@@ -68,9 +70,10 @@ export interface HypWebSocketOptions {
    * The same queue's bound in bytes: a message counts its payload's bytes
    * plus the lengths of its channel and type. Default 16 MiB; 0 keeps none.
    * Past it the oldest are dropped (a message larger than the bound alone:
-   * that one), reported as for `maxQueued`. With `security`, publishes
-   * waiting to be sealed while connected are bounded by both (one is always
-   * admitted): past either, the new one is not sent and is reported as
+   * that one), reported as for `maxQueued`. While connected, publishes
+   * waiting to be sealed (`security`) are bounded by both, and their bytes
+   * plus the socket's `bufferedAmount` by this one (one is always admitted):
+   * past either, the new one is not sent and is reported as
    * HYP_E_WS_QUEUE_FULL; the ones before it go out in order.
    */
   maxQueuedBytes?: number;
@@ -784,6 +787,25 @@ export class HypWebSocket {
     // every frame carries a timestamp: hubs with a replay guard require one. It is taken now, when the
     // frame goes out: a publish queued while disconnected would otherwise be refused as stale
     const m = envelope(fields);
+    // publishing faster than WebCrypto seals, or than the network takes, would grow the seal chain or the
+    // socket's send buffer without bound: past the queue's bounds a new application message is refused
+    // (never one already waiting: that would reorder; one is always admitted). Control frames are small
+    // and replayed from state: always admitted, not counted
+    const size = queueable ? queuedSize(m) : 0;
+    if (bounded) {
+      const sealing = this.sealingMessages;
+      const buffered = socket.bufferedAmount ?? 0;
+      const bound =
+        sealing > 0 && sealing >= this.maxQueued
+          ? `${this.maxQueued} messages (maxQueued) waiting to be sealed`
+          : (sealing > 0 || buffered > 0) && this.sealingBytes + buffered + size > this.maxQueuedBytes
+            ? `${this.maxQueuedBytes} bytes (maxQueuedBytes) waiting to be sealed or sent`
+            : undefined;
+      if (bound !== undefined) {
+        this.queueFull(m, `more than ${bound}`);
+        return;
+      }
+    }
     if (m.timestamp === 0n) m.timestamp = nowNs();
     const bytes = this.codec.marshal(m);
     if (!this.security) {
@@ -791,22 +813,6 @@ export class HypWebSocket {
       return;
     }
     const security = this.security;
-    // publishing faster than WebCrypto seals would grow the chain without bound: past the queue's bounds
-    // a new application message is refused (never one already waiting: that would reorder); control
-    // frames are small and replayed from state, always admitted and not counted
-    const size = queueable ? queuedSize(m) : 0;
-    if (
-      bounded &&
-      this.sealingMessages > 0 &&
-      (this.sealingMessages >= this.maxQueued || this.sealingBytes + size > this.maxQueuedBytes)
-    ) {
-      const bound =
-        this.sealingMessages >= this.maxQueued
-          ? `${this.maxQueued} messages (maxQueued)`
-          : `${this.maxQueuedBytes} bytes (maxQueuedBytes)`;
-      this.queueFull(m, `more than ${bound} waiting to be sealed`);
-      return;
-    }
     const counted = queueable ? 1 : 0;
     this.sealingMessages += counted;
     this.sealingBytes += size;

@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
 import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
 import { type Front, front, portOf } from './front.js';
+import { rawServer } from './raw-server.js';
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -384,5 +385,34 @@ describe('payloads', () => {
       [1, 2, 3],
       [0, 0, 0],
     ]);
+  });
+});
+
+describe('the send buffer (no security, connected)', () => {
+  it('publishing faster than the network takes: past maxQueuedBytes buffered, new publishes are refused and reported; the admitted ones arrive in order', async () => {
+    let stalled: { resume(): void } | undefined;
+    const raw = await rawServer((ws) => {
+      // a peer that stops reading: everything sent waits in the client's send buffer
+      stalled = (ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      (stalled as { pause(): void }).pause();
+    });
+    cleanup.push(() => raw.close());
+    const c = client(raw.url, {
+      clientId: 'flood',
+      maxQueuedBytes: 4 * 1024 * 1024,
+      reconnect: { enabled: false },
+    });
+    await c.ws.connect();
+    const chunk = 'x'.repeat(1024 * 1024);
+    for (const n of range(0, 40)) c.ws.publish('flood', `${n}:${chunk}`);
+    expect(c.errors.length).toBeGreaterThan(0);
+    expect(c.errors.every((e) => e.code === 'HYP_E_WS_QUEUE_FULL' && e.channel === 'flood')).toBe(true);
+    expect(c.errors[0]!.message).toContain('waiting to be sealed or sent');
+    const admitted = 40 - c.errors.length;
+    stalled!.resume();
+    await eventually(() => (raw.received[0]?.length ?? 0) === admitted);
+    const order = raw.received[0]!.map((f) => Number(JSON.parse(f.data).split(':')[0]));
+    expect(order).toEqual([...order].sort((a, b) => a - b));
+    expect(order[0]).toBe(0);
   });
 });
