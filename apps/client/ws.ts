@@ -306,6 +306,9 @@ export class HypWebSocket {
    */
   private readonly unacked = new Set<string>();
   private readonly channelHandlers = new Map<string, Set<(m: HypMessage) => void>>();
+  /** channel → which subscription it is (a count over all subscribe() calls that started one). */
+  private readonly generation = new Map<string, number>();
+  private subscriptions = 0;
   private readonly rooms = new Set<string>();
   private queue: Envelope[] = [];
   private inbound: Promise<void> = Promise.resolve();
@@ -424,9 +427,18 @@ export class HypWebSocket {
       // the requested start is the channel's resume point until a delivery moves it: a reconnect before
       // the hub answers resumes from it again rather than from the head
       this.channels.set(channel, offset);
+      this.generation.set(channel, ++this.subscriptions);
       this.subscribeNow(channel, offset);
     }
-    if (!handler) return () => this.unsubscribe(channel);
+    // the returned function ends this subscription only: called late or twice, after the channel was
+    // unsubscribed and subscribed again, it must not end the new one
+    const generation = this.generation.get(channel)!;
+    const current = () => this.generation.get(channel) === generation;
+    if (!handler) {
+      return () => {
+        if (current()) this.unsubscribe(channel);
+      };
+    }
     let set = this.channelHandlers.get(channel);
     if (!set) {
       set = new Set();
@@ -434,6 +446,7 @@ export class HypWebSocket {
     }
     set.add(handler);
     return () => {
+      if (!current()) return;
       set.delete(handler);
       if (set.size === 0) this.unsubscribe(channel);
     };
@@ -441,6 +454,7 @@ export class HypWebSocket {
 
   unsubscribe(channel: string): void {
     if (!this.channels.delete(channel)) return;
+    this.generation.delete(channel);
     this.gapFrom.delete(channel);
     this.unacked.delete(channel);
     this.channelHandlers.delete(channel);

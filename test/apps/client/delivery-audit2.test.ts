@@ -416,3 +416,27 @@ describe('the send buffer (no security, connected)', () => {
     expect(order[0]).toBe(0);
   });
 });
+
+describe('ending a subscription', () => {
+  it('the function subscribe() returned, called again after the channel was subscribed anew, leaves the new subscription alone', async () => {
+    const served = await hub();
+    const c = client(served.url, { clientId: 'stale-off' });
+    await c.ws.connect();
+    const first: unknown[] = [];
+    const second: unknown[] = [];
+    const off1 = c.ws.subscribe('a', (m) => first.push(m.json()));
+    const offAll = c.ws.subscribe('a');
+    off1(); // the last handler: the subscription ends
+    c.ws.subscribe('a', (m) => second.push(m.json()));
+    off1(); // a cleanup run twice (a UI framework's effect), or late
+    offAll();
+    // a probe subscribed after the calls above: once it is in, the hub has processed them
+    c.subscribe('probe');
+    await eventually(() => served.hub.subscribers('probe') === 1);
+    expect(served.hub.subscribers('a')).toBe(1);
+    served.hub.publish('a', 1);
+    await eventually(() => second.length === 1);
+    expect(first).toEqual([]);
+    expect(second).toEqual([1]);
+  });
+});
