@@ -47,6 +47,19 @@ function acceptedSocket(tlsSocket: TLSSocket): Socket | undefined {
   return typeof parent === 'object' && parent !== null ? (parent as Socket) : undefined;
 }
 
+/**
+ * What a handler's return value settles with: a native promise as it is,
+ * any other thenable (a promise of another realm, a library's) adopted, a
+ * plain value `undefined` (returned at once). Throws when reading `then` throws.
+ */
+function settlement(result: unknown): PromiseLike<unknown> | undefined {
+  if (result instanceof Promise) return result;
+  if ((typeof result === 'object' && result !== null) || typeof result === 'function') {
+    if (typeof (result as { then?: unknown }).then === 'function') return Promise.resolve(result);
+  }
+  return undefined;
+}
+
 export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
 
 const namePattern = /^[a-z][a-z0-9-]*$/;
@@ -386,20 +399,19 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
 
   private run(conn: TcpConnection<S>): void {
     conn.info('handler');
-    let result: unknown;
+    let pending: PromiseLike<unknown> | undefined;
     try {
-      result = this.handler(conn);
+      pending = settlement(this.handler(conn));
     } catch (err) {
       this.handlerFailed(conn, err);
       return;
     }
-    if (result instanceof Promise) {
-      result.then(
+    if (pending === undefined) this.handlerReturned(conn);
+    else {
+      pending.then(
         () => this.handlerReturned(conn),
         (err: unknown) => this.handlerFailed(conn, err),
       );
-    } else {
-      this.handlerReturned(conn);
     }
   }
 

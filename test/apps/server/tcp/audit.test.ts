@@ -16,7 +16,7 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, LengthPrefixDecoder, LineDecoder } from '../../../../apps/server/tcp/framing.js';
 import type { TcpService } from '../../../../apps/server/tcp/server.js';
-import { closedByPeer, echo, readBytes, startService, until } from './helpers.js';
+import { closedByPeer, dial, echo, readBytes, startService, until } from './helpers.js';
 
 let dir = '';
 const file = (name: string) => join(dir, name);
@@ -202,5 +202,45 @@ describe('framing against a peer that trickles one byte per segment', () => {
       ),
       { numRuns: 200 },
     );
+  });
+});
+
+describe('handlers that settle in unusual ways', () => {
+  it('a handler returning a promise from another realm (or any thenable) owns its connection until it settles', async () => {
+    const errors: Error[] = [];
+    const otherRealm = runInNewContext('Promise') as PromiseConstructor;
+    const { port, service } = await start(
+      (conn) =>
+        new otherRealm<void>((resolve, reject) => {
+          setTimeout(() => conn.write('late answer').then(resolve, reject), 50);
+        }),
+      {},
+      { onError: (...e) => errors.push(...e) },
+    );
+    const client = await dial(port);
+    // Before: not `instanceof Promise`, so taken as a synchronous return and closed at once.
+    const { data } = await closedByPeer(client);
+    expect(data.toString()).toBe('late answer');
+    expect(errors).toEqual([]);
+    await until(() => service.openConnections() === 0, 'connection done');
+  });
+
+  it('a thenable that rejects late is a handler failure, reported once', async () => {
+    const errors: Error[] = [];
+    const { port, service } = await start(
+      () => ({
+        // biome-ignore lint/suspicious/noThenProperty: the spec is about thenables
+        then(_resolve: () => void, reject: (err: Error) => void) {
+          setTimeout(() => reject(new Error('late failure')), 20);
+        },
+      }),
+      {},
+      { onError: (...e) => errors.push(...e) },
+    );
+    const client = await dial(port);
+    await closedByPeer(client);
+    await until(() => service.openConnections() === 0, 'connection done');
+    expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['HYP_E_TCP_HANDLER']);
+    expect(errors[0]!.message).toContain('late failure');
   });
 });
