@@ -203,7 +203,7 @@ export class Http2Sessions {
       });
       // An errored session is destroyed and closes; nothing to rethrow.
       session.on('error', () => {});
-      if (limits.idleTimeoutMs > 0) this.startSweep();
+      this.startSweep();
       if (this.draining) setImmediate(() => session.close());
     });
   }
@@ -310,7 +310,6 @@ export class Http2Sessions {
   startDrain(): void {
     if (this.draining) return;
     this.draining = true;
-    this.stopSweep();
     for (const s of this.sessions) s.close();
   }
 
@@ -319,16 +318,30 @@ export class Http2Sessions {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
+  /**
+   * One timer for every session: closes those idle for `idleTimeoutMs`, and
+   * destroys those nghttp2 has ended. On Node 20, a session that answered a
+   * peer's connection error with GOAWAY stops reading its socket and emits
+   * nothing, so it would hold its socket (and a `max_connections` slot)
+   * until the idle timeout, even after the peer has gone; Node 22+ destroys
+   * it itself.
+   */
   private startSweep(): void {
-    if (this.sweep !== undefined || this.draining) return;
+    if (this.sweep !== undefined) return;
     const idleMs = this.limits.idleTimeoutMs;
     // Sessions close between idleMs and idleMs + one tick after their last request.
-    const tickMs = Math.max(10, Math.min(1000, Math.floor(idleMs / 10)));
+    const tickMs = idleMs > 0 ? Math.max(10, Math.min(1000, Math.floor(idleMs / 10))) : 1000;
     this.sweep = setInterval(() => {
       const now = Date.now();
       for (const s of this.sessions) {
+        if (s.destroyed) continue;
+        if (ended(s)) {
+          s.destroy();
+          continue;
+        }
         const use = s[kUse]!;
-        if (use.open === 0 && now - use.idleSince >= idleMs && !s.closed) s.close();
+        if (idleMs > 0 && !this.draining && use.open === 0 && now - use.idleSince >= idleMs && !s.closed)
+          s.close();
       }
     }, tickMs);
     this.sweep.unref();
@@ -349,6 +362,24 @@ export class Http2Sessions {
   destroyAll(): void {
     for (const s of this.sessions) s.destroy();
   }
+}
+
+/** Node's native session (`session[kHandle]`), which it does not expose. */
+interface NativeSession {
+  hasPendingData?: () => boolean;
+}
+let kHandle: symbol | undefined;
+
+/**
+ * nghttp2 wants neither to read nor to write: it has sent a GOAWAY for a
+ * connection error, or GOAWAY has gone either way and no stream is left.
+ * Nothing more can happen on the session.
+ */
+function ended(session: ServerHttp2Session): boolean {
+  kHandle ??= Object.getOwnPropertySymbols(session).find((s) => s.description === 'kHandle');
+  if (kHandle === undefined) return false;
+  const handle = (session as unknown as Record<symbol, NativeSession | undefined>)[kHandle];
+  return typeof handle?.hasPendingData === 'function' && !handle.hasPendingData();
 }
 
 function expire(stream: Http2Stream): void {

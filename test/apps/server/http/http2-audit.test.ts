@@ -11,7 +11,8 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../../../apps/server/app.js';
 import { HttpServer } from '../../../../apps/server/http/server.js';
-import { closeSession, configWith, connect2 } from './harness.js';
+import { until } from '../../../helpers/supervisor.js';
+import { closedBy, closeSession, configWith, connect2, rawConnect, serve } from './harness.js';
 
 interface Outcome {
   status: number;
@@ -136,5 +137,54 @@ describe('HTTP/2 large answers and cancelling clients', () => {
     }
     expect(refused).toEqual([]);
     expect(goaways).toBeGreaterThan(0);
+  });
+});
+
+// --- HTTP/2 frames, by hand ---
+
+const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}
+
+/** HEADERS (END_STREAM | END_HEADERS) for `GET /` on stream 1: `:method GET`, `:scheme http`, `:path /`, `:authority x`. */
+const getRoot = frame(1, 0x5, 1, Buffer.from([0x82, 0x86, 0x84, 0x01, 0x01, 0x78]));
+
+describe('HTTP/2 sessions that nghttp2 has ended', () => {
+  it.each([
+    ['DATA on stream 0 (a connection error)', frame(0, 0, 0, Buffer.from('x'))],
+    ['a SETTINGS frame of 5 bytes (a connection error)', frame(4, 0, 0, Buffer.alloc(5))],
+    ['a GOAWAY from the peer, which then keeps its socket open', frame(7, 0, 0, Buffer.alloc(8))],
+  ])('after %s, the session is closed at once, not at the idle timeout', async (_what, ending) => {
+    // Long idle and first-request timeouts: only the end of the session may close it.
+    const served = await serve(['server.protocol=http2', 'server.http2.idle_timeout=10m']);
+    try {
+      const socket = await rawConnect(served.port);
+      const closed = closedBy(socket);
+      // A served request first: the session is no longer waiting for its first one.
+      const answered = new Promise<void>((resolve) => {
+        socket.on('data', (d: Buffer) => {
+          // Acknowledge the server's SETTINGS; resolve on the answer's HEADERS (type 1) on stream 1.
+          for (let at = 0; at + 9 <= d.length; at += 9 + d.readUIntBE(at, 3)) {
+            if (d[at + 3] === 4 && (d[at + 4]! & 1) === 0) socket.write(frame(4, 1, 0));
+            if (d[at + 3] === 1 && d.readUInt32BE(at + 5) === 1) resolve();
+          }
+        });
+      });
+      socket.write(Buffer.concat([preface, frame(4, 0, 0), getRoot]));
+      await answered;
+      expect(served.http.connections).toBe(1);
+      socket.write(ending);
+      await until(() => served.http.connections === 0, 'the ended session to close', 15_000);
+      await closed;
+    } finally {
+      await served.close();
+    }
   });
 });
