@@ -727,6 +727,9 @@ export class HypWebSocket {
           if (last) this.gapFrom.set(body.channel!, last);
           this.channels.set(body.channel!, '');
         }
+        // a refused subscribe never started: a reconnect before its ack has nothing it may have skipped
+        if (body.code === 'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS' && typeof body.channel === 'string')
+          this.unacked.delete(body.channel);
         this.emit('error', body);
         return;
       }

@@ -98,6 +98,26 @@ describe('a subscription whose connection drops before its first ack', () => {
     expect(c.errors[0]).toMatchObject({ code: 'HYP_E_WS_RECOVERY_FAILED', channel: 'feed' });
   });
 
+  it('a subscribe the hub refused (HYP_E_WS_TOO_MANY_SUBSCRIPTIONS) never started: later reconnects report no possible loss for it', async () => {
+    const served = await hub({ maxSubscriptions: 1 });
+    const f = await frontOf(served);
+    const c = client(f.url, { clientId: 'refused' });
+    c.subscribe('a');
+    c.subscribe('b');
+    await c.ws.connect();
+    await eventually(() => c.errors.length === 1 && c.ws.offset('a') !== undefined);
+    expect(c.errors[0]).toMatchObject({ code: 'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS', channel: 'b' });
+    const away = closed(c.ws);
+    f.cut();
+    await away;
+    await eventually(() => c.opens === 2 && c.errors.length === 2);
+    // the resubscription is refused again; nothing else is said
+    expect(c.errors[1]).toMatchObject({ code: 'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS', channel: 'b' });
+    served.hub.publish('a', 1);
+    await eventually(() => c.got('a').length === 1);
+    expect(c.errors).toHaveLength(2);
+  });
+
   it('once acknowledged, later reconnects resume from its offset and report nothing', async () => {
     const served = await hub();
     const f = await frontOf(served);
