@@ -127,7 +127,7 @@ export const catalog = {
   },
   HYP_E_WS_QUEUE_FULL: {
     message:
-      'outgoing {type} message dropped: more than {limit} queued while disconnected (hyp/client maxQueued)',
+      'outgoing {type} message dropped: more than {limit} queued while disconnected, or waiting to be sealed or sent (hyp/client maxQueued, maxQueuedBytes)',
   },
 
   // static files and TLS (continued)
