@@ -476,9 +476,13 @@ export class HypWebSocket {
     this.sendNow({ type: 'leave_room', data: this.codec.encodeRoomRequest({ roomId: room }) });
   }
 
-  /** Asks for a room's members; the answer arrives as a `presence` event. */
+  /**
+   * Asks for a room's members; the answer arrives as a `presence` event.
+   * Asked while disconnected, it waits in the queue like a publish (it was
+   * dropped silently before: no answer ever came).
+   */
   presence(room: string): void {
-    this.sendNow({ type: 'presence', data: this.codec.encodeRoomRequest({ roomId: room }) });
+    this.enqueue(envelope({ type: 'presence', data: this.codec.encodeRoomRequest({ roomId: room }) }));
   }
 
   publish(channel: string, data: Payload): void {

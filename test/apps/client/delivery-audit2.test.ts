@@ -460,3 +460,20 @@ describe('ending a subscription', () => {
     expect(second).toEqual([1]);
   });
 });
+
+describe('presence requests', () => {
+  it('one asked while disconnected is answered after connecting (it was dropped silently)', async () => {
+    const served = await hub();
+    const member = client(served.url, { clientId: 'member' });
+    member.ws.joinRoom('lobby');
+    await member.ws.connect();
+    await eventually(() => served.hub.members('lobby').length === 1);
+    const c = client(served.url, { clientId: 'asker' });
+    const answers: unknown[] = [];
+    c.ws.on('presence', (m) => answers.push(m.json()));
+    c.ws.presence('lobby');
+    await c.ws.connect();
+    await eventually(() => answers.length === 1);
+    expect(answers[0]).toMatchObject({ room_id: 'lobby', members: ['member'] });
+  });
+});
