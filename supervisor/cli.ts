@@ -6,7 +6,7 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { AdminServer } from './admin.js';
@@ -40,7 +40,7 @@ Commands:
   drain [--wait]   drain the pod: /ready 503, serve drain.delay, drain workers, exit
   status           table of the current workers
   health           liveness and readiness of a running supervisor
-  version          print the hyp version
+  version          print the hyp version (also --version, -v)
   schema           print the JSON Schema of hyp.yaml
   errors           list the error catalog
 
@@ -48,7 +48,7 @@ Common options:
   -c, --config <file>   config file (default: $HYP_CONFIG or ./hyp.yaml if present)
   --set key.path=value  override a config key (repeatable)
   --admin <url>         admin server URL (default: from admin.addr)
-  -h, --help            help for a command`,
+  -h, --help            help for a command (or: hyp help <command>)`,
   run: `Usage: hyp run <app> [--config file] [--set key=value]...
 
 Start the supervisor: bind every configured listener, write the PID file,
@@ -94,9 +94,12 @@ async function main(argv: string[]): Promise<void> {
   // SIGPIPE ends Unix tools. Not for `run`, whose stdout is the pod's log.
   if (verb !== 'run') process.stdout.on('error', quietOnEpipe);
   if (verb === '' || verb === '--help' || verb === '-h' || verb === 'help') {
-    process.stdout.write(`${help['']}\n`);
+    // `hyp help run` is `hyp run --help`.
+    const topic = verb === 'help' && rest[0] !== undefined && rest[0] in help ? rest[0] : '';
+    process.stdout.write(`${help[topic]}\n`);
     return;
   }
+  if (verb === '--version' || verb === '-v') return main(['version', ...rest]);
   if (!(verb in help))
     throw new HypError('HYP_E_USAGE', { detail: `unknown command "${verb}"; see hyp --help` });
   let parsed: ReturnType<
@@ -127,6 +130,23 @@ async function main(argv: string[]): Promise<void> {
   if (values.help) {
     process.stdout.write(`${help[verb]}\n`);
     return;
+  }
+  // A word or flag the verb does not take is a mistake, not something to ignore
+  // (`hyp run a.js b.js`, `hyp restart --wait`, `hyp status --josn` is caught by parseArgs).
+  const extra = positionals.slice(verb === 'run' ? 1 : 0);
+  if (extra.length > 0)
+    throw new HypError('HYP_E_USAGE', {
+      detail: `unexpected argument ${JSON.stringify(extra[0])}; see hyp ${verb} --help`,
+    });
+  for (const [flag, owner] of [
+    ['wait', 'drain'],
+    ['no-wait', 'restart'],
+    ['json', 'status'],
+  ] as const) {
+    if (values[flag] !== undefined && verb !== owner)
+      throw new HypError('HYP_E_USAGE', {
+        detail: `--${flag} is an option of hyp ${owner}, not of hyp ${verb}; see hyp ${verb} --help`,
+      });
   }
   const loadOpts: LoadOptions = { file: values.config, sets: values.set ?? [] };
 
@@ -273,8 +293,8 @@ function resolveApp(arg: string): string {
   if (!arg) throw new HypError('HYP_E_USAGE', { detail: 'hyp run <app>: the app module path is missing' });
   let file = resolve(arg);
   if (file.endsWith('.ts')) {
-    const relativeCopy = resolve('dist', arg).replace(/\.ts$/, '.js');
-    const compiled = existsSync(relativeCopy) ? relativeCopy : compiledCopy(file);
+    const relativeCopy = distCandidates(process.cwd(), file).find((c) => existsSync(c));
+    const compiled = relativeCopy ?? compiledCopy(file);
     if (compiled !== undefined) file = compiled;
     else if (existsSync(file) && !loadsTypeScript())
       // Every worker would fail to import it ("Unknown file extension"), restarted forever.
@@ -299,10 +319,24 @@ function loadsTypeScript(): boolean {
  */
 function compiledCopy(file: string): string | undefined {
   for (let dir = dirname(file); ; dir = dirname(dir)) {
-    const candidate = join(dir, 'dist', relative(dir, file)).replace(/\.ts$/, '.js');
-    if (existsSync(candidate)) return candidate;
+    const candidate = distCandidates(dir, file).find((c) => existsSync(c));
+    if (candidate !== undefined) return candidate;
     if (existsSync(join(dir, 'package.json')) || dirname(dir) === dir) return undefined;
   }
+}
+
+/**
+ * Where tsc puts `file` when `dir` holds the tsconfig: `dist/<path>.js`
+ * (no rootDir, as this repository builds), or `dist/<path below src/>.js`
+ * for the common `rootDir: "src", outDir: "dist"` layout.
+ */
+function distCandidates(dir: string, file: string): string[] {
+  const rel = relative(dir, file);
+  if (rel.startsWith('..') || isAbsolute(rel)) return [];
+  const out = [join(dir, 'dist', rel)];
+  const [top, ...below] = rel.split(sep);
+  if (top === 'src' && below.length > 0) out.push(join(dir, 'dist', ...below));
+  return out.map((c) => c.replace(/\.ts$/, '.js'));
 }
 
 interface RemoteValues {
