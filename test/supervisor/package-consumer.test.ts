@@ -94,7 +94,9 @@ describe('the tarball npm pack makes', () => {
     expect(packed).toContain('dist/apps/server/index.d.ts');
     expect(packed).toContain('dist/apps/client/index.d.ts');
     expect(packed).toContain('hyp.schema.json');
-    expect(packed).toContain('docs/http.md'); // README links to docs/
+    // README links to docs/ and to the annotated hyp.yaml.
+    expect(packed).toContain('docs/http.md');
+    expect(packed).toContain('hyp.yaml');
   });
 
   it("holds none of the repository's tests, benchmarks, CI, chart or build files", () => {
