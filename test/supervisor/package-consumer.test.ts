@@ -253,6 +253,12 @@ describe('the installed hyp bin', () => {
     expect(existsSync(pidFile)).toBe(false);
   }, 90_000);
 
+  it('ships the hyp.schema.json that its own `hyp schema` prints (editors point at node_modules/hyp/hyp.schema.json)', () => {
+    const r = hyp(['schema']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe(readFileSync(join(consumer, 'node_modules', 'hyp', 'hyp.schema.json'), 'utf8'));
+  });
+
   it('hyp --version and -v print the installed version; hyp help <verb> prints that verb’s help', () => {
     for (const flag of ['--version', '-v', 'version']) {
       const r = hyp([flag]);
