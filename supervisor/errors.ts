@@ -75,6 +75,10 @@ export const catalog = {
     message:
       'connection closed: its pending response bytes made no progress for {timeout} (server.limits.send_timeout)',
   },
+  HYP_E_STREAM_SEND_TIMEOUT: {
+    message:
+      'HTTP/2 stream reset: its pending response bytes made no progress for {timeout} (server.limits.send_timeout; the peer granted no flow-control window)',
+  },
   HYP_E_DRAINING: { message: 'server is draining', status: 503 },
   HYP_E_INTERNAL: { message: 'internal server error', status: 500 },
   HYP_E_TLS_RELOAD: { message: 'TLS reload of {file} failed, keeping the previous certificate: {detail}' },

@@ -21,6 +21,7 @@ import {
 } from 'node:http2';
 import type { Socket } from 'node:net';
 import { installSlices } from './slices.js';
+import type { StreamStallWatch } from './stream-stall.js';
 
 export type Protocol = 'http1' | 'http2' | 'auto';
 
@@ -88,6 +89,8 @@ export interface Http2SessionLimits {
    * for the whole idle timeout. 0 or absent: never.
    */
   firstRequestTimeoutMs?: number;
+  /** `send_timeout` for streams starved of flow-control window; absent: none. */
+  sendStalls?: StreamStallWatch | undefined;
 }
 
 /** Per session: requests open on it, and since when it has had none (ms since epoch). */
@@ -319,7 +322,8 @@ export class Http2Sessions {
   }
 
   /**
-   * One timer for every session: closes those idle for `idleTimeoutMs`, and
+   * One timer for every session: closes those idle for `idleTimeoutMs`,
+   * resets their streams starved for `send_timeout` (stream-stall.ts), and
    * destroys those nghttp2 has ended. On Node 20, a session that answered a
    * peer's connection error with GOAWAY stops reading its socket and emits
    * nothing, so it would hold its socket (and a `max_connections` slot)
@@ -331,14 +335,19 @@ export class Http2Sessions {
     const idleMs = this.limits.idleTimeoutMs;
     // Sessions close between idleMs and idleMs + one tick after their last request.
     const tickMs = idleMs > 0 ? Math.max(10, Math.min(1000, Math.floor(idleMs / 10))) : 1000;
+    const stalls = this.limits.sendStalls;
+    let stallsChecked = Date.now();
     this.sweep = setInterval(() => {
       const now = Date.now();
+      const checkStalls = stalls !== undefined && now - stallsChecked >= stalls.every;
+      if (checkStalls) stallsChecked = now;
       for (const s of this.sessions) {
         if (s.destroyed) continue;
         if (ended(s)) {
           s.destroy();
           continue;
         }
+        if (checkStalls) stalls.check(s, now);
         const use = s[kUse]!;
         if (idleMs > 0 && !this.draining && use.open === 0 && now - use.idleSince >= idleMs && !s.closed)
           s.close();

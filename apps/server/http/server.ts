@@ -46,6 +46,7 @@ import { TlsManager } from '../tls/manager.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 import { SendStallWatch } from './stall.js';
+import { StreamStallWatch } from './stream-stall.js';
 import { isWebSocketUpgrade } from './upgrade.js';
 
 export type RequestListener = (
@@ -156,6 +157,15 @@ export class HttpServer {
       );
     });
 
+    this.log = opts.log;
+    const sendTimeoutMs = durationMs(limits.send_timeout);
+    this.stalls = new SendStallWatch(sendTimeoutMs, opts.registry, (socket, pending) =>
+      this.log?.info(
+        { code: 'HYP_E_SEND_TIMEOUT', remote: socket.remoteAddress, pending_bytes: pending },
+        new HypError('HYP_E_SEND_TIMEOUT', { timeout: limits.send_timeout }).message,
+      ),
+    );
+
     if (this.protocol !== 'http1') {
       const h2 = cfg.http2;
       const options: Http2ServerOptions = {
@@ -170,6 +180,21 @@ export class HttpServer {
         idleTimeoutMs: durationMs(h2.idle_timeout),
         requestTimeoutMs,
         firstRequestTimeoutMs: this.headersTimeoutMs,
+        sendStalls:
+          sendTimeoutMs > 0
+            ? new StreamStallWatch(sendTimeoutMs, (stream, pending) => {
+                this.stalls.countStream();
+                this.log?.info(
+                  {
+                    code: 'HYP_E_STREAM_SEND_TIMEOUT',
+                    remote: stream.session?.socket?.remoteAddress,
+                    stream: stream.id,
+                    pending_bytes: pending,
+                  },
+                  new HypError('HYP_E_STREAM_SEND_TIMEOUT', { timeout: limits.send_timeout }).message,
+                );
+              })
+            : undefined,
       });
       if (opts.streamHandler)
         this.http2.on('stream', this.sessions.trackStream(opts.streamHandler, opts.handler));
@@ -200,13 +225,6 @@ export class HttpServer {
       this.listener = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
     }
     if (limits.max_connections > 0) this.listener.maxConnections = limits.max_connections;
-    this.log = opts.log;
-    this.stalls = new SendStallWatch(durationMs(limits.send_timeout), opts.registry, (socket, pending) =>
-      this.log?.info(
-        { code: 'HYP_E_SEND_TIMEOUT', remote: socket.remoteAddress, pending_bytes: pending },
-        new HypError('HYP_E_SEND_TIMEOUT', { timeout: limits.send_timeout }).message,
-      ),
-    );
   }
 
   /** `server.limits.send_timeout`: connections whose answer stopped going out. */

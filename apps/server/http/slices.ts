@@ -22,7 +22,7 @@
  * most `sliceBytes`; those are counted per session (`onAbandoned`), which
  * the session tracker turns into a GOAWAY before the budget runs out.
  * Writes of `sliceBytes` or less take Node's path untouched, for the cost
- * of one type and length check.
+ * of a type and length check and one counter (`given`).
  */
 import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
 
@@ -41,10 +41,27 @@ interface SlicedProto {
 type SlicedStream = Omit<ServerHttp2Stream, '_writev'> & {
   _writev: unknown;
   [kWatched]?: true;
+  [kGiven]?: number;
 };
 
 const kInstalled = Symbol('hyp.h2.slices');
 const kWatched = Symbol('hyp.h2.slices.watched');
+const kGiven = Symbol('hyp.h2.given');
+
+/**
+ * What the stream has been given to send, in its Writable's units (bytes;
+ * characters for a string), counted by the `write`/`end` installed here:
+ * `given(stream) - stream.writableLength` only grows, as writes complete
+ * (the HTTP/2 send timeout's measure of progress, stream-stall.ts).
+ */
+export function given(stream: ServerHttp2Stream): number {
+  return (stream as SlicedStream)[kGiven] ?? 0;
+}
+
+function count(stream: SlicedStream, chunk: unknown): void {
+  const n = typeof chunk === 'string' ? chunk.length : chunk instanceof Uint8Array ? chunk.byteLength : 0;
+  stream[kGiven] = (stream[kGiven] ?? 0) + n;
+}
 
 /** Told, when a stream that wrote in slices closes unfinished, how many queued bytes Node may have lost count of. */
 export type AbandonedListener = (session: ServerHttp2Session, bytes: number) => void;
@@ -64,11 +81,17 @@ export function installSlices(stream: ServerHttp2Stream, onAbandoned: AbandonedL
   const write = proto.write;
   const end = proto.end;
   proto.write = function (this: SlicedStream, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
-    if (!isLarge(chunk)) return write.call(this, chunk, encoding, cb);
+    if (!isLarge(chunk)) {
+      count(this, chunk);
+      return write.call(this, chunk, encoding, cb);
+    }
     return writeSliced(this, write, chunk, encoding, cb);
   };
   proto.end = function (this: SlicedStream, chunk?: unknown, encoding?: unknown, cb?: unknown): unknown {
-    if (!isLarge(chunk)) return end.call(this, chunk, encoding, cb);
+    if (!isLarge(chunk)) {
+      count(this, chunk);
+      return end.call(this, chunk, encoding, cb);
+    }
     if (typeof encoding === 'function') {
       cb = encoding;
       encoding = undefined;
@@ -102,6 +125,7 @@ function writeSliced(
   // chunk by chunk instead of all at once.
   stream._writev = null;
   watch(stream);
+  count(stream, bytes);
   let ok = true;
   for (let offset = 0; offset < bytes.byteLength; offset += sliceBytes) {
     const last = offset + sliceBytes >= bytes.byteLength;

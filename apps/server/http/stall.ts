@@ -52,6 +52,11 @@ export class SendStallWatch {
     }
   }
 
+  /** An HTTP/2 stream reset for the same reason (stream-stall.ts): counted alike. */
+  countStream(): void {
+    this.stalled?.inc();
+  }
+
   get watching(): number {
     return this.sockets.size;
   }
@@ -98,7 +103,7 @@ function stallCounter(registry: Registry | undefined): Counter | undefined {
   if (existing) return existing as Counter;
   return new Counter({
     name,
-    help: 'HTTP connections closed because their pending response bytes made no progress for server.limits.send_timeout',
+    help: 'HTTP connections closed, or HTTP/2 streams reset, because their pending response bytes made no progress for server.limits.send_timeout',
     registers: [registry],
   });
 }
