@@ -4,7 +4,7 @@
  * running one through its admin server (found from the config's admin.addr,
  * checked against the PID file).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -304,6 +304,12 @@ function resolveApp(arg: string): string {
       });
   }
   if (!existsSync(file)) throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: 'no such file' });
+  // Every worker would fail to import it (ERR_UNSUPPORTED_DIR_IMPORT), restarted forever.
+  if (!statSync(file).isFile())
+    throw new HypError('HYP_E_APP_NOT_FOUND', {
+      file,
+      detail: 'not a file; give the module itself, such as dist/app.js',
+    });
   return file;
 }
 

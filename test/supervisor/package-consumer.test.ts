@@ -80,7 +80,7 @@ afterAll(() => {
 });
 
 function hyp(args: string[]) {
-  const r = spawnSync(process.execPath, [bin, ...args], { cwd: consumer, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: consumer, encoding: 'utf8', timeout: 30_000 });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -267,6 +267,16 @@ describe('the installed hyp bin', () => {
     const help = hyp(['help', 'drain']);
     expect([help.code, help.stdout]).toEqual([0, hyp(['drain', '--help']).stdout]);
     expect(help.stdout).toMatch(/^Usage: hyp drain/);
+  });
+
+  it('hyp run <a directory> stops at once with HYP_E_APP_NOT_FOUND (exit 2), before any worker', () => {
+    // `hyp run build` instead of `hyp run build/app.js`: every worker would fail to import it.
+    mkdirSync(join(consumer, 'build'), { recursive: true });
+    const r = hyp(['run', 'build', '--set', 'server.addr=127.0.0.1:0', '--set', 'admin.addr=127.0.0.1:0']);
+    expect(r.stderr).toBe(
+      `hyp: HYP_E_APP_NOT_FOUND: app module ${join(consumer, 'build')} cannot be loaded: not a file; give the module itself, such as dist/app.js\n`,
+    );
+    expect(r.code).toBe(2);
   });
 
   it.each([
