@@ -106,6 +106,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   private readonly live = new Set<TcpConnection<S>>();
   private allDone: (() => void) | undefined;
   private draining: Promise<void> | undefined;
+  /** Settles (never rejects) once `listen()` has succeeded or failed. */
+  private listening: Promise<void> | undefined;
   private idleReason: HypError | undefined;
 
   constructor(init: TcpServiceInit<S>) {
@@ -213,7 +215,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.started = true;
     const where: ListenTarget = target ?? parseAddress(this.config.addr)!;
     const shown = 'fd' in where ? `fd ${where.fd}` : formatAddress({ host: where.host, port: where.port });
-    return new Promise<void>((resolve, reject) => {
+    const listening = new Promise<void>((resolve, reject) => {
       const onError = (err: Error) => {
         this._state = 'stopped';
         reject(
@@ -231,6 +233,12 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
         this.serverInfo(`listening on ${shown}`);
         resolve();
       });
+    });
+    // A drain that began meanwhile waits for the listen to finish, then closes it.
+    this.listening = listening.then(noop, noop);
+    return listening.then(() => {
+      if (this.draining !== undefined)
+        throw new HypError('HYP_E_TCP_SERVER_CLOSED', { name: this.name, state: 'draining' });
     });
   }
 
@@ -459,6 +467,9 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   // ---- drain -----------------------------------------------------------------
 
   private async runDrain(deadline: number): Promise<void> {
+    // Drained while `listen()` was under way: without this wait the listen
+    // completed after the drain and the "drained" service kept accepting.
+    if (this.listening !== undefined) await this.listening;
     if (this._state === 'running') this._state = 'draining';
     this.serverInfo(`draining ${this.live.size} connections`);
     // The listening handle closes at once; our copy of an inherited fd goes,

@@ -13,10 +13,11 @@ import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import fc from 'fast-check';
+import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, LengthPrefixDecoder, LineDecoder } from '../../../../apps/server/tcp/framing.js';
-import type { TcpService } from '../../../../apps/server/tcp/server.js';
-import { closedByPeer, dial, echo, readBytes, startService, until } from './helpers.js';
+import { TcpService } from '../../../../apps/server/tcp/server.js';
+import { closedByPeer, dial, echo, readBytes, silentLog, startService, tcpConfig, until } from './helpers.js';
 
 let dir = '';
 const file = (name: string) => join(dir, name);
@@ -242,5 +243,24 @@ describe('handlers that settle in unusual ways', () => {
     await until(() => service.openConnections() === 0, 'connection done');
     expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['HYP_E_TCP_HANDLER']);
     expect(errors[0]!.message).toContain('late failure');
+  });
+});
+
+describe('drain racing listen', () => {
+  it('a drain begun while listen() is under way closes the listener: the service ends stopped, listen rejects', async () => {
+    const service = new TcpService({
+      name: 'echo',
+      config: tcpConfig(),
+      handler: echo,
+      log: silentLog,
+      registry: new Registry(),
+    });
+    const listened = service.listen();
+    const drained = service.drain();
+    await expect(listened).rejects.toMatchObject({ code: 'HYP_E_TCP_SERVER_CLOSED' });
+    await drained;
+    // Before: listen completed after the drain, and the "drained" service stayed running and accepting.
+    expect(service.state).toBe('stopped');
+    expect(() => service.address()).toThrow(/closed/);
   });
 });
