@@ -106,7 +106,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   private readonly live = new Set<TcpConnection<S>>();
   private allDone: (() => void) | undefined;
   private draining: Promise<void> | undefined;
-  /** Settles (never rejects) once `listen()` has succeeded or failed. */
+  /** While `listen()` is under way: settles (never rejects) once it has succeeded or failed. */
   private listening: Promise<void> | undefined;
   private idleReason: HypError | undefined;
 
@@ -235,7 +235,14 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       });
     });
     // A drain that began meanwhile waits for the listen to finish, then closes it.
-    this.listening = listening.then(noop, noop);
+    this.listening = listening.then(
+      () => {
+        this.listening = undefined;
+      },
+      () => {
+        this.listening = undefined;
+      },
+    );
     return listening.then(() => {
       if (this.draining !== undefined)
         throw new HypError('HYP_E_TCP_SERVER_CLOSED', { name: this.name, state: 'draining' });
@@ -469,6 +476,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   private async runDrain(deadline: number): Promise<void> {
     // Drained while `listen()` was under way: without this wait the listen
     // completed after the drain and the "drained" service kept accepting.
+    // Otherwise the state turns `draining` synchronously, within `drain()`.
     if (this.listening !== undefined) await this.listening;
     if (this._state === 'running') this._state = 'draining';
     this.serverInfo(`draining ${this.live.size} connections`);
