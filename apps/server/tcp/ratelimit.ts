@@ -1,11 +1,46 @@
 /**
- * Per-IP token bucket for new connections: each address earns
+ * Per-IP token bucket for new connections (IPv6 per /64): each address earns
  * `perSecond` tokens a second up to `burst`; a connection costs one.
  * Buckets that have refilled completely carry no information and are
  * dropped by an occasional prune, so memory follows the set of recently
  * active clients, not every address ever seen, and never exceeds
  * `maxAddresses` buckets (least recently seen forgotten first). No timers.
  */
+
+/**
+ * The bucket a client address counts against: an IPv4 address as it is
+ * (IPv4-mapped IPv6 `::ffff:a.b.c.d` included), an IPv6 address by its /64
+ * prefix — one host routinely holds a whole /64 and could otherwise rotate
+ * through fresh buckets. Anything unparseable is its own key.
+ */
+export function clientKey(address: string): string {
+  if (!address.includes(':')) return address;
+  const zone = address.indexOf('%');
+  const text = zone >= 0 ? address.slice(0, zone) : address;
+  const halves = text.split('::');
+  if (halves.length > 2) return address;
+  const part = (s: string | undefined) => (s === undefined || s === '' ? [] : s.split(':'));
+  const head = part(halves[0]);
+  const tail = part(halves[1]);
+  const last = tail.length > 0 ? tail : head;
+  const v4 = last.length > 0 && last[last.length - 1]!.includes('.') ? last.pop()! : undefined;
+  const groups = v4 === undefined ? 8 : 6;
+  const fill = groups - head.length - tail.length;
+  if (fill < 0 || (halves.length === 1 && fill !== 0)) return address;
+  const words = [...head, ...Array<string>(fill).fill('0'), ...tail].map((w) => Number.parseInt(w, 16));
+  if (words.some((w) => !(w >= 0 && w <= 0xffff))) return address;
+  if (
+    v4 !== undefined &&
+    words.length === 6 &&
+    words[5] === 0xffff &&
+    words.slice(0, 5).every((w) => w === 0)
+  )
+    return v4;
+  return `${words
+    .slice(0, 4)
+    .map((w) => w.toString(16))
+    .join(':')}::/64`;
+}
 
 interface Bucket {
   tokens: number;
@@ -33,8 +68,9 @@ export class ConnectionRateLimiter {
     this.lastPrune = now();
   }
 
-  /** Take one token for `ip`; false when its bucket is empty. */
-  take(ip: string): boolean {
+  /** Take one token for the client at `address` (bucketed by `clientKey`); false when its bucket is empty. */
+  take(address: string): boolean {
+    const ip = clientKey(address);
     const now = this.now();
     if (now - this.lastPrune >= pruneEveryMs) this.prune(now);
     const bucket = this.buckets.get(ip);

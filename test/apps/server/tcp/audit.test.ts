@@ -16,6 +16,7 @@ import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, LengthPrefixDecoder, LineDecoder } from '../../../../apps/server/tcp/framing.js';
+import { ConnectionRateLimiter } from '../../../../apps/server/tcp/ratelimit.js';
 import { TcpService } from '../../../../apps/server/tcp/server.js';
 import { closedByPeer, dial, echo, readBytes, silentLog, startService, tcpConfig, until } from './helpers.js';
 
@@ -262,5 +263,77 @@ describe('drain racing listen', () => {
     // Before: listen completed after the drain, and the "drained" service stayed running and accepting.
     expect(service.state).toBe('stopped');
     expect(() => service.address()).toThrow(/closed/);
+  });
+});
+
+describe('connect floods', () => {
+  it.each([
+    ['plain', {}],
+    ['TLS', { tls: true }],
+  ])(
+    '%s: max_connections and the metrics hold under a flood of connects, half of them reset at once',
+    async (_, how) => {
+      const total = 300;
+      const { port, service, registry } = await start(
+        async (conn) => {
+          for await (const chunk of conn) await conn.write(chunk);
+        },
+        { max_connections: 10, idle_timeout: '0', ...('tls' in how ? tlsConfig() : {}) },
+        { onError: () => {} },
+      );
+      let maxOpen = 0;
+      const watch = setInterval(() => {
+        maxOpen = Math.max(maxOpen, service.openConnections());
+      }, 1);
+      const sockets: Socket[] = [];
+      const dialed: Promise<unknown>[] = [];
+      for (let i = 0; i < total; i++) {
+        const s = netConnect({ port, host: '127.0.0.1' });
+        s.on('error', () => {});
+        sockets.push(s);
+        dialed.push(
+          new Promise((resolve) => {
+            s.once('connect', () => {
+              if (i % 2 === 0) s.resetAndDestroy();
+              resolve(undefined);
+            });
+            s.once('close', resolve);
+          }),
+        );
+      }
+      await Promise.all(dialed);
+      await until(
+        () => service.stats.accepted + service.stats.refusedMaxConnections === total,
+        'every connection accepted or refused',
+      ).catch(() => {}); // a reset before accept may never reach the service
+      for (const s of sockets) s.destroy();
+      await until(() => service.openConnections() === 0, 'all connections done');
+      clearInterval(watch);
+      expect(maxOpen).toBeLessThanOrEqual(10);
+      expect(service.stats.accepted + service.stats.refusedMaxConnections).toBeLessThanOrEqual(total);
+      expect(service.stats.accepted).toBeGreaterThan(0);
+      expect(service.stats.open).toBe(0);
+      const text = await registry.metrics();
+      expect(text).toMatch(/hyp_tcp_connections\{service="echo"\} 0/);
+      expect(text).not.toMatch(/ -\d/); // no negative value anywhere
+    },
+  );
+});
+
+describe('the per-IP rate limit against address rotation', () => {
+  it('counts an IPv6 client by its /64 (a host holds a whole prefix) and an IPv4-mapped address as IPv4', () => {
+    const limiter = new ConnectionRateLimiter(1, 1, () => 0);
+    expect(limiter.take('2001:db8:1:2::a')).toBe(true);
+    // Before: every rotated interface identifier got a fresh bucket.
+    expect(limiter.take('2001:db8:1:2:ffff:1:2:b')).toBe(false);
+    expect(limiter.take('2001:0db8:0001:0002:0000:0000:0000:000c')).toBe(false);
+    expect(limiter.take('2001:db8:1:2::d%eth0')).toBe(false);
+    expect(limiter.take('2001:db8:1:3::a')).toBe(true);
+    expect(limiter.take('::ffff:192.0.2.1')).toBe(true);
+    expect(limiter.take('192.0.2.1')).toBe(false);
+    expect(limiter.take('192.0.2.2')).toBe(true);
+    expect(limiter.take('::1')).toBe(true);
+    expect(limiter.take('::2')).toBe(false); // ::/64
+    expect(limiter.size).toBe(5);
   });
 });
