@@ -179,7 +179,7 @@ export function open(url: string): HypWebSocket {
             moduleResolution,
             strict: true,
             // hyp's declarations are checked too; they name ws's types, so the
-            // project has @types/ws, as the README says (linked below).
+            // project has @types/ws, which comes with hyp as a dependency (linked below).
             skipLibCheck: false,
             types: ['node'],
             typeRoots: [join(root, 'node_modules', '@types')],
