@@ -27,6 +27,10 @@ export function createLogger(opts: LoggerOptions): Logger {
     base,
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label: string) => ({ level: label }) },
+    // An error's own message, its cause as an object of its own: the default
+    // serializer appends the cause's message to the error's, which repeats
+    // it when the message already quotes it (`app failed to start: boom: boom`).
+    serializers: { err: pino.stdSerializers.errWithCause },
   };
   if (usePretty) {
     return pino(

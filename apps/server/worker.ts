@@ -449,12 +449,32 @@ async function importApp(file: string) {
     if ((err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String(err).includes(file)) {
       throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: errorMessage(err) });
     }
+    // A module that does not parse fails the same way on every worker and
+    // every restart: it cannot be loaded, like a missing one.
+    const unparsable = parseFailure(err);
+    if (unparsable !== undefined) throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: unparsable });
     throw new HypError('HYP_E_APP_START', { detail: describeThrown(err) }, { cause: err });
   }
   if (!isAppDefinition(mod.default)) {
     throw new HypError('HYP_E_APP_INVALID', { file, detail: `default export is ${typeof mod.default}` });
   }
   return mod.default;
+}
+
+/**
+ * What is wrong when `err` says a module (the app's or one it imports) does
+ * not parse, else undefined. V8 throws such a SyntaxError from Node's module
+ * compiler; CommonJS and TypeScript ones open their stack with `path:line`.
+ * A SyntaxError the module's own code throws (`JSON.parse` of a bad file)
+ * has that code on top instead, and may not fail the next time.
+ */
+function parseFailure(err: unknown): string | undefined {
+  if (!(err instanceof SyntaxError)) return undefined;
+  const [first = '', second = ''] = err.stack?.split('\n', 3) ?? [];
+  if (/^(?:file:\/\/|\/).*:\d+$/.test(first)) return `SyntaxError: ${err.message} at ${first}`;
+  if (second.includes('(node:internal/modules/'))
+    return `SyntaxError: ${err.message} (in it or in a module it imports)`;
+  return undefined;
 }
 
 /**

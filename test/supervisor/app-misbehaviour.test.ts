@@ -5,7 +5,9 @@
  * (or, when nothing could ever start, stops the pod), and the log says why
  * with a code.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixtureApp, type LogLine, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 
@@ -37,6 +39,56 @@ describe('app misbehaviour: start', () => {
     expect(String(said?.msg)).toContain('must export default defineApp');
     expect(sup.logs.filter((l) => l.msg === 'worker spawned').length).toBeLessThanOrEqual(2);
     expect(existsSync(sup.pidFile)).toBe(false);
+  });
+
+  it('an app module that does not parse (ESM, CommonJS): HYP_E_APP_NOT_FOUND with the SyntaxError, the pod exits 2 at once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-syntax-'));
+    const esm = join(dir, 'app.mjs');
+    writeFileSync(esm, "import './helper.mjs';\nexport default 1;\n");
+    writeFileSync(join(dir, 'helper.mjs'), 'export const x = {;\n');
+    const cjs = join(dir, 'app.cjs');
+    writeFileSync(cjs, '\nmodule.exports = {;\n');
+    for (const [app, where] of [
+      [esm, '(in it or in a module it imports)'],
+      [cjs, `at ${cjs}:2`],
+    ] as const) {
+      sup = await startSupervisor({
+        app,
+        workers: 2,
+        ready: false,
+        sets: ['supervisor.backoff_initial=100ms'],
+      });
+      const { code } = await Promise.race([
+        sup.exited,
+        until(() => undefined, 'supervisor exit', 10_000).then(() => ({ code: -1 })),
+      ]);
+      expect(code).toBe(2);
+      const said = sup.logs.find((l) => l.role === 'supervisor' && l.code === 'HYP_E_APP_NOT_FOUND');
+      expect(said?.level).toBe('fatal');
+      expect(String(said?.msg)).toContain(
+        `app module ${app} cannot be loaded: SyntaxError: Unexpected token ';'`,
+      );
+      expect(String(said?.msg)).toContain(where);
+      expect(restarts(sup)).toHaveLength(0);
+      await sup.stop();
+      sup = undefined;
+    }
+  });
+
+  it('a SyntaxError the module itself throws at import (JSON.parse of a bad file) is a failed start, retried', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-syntax-'));
+    const app = join(dir, 'app.mjs');
+    writeFileSync(app, "JSON.parse('{');\nexport default 1;\n");
+    sup = await startSupervisor({
+      app,
+      workers: 1,
+      ready: false,
+      sets: ['supervisor.backoff_initial=100ms'],
+    });
+    await until(() => restarts(sup!).length >= 2 || undefined, 'two restarts', 10_000);
+    expect(String(restarts(sup)[0]!.msg)).toContain('HYP_E_APP_START: app failed to start: ');
+    expect(String(restarts(sup)[0]!.msg)).toContain('JSON');
+    expect(sup.proc.exitCode).toBeNull();
   });
 
   it('setup throws a string, undefined, an object whose toString throws: HYP_E_APP_START exit 70, the reason readable', async () => {
