@@ -80,6 +80,15 @@ function errnoName(code: number): string {
   return Object.entries(constants.errno).find(([, v]) => v === -code)?.[0] ?? `errno ${code}`;
 }
 
+/** The usual ways out of a bind error, after its errno name. */
+function withHint(errno: string, port: number): string {
+  if ((errno === 'EACCES' || errno === 'EPERM') && port > 0 && port < 1024)
+    return `${errno}: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port >= 1024 (the chart maps the Service port to it)`;
+  if (errno === 'EADDRINUSE') return `${errno}: another process holds this port`;
+  if (errno === 'EADDRNOTAVAIL') return `${errno}: no interface of this host has that address`;
+  return errno;
+}
+
 async function resolveHost(
   name: string,
   addr: string,
@@ -104,7 +113,7 @@ function probeTcp(name: string, addr: string, host: string | null, port: number)
   return new Promise((resolve, reject) => {
     const probe = net.createServer();
     probe.once('error', (err: NodeJS.ErrnoException) =>
-      reject(new HypError('HYP_E_LISTEN', { name, addr, detail: err.code ?? err.message })),
+      reject(new HypError('HYP_E_LISTEN', { name, addr, detail: withHint(err.code ?? err.message, port) })),
     );
     probe.listen({ host: host ?? undefined, port, exclusive: true }, () => probe.close(() => resolve()));
   });
@@ -139,8 +148,7 @@ export async function holdListener(
     }
   }
   if (typeof handle === 'number') {
-    const detail = errnoName(handle);
-    throw new HypError('HYP_E_LISTEN', { name, addr, detail });
+    throw new HypError('HYP_E_LISTEN', { name, addr, detail: withHint(errnoName(handle), parsed.port) });
   }
   const bound: Record<string, unknown> = {};
   handle.getsockname(bound);

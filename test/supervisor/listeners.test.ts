@@ -1,12 +1,15 @@
 /**
  * Held listeners: bound but not polled; the backlog survives worker exits.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { connect, createServer } from 'node:net';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { isHypError } from '../../supervisor/errors.js';
 import { holdListener } from '../../supervisor/listeners.js';
+
+const listenersJs = fileURLToPath(new URL('../../dist/supervisor/listeners.js', import.meta.url));
 
 /** A child that serves one `hello` per connection on fd 3, then exits when told. */
 const serveFd3 = `
@@ -65,6 +68,31 @@ describe('holdListener', () => {
     } finally {
       blocker.server.close();
     }
+  });
+
+  it('a port below 1024 without the right to bind it: HYP_E_LISTEN says what is needed', async () => {
+    // As a user without CAP_NET_BIND_SERVICE: a root test run drops to
+    // nobody once the module is loaded.
+    const script = `
+      const { holdListener } = await import(${JSON.stringify(pathToFileURL(listenersJs).href)});
+      if (process.getuid() === 0) { process.setgid(65534); process.setuid(65534); }
+      await holdListener('http', '127.0.0.1:81').then(
+        () => console.log('bound'),
+        (err) => console.log(err.code + ' ' + err.message),
+      );`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' });
+    expect(out.trim()).toBe(
+      'HYP_E_LISTEN cannot bind listener http on 127.0.0.1:81: EACCES: ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port >= 1024 (the chart maps the Service port to it)',
+    );
+  });
+
+  it('an address no interface has: HYP_E_LISTEN says so', async () => {
+    // 192.0.2.0/24 is TEST-NET-1: never assigned, so bind fails locally and nothing is sent.
+    const err = await holdListener('http', '192.0.2.1:8080').catch((e: unknown) => e);
+    expect(isHypError(err, 'HYP_E_LISTEN')).toBe(true);
+    expect((err as Error).message).toBe(
+      'cannot bind listener http on 192.0.2.1:8080: EADDRNOTAVAIL: no interface of this host has that address',
+    );
   });
 
   it('holds a UDP socket without reading it; a worker receives on the inherited fd', async () => {
