@@ -89,6 +89,11 @@ describe('app misbehaviour: start', () => {
     expect(String(restarts(sup)[0]!.msg)).toContain('HYP_E_APP_START: app failed to start: ');
     expect(String(restarts(sup)[0]!.msg)).toContain('JSON');
     expect(sup.proc.exitCode).toBeNull();
+    // The worker's line: the error's own message once, its cause as an object.
+    const said = sup.logs.find((l) => l.role === 'worker' && l.code === 'HYP_E_APP_START');
+    const err = said?.err as { message: string; cause?: { type: string; message: string } };
+    expect(err.cause?.type).toBe('SyntaxError');
+    expect(err.message).toBe(`app failed to start: ${err.cause?.message}`);
   });
 
   it('setup throws a string, undefined, an object whose toString throws: HYP_E_APP_START exit 70, the reason readable', async () => {
