@@ -409,7 +409,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
           ? 'HYP_E_TCP_MAX_CONNECTIONS'
           : 'HYP_E_DRAINING';
     const err = new HypError(code, { ip: raw.remoteAddress, limit: this.config.max_connections });
-    this.serverInfo(`refused ${raw.remoteAddress}:${raw.remotePort}: ${err.message}`);
+    const peer = formatEndpoint(raw.remoteAddress, raw.remotePort) || 'a client that already left';
+    this.serverInfo(`refused ${peer}: ${err.message}`);
   }
 
   private run(conn: TcpConnection<S>): void {

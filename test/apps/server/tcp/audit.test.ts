@@ -70,6 +70,22 @@ function dialTls(port: number, extra: Record<string, unknown> = {}): TLSSocket {
   return tlsConnect({ port, host: '127.0.0.1', ca: readFileSync(file('server.pem')), ...extra });
 }
 
+/** A plain connection from a client port in 20000–29999 (outside Linux's ephemeral range), retried if taken. */
+async function dialFromFixedPort(port: number): Promise<{ socket: Socket; localPort: number }> {
+  for (let attempt = 0; ; attempt++) {
+    const localPort = 20_000 + Math.floor(Math.random() * 10_000);
+    const socket = netConnect({ port, host: '127.0.0.1', localAddress: '127.0.0.1', localPort });
+    try {
+      await once(socket, 'connect');
+      socket.on('error', () => {});
+      return { socket, localPort };
+    } catch (err) {
+      socket.destroy();
+      if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 20) throw err;
+    }
+  }
+}
+
 /** Block this process's event loop: events that arrive meanwhile are handled in one poll. */
 function blockFor(ms: number): void {
   const end = Date.now() + ms;
@@ -82,10 +98,9 @@ describe('TLS handshakes in flight', () => {
   it('a reset connection does not take the handshake of a new one from the same address and port', async () => {
     const errors: Error[] = [];
     const { port, service } = await start(echo, tlsConfig(), { onError: (...e) => errors.push(...e) });
-    const old: Socket = netConnect({ port, host: '127.0.0.1' });
-    old.on('error', () => {});
-    await once(old, 'connect');
-    const reused = old.localPort!;
+    // A client port below the ephemeral range, so no other connection of the
+    // machine takes it between the reset and the reconnect.
+    const { socket: old, localPort: reused } = await dialFromFixedPort(port);
     await until(() => service.openConnections() === 1, 'first connection accepted');
     // The peer resets and reconnects from the same port (no TIME_WAIT after
     // a reset). The server sees the reset and the new connection in one poll;
@@ -335,5 +350,51 @@ describe('the per-IP rate limit against address rotation', () => {
     expect(limiter.take('::1')).toBe(true);
     expect(limiter.take('::2')).toBe(false); // ::/64
     expect(limiter.size).toBe(5);
+  });
+});
+
+describe('TLS peers that stall', () => {
+  it('a handshake trickled byte by byte is closed at idle_timeout: handshake bytes are not activity', async () => {
+    const errors: Error[] = [];
+    let handlers = 0;
+    const { port, service } = await start(
+      () => {
+        handlers++;
+      },
+      { idle_timeout: '300ms', ...tlsConfig() },
+      { onError: (...e) => errors.push(...e) },
+    );
+    const client = netConnect({ port, host: '127.0.0.1' });
+    client.on('error', () => {});
+    await once(client, 'connect');
+    // A ClientHello record header announcing 255 bytes, then one byte every 50 ms.
+    client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff]));
+    const trickle = setInterval(() => client.writable && client.write(Buffer.from([0x01])), 50);
+    await closedByPeer(client);
+    clearInterval(trickle);
+    await until(() => service.openConnections() === 0, 'handshake cleaned up');
+    expect(service.stats.idleCloses).toBe(1);
+    expect(handlers).toBe(0);
+  });
+});
+
+describe('refusal messages', () => {
+  it('name an IPv6 peer as [addr]:port', async () => {
+    const messages: string[] = [];
+    const { port } = await start(
+      echo,
+      { addr: '[::1]:0', max_connections: 1 },
+      { onServerInfo: (m) => messages.push(m) },
+    );
+    const first = netConnect({ port, host: '::1' });
+    await once(first, 'connect');
+    const second = netConnect({ port, host: '::1' });
+    await once(second, 'connect');
+    const secondPort = second.localPort;
+    await closedByPeer(second);
+    const refused = messages.find((m) => m.startsWith('refused'));
+    // Before: "refused ::1:40000", the port indistinguishable from an address group.
+    expect(refused).toContain(`refused [::1]:${secondPort}:`);
+    first.destroy();
   });
 });
