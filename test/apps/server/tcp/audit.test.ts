@@ -398,3 +398,28 @@ describe('refusal messages', () => {
     first.destroy();
   });
 });
+
+describe('handlers that throw', () => {
+  it('a synchronous throw (even of a non-Error) closes that connection, is reported once, and the service goes on', async () => {
+    const errors: Error[] = [];
+    let calls = 0;
+    const { port, service } = await start(
+      (conn) => {
+        if (calls++ === 0) throw 'not an Error'; // a misuse on purpose
+        return echo(conn);
+      },
+      {},
+      { onError: (...e) => errors.push(...e) },
+    );
+    const bad = await dial(port);
+    await closedByPeer(bad);
+    const good = await dial(port);
+    good.write('ok');
+    expect((await readBytes(good, 2)).toString()).toBe('ok');
+    good.destroy();
+    await until(() => service.openConnections() === 0, 'connections done');
+    expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['HYP_E_TCP_HANDLER']);
+    expect(errors[0]!.message).toContain('not an Error');
+    expect(service.stats.open).toBe(0);
+  });
+});
