@@ -54,6 +54,10 @@ export const TcpServiceSchema = Type.Object(
   {
     addr: Address('', 'listen address of this TCP service'),
     idle_timeout: Duration('5m', 'close a connection without traffic for this long (0 disables)'),
+    handshake_timeout: Duration(
+      '10s',
+      'with tls: close a connection whose TLS handshake has not completed within this (0: only idle_timeout applies)',
+    ),
     max_connections: Int(10_000, 'connections per worker; more are closed at once', { minimum: 1 }),
     shutdown_timeout: Duration('10s', 'how long drain waits for handlers before closing connections'),
     no_delay: Bool(true, 'disable Nagle on accepted sockets'),

@@ -79,6 +79,8 @@ function readDuration(name: string, key: string, text: string): number {
 export class TcpService<S extends object = Record<string, unknown>> implements ConnectionHost {
   readonly name: string;
   readonly idleMs: number;
+  /** `handshake_timeout`: a TLS handshake not complete by then is dropped, however the peer trickles it (0: none). */
+  private readonly handshakeMs: number;
   readonly releaseGraceMs: number;
   readonly stats: TcpStats;
   readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
@@ -139,6 +141,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.idleMs = readDuration(name, 'idle_timeout', config.idle_timeout);
     this.keepAliveMs = readDuration(name, 'keep_alive', config.keep_alive);
     this.shutdownMs = readDuration(name, 'shutdown_timeout', config.shutdown_timeout);
+    this.handshakeMs = readDuration(name, 'handshake_timeout', config.handshake_timeout);
     // With an idle timeout the sweeper bounds a returned handler's flush; without one, shutdown_timeout does.
     this.releaseGraceMs = this.idleMs > 0 ? 0 : this.shutdownMs;
     const { per_ip_per_second: perSecond, burst } = config.rate_limit;
@@ -349,7 +352,14 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     // reset that caused it, and names the peer by the address read now.
     this.handshaking.set(raw, conn);
     if (conn.remoteAddress === '') this.log.debug('accepted a connection already reset by its peer');
+    // Node's own handshake timer is an inactivity timer (a byte every few
+    // seconds keeps it quiet), so the deadline is a timer of our own.
+    const deadline =
+      this.handshakeMs > 0
+        ? setTimeout(() => this.handshakeExpired(raw, conn), this.handshakeMs).unref()
+        : undefined;
     raw.once('close', () => {
+      clearTimeout(deadline);
       if (conn.network === 'tcp') conn.handlerSettled(); // the handshake never completed
     });
     // The TLSSocket inherits allowHalfOpen from `raw`: a half-open handshake
@@ -357,6 +367,17 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     // Half-close is restored once the handshake completes (secureConnection).
     raw.allowHalfOpen = false;
     this.tlsServer.emit('connection', raw);
+  }
+
+  private handshakeExpired(raw: Socket, conn: TcpConnection<S>): void {
+    if (conn.network !== 'tcp' || raw.destroyed) return;
+    this.reportError(
+      new HypError('HYP_E_TCP_HANDSHAKE', {
+        remote: conn.remoteAddress || 'a client',
+        detail: `not completed within handshake_timeout (${this.config.handshake_timeout})`,
+      }),
+    );
+    raw.destroy();
   }
 
   private secureConnection(tlsSocket: TLSSocket): void {

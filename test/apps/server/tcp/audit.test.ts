@@ -378,6 +378,32 @@ describe('TLS peers that stall', () => {
   });
 });
 
+describe('TLS handshake deadline', () => {
+  it('a handshake trickled byte by byte is closed at handshake_timeout, with idle_timeout off', async () => {
+    const errors: Error[] = [];
+    let handlers = 0;
+    const { port, service } = await start(
+      () => {
+        handlers++;
+      },
+      { idle_timeout: '0', handshake_timeout: '300ms', ...tlsConfig() },
+      { onError: (...e) => errors.push(...e) },
+    );
+    const client = netConnect({ port, host: '127.0.0.1' });
+    client.on('error', () => {});
+    await once(client, 'connect');
+    client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff]));
+    const trickle = setInterval(() => client.writable && client.write(Buffer.from([0x01])), 50);
+    // Before: nothing closed it (no idle sweep, no handshake timer).
+    await closedByPeer(client);
+    clearInterval(trickle);
+    await until(() => service.openConnections() === 0, 'handshake cleaned up');
+    expect(handlers).toBe(0);
+    const handshake = errors.find((e) => (e as { code?: string }).code === 'HYP_E_TCP_HANDSHAKE');
+    expect(handshake?.message).toContain('not completed within handshake_timeout (300ms)');
+  });
+});
+
 describe('refusal messages', () => {
   it('name an IPv6 peer as [addr]:port', async () => {
     const messages: string[] = [];
