@@ -352,8 +352,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     // reset that caused it, and names the peer by the address read now.
     this.handshaking.set(raw, conn);
     if (conn.remoteAddress === '') this.log.debug('accepted a connection already reset by its peer');
-    // Node's own handshake timer is an inactivity timer (a byte every few
-    // seconds keeps it quiet), so the deadline is a timer of our own.
+    // A timer of our own: Node's `handshakeTimeout` (off here) reports
+    // 'tlsClientError' but leaves the socket open (Node 20 and 26).
     const deadline =
       this.handshakeMs > 0
         ? setTimeout(() => this.handshakeExpired(raw, conn), this.handshakeMs).unref()
