@@ -117,6 +117,8 @@ function writeSliced(
     cb = encoding;
     encoding = undefined;
   }
+  // Ended or destroyed: Node's own write reports it, once.
+  if (stream.writableEnded || stream.destroyed) return write.call(stream, chunk, encoding, cb);
   const bytes =
     typeof chunk === 'string'
       ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
