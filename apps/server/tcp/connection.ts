@@ -11,6 +11,7 @@
 import type { Socket } from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import { HypError } from '../../../supervisor/errors.js';
+import { flushedBytes } from '../flushed.js';
 import { verifiedPeerCertificate } from '../tls/peer.js';
 import type { Sweepable } from './sweeper.js';
 import type { ConnState, TcpNetwork } from './types.js';
@@ -52,7 +53,7 @@ export class TcpConnection<S extends object = Record<string, unknown>>
 {
   /** Per-connection state, from the service's `state()` option or `{}`. */
   readonly state: S;
-  /** Read and write counter watched by the idle sweeper. */
+  /** Reads and `write()` calls; with the bytes the kernel took, what the idle sweeper watches (`progress()`). */
   activity = 0;
   /** @internal Idle sweeper bookkeeping. */
   sweepSlot = -1;
@@ -65,6 +66,8 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   private _socket: Socket;
   private _network: TcpNetwork = 'tcp';
   private readonly raw: Socket;
+  /** Whether reads and writes are bound (plain: at once; TLS: once the handshake completed). */
+  private bound = false;
   private _remote: string | undefined;
   private _local: string | undefined;
   private readonly queue: Buffer[] = [];
@@ -290,6 +293,7 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   }
 
   private bind(socket: Socket): void {
+    this.bound = true;
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('end', () => this.endRead());
     socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -303,6 +307,17 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     if (this.abortReason) return;
     this.abortReason = reason;
     this.controller?.abort(reason);
+  }
+
+  /**
+   * @internal What the idle sweeper compares between passes: reads and
+   * writes, plus the bytes of pending writes the kernel has taken — one
+   * large write to a slow but steady reader is progress, not idleness. The
+   * accepted socket carries the bytes, encrypted ones under TLS too. Bytes
+   * of the TLS handshake do not count (`handshake_timeout` bounds it).
+   */
+  progress(): number {
+    return this.bound ? this.activity + flushedBytes(this.raw) : this.activity;
   }
 
   /** @internal The sweeper found this connection idle. */

@@ -1,22 +1,27 @@
 /**
  * One idle sweeper per worker: a single interval walks every tracked
- * connection and compares its activity counter with the value seen on the
- * previous pass. Connections never arm a timer of their own, so 10,000 idle
- * sockets cost one timer and one loop, not 10,000 timers.
+ * connection and compares its progress (reads, writes, bytes of a write the
+ * kernel took) with the value seen on the previous pass. Connections never
+ * arm a timer of their own, so 10,000 idle sockets cost one timer and one
+ * loop, not 10,000 timers.
  *
- * A connection is closed once its counter has not moved for `idleMs`,
- * measured from the sweep that first saw the counter at its current value:
- * never early, and at most two sweep intervals late.
+ * A connection is closed once its progress has not moved for `idleMs`,
+ * measured from the sweep that first saw it at its current value: never
+ * early, and at most two sweep intervals late.
  */
 
 export interface Sweepable {
-  /** Bumped by the owner on every read and write; the sweeper only reads it. */
-  activity: number;
+  /**
+   * A number that moves whenever the item makes progress (for a connection:
+   * a read, a write, bytes of a pending write taken by the kernel), read
+   * once per pass and compared with the previous one: O(1), no allocation.
+   */
+  progress(): number;
   /** Idle limit in milliseconds (> 0). */
   readonly idleMs: number;
   /** Called once, from the sweep, when the limit is exceeded. */
   onIdle(idleForMs: number): void;
-  /** Sweeper bookkeeping, owned by the sweeper: slot in its list (-1: not watched), counter seen, since when. */
+  /** Sweeper bookkeeping, owned by the sweeper: slot in its list (-1: not watched), progress seen, since when. */
   sweepSlot: number;
   sweepSeen: number;
   sweepSince: number;
@@ -41,7 +46,7 @@ export class IdleSweeper {
   add(item: Sweepable): void {
     if (item.sweepSlot >= 0) return;
     item.sweepSlot = this.items.length;
-    item.sweepSeen = item.activity;
+    item.sweepSeen = item.progress();
     item.sweepSince = this.now();
     this.items.push(item);
     const wanted = Math.min(maxIntervalMs, Math.max(minIntervalMs, Math.floor(item.idleMs / 4)));
@@ -85,8 +90,9 @@ export class IdleSweeper {
     // Backwards: a removal moves the last item, already visited, into the hole.
     for (let i = items.length - 1; i >= 0; i--) {
       const item = items[i]!;
-      if (item.activity !== item.sweepSeen) {
-        item.sweepSeen = item.activity;
+      const progress = item.progress();
+      if (progress !== item.sweepSeen) {
+        item.sweepSeen = progress;
         item.sweepSince = now;
       } else if (now - item.sweepSince >= item.idleMs) {
         this.delete(item);

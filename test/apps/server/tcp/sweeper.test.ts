@@ -5,10 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { IdleSweeper, type Sweepable } from '../../../../apps/server/tcp/sweeper.js';
 import { startService, until } from './helpers.js';
 
-function item(idleMs: number, closed: number[], id = 1000): Sweepable & { id: number } {
+function item(idleMs: number, closed: number[], id = 1000): Sweepable & { id: number; activity: number } {
   return {
     id,
     activity: 0,
+    progress() {
+      return this.activity;
+    },
     idleMs,
     onIdle: () => closed.push(id),
     sweepSlot: -1,

@@ -1,0 +1,167 @@
+/**
+ * The idle sweeper counts a large write being flushed as progress: bytes the
+ * kernel takes while a slow reader reads are not idleness, plain or TLS. A
+ * peer that stops reading is still closed at `idle_timeout`.
+ */
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { TcpService } from '../../../../apps/server/tcp/server.js';
+import { isHypError } from '../../../../supervisor/errors.js';
+import { startService, until } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+let dir = '';
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'hyp-tcp-idle-'));
+  execFileSync(
+    'openssl',
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      'server.key',
+      '-out',
+      'server.pem',
+      '-days',
+      '1',
+      '-subj',
+      '/CN=127.0.0.1',
+      '-addext',
+      'subjectAltName=IP:127.0.0.1',
+    ],
+    { cwd: dir, stdio: 'pipe' },
+  );
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const services: TcpService<object>[] = [];
+const clients: Socket[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy();
+  await Promise.all(services.splice(0).map((s) => s.close()));
+});
+
+interface Outcome {
+  /** How the handler's single awaited write ended. */
+  write?: 'done' | Error;
+  signalReason?: unknown;
+}
+
+/** A service whose handler answers every connection with one awaited write of `size` bytes. */
+async function serveOneWrite(size: number, idleTimeout: string, tls: boolean) {
+  const outcome: Outcome = {};
+  const started = await startService(
+    async (conn) => {
+      try {
+        await conn.write(Buffer.alloc(size, 7));
+        outcome.write = 'done';
+      } catch (err) {
+        outcome.write = err as Error;
+      }
+      outcome.signalReason = conn.signal.reason;
+    },
+    {
+      idle_timeout: idleTimeout,
+      ...(tls
+        ? {
+            tls: {
+              enabled: true,
+              cert_file: join(dir, 'server.pem'),
+              key_file: join(dir, 'server.key'),
+              watch: false,
+            },
+          }
+        : {}),
+    },
+  );
+  services.push(started.service as TcpService<object>);
+  return { ...started, outcome };
+}
+
+async function dialer(port: number, tls: boolean): Promise<Socket> {
+  const socket = tls
+    ? tlsConnect({ port, host: '127.0.0.1', ca: readFileSync(join(dir, 'server.pem')) })
+    : netConnect({ port, host: '127.0.0.1' });
+  clients.push(socket);
+  socket.on('error', () => {});
+  socket.pause();
+  await once(socket, tls ? 'secureConnect' : 'connect');
+  return socket;
+}
+
+/**
+ * Read `socket` at about `perSecond` bytes a second (every 20 ms), stopping
+ * after `stopAfter` bytes (a reader that stops for good, or the whole answer). Resolves with the byte count once the
+ * peer closed, once it stopped, or at `limitMs` (bounded: a stuck run fails, it does not hang).
+ */
+function pacedRead(socket: Socket, perSecond: number, stopAfter: number, limitMs = 30_000) {
+  let got = 0;
+  const perTick = Math.ceil(perSecond / 50);
+  return new Promise<number>((resolve) => {
+    const tick = setInterval(() => {
+      let budget = Math.min(perTick, stopAfter - got);
+      while (budget > 0) {
+        // With nothing buffered, read() returns null and emits 'end' if the peer finished.
+        const chunk = socket.read(Math.min(budget, socket.readableLength || 1)) as Buffer | null;
+        if (chunk === null) break;
+        got += chunk.length;
+        budget -= chunk.length;
+      }
+      if (got >= stopAfter) finish();
+    }, 20);
+    // Paused mode: `readable` keeps the socket filling its buffer; the tick does the reading.
+    socket.on('readable', () => {});
+    socket.once('end', finish);
+    socket.once('close', finish);
+    const limit = setTimeout(finish, limitMs);
+    function finish() {
+      clearInterval(tick);
+      clearTimeout(limit);
+      resolve(got);
+    }
+  });
+}
+
+describe.each([
+  ['plain', false],
+  ['TLS', true],
+])('one large awaited write (%s)', (_name, tls) => {
+  it('a slow but steady reader gets every byte: bytes the kernel takes are progress, not idleness', async () => {
+    const size = 16 * MiB;
+    const { service, port, outcome } = await serveOneWrite(size, '1s', tls);
+    const client = await dialer(port, tls);
+    // About 4 MiB/s: the answer takes several idle timeouts to read, while
+    // the kernel reports room (a third of its send buffer) many times per timeout.
+    const got = await pacedRead(client, 4 * MiB, size);
+    // Before: the one write() was the only activity; the connection was
+    // closed one idle_timeout into the transfer, with some 4 MiB read.
+    expect(got).toBe(size);
+    expect(outcome.write).toBe('done');
+    expect(service.stats.idleCloses).toBe(0);
+  });
+
+  it('a reader that stops reading mid-answer is still closed at idle_timeout, the write rejected', async () => {
+    const size = 32 * MiB;
+    const { service, port, outcome } = await serveOneWrite(size, '300ms', tls);
+    const client = await dialer(port, tls);
+    const got = await pacedRead(client, 8 * MiB, 2 * MiB);
+    await until(() => outcome.write !== undefined, 'the handler write to settle');
+    expect(service.stats.idleCloses).toBe(1);
+    expect(isHypError(outcome.write, 'HYP_E_TCP_CLOSED')).toBe(true);
+    expect(isHypError(outcome.signalReason, 'HYP_E_TCP_IDLE')).toBe(true);
+    expect(got).toBe(2 * MiB);
+    await until(() => service.openConnections() === 0, 'the connection to be gone');
+  });
+});
