@@ -17,6 +17,20 @@ import { startService, until } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
+/**
+ * The kernel's largest TCP send buffer (Linux `tcp_wmem` maximum, 4 MiB by
+ * default). It reports room in steps of about a third of it, so a reader
+ * that reads this much per idle timeout shows progress three times per timeout.
+ */
+function sendBufferMax(): number {
+  try {
+    const max = Number(readFileSync('/proc/sys/net/ipv4/tcp_wmem', 'utf8').trim().split(/\s+/)[2]);
+    return Number.isFinite(max) && max > 0 ? max : 4 * MiB;
+  } catch {
+    return 4 * MiB;
+  }
+}
+
 let dir = '';
 beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'hyp-tcp-idle-'));
@@ -139,12 +153,14 @@ describe.each([
   ['TLS', true],
 ])('one large awaited write (%s)', (_name, tls) => {
   it('a slow but steady reader gets every byte: bytes the kernel takes are progress, not idleness', async () => {
-    const size = 16 * MiB;
+    // With Linux defaults: 16 MiB read at 4 MiB/s under idle_timeout 1s. The
+    // answer takes several idle timeouts to read; the kernel reports room
+    // (a third of its send buffer) about three times per timeout.
+    const perSecond = sendBufferMax();
+    const size = 4 * perSecond;
     const { service, port, outcome } = await serveOneWrite(size, '1s', tls);
     const client = await dialer(port, tls);
-    // About 4 MiB/s: the answer takes several idle timeouts to read, while
-    // the kernel reports room (a third of its send buffer) many times per timeout.
-    const got = await pacedRead(client, 4 * MiB, size);
+    const got = await pacedRead(client, perSecond, size);
     // Before: the one write() was the only activity; the connection was
     // closed one idle_timeout into the transfer, with some 4 MiB read.
     expect(got).toBe(size);
