@@ -14,8 +14,8 @@
  * (some 1.4 MB on loopback with the default `tcp_wmem`), so the value moves
  * in such steps while a peer reads slowly, and not at all once it stops.
  *
- * Under TLS, a `TLSSocket`'s handle is the TLS layer (it takes cleartext and
- * holds no queue); the encrypted bytes go out through the socket it wraps,
+ * Under TLS, a `TLSSocket`'s handle is the TLS layer (it counts cleartext
+ * and reports an empty queue while encrypted bytes wait); the encrypted bytes go out through the socket it wraps,
  * which Node keeps as `_parent` (not public API; stable from Node 20 to 26).
  */
 import type { Socket } from 'node:net';
@@ -29,11 +29,9 @@ type WithHandle = Socket & { _handle?: StreamHandle | null; _parent?: WithHandle
 
 /** Bytes of `socket` (a `TLSSocket`: of the socket it wraps) the kernel has taken; -1 once it has no handle (closed). */
 export function flushedBytes(socket: Socket): number {
-  let handle = (socket as WithHandle)._handle;
-  if (handle?.writeQueueSize === undefined) {
-    const parent = (socket as WithHandle)._parent;
-    if (parent?._handle?.writeQueueSize !== undefined) handle = parent._handle;
-  }
+  // A TLSSocket's own handle (TLSWrap) counts cleartext and reports an empty queue: use the wrapped socket's.
+  const own = socket as WithHandle;
+  const handle = own._parent?._handle ?? own._handle;
   if (handle == null) return -1;
   return (handle.bytesWritten ?? 0) - (handle.writeQueueSize ?? 0);
 }
