@@ -135,6 +135,9 @@ export const catalog = {
   },
 
   // static files and TLS (continued)
+  HYP_E_MOUNT_RESPONSE: {
+    message: 'the app mounted at {prefix} misused its response ({detail}); the response is left as it was',
+  },
   HYP_E_STATIC_FILE_CHANGED: {
     message: 'static file {file} shrank while being sent ({read} of {announced} bytes); response cut',
   },

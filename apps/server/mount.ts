@@ -16,6 +16,7 @@
  */
 import { IncomingMessage, type ServerResponse } from 'node:http';
 import { constants, type Http2ServerRequest } from 'node:http2';
+import { HypError } from '../../supervisor/errors.js';
 import { sendContinue } from './body.js';
 import type { Context } from './context.js';
 import { afterSegments, originForm, prefixSegments } from './prefix.js';
@@ -33,9 +34,11 @@ export interface MountOptions {
   http2?: boolean;
 }
 
+/** What Express reads and sets on a request: the URL before mounting, and the part a mount took. */
 interface MountableRequest {
   url?: string;
   originalUrl?: string;
+  baseUrl?: string;
 }
 
 /**
@@ -54,10 +57,18 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
     if (!http2 && c.req.httpVersionMajor === 2) return refuseHttp2(c);
     const req = c.req as MountableRequest;
     const url = req.url ?? '/';
-    const rest = afterSegments(originForm(url), segments);
-    const inner = rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`;
     if (req.originalUrl === undefined) req.originalUrl = url;
-    c.rewriteUrl(url, inner);
+    // `OPTIONS *` (only a root mount gets it) asks about the server, not `/`: handed on as is.
+    if (url !== '*') {
+      const path = originForm(url);
+      const rest = afterSegments(path, segments);
+      // Express's invariant: baseUrl + url is the path of originalUrl, as under `outer.use(prefix, app)`.
+      req.baseUrl = path.slice(0, path.length - rest.length);
+      c.rewriteUrl(url, rest.charCodeAt(0) === 47 /* / */ ? rest : `/${rest}`);
+    } else req.baseUrl = '';
+    // A mounted app that answers twice or writes after end gets an 'error' on
+    // its response, which no one else listens for: an uncaught exception.
+    c.res.on('error', (err: Error) => misused(c, prefix, err));
     // Resolve when the mounted app has answered, so onion middleware wraps it.
     const done = c.closed();
     const run = (request: IncomingMessage) => {
@@ -94,9 +105,17 @@ function replay(req: IncomingMessage, bytes: Buffer): IncomingMessage {
   copy.httpVersionMinor = req.httpVersionMinor;
   copy.complete = true;
   (copy as MountableRequest).originalUrl = (req as MountableRequest).originalUrl;
+  (copy as MountableRequest).baseUrl = (req as MountableRequest).baseUrl;
   if (bytes.length > 0) copy.push(bytes);
   copy.push(null);
   return copy;
+}
+
+/** An 'error' on a mounted app's response (write after end, answering twice): logged, the worker lives on. */
+function misused(c: Context, prefix: string, err: Error): void {
+  const code = (err as NodeJS.ErrnoException).code;
+  const e = new HypError('HYP_E_MOUNT_RESPONSE', { prefix: prefix || '/', detail: err.message });
+  c.log.error({ code: e.code, err_code: code }, e.message);
 }
 
 function refuseHttp2(c: Context): Promise<void> {

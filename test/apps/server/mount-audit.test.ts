@@ -1,0 +1,177 @@
+/**
+ * `app.mount()` as a team migrating an Express, Fastify or Hono service meets
+ * it: URLs under the prefix, apps that misuse their response, drain.
+ * Served by hyp's own HttpServer: HTTP/1.1 and h2c on one port.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import express from 'express';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { App } from '../../../apps/server/app.js';
+import { HttpServer } from '../../../apps/server/http/server.js';
+import {
+  closeSession,
+  configWith,
+  connect2,
+  get2,
+  type LogRecord,
+  memoryLog,
+  rawConnect,
+} from './http/harness.js';
+
+interface Mounted {
+  port: number;
+  url: string;
+  logs: LogRecord[];
+  registry: Registry;
+  http: HttpServer;
+}
+
+let open: Mounted | undefined;
+afterEach(async () => {
+  await open?.http.drain(Date.now() + 1000);
+  open = undefined;
+});
+
+async function mounted(setup: (app: App) => void, sets: string[] = []): Promise<Mounted> {
+  const config = configWith(sets);
+  const { log, logs } = memoryLog();
+  const registry = new Registry();
+  const app = new App({ config, log, registry });
+  setup(app);
+  app.get('/ok', (c) => c.text('ok'));
+  const http = new HttpServer({
+    config,
+    handler: app.handle,
+    streamHandler: app.handleStream,
+    registry,
+    log,
+  });
+  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  open = { port, url: `http://127.0.0.1:${port}`, logs, registry, http };
+  return open;
+}
+
+/** Raw HTTP/1.1 requests written at once on one keep-alive connection; what came back within `ms`. */
+async function pipelined(port: number, requests: string[], ms = 300): Promise<string> {
+  const socket = await rawConnect(port);
+  let out = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (d: string) => {
+    out += d;
+  });
+  socket.write(requests.join(''));
+  await new Promise((r) => setTimeout(r, ms));
+  socket.destroy();
+  return out;
+}
+
+const get = (target: string, method = 'GET') => `${method} ${target} HTTP/1.1\r\nhost: h\r\n\r\n`;
+
+describe('URLs a mounted Express app sees', () => {
+  function echoUrls() {
+    const ex = express();
+    ex.use((req, res) => {
+      res.json({ url: req.url, baseUrl: req.baseUrl, originalUrl: req.originalUrl, path: req.path });
+    });
+    return ex;
+  }
+
+  it('has baseUrl + url = the path of originalUrl, as under express().use(prefix, app), however the prefix is spelled', async () => {
+    const { url } = await mounted((app) => app.mount('/legacy/', echoUrls()));
+    const seen = async (path: string) => (await fetch(`${url}${path}`)).json();
+    expect(await seen('/legacy/users/5?q=1')).toEqual({
+      url: '/users/5?q=1',
+      baseUrl: '/legacy',
+      originalUrl: '/legacy/users/5?q=1',
+      path: '/users/5',
+    });
+    expect(await seen('/legacy')).toEqual({
+      url: '/',
+      baseUrl: '/legacy',
+      originalUrl: '/legacy',
+      path: '/',
+    });
+    expect(await seen('/legacy?x=1')).toEqual({
+      url: '/?x=1',
+      baseUrl: '/legacy',
+      originalUrl: '/legacy?x=1',
+      path: '/',
+    });
+    // The router matched the decoded path; Express gets the prefix as the client spelled it.
+    expect(await seen('/%6Cegacy/a%2Fb')).toEqual({
+      url: '/a%2Fb',
+      baseUrl: '/%6Cegacy',
+      originalUrl: '/%6Cegacy/a%2Fb',
+      path: '/a%2Fb',
+    });
+    // `/legacyX` is not under the mount.
+    expect((await fetch(`${url}/legacyX`)).status).toBe(404);
+  });
+
+  it('has baseUrl = the prefix for an absolute-form request target', async () => {
+    const { port } = await mounted((app) => app.mount('/legacy', echoUrls()));
+    const out = await pipelined(port, [get('http://h/legacy/a?b=1')]);
+    expect(JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4))).toEqual({
+      url: '/a?b=1',
+      baseUrl: '/legacy',
+      originalUrl: 'http://h/legacy/a?b=1',
+      path: '/a',
+    });
+  });
+
+  it('hands OPTIONS * to a root mount as *, not as OPTIONS /', async () => {
+    const seen: string[] = [];
+    const { port } = await mounted((app) =>
+      app.mount('/', (req: IncomingMessage & { baseUrl?: string }, res) => {
+        seen.push(`${req.method} ${req.url} base=${req.baseUrl}`);
+        res.end();
+      }),
+    );
+    await pipelined(port, [get('*', 'OPTIONS'), get('/x', 'OPTIONS')]);
+    expect(seen).toEqual(['OPTIONS * base=', 'OPTIONS /x base=']);
+  });
+});
+
+describe('a mounted app that misuses its response', () => {
+  const twice = (_req: IncomingMessage, res: ServerResponse) => {
+    res.end('first');
+    res.end('second');
+  };
+  const writeAfterEnd = (_req: IncomingMessage, res: ServerResponse) => {
+    res.end('first');
+    setTimeout(() => res.write('late'), 1);
+  };
+
+  it('answering twice or writing after end: the first answer stands, the connection serves on, and the misuse is logged', async () => {
+    const { port, url, logs } = await mounted((app) => {
+      app.mount('/twice', twice, { http2: true });
+      app.mount('/late', writeAfterEnd, { http2: true });
+    });
+    const out = await pipelined(port, [get('/twice'), get('/late'), get('/ok')]);
+    expect(out.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(3);
+    expect(out).toContain('\r\n\r\nfirstHTTP/1.1 200');
+    expect(out).not.toContain('second');
+    expect(out).not.toContain('late');
+    expect(out.endsWith('\r\n\r\nok')).toBe(true);
+    const misuses = logs.filter((l) => l.code === 'HYP_E_MOUNT_RESPONSE');
+    // Node reports the second end() with a body; a write once the response is gone it drops silently.
+    expect(misuses).toEqual([
+      expect.objectContaining({
+        msg: 'the app mounted at /twice misused its response (write after end); the response is left as it was',
+        err_code: 'ERR_STREAM_WRITE_AFTER_END',
+        route: '/twice',
+        request_id: expect.any(String),
+      }),
+    ]);
+    // HTTP/2 (compat objects): the same answers, the session serves on.
+    const session = await connect2(url);
+    try {
+      expect(await get2(session, '/twice')).toEqual({ status: 200, body: 'first' });
+      expect(await get2(session, '/late')).toEqual({ status: 200, body: 'first' });
+      expect(await get2(session, '/ok')).toEqual({ status: 200, body: 'ok' });
+    } finally {
+      await closeSession(session);
+    }
+  });
+});
