@@ -68,11 +68,17 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
     } else req.baseUrl = '';
     // A mounted app that answers twice or writes after end gets an 'error' on
     // its response, which no one else listens for: an uncaught exception.
-    c.res.on('error', (err: Error) => misused(c, prefix, err));
+    const res = c.res;
+    res.on('error', (err: Error) => misused(c, prefix, err));
+    // A body longer or shorter than the app's own Content-Length would leave
+    // the next answer on a keep-alive connection misread (a response desync):
+    // Node then throws ERR_HTTP_CONTENT_LENGTH_MISMATCH from write()/end()
+    // instead, and the connection is closed. HTTP/2 resets such a stream itself.
+    if (c.req.httpVersionMajor === 1) (res as ServerResponse).strictContentLength = true;
     // Resolve when the mounted app has answered, so onion middleware wraps it.
     const done = c.closed();
     const run = (request: IncomingMessage) => {
-      const result = handler(request, c.res as ServerResponse);
+      const result = handler(request, res as ServerResponse);
       // A handler returning a promise (Hono's adapter, async wrappers) reports its failures through it.
       return result instanceof Promise ? result.then(() => done) : done;
     };

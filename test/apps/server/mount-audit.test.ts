@@ -4,7 +4,9 @@
  * Served by hyp's own HttpServer: HTTP/1.1 and h2c on one port.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { getRequestListener } from '@hono/node-server';
 import express from 'express';
+import { Hono } from 'hono';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
@@ -13,6 +15,7 @@ import {
   closeSession,
   configWith,
   connect2,
+  get1,
   get2,
   type LogRecord,
   memoryLog,
@@ -172,6 +175,80 @@ describe('a mounted app that misuses its response', () => {
       expect(await get2(session, '/ok')).toEqual({ status: 200, body: 'ok' });
     } finally {
       await closeSession(session);
+    }
+  });
+});
+
+describe('a mounted app whose body does not match its own Content-Length', () => {
+  function apps(app: App) {
+    const ex = express();
+    ex.get('/short', (_req, res) => {
+      res.setHeader('content-length', '10');
+      res.end('abc');
+    });
+    ex.get('/long', async (_req, res) => {
+      await new Promise((r) => setTimeout(r, 1));
+      res.setHeader('content-length', '2');
+      res.end('abcdef');
+    });
+    // What must keep working: HEAD, 304 and files announce a length they do not send, or send it in pieces.
+    ex.get('/etag', (_req, res) => {
+      res.send('tagged body');
+    });
+    ex.use('/files', express.static(new URL('.', import.meta.url).pathname));
+    app.mount('/e', ex);
+    const hono = new Hono().get('/short', (c) => c.body('abc', 200, { 'content-length': '10' }));
+    app.mount('/h', getRequestListener(hono.fetch), { http2: true });
+    app.mount(
+      '/raw',
+      (_req, res) => {
+        res.writeHead(200, { 'content-length': '2' });
+        res.write('abc');
+        res.end();
+      },
+      { http2: true },
+    );
+  }
+
+  it('closes the HTTP/1.1 connection instead of letting the client misread the next answer on it', async () => {
+    const { port, logs } = await mounted(apps);
+    for (const path of ['/e/short', '/e/long', '/h/short', '/raw']) {
+      const out = await pipelined(port, [get(path), get('/ok')]);
+      // Before: `content-length: 10` then `abc` then the next response's head, read as body.
+      expect({ path, out }).toEqual({ path, out: '' });
+    }
+    // What reaches hyp is logged with the route (Express handles the error itself).
+    const mismatches = logs.filter(
+      (l) => (l.err as { code?: string })?.code === 'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
+    );
+    expect(mismatches.map((l) => l.route)).toEqual(['/h/*', '/raw']);
+  });
+
+  it('still sends HEAD, 304 and files whole', async () => {
+    const { url, port } = await mounted(apps);
+    const head = await fetch(`${url}/e/etag`, { method: 'HEAD' });
+    expect([head.status, head.headers.get('content-length'), await head.text()]).toEqual([200, '11', '']);
+    const etag = (await fetch(`${url}/e/etag`)).headers.get('etag') ?? '';
+    // (node:http: fetch asks for no-cache, which Express's freshness check honours)
+    expect((await get1(port, '/e/etag', { 'if-none-match': etag })).status).toBe(304);
+    const file = await fetch(`${url}/e/files/mount-audit.test.ts`);
+    expect([file.status, (await file.text()).includes('still sends HEAD, 304 and files whole')]).toEqual([
+      200,
+      true,
+    ]);
+  });
+
+  it('over HTTP/2 the client sees the request fail, never a body it could take as whole', async () => {
+    const { url } = await mounted(apps);
+    for (const path of ['/h/short', '/raw']) {
+      const session = await connect2(url);
+      // Node 20's client resets the stream (PROTOCOL_ERROR); Node 22+'s nghttp2 ends the session.
+      session.on('error', () => {});
+      try {
+        await expect(get2(session, path)).rejects.toThrow(/protocol.error|session has been destroyed/i);
+      } finally {
+        session.destroy();
+      }
     }
   });
 });
