@@ -3,14 +3,17 @@
  * it: URLs under the prefix, apps that misuse their response, drain.
  * Served by hyp's own HttpServer: HTTP/1.1 and h2c on one port.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type IncomingMessage, request, type ServerResponse } from 'node:http';
 import { getRequestListener } from '@hono/node-server';
 import express from 'express';
+import Fastify from 'fastify';
 import { Hono } from 'hono';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
 import { HttpServer } from '../../../apps/server/http/server.js';
+import { until } from '../../helpers/supervisor.js';
+import { memoryTracer } from '../../helpers/tracing.js';
 import {
   closeSession,
   configWith,
@@ -36,11 +39,14 @@ afterEach(async () => {
   open = undefined;
 });
 
-async function mounted(setup: (app: App) => void, sets: string[] = []): Promise<Mounted> {
-  const config = configWith(sets);
+async function mounted(
+  setup: (app: App) => void,
+  tracer?: ReturnType<typeof memoryTracer>['tracer'],
+): Promise<Mounted> {
+  const config = configWith([]);
   const { log, logs } = memoryLog();
   const registry = new Registry();
-  const app = new App({ config, log, registry });
+  const app = new App({ config, log, registry, tracer });
   setup(app);
   app.get('/ok', (c) => c.text('ok'));
   const http = new HttpServer({
@@ -250,5 +256,118 @@ describe('a mounted app whose body does not match its own Content-Length', () =>
         session.destroy();
       }
     }
+  });
+});
+
+describe('a mounted Fastify app at drain', () => {
+  /** A GET whose answer is read to its end, or to the error that cut it. */
+  function download(port: number, path: string): Promise<string> {
+    return new Promise((resolve) => {
+      const req = request({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => {
+          body += d;
+        });
+        res.on('end', () => resolve(`${res.statusCode} complete ${body}`));
+        res.on('error', (err) =>
+          resolve(`${res.statusCode} cut (${err.message}) after ${body.length} bytes`),
+        );
+      });
+      req.on('error', (err) => resolve(`failed: ${err.message}`));
+      req.end();
+    });
+  }
+
+  it('finishes a long request, cuts an endless stream at the deadline (the client sees it cut), then closes Fastify', async () => {
+    const fastify = Fastify();
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let entered = 0;
+    fastify.get('/long', async () => {
+      entered++;
+      await held;
+      return { done: true };
+    });
+    fastify.get('/events', (req, reply) => {
+      entered++;
+      reply.raw.writeHead(200, { 'content-type': 'text/event-stream' });
+      reply.raw.write('data: 1\n\n');
+      const tick = setInterval(() => reply.raw.write('data: x\n\n'), 20);
+      req.raw.on('close', () => clearInterval(tick));
+      return reply;
+    });
+    const closed: string[] = [];
+    fastify.addHook('onClose', async () => {
+      closed.push('fastify onClose');
+    });
+    await fastify.ready();
+    const { port, http, registry } = await mounted((app) =>
+      app.mount('/f', (req, res) => fastify.routing(req, res), { http2: true }),
+    );
+    const long = download(port, '/f/long');
+    const events = download(port, '/f/events');
+    while (entered < 2) await new Promise((r) => setTimeout(r, 10));
+    const drained = http.drain(Date.now() + 500).then(() => fastify.close());
+    setTimeout(release, 50);
+    await drained;
+    expect(await long).toBe('200 complete {"done":true}');
+    expect(await events).toMatch(/^200 cut \(aborted\) after \d+ bytes$/);
+    expect(closed).toEqual(['fastify onClose']);
+    // Both counted under the mount's pattern, never the raw path (the cut one once its 'close' has run).
+    const counted = async () =>
+      (await registry.metrics()).split('\n').filter((l) => l.startsWith('hyp_http_requests_total'));
+    await until(
+      async () => ((await counted())[0]?.endsWith(' 2') ? true : undefined),
+      'both requests counted',
+    );
+    expect(await counted()).toEqual(['hyp_http_requests_total{method="GET",route="/f/*",status="200"} 2']);
+    open = undefined;
+  });
+});
+
+describe('telemetry of mounted apps', () => {
+  it('labels every request under a mount with the mount pattern and gives each a span, whatever the outcome', async () => {
+    const t = memoryTracer();
+    const ex = express();
+    ex.get('/users/:id', (req, res) => {
+      res.json({ id: req.params.id });
+    });
+    ex.get('/boom', () => {
+      throw new Error('express route failed');
+    });
+    const { url, registry } = await mounted((app) => {
+      app.mount('/legacy', ex);
+      app.mount('/raw', () => {
+        throw new Error('raw handler failed');
+      });
+    }, t.tracer);
+    for (let i = 0; i < 20; i++) await (await fetch(`${url}/legacy/users/${i}`)).text();
+    const boom = await fetch(`${url}/legacy/boom`);
+    const raw = await fetch(`${url}/raw/x?y=1`);
+    expect([boom.status, raw.status]).toEqual([500, 500]);
+    expect([boom.headers.get('x-request-id'), raw.headers.get('x-request-id')]).toEqual([
+      expect.any(String),
+      expect.any(String),
+    ]);
+    const counted = (await registry.metrics())
+      .split('\n')
+      .filter((l) => l.startsWith('hyp_http_requests_total'));
+    expect(counted.sort()).toEqual([
+      'hyp_http_requests_total{method="GET",route="/legacy/*",status="200"} 20',
+      'hyp_http_requests_total{method="GET",route="/legacy/*",status="500"} 1',
+      'hyp_http_requests_total{method="GET",route="/raw/*",status="500"} 1',
+    ]);
+    const spans = t.exporter.getFinishedSpans();
+    expect(spans).toHaveLength(22);
+    const last = spans[21]!;
+    expect([last.name, last.attributes['http.route'], last.attributes['url.path']]).toEqual([
+      'GET /raw/*',
+      '/raw/*',
+      '/raw/x',
+    ]);
+    expect(last.attributes['http.response.status_code']).toBe(500);
   });
 });
