@@ -187,6 +187,29 @@ describe('send timeout (slow readers)', () => {
     });
   }
 
+  for (const path of ['/big?bytes=33554432', '/big-stream?bytes=33554432']) {
+    it(`closes a TLS connection whose client never reads its answer (${path.split('?')[0]})`, async () => {
+      served = await serve(['server.limits.send_timeout=400ms', ...pki.tlsSets()]);
+      const socket = tlsConnect({
+        host: '127.0.0.1',
+        port: served.port,
+        ca: pki.read(pki.caCert),
+        servername: 'localhost',
+        ALPNProtocols: ['http/1.1'],
+      });
+      socket.on('error', () => {});
+      await new Promise((r) => socket.once('secureConnect', r));
+      // TLS 1.3: the client is done before the server has the connection.
+      await until(() => served!.http.connections === 1 || undefined, 'the connection at the server');
+      socket.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`);
+      socket.pause();
+      await until(() => served!.http.connections === 0 || undefined, 'the connection closed by the server');
+      socket.destroy();
+      const logged = served.logs.find((l) => l.code === 'HYP_E_SEND_TIMEOUT');
+      expect(Number(logged?.pending_bytes)).toBeGreaterThan(0);
+    });
+  }
+
   it('leaves a client that reads slowly but steadily alone', async () => {
     // Loopback buffers hold several MiB the client reads before the server sees a write
     // complete: the timeout must outlast reading them (3 MB/s here), as 5m does in production.
@@ -199,6 +222,31 @@ describe('send timeout (slow readers)', () => {
       got += d.length;
       socket.pause();
       setTimeout(() => socket.resume(), 20);
+    });
+    await new Promise((r) => socket.once('close', r));
+    expect(got).toBeGreaterThan(bytes);
+    expect(served.logs.some((l) => l.code === 'HYP_E_SEND_TIMEOUT')).toBe(false);
+  }, 60_000);
+
+  it('leaves a TLS client that reads one large answer slowly but steadily alone', async () => {
+    // One 6 MiB chunk read at about 1.6 MB/s takes longer than the timeout:
+    // progress must be the encrypted bytes the kernel takes, not the write's end.
+    served = await serve(['server.limits.send_timeout=3s', ...pki.tlsSets()]);
+    const bytes = 6 * 1024 * 1024;
+    const socket = tlsConnect({
+      host: '127.0.0.1',
+      port: served.port,
+      ca: pki.read(pki.caCert),
+      servername: 'localhost',
+      ALPNProtocols: ['http/1.1'],
+    });
+    await new Promise((r) => socket.once('secureConnect', r));
+    socket.write(`GET /big?bytes=${bytes} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
+    let got = 0;
+    socket.on('data', (d: Buffer) => {
+      got += d.length;
+      socket.pause();
+      setTimeout(() => socket.resume(), 10);
     });
     await new Promise((r) => socket.once('close', r));
     expect(got).toBeGreaterThan(bytes);
