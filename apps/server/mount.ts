@@ -104,6 +104,13 @@ function replay(req: IncomingMessage, bytes: Buffer): IncomingMessage {
   copy.url = req.url;
   copy.headers = req.headers;
   copy.rawHeaders = req.rawHeaders;
+  // Not an Http2ServerRequest, so adapters take it for HTTP/1.1 and look for
+  // the Host header (Hono's answers 400 without one): `:authority` names it.
+  const authority = req.headers[':authority'];
+  if (typeof authority === 'string' && req.headers.host === undefined) {
+    copy.headers = { ...req.headers, host: authority };
+    copy.rawHeaders = [...req.rawHeaders, 'host', authority];
+  }
   copy.trailers = req.trailers;
   copy.rawTrailers = req.rawTrailers;
   copy.httpVersion = req.httpVersion;

@@ -4,6 +4,7 @@
  * Served by hyp's own HttpServer: HTTP/1.1 and h2c on one port.
  */
 import { type IncomingMessage, request, type ServerResponse } from 'node:http';
+import type { ClientHttp2Session } from 'node:http2';
 import { getRequestListener } from '@hono/node-server';
 import express from 'express';
 import Fastify from 'fastify';
@@ -24,6 +25,7 @@ import {
   memoryLog,
   rawConnect,
 } from './http/harness.js';
+import { makePki } from './tls/certs.js';
 
 interface Mounted {
   port: number;
@@ -42,8 +44,9 @@ afterEach(async () => {
 async function mounted(
   setup: (app: App) => void,
   tracer?: ReturnType<typeof memoryTracer>['tracer'],
+  sets: string[] = [],
 ): Promise<Mounted> {
-  const config = configWith([]);
+  const config = configWith(sets);
   const { log, logs } = memoryLog();
   const registry = new Registry();
   const app = new App({ config, log, registry, tracer });
@@ -369,5 +372,73 @@ describe('telemetry of mounted apps', () => {
       '/raw/x',
     ]);
     expect(last.attributes['http.response.status_code']).toBe(500);
+  });
+});
+
+describe('a body hyp middleware read, handed on to a mounted app over HTTP/2', () => {
+  function post(session: ClientHttp2Session, path: string, audit: boolean): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const headers = { ':method': 'POST', ':path': path, 'content-type': 'application/json' };
+      const stream = session.request(audit ? { ...headers, 'x-audit': '1' } : headers);
+      let out = '';
+      stream.setEncoding('utf8');
+      stream.on('response', (h) => {
+        out = `${h[':status']} `;
+      });
+      stream.on('data', (d: string) => {
+        out += d;
+      });
+      stream.on('end', () => resolve(out));
+      stream.on('error', reject);
+      stream.end('{"a":1}');
+    });
+  }
+
+  function apps(app: App) {
+    // An audit middleware that reads the body before the mounted app runs.
+    app.use(async (c, next) => {
+      if (c.header('x-audit')) await c.body('raw');
+      await next();
+    });
+    const hono = new Hono().post('/echo', async (c) => c.json({ got: await c.req.json(), url: c.req.url }));
+    app.mount('/h', getRequestListener(hono.fetch), { http2: true });
+    const fastify = Fastify();
+    fastify.post('/echo', async (req) => ({ got: req.body, host: req.host, protocol: req.protocol }));
+    app.mount('/f', (req, res) => fastify.routing(req, res), { http2: true });
+    return fastify;
+  }
+
+  it('the app sees the same request as without the middleware (h2c and TLS ALPN h2)', async () => {
+    const pki = makePki();
+    for (const tls of [false, true]) {
+      let fastify: ReturnType<typeof Fastify> | undefined;
+      const { port } = await mounted(
+        (app) => {
+          fastify = apps(app);
+        },
+        undefined,
+        tls ? pki.tlsSets() : [],
+      );
+      await fastify?.ready();
+      const origin = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
+      const session = await connect2(origin, tls ? { ca: pki.read(pki.caCert) } : {});
+      try {
+        for (const path of ['/h/echo', '/f/echo']) {
+          const direct = await post(session, path, false);
+          // Before: Hono's adapter took the replayed request for HTTP/1.1 without a Host header: 400.
+          expect({ tls, path, audited: await post(session, path, true) }).toEqual({
+            tls,
+            path,
+            audited: direct,
+          });
+          expect(direct).toMatch(/^200 \{"got":\{"a":1\}/);
+        }
+        expect(await post(session, '/h/echo', true)).toBe(`200 {"got":{"a":1},"url":"${origin}/echo"}`);
+      } finally {
+        await closeSession(session);
+        await open?.http.drain(Date.now() + 1000);
+        open = undefined;
+      }
+    }
   });
 });
