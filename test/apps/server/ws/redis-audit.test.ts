@@ -129,6 +129,8 @@ describe.skipIf(!redisServer)('the Redis driver when things go wrong (real redis
       pods.push({ hub, url: `${await listenApp(app)}/ws` });
     }
     const [a, b] = pods as [(typeof pods)[0], (typeof pods)[0]];
+    // Subscribed on Redis first: with no presence interval, nothing repeats a missed join.
+    await Promise.all(pods.map((p) => p.hub.bus.ready()));
     const onB = await TestClient.connect(b.url, 'json');
     cleanup.push(() => onB.close());
     const room = `room-${nextPrefix()}`;
