@@ -368,8 +368,16 @@ export class Http2Sessions {
     for (const w of waiters) w();
   }
 
+  /**
+   * The drain deadline. A session with streams still open ends with GOAWAY
+   * INTERNAL_ERROR, so their clients see them fail: with NO_ERROR, a client
+   * takes a stream cut mid-answer for a whole one (Node's ends it cleanly).
+   */
   destroyAll(): void {
-    for (const s of this.sessions) s.destroy();
+    for (const s of this.sessions) {
+      // A number alone is the GOAWAY code (`destroy(undefined, code)` sends NO_ERROR).
+      s.destroy((s[kUse]?.open ?? 0) > 0 ? constants.NGHTTP2_INTERNAL_ERROR : constants.NGHTTP2_NO_ERROR);
+    }
   }
 }
 

@@ -38,6 +38,29 @@ describe('drain with HTTP/2 clients', () => {
     expect(served.http.inflight).toBe(0);
   });
 
+  it('a stream cut at the drain deadline fails at the client, never ends as if complete', async () => {
+    served = await serve([]);
+    const session = await connect2(`http://127.0.0.1:${served.port}`);
+    session.on('error', () => {});
+    // An answer longer than the drain: 1 GiB in 64 KiB chunks, read as it comes.
+    const stream = session.request({ ':path': `/big-stream?bytes=${2 ** 30}` });
+    let got = 0;
+    stream.on('data', (d: Buffer) => {
+      got += d.length;
+    });
+    const outcome = new Promise<string>((resolve) => {
+      stream.once('end', () => resolve('end'));
+      stream.once('error', (err: NodeJS.ErrnoException) => resolve(`error ${err.code}`));
+      stream.once('close', () => resolve(`close ${stream.rstCode}`));
+    });
+    await until(() => got > 0 || undefined, 'the answer under way');
+    await served.http.drain(Date.now() + 300);
+    // Before: GOAWAY NO_ERROR, and the client's stream ended like a whole answer.
+    expect(await outcome).toMatch(/^error ERR_HTTP2_(SESSION|STREAM)_ERROR/);
+    expect(got).toBeLessThan(2 ** 30);
+    session.destroy();
+  });
+
   it('HTTP/1.1 and HTTP/2 in flight at once: both answered, then the listener is gone', async () => {
     served = await serve([]);
     const session = await connect2(`http://127.0.0.1:${served.port}`);
