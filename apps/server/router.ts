@@ -122,6 +122,7 @@ export class Router {
     const method = route.method.toUpperCase();
     if (!/^[A-Z][A-Z-]*$/.test(method))
       throw new TypeError(`route ${route.pattern}: invalid method ${route.method}`);
+    if (percentEscape.test(route.pattern)) throw encodedPattern(route.pattern);
     this.register(method, route);
     if (this.statics && plainPattern.test(route.pattern) && !route.pattern.includes('//')) {
       const paths = this.statics.get(method) ?? new Map<string, Route>();
@@ -271,6 +272,28 @@ function emptyParam(params: Record<string, string | undefined>): boolean {
 /** Which of find-my-way's store-less results this is: a bad URL or a parameter too long. */
 function failure(found: FindMyWay.FindResult<FindMyWay.HTTPVersion.V1>): symbol {
   return (found.handler as unknown as () => symbol)();
+}
+
+const percentEscape = /%[0-9A-Fa-f]{2}/;
+
+/**
+ * Request paths are matched percent-decoded, so a pattern holding an escape
+ * (`/a%20b`, often a prefix copied from a URL) would never match.
+ */
+function encodedPattern(pattern: string): TypeError {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(pattern);
+  } catch {
+    decoded = pattern;
+  }
+  const hint =
+    decoded.includes('?') || decoded.includes('#') || decoded.split('/').length !== pattern.split('/').length
+      ? 'an encoded "/", "?" or "#" cannot be part of a route'
+      : `write the characters themselves: ${decoded}`;
+  return new TypeError(
+    `route ${pattern} would never match: request paths are matched after percent-decoding; ${hint}`,
+  );
 }
 
 function refused(method: string, route: Route, err: unknown): TypeError {

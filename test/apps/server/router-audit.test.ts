@@ -270,3 +270,22 @@ describe('asterisk-form request target (OPTIONS *)', () => {
     });
   });
 });
+
+describe('percent-escapes in route patterns', () => {
+  it('a pattern holding one is refused when added (it could never match), naming the form that matches', async () => {
+    served = await serve((app) => {
+      // Before: added without complaint; `/a%20b` was then a 404 for every spelling of the path.
+      expect(() => app.get('/a%20b', (c) => c.text('never'))).toThrow(
+        'route /a%20b would never match: request paths are matched after percent-decoding; write the characters themselves: /a b',
+      );
+      expect(() => app.mount('/legacy%2Fv1', (_req, res) => res.end())).toThrow(
+        'an encoded "/", "?" or "#" cannot be part of a route',
+      );
+      app.get('/a b', (c) => c.text('decoded'));
+    });
+    for (const path of ['/a%20b', '/a b']) {
+      const res = await fetch(`${served.url}${path}`);
+      expect([path, res.status, await res.text()]).toEqual([path, 200, 'decoded']);
+    }
+  });
+});
