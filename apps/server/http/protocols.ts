@@ -375,11 +375,15 @@ export class Http2Sessions {
    */
   destroyAll(): void {
     for (const s of this.sessions) {
-      // A number alone is the GOAWAY code (`destroy(undefined, code)` sends NO_ERROR).
-      s.destroy((s[kUse]?.open ?? 0) > 0 ? constants.NGHTTP2_INTERNAL_ERROR : constants.NGHTTP2_NO_ERROR);
+      // With no error, Node sends NO_ERROR whatever the code (its 'error' is
+      // swallowed by the session's listener).
+      if ((s[kUse]?.open ?? 0) > 0) s.destroy(drainCut, constants.NGHTTP2_INTERNAL_ERROR);
+      else s.destroy();
     }
   }
 }
+
+const drainCut = new Error('streams still open at the drain deadline');
 
 /** Node's native session (`session[kHandle]`), which it does not expose. */
 interface NativeSession {
