@@ -21,21 +21,30 @@ const restarts = (s: Running) =>
   s.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('worker exited unexpectedly'));
 const fromWorker = (pid: number, code: string) => (l: LogLine) => l.pid === pid && l.code === code;
 
+/** Two workers and a short backoff: a crash loop would show at once. */
+const unloadable = (app: string) => ({
+  app,
+  workers: 2,
+  ready: false,
+  sets: ['supervisor.backoff_initial=100ms'],
+});
+
+/** The pod stopped with exit 2 before any worker was ready; its fatal line carries `code`. */
+async function stoppedAtStart(s: Running, code: string): Promise<LogLine | undefined> {
+  const exit = await Promise.race([
+    s.exited,
+    until(() => undefined, 'supervisor exit', 10_000).then(() => ({ code: -1 })),
+  ]);
+  expect(exit.code).toBe(2);
+  const said = s.logs.find((l) => l.role === 'supervisor' && l.code === code);
+  expect(said?.level).toBe('fatal');
+  return said;
+}
+
 describe('app misbehaviour: start', () => {
   it('a default export that is not defineApp: HYP_E_APP_INVALID, the pod exits 2 at once, no crash loop, no PID file', async () => {
-    sup = await startSupervisor({
-      app: fixtureApp('not-an-app'),
-      workers: 2,
-      ready: false,
-      sets: ['supervisor.backoff_initial=100ms'],
-    });
-    const { code } = await Promise.race([
-      sup.exited,
-      until(() => undefined, 'supervisor exit', 10_000).then(() => ({ code: -1 })),
-    ]);
-    expect(code).toBe(2);
-    const said = sup.logs.find((l) => l.role === 'supervisor' && l.code === 'HYP_E_APP_INVALID');
-    expect(said?.level).toBe('fatal');
+    sup = await startSupervisor(unloadable(fixtureApp('not-an-app')));
+    const said = await stoppedAtStart(sup, 'HYP_E_APP_INVALID');
     expect(String(said?.msg)).toContain('must export default defineApp');
     expect(sup.logs.filter((l) => l.msg === 'worker spawned').length).toBeLessThanOrEqual(2);
     expect(existsSync(sup.pidFile)).toBe(false);
@@ -52,19 +61,8 @@ describe('app misbehaviour: start', () => {
       [esm, '(in it or in a module it imports)'],
       [cjs, `at ${cjs}:2`],
     ] as const) {
-      sup = await startSupervisor({
-        app,
-        workers: 2,
-        ready: false,
-        sets: ['supervisor.backoff_initial=100ms'],
-      });
-      const { code } = await Promise.race([
-        sup.exited,
-        until(() => undefined, 'supervisor exit', 10_000).then(() => ({ code: -1 })),
-      ]);
-      expect(code).toBe(2);
-      const said = sup.logs.find((l) => l.role === 'supervisor' && l.code === 'HYP_E_APP_NOT_FOUND');
-      expect(said?.level).toBe('fatal');
+      sup = await startSupervisor(unloadable(app));
+      const said = await stoppedAtStart(sup, 'HYP_E_APP_NOT_FOUND');
       expect(String(said?.msg)).toContain(
         `app module ${app} cannot be loaded: SyntaxError: Unexpected token ';'`,
       );

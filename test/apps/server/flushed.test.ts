@@ -3,43 +3,19 @@
  * while one large write flushes to a slow reader — through a TLSSocket too,
  * whose own handle only sees cleartext.
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { createServer, connect as netConnect, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer as createTlsServer, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flushedBytes } from '../../../apps/server/flushed.js';
+import { selfSignedCertDir } from './tcp/helpers.js';
 
 const size = 8 * 1024 * 1024;
 let dir = '';
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'hyp-flushed-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.pem',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { cwd: dir, stdio: 'pipe' },
-  );
+  dir = selfSignedCertDir('hyp-flushed-');
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -2,7 +2,7 @@
  * Protection limits apply on every protocol path: HTTP/1.1, h2c and TLS.
  */
 import type { Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
@@ -169,6 +169,17 @@ describe('max connections per worker', () => {
   });
 });
 
+/** An HTTP/1.1 over TLS connection to the test server. */
+function tls1(port: number): TLSSocket {
+  return tlsConnect({
+    host: '127.0.0.1',
+    port,
+    ca: pki.read(pki.caCert),
+    servername: 'localhost',
+    ALPNProtocols: ['http/1.1'],
+  });
+}
+
 describe('send timeout (slow readers)', () => {
   for (const path of ['/big?bytes=33554432', '/big-stream?bytes=33554432']) {
     it(`closes a connection whose client never reads its answer (${path.split('?')[0]})`, async () => {
@@ -190,13 +201,7 @@ describe('send timeout (slow readers)', () => {
   for (const path of ['/big?bytes=33554432', '/big-stream?bytes=33554432']) {
     it(`closes a TLS connection whose client never reads its answer (${path.split('?')[0]})`, async () => {
       served = await serve(['server.limits.send_timeout=400ms', ...pki.tlsSets()]);
-      const socket = tlsConnect({
-        host: '127.0.0.1',
-        port: served.port,
-        ca: pki.read(pki.caCert),
-        servername: 'localhost',
-        ALPNProtocols: ['http/1.1'],
-      });
+      const socket = tls1(served.port);
       socket.on('error', () => {});
       await new Promise((r) => socket.once('secureConnect', r));
       // TLS 1.3: the client is done before the server has the connection.
@@ -233,13 +238,7 @@ describe('send timeout (slow readers)', () => {
     // progress must be the encrypted bytes the kernel takes, not the write's end.
     served = await serve(['server.limits.send_timeout=3s', ...pki.tlsSets()]);
     const bytes = 6 * 1024 * 1024;
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port: served.port,
-      ca: pki.read(pki.caCert),
-      servername: 'localhost',
-      ALPNProtocols: ['http/1.1'],
-    });
+    const socket = tls1(served.port);
     await new Promise((r) => socket.once('secureConnect', r));
     socket.write(`GET /big?bytes=${bytes} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n`);
     let got = 0;

@@ -3,11 +3,9 @@
  * floods, peers that never read) and misbehaving apps, each against the
  * real accept path on 127.0.0.1.
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { setFlagsFromString } from 'node:v8';
@@ -18,37 +16,24 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeFrame, LengthPrefixDecoder, LineDecoder } from '../../../../apps/server/tcp/framing.js';
 import { ConnectionRateLimiter } from '../../../../apps/server/tcp/ratelimit.js';
 import { TcpService } from '../../../../apps/server/tcp/server.js';
-import { closedByPeer, dial, echo, readBytes, silentLog, startService, tcpConfig, until } from './helpers.js';
+import {
+  closedByPeer,
+  dial,
+  echo,
+  readBytes,
+  selfSignedCertDir,
+  silentLog,
+  startService,
+  tcpConfig,
+  until,
+} from './helpers.js';
 
 let dir = '';
 const file = (name: string) => join(dir, name);
 
 /** A self-signed certificate for 127.0.0.1. */
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'hyp-tcp-audit-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.pem',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { cwd: dir, stdio: 'pipe' },
-  );
+  dir = selfSignedCertDir('hyp-tcp-audit-');
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -353,6 +338,17 @@ describe('the per-IP rate limit against address rotation', () => {
   });
 });
 
+/** A ClientHello record header announcing 255 bytes, then one byte every 50 ms, until the server closes. */
+async function trickleHandshake(port: number): Promise<void> {
+  const client = netConnect({ port, host: '127.0.0.1' });
+  client.on('error', () => {});
+  await once(client, 'connect');
+  client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff]));
+  const trickle = setInterval(() => client.writable && client.write(Buffer.from([0x01])), 50);
+  await closedByPeer(client);
+  clearInterval(trickle);
+}
+
 describe('TLS peers that stall', () => {
   it('a handshake trickled byte by byte is closed at idle_timeout: handshake bytes are not activity', async () => {
     const errors: Error[] = [];
@@ -364,14 +360,7 @@ describe('TLS peers that stall', () => {
       { idle_timeout: '300ms', ...tlsConfig() },
       { onError: (...e) => errors.push(...e) },
     );
-    const client = netConnect({ port, host: '127.0.0.1' });
-    client.on('error', () => {});
-    await once(client, 'connect');
-    // A ClientHello record header announcing 255 bytes, then one byte every 50 ms.
-    client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff]));
-    const trickle = setInterval(() => client.writable && client.write(Buffer.from([0x01])), 50);
-    await closedByPeer(client);
-    clearInterval(trickle);
+    await trickleHandshake(port);
     await until(() => service.openConnections() === 0, 'handshake cleaned up');
     expect(service.stats.idleCloses).toBe(1);
     expect(handlers).toBe(0);
@@ -389,14 +378,8 @@ describe('TLS handshake deadline', () => {
       { idle_timeout: '0', handshake_timeout: '300ms', ...tlsConfig() },
       { onError: (...e) => errors.push(...e) },
     );
-    const client = netConnect({ port, host: '127.0.0.1' });
-    client.on('error', () => {});
-    await once(client, 'connect');
-    client.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0xff]));
-    const trickle = setInterval(() => client.writable && client.write(Buffer.from([0x01])), 50);
     // Before: nothing closed it (no idle sweep, no handshake timer).
-    await closedByPeer(client);
-    clearInterval(trickle);
+    await trickleHandshake(port);
     await until(() => service.openConnections() === 0, 'handshake cleaned up');
     expect(handlers).toBe(0);
     const handshake = errors.find((e) => (e as { code?: string }).code === 'HYP_E_TCP_HANDSHAKE');

@@ -3,17 +3,15 @@
  * kernel takes while a slow reader reads are not idleness, plain or TLS. A
  * peer that stops reading is still closed at `idle_timeout`.
  */
-import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TcpService } from '../../../../apps/server/tcp/server.js';
 import { isHypError } from '../../../../supervisor/errors.js';
-import { startService, until } from './helpers.js';
+import { selfSignedCertDir, startService, until } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -33,30 +31,7 @@ function sendBufferMax(): number {
 
 let dir = '';
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'hyp-tcp-idle-'));
-  execFileSync(
-    'openssl',
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      'server.key',
-      '-out',
-      'server.pem',
-      '-days',
-      '1',
-      '-subj',
-      '/CN=127.0.0.1',
-      '-addext',
-      'subjectAltName=IP:127.0.0.1',
-    ],
-    { cwd: dir, stdio: 'pipe' },
-  );
+  dir = selfSignedCertDir('hyp-tcp-idle-');
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
