@@ -8,61 +8,17 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ClientReplayGuard, type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
+import { ClientReplayGuard, HypWebSocket } from '../../../apps/client/index.js';
 import { IpcHistory } from '../../../apps/server/ws/ipc-history.js';
 import type { Gap } from '../../../apps/server/ws/redis-history.js';
 import { PodHistory } from '../../../supervisor/history.js';
 import { eventually, podHistoryChannels, type Served, serveHub } from '../server/ws/helpers.js';
-import { type Front, front, portOf } from './front.js';
+import { cleanup, client, closeAll, frontOf, hub, range } from './delivery.js';
+import { portOf } from './front.js';
 
-const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
-  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await closeAll();
 });
-
-async function hub(options: Parameters<typeof serveHub>[0] = {}): Promise<Served> {
-  const served = await serveHub(options);
-  cleanup.push(() => served.close());
-  return served;
-}
-
-async function frontOf(served: Served): Promise<Front> {
-  const f = await front(portOf(served.url));
-  cleanup.push(() => f.close());
-  return f;
-}
-
-/** A client recording what reaches the application, per channel, and its events. */
-function client(url: string, options: ConstructorParameters<typeof HypWebSocket>[1] = {}) {
-  const ws = new HypWebSocket(url, { reconnect: { initialDelayMs: 10, maxDelayMs: 100 }, ...options });
-  cleanup.push(() => ws.close());
-  const got = new Map<string, unknown[]>();
-  const errors: HypErrorFrame[] = [];
-  let opens = 0;
-  let closes = 0;
-  ws.on('error', (e) => errors.push(e));
-  ws.on('open', () => opens++);
-  ws.on('close', () => closes++);
-  return {
-    ws,
-    errors,
-    get opens() {
-      return opens;
-    },
-    get closes() {
-      return closes;
-    },
-    /** Subscribes with a handler recording the JSON data. */
-    subscribe(channel: string) {
-      const list: unknown[] = [];
-      got.set(channel, list);
-      return ws.subscribe(channel, (m) => list.push(m.json()));
-    },
-    got: (channel: string) => got.get(channel) ?? [],
-  };
-}
-
-const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
 /**
  * Workers of one pod: hubs sharing a stand-in for the supervisor's pod-wide

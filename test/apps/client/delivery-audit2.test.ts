@@ -8,54 +8,16 @@
 import { randomBytes } from 'node:crypto';
 import { runInNewContext } from 'node:vm';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
-import { eventually, type Served, serveHub } from '../server/ws/helpers.js';
-import { type Front, front, portOf } from './front.js';
+import { HypWebSocket } from '../../../apps/client/index.js';
+import { eventually, type Served } from '../server/ws/helpers.js';
+import { cleanup, client, closeAll, frontOf, hub, range } from './delivery.js';
+import type { Front } from './front.js';
 import { rawServer } from './raw-server.js';
 
-const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   vi.restoreAllMocks();
-  for (const fn of cleanup.splice(0).reverse()) await fn();
+  await closeAll();
 });
-
-async function hub(options: Parameters<typeof serveHub>[0] = {}): Promise<Served> {
-  const served = await serveHub(options);
-  cleanup.push(() => served.close());
-  return served;
-}
-
-async function frontOf(served: Served): Promise<Front> {
-  const f = await front(portOf(served.url));
-  cleanup.push(() => f.close());
-  return f;
-}
-
-/** A client recording what reaches the application, per channel, and its errors. */
-function client(url: string, options: ConstructorParameters<typeof HypWebSocket>[1] = {}) {
-  const ws = new HypWebSocket(url, { reconnect: { initialDelayMs: 10, maxDelayMs: 100 }, ...options });
-  cleanup.push(() => ws.close());
-  const got = new Map<string, unknown[]>();
-  const errors: HypErrorFrame[] = [];
-  let opens = 0;
-  ws.on('error', (e) => errors.push(e));
-  ws.on('open', () => opens++);
-  return {
-    ws,
-    errors,
-    get opens() {
-      return opens;
-    },
-    subscribe(channel: string, offset?: string) {
-      const list: unknown[] = [];
-      got.set(channel, list);
-      return ws.subscribe(channel, (m) => list.push(m.json()), offset === undefined ? {} : { offset });
-    },
-    got: (channel: string) => got.get(channel) ?? [],
-  };
-}
-
-const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
 
 /** Resolves on the client's next `close` event. */
 function closed(ws: HypWebSocket): Promise<void> {
