@@ -18,12 +18,13 @@ import { ConnectionRateLimiter } from '../../../../apps/server/tcp/ratelimit.js'
 import { TcpService } from '../../../../apps/server/tcp/server.js';
 import {
   closedByPeer,
+  closeTracked,
   dial,
   echo,
   readBytes,
   selfSignedCertDir,
   silentLog,
-  startService,
+  start,
   tcpConfig,
   until,
 } from './helpers.js';
@@ -37,14 +38,8 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-const services: TcpService<object>[] = [];
-async function start(...args: Parameters<typeof startService>) {
-  const started = await startService(...args);
-  services.push(started.service as TcpService<object>);
-  return started;
-}
 afterEach(async () => {
-  await Promise.all(services.splice(0).map((s) => s.close()));
+  await closeTracked();
 });
 
 const tlsConfig = () => ({

@@ -142,3 +142,22 @@ export function selfSignedCertDir(prefix: string): string {
   );
   return dir;
 }
+
+const tracked: TcpService<object>[] = [];
+
+/** Close `service` at `closeTracked()` (a spec file's afterEach). */
+export function track<S extends object>(service: TcpService<S>): TcpService<S> {
+  tracked.push(service as TcpService<object>);
+  return service;
+}
+
+/** `startService`, tracked for `closeTracked()`. */
+export async function start(...args: Parameters<typeof startService>): ReturnType<typeof startService> {
+  const started = await startService(...args);
+  track(started.service);
+  return started;
+}
+
+export async function closeTracked(): Promise<void> {
+  await Promise.all(tracked.splice(0).map((s) => s.close()));
+}

@@ -3,17 +3,10 @@
  * throw, handlers that never return, writes after the peer left.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import type { TcpService } from '../../../../apps/server/tcp/server.js';
-import { closedByPeer, dial, echo, readBytes, startService, until } from './helpers.js';
+import { closedByPeer, closeTracked, dial, echo, readBytes, start, until } from './helpers.js';
 
-const services: TcpService<object>[] = [];
-async function start(...args: Parameters<typeof startService>) {
-  const started = await startService(...args);
-  services.push(started.service as TcpService<object>);
-  return started;
-}
 afterEach(async () => {
-  await Promise.all(services.splice(0).map((s) => s.close()));
+  await closeTracked();
 });
 
 /** Errors that escaped to the process (uncaught exceptions, unhandled rejections) while `fn` ran. */

@@ -9,24 +9,20 @@ import { isHypError } from '../../../../supervisor/errors.js';
 import { holdListener } from '../../../../supervisor/listeners.js';
 import {
   closedByPeer,
+  closeTracked,
   dial,
   echo,
   metricValue,
   readBytes,
   silentLog,
-  startService,
+  start,
   tcpConfig,
+  track,
   until,
 } from './helpers.js';
 
-const services: TcpService<object>[] = [];
-async function start(...args: Parameters<typeof startService>) {
-  const started = await startService(...args);
-  services.push(started.service as TcpService<object>);
-  return started;
-}
 afterEach(async () => {
-  await Promise.all(services.splice(0).map((s) => s.close()));
+  await closeTracked();
 });
 
 function create(overrides: Partial<ConstructorParameters<typeof TcpService>[0]>) {
@@ -87,7 +83,7 @@ describe('listening', () => {
   it('accepts on a supervisor-held fd (bound, not polled) like a supervised worker', async () => {
     const held = await holdListener('echo', '127.0.0.1:0');
     const service = create({});
-    services.push(service);
+    track(service);
     await service.listen({ fd: held.fd });
     expect(service.address().port).toBe(held.port);
     const client = await dial(held.port);
