@@ -197,3 +197,18 @@ export function closedBy(socket: Socket): Promise<Buffer> {
     socket.once('close', () => resolve(Buffer.concat(got)));
   });
 }
+
+/** One HTTP/2 frame as a raw peer writes it: 9-byte head (length, type, flags, stream id), then `payload`. */
+export function h2Frame(
+  type: number,
+  flags: number,
+  stream: number,
+  payload: Buffer = Buffer.alloc(0),
+): Buffer {
+  const head = Buffer.alloc(9);
+  head.writeUIntBE(payload.length, 0, 3);
+  head[3] = type;
+  head[4] = flags;
+  head.writeUInt32BE(stream, 5);
+  return Buffer.concat([head, payload]);
+}

@@ -7,10 +7,11 @@
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { h2Preface } from '../../../../apps/server/http/protocols.js';
 import { HttpServer } from '../../../../apps/server/http/server.js';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { closedBy, configWith, rawConnect, type Served, serve } from './harness.js';
+import { closedBy, configWith, h2Frame, rawConnect, type Served, serve } from './harness.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -24,7 +25,7 @@ afterEach(async () => {
 
 // --- HTTP/2 frames, by hand -------------------------------------------------
 
-const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const preface = h2Preface;
 /** Frame types (RFC 9113 §6). */
 const Type = {
   Data: 0,
@@ -39,15 +40,6 @@ const Type = {
 const EndStream = 0x1;
 const Ack = 0x1;
 const EndHeaders = 0x4;
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-}
 
 /** HPACK: `:method GET`, `:scheme http` (static table), a literal `:path`, `:authority x`. */
 function requestBlock(path = '/'): Buffer {
@@ -64,7 +56,7 @@ function u32(n: number): Buffer {
 /** A raw h2c connection that has sent the preface and an empty SETTINGS frame. */
 async function h2Raw(port: number): Promise<Socket> {
   const socket = await rawConnect(port);
-  socket.write(Buffer.concat([preface, frame(Type.Settings, 0, 0)]));
+  socket.write(Buffer.concat([preface, h2Frame(Type.Settings, 0, 0)]));
   return socket;
 }
 
@@ -74,8 +66,8 @@ describe('HTTP/2 rapid reset (CVE-2023-44487)', () => {
     const socket = await h2Raw(served.port);
     const burst: Buffer[] = [];
     for (let id = 1; id < 2 * 50; id += 2) {
-      burst.push(frame(Type.Headers, EndHeaders | EndStream, id, requestBlock('/hold')));
-      burst.push(frame(Type.RstStream, 0, id, u32(8)));
+      burst.push(h2Frame(Type.Headers, EndHeaders | EndStream, id, requestBlock('/hold')));
+      burst.push(h2Frame(Type.RstStream, 0, id, u32(8)));
     }
     socket.write(Buffer.concat(burst));
     await new Promise((r) => setTimeout(r, 300));
@@ -105,33 +97,33 @@ describe('HTTP/2 floods end the session, with a bounded number of handlers run',
       sets: ['server.http2.idle_timeout=300ms'],
       unit: (i) =>
         Buffer.concat([
-          frame(Type.Headers, EndHeaders | EndStream, 2 * i + 1, requestBlock('/')),
-          frame(Type.RstStream, 0, 2 * i + 1, u32(8)),
+          h2Frame(Type.Headers, EndHeaders | EndStream, 2 * i + 1, requestBlock('/')),
+          h2Frame(Type.RstStream, 0, 2 * i + 1, u32(8)),
         ]),
     },
     'streams over max_concurrent_streams': {
       sets: ['server.http2.max_concurrent_streams=10'],
-      first: frame(Type.Settings, Ack, 0),
-      unit: (i) => frame(Type.Headers, EndHeaders, 2 * i + 1, requestBlock('/')),
+      first: h2Frame(Type.Settings, Ack, 0),
+      unit: (i) => h2Frame(Type.Headers, EndHeaders, 2 * i + 1, requestBlock('/')),
     },
     'CONTINUATION without END_HEADERS': {
-      first: frame(Type.Headers, EndStream, 1, requestBlock('/')),
-      unit: () => frame(Type.Continuation, 0, 1, Buffer.from([0x40, 0x01, 0x61, 0x01, 0x62])),
+      first: h2Frame(Type.Headers, EndStream, 1, requestBlock('/')),
+      unit: () => h2Frame(Type.Continuation, 0, 1, Buffer.from([0x40, 0x01, 0x61, 0x01, 0x62])),
     },
     // (To a stream already answered, they cost nghttp2 alone a few ns each: no limit needed.)
     'empty DATA frames on a request being served': {
-      first: frame(Type.Headers, EndHeaders, 1, requestBlock('/hold')),
-      unit: () => frame(Type.Data, 0, 1),
+      first: h2Frame(Type.Headers, EndHeaders, 1, requestBlock('/hold')),
+      unit: () => h2Frame(Type.Data, 0, 1),
     },
     // A peer that never reads can fill the socket with acks before nghttp2's
     // ack limit trips; Node then stops reading it, and send_timeout ends it.
     'PING, never reading the acks': {
       sets: ['server.limits.send_timeout=1s'],
-      unit: () => frame(Type.Ping, 0, 0, Buffer.alloc(8)),
+      unit: () => h2Frame(Type.Ping, 0, 0, Buffer.alloc(8)),
     },
     'SETTINGS, never reading the acks': {
       sets: ['server.limits.send_timeout=1s'],
-      unit: () => frame(Type.Settings, 0, 0),
+      unit: () => h2Frame(Type.Settings, 0, 0),
     },
   };
   for (const [name, flood] of Object.entries(floods)) {
@@ -237,7 +229,7 @@ describe('a peer that never closes its side is not kept', () => {
       got = Buffer.concat([got, d]);
     };
     socket.on('data', onData);
-    socket.write(frame(Type.Headers, EndHeaders | EndStream, 1, requestBlock('/')));
+    socket.write(h2Frame(Type.Headers, EndHeaders | EndStream, 1, requestBlock('/')));
     // The answer's DATA frame with END_STREAM on stream 1.
     await until(
       () => got.includes(Buffer.from([Type.Data, EndStream, 0, 0, 0, 1])) || undefined,
@@ -260,7 +252,7 @@ describe('a peer that never closes its side is not kept', () => {
     socket.on('error', () => {});
     await new Promise((r) => socket.once('secureConnect', r));
     expect(socket.alpnProtocol).toBe('h2');
-    socket.write(Buffer.concat([preface, frame(Type.Settings, 0, 0)]));
+    socket.write(Buffer.concat([preface, h2Frame(Type.Settings, 0, 0)]));
     socket.pause();
     await until(() => served!.http.connections === 1 || undefined, 'the session');
     await until(() => served!.http.connections === 0 || undefined, 'the session freed', 10_000);
@@ -279,9 +271,9 @@ describe('drain against a peer that stops reading', () => {
     socket.write(
       Buffer.concat([
         preface,
-        frame(Type.Settings, 0, 0, initialWindowMax),
-        frame(Type.WindowUpdate, 0, 0, u32(0x7fffffff - 65_535)),
-        frame(Type.Headers, EndHeaders | EndStream, 1, requestBlock('/')),
+        h2Frame(Type.Settings, 0, 0, initialWindowMax),
+        h2Frame(Type.WindowUpdate, 0, 0, u32(0x7fffffff - 65_535)),
+        h2Frame(Type.Headers, EndHeaders | EndStream, 1, requestBlock('/')),
       ]),
     );
     let received = 0;

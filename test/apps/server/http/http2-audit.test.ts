@@ -10,9 +10,10 @@ import { type ClientHttp2Session, constants } from 'node:http2';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { App } from '../../../../apps/server/app.js';
+import { h2Preface } from '../../../../apps/server/http/protocols.js';
 import { HttpServer } from '../../../../apps/server/http/server.js';
 import { until } from '../../../helpers/supervisor.js';
-import { closedBy, closeSession, configWith, connect2, rawConnect, serve } from './harness.js';
+import { closedBy, closeSession, configWith, connect2, h2Frame, rawConnect, serve } from './harness.js';
 
 interface Outcome {
   status: number;
@@ -143,25 +144,16 @@ describe('HTTP/2 large answers and cancelling clients', () => {
 
 // --- HTTP/2 frames, by hand ---
 
-const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-
-function frame(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(9);
-  head.writeUIntBE(payload.length, 0, 3);
-  head[3] = type;
-  head[4] = flags;
-  head.writeUInt32BE(stream, 5);
-  return Buffer.concat([head, payload]);
-}
+const preface = h2Preface;
 
 /** HEADERS (END_STREAM | END_HEADERS) for `GET /` on stream 1: `:method GET`, `:scheme http`, `:path /`, `:authority x`. */
-const getRoot = frame(1, 0x5, 1, Buffer.from([0x82, 0x86, 0x84, 0x01, 0x01, 0x78]));
+const getRoot = h2Frame(1, 0x5, 1, Buffer.from([0x82, 0x86, 0x84, 0x01, 0x01, 0x78]));
 
 describe('HTTP/2 sessions that nghttp2 has ended', () => {
   it.each([
-    ['DATA on stream 0 (a connection error)', frame(0, 0, 0, Buffer.from('x'))],
-    ['a SETTINGS frame of 5 bytes (a connection error)', frame(4, 0, 0, Buffer.alloc(5))],
-    ['a GOAWAY from the peer, which then keeps its socket open', frame(7, 0, 0, Buffer.alloc(8))],
+    ['DATA on stream 0 (a connection error)', h2Frame(0, 0, 0, Buffer.from('x'))],
+    ['a SETTINGS frame of 5 bytes (a connection error)', h2Frame(4, 0, 0, Buffer.alloc(5))],
+    ['a GOAWAY from the peer, which then keeps its socket open', h2Frame(7, 0, 0, Buffer.alloc(8))],
   ])('after %s, the session is closed at once, not at the idle timeout', async (_what, ending) => {
     // Long idle and first-request timeouts: only the end of the session may close it.
     const served = await serve(['server.protocol=http2', 'server.http2.idle_timeout=10m']);
@@ -173,12 +165,12 @@ describe('HTTP/2 sessions that nghttp2 has ended', () => {
         socket.on('data', (d: Buffer) => {
           // Acknowledge the server's SETTINGS; resolve on the answer's HEADERS (type 1) on stream 1.
           for (let at = 0; at + 9 <= d.length; at += 9 + d.readUIntBE(at, 3)) {
-            if (d[at + 3] === 4 && (d[at + 4]! & 1) === 0) socket.write(frame(4, 1, 0));
+            if (d[at + 3] === 4 && (d[at + 4]! & 1) === 0) socket.write(h2Frame(4, 1, 0));
             if (d[at + 3] === 1 && d.readUInt32BE(at + 5) === 1) resolve();
           }
         });
       });
-      socket.write(Buffer.concat([preface, frame(4, 0, 0), getRoot]));
+      socket.write(Buffer.concat([preface, h2Frame(4, 0, 0), getRoot]));
       await answered;
       expect(served.http.connections).toBe(1);
       socket.write(ending);
@@ -200,7 +192,7 @@ function get(stream: number, path: string): Buffer {
     p,
     Buffer.from([0x01, 0x01, 0x78]),
   ]);
-  return frame(1, 0x5, stream, block);
+  return h2Frame(1, 0x5, stream, block);
 }
 
 function u32(n: number): Buffer {
@@ -237,7 +229,7 @@ async function starvedClient(port: number): Promise<Starved> {
       const flags = buffered[4]!;
       const id = buffered.readUInt32BE(5) & 0x7fffffff;
       const payload = buffered.subarray(9, 9 + len);
-      if (type === 4 && (flags & 1) === 0) socket.write(frame(4, 1, 0));
+      if (type === 4 && (flags & 1) === 0) socket.write(h2Frame(4, 1, 0));
       if (type === 3) out.resets.set(id, payload.readUInt32BE(0));
       if (type === 0) out.data.set(id, (out.data.get(id) ?? 0) + len);
       if ((type === 0 || type === 1) && (flags & 1) !== 0) out.ended.add(id);
@@ -249,10 +241,10 @@ async function starvedClient(port: number): Promise<Starved> {
     clearInterval(pings);
   });
   const pings = setInterval(() => {
-    if (!socket.destroyed) socket.write(frame(6, 0, 0, Buffer.alloc(8)));
+    if (!socket.destroyed) socket.write(h2Frame(6, 0, 0, Buffer.alloc(8)));
   }, 100);
   // SETTINGS_INITIAL_WINDOW_SIZE (0x4) = 0.
-  socket.write(Buffer.concat([preface, frame(4, 0, 0, Buffer.from([0, 4, 0, 0, 0, 0]))]));
+  socket.write(Buffer.concat([preface, h2Frame(4, 0, 0, Buffer.from([0, 4, 0, 0, 0, 0]))]));
   return out;
 }
 
@@ -289,7 +281,9 @@ describe('server.limits.send_timeout on HTTP/2 streams', () => {
     // 32 KiB more window (stream and connection) every 100 ms: each 64 KiB piece goes out within ~200 ms.
     const grants = setInterval(() => {
       if (!client.socket.destroyed)
-        client.socket.write(Buffer.concat([frame(8, 0, 1, u32(32 * 1024)), frame(8, 0, 0, u32(32 * 1024))]));
+        client.socket.write(
+          Buffer.concat([h2Frame(8, 0, 1, u32(32 * 1024)), h2Frame(8, 0, 0, u32(32 * 1024))]),
+        );
     }, 100);
     try {
       client.socket.write(get(1, `/big?bytes=${bytes}`));
