@@ -26,6 +26,7 @@
  * the same way.
  */
 import { randomBytes } from 'node:crypto';
+import type { HistoryRecoverReply, HistoryRecoverRequest } from './ipc.js';
 
 export interface PodHistoryOptions {
   /** Payloads kept per channel (≥ 1). */
@@ -170,6 +171,24 @@ export class PodHistory {
   /** The resume point of a subscriber joining now. */
   head(channel: string): string {
     return this.prefix + (this.rings.get(channel)?.last ?? this.published);
+  }
+
+  /** The supervisor's `history-recovered` answer to a worker's recovery request. */
+  recoveryReply(
+    m: HistoryRecoverRequest,
+    maxBytes: number,
+  ): { type: 'history-recovered' } & HistoryRecoverReply {
+    const r = this.since(`${m.topic}\u0000${m.channel}`, m.offset, maxBytes);
+    return {
+      type: 'history-recovered',
+      id: m.id,
+      topic: m.topic,
+      head: r.head,
+      ok: r.ok,
+      entries: r.ok ? r.entries : [],
+      more: r.ok ? r.more : undefined,
+      reason: r.ok ? undefined : r.reason,
+    };
   }
 
   /**

@@ -681,17 +681,7 @@ export class Supervisor {
   private historyRecover(worker: WorkerProcess, m: HistoryRecoverRequest): void {
     if (typeof m.topic !== 'string' || typeof m.channel !== 'string' || typeof m.offset !== 'string') return;
     // one reply carries at most ~1 MiB of payload: a long gap is paged, never one huge IPC message
-    const r = this.history.since(`${m.topic}\u0000${m.channel}`, m.offset, 1024 * 1024);
-    worker.send({
-      type: 'history-recovered',
-      id: m.id,
-      topic: m.topic,
-      head: r.head,
-      ok: r.ok,
-      entries: r.ok ? r.entries : [],
-      more: r.ok ? r.more : undefined,
-      reason: r.ok ? undefined : r.reason,
-    });
+    worker.send(this.history.recoveryReply(m, 1024 * 1024));
   }
 
   /** Distribute new TLS session-ticket keys to every worker (and to future ones). */

@@ -294,17 +294,7 @@ export function podHistoryChannels(
           const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
           for (const e of ends) e.emit('message', { ...m, type: 'history', offset });
         } else if (m.type === 'history-recover?' && options.answer !== false) {
-          const r = history.since(`${m.topic}\u0000${m.channel}`, m.offset, options.maxBytes);
-          end.emit('message', {
-            type: 'history-recovered',
-            id: m.id,
-            topic: m.topic,
-            head: r.head,
-            ok: r.ok,
-            entries: r.ok ? r.entries : [],
-            more: r.ok ? r.more : undefined,
-            reason: r.ok ? undefined : r.reason,
-          });
+          end.emit('message', history.recoveryReply(m, options.maxBytes ?? Number.POSITIVE_INFINITY));
         }
       });
       return true;
