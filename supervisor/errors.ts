@@ -165,6 +165,9 @@ export const catalog = {
   HYP_E_SSE_SLOW_CONSUMER: {
     message: 'server-sent event client left more than {limit} bytes unread; stream closed',
   },
+  HYP_E_RESPONSE_LENGTH: {
+    message: 'response body does not match its Content-Length ({detail}); response cut',
+  },
   HYP_E_STREAM_LENGTH: {
     message: 'c.stream() source gave {sent} bytes where Content-Length announced {announced}; response cut',
   },

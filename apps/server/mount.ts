@@ -71,10 +71,9 @@ export function mountHandler(prefix: string, handler: NodeHandler, options: Moun
     const res = c.res;
     res.on('error', (err: Error) => misused(c, prefix, err));
     // A body longer or shorter than the app's own Content-Length would leave
-    // the next answer on a keep-alive connection misread (a response desync):
-    // Node then throws ERR_HTTP_CONTENT_LENGTH_MISMATCH from write()/end()
-    // instead, and the connection is closed. HTTP/2 resets such a stream itself.
-    if (c.req.httpVersionMajor === 1) (res as ServerResponse).strictContentLength = true;
+    // the next answer on a keep-alive connection misread (a response desync).
+    // HTTP/2 resets such a stream (http/slices.ts).
+    if (c.req.httpVersionMajor === 1) holdToContentLength(c, prefix, res as ServerResponse);
     // Resolve when the mounted app has answered, so onion middleware wraps it.
     const done = c.closed();
     const run = (request: IncomingMessage) => {
@@ -122,6 +121,51 @@ function replay(req: IncomingMessage, bytes: Buffer): IncomingMessage {
   if (bytes.length > 0) copy.push(bytes);
   copy.push(null);
   return copy;
+}
+
+/**
+ * Node's `strictContentLength` refuses a write past the response's own
+ * Content-Length, or an end short of it, by throwing
+ * ERR_HTTP_CONTENT_LENGTH_MISMATCH from `write()`/`end()`: from an app's
+ * callback or timer that would be an uncaught exception, and the worker
+ * would be replaced. Here the throw is caught: the misuse is logged and the
+ * connection closed (the client sees the response cut), and the worker
+ * serves on.
+ */
+function holdToContentLength(c: Context, prefix: string, res: ServerResponse): void {
+  res.strictContentLength = true;
+  const write = res.write;
+  const end = res.end;
+  let cut = false;
+  const refused = (err: unknown): void => {
+    if ((err as NodeJS.ErrnoException | null)?.code !== 'ERR_HTTP_CONTENT_LENGTH_MISMATCH') throw err;
+    cut = true;
+    const e = new HypError('HYP_E_RESPONSE_LENGTH', { detail: (err as Error).message });
+    c.log.error(
+      { code: e.code, err_code: 'ERR_HTTP_CONTENT_LENGTH_MISMATCH', mount: prefix || '/' },
+      e.message,
+    );
+    res.destroy();
+  };
+  // Once cut, later writes and the end are dropped (Node would refuse them again).
+  res.write = function (this: ServerResponse, ...args: Parameters<ServerResponse['write']>): boolean {
+    if (cut) return false;
+    try {
+      return Reflect.apply(write, this, args);
+    } catch (err) {
+      refused(err);
+      return false;
+    }
+  } as ServerResponse['write'];
+  res.end = function (this: ServerResponse, ...args: Parameters<ServerResponse['end']>): ServerResponse {
+    if (cut) return this;
+    try {
+      return Reflect.apply(end, this, args);
+    } catch (err) {
+      refused(err);
+      return this;
+    }
+  } as ServerResponse['end'];
 }
 
 /** An 'error' on a mounted app's response (write after end, answering twice): logged, the worker lives on. */

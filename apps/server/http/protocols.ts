@@ -20,7 +20,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
-import { installSlices } from './slices.js';
+import { installSlices, type OverrunListener } from './slices.js';
 import type { StreamStallWatch } from './stream-stall.js';
 
 export type Protocol = 'http1' | 'http2' | 'auto';
@@ -91,6 +91,8 @@ export interface Http2SessionLimits {
   firstRequestTimeoutMs?: number;
   /** `send_timeout` for streams starved of flow-control window; absent: none. */
   sendStalls?: StreamStallWatch | undefined;
+  /** A response body went past its own `content-length`; its stream was reset (slices.ts). */
+  onOverrun?: OverrunListener | undefined;
 }
 
 /** Per session: requests open on it, and since when it has had none (ms since epoch). */
@@ -101,6 +103,8 @@ interface SessionUse {
   fresh: boolean;
   /** Bytes Node may still count against the session's memory budget after their streams closed (slices.ts). */
   abandoned: number;
+  /** Its server's `onOverrun`. */
+  onOverrun: OverrunListener | undefined;
 }
 
 /**
@@ -116,6 +120,11 @@ function chargeAbandoned(session: TrackedSession, bytes: number): void {
   if (use === undefined) return;
   use.abandoned += bytes;
   if (use.abandoned >= abandonedBudget && !session.closed) session.close();
+}
+
+/** A response on the session overran its `content-length` (slices.ts): its server is told. */
+function reportOverrun(stream: ServerHttp2Stream, announced: number, sent: number): void {
+  (stream.session as TrackedSession | undefined)?.[kUse]?.onOverrun?.(stream, announced, sent);
 }
 
 /** One request in flight whose response had not ended when its handler returned. */
@@ -186,9 +195,17 @@ export class Http2Sessions {
   attach(server: Http2Server, limits: Http2SessionLimits): void {
     this.limits = limits;
     // Node's 'stream' listeners run in order: this one before any handler's first write.
-    server.once('stream', (stream: ServerHttp2Stream) => installSlices(stream, chargeAbandoned));
+    server.once('stream', (stream: ServerHttp2Stream) =>
+      installSlices(stream, chargeAbandoned, reportOverrun),
+    );
     server.on('session', (session: TrackedSession) => {
-      const use: SessionUse = { open: 0, idleSince: Date.now(), fresh: true, abandoned: 0 };
+      const use: SessionUse = {
+        open: 0,
+        idleSince: Date.now(),
+        fresh: true,
+        abandoned: 0,
+        onOverrun: limits.onOverrun,
+      };
       session[kUse] = use;
       this.sessions.add(session);
       const firstMs = limits.firstRequestTimeoutMs ?? 0;

@@ -45,6 +45,7 @@ import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
+import { overrunDetail } from './slices.js';
 import { SendStallWatch } from './stall.js';
 import { StreamStallWatch } from './stream-stall.js';
 import { isWebSocketUpgrade } from './upgrade.js';
@@ -195,6 +196,14 @@ export class HttpServer {
                 );
               })
             : undefined,
+        onOverrun: (stream, announced, sent) => {
+          const e = new HypError('HYP_E_RESPONSE_LENGTH', { detail: overrunDetail(announced, sent) });
+          const id = stream.sentHeaders['x-request-id'];
+          this.log?.error(
+            { code: e.code, request_id: typeof id === 'string' ? id : undefined, stream: stream.id },
+            e.message,
+          );
+        },
       });
       if (opts.streamHandler)
         this.http2.on('stream', this.sessions.trackStream(opts.streamHandler, opts.handler));

@@ -23,8 +23,16 @@
  * the session tracker turns into a GOAWAY before the budget runs out.
  * Writes of `sliceBytes` or less take Node's path untouched, for the cost
  * of a type and length check and one counter (`given`).
+ *
+ * The same `write`/`end` hold a response to the `content-length` it sent:
+ * a write that would carry the body past it resets the stream with
+ * `INTERNAL_ERROR` instead (`onOverrun` is told). Node's own HTTP/2 sends
+ * such a body, and a Node 22+ client (nghttp2 ≥ 1.61) then ends its whole
+ * session with PROTOCOL_ERROR, failing every other request on the
+ * connection; with the reset only this request fails, as it must.
  */
-import type { ServerHttp2Session, ServerHttp2Stream } from 'node:http2';
+import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { HypError } from '../../../supervisor/errors.js';
 
 /** The largest piece of an answer queued natively at once. */
 export const sliceBytes = 64 * 1024;
@@ -42,11 +50,17 @@ type SlicedStream = Omit<ServerHttp2Stream, '_writev'> & {
   _writev: unknown;
   [kWatched]?: true;
   [kGiven]?: number;
+  [kAnnounced]?: number;
+  [kSent]?: number;
 };
 
 const kInstalled = Symbol('hyp.h2.slices');
 const kWatched = Symbol('hyp.h2.slices.watched');
 const kGiven = Symbol('hyp.h2.given');
+/** The `content-length` the stream sent, once its headers are out; -1: none. */
+const kAnnounced = Symbol('hyp.h2.announced');
+/** Body bytes written so far, counted only when a length was announced. */
+const kSent = Symbol('hyp.h2.sent');
 
 /**
  * What the stream has been given to send, in its Writable's units (bytes;
@@ -66,14 +80,23 @@ function count(stream: SlicedStream, chunk: unknown): void {
 /** Told, when a stream that wrote in slices closes unfinished, how many queued bytes Node may have lost count of. */
 export type AbandonedListener = (session: ServerHttp2Session, bytes: number) => void;
 
+/** Told that a write would have carried a stream's body past its `content-length` (`sent` > `announced`); the stream is reset. */
+export type OverrunListener = (stream: ServerHttp2Stream, announced: number, sent: number) => void;
+
 let abandoned: AbandonedListener = () => {};
+let overrun: OverrunListener = () => {};
 
 /**
  * Install the sliced `write`/`end` on the prototype of `stream` (Node's
  * `ServerHttp2Stream`, which it does not export), once per process.
  */
-export function installSlices(stream: ServerHttp2Stream, onAbandoned: AbandonedListener): void {
+export function installSlices(
+  stream: ServerHttp2Stream,
+  onAbandoned: AbandonedListener,
+  onOverrun: OverrunListener,
+): void {
   abandoned = onAbandoned;
+  overrun = onOverrun;
   const proto = Object.getPrototypeOf(stream) as SlicedProto;
   // Once per process (every server's streams share the prototype).
   if (proto[kInstalled]) return;
@@ -81,6 +104,7 @@ export function installSlices(stream: ServerHttp2Stream, onAbandoned: AbandonedL
   const write = proto.write;
   const end = proto.end;
   proto.write = function (this: SlicedStream, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+    if (overruns(this, chunk, encoding)) return refuse(this, cb, encoding);
     if (!isLarge(chunk)) {
       count(this, chunk);
       return write.call(this, chunk, encoding, cb);
@@ -88,6 +112,10 @@ export function installSlices(stream: ServerHttp2Stream, onAbandoned: AbandonedL
     return writeSliced(this, write, chunk, encoding, cb);
   };
   proto.end = function (this: SlicedStream, chunk?: unknown, encoding?: unknown, cb?: unknown): unknown {
+    if (overruns(this, chunk, encoding)) {
+      refuse(this, cb, encoding);
+      return this;
+    }
     if (!isLarge(chunk)) {
       count(this, chunk);
       return end.call(this, chunk, encoding, cb);
@@ -99,6 +127,64 @@ export function installSlices(stream: ServerHttp2Stream, onAbandoned: AbandonedL
     writeSliced(this, write, chunk, encoding, undefined);
     return end.call(this, cb);
   };
+}
+
+/**
+ * Would `chunk` carry the body past the `content-length` the stream sent?
+ * Then the stream is reset (`INTERNAL_ERROR`) and `overrun` told. Costs a
+ * symbol read per write when no length was sent, one header read per stream.
+ */
+function overruns(stream: SlicedStream, chunk: unknown, encoding: unknown): boolean {
+  let announced = stream[kAnnounced];
+  if (announced === undefined) {
+    const headers = stream.sentHeaders as Record<string, unknown> | undefined;
+    // Not responded yet: Node refuses the write itself.
+    if (headers === undefined) return false;
+    announced = contentLength(headers['content-length']);
+    stream[kAnnounced] = announced;
+  }
+  if (announced < 0) return false;
+  const n =
+    typeof chunk === 'string'
+      ? Buffer.byteLength(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+      : chunk instanceof Uint8Array
+        ? chunk.byteLength
+        : 0;
+  const sent = (stream[kSent] ?? 0) + n;
+  if (sent <= announced) {
+    stream[kSent] = sent;
+    return false;
+  }
+  // Reported once: later writes find the stream closed and Node refuses them.
+  if (!stream.closed && !stream.destroyed) {
+    stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    overrun(stream as ServerHttp2Stream, announced, sent);
+  }
+  stream[kSent] = sent;
+  return true;
+}
+
+/** A `content-length` header value as sent: its length, or -1 (none, or not one number). */
+function contentLength(value: unknown): number {
+  const n = typeof value === 'number' ? value : typeof value === 'string' ? Number(value) : Number.NaN;
+  return Number.isSafeInteger(n) && n >= 0 ? n : -1;
+}
+
+/** How a body overran its length, for the log and the refused write's error. */
+export function overrunDetail(announced: number, sent: number): string {
+  return `${announced} bytes announced, a write would make it ${sent}`;
+}
+
+/** The refused write's callback, as Node calls back a write it refuses: with an error, later. */
+function refuse(stream: SlicedStream, cb: unknown, encoding: unknown): false {
+  const callback = typeof cb === 'function' ? cb : typeof encoding === 'function' ? encoding : undefined;
+  if (callback !== undefined) {
+    const err = new HypError('HYP_E_RESPONSE_LENGTH', {
+      detail: overrunDetail(stream[kAnnounced] ?? 0, stream[kSent] ?? 0),
+    });
+    process.nextTick(callback as (err: Error) => void, err);
+  }
+  return false;
 }
 
 function isLarge(chunk: unknown): chunk is string | Uint8Array {

@@ -217,20 +217,40 @@ describe('a mounted app whose body does not match its own Content-Length', () =>
       },
       { http2: true },
     );
+    // From a timer, as callback-style code answers: Node's throw would be an uncaught exception.
+    app.mount(
+      '/timer',
+      (_req, res) => {
+        setTimeout(() => {
+          res.setHeader('content-length', '2');
+          res.end('abcdef');
+        }, 1);
+      },
+      { http2: true },
+    );
+    app.get('/slow', async (c) => {
+      await new Promise((r) => setTimeout(r, 200));
+      c.text('slow answer');
+    });
   }
 
-  it('closes the HTTP/1.1 connection instead of letting the client misread the next answer on it', async () => {
+  it('closes the HTTP/1.1 connection instead of letting the client misread the next answer on it, and serves on', async () => {
     const { port, logs } = await mounted(apps);
-    for (const path of ['/e/short', '/e/long', '/h/short', '/raw']) {
+    for (const path of ['/e/short', '/e/long', '/h/short', '/raw', '/timer']) {
       const out = await pipelined(port, [get(path), get('/ok')]);
       // Before: `content-length: 10` then `abc` then the next response's head, read as body.
       expect({ path, out }).toEqual({ path, out: '' });
     }
-    // What reaches hyp is logged with the route (Express handles the error itself).
-    const mismatches = logs.filter(
-      (l) => (l.err as { code?: string })?.code === 'ERR_HTTP_CONTENT_LENGTH_MISMATCH',
+    // Each is logged with its route; none reaches the app as a thrown error
+    // (from the timer, that was an uncaught exception: the worker was replaced).
+    const mismatches = logs.filter((l) => l.code === 'HYP_E_RESPONSE_LENGTH');
+    expect(mismatches.map((l) => [l.route, l.err_code])).toEqual(
+      ['/e/*', '/e/*', '/h/*', '/raw', '/timer'].map((route) => [route, 'ERR_HTTP_CONTENT_LENGTH_MISMATCH']),
     );
-    expect(mismatches.map((l) => l.route)).toEqual(['/h/*', '/raw']);
+    expect(String(mismatches[4]?.msg)).toMatch(
+      /^response body does not match its Content-Length \(.*6.*2.*\); response cut$/,
+    );
+    expect((await get1(port, '/ok')).body).toBe('ok');
   });
 
   it('still sends HEAD, 304 and files whole', async () => {
@@ -249,16 +269,46 @@ describe('a mounted app whose body does not match its own Content-Length', () =>
 
   it('over HTTP/2 the client sees the request fail, never a body it could take as whole', async () => {
     const { url } = await mounted(apps);
-    for (const path of ['/h/short', '/raw']) {
-      const session = await connect2(url);
-      // Node 20's client resets the stream (PROTOCOL_ERROR); Node 22+'s nghttp2 ends the session.
-      session.on('error', () => {});
-      try {
-        await expect(get2(session, path)).rejects.toThrow(/protocol.error|session has been destroyed/i);
-      } finally {
-        session.destroy();
-      }
+    const session = await connect2(url);
+    try {
+      // A body shorter than announced: the client resets the stream (PROTOCOL_ERROR).
+      await expect(get2(session, '/h/short')).rejects.toThrow(/NGHTTP2_PROTOCOL_ERROR/);
+      expect(await get2(session, '/ok')).toEqual({ status: 200, body: 'ok' });
+    } finally {
+      await closeSession(session);
     }
+  });
+
+  it('over HTTP/2 a body longer than announced fails its own request only: the stream is reset, the session serves on', async () => {
+    const { url, logs } = await mounted(apps);
+    const session = await connect2(url);
+    const sessionErrors: unknown[] = [];
+    session.on('error', (err) => sessionErrors.push(err));
+    try {
+      for (const path of ['/raw', '/timer']) {
+        // Another request in flight on the session meanwhile.
+        const slow = get2(session, '/slow');
+        // Before: the body went out past its length, and a Node 22+ client ended
+        // the whole session (PROTOCOL_ERROR), failing the other request too.
+        await expect(get2(session, path)).rejects.toThrow(/NGHTTP2_INTERNAL_ERROR/);
+        expect(await slow).toEqual({ status: 200, body: 'slow answer' });
+      }
+      expect(await get2(session, '/ok')).toEqual({ status: 200, body: 'ok' });
+      expect(sessionErrors).toEqual([]);
+    } finally {
+      await closeSession(session);
+    }
+    const overruns = logs.filter((l) => l.code === 'HYP_E_RESPONSE_LENGTH');
+    expect(overruns.map((l) => [l.msg, typeof l.request_id])).toEqual([
+      [
+        'response body does not match its Content-Length (2 bytes announced, a write would make it 3); response cut',
+        'string',
+      ],
+      [
+        'response body does not match its Content-Length (2 bytes announced, a write would make it 6); response cut',
+        'string',
+      ],
+    ]);
   });
 });
 
