@@ -5,18 +5,10 @@
  * publishes: the exports map, the types, the `hyp` bin.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { linkModules, scratchDir, typeCheck, writeConsumerPackage } from '../helpers/consumer.js';
 import { collectLogLines, type LogLine, root, until } from '../helpers/supervisor.js';
 
 const repoPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
@@ -25,22 +17,6 @@ const repoPackage = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'))
   exports: Record<string, string | Record<string, string>>;
   dependencies: Record<string, string>;
 };
-
-/**
- * A scratch directory none of whose ancestors holds a node_modules: one
- * there (this machine has /tmp/node_modules) would let the consumer resolve
- * what the package fails to ship or declare.
- */
-function scratchDir(): string {
-  const clean = (dir: string) => {
-    for (let d = dir; ; d = dirname(d)) {
-      if (existsSync(join(d, 'node_modules'))) return false;
-      if (dirname(d) === d) return true;
-    }
-  };
-  const base = [tmpdir(), '/var/tmp'].find((d) => existsSync(d) && clean(d)) ?? tmpdir();
-  return mkdtempSync(join(base, 'hyp-consumer-'));
-}
 
 let work: string;
 let consumer: string;
@@ -63,15 +39,8 @@ beforeAll(() => {
   mkdirSync(installed, { recursive: true });
   execFileSync('tar', ['-xzf', join(work, info!.filename), '-C', installed, '--strip-components=1']);
   // What `npm i` would put beside it: the declared runtime dependencies (devDependencies never).
-  for (const dep of Object.keys(repoPackage.dependencies)) {
-    const link = join(consumer, 'node_modules', dep);
-    mkdirSync(dirname(link), { recursive: true });
-    symlinkSync(join(root, 'node_modules', dep), link, 'dir');
-  }
-  writeFileSync(
-    join(consumer, 'package.json'),
-    '{ "name": "my-service", "private": true, "type": "module" }\n',
-  );
+  linkModules(consumer, Object.keys(repoPackage.dependencies));
+  writeConsumerPackage(consumer);
   bin = join(installed, repoPackage.bin.hyp!);
 }, 180_000);
 
@@ -160,38 +129,28 @@ export function open(url: string): HypWebSocket {
 }
 `,
     );
-    const typesWs = join(consumer, 'node_modules', '@types', 'ws');
-    mkdirSync(dirname(typesWs), { recursive: true });
-    if (!existsSync(typesWs)) symlinkSync(join(root, 'node_modules', '@types', 'ws'), typesWs, 'dir');
-    const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+    // hyp's declarations are checked too; they name ws's types, so the
+    // project has @types/ws, which comes with hyp as a dependency.
+    linkModules(consumer, ['@types/ws']);
     for (const [module, moduleResolution] of [
       ['node16', 'node16'],
       ['nodenext', 'nodenext'],
       ['esnext', 'bundler'],
     ]) {
-      const config = join(consumer, `tsconfig.${moduleResolution}.json`);
-      writeFileSync(
-        config,
-        JSON.stringify({
-          compilerOptions: {
-            target: 'ES2022',
-            module,
-            moduleResolution,
-            strict: true,
-            // hyp's declarations are checked too; they name ws's types, so the
-            // project has @types/ws, which comes with hyp as a dependency (linked below).
-            skipLibCheck: false,
-            types: ['node'],
-            typeRoots: [join(root, 'node_modules', '@types')],
-            rootDir: 'src',
-            outDir: 'dist',
-            noEmit: moduleResolution !== 'node16',
-          },
-          include: ['src'],
-        }),
+      const r = typeCheck(
+        consumer,
+        moduleResolution!,
+        {
+          module,
+          moduleResolution,
+          skipLibCheck: false,
+          rootDir: 'src',
+          outDir: 'dist',
+          noEmit: moduleResolution !== 'node16',
+        },
+        ['src'],
       );
-      const r = spawnSync(process.execPath, [tsc, '-p', config], { cwd: consumer, encoding: 'utf8' });
-      expect(`${moduleResolution}: ${r.stdout}${r.stderr}`).toBe(`${moduleResolution}: `);
+      expect(`${moduleResolution}: ${r.output}`).toBe(`${moduleResolution}: `);
       expect(r.status).toBe(0);
     }
     expect(existsSync(join(consumer, 'dist', 'app.js'))).toBe(true);
