@@ -156,6 +156,9 @@ export const catalog = {
   HYP_E_TCP_READ_PENDING: { message: 'read() called while another read() is pending on this connection' },
 
   // WebSocket hub (continued)
+  HYP_E_WS_NAME_TOO_LONG: {
+    message: '{kind} name of {length} characters is longer than {limit} (maxNameLength)',
+  },
   HYP_E_WS_AUTHORIZE_TIMEOUT: {
     message: 'websocket authorize hook did not answer within {timeout} (websocket.authorize_timeout)',
     status: 503,

@@ -102,6 +102,14 @@ export interface HubOptions {
    * one more is refused with HYP_E_WS_TOO_MANY_SUBSCRIPTIONS. Default 1000.
    */
   maxSubscriptions?: number;
+  /**
+   * Longest channel or room name a client may subscribe to, join or publish
+   * on, in characters; a longer one is refused with HYP_E_WS_NAME_TOO_LONG.
+   * Names are kept (subscriptions, presence on every node, the pod-wide
+   * history's channel table), so they need a bound of their own below
+   * `maxMessageSize`. Default 1024.
+   */
+  maxNameLength?: number;
   compression?: { enabled?: boolean; level?: number; threshold?: number; concurrency?: number };
   security?: HubSecurityOptions;
   bus?: Bus;
@@ -145,6 +153,7 @@ const binaryFrame = { binary: true };
 const textFrame = { binary: false };
 const maxClientIdLength = 256;
 const defaultMaxSubscriptions = 1000;
+const defaultMaxNameLength = 1024;
 const defaultAuthorizeTimeoutMs = 10_000;
 const defaultPresenceIntervalMs = 5_000;
 /** (room, client) pairs, and their characters, per `members` snapshot chunk at most. */
@@ -178,6 +187,7 @@ export class Hub implements ConnectionOwner {
   private readonly replay: ReplayGuard | undefined;
   private readonly maxFailures: number;
   private readonly maxSubscriptions: number;
+  private readonly maxNameLength: number;
   private readonly authorizeTimeoutMs: number;
   private readonly pending = new Set<PendingUpgrade>();
   private readonly sendBufferLimit: number;
@@ -227,6 +237,13 @@ export class Hub implements ConnectionOwner {
       throw new HypError('HYP_E_CONFIG_INVALID', {
         path: 'websocket.max_subscriptions (maxSubscriptions)',
         detail: `must be an integer of at least 1, got ${String(options.maxSubscriptions)}`,
+      });
+    }
+    this.maxNameLength = options.maxNameLength ?? defaultMaxNameLength;
+    if (!Number.isInteger(this.maxNameLength) || this.maxNameLength < 1) {
+      throw new HypError('HYP_E_CONFIG_INVALID', {
+        path: 'maxNameLength',
+        detail: `must be an integer of at least 1, got ${String(options.maxNameLength)}`,
       });
     }
     this.authorizeTimeoutMs = options.authorizeTimeoutMs ?? defaultAuthorizeTimeoutMs;
@@ -649,15 +666,19 @@ export class Hub implements ConnectionOwner {
     switch (m.type) {
       case Control.subscribe: {
         const req = c.codec.decodeChannelRequest(m.data);
+        this.checkName('channel', req.channel);
         this.subscribe(c, req.channel, req.offset);
         return;
       }
       case Control.unsubscribe:
         this.unsubscribe(c, c.codec.decodeChannelRequest(m.data).channel);
         return;
-      case Control.joinRoom:
-        this.joinRoom(c, c.codec.decodeRoomRequest(m.data).roomId);
+      case Control.joinRoom: {
+        const room = c.codec.decodeRoomRequest(m.data).roomId;
+        this.checkName('room', room);
+        this.joinRoom(c, room);
         return;
+      }
       case Control.leaveRoom:
         this.leaveRoom(c, c.codec.decodeRoomRequest(m.data).roomId);
         return;
@@ -671,6 +692,7 @@ export class Hub implements ConnectionOwner {
       }
       case Control.publish:
         if (!m.channel) throw new HypError('HYP_E_WS_CONTROL', { type: m.type, detail: 'channel is empty' });
+        this.checkName('channel', m.channel);
         this.mayPublish(c, m.channel, m.type);
         this.publishEnvelope(m.channel, this.delivery(m.channel, m.data, c.id, m.timestamp));
         return;
@@ -679,6 +701,23 @@ export class Hub implements ConnectionOwner {
         this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp));
         return;
     }
+  }
+
+  /**
+   * A client's channel or room name that the hub would keep: the channel and
+   * room indexes, presence on every node and the channel history (the
+   * supervisor's pod-wide one included) hold it as a key, so a name as long as
+   * a message would let one client pin gigabytes there.
+   */
+  private checkName(kind: 'channel' | 'room', name: string): void {
+    if (name.length <= this.maxNameLength) return;
+    // the name goes back in the error frame (as sent, no amplification) so the client can tell which request failed
+    throw new HypError('HYP_E_WS_NAME_TOO_LONG', {
+      kind,
+      length: name.length,
+      limit: this.maxNameLength,
+      ...(kind === 'channel' ? { channel: name } : { room_id: name }),
+    });
   }
 
   private mayPublish(c: Connection, channel: string, type: string): void {
