@@ -159,6 +159,7 @@ export const catalog = {
   HYP_E_WS_NAME_TOO_LONG: {
     message: '{kind} name of {length} characters is longer than {limit} (maxNameLength)',
   },
+  HYP_E_WS_RECOVERY_BUSY: { message: 'cannot resume channel {channel} now: {detail}' },
   HYP_E_WS_AUTHORIZE_TIMEOUT: {
     message: 'websocket authorize hook did not answer within {timeout} (websocket.authorize_timeout)',
     status: 503,

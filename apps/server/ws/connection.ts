@@ -30,8 +30,11 @@ export class Connection {
   channels: string[] | undefined;
   rooms: string[] | undefined;
   metadata: Map<string, unknown> | undefined;
-  /** Channels whose shared-history replay is under way → live deliveries held back meanwhile. */
-  recovering: Map<string, { held: Envelope[]; pending: number }> | undefined;
+  /**
+   * Channels whose shared-history replay is under way → live deliveries held back meanwhile;
+   * `resuming`: one of the replays under way is a resume from an offset (at most one is).
+   */
+  recovering: Map<string, { held: Envelope[]; pending: number; resuming: boolean }> | undefined;
   /** Channels just recovered → last replayed offset: announcements arriving late at or before it are already sent. */
   replayedUpTo: Map<string, string> | undefined;
   /** Per-client keys set after authorization; override the hub's. */

@@ -667,6 +667,7 @@ export class Hub implements ConnectionOwner {
       case Control.subscribe: {
         const req = c.codec.decodeChannelRequest(m.data);
         this.checkName('channel', req.channel);
+        if (this.shared) this.mayRecover(c, req.channel, req.offset);
         this.subscribe(c, req.channel, req.offset);
         return;
       }
@@ -717,6 +718,32 @@ export class Hub implements ConnectionOwner {
       length: name.length,
       limit: this.maxNameLength,
       ...(kind === 'channel' ? { channel: name } : { room_id: name }),
+    });
+  }
+
+  /**
+   * A client's subscribe under a shared history starts an asynchronous replay
+   * (the supervisor's or Redis's): a resume from an offset costs a replay of up
+   * to the channel's whole history, in the worker until it is sent. So per
+   * connection: one resume per channel at a time, and at most
+   * `maxSubscriptions` channels replaying (those left meanwhile count until
+   * their replay ends). Beyond either, HYP_E_WS_RECOVERY_BUSY naming the
+   * channel; the subscription is as it was.
+   */
+  private mayRecover(c: Connection, channel: string, offset: string): void {
+    const state = c.recovering?.get(channel);
+    if (state) {
+      if (!offset || !state.resuming) return;
+      throw new HypError('HYP_E_WS_RECOVERY_BUSY', {
+        channel,
+        detail: 'a resume of this channel is under way on this connection; ask again once it is acknowledged',
+      });
+    }
+    const replaying = c.recovering?.size ?? 0;
+    if (replaying < this.maxSubscriptions) return;
+    throw new HypError('HYP_E_WS_RECOVERY_BUSY', {
+      channel,
+      detail: `${replaying} channels are being replayed on this connection (max_subscriptions); ask again once one is acknowledged`,
     });
   }
 
@@ -781,15 +808,17 @@ export class Hub implements ConnectionOwner {
     let recovering = client.recovering.get(channel);
     if (recovering) recovering.pending++;
     else {
-      recovering = { held: [], pending: 1 };
+      recovering = { held: [], pending: 1, resuming: false };
       client.recovering.set(channel, recovering);
     }
     const state = recovering;
+    if (offset) state.resuming = true;
     if (!this.channels.get(channel)?.has(client)) {
       addTo(this.channels, channel, client);
       client.addTo('channels', channel);
     }
     const finish = (head: string, replayed: Envelope[], failure?: string): void => {
+      if (offset) state.resuming = false;
       if (--state.pending === 0) client.recovering?.delete(channel);
       const held = state.held;
       state.held = [];
@@ -823,7 +852,8 @@ export class Hub implements ConnectionOwner {
         this.sendTo(client, replyEnvelope(Reply.subscribed, channel, { channel }, ack));
       }
     };
-    shared.recover(channel, offset).then(
+    const wanted = (): boolean => client.open && (this.channels.get(channel)?.has(client) ?? false);
+    shared.recover(channel, offset, wanted).then(
       ({ head, recovery }) =>
         recovery.ok ? finish(head, recovery.messages) : finish(head, [], recovery.reason),
       (err: unknown) => {

@@ -81,10 +81,17 @@ export class IpcHistory implements SharedHistory {
     for (const h of this.handlers) h(channel, event.message);
   }
 
-  async recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }> {
+  async recover(
+    channel: string,
+    offset: string,
+    wanted?: () => boolean,
+  ): Promise<{ head: string; recovery: Recovery }> {
     const messages: Envelope[] = [];
     let from = offset;
     for (let page = 0; page < maxPages; page++) {
+      // the rest of a long replay nobody waits for any more would cost the supervisor and this worker for nothing
+      if (page > 0 && wanted && !wanted())
+        return { head: '', recovery: { ok: false, reason: 'the replay is no longer wanted' } };
       const reply = await this.request(channel, from);
       if (!reply.ok)
         return { head: reply.head, recovery: { ok: false, reason: reply.reason ?? 'recovery failed' } };

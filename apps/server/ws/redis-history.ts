@@ -27,8 +27,15 @@ export interface SharedHistory {
    * cannot be missed (the supervisor's) has none.
    */
   onGap?(handler: (gap: Gap) => void): () => void;
-  /** What follows `offset` ('' when nothing is to be recovered) and the channel's current head offset. */
-  recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }>;
+  /**
+   * What follows `offset` ('' when nothing is to be recovered) and the channel's current head offset.
+   * `wanted` is asked between the pages of a long replay: false (the client left) stops it.
+   */
+  recover(
+    channel: string,
+    offset: string,
+    wanted?: () => boolean,
+  ): Promise<{ head: string; recovery: Recovery }>;
   ready(): Promise<void>;
   close(): Promise<void>;
 }

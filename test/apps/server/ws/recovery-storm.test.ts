@@ -1,0 +1,122 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import type { IpcChannel } from '../../../../apps/server/ws/bus.js';
+import { IpcHistory } from '../../../../apps/server/ws/ipc-history.js';
+import { PodHistory } from '../../../../supervisor/history.js';
+import type { HistoryPublish, HistoryRecoverRequest } from '../../../../supervisor/ipc.js';
+import { eventually, HubTestBed, json, type TestClient } from './helpers.js';
+
+/**
+ * A resume from the pod-wide history costs the supervisor a replay of up to
+ * `history_size` payloads (in pages of ~1 MiB) and the worker the whole
+ * replay in memory until it is sent. A subscribe frame with an offset is a
+ * few dozen bytes: without a bound per connection, one client repeating it
+ * makes the supervisor and the worker replay the channel's history once per
+ * frame, all at the same time.
+ */
+
+const bed = new HubTestBed();
+
+/** A stand-in supervisor whose recovery answers wait until the test releases them. */
+function holdingPod(pageBytes = Number.POSITIVE_INFINITY) {
+  const history = new PodHistory({ size: 100 });
+  const end = new EventEmitter();
+  const held: HistoryRecoverRequest[] = [];
+  const channel: IpcChannel = {
+    send(raw: unknown) {
+      const m = raw as { type: string } & HistoryPublish & HistoryRecoverRequest;
+      queueMicrotask(() => {
+        if (m.type === 'history-publish') {
+          const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
+          end.emit('message', { ...m, type: 'history', offset });
+        } else if (m.type === 'history-recover?') held.push(m);
+      });
+      return true;
+    },
+    on: (event, listener) => end.on(event, listener),
+    off: (event, listener) => end.off(event, listener),
+  };
+  const release = () => {
+    for (const m of held.splice(0)) end.emit('message', history.recoveryReply(m, pageBytes));
+  };
+  return { history, channel, held, release };
+}
+
+type ErrorBody = { code: string; message: string; channel?: string };
+const errors = (c: TestClient) => c.of('error').map((m) => json(m) as ErrorBody);
+
+describe('resumes under way per connection', () => {
+  it('a subscribe with an offset repeated while that resume is under way starts no second replay: the repeats are refused with HYP_E_WS_RECOVERY_BUSY, the resume delivers each message once', async () => {
+    const pod = holdingPod();
+    const served = await bed.serve({ sharedHistory: new IpcHistory({ topic: '/ws', channel: pod.channel }) });
+    for (const n of [1, 2, 3]) served.hub.publish('ch', n);
+    const c = await bed.connect('json');
+    const from = `${pod.history.epoch}-0`;
+    const repeats = 200;
+    for (let i = 0; i < repeats; i++) c.subscribe('ch', from);
+    // every frame has been handled once it either asked the supervisor or was refused
+    await eventually(() => pod.held.length + c.of('error').length >= repeats);
+    expect(pod.held).toHaveLength(1);
+    expect(errors(c)).toHaveLength(repeats - 1);
+    for (const e of errors(c)) {
+      expect(e.code).toBe('HYP_E_WS_RECOVERY_BUSY');
+      expect(e.channel).toBe('ch');
+    }
+    pod.release();
+    await c.until((x) => x.of('subscribed').length === 1);
+    expect(c.of('message').map((m) => json(m))).toEqual([1, 2, 3]);
+    // once acknowledged, a resume may be asked again
+    c.subscribe('ch', from);
+    await eventually(() => pod.held.length === 1);
+    pod.release();
+    await c.until((x) => x.of('subscribed').length === 2);
+    expect(c.closed).toBeUndefined();
+  });
+
+  it('subscribing and unsubscribing channel after channel keeps at most maxSubscriptions resumes under way; the rest are refused, naming their channel', async () => {
+    const pod = holdingPod();
+    const served = await bed.serve({
+      maxSubscriptions: 4,
+      sharedHistory: new IpcHistory({ topic: '/ws', channel: pod.channel }),
+    });
+    for (let i = 0; i < 40; i++) served.hub.publish(`c${i}`, i);
+    const c = await bed.connect('msgpack');
+    const from = `${pod.history.epoch}-0`;
+    for (let i = 0; i < 40; i++) {
+      c.subscribe(`c${i}`, from);
+      c.send({ type: 'unsubscribe', data: c.codec.encodeChannelRequest({ channel: `c${i}`, offset: '' }) });
+    }
+    await eventually(() => pod.held.length + c.of('error').length >= 40);
+    expect(pod.held.map((m) => m.channel)).toEqual(['c0', 'c1', 'c2', 'c3']);
+    expect(errors(c).map((e) => `${e.code} ${e.channel}`)).toEqual(
+      Array.from({ length: 36 }, (_, i) => `HYP_E_WS_RECOVERY_BUSY c${i + 4}`),
+    );
+    pod.release();
+    // the replays of channels left meanwhile send nothing; a new resume is taken again
+    c.subscribe('c39', from);
+    await eventually(() => pod.held.length === 1);
+    pod.release();
+    await c.until((x) => x.of('message').length === 1);
+    expect(c.of('message').map((m) => json(m))).toEqual([39]);
+    expect(c.closed).toBeUndefined();
+  });
+
+  it('a long replay in pages stops asking the supervisor for more once its client has left', async () => {
+    // one entry per page
+    const pod = holdingPod(1);
+    const served = await bed.serve({ sharedHistory: new IpcHistory({ topic: '/ws', channel: pod.channel }) });
+    for (let n = 0; n < 5; n++) served.hub.publish('long', n);
+    const from = `${pod.history.epoch}-0`;
+    const leaving = await bed.connect('json');
+    leaving.subscribe('long', from);
+    await eventually(() => pod.held.length === 1);
+    await leaving.close();
+    await eventually(() => served.hub.clients() === 0);
+    pod.release();
+    // a later request from another client: the old code's next page request was sent before it
+    const marker = await bed.connect('json');
+    marker.subscribe('marker', from);
+    await eventually(() => pod.held.some((m) => m.channel === 'marker'));
+    expect(pod.held.map((m) => m.channel)).toEqual(['marker']);
+  });
+});
