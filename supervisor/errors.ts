@@ -154,6 +154,10 @@ export const catalog = {
   // static files and TCP services (continued)
   HYP_E_STATIC_UNREADABLE: { message: 'static file {path} cannot be read: {detail}', status: 403 },
   HYP_E_TCP_READ_PENDING: { message: 'read() called while another read() is pending on this connection' },
+  HYP_E_TCP_SEND_BUFFER: {
+    message:
+      'tcp service {name}: {pending} bytes written to {remote} are not sent yet, more than max_buffered ({limit}); connection closed',
+  },
 
   // WebSocket hub (continued)
   HYP_E_WS_NAME_TOO_LONG: {

@@ -62,6 +62,10 @@ export const TcpServiceSchema = Type.Object(
     shutdown_timeout: Duration('10s', 'how long drain waits for handlers before closing connections'),
     no_delay: Bool(true, 'disable Nagle on accepted sockets'),
     keep_alive: Duration('30s', 'TCP keep-alive initial delay (0 disables)'),
+    max_buffered: Size(
+      '16MiB',
+      'bytes a write may find queued and not yet sent on its connection; past it the connection is closed (HYP_E_TCP_SEND_BUFFER). 0: unlimited',
+    ),
     rate_limit: Type.Object(
       {
         per_ip_per_second: Type.Number({

@@ -24,6 +24,11 @@ export interface ConnectionHost {
    * before it is destroyed; 0: no timer (the idle sweeper bounds it).
    */
   readonly releaseGraceMs: number;
+  /**
+   * `max_buffered`: bytes a `write()` may find queued (not yet taken by the
+   * kernel) before it; past it the connection is failed. 0: unlimited.
+   */
+  readonly maxBuffered: number;
   /** Bytes and activity are counted here (plain numbers, read at scrape time). */
   readonly stats: { bytesIn: number; bytesOut: number };
   readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
@@ -31,6 +36,8 @@ export interface ConnectionHost {
   /** Socket closed and handler settled: the connection is gone. */
   connectionDone(conn: TcpConnection<object>): void;
   reportError(err: Error, conn: TcpConnection<object>): void;
+  /** `queued` bytes waited in `conn`'s send buffer when another write came: the error to fail it with. */
+  sendBufferExceeded(conn: TcpConnection<object>, queued: number): Error;
 }
 
 const done: Promise<void> = Promise.resolve();
@@ -146,7 +153,10 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     return `${this._network}://${this.localAddress}`;
   }
 
-  /** Fired when the service drains or stops, or the idle sweeper closes this connection; `reason` says which. */
+  /**
+   * Fired when the service drains or stops, the idle sweeper closes this
+   * connection or it is failed (`fail()`, HYP_E_TCP_SEND_BUFFER); `reason` says which.
+   */
   get signal(): AbortSignal {
     if (this.controller === undefined) {
       this.controller = new AbortController();
@@ -182,24 +192,38 @@ export class TcpConnection<S extends object = Record<string, unknown>>
 
   /**
    * Write `data`; the promise settles once the socket can take more (backpressure).
-   * It rejects with HYP_E_TCP_CLOSED once the connection is closed; a caller
-   * that does not await it (fire-and-forget, like `socket.write`) causes no
-   * unhandled rejection.
+   * It rejects once the connection is closed: with the error it was failed
+   * with (`fail()`, HYP_E_TCP_SEND_BUFFER, a framing violation), else
+   * HYP_E_TCP_CLOSED; a caller that does not await it (fire-and-forget, like
+   * `socket.write`) causes no unhandled rejection.
+   *
+   * The send side is bounded (`max_buffered`): a write that finds more than
+   * that many bytes still queued before it — written without waiting for a
+   * peer that does not keep up — fails the connection (a byte stream cannot
+   * drop one write without corrupting the rest). Only the bytes queued
+   * before the write count: one large write is accepted whatever its size,
+   * and an awaited write resumes its caller once the queue has drained, so
+   * awaited writes never reach the bound.
    */
   write(data: Uint8Array | string): Promise<void> {
-    if (this.closed || !this._socket.writable)
-      return handled(Promise.reject(new HypError('HYP_E_TCP_CLOSED')));
+    const socket = this._socket;
+    if (this.closed || !socket.writable) return this.writeRefused();
+    const limit = this.host.maxBuffered;
+    // `writableLength` (a TLSSocket's: cleartext) counts what libuv still holds too: not yet the kernel's.
+    if (limit > 0 && socket.writableLength > limit) {
+      this.fail(this.host.sendBufferExceeded(this, socket.writableLength));
+      return this.writeRefused();
+    }
     this.activity++;
     this.host.stats.bytesOut += typeof data === 'string' ? Buffer.byteLength(data) : data.byteLength;
     this.info('write');
-    if (this._socket.write(data)) return done;
+    if (socket.write(data)) return done;
     this.drainWaiter ??= new Promise<void>((resolve, reject) => {
-      const socket = this._socket;
       const settle = () => {
         socket.off('drain', settle);
         socket.off('close', settle);
         this.drainWaiter = undefined;
-        if (socket.destroyed) reject(new HypError('HYP_E_TCP_CLOSED'));
+        if (socket.destroyed) reject(this.failure ?? new HypError('HYP_E_TCP_CLOSED'));
         else resolve();
       };
       socket.on('drain', settle);
@@ -281,6 +305,11 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   /** The error given to `fail()`, if any. */
   get failedWith(): Error | undefined {
     return this.failure;
+  }
+
+  /** A write on a closed connection: rejected (marked handled) with why it closed. */
+  private writeRefused(): Promise<void> {
+    return handled(Promise.reject(this.failure ?? new HypError('HYP_E_TCP_CLOSED')));
   }
 
   // ---- service side -------------------------------------------------------

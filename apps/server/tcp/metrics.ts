@@ -18,6 +18,8 @@ export class TcpStats {
   bytesOut = 0;
   errors = 0;
   idleCloses = 0;
+  /** Connections failed because a write found more than `max_buffered` bytes queued. */
+  sendBufferCloses = 0;
 
   constructor(readonly service: string) {}
 
@@ -64,6 +66,11 @@ class TcpMetrics {
     counter('hyp_tcp_sent_bytes_total', 'Bytes written to TCP connections', (s) => s.bytesOut);
     counter('hyp_tcp_errors_total', 'Errors reported by TCP services and connections', (s) => s.errors);
     counter('hyp_tcp_idle_closes_total', 'Connections closed by the idle sweeper', (s) => s.idleCloses);
+    counter(
+      'hyp_tcp_send_buffer_closes_total',
+      'Connections closed because a write found more than max_buffered bytes not yet sent',
+      (s) => s.sendBufferCloses,
+    );
     new Counter({
       name: 'hyp_tcp_connections_refused_total',
       help: 'Connections closed at accept: max_connections, rate_limit or draining',

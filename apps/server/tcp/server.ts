@@ -11,7 +11,7 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import type { TLSSocket, Server as TlsServer } from 'node:tls';
 import type { Registry } from 'prom-client';
 import type { TcpServiceConfig } from '../../../supervisor/config/schema.js';
-import { formatAddress, parseAddress, parseDuration } from '../../../supervisor/config/units.js';
+import { formatAddress, parseAddress, parseDuration, parseSize } from '../../../supervisor/config/units.js';
 import { type ErrorCode, errorMessage, HypError } from '../../../supervisor/errors.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
@@ -82,6 +82,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
   /** `handshake_timeout`: a TLS handshake not complete by then is dropped, however the peer trickles it (0: none). */
   private readonly handshakeMs: number;
   readonly releaseGraceMs: number;
+  readonly maxBuffered: number;
   readonly stats: TcpStats;
   readonly onInfo: ((local: string, remote: string, state: ConnState) => void) | undefined;
 
@@ -144,6 +145,15 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.handshakeMs = readDuration(name, 'handshake_timeout', config.handshake_timeout);
     // With an idle timeout the sweeper bounds a returned handler's flush; without one, shutdown_timeout does.
     this.releaseGraceMs = this.idleMs > 0 ? 0 : this.shutdownMs;
+    const maxBuffered = parseSize(config.max_buffered);
+    if (maxBuffered === undefined) {
+      throw invalid(
+        name,
+        `tcp.${name}.max_buffered`,
+        `expected a size such as 16MiB (0: unlimited), got ${JSON.stringify(config.max_buffered)}`,
+      );
+    }
+    this.maxBuffered = maxBuffered;
     const { per_ip_per_second: perSecond, burst } = config.rate_limit;
     if (!(perSecond >= 0)) {
       throw invalid(name, `tcp.${name}.rate_limit.per_ip_per_second`, `expected >= 0, got ${perSecond}`);
@@ -286,6 +296,16 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.sweeper.delete(conn);
     this.stats.open = this.live.size;
     if (this.live.size === 0) this.allDone?.();
+  }
+
+  sendBufferExceeded(conn: TcpConnection<object>, queued: number): Error {
+    this.stats.sendBufferCloses++;
+    return new HypError('HYP_E_TCP_SEND_BUFFER', {
+      name: this.name,
+      remote: conn.remoteAddress,
+      pending: queued,
+      limit: this.config.max_buffered,
+    });
   }
 
   reportError(err: Error, conn?: TcpConnection<object>): void {
