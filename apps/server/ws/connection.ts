@@ -32,9 +32,12 @@ export class Connection {
   metadata: Map<string, unknown> | undefined;
   /**
    * Channels whose shared-history replay is under way → live deliveries held back meanwhile;
-   * `resuming`: one of the replays under way is a resume from an offset (at most one is).
+   * `resuming`: one of the replays under way is a resume from an offset (at most one is);
+   * `heldBytes`: about the bytes held on the wire, counted with the socket's buffered bytes against `sendBufferLimit`.
    */
-  recovering: Map<string, { held: Envelope[]; pending: number; resuming: boolean }> | undefined;
+  recovering:
+    | Map<string, { held: Envelope[]; heldBytes: number; pending: number; resuming: boolean }>
+    | undefined;
   /** Channels just recovered → last replayed offset: announcements arriving late at or before it are already sent. */
   replayedUpTo: Map<string, string> | undefined;
   /** Per-client keys set after authorization; override the hub's. */

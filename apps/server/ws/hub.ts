@@ -808,7 +808,7 @@ export class Hub implements ConnectionOwner {
     let recovering = client.recovering.get(channel);
     if (recovering) recovering.pending++;
     else {
-      recovering = { held: [], pending: 1, resuming: false };
+      recovering = { held: [], heldBytes: 0, pending: 1, resuming: false };
       client.recovering.set(channel, recovering);
     }
     const state = recovering;
@@ -822,6 +822,7 @@ export class Hub implements ConnectionOwner {
       if (--state.pending === 0) client.recovering?.delete(channel);
       const held = state.held;
       state.held = [];
+      state.heldBytes = 0;
       if (!client.open) return;
       // unsubscribed meanwhile: neither the replay nor what was held is wanted any more
       if (!this.channels.get(channel)?.has(client)) return;
@@ -1168,9 +1169,20 @@ export class Hub implements ConnectionOwner {
       if (fromSharedHistory && c.recovering !== undefined) {
         const recovering = c.recovering.get(message.channel);
         if (recovering) {
+          // what is held is this client's send buffer too: a replay slow to come must not grow it without bound
+          if (!c.open) {
+            this.metrics.dropped.inc({ reason: 'closed' });
+            continue;
+          }
+          const size = heldSize(message);
+          if (c.ws.bufferedAmount + recovering.heldBytes + size > this.sendBufferLimit) {
+            this.slowConsumerCut(c);
+            continue;
+          }
           // held until the replay ends: keep a copy, not a view pinning the buffer it was decoded from
           message.data = ownBytes(message.data);
           recovering.held.push(message);
+          recovering.heldBytes += size;
           continue;
         }
       }
@@ -1218,21 +1230,26 @@ export class Hub implements ConnectionOwner {
       return false;
     }
     if (ws.bufferedAmount + frame.length > this.sendBufferLimit) {
-      this.metrics.dropped.inc({ reason: 'slow_consumer' });
-      if (this.slowConsumer === 'close') {
-        this.options.log?.debug(
-          { client: c.id, buffered: ws.bufferedAmount },
-          'websocket slow consumer cut off',
-        );
-        c.open = false;
-        ws.terminate();
-      }
+      this.slowConsumerCut(c);
       return false;
     }
     const socket = directSocket(ws);
     if (socket) this.corks.write(socket, frame);
     else ws.send(framePayload(frame), (frame[0]! & 0x0f) === 0x02 ? binaryFrame : textFrame);
     return true;
+  }
+
+  /** A message that would take `c` past `sendBufferLimit`: dropped, and with the close policy so is `c`. */
+  private slowConsumerCut(c: Connection): void {
+    this.metrics.dropped.inc({ reason: 'slow_consumer' });
+    if (this.slowConsumer === 'close') {
+      this.options.log?.debug(
+        { client: c.id, buffered: c.ws.bufferedAmount },
+        'websocket slow consumer cut off',
+      );
+      c.open = false;
+      c.ws.terminate();
+    }
   }
 
   // ---- lifecycle ----
@@ -1378,6 +1395,15 @@ export class Hub implements ConnectionOwner {
 }
 
 function noop(): void {}
+
+/**
+ * About what a held delivery takes on the wire, at least: its strings and
+ * data plus the envelope around them (JSON's keys and a 19-digit timestamp,
+ * or a sealed frame's nonce, tag and MAC).
+ */
+function heldSize(m: Envelope): number {
+  return m.data.byteLength + m.channel.length + m.clientId.length + m.offset.length + 128;
+}
 
 /** Gap errors held for a recovering client (sharedGap), told apart from the deliveries held with them. */
 const gapMarkers = new WeakSet<Envelope>();

@@ -120,3 +120,50 @@ describe('resumes under way per connection', () => {
     expect(pod.held.map((m) => m.channel)).toEqual(['marker']);
   });
 });
+
+describe('live deliveries held while a resume is replayed', () => {
+  /** A hub on a holding pod, and a count of the deliveries the pod announced (after the hub had them). */
+  async function busyChannel(options: { slowConsumer?: 'close' | 'drop' } = {}) {
+    const pod = holdingPod();
+    // the replay does not come while the test runs (no timeout: the hold lasts)
+    const shared = new IpcHistory({ topic: '/ws', channel: pod.channel, timeoutMs: 60_000 });
+    const served = await bed.serve({ sendBufferLimit: 16 * 1024, sharedHistory: shared, ...options });
+    const seen = { announced: 0 };
+    shared.onDelivery(() => seen.announced++);
+    served.hub.publish('busy', 0);
+    const c = await bed.connect('json', { headers: { 'X-Client-ID': 'reader' } });
+    // resumes from the head (message 0): an empty replay, the live deliveries held meanwhile follow it
+    c.subscribe('busy', `${pod.history.epoch}-1`);
+    await eventually(() => pod.held.length === 1);
+    for (let n = 1; n <= 200; n++) served.hub.publish('busy', { n, pad: 'k'.repeat(1000) });
+    await eventually(() => seen.announced === 201);
+    const slowConsumerDrops = async () =>
+      (await served.hub.metrics.dropped.get()).values.find((v) => v.labels.reason === 'slow_consumer')
+        ?.value ?? 0;
+    return { pod, served, c, slowConsumerDrops };
+  }
+
+  it('count against send_buffer_limit: past it a client is cut off (close policy) instead of holding every delivery of a busy channel', async () => {
+    const { served, slowConsumerDrops } = await busyChannel();
+    const held = () => served.hub.client('reader')?.recovering?.get('busy')?.held.length ?? 0;
+    // settled once the client is gone, or once everything published is held for it
+    await eventually(() => served.hub.clients() === 0 || held() === 200);
+    expect(served.hub.clients()).toBe(0);
+    expect(served.hub.client('reader')).toBeUndefined();
+    expect(await slowConsumerDrops()).toBeGreaterThan(0);
+  });
+
+  it('with the drop policy the connection stays and holds at most the bound; what was held follows the replay, in order', async () => {
+    const { pod, served, c, slowConsumerDrops } = await busyChannel({ slowConsumer: 'drop' });
+    const recovering = served.hub.client('reader')!.recovering!.get('busy')!;
+    expect(recovering.heldBytes).toBeLessThanOrEqual(16 * 1024);
+    expect(recovering.held.length).toBeLessThan(200);
+    expect(await slowConsumerDrops()).toBe(200 - recovering.held.length);
+    const kept = recovering.held.length;
+    pod.release();
+    await c.until((x) => x.of('subscribed').length === 1);
+    const ns = c.of('message').map((m) => (json(m) as { n?: number }).n ?? json(m));
+    expect(ns).toEqual(Array.from({ length: kept }, (_, i) => i + 1));
+    expect(c.closed).toBeUndefined();
+  });
+});
