@@ -699,6 +699,9 @@ export class Hub implements ConnectionOwner {
         return;
       case Control.broadcast:
         this.mayPublish(c, '', m.type);
+        // the delivery carries the channel as sent, and a client library hands it to that channel's
+        // handlers: a broadcast naming a channel needs the right to publish there too
+        if (m.channel) this.mayPublish(c, m.channel, m.type);
         this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp));
         return;
     }
