@@ -164,6 +164,7 @@ export const catalog = {
     message: '{kind} name of {length} characters is longer than {limit} (maxNameLength)',
   },
   HYP_E_WS_RECOVERY_BUSY: { message: 'cannot resume channel {channel} now: {detail}' },
+  HYP_E_WS_FORBIDDEN_CHANNEL: { message: 'not allowed to use {kind} "{name}" (canSubscribe, canJoin)' },
   HYP_E_WS_AUTHORIZE_TIMEOUT: {
     message: 'websocket authorize hook did not answer within {timeout} (websocket.authorize_timeout)',
     status: 503,

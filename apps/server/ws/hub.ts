@@ -125,6 +125,17 @@ export interface HubOptions {
   log?: Logger;
   /** May a client publish to / broadcast on this channel? Default: yes. */
   canPublish?: (client: HubClient, channel: string) => boolean;
+  /**
+   * May a client subscribe to this channel (its `subscribe` control message)?
+   * Default: yes. A refusal is an error frame HYP_E_WS_FORBIDDEN_CHANNEL
+   * naming the channel; nothing is replayed or delivered.
+   */
+  canSubscribe?: (client: HubClient, channel: string) => boolean;
+  /**
+   * May a client join this room, or list its members (`join_room`, `presence`)?
+   * Default: yes. A refusal is an error frame HYP_E_WS_FORBIDDEN_CHANNEL naming the room.
+   */
+  canJoin?: (client: HubClient, room: string) => boolean;
   /** Acknowledge subscribe with a `subscribed` frame carrying the resume offset. Default true. */
   ackSubscribe?: boolean;
   /**
@@ -667,6 +678,12 @@ export class Hub implements ConnectionOwner {
       case Control.subscribe: {
         const req = c.codec.decodeChannelRequest(m.data);
         this.checkName('channel', req.channel);
+        if (this.options.canSubscribe && !this.options.canSubscribe(c, req.channel))
+          throw new HypError('HYP_E_WS_FORBIDDEN_CHANNEL', {
+            kind: 'channel',
+            name: req.channel,
+            channel: req.channel,
+          });
         if (this.shared) this.mayRecover(c, req.channel, req.offset);
         this.subscribe(c, req.channel, req.offset);
         return;
@@ -677,6 +694,7 @@ export class Hub implements ConnectionOwner {
       case Control.joinRoom: {
         const room = c.codec.decodeRoomRequest(m.data).roomId;
         this.checkName('room', room);
+        this.mayJoin(c, room);
         this.joinRoom(c, room);
         return;
       }
@@ -685,6 +703,7 @@ export class Hub implements ConnectionOwner {
         return;
       case Control.presence: {
         const room = c.codec.decodeRoomRequest(m.data).roomId;
+        this.mayJoin(c, room);
         this.sendTo(
           c,
           replyEnvelope(Reply.presence, room, { room_id: room, members: this.presence.members(room) }),
@@ -748,6 +767,11 @@ export class Hub implements ConnectionOwner {
       channel,
       detail: `${replaying} channels are being replayed on this connection (max_subscriptions); ask again once one is acknowledged`,
     });
+  }
+
+  private mayJoin(c: Connection, room: string): void {
+    if (this.options.canJoin && !this.options.canJoin(c, room))
+      throw new HypError('HYP_E_WS_FORBIDDEN_CHANNEL', { kind: 'room', name: room, room_id: room });
   }
 
   private mayPublish(c: Connection, channel: string, type: string): void {
