@@ -8,25 +8,34 @@ import { type Envelope, ownBytes } from './envelope.js';
  * the wire is `<epoch>:<seq>`. The epoch names this history instance, so an
  * offset from another process (or from before a restart) is recognised as
  * foreign and recovery fails explicitly instead of replaying the wrong
- * messages. Memory: at most `size` messages per channel and `maxChannels`
- * channels (the least recently published channel is forgotten first). A
- * channel created (again) numbers from the history's publish count on, so
- * an offset from an evicted incarnation never names a message of the new
- * one: after an eviction such an offset fails explicitly (conservative).
+ * messages. Memory: at most `size` messages per channel, `maxChannels`
+ * channels (the least recently published channel is forgotten first) and
+ * `maxBytes` of data in all (the oldest messages first, from the channel
+ * that has held messages the longest; the channel and its numbering stay,
+ * as in the supervisor's pod-wide history). A channel created (again)
+ * numbers from the history's publish count on, so an offset from an evicted
+ * incarnation never names a message of the new one: after an eviction such
+ * an offset fails explicitly (conservative), and so does one whose
+ * successors were dropped for count or bytes.
  */
 
 export interface HistoryOptions {
   /** Messages kept per channel; 0 disables history (offsets are still assigned). */
   size: number;
   maxChannels?: number;
+  /** Data bytes kept across all channels (`websocket.history_bytes`). Default: no byte bound. */
+  maxBytes?: number;
   epoch?: string;
 }
 
+/** A channel's messages: a circular buffer of at most `size`, oldest at `start`. */
 class Ring {
-  readonly items: Envelope[] = [];
-  /** Sequence number of items[start]. */
-  first: number;
+  readonly items: (Envelope | undefined)[] = [];
   start = 0;
+  count = 0;
+  /** Data bytes held. */
+  bytes = 0;
+  /** Sequence number of the next message. */
   next: number;
   /**
    * Publishes in this history when the ring was created: its seqs start
@@ -34,8 +43,12 @@ class Ring {
    * incarnation of the channel and an old offset is never mistaken for a new one.
    */
   constructor(readonly base: number) {
-    this.first = base + 1;
     this.next = base + 1;
+  }
+
+  /** Sequence number of the oldest message kept (`next` when none is). */
+  get first(): number {
+    return this.next - this.count;
   }
 }
 
@@ -45,7 +58,12 @@ export class History {
   readonly epoch: string;
   private readonly size: number;
   private readonly maxChannels: number;
+  private readonly maxBytes: number;
   private readonly rings = new Map<string, Ring>();
+  /** Rings holding messages, in the order they went from empty to holding (the first has held the longest). */
+  private readonly holding = new Set<Ring>();
+  /** Data bytes held across all channels. */
+  bytes = 0;
   /** Appends so far: an upper bound of every seq handed out. */
   private published = 0;
   /** `published` at the latest channel eviction. */
@@ -54,6 +72,7 @@ export class History {
   constructor(options: HistoryOptions) {
     this.size = options.size;
     this.maxChannels = options.maxChannels ?? 10_000;
+    this.maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
     this.epoch = options.epoch ?? randomBytes(6).toString('base64url');
   }
 
@@ -68,7 +87,10 @@ export class History {
     } else {
       ring = new Ring(this.published);
       if (this.rings.size >= this.maxChannels) {
-        this.rings.delete(this.rings.keys().next().value as string);
+        const [lru, evicted] = this.rings.entries().next().value as [string, Ring];
+        this.rings.delete(lru);
+        this.holding.delete(evicted);
+        this.bytes -= evicted.bytes;
         this.evictedAt = this.published;
       }
     }
@@ -76,20 +98,42 @@ export class History {
     this.published++;
     const seq = ring.next++;
     message.offset = `${this.epoch}:${seq}`;
-    if (this.size > 0) {
-      // kept past this tick: its data must not be a view pinning the buffer it was decoded from
-      message.data = ownBytes(message.data);
-      if (ring.items.length < this.size) {
-        ring.items.push(message);
-      } else {
-        ring.items[ring.start] = message;
-        ring.start = (ring.start + 1) % this.size;
-        ring.first++;
-      }
-    } else {
-      ring.first = ring.next;
+    const size = message.data.byteLength;
+    if (this.size === 0) return message.offset;
+    if (size > this.maxBytes) {
+      // never kept: it must not empty every other channel on its way out; the channel's older
+      // messages go with it, since a resume from any of them would need this one
+      while (ring.count > 0) this.dropOldest(ring);
+      this.holding.delete(ring);
+      return message.offset;
     }
+    // kept past this tick: its data must not be a view pinning the buffer it was decoded from
+    message.data = ownBytes(message.data);
+    if (ring.count === this.size) this.dropOldest(ring);
+    ring.items[(ring.start + ring.count) % this.size] = message;
+    if (ring.count++ === 0) this.holding.add(ring);
+    ring.bytes += size;
+    this.bytes += size;
+    if (this.bytes > this.maxBytes) this.trim();
     return message.offset;
+  }
+
+  /** Over `maxBytes`: the oldest messages first, from the ring that has held messages the longest on. */
+  private trim(): void {
+    for (const ring of this.holding) {
+      while (ring.count > 0 && this.bytes > this.maxBytes) this.dropOldest(ring);
+      if (ring.count === 0) this.holding.delete(ring);
+      if (this.bytes <= this.maxBytes) return;
+    }
+  }
+
+  private dropOldest(ring: Ring): void {
+    const gone = ring.items[ring.start]!;
+    ring.items[ring.start] = undefined;
+    ring.start = (ring.start + 1) % this.size;
+    ring.count--;
+    ring.bytes -= gone.data.byteLength;
+    this.bytes -= gone.data.byteLength;
   }
 
   /** The offset a new subscriber would resume from: the last assigned one. */
@@ -122,8 +166,9 @@ export class History {
     const from = Math.max(seq, ring.base) + 1;
     if (from < ring.first) return { ok: false, reason: 'messages after the offset are no longer in history' };
     const messages: Envelope[] = [];
+    const first = ring.first;
     for (let s = from; s < next; s++) {
-      messages.push(ring.items[(ring.start + (s - ring.first)) % ring.items.length]!);
+      messages.push(ring.items[(ring.start + (s - first)) % this.size]!);
     }
     return { ok: true, messages };
   }

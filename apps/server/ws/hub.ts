@@ -98,6 +98,12 @@ export interface HubOptions {
   /** Messages kept per channel for recovery. Default 1000. */
   historySize?: number;
   /**
+   * Data bytes the in-memory history (no shared history) keeps across all
+   * channels (`websocket.history_bytes`); beyond it the oldest messages go
+   * first. Default: no byte bound (config default 64 MiB).
+   */
+  historyBytes?: number;
+  /**
    * Channels plus rooms one connection may hold (`websocket.max_subscriptions`);
    * one more is refused with HYP_E_WS_TOO_MANY_SUBSCRIPTIONS. Default 1000.
    */
@@ -234,7 +240,7 @@ export class Hub implements ConnectionOwner {
     this.name = options.name ?? 'ws';
     this.enabled = options.codecs ?? codecNames;
     this.metrics = wsMetricsOn(options.registry);
-    this.history = new History({ size: options.historySize ?? 1000 });
+    this.history = new History({ size: options.historySize ?? 1000, maxBytes: options.historyBytes });
     this.bus = options.bus ?? new LocalBus();
     this.security = options.security ? new Security(options.security) : undefined;
     const window = options.security?.replayWindowMs ?? 0;

@@ -109,6 +109,7 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
     sendBufferLimit: bytes(ws.send_buffer_limit),
     slowConsumer: ws.slow_consumer,
     historySize: ws.history_size,
+    historyBytes: bytes(ws.history_bytes),
     maxSubscriptions: ws.max_subscriptions,
     authorizeTimeoutMs: durationMs(ws.authorize_timeout),
     compression: {
