@@ -769,6 +769,9 @@ export class Hub implements ConnectionOwner {
     }
     const replaying = c.recovering?.size ?? 0;
     if (replaying < this.maxSubscriptions) return;
+    // a channel past the subscription limit is refused as such (subscribe → admit)
+    const held = (c.channels?.length ?? 0) + (c.rooms?.length ?? 0);
+    if (held >= this.maxSubscriptions && !this.channels.get(channel)?.has(c)) return;
     throw new HypError('HYP_E_WS_RECOVERY_BUSY', {
       channel,
       detail: `${replaying} channels are being replayed on this connection (max_subscriptions); ask again once one is acknowledged`,

@@ -101,6 +101,20 @@ describe('resumes under way per connection', () => {
     expect(c.closed).toBeUndefined();
   });
 
+  it('a client at its subscription limit with every channel replaying is told HYP_E_WS_TOO_MANY_SUBSCRIPTIONS for one more, as without a replay', async () => {
+    const pod = holdingPod();
+    await bed.serve({
+      maxSubscriptions: 2,
+      sharedHistory: new IpcHistory({ topic: '/ws', channel: pod.channel }),
+    });
+    const c = await bed.connect('json');
+    const from = `${pod.history.epoch}-0`;
+    for (const ch of ['a', 'b', 'c']) c.subscribe(ch, from);
+    await c.until((x) => x.of('error').length === 1);
+    expect(errors(c).map((e) => `${e.code} ${e.channel}`)).toEqual(['HYP_E_WS_TOO_MANY_SUBSCRIPTIONS c']);
+    expect(pod.held.map((m) => m.channel)).toEqual(['a', 'b']);
+  });
+
   it('a long replay in pages stops asking the supervisor for more once its client has left', async () => {
     // one entry per page
     const pod = holdingPod(1);
