@@ -1347,15 +1347,19 @@ export class Hub implements ConnectionOwner {
 
   /**
    * Stops taking upgrades and closes every connection with 1001 and a
-   * reconnect hint, each at a uniformly random moment in `spreadMs`, so
-   * clients do not all reconnect at once. Resolves when all are gone;
-   * connections left at `deadline` are terminated.
+   * reconnect hint, each at a uniformly random moment in `spreadMs` (at most
+   * 90% of the time left before `deadline`), so clients do not all reconnect
+   * at once. Resolves when all are gone; connections left at `deadline` are
+   * terminated.
    */
   drain(options: DrainOptions): Promise<void> {
     this.draining = true;
     // upgrades still waiting on authorize would otherwise complete into a draining hub, or wait out the timeout
     this.refusePending(() => new HypError('HYP_E_DRAINING'));
-    const spread = Math.max(0, options.spreadMs);
+    // every close frame goes out well before the deadline (by 90% of the time left), so no client
+    // that a spread longer than the time left would reach late is terminated (1006, no hint) instead
+    const left = options.deadline === undefined ? Number.POSITIVE_INFINITY : options.deadline - Date.now();
+    const spread = Math.max(0, Math.min(options.spreadMs, left * 0.9));
     for (const c of this.all) {
       const at = Math.random() * spread;
       const t = setTimeout(
