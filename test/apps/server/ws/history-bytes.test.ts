@@ -1,4 +1,5 @@
 import { tmpdir } from 'node:os';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Envelope, jsonData } from '../../../../apps/server/ws/envelope.js';
 import { History } from '../../../../apps/server/ws/history.js';
@@ -75,6 +76,35 @@ describe('in-memory history bytes', () => {
     expect(h.since('a', 'e:0')).toMatchObject({ ok: true, messages: [{ offset: a }] });
     expect(h.since('b', b0)).toMatchObject({ ok: false });
     expect(h.since('b', b2)).toMatchObject({ ok: true, messages: [] });
+  });
+
+  it('property: a resume either fails or returns exactly what followed the offset on its channel, in order; bytes stay within the bound', () => {
+    const channels = ['a', 'b', 'c'];
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 6 }),
+        fc.array(fc.tuple(fc.constantFrom(...channels), fc.integer({ min: 0, max: 600 })), {
+          maxLength: 60,
+        }),
+        fc.array(fc.tuple(fc.constantFrom(...channels), fc.nat()), { maxLength: 20 }),
+        (size, appends, resumes) => {
+          const h = new History({ size, maxBytes: 500, epoch: 'e' });
+          const log = new Map<string, string[]>(channels.map((ch) => [ch, []]));
+          for (const [ch, bytes] of appends) log.get(ch)!.push(h.append(ch, message(bytes)));
+          expect(h.bytes).toBeLessThanOrEqual(500);
+          for (const [ch, pick] of resumes) {
+            const offsets = log.get(ch)!;
+            if (offsets.length === 0) continue;
+            const i = pick % offsets.length;
+            const r = h.since(ch, offsets[i]!);
+            if (r.ok) expect(r.messages.map((m) => m.offset)).toEqual(offsets.slice(i + 1));
+            // the newest is always a resume point, whatever was dropped
+            if (i === offsets.length - 1) expect(r).toEqual({ ok: true, messages: [] });
+          }
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 
   it('websocket.history_bytes (64 MiB) reaches the hub options', () => {
