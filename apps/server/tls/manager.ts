@@ -90,6 +90,7 @@ export class TlsManager {
       ciphers: cipherList,
       honorCipherOrder: true,
       sessionTimeout: sessionTimeoutSeconds,
+      sessionIdContext: sessionIdContext(this.opts.at, c, m.ca),
       secureOptions: constants.SSL_OP_NO_RENEGOTIATION,
     };
   }
@@ -201,6 +202,25 @@ export class TlsManager {
     this.watch?.close();
     this.watch = undefined;
   }
+}
+
+/**
+ * OpenSSL's session-id context: a session (ticket or session id) resumes
+ * only where it is the same. A resumed session skips the client-certificate
+ * request, and Node reports a resumed TLS 1.3 session without a certificate
+ * as `authorized`. So the context names the listener (`at`: the HTTP
+ * listener and each TCP service share the supervisor's ticket keys) and its
+ * client-certificate policy: the mode and the CA bundle's bytes. A session
+ * from a `none` service cannot open a `require` one, and a replaced CA
+ * bundle (or a reload that changes `client_auth`) sends every client
+ * through a full handshake, verified against the new bundle. It is derived,
+ * not random: every worker and generation agrees, so resumption still works
+ * whichever worker accepts. 32 bytes, OpenSSL's limit.
+ */
+function sessionIdContext(at: string, c: TlsConfig, ca: Buffer | undefined): string {
+  const hash = createHash('sha256').update(at).update('\0').update(c.client_auth);
+  if (c.client_auth !== 'none' && ca) hash.update('\0').update(ca);
+  return hash.digest('hex').slice(0, 32);
 }
 
 function sameCa(a: TlsMaterial, b: TlsMaterial): boolean {
