@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import type { Backlog } from './backlog.js';
 import type { Codec, CodecName } from './codecs/index.js';
 import type { Envelope } from './envelope.js';
 import type { KeySet } from './security.js';
@@ -40,6 +41,8 @@ export class Connection {
     | undefined;
   /** Channels just recovered → last replayed offset: announcements arriving late at or before it are already sent. */
   replayedUpTo: Map<string, string> | undefined;
+  /** Frames waiting for the socket to drain while a replay from history goes out (see Backlog). */
+  backlog: Backlog | undefined;
   /** Per-client keys set after authorization; override the hub's. */
   keys: KeySet | undefined;
   failures = 0;

@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { HypError, isHypError } from '../../../supervisor/errors.js';
 import { destroySocket, refuseUpgrade } from '../http/upgrade.js';
+import { Backlog } from './backlog.js';
 import { type Bus, LocalBus } from './bus.js';
 import {
   type BusEvent,
@@ -811,7 +812,7 @@ export class Hub implements ConnectionOwner {
     }
     if (offset) {
       const recovery = this.history.since(channel, offset);
-      if (recovery.ok) for (const m of recovery.messages) this.sendTo(client, m);
+      if (recovery.ok) for (const m of recovery.messages) this.deliver([client], m, undefined, false, true);
       else {
         this.sendTo(
           client,
@@ -866,7 +867,7 @@ export class Hub implements ConnectionOwner {
         const err = new HypError('HYP_E_WS_RECOVERY_FAILED', { channel, offset, detail: failure });
         this.sendTo(client, errorEnvelope(err, channel));
       }
-      for (const m of replayed) this.sendTo(client, m);
+      for (const m of replayed) this.deliver([client], m, undefined, false, true);
       const last = replayed.at(-1)?.offset ?? (offset && failure === undefined ? offset : '');
       for (const m of held) {
         if (gapMarkers.has(m)) {
@@ -1183,6 +1184,8 @@ export class Hub implements ConnectionOwner {
     message: Envelope,
     exceptId?: string,
     fromSharedHistory = false,
+    /** A replay from history: paced by the socket instead of cut at the send-buffer bound (Backlog). */
+    replay = false,
   ): void {
     if (!targets) return;
     const started = performance.now();
@@ -1222,6 +1225,9 @@ export class Hub implements ConnectionOwner {
           continue;
         }
       }
+      if (replay && c.open && (c.backlog || c.ws.bufferedAmount >= this.sendBufferLimit)) {
+        if (this.backlogReplay(c, message)) continue;
+      }
       const i = c.codec.index;
       let out = plain[i];
       if (out === undefined) {
@@ -1247,7 +1253,7 @@ export class Hub implements ConnectionOwner {
           security !== undefined || c.codec.frame === 'binary',
         );
       }
-      if (this.write(c, frame)) {
+      if (this.write(c, frame, replay)) {
         count[i]!++;
         bytes[i]! += frame.length;
       }
@@ -1259,20 +1265,93 @@ export class Hub implements ConnectionOwner {
   }
 
   /** Writes one prepared frame, or applies the slow-consumer policy. */
-  private write(c: Connection, frame: Buffer): boolean {
+  private write(c: Connection, frame: Buffer, replay = false): boolean {
     const ws = c.ws;
     if (!c.open || ws.readyState !== 1) {
       this.metrics.dropped.inc({ reason: 'closed' });
       return false;
     }
+    const backlog = c.backlog;
+    if (backlog) {
+      if (replay) backlog.pushReplay(frame);
+      // behind a replay still going out: in order, and what is not replay counts against the bound
+      else if (backlog.liveBytes + frame.length > this.sendBufferLimit) {
+        this.slowConsumerCut(c);
+        return false;
+      } else backlog.pushFrame(frame);
+      return true;
+    }
     if (ws.bufferedAmount + frame.length > this.sendBufferLimit) {
+      if (replay && this.backlogReplay(c, frame)) return true;
       this.slowConsumerCut(c);
       return false;
     }
+    this.writeNow(ws, frame);
+    return true;
+  }
+
+  private writeNow(ws: WebSocket, frame: Buffer): void {
     const socket = directSocket(ws);
     if (socket) this.corks.write(socket, frame);
     else ws.send(framePayload(frame), (frame[0]! & 0x0f) === 0x02 ? binaryFrame : textFrame);
+  }
+
+  /**
+   * A replayed message for `c` once its socket holds the bound: it waits in
+   * the connection's Backlog and goes out as the socket drains. False when
+   * there is no socket to wait on (the message then takes the usual path).
+   */
+  private backlogReplay(c: Connection, message: Envelope | Buffer): boolean {
+    if (c.backlog) {
+      c.backlog.pushReplay(message);
+      return true;
+    }
+    const socket = (c.ws as unknown as { _socket?: Duplex | null })._socket;
+    if (!socket) return false;
+    const backlog = new Backlog(() => this.flushBacklog(c, socket, backlog));
+    backlog.pushReplay(message);
+    c.backlog = backlog;
+    socket.on('drain', backlog.onDrain);
+    // nothing in the socket's own buffer ('drain' would not come): what is buffered sits in ws's sender
+    if (!socket.writableNeedDrain) setImmediate(backlog.onDrain);
     return true;
+  }
+
+  /** The socket drained: write what waits, up to the bound again; done once nothing waits. */
+  private flushBacklog(c: Connection, socket: Duplex, backlog: Backlog): void {
+    if (c.backlog !== backlog) return;
+    if (!c.open || c.ws.readyState !== 1) {
+      socket.off('drain', backlog.onDrain);
+      c.backlog = undefined;
+      return;
+    }
+    while (socket.writableLength < this.sendBufferLimit) {
+      const item = backlog.shift();
+      if (item === undefined) {
+        socket.off('drain', backlog.onDrain);
+        c.backlog = undefined;
+        return;
+      }
+      const frame = Buffer.isBuffer(item) ? item : this.frameFor(c, item);
+      if (!frame) continue;
+      this.writeNow(c.ws, frame);
+      if (!Buffer.isBuffer(item)) this.metrics.countOut(c.codec.name, 1, frame.length);
+    }
+    if (!socket.writableNeedDrain) setImmediate(backlog.onDrain);
+  }
+
+  /** One message framed for one connection (its codec, its keys). */
+  private frameFor(c: Connection, message: Envelope): Buffer | undefined {
+    let out: Uint8Array;
+    try {
+      out = c.codec.marshal(message);
+    } catch (err) {
+      this.options.log?.warn({ err, codec: c.codec.name }, 'websocket marshal failed');
+      return undefined;
+    }
+    const security = this.security;
+    if (!security) return prepareFrame(out, c.codec.frame === 'binary');
+    return prepareFrame(c.keys ? security.seal(out, c.keys) : security.seal(out), true);
   }
 
   /** A message that would take `c` past `sendBufferLimit`: dropped, and with the close policy so is `c`. */
