@@ -928,6 +928,9 @@ export class Hub implements ConnectionOwner {
   unsubscribe(client: HubClient, channel: string): void {
     removeFrom(this.channels, channel, client);
     client.removeFrom('channels', channel);
+    // per-channel state goes with the channel: a client cycling through channels must not grow it
+    if (client.replayedUpTo?.delete(channel) && client.replayedUpTo.size === 0)
+      client.replayedUpTo = undefined;
   }
 
   joinRoom(client: HubClient, room: string): void {
