@@ -5,6 +5,7 @@
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { Config, TlsConfig } from './config/schema.js';
 import { errorMessage, HypError } from './errors.js';
 
@@ -39,13 +40,77 @@ function parseCertificate(pem: Buffer, file: string, key: string): X509Certifica
   }
 }
 
+/** Key types a TLS 1.3 or ECDHE (RSA / ECDSA) TLS 1.2 handshake can sign with. */
+const servableKeyTypes = new Set(['rsa', 'rsa-pss', 'ec', 'ed25519', 'ed448']);
+
+/** PKCS#8 `ENCRYPTED PRIVATE KEY` or a traditional PEM with `Proc-Type: 4,ENCRYPTED`. */
+const encryptedPem = /-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type:\s*4,ENCRYPTED/;
+
 function parseKey(pem: Buffer, file: string, key: string): KeyObject {
+  if (encryptedPem.test(pem.toString('latin1'))) {
+    throw new HypError('HYP_E_TLS_FILE', {
+      file,
+      key,
+      detail:
+        'the private key is passphrase-protected; hyp needs it unencrypted (openssl pkey -in it -out new.key)',
+    });
+  }
+  let privateKey: KeyObject;
   try {
-    return createPrivateKey(pem);
+    privateKey = createPrivateKey(pem);
   } catch (err) {
     throw new HypError(
       'HYP_E_TLS_FILE',
       { file, key, detail: `not an unencrypted PEM private key (${errorMessage(err)})` },
+      { cause: err },
+    );
+  }
+  const type = privateKey.asymmetricKeyType ?? 'unknown';
+  if (!servableKeyTypes.has(type)) {
+    throw new HypError('HYP_E_TLS_FILE', {
+      file,
+      key,
+      detail: `a ${type.toUpperCase()} key cannot sign any TLS 1.3 or ECDHE TLS 1.2 handshake; use an RSA, ECDSA or Ed25519 key`,
+    });
+  }
+  return privateKey;
+}
+
+/**
+ * OpenSSL's own verdict, as a worker would meet it: it refuses material
+ * that parses (an RSA key below its security level: "ee key too small"; a
+ * CA signed with a digest it no longer trusts: "ca md too weak"). Node 26's
+ * OpenSSL refuses RSA keys under 2048 bits that Node 20's accepts.
+ */
+function checkServable(
+  m: { cert: Buffer; key: Buffer; ca: Buffer | undefined },
+  tls: TlsConfig,
+  at: string,
+): void {
+  try {
+    createSecureContext({ cert: m.cert, key: m.key });
+  } catch (err) {
+    throw new HypError(
+      'HYP_E_TLS_FILE',
+      {
+        file: tls.cert_file,
+        key: `${at}.cert_file`,
+        detail: `OpenSSL refuses to serve it (${errorMessage(err)})`,
+      },
+      { cause: err },
+    );
+  }
+  if (!m.ca) return;
+  try {
+    createSecureContext({ ca: m.ca });
+  } catch (err) {
+    throw new HypError(
+      'HYP_E_TLS_FILE',
+      {
+        file: tls.ca_file,
+        key: `${at}.ca_file`,
+        detail: `OpenSSL refuses the CA bundle (${errorMessage(err)})`,
+      },
       { cause: err },
     );
   }
@@ -73,6 +138,7 @@ export function readTlsMaterial(tls: TlsConfig, at: string): TlsMaterial {
       detail: `required when ${at}.client_auth is ${tls.client_auth}`,
     });
   }
+  checkServable({ cert, key, ca }, tls, at);
   return { cert, key, ca, leaf };
 }
 
