@@ -5,11 +5,31 @@
  * the old inode would never report. Any event in a watched directory
  * schedules one callback after `debounceMs` of quiet; the callback decides
  * whether the contents really changed.
+ *
+ * Some rotations raise no event in those directories: a directory reached
+ * through a symlink that a deploy swaps (`current -> releases/v2`: the event
+ * is in the parent, the watch stays on the old target), or a filesystem
+ * whose remote changes inotify never reports (NFS, many FUSE and CSI
+ * mounts). So the files' identity (stat, following symlinks: device, inode,
+ * size, times) is also compared every `pollMs`; a difference is handled as
+ * an event.
  */
 import { type FSWatcher, statSync, watch } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 
 const rewatchMs = 1000;
+/** Default period of the identity check (a few `stat` calls). */
+const defaultPollMs = 1000;
+
+/** What `stat` says of a file: changes when it is rewritten, replaced or reached through a new link. */
+function identityOf(file: string): string {
+  try {
+    const s = statSync(file, { bigint: true });
+    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'unreadable';
+  }
+}
 
 /** A directory's identity: a watch follows the inode, not the name. */
 function inodeOf(dir: string): number | undefined {
@@ -24,14 +44,35 @@ export class FileWatch {
   private readonly watchers = new Map<string, { watcher: FSWatcher; ino: number | undefined }>();
   private readonly retries = new Map<string, NodeJS.Timeout>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly poll: NodeJS.Timeout;
+  private readonly files: string[];
+  private identity: string;
   private closed = false;
 
   constructor(
     files: string[],
     private readonly debounceMs: number,
     private readonly onChange: () => void,
+    pollMs = defaultPollMs,
   ) {
-    for (const dir of new Set(files.map((f) => dirname(resolve(f))))) this.watchDir(dir);
+    this.files = files.map((f) => resolve(f));
+    for (const dir of new Set(this.files.map((f) => dirname(f)))) this.watchDir(dir);
+    this.identity = this.identities();
+    this.poll = setInterval(() => this.checkIdentity(), pollMs);
+    this.poll.unref();
+  }
+
+  private identities(): string {
+    return this.files.map(identityOf).join('|');
+  }
+
+  /** A change no event announced: re-watch directories that moved, and reload. */
+  private checkIdentity(): void {
+    const now = this.identities();
+    if (now === this.identity) return;
+    this.identity = now;
+    this.checkDirs();
+    this.schedule();
   }
 
   /** Watch `dir`; true when the watch is in place. */
@@ -82,6 +123,7 @@ export class FileWatch {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.identity = this.identities();
       this.checkDirs();
       this.onChange();
     }, this.debounceMs);
@@ -90,6 +132,7 @@ export class FileWatch {
 
   close(): void {
     this.closed = true;
+    clearInterval(this.poll);
     if (this.timer) clearTimeout(this.timer);
     for (const retry of this.retries.values()) clearTimeout(retry);
     this.retries.clear();
