@@ -144,6 +144,10 @@ export const catalog = {
   HYP_E_TLS_TICKET_KEYS: {
     message: 'session-ticket keys refused, keeping the previous ones: {detail}',
   },
+  HYP_W_TLS_CERT_VALIDITY: {
+    message:
+      'TLS certificate {file} ({key}) is {state}: valid from {not_before} to {not_after}; clients will refuse it',
+  },
 
   // HTTP runtime (continued)
   HYP_E_HTTP_VERSION: {

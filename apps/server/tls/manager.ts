@@ -9,7 +9,7 @@
 import { constants, createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { TlsOptions, Server as TlsServer } from 'node:tls';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { TlsConfig } from '../../../supervisor/config/schema.js';
 import { errorMessage, HypError } from '../../../supervisor/errors.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
@@ -65,6 +65,25 @@ function reloadFailures(registry: Registry | undefined): Counter | undefined {
   });
 }
 
+/**
+ * Not-after time of the certificate each TLS listener serves. A pod's
+ * /metrics shows the earliest among its workers (a worker whose reload was
+ * refused still serves the old one).
+ */
+function expiryGauge(registry: Registry | undefined): Gauge<'listener'> | undefined {
+  if (!registry) return undefined;
+  const name = 'hyp_tls_certificate_expiry_timestamp_seconds';
+  const existing = registry.getSingleMetric(name);
+  if (existing) return existing as Gauge<'listener'>;
+  return new Gauge({
+    name,
+    help: 'Not-after time (Unix seconds) of the certificate each TLS listener serves; the earliest among workers',
+    labelNames: ['listener'],
+    aggregator: 'min',
+    registers: [registry],
+  });
+}
+
 export class TlsManager {
   readonly sessionCache = new TlsSessionCache();
   readonly ticketKeys = new TicketKeyRing();
@@ -72,11 +91,37 @@ export class TlsManager {
   private server: TlsServer | undefined;
   private watch: FileWatch | undefined;
   private readonly failures: Counter | undefined;
+  private readonly expiry: Gauge<'listener'> | undefined;
 
   /** Reads the files once; throws HYP_E_TLS_FILE / HYP_E_TLS_MISMATCH. */
   constructor(private readonly opts: TlsManagerOptions) {
     this.material = readTlsMaterial(opts.config, opts.at);
     this.failures = reloadFailures(opts.registry);
+    this.expiry = expiryGauge(opts.registry);
+    this.observeValidity();
+  }
+
+  /**
+   * Export the served certificate's expiry; warn (HYP_W_TLS_CERT_VALIDITY)
+   * when it is already expired or not valid yet. It is served all the same:
+   * the pair is sound, and refusing it would leave nothing to serve.
+   */
+  private observeValidity(): void {
+    const leaf = this.material.leaf;
+    const notAfter = Date.parse(leaf.validTo);
+    const notBefore = Date.parse(leaf.validFrom);
+    this.expiry?.set({ listener: this.opts.at }, Math.floor(notAfter / 1000));
+    const now = Date.now();
+    const state = now > notAfter ? 'expired' : now < notBefore ? 'not valid yet' : undefined;
+    if (!state) return;
+    const warning = new HypError('HYP_W_TLS_CERT_VALIDITY', {
+      file: this.opts.config.cert_file,
+      key: `${this.opts.at}.cert_file`,
+      state,
+      not_before: leaf.validFrom,
+      not_after: leaf.validTo,
+    });
+    this.opts.log?.warn({ code: warning.code, not_after: leaf.validTo }, warning.message);
   }
 
   /** Secure context options for the current material. */
@@ -170,6 +215,7 @@ export class TlsManager {
     this.refusedState = undefined;
     this.material = next;
     this.ticketKeys.apply(server);
+    this.observeValidity();
     this.opts.log?.info(
       {
         file: this.opts.config.cert_file,
