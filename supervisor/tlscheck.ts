@@ -40,6 +40,43 @@ function parseCertificate(pem: Buffer, file: string, key: string): X509Certifica
   }
 }
 
+const beginLine = /-----BEGIN ([A-Z0-9 ]+)-----/g;
+
+/**
+ * Check every certificate block of a PEM file, not only the first: OpenSSL
+ * stops reading a CA bundle at the first block it cannot decode, silently,
+ * dropping that CA and all after it. Blocks of other kinds (a key in a
+ * combined file) and text between blocks (bundle comments) are skipped.
+ * Throws HYP_E_TLS_FILE naming the block (1-based) and its byte offset.
+ */
+function checkCertificateBlocks(pem: Buffer, file: string, key: string): void {
+  const text = pem.toString('latin1');
+  let n = 0;
+  beginLine.lastIndex = 0;
+  for (let m = beginLine.exec(text); m !== null; m = beginLine.exec(text)) {
+    const label = m[1] ?? '';
+    if (!label.endsWith('CERTIFICATE')) continue;
+    n++;
+    const endLine = `-----END ${label}-----`;
+    const end = text.indexOf(endLine, m.index);
+    const nextBegin = text.indexOf('-----BEGIN ', m.index + m[0].length);
+    const where = `certificate ${n} (at byte ${m.index})`;
+    if (end === -1 || (nextBegin !== -1 && nextBegin < end)) {
+      throw new HypError('HYP_E_TLS_FILE', { file, key, detail: `${where} has no END line (truncated?)` });
+    }
+    try {
+      new X509Certificate(text.slice(m.index, end + endLine.length));
+    } catch (err) {
+      throw new HypError(
+        'HYP_E_TLS_FILE',
+        { file, key, detail: `${where} does not parse (${errorMessage(err)})` },
+        { cause: err },
+      );
+    }
+    beginLine.lastIndex = end + endLine.length;
+  }
+}
+
 /** Key types a TLS 1.3 or ECDHE (RSA / ECDSA) TLS 1.2 handshake can sign with. */
 const servableKeyTypes = new Set(['rsa', 'rsa-pss', 'ec', 'ed25519', 'ed448']);
 
@@ -130,7 +167,11 @@ export function readTlsMaterial(tls: TlsConfig, at: string): TlsMaterial {
   if (!leaf.checkPrivateKey(privateKey)) {
     throw new HypError('HYP_E_TLS_MISMATCH', { key_file: tls.key_file, cert_file: tls.cert_file });
   }
-  if (ca) parseCertificate(ca, tls.ca_file, `${at}.ca_file`);
+  checkCertificateBlocks(cert, tls.cert_file, `${at}.cert_file`);
+  if (ca) {
+    parseCertificate(ca, tls.ca_file, `${at}.ca_file`);
+    checkCertificateBlocks(ca, tls.ca_file, `${at}.ca_file`);
+  }
   if (tls.client_auth !== 'none' && !ca) {
     throw new HypError('HYP_E_TLS_FILE', {
       file: '(empty)',
