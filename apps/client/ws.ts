@@ -132,6 +132,14 @@ type Listener<K extends keyof Events> = Events[K];
 
 const OPEN = 1;
 
+/** Error codes with which the hub refuses a subscribe: it never started. */
+const refusedSubscribe: ReadonlySet<string> = new Set([
+  'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS',
+  'HYP_E_WS_NAME_TOO_LONG',
+  'HYP_E_WS_FORBIDDEN_CHANNEL',
+  'HYP_E_WS_RECOVERY_BUSY',
+]);
+
 /**
  * A payload's bytes: bytes as they are — a Uint8Array (also one from another
  * realm: an iframe), an ArrayBuffer or another view of one (as a browser
@@ -305,6 +313,13 @@ export class HypWebSocket {
    * at the next head may skip what was published in between, so the reconnect reports it.
    */
   private readonly unacked = new Set<string>();
+  /**
+   * channel → its resubscription after the hub refused a resume as busy
+   * (HYP_E_WS_RECOVERY_BUSY: one replay of the channel already under way on
+   * this connection, e.g. of a subscription just left). Retried with a
+   * doubling delay (100 ms to 5 s) until acknowledged, left or disconnected.
+   */
+  private readonly busyRetries = new Map<string, { timer: ReturnType<typeof setTimeout>; attempt: number }>();
   private readonly channelHandlers = new Map<string, Set<(m: HypMessage) => void>>();
   /** channel → which subscription it is (a count over all subscribe() calls that started one). */
   private readonly generation = new Map<string, number>();
@@ -457,6 +472,7 @@ export class HypWebSocket {
     this.generation.delete(channel);
     this.gapFrom.delete(channel);
     this.unacked.delete(channel);
+    this.stopBusyRetry(channel, true);
     this.channelHandlers.delete(channel);
     this.sendNow({ type: 'unsubscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
   }
@@ -517,6 +533,7 @@ export class HypWebSocket {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    for (const channel of [...this.busyRetries.keys()]) this.stopBusyRetry(channel, true);
     this.settleFirstOpen('connection closed before opening (close() called)');
     this.socket?.close(code, reason);
   }
@@ -712,6 +729,7 @@ export class HypWebSocket {
           this.gapFrom.delete(m.channel);
         }
         this.unacked.delete(m.channel);
+        this.stopBusyRetry(m.channel, true);
         return;
       case 'error': {
         let body: HypErrorFrame | undefined;
@@ -732,8 +750,10 @@ export class HypWebSocket {
           this.channels.set(body.channel!, '');
         }
         // a refused subscribe never started: a reconnect before its ack has nothing it may have skipped
-        if (body.code === 'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS' && typeof body.channel === 'string')
+        if (refusedSubscribe.has(body.code) && typeof body.channel === 'string')
           this.unacked.delete(body.channel);
+        if (body.code === 'HYP_E_WS_RECOVERY_BUSY' && typeof body.channel === 'string')
+          this.retryBusy(body.channel);
         this.emit('error', body);
         return;
       }
@@ -752,6 +772,34 @@ export class HypWebSocket {
     const handlers = m.channel ? this.channelHandlers.get(m.channel) : undefined;
     if (handlers) for (const h of handlers) this.guard(() => h(msg));
     this.emit('message', msg);
+  }
+
+  /** The hub refused to resume `channel` now: ask again later, while still subscribed on this connection. */
+  private retryBusy(channel: string): void {
+    if (!this.channels.has(channel)) return;
+    const attempt = (this.busyRetries.get(channel)?.attempt ?? 0) + 1;
+    this.stopBusyRetry(channel, false);
+    const socket = this.socket;
+    const timer = setTimeout(
+      () => {
+        const offset = this.channels.get(channel);
+        if (this.socket !== socket || offset === undefined) {
+          this.busyRetries.delete(channel);
+          return;
+        }
+        this.subscribeNow(channel, offset);
+      },
+      Math.min(5000, 100 * 2 ** Math.min(attempt - 1, 6)),
+    );
+    this.busyRetries.set(channel, { timer, attempt });
+  }
+
+  /** `forget`: also the attempt count (acknowledged, left, or a new connection). */
+  private stopBusyRetry(channel: string, forget: boolean): void {
+    const retry = this.busyRetries.get(channel);
+    if (retry === undefined) return;
+    clearTimeout(retry.timer);
+    if (forget) this.busyRetries.delete(channel);
   }
 
   /** Sends a subscribe for `channel` from `offset` ('' = the head) if connected (`force`: opening). */

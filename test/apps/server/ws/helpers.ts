@@ -304,3 +304,28 @@ export function podHistoryChannels(
   }));
   return { history, channels };
 }
+
+/** A stand-in supervisor whose recovery answers wait until the test releases them. */
+export function holdingPod(pageBytes = Number.POSITIVE_INFINITY) {
+  const history = new PodHistory({ size: 100 });
+  const end = new EventEmitter();
+  const held: HistoryRecoverRequest[] = [];
+  const channel: IpcChannel = {
+    send(raw: unknown) {
+      const m = raw as { type: string } & HistoryPublish & HistoryRecoverRequest;
+      queueMicrotask(() => {
+        if (m.type === 'history-publish') {
+          const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
+          end.emit('message', { ...m, type: 'history', offset });
+        } else if (m.type === 'history-recover?') held.push(m);
+      });
+      return true;
+    },
+    on: (event, listener) => end.on(event, listener),
+    off: (event, listener) => end.off(event, listener),
+  };
+  const release = () => {
+    for (const m of held.splice(0)) end.emit('message', history.recoveryReply(m, pageBytes));
+  };
+  return { history, channel, held, release };
+}

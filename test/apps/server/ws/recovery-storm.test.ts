@@ -1,10 +1,6 @@
-import { EventEmitter } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import type { IpcChannel } from '../../../../apps/server/ws/bus.js';
 import { IpcHistory } from '../../../../apps/server/ws/ipc-history.js';
-import { PodHistory } from '../../../../supervisor/history.js';
-import type { HistoryPublish, HistoryRecoverRequest } from '../../../../supervisor/ipc.js';
-import { eventually, HubTestBed, json, type TestClient } from './helpers.js';
+import { eventually, HubTestBed, holdingPod, json, type TestClient } from './helpers.js';
 
 /**
  * A resume from the pod-wide history costs the supervisor a replay of up to
@@ -16,31 +12,6 @@ import { eventually, HubTestBed, json, type TestClient } from './helpers.js';
  */
 
 const bed = new HubTestBed();
-
-/** A stand-in supervisor whose recovery answers wait until the test releases them. */
-function holdingPod(pageBytes = Number.POSITIVE_INFINITY) {
-  const history = new PodHistory({ size: 100 });
-  const end = new EventEmitter();
-  const held: HistoryRecoverRequest[] = [];
-  const channel: IpcChannel = {
-    send(raw: unknown) {
-      const m = raw as { type: string } & HistoryPublish & HistoryRecoverRequest;
-      queueMicrotask(() => {
-        if (m.type === 'history-publish') {
-          const offset = history.append(`${m.topic}\u0000${m.channel}`, m.payload);
-          end.emit('message', { ...m, type: 'history', offset });
-        } else if (m.type === 'history-recover?') held.push(m);
-      });
-      return true;
-    },
-    on: (event, listener) => end.on(event, listener),
-    off: (event, listener) => end.off(event, listener),
-  };
-  const release = () => {
-    for (const m of held.splice(0)) end.emit('message', history.recoveryReply(m, pageBytes));
-  };
-  return { history, channel, held, release };
-}
 
 type ErrorBody = { code: string; message: string; channel?: string };
 const errors = (c: TestClient) => c.of('error').map((m) => json(m) as ErrorBody);
