@@ -222,7 +222,7 @@ export const ConfigSchema = Type.Object(
         ),
         history_bytes: Size(
           '64MiB',
-          "payload bytes of the pod-wide history (the supervisor's, for the ipc bus) across all channels; beyond it the oldest messages go first",
+          "payload bytes of the WebSocket history across all channels: the pod-wide one (the supervisor's, for the ipc bus) and a worker's own without a supervisor; beyond it the oldest messages go first (Redis streams: MAXLEN history_size and Redis's maxmemory)",
         ),
         compression: Type.Object(
           {
