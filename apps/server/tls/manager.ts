@@ -51,7 +51,12 @@ export interface TlsManagerOptions {
   log?: Logger | undefined;
   /** Quiet period after a file event before reloading (default 200 ms). */
   debounceMs?: number;
+  /** How long a certificate and key that do not match wait for the other file (default 5 s). */
+  pairWaitMs?: number;
 }
+
+/** A rotation writing the certificate and the key one after the other: time allowed between the two. */
+const defaultPairWaitMs = 5000;
 
 function reloadFailures(registry: Registry | undefined): Counter | undefined {
   if (!registry) return undefined;
@@ -208,11 +213,13 @@ export class TlsManager {
       }
       server.setSecureContext(this.contextOptions(next));
     } catch (err) {
+      if (err instanceof HypError && err.code === 'HYP_E_TLS_MISMATCH' && this.awaitPair(state)) return false;
       this.refusedState = state;
       this.refused(err);
       return false;
     }
     this.refusedState = undefined;
+    this.endPairWait();
     this.material = next;
     this.ticketKeys.apply(server);
     this.observeValidity();
@@ -225,6 +232,40 @@ export class TlsManager {
       'TLS certificate reloaded',
     );
     return true;
+  }
+
+  /** A certificate and key that did not match, waiting for the other file (`filesState`, timer until it is over). */
+  private pairWait: { state: string; timer: NodeJS.Timeout | undefined } | undefined;
+
+  /**
+   * A certificate and key that do not match are, most often, a rotation
+   * half done: `cp` of the certificate, then of the key. The first time a
+   * state is seen, the old pair keeps serving and nothing is refused for
+   * `pairWaitMs`: the other file's event reloads meanwhile. Then the same
+   * state is refused as any broken one. True while waiting.
+   */
+  private awaitPair(state: string): boolean {
+    if (this.pairWait?.state === state) return this.pairWait.timer !== undefined;
+    this.endPairWait();
+    const waitMs = this.opts.pairWaitMs ?? defaultPairWaitMs;
+    const wait: { state: string; timer: NodeJS.Timeout | undefined } = { state, timer: undefined };
+    wait.timer = setTimeout(() => {
+      wait.timer = undefined;
+      this.reload();
+    }, waitMs);
+    wait.timer.unref();
+    this.pairWait = wait;
+    const c = this.opts.config;
+    this.opts.log?.info(
+      { cert_file: c.cert_file, key_file: c.key_file, wait_ms: waitMs },
+      'TLS certificate and key do not match yet: waiting for the other file, the previous pair keeps serving',
+    );
+    return true;
+  }
+
+  private endPairWait(): void {
+    if (this.pairWait?.timer) clearTimeout(this.pairWait.timer);
+    this.pairWait = undefined;
   }
 
   /** `filesState` of the files last refused, until a reload succeeds. */
@@ -245,6 +286,7 @@ export class TlsManager {
   }
 
   close(): void {
+    this.endPairWait();
     this.watch?.close();
     this.watch = undefined;
   }
