@@ -51,7 +51,7 @@ export interface TlsManagerOptions {
   log?: Logger | undefined;
   /** Quiet period after a file event before reloading (default 200 ms). */
   debounceMs?: number;
-  /** How long a certificate and key that do not match wait for the other file (default 5 s). */
+  /** How long files caught mid-rotation (a key that does not match, a file missing) wait for the rest (default 5 s). */
   pairWaitMs?: number;
 }
 
@@ -213,7 +213,7 @@ export class TlsManager {
       }
       server.setSecureContext(this.contextOptions(next));
     } catch (err) {
-      if (err instanceof HypError && err.code === 'HYP_E_TLS_MISMATCH' && this.awaitPair(state)) return false;
+      if (midRotation(err) && this.awaitPair(state, err)) return false;
       this.refusedState = state;
       this.refused(err);
       return false;
@@ -234,17 +234,18 @@ export class TlsManager {
     return true;
   }
 
-  /** A certificate and key that did not match, waiting for the other file (`filesState`, timer until it is over). */
+  /** Files caught mid-rotation, waiting for the rest (`filesState`, timer until it is over). */
   private pairWait: { state: string; timer: NodeJS.Timeout | undefined } | undefined;
 
   /**
-   * A certificate and key that do not match are, most often, a rotation
-   * half done: `cp` of the certificate, then of the key. The first time a
-   * state is seen, the old pair keeps serving and nothing is refused for
-   * `pairWaitMs`: the other file's event reloads meanwhile. Then the same
+   * A certificate and key that do not match, or a file that is missing,
+   * are most often a rotation half done: `cp` of the certificate, then of
+   * the key; a file removed, then written again. The first time a state is
+   * seen, the old pair keeps serving and nothing is refused for
+   * `pairWaitMs`: the next file's event reloads meanwhile. Then the same
    * state is refused as any broken one. True while waiting.
    */
-  private awaitPair(state: string): boolean {
+  private awaitPair(state: string, err: unknown): boolean {
     if (this.pairWait?.state === state) return this.pairWait.timer !== undefined;
     this.endPairWait();
     const waitMs = this.opts.pairWaitMs ?? defaultPairWaitMs;
@@ -258,7 +259,7 @@ export class TlsManager {
     const c = this.opts.config;
     this.opts.log?.info(
       { cert_file: c.cert_file, key_file: c.key_file, wait_ms: waitMs },
-      'TLS certificate and key do not match yet: waiting for the other file, the previous pair keeps serving',
+      `TLS files caught mid-rotation (${errorMessage(err)}): waiting for the rest, the previous pair keeps serving`,
     );
     return true;
   }
@@ -309,6 +310,13 @@ function sessionIdContext(at: string, c: TlsConfig, ca: Buffer | undefined): str
   const hash = createHash('sha256').update(at).update('\0').update(c.client_auth);
   if (c.client_auth !== 'none' && ca) hash.update('\0').update(ca);
   return hash.digest('hex').slice(0, 32);
+}
+
+/** A key that does not match its certificate, or a file missing: what a rotation in progress looks like. */
+function midRotation(err: unknown): boolean {
+  if (!(err instanceof HypError)) return false;
+  if (err.code === 'HYP_E_TLS_MISMATCH') return true;
+  return err.code === 'HYP_E_TLS_FILE' && (err.cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT';
 }
 
 function sameCa(a: TlsMaterial, b: TlsMaterial): boolean {

@@ -1,5 +1,6 @@
 /**
- * A certificate and its key replaced as two separate writes, further apart
+ * A certificate and its key replaced as two separate writes (or a file
+ * removed, then written again), further apart
  * than the watch's debounce: `cp new.crt tls.crt; cp new.key tls.key` on a
  * slow disk, two Ansible `copy` tasks, an `scp` of each file. The reload in
  * between sees the new certificate with the old key. That half-updated pair
@@ -9,7 +10,7 @@
  * hyp_tls_reload_failures_total on every such rotation, so an alert on the
  * counter fired for rotations that went fine.
  */
-import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
@@ -65,9 +66,7 @@ async function serveCopies(): Promise<{ cert: string; key: string }> {
 
 /** The reload between the two writes has looked at the half-updated pair (and waits, or, before, refused it). */
 const sawHalfPair = (s: Served) =>
-  s.logs.some(
-    (l) => l.msg?.startsWith('TLS certificate and key do not match yet') || l.code === 'HYP_E_TLS_RELOAD',
-  );
+  s.logs.some((l) => l.msg?.startsWith('TLS files caught mid-rotation') || l.code === 'HYP_E_TLS_RELOAD');
 
 describe('certificate and key replaced in two steps', () => {
   it('the key written after a reload saw the new certificate: no failure logged or counted, the new pair served', async () => {
@@ -77,6 +76,19 @@ describe('certificate and key replaced in two steps', () => {
     expect(await servedCn(served!.port)).toBe('hyp server one');
 
     atomicWrite(key, pki.read(pki.server2Key));
+    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new pair');
+    expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toEqual([]);
+    expect(await failures(served!)).toBe(0);
+  });
+
+  it('a file removed, then written again after a reload saw it missing: no failure logged or counted', async () => {
+    const { cert, key } = await serveCopies();
+    rmSync(cert);
+    await until(() => sawHalfPair(served!) || undefined, 'the reload of the missing file');
+    expect(await servedCn(served!.port)).toBe('hyp server one');
+
+    atomicWrite(key, pki.read(pki.server2Key));
+    atomicWrite(cert, pki.read(pki.server2Cert));
     await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new pair');
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toEqual([]);
     expect(await failures(served!)).toBe(0);
