@@ -12,9 +12,11 @@
  * whose remote changes inotify never reports (NFS, many FUSE and CSI
  * mounts). So the files' identity (stat, following symlinks: device, inode,
  * size, times) is also compared every `pollMs`; a difference is handled as
- * an event.
+ * an event. That check is asynchronous, one at a time: a `stat` stuck on a
+ * hung NFS server holds one libuv thread, never the event loop.
  */
 import { type FSWatcher, statSync, watch } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 const rewatchMs = 1000;
@@ -22,13 +24,11 @@ const rewatchMs = 1000;
 const defaultPollMs = 1000;
 
 /** What `stat` says of a file: changes when it is rewritten, replaced or reached through a new link. */
-function identityOf(file: string): string {
-  try {
-    const s = statSync(file, { bigint: true });
-    return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code ?? 'unreadable';
-  }
+function identityOf(file: string): Promise<string> {
+  return stat(file, { bigint: true }).then(
+    (s) => `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`,
+    (err: NodeJS.ErrnoException) => err.code ?? 'unreadable',
+  );
 }
 
 /** A directory's identity: a watch follows the inode, not the name. */
@@ -46,7 +46,9 @@ export class FileWatch {
   private timer: NodeJS.Timeout | undefined;
   private readonly poll: NodeJS.Timeout;
   private readonly files: string[];
-  private identity: string;
+  /** The files' identity last seen (undefined until the first check). */
+  private identity: string | undefined;
+  private checking = false;
   private closed = false;
 
   constructor(
@@ -57,22 +59,29 @@ export class FileWatch {
   ) {
     this.files = files.map((f) => resolve(f));
     for (const dir of new Set(this.files.map((f) => dirname(f)))) this.watchDir(dir);
-    this.identity = this.identities();
-    this.poll = setInterval(() => this.checkIdentity(), pollMs);
+    void this.checkIdentity();
+    this.poll = setInterval(() => void this.checkIdentity(), pollMs);
     this.poll.unref();
   }
 
-  private identities(): string {
-    return this.files.map(identityOf).join('|');
-  }
-
-  /** A change no event announced: re-watch directories that moved, and reload. */
-  private checkIdentity(): void {
-    const now = this.identities();
-    if (now === this.identity) return;
-    this.identity = now;
-    this.checkDirs();
-    this.schedule();
+  /**
+   * A change no event announced: re-watch directories that moved, and
+   * reload. A change an event did announce is seen here too; the reload it
+   * schedules finds the files as already loaded and does nothing.
+   */
+  private async checkIdentity(): Promise<void> {
+    if (this.checking || this.closed) return;
+    this.checking = true;
+    try {
+      const now = (await Promise.all(this.files.map(identityOf))).join('|');
+      const before = this.identity;
+      this.identity = now;
+      if (before === undefined || before === now || this.closed) return;
+      this.checkDirs();
+      this.schedule();
+    } finally {
+      this.checking = false;
+    }
   }
 
   /** Watch `dir`; true when the watch is in place. */
@@ -123,7 +132,6 @@ export class FileWatch {
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      this.identity = this.identities();
       this.checkDirs();
       this.onChange();
     }, this.debounceMs);
