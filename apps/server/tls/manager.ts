@@ -211,7 +211,11 @@ export class TlsManager {
       ) {
         return false;
       }
-      server.setSecureContext(this.contextOptions(next));
+      // Node gives a new context fresh random ticket keys: without the
+      // supervisor's (installed below), keep this worker's own, so
+      // outstanding tickets still resume.
+      const own = this.ticketKeys.current ? {} : { ticketKeys: server.getTicketKeys() };
+      server.setSecureContext({ ...this.contextOptions(next), ...own });
     } catch (err) {
       if (midRotation(err) && this.awaitPair(state, err)) return false;
       this.refusedState = state;
