@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BusMessage } from '../../../supervisor/ipc.js';
+import { flowOf, type IpcFlow } from './ipc-flow.js';
 import { quit, RefusalWarning, resendWindowSeconds } from './redis-history.js';
 
 /**
@@ -28,6 +29,8 @@ export interface Bus {
   /** Resolves once messages published by others from now on will arrive. */
   ready(): Promise<void>;
   close(): Promise<void>;
+  /** Backpressure of the transport, where it has one the hub can wait on (ipc-flow.ts). */
+  readonly flow?: IpcFlow;
 }
 
 abstract class HandlerSet {
@@ -75,7 +78,8 @@ export class LocalBus extends HandlerSet implements Bus {
 
 /** The part of `process` the IPC bus uses (a seam for tests). */
 export interface IpcChannel {
-  send?(message: unknown): boolean;
+  /** Node's `process.send`: `callback` once the message is written; false: stop sending for now. */
+  send?(message: unknown, callback?: (err: Error | null) => void): boolean;
   /** `false` once the channel closed: Node's send() then emits an 'error' that nothing handles. */
   readonly connected?: boolean;
   on(event: 'message', listener: (message: unknown) => void): unknown;
@@ -102,11 +106,14 @@ export class IpcBus extends HandlerSet implements Bus {
     if (payload) this.dispatch(m.message.topic, payload);
   };
 
+  readonly flow: IpcFlow;
+
   constructor(
     private readonly channel: IpcChannel = process as unknown as IpcChannel,
     workerId: number = Number(process.env.HYP_WORKER_ID ?? process.pid),
   ) {
     super();
+    this.flow = flowOf(channel);
     this.origin = workerId;
     this.nodeId = `worker-${workerId}`;
     channel.on('message', this.listener);
@@ -116,7 +123,7 @@ export class IpcBus extends HandlerSet implements Bus {
     // the supervisor is gone (the worker is on its way out): there is no one to relay to
     if (this.channel.connected === false) return;
     const message: BusMessage = { topic, payload, origin: this.origin };
-    this.channel.send?.({ type: 'bus', message });
+    this.flow.send({ type: 'bus', message });
   }
 
   async ready(): Promise<void> {}

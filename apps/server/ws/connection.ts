@@ -50,6 +50,8 @@ export class Connection {
   pingAt = 0;
   awaitingPong = false;
   open = true;
+  /** Not read from until the worker's IPC to the supervisor drains (hub.holdWhileCongested). */
+  held = false;
 
   constructor(
     readonly id: string,

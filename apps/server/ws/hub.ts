@@ -672,6 +672,33 @@ export class Hub implements ConnectionOwner {
       const channel = isHypError(err) && typeof err.params.channel === 'string' ? err.params.channel : '';
       this.sendTo(c, errorEnvelope(err, message.channel || channel));
     }
+    this.holdWhileCongested(c);
+  }
+
+  /**
+   * The worker's IPC channel to the supervisor is backed up (ipc-flow.ts):
+   * stop reading from `c` until it drains. Its messages wait in the kernel
+   * and TCP flow control slows the client down, instead of the worker
+   * queueing them without bound. Read again once the channel drains; not
+   * pinged meanwhile (its pong would wait unread too).
+   */
+  private holdWhileCongested(c: Connection): void {
+    if (c.held) return;
+    const flow = this.shared?.flow?.congested
+      ? this.shared.flow
+      : this.bus.flow?.congested
+        ? this.bus.flow
+        : undefined;
+    if (flow === undefined) return;
+    c.held = true;
+    c.ws.pause();
+    this.metrics.held.inc();
+    flow.whenDrained(() => {
+      c.held = false;
+      c.pingAt = this.clock();
+      c.awaitingPong = false;
+      if (c.open) c.ws.resume();
+    });
   }
 
   private refuse(c: Connection, err: unknown): void {
@@ -1487,6 +1514,7 @@ export class Hub implements ConnectionOwner {
   private sweep(): void {
     const now = this.clock();
     for (const c of this.all) {
+      if (c.held) continue;
       if (c.awaitingPong) {
         if (now - c.pingAt > this.pongTimeoutMs) {
           this.options.log?.debug({ client: c.id }, 'websocket pong timeout');

@@ -3,6 +3,7 @@ import type { IpcChannel } from './bus.js';
 import { decodeBusEvent, encodeBusEvent } from './bus-event.js';
 import type { Envelope } from './envelope.js';
 import type { Recovery } from './history.js';
+import { flowOf, type IpcFlow } from './ipc-flow.js';
 import type { SharedHistory } from './redis-history.js';
 
 /**
@@ -43,6 +44,7 @@ let nextId = 1;
 export class IpcHistory implements SharedHistory {
   private readonly topic: string;
   private readonly ipc: IpcChannel;
+  readonly flow: IpcFlow;
   private readonly timeoutMs: number;
   private readonly handlers = new Set<(channel: string, message: Envelope) => void>();
   private readonly pending = new Map<number, Pending>();
@@ -57,6 +59,7 @@ export class IpcHistory implements SharedHistory {
   constructor(options: IpcHistoryOptions) {
     this.topic = options.topic;
     this.ipc = options.channel ?? (process as unknown as IpcChannel);
+    this.flow = flowOf(this.ipc);
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.ipc.on('message', this.listener);
   }
@@ -65,7 +68,7 @@ export class IpcHistory implements SharedHistory {
     if (this.closed || this.ipc.connected === false) return;
     // the origin field is unused here (the supervisor delivers to everyone)
     const payload = encodeBusEvent('publish', channel, '', message);
-    this.ipc.send?.({ type: 'history-publish', topic: this.topic, channel, payload });
+    this.flow.send({ type: 'history-publish', topic: this.topic, channel, payload });
   }
 
   onDelivery(handler: (channel: string, message: Envelope) => void): () => void {
@@ -119,7 +122,7 @@ export class IpcHistory implements SharedHistory {
       }, this.timeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, reject, timer });
-      this.ipc.send?.({ type: 'history-recover?', id, topic: this.topic, channel, offset });
+      this.flow.send({ type: 'history-recover?', id, topic: this.topic, channel, offset });
     });
   }
 

@@ -52,6 +52,7 @@ export class WsMetrics {
   readonly presenceNodes: Gauge;
   readonly presenceMembers: Gauge;
   readonly presenceRepairs: Counter<'reason'>;
+  readonly held: Counter;
   /** The hubs on this registry, read by the presence gauges. */
   private readonly presences = new Set<PresenceFigures>();
 
@@ -126,6 +127,11 @@ export class WsMetrics {
       registers,
     });
     for (const reason of repairReasons) this.presenceRepairs.inc({ reason }, 0);
+    this.held = new Counter({
+      name: `${prefix}backpressure_pauses_total`,
+      help: "Times a client was not read from until this worker's IPC channel to the supervisor drained (it publishes faster than the pod relays)",
+      registers,
+    });
   }
 
   /** Lists a hub's presence in the presence gauges until the returned function is called. */

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { decodeBusEvent, encodeBusEvent } from './bus-event.js';
 import type { Envelope } from './envelope.js';
 import type { Recovery } from './history.js';
+import type { IpcFlow } from './ipc-flow.js';
 
 /**
  * Channel history shared by every pod, in Redis Streams (Redis ≥ 7).
@@ -38,6 +39,8 @@ export interface SharedHistory {
   ): Promise<{ head: string; recovery: Recovery }>;
   ready(): Promise<void>;
   close(): Promise<void>;
+  /** Backpressure of the transport, where it has one the hub can wait on (ipc-flow.ts). */
+  readonly flow?: IpcFlow;
 }
 
 /** Entries of `channel` after `offset` that were never delivered here and are no longer in the history. */

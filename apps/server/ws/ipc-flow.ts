@@ -1,0 +1,73 @@
+/**
+ * Backpressure on a worker's IPC channel to the supervisor.
+ *
+ * A client publishing as fast as its socket allows hands the worker
+ * messages faster than the supervisor reads them off the IPC pipe: Node
+ * then queues every unsent message in the worker, without bound (one client
+ * took a worker from 96 MB to 646 MB in 20 s, and on until it runs out of
+ * memory, taking every connection of the worker with it).
+ *
+ * Node's `send()` returns false once more than 128 KiB wait to be written
+ * ("stop sending"), and calls a send's callback once the message is written.
+ * So every message goes out through one `IpcFlow` per channel, which counts
+ * the messages not yet written: once `send()` has said stop, the channel is
+ * `congested` until at most `lowWater` of them are left, and the hub stops
+ * reading from clients that publish meanwhile (hub.ts), so TCP flow control
+ * slows them down instead of the worker's memory growing.
+ */
+import type { IpcChannel } from './bus.js';
+
+/** Messages still unwritten below which a congested channel counts as drained. */
+const lowWater = 16;
+
+export class IpcFlow {
+  private unwritten = 0;
+  private stopped = false;
+  private readonly drainWaiters: Array<() => void> = [];
+
+  constructor(private readonly channel: IpcChannel) {}
+
+  /** False when the channel is gone (or cannot send). */
+  send(message: unknown): boolean {
+    if (typeof this.channel.send !== 'function' || this.channel.connected === false) return false;
+    this.unwritten++;
+    const ok = this.channel.send(message, this.written);
+    // false from a channel that closed meanwhile is no congestion: its callbacks come with errors
+    if (!ok && isOpen(this.channel)) this.stopped = true;
+    return true;
+  }
+
+  /** Node asked to stop sending, and the messages queued since have not yet gone out. */
+  get congested(): boolean {
+    return this.stopped;
+  }
+
+  /** Runs `fn` once the channel is no longer congested (at once if it is not). */
+  whenDrained(fn: () => void): void {
+    if (!this.stopped) fn();
+    else this.drainWaiters.push(fn);
+  }
+
+  private readonly written = (): void => {
+    this.unwritten--;
+    if (!this.stopped || this.unwritten > lowWater) return;
+    this.stopped = false;
+    for (const fn of this.drainWaiters.splice(0)) fn();
+  };
+}
+
+function isOpen(channel: IpcChannel): boolean {
+  return channel.connected !== false;
+}
+
+const flows = new WeakMap<IpcChannel, IpcFlow>();
+
+/** The one flow of `channel`: everything sent on it counts. */
+export function flowOf(channel: IpcChannel): IpcFlow {
+  let flow = flows.get(channel);
+  if (flow === undefined) {
+    flow = new IpcFlow(channel);
+    flows.set(channel, flow);
+  }
+  return flow;
+}

@@ -1,0 +1,92 @@
+/**
+ * A client publishing faster than the pod relays: under the supervisor,
+ * every publish leaves the worker on its IPC channel, and Node queues what
+ * the supervisor has not read yet in the worker, without bound. The hub
+ * stops reading such a client while the channel is congested, so the client
+ * is slowed down by TCP flow control instead.
+ */
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { IpcBus, type IpcChannel } from '../../../../apps/server/ws/bus.js';
+import { decodeBusEvent } from '../../../../apps/server/ws/bus-event.js';
+import { eventually, HubTestBed } from './helpers.js';
+
+const bed = new HubTestBed();
+
+/**
+ * An IPC channel that writes nothing until the test flushes, and says
+ * "stop sending" (false, as Node's `send` does past 128 KiB) once `stopAt`
+ * messages wait.
+ */
+function slowChannel(stopAt: number) {
+  const waiting: Array<{ message: unknown; written?: (err: Error | null) => void }> = [];
+  const relayed: unknown[] = [];
+  let mostWaiting = 0;
+  const channel: IpcChannel = {
+    send(message, written) {
+      waiting.push({ message, written });
+      mostWaiting = Math.max(mostWaiting, waiting.length);
+      return waiting.length < stopAt;
+    },
+    connected: true,
+    on: () => undefined,
+    off: () => undefined,
+  };
+  return {
+    channel,
+    relayed,
+    get waiting() {
+      return waiting.length;
+    },
+    get mostWaiting() {
+      return mostWaiting;
+    },
+    /** Writes what waits; the callbacks run later, as Node's do. */
+    flush() {
+      for (const { message, written } of waiting.splice(0)) {
+        relayed.push(message);
+        setImmediate(() => written?.(null));
+      }
+    },
+  };
+}
+
+describe('a client publishing faster than the IPC channel to the supervisor drains', () => {
+  it('is not read from while the channel is congested: what waits in the worker stays bounded, and every publish is relayed once, in order', async () => {
+    const ipc = slowChannel(8);
+    const registry = new Registry();
+    await bed.serve({ bus: new IpcBus(ipc.channel, 1), registry });
+    const c = await bed.connect();
+    const total = 2000;
+    const pad = 'x'.repeat(1000);
+    for (let i = 0; i < total; i++)
+      c.send({ type: 'publish', channel: 'ch', data: Buffer.from(JSON.stringify({ i, pad })) });
+    // Nothing is written until the hub stops reading (what it read waits, unchanged for 100 ms).
+    let seen = -1;
+    for (let i = 0; i < 100 && ipc.waiting !== seen; i++) {
+      seen = ipc.waiting;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Before: the hub read all 2000 and each waited in the worker.
+    expect(ipc.waiting).toBeLessThan(total / 4);
+    // Flush, as the supervisor reading the pipe would, until everything is relayed (bounded).
+    for (let round = 0; round < 10_000 && ipc.relayed.length < total; round++) {
+      await new Promise((r) => setTimeout(r, 2));
+      ipc.flush();
+    }
+    await eventually(() => ipc.relayed.length === total);
+    expect(ipc.mostWaiting).toBeLessThan(total / 4);
+    const order = ipc.relayed.map((m) => {
+      const event = decodeBusEvent((m as { message: { payload: Uint8Array } }).message.payload);
+      return (JSON.parse(Buffer.from(event!.message.data).toString()) as { i: number }).i;
+    });
+    expect(order).toEqual(Array.from({ length: total }, (_, i) => i));
+    const pauses = (await registry.getSingleMetric('hyp_ws_backpressure_pauses_total')?.get())?.values[0]
+      ?.value;
+    expect(pauses).toBeGreaterThan(0);
+    // Read again afterwards: the connection is open and served.
+    c.subscribe('after');
+    await c.until((x) => x.of('subscribed').length === 1);
+    expect(c.closed).toBeUndefined();
+  });
+});
