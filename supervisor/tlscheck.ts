@@ -4,7 +4,7 @@
  * a watched file changes (a bad replacement is refused, the old one stays).
  */
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import type { Config, TlsConfig } from './config/schema.js';
 import { errorMessage, HypError } from './errors.js';
@@ -18,12 +18,35 @@ export interface TlsMaterial {
   leaf: X509Certificate;
 }
 
+/** Larger than any certificate chain or CA bundle (the full Mozilla bundle is about 250 KiB). */
+const maxPemBytes = 16 * 1024 * 1024;
+
 function readPem(file: string, key: string): Buffer {
   if (!file)
     throw new HypError('HYP_E_TLS_FILE', { file: '(empty)', key, detail: 'required when TLS is enabled' });
   try {
+    // Checked before opening: reading a FIFO without a writer blocks for
+    // ever, and a pipe (`--set …=<(cat cert)`) can be read only once, by the
+    // supervisor, never by its workers.
+    const info = statSync(file);
+    if (!info.isFile()) {
+      throw new HypError('HYP_E_TLS_FILE', {
+        file,
+        key,
+        detail:
+          'not a regular file (a pipe, device or directory); every worker reads it, and again on each reload',
+      });
+    }
+    if (info.size > maxPemBytes) {
+      throw new HypError('HYP_E_TLS_FILE', {
+        file,
+        key,
+        detail: `${info.size} bytes, more than any PEM bundle (limit ${maxPemBytes})`,
+      });
+    }
     return readFileSync(file);
   } catch (err) {
+    if (err instanceof HypError) throw err;
     throw new HypError('HYP_E_TLS_FILE', { file, key, detail: errorMessage(err) }, { cause: err });
   }
 }

@@ -1,8 +1,8 @@
 /**
  * Files that parse but that OpenSSL refuses to serve (an RSA key below the
  * security level, a DSA key no hyp cipher suite can use, a passphrase-protected
- * key) stop `hyp run` before any worker starts: exit 2, the file and its
- * config key named. Before, the supervisor's check passed them and every
+ * key), and paths that are not regular files (a named pipe), stop `hyp run`
+ * before any worker starts: exit 2, the file and its config key named. Before, the supervisor's check passed them and every
  * worker failed to start ("app failed to start: ee key too small"), restarted
  * in a loop, naming no file.
  */
@@ -65,6 +65,8 @@ function run(cert: string, key: string) {
       cwd,
       encoding: 'utf8',
       timeout: 15_000,
+    // A supervisor blocked in a synchronous read cannot run its SIGTERM handler.
+    killSignal: 'SIGKILL',
     },
   );
 }
@@ -88,6 +90,17 @@ describe('hyp run: TLS files OpenSSL would refuse are refused before any worker 
     expect(r.stderr).toContain('server.tls.key_file');
     expect(r.stderr).toMatch(/dsa/i);
     expect(r.stdout).not.toContain('worker spawned');
+  });
+
+  it('a named pipe as the certificate (never read: it would block, or be read once): exit 2, naming it', () => {
+    const fifo = file('cert.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const r = run(fifo, file('ec.key'));
+    // Before: the supervisor blocked reading the FIFO, silent, until killed.
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain('HYP_E_TLS_FILE');
+    expect(r.stderr).toContain(fifo);
+    expect(r.stderr).toContain('not a regular file');
   });
 
   it('a passphrase-protected key: exit 2, the message says so', () => {
