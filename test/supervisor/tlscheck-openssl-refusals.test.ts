@@ -65,8 +65,8 @@ function run(cert: string, key: string) {
       cwd,
       encoding: 'utf8',
       timeout: 15_000,
-    // A supervisor blocked in a synchronous read cannot run its SIGTERM handler.
-    killSignal: 'SIGKILL',
+      // A supervisor blocked in a synchronous read cannot run its SIGTERM handler.
+      killSignal: 'SIGKILL',
     },
   );
 }
