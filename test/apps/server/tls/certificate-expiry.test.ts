@@ -8,13 +8,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { makePki, type TestPki } from './certs.js';
+import { copyServerPair, makePki, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let expiredCert = '';
@@ -89,11 +88,7 @@ describe('certificate validity', () => {
   });
 
   it('a reload to an expired certificate: installed (it matches its key), warned about, the gauge follows', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-    const cert = join(dir, 'tls.crt');
-    const key = join(dir, 'tls.key');
-    copyFileSync(pki.serverCert, cert);
-    copyFileSync(pki.serverKey, key);
+    const { cert, key } = copyServerPair(pki);
     served = await serve([
       'server.tls.enabled=true',
       `server.tls.cert_file=${cert}`,

@@ -5,9 +5,10 @@
  * and a key that matches none of them.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect, type TLSSocket } from 'node:tls';
 
 export interface TestPki {
   dir: string;
@@ -120,4 +121,28 @@ export function makePki(): TestPki {
       `server.tls.key_file=${join(dir, 'server.pk8.key')}`,
     ],
   };
+}
+
+/** Copies of the first server certificate and key in `dir` (default: a fresh directory), as `tls.crt` and `tls.key`. */
+export function copyServerPair(
+  pki: TestPki,
+  dir = mkdtempSync(join(tmpdir(), 'hyp-certs-')),
+): { dir: string; cert: string; key: string } {
+  const cert = join(dir, 'tls.crt');
+  const key = join(dir, 'tls.key');
+  copyFileSync(pki.serverCert, cert);
+  copyFileSync(pki.serverKey, key);
+  return { dir, cert, key };
+}
+
+/** Common name of the certificate a new connection to `port` is served (verified against the test CA). */
+export function servedCn(pki: TestPki, port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket: TLSSocket = connect({ host: '127.0.0.1', port, ca: pki.read(pki.caCert) }, () => {
+      const cn = socket.getPeerCertificate().subject.CN;
+      socket.destroy();
+      resolve(Array.isArray(cn) ? cn.join(',') : String(cn));
+    });
+    socket.on('error', reject);
+  });
 }

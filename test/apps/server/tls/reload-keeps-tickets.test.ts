@@ -6,15 +6,13 @@
  * random ticket keys, so before, each reload of a standalone worker turned
  * every returning client into a full handshake.
  */
-import { copyFileSync, mkdtempSync, renameSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { renameSync, writeFileSync } from 'node:fs';
 import { connect, type TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { newTicketKey } from '../../../../supervisor/tlskeys.js';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { makePki, type TestPki } from './certs.js';
+import { copyServerPair, makePki, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -65,11 +63,7 @@ function atomicWrite(file: string, content: Buffer): void {
 describe('session tickets across a certificate reload', () => {
   for (const mode of ['without supervisor keys', 'with supervisor keys'] as const) {
     it(`${mode}: a ticket issued before the reload resumes after it`, async () => {
-      const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-      const cert = join(dir, 'tls.crt');
-      const key = join(dir, 'tls.key');
-      copyFileSync(pki.serverCert, cert);
-      copyFileSync(pki.serverKey, key);
+      const { cert, key } = copyServerPair(pki);
       const keys = mode === 'with supervisor keys' ? { current: newTicketKey(), previous: [] } : undefined;
       served = await serve(
         ['server.tls.enabled=true', `server.tls.cert_file=${cert}`, `server.tls.key_file=${key}`],

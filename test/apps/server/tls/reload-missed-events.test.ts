@@ -15,11 +15,10 @@
 import { copyFileSync, mkdirSync, mkdtempSync, renameSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { makePki, type TestPki } from './certs.js';
+import { makePki, servedCn, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -30,17 +29,6 @@ afterEach(async () => {
   await served?.close();
   served = undefined;
 });
-
-function servedCn(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket: TLSSocket = connect({ host: '127.0.0.1', port, ca: pki.read(pki.caCert) }, () => {
-      const cn = socket.getPeerCertificate().subject.CN;
-      socket.destroy();
-      resolve(Array.isArray(cn) ? cn.join(',') : String(cn));
-    });
-    socket.on('error', reject);
-  });
-}
 
 function release(root: string, name: string, cert: string, key: string): string {
   const dir = join(root, 'releases', name);
@@ -60,7 +48,7 @@ describe('certificate rotation no directory event announces', () => {
       `server.tls.cert_file=${join(root, 'current', 'tls.crt')}`,
       `server.tls.key_file=${join(root, 'current', 'tls.key')}`,
     ]);
-    expect(await servedCn(served.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served.port)).toBe('hyp server one');
 
     release(root, 'v2', pki.server2Cert, pki.server2Key);
     // `ln -sfn releases/v2 current`, atomically: a new link renamed over the old.
@@ -69,7 +57,7 @@ describe('certificate rotation no directory event announces', () => {
 
     // Before: the watch stayed on releases/v1, which never changed: "hyp server one" forever.
     await until(
-      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
       'the new release certificate',
       15_000,
     );

@@ -10,14 +10,11 @@
  * hyp_tls_reload_failures_total on every such rotation, so an alert on the
  * counter fired for rotations that went fine.
  */
-import { copyFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { connect, type TLSSocket } from 'node:tls';
+import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { makePki, type TestPki } from './certs.js';
+import { copyServerPair, makePki, servedCn, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -28,17 +25,6 @@ afterEach(async () => {
   await served?.close();
   served = undefined;
 });
-
-function servedCn(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket: TLSSocket = connect({ host: '127.0.0.1', port, ca: pki.read(pki.caCert) }, () => {
-      const cn = socket.getPeerCertificate().subject.CN;
-      socket.destroy();
-      resolve(Array.isArray(cn) ? cn.join(',') : String(cn));
-    });
-    socket.on('error', reject);
-  });
-}
 
 function atomicWrite(file: string, content: Buffer): void {
   writeFileSync(`${file}.tmp`, content);
@@ -51,11 +37,7 @@ async function failures(s: Served): Promise<number> {
 }
 
 async function serveCopies(): Promise<{ cert: string; key: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-  const cert = join(dir, 'tls.crt');
-  const key = join(dir, 'tls.key');
-  copyFileSync(pki.serverCert, cert);
-  copyFileSync(pki.serverKey, key);
+  const { cert, key } = copyServerPair(pki);
   served = await serve([
     'server.tls.enabled=true',
     `server.tls.cert_file=${cert}`,
@@ -73,10 +55,13 @@ describe('certificate and key replaced in two steps', () => {
     const { cert, key } = await serveCopies();
     atomicWrite(cert, pki.read(pki.server2Cert));
     await until(() => sawHalfPair(served!) || undefined, 'the reload of the half-updated pair');
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     atomicWrite(key, pki.read(pki.server2Key));
-    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new pair');
+    await until(
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
+      'the new pair',
+    );
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toEqual([]);
     expect(await failures(served!)).toBe(0);
   });
@@ -85,11 +70,14 @@ describe('certificate and key replaced in two steps', () => {
     const { cert, key } = await serveCopies();
     rmSync(cert);
     await until(() => sawHalfPair(served!) || undefined, 'the reload of the missing file');
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     atomicWrite(key, pki.read(pki.server2Key));
     atomicWrite(cert, pki.read(pki.server2Cert));
-    await until(async () => (await servedCn(served!.port)) === 'hyp server two' || undefined, 'the new pair');
+    await until(
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
+      'the new pair',
+    );
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toEqual([]);
     expect(await failures(served!)).toBe(0);
   });
@@ -104,6 +92,6 @@ describe('certificate and key replaced in two steps', () => {
     );
     expect(refused.msg).toContain(key);
     expect(await failures(served!)).toBe(1);
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
   });
 });

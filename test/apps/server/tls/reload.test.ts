@@ -14,11 +14,10 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type TLSSocket } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { makePki, type TestPki } from './certs.js';
+import { copyServerPair, makePki, servedCn, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -29,18 +28,6 @@ afterEach(async () => {
   await served?.close();
   served = undefined;
 });
-
-/** Common name of the certificate a new connection is served. */
-function servedCn(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket: TLSSocket = connect({ host: '127.0.0.1', port, ca: pki.read(pki.caCert) }, () => {
-      const cn = socket.getPeerCertificate().subject.CN;
-      socket.destroy();
-      resolve(Array.isArray(cn) ? cn.join(',') : String(cn));
-    });
-    socket.on('error', reject);
-  });
-}
 
 function atomicWrite(file: string, content: Buffer | string): void {
   writeFileSync(`${file}.tmp`, content);
@@ -53,11 +40,7 @@ async function serveFrom(cert: string, key: string): Promise<Served> {
 
 /** Serve copies of the first server certificate and key, from a fresh directory (`served`). */
 async function serveCopies(): Promise<{ dir: string; cert: string; key: string }> {
-  const dir = mkdtempSync(join(tmpdir(), 'hyp-certs-'));
-  const cert = join(dir, 'tls.crt');
-  const key = join(dir, 'tls.key');
-  copyFileSync(pki.serverCert, cert);
-  copyFileSync(pki.serverKey, key);
+  const { dir, cert, key } = copyServerPair(pki);
   served = await serveFrom(cert, key);
   return { dir, cert, key };
 }
@@ -70,12 +53,12 @@ async function failures(s: Served): Promise<number> {
 describe('certificate rotation on disk', () => {
   it('files replaced by rename: new connections see the new certificate, no restart', async () => {
     const { cert, key } = await serveCopies();
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     atomicWrite(key, pki.read(pki.server2Key));
     atomicWrite(cert, pki.read(pki.server2Cert));
     await until(
-      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
       'the new certificate',
     );
     expect(served!.logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
@@ -94,13 +77,13 @@ describe('certificate rotation on disk', () => {
     symlinkSync('..data/tls.crt', join(dir, 'tls.crt'));
     symlinkSync('..data/tls.key', join(dir, 'tls.key'));
     served = await serveFrom(join(dir, 'tls.crt'), join(dir, 'tls.key'));
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     version('..v2', pki.server2Cert, pki.server2Key);
     symlinkSync('..v2', join(dir, '..data_tmp'));
     renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
     await until(
-      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
       'the new certificate',
     );
   });
@@ -113,7 +96,7 @@ describe('certificate rotation on disk', () => {
     copyFileSync(pki.serverCert, cert);
     copyFileSync(pki.serverKey, key);
     served = await serveFrom(cert, key);
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     rmSync(dir, { recursive: true });
     // The refused reload of the missing files: the removal was seen.
@@ -123,7 +106,7 @@ describe('certificate rotation on disk', () => {
     copyFileSync(pki.server2Cert, cert);
     // Before: the watch stayed on the removed directory's inode and never fired again.
     await until(
-      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
       'the new certificate',
       15_000,
     );
@@ -139,14 +122,14 @@ describe('certificate rotation on disk', () => {
     );
     expect(logged.msg).toContain(cert);
     expect(await failures(served!)).toBe(1);
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     // A key that does not match the certificate is refused too, naming the key file.
     atomicWrite(cert, pki.read(pki.serverCert));
     atomicWrite(key, pki.read(pki.strayKey));
     await until(async () => ((await failures(served!)) === 2 ? true : undefined), 'the mismatch refused');
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').at(-1)?.msg).toContain(key);
-    expect(await servedCn(served!.port)).toBe('hyp server one');
+    expect(await servedCn(pki, served!.port)).toBe('hyp server one');
   });
 
   it('while a broken file waits for its fix, unrelated changes in its directory are not refused again and again', async () => {
@@ -165,7 +148,7 @@ describe('certificate rotation on disk', () => {
     atomicWrite(key, pki.read(pki.server2Key));
     atomicWrite(cert, pki.read(pki.server2Cert));
     await until(
-      async () => (await servedCn(served!.port)) === 'hyp server two' || undefined,
+      async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
       'the fixed certificate',
     );
     expect(await failures(served!)).toBe(1);
