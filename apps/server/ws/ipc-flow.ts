@@ -31,7 +31,14 @@ export class IpcFlow {
   send(message: unknown): boolean {
     if (typeof this.channel.send !== 'function' || this.channel.connected === false) return false;
     this.unwritten++;
-    const ok = this.channel.send(message, this.written);
+    let ok: boolean;
+    try {
+      ok = this.channel.send(message, this.written);
+    } catch (err) {
+      // refused before it was queued (a value IPC cannot serialize): no callback will come
+      this.unwritten--;
+      throw err;
+    }
     // false from a channel that closed meanwhile is no congestion: its callbacks come with errors
     if (!ok && isOpen(this.channel)) this.stopped = true;
     return true;

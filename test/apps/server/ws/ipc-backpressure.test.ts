@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { IpcBus, type IpcChannel } from '../../../../apps/server/ws/bus.js';
 import { decodeBusEvent } from '../../../../apps/server/ws/bus-event.js';
+import { IpcFlow } from '../../../../apps/server/ws/ipc-flow.js';
 import { eventually, HubTestBed } from './helpers.js';
 
 const bed = new HubTestBed();
@@ -88,5 +89,34 @@ describe('a client publishing faster than the IPC channel to the supervisor drai
     c.subscribe('after');
     await c.until((x) => x.of('subscribed').length === 1);
     expect(c.closed).toBeUndefined();
+  });
+});
+
+describe('the IPC flow', () => {
+  it('does not count a send the channel refuses by throwing (a value IPC cannot serialize): the flow still drains', () => {
+    const callbacks: Array<(err: Error | null) => void> = [];
+    const channel: IpcChannel = {
+      send(message, written) {
+        if (message === 'unserializable') throw new TypeError('cannot serialize');
+        callbacks.push(written!);
+        return callbacks.length < 2;
+      },
+      connected: true,
+      on: () => undefined,
+      off: () => undefined,
+    };
+    const flow = new IpcFlow(channel);
+    for (let i = 0; i < 20; i++) expect(() => flow.send('unserializable')).toThrow(TypeError);
+    flow.send('a');
+    flow.send('b');
+    expect(flow.congested).toBe(true);
+    let drained = false;
+    flow.whenDrained(() => {
+      drained = true;
+    });
+    for (const written of callbacks.splice(0)) written(null);
+    // Before: the 20 refused sends stayed counted as waiting, so the flow never drained.
+    expect(drained).toBe(true);
+    expect(flow.congested).toBe(false);
   });
 });
