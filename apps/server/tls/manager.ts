@@ -58,14 +58,15 @@ export interface TlsManagerOptions {
 /** A rotation writing the certificate and the key one after the other: time allowed between the two. */
 const defaultPairWaitMs = 5000;
 
-function reloadFailures(registry: Registry | undefined): Counter | undefined {
+function reloadFailures(registry: Registry | undefined): Counter<'listener'> | undefined {
   if (!registry) return undefined;
   const name = 'hyp_tls_reload_failures_total';
   const existing = registry.getSingleMetric(name);
-  if (existing) return existing as Counter;
+  if (existing) return existing as Counter<'listener'>;
   return new Counter({
     name,
-    help: 'TLS certificate reloads refused (the previous certificate kept serving)',
+    help: 'TLS certificate reloads refused (the previous certificate kept serving), by listener (server.tls, tcp.<name>.tls)',
+    labelNames: ['listener'],
     registers: [registry],
   });
 }
@@ -95,13 +96,15 @@ export class TlsManager {
   private material: TlsMaterial;
   private server: TlsServer | undefined;
   private watch: FileWatch | undefined;
-  private readonly failures: Counter | undefined;
+  private readonly failures: Counter<'listener'> | undefined;
   private readonly expiry: Gauge<'listener'> | undefined;
 
   /** Reads the files once; throws HYP_E_TLS_FILE / HYP_E_TLS_MISMATCH. */
   constructor(private readonly opts: TlsManagerOptions) {
     this.material = readTlsMaterial(opts.config, opts.at);
     this.failures = reloadFailures(opts.registry);
+    // Present at 0 from the start, so an alert on its increase sees the first failure.
+    this.failures?.inc({ listener: opts.at }, 0);
     this.expiry = expiryGauge(opts.registry);
     this.observeValidity();
   }
@@ -286,7 +289,7 @@ export class TlsManager {
       file,
       detail: err instanceof HypError ? err.message : errorMessage(err),
     });
-    this.failures?.inc();
+    this.failures?.inc({ listener: this.opts.at });
     this.opts.log?.error({ code: reload.code, err: reload }, reload.message);
   }
 

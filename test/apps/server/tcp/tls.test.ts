@@ -8,7 +8,7 @@ import { connect, type TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TcpService } from '../../../../apps/server/tcp/server.js';
 import { isHypError } from '../../../../supervisor/errors.js';
-import { closedByPeer, echo, readBytes, startService, until } from './helpers.js';
+import { closedByPeer, echo, metricValue, readBytes, startService, until } from './helpers.js';
 
 let dir = '';
 const file = (name: string) => join(dir, name);
@@ -283,5 +283,26 @@ describe('TLS on a TCP service', () => {
     open.write('old');
     expect((await readBytes(open, 3)).toString()).toBe('old');
     open.destroy();
+  });
+
+  it('counts a refused reload under its own listener label, apart from the HTTP listener', async () => {
+    writeFileSync(file('labelled.pem'), readFileSync(file('server.pem')));
+    writeFileSync(file('labelled.key'), readFileSync(file('server.key')));
+    const started = await startService(echo, {
+      tls: { enabled: true, cert_file: file('labelled.pem'), key_file: file('labelled.key'), watch: true },
+    });
+    services.push(started.service as TcpService<object>);
+    const failures = (listener: string) =>
+      metricValue(started.registry, 'hyp_tls_reload_failures_total', { listener });
+    expect(await failures('tcp.echo.tls')).toBe(0);
+    writeFileSync(file('labelled.pem'), 'not a certificate\n');
+    let n = 0;
+    for (let i = 0; i < 500 && n === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      n = await failures('tcp.echo.tls');
+    }
+    // Before: one series without labels, so which listener failed was the log's to say.
+    expect(n).toBe(1);
+    expect(await failures('server.tls')).toBe(0);
   });
 });

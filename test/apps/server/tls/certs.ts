@@ -9,6 +9,7 @@ import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect, type TLSSocket } from 'node:tls';
+import type { Registry } from 'prom-client';
 
 export interface TestPki {
   dir: string;
@@ -145,4 +146,10 @@ export function servedCn(pki: TestPki, port: number): Promise<string> {
     });
     socket.on('error', reject);
   });
+}
+
+/** `hyp_tls_reload_failures_total` of one listener (`server.tls`, `tcp.<name>.tls`); NaN when it has no series. */
+export async function reloadFailures(registry: Registry, listener = 'server.tls'): Promise<number> {
+  const metric = await registry.getSingleMetric('hyp_tls_reload_failures_total')?.get();
+  return metric?.values.find((v) => v.labels.listener === listener)?.value ?? Number.NaN;
 }

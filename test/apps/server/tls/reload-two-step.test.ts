@@ -14,7 +14,7 @@ import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { copyServerPair, makePki, servedCn, type TestPki } from './certs.js';
+import { copyServerPair, makePki, reloadFailures, servedCn, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -29,11 +29,6 @@ afterEach(async () => {
 function atomicWrite(file: string, content: Buffer): void {
   writeFileSync(`${file}.tmp`, content);
   renameSync(`${file}.tmp`, file);
-}
-
-async function failures(s: Served): Promise<number> {
-  const metric = await s.registry.getSingleMetric('hyp_tls_reload_failures_total')?.get();
-  return metric?.values[0]?.value ?? 0;
 }
 
 async function serveCopies(): Promise<{ cert: string; key: string }> {
@@ -63,7 +58,7 @@ describe('certificate and key replaced in two steps', () => {
       'the new pair',
     );
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toEqual([]);
-    expect(await failures(served!)).toBe(0);
+    expect(await reloadFailures(served!.registry)).toBe(0);
   });
 
   it('a file removed, then written again after a reload saw it missing: no failure logged or counted', async () => {
@@ -79,7 +74,7 @@ describe('certificate and key replaced in two steps', () => {
       'the new pair',
     );
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toEqual([]);
-    expect(await failures(served!)).toBe(0);
+    expect(await reloadFailures(served!.registry)).toBe(0);
   });
 
   it('a pair that stays mismatched is refused once the wait is over: logged and counted once, the old pair kept', async () => {
@@ -91,7 +86,7 @@ describe('certificate and key replaced in two steps', () => {
       20_000,
     );
     expect(refused.msg).toContain(key);
-    expect(await failures(served!)).toBe(1);
+    expect(await reloadFailures(served!.registry)).toBe(1);
     expect(await servedCn(pki, served!.port)).toBe('hyp server one');
   });
 });

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { type Served, serve } from '../http/harness.js';
-import { copyServerPair, makePki, servedCn, type TestPki } from './certs.js';
+import { copyServerPair, makePki, reloadFailures, servedCn, type TestPki } from './certs.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -45,11 +45,6 @@ async function serveCopies(): Promise<{ dir: string; cert: string; key: string }
   return { dir, cert, key };
 }
 
-async function failures(s: Served): Promise<number> {
-  const metric = await s.registry.getSingleMetric('hyp_tls_reload_failures_total')?.get();
-  return metric?.values[0]?.value ?? 0;
-}
-
 describe('certificate rotation on disk', () => {
   it('files replaced by rename: new connections see the new certificate, no restart', async () => {
     const { cert, key } = await serveCopies();
@@ -62,7 +57,7 @@ describe('certificate rotation on disk', () => {
       'the new certificate',
     );
     expect(served!.logs.some((l) => l.msg === 'TLS certificate reloaded')).toBe(true);
-    expect(await failures(served!)).toBe(0);
+    expect(await reloadFailures(served!.registry)).toBe(0);
   });
 
   it('a Kubernetes secret volume (..data symlink swapped atomically) is followed', async () => {
@@ -121,13 +116,16 @@ describe('certificate rotation on disk', () => {
       'the reload error',
     );
     expect(logged.msg).toContain(cert);
-    expect(await failures(served!)).toBe(1);
+    expect(await reloadFailures(served!.registry)).toBe(1);
     expect(await servedCn(pki, served!.port)).toBe('hyp server one');
 
     // A key that does not match the certificate is refused too, naming the key file.
     atomicWrite(cert, pki.read(pki.serverCert));
     atomicWrite(key, pki.read(pki.strayKey));
-    await until(async () => ((await failures(served!)) === 2 ? true : undefined), 'the mismatch refused');
+    await until(
+      async () => ((await reloadFailures(served!.registry)) === 2 ? true : undefined),
+      'the mismatch refused',
+    );
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').at(-1)?.msg).toContain(key);
     expect(await servedCn(pki, served!.port)).toBe('hyp server one');
   });
@@ -136,7 +134,10 @@ describe('certificate rotation on disk', () => {
     const { dir, cert, key } = await serveCopies();
 
     atomicWrite(cert, 'not a certificate\n');
-    await until(async () => ((await failures(served!)) === 1 ? true : undefined), 'the broken file refused');
+    await until(
+      async () => ((await reloadFailures(served!.registry)) === 1 ? true : undefined),
+      'the broken file refused',
+    );
     // A log file (or any other) written next to the certificates, each write past the watch's debounce.
     for (let i = 0; i < 3; i++) {
       writeFileSync(join(dir, 'app.log'), `line ${i}\n`, { flag: 'a' });
@@ -151,7 +152,7 @@ describe('certificate rotation on disk', () => {
       async () => (await servedCn(pki, served!.port)) === 'hyp server two' || undefined,
       'the fixed certificate',
     );
-    expect(await failures(served!)).toBe(1);
+    expect(await reloadFailures(served!.registry)).toBe(1);
     expect(served!.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD')).toHaveLength(1);
   });
 });
