@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { BusMessage } from '../../../supervisor/ipc.js';
+import { type Flow, PendingFlow, type PendingLimits } from './flow.js';
 import { flowOf, type IpcFlow } from './ipc-flow.js';
 import { quit, RefusalWarning, resendWindowSeconds } from './redis-history.js';
 
@@ -29,8 +30,8 @@ export interface Bus {
   /** Resolves once messages published by others from now on will arrive. */
   ready(): Promise<void>;
   close(): Promise<void>;
-  /** Backpressure of the transport, where it has one the hub can wait on (ipc-flow.ts). */
-  readonly flow?: IpcFlow;
+  /** Backpressure of the transport, where it has one the hub can wait on (flow.ts). */
+  readonly flow?: Flow;
 }
 
 abstract class HandlerSet {
@@ -134,15 +135,11 @@ export class IpcBus extends HandlerSet implements Bus {
   }
 }
 
-export interface RedisBusOptions {
+export interface RedisBusOptions extends PendingLimits {
   url: string;
   /** Channel prefix; pods sharing a Redis and prefix share the bus. */
   prefix?: string;
   nodeId?: string;
-  /** Publishes waiting for Redis (during an outage) at most. Default 10,000. */
-  maxPending?: number;
-  /** Payload bytes of publishes waiting for Redis at most. Default 64 MiB. */
-  maxPendingBytes?: number;
   /** A publish that was not sent (Redis refused it, or too many wait for Redis). Default: a process warning. */
   onError?: (err: Error, topic: string) => void;
   /** Where the default `onError` reports: a warn line here, else a process warning. */
@@ -173,11 +170,9 @@ export class RedisBus extends HandlerSet implements Bus {
   private readonly prefix: string;
   private readonly idBytes: Buffer;
   private readonly subscribed: Promise<unknown>;
-  private readonly maxPending: number;
-  private readonly maxPendingBytes: number;
+  /** Publishes waiting for Redis: the hub holds publishing clients while it is congested. */
+  readonly flow: PendingFlow;
   private readonly onError: (err: Error, topic: string) => void;
-  private pending = 0;
-  private pendingBytes = 0;
   private readonly refusals: RefusalWarning;
   private closed = false;
   /** Where Redis keeps the number of this bus's last publish (see publishOnce): its own, as node ids may repeat. */
@@ -186,8 +181,7 @@ export class RedisBus extends HandlerSet implements Bus {
 
   constructor(options: RedisBusOptions) {
     super();
-    this.maxPending = Math.max(1, options.maxPending ?? 10_000);
-    this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
+    this.flow = new PendingFlow(options);
     this.refusals = new RefusalWarning(options.log);
     this.onError = options.onError ?? this.refusals.report;
     this.nodeId = options.nodeId ?? `node-${randomBytes(6).toString('hex')}`;
@@ -215,16 +209,18 @@ export class RedisBus extends HandlerSet implements Bus {
   }
 
   /**
-   * While Redis is unreachable a publish waits (in order) for it; beyond
-   * `maxPending` / `maxPendingBytes` waiting publishes it is refused and
-   * reported (`onError`) instead of growing memory for the whole outage.
+   * A publish waits (in order) for Redis while it is slow or unreachable.
+   * Past the high-water mark the flow is congested and the hub stops reading
+   * from publishing clients (flow.ts); past `maxPending` / `maxPendingBytes`
+   * waiting publishes one is refused and reported (`onError`) instead of
+   * growing memory for the whole outage.
    */
   publish(topic: string, payload: Uint8Array): void {
     const size = 1 + this.idBytes.length + payload.length;
-    if (this.pending >= this.maxPending || this.pendingBytes + size > this.maxPendingBytes) {
+    if (this.flow.full(size)) {
       this.onError(
         new Error(
-          `bus publish on ${topic} refused: ${this.pending} publishes (${this.pendingBytes} bytes) are waiting for Redis`,
+          `bus publish on ${topic} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
         ),
         topic,
       );
@@ -234,25 +230,19 @@ export class RedisBus extends HandlerSet implements Bus {
     frame[0] = this.idBytes.length;
     this.idBytes.copy(frame, 1);
     frame.set(payload, 1 + this.idBytes.length);
-    this.pending++;
-    this.pendingBytes += size;
+    this.flow.add(size);
     const args = [this.publishedKey, this.prefix + topic, frame, ++this.publishes, resendWindowSeconds];
     this.pub.eval(publishOnce, 2, ...args).then(
       () => {
-        this.settled(size);
+        this.flow.settle(size);
         this.refusals.ok();
       },
       (err: unknown) => {
-        this.settled(size);
+        this.flow.settle(size);
         if (!this.closed)
           this.onError(new Error(`bus publish on ${topic} failed: ${(err as Error).message}`), topic);
       },
     );
-  }
-
-  private settled(size: number): void {
-    this.pending--;
-    this.pendingBytes -= size;
   }
 
   async ready(): Promise<void> {
@@ -262,6 +252,8 @@ export class RedisBus extends HandlerSet implements Bus {
   async close(): Promise<void> {
     this.closed = true;
     this.handlers.clear();
+    // nothing will be published any more: no client may stay held for it
+    this.flow.release();
     await Promise.allSettled([quit(this.sub, 5_000), quit(this.pub, 5_000)]);
   }
 }

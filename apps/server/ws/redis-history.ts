@@ -3,8 +3,8 @@ import { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import { decodeBusEvent, encodeBusEvent } from './bus-event.js';
 import type { Envelope } from './envelope.js';
+import { type Flow, PendingFlow, type PendingLimits } from './flow.js';
 import type { Recovery } from './history.js';
-import type { IpcFlow } from './ipc-flow.js';
 
 /**
  * Channel history shared by every pod, in Redis Streams (Redis ≥ 7).
@@ -39,8 +39,8 @@ export interface SharedHistory {
   ): Promise<{ head: string; recovery: Recovery }>;
   ready(): Promise<void>;
   close(): Promise<void>;
-  /** Backpressure of the transport, where it has one the hub can wait on (ipc-flow.ts). */
-  readonly flow?: IpcFlow;
+  /** Backpressure of the transport, where it has one the hub can wait on (flow.ts). */
+  readonly flow?: Flow;
 }
 
 /** Entries of `channel` after `offset` that were never delivered here and are no longer in the history. */
@@ -53,7 +53,7 @@ export interface Gap {
   resume: string;
 }
 
-export interface RedisHistoryOptions {
+export interface RedisHistoryOptions extends PendingLimits {
   url: string;
   prefix?: string;
   /** Entries kept per channel stream. */
@@ -62,10 +62,11 @@ export interface RedisHistoryOptions {
   timeoutMs?: number;
   /** Channels whose last delivery is remembered for the catch-up after a reconnect. Default 10,000. */
   maxTracked?: number;
-  /** Publishes waiting for Redis (during an outage) at most. Default 10,000. */
-  maxPending?: number;
-  /** Payload bytes of publishes waiting for Redis at most. Default 64 MiB. */
-  maxPendingBytes?: number;
+  /**
+   * Payload bytes read from Redis per page of a resume (`recover`) or of the catch-up after a
+   * reconnect (at least one entry a page). Default 1 MiB, as the supervisor's history replies.
+   */
+  pageBytes?: number;
   /** A publish that was not appended (Redis refused it, or too many wait for Redis). Default: a process warning. */
   onError?: (err: Error, channel: string) => void;
   /** Where the default `onError` reports: a warn line here, else a process warning. */
@@ -113,16 +114,61 @@ function infoField(info: unknown[], name: string): unknown {
  * drops entries before the first one left. An offset before the first entry counts as gone
  * unless it is 0-0 on a never-trimmed stream: it then names trimmed entries, or entries of a
  * stream Redis lost (a restart without persistence, an eviction) before this one was created.
- * Conservative: the one offset just before the oldest kept entry counts as gone too.
+ * Conservative: the one offset just before the oldest kept entry counts as gone too, unless
+ * `next`, the entry a previous page saw right after `offset`, is known: then exactly whether
+ * it was trimmed since (trimming takes the oldest first; ids only grow, so nothing can have
+ * been added between the two).
  */
-function goneAfter(info: unknown[] | undefined, offset: string): boolean {
+function goneAfter(info: unknown[] | undefined, offset: string, next?: string): boolean {
   if (!info) return offset !== '0-0';
   const deleted = String(infoField(info, 'max-deleted-entry-id') ?? '0-0');
-  const trimmed = Number(infoField(info, 'entries-added') ?? 0) - Number(infoField(info, 'length') ?? 0);
+  if (compareStreamIds(offset, deleted) < 0) return true;
   const first = String(infoField(info, 'recorded-first-entry-id') ?? '0-0');
-  const beforeFirst = compareStreamIds(offset, first) < 0 && (trimmed > 0 || offset !== '0-0');
-  return compareStreamIds(offset, deleted) < 0 || beforeFirst;
+  if (next !== undefined) return compareStreamIds(next, first) < 0;
+  const trimmed = Number(infoField(info, 'entries-added') ?? 0) - Number(infoField(info, 'length') ?? 0);
+  return compareStreamIds(offset, first) < 0 && (trimmed > 0 || offset !== '0-0');
 }
+
+/**
+ * One page of a stream: its entries after ARGV[1] up to ARGV[2] ('+' or an id), in order, of at
+ * most ARGV[3] payload bytes and ARGV[4] entries (at least one entry), and the id of the first
+ * entry left out (false: none is). Read 64 entries at a time, so that neither Redis nor the
+ * reply ever holds much more than a page, however large the entries and however many.
+ */
+const readPage = `
+local page, bytes, from = {}, 0, '(' .. ARGV[1]
+local maxBytes, maxEntries = tonumber(ARGV[3]), tonumber(ARGV[4])
+while true do
+  local batch = redis.call('XRANGE', KEYS[1], from, ARGV[2], 'COUNT', 64)
+  for _, entry in ipairs(batch) do
+    local size = 0
+    for i = 2, #entry[2], 2 do size = size + #entry[2][i] end
+    if #page > 0 and (bytes + size > maxBytes or #page >= maxEntries) then return {page, entry[1]} end
+    page[#page + 1] = entry
+    bytes = bytes + size
+  end
+  if #batch < 64 then return {page, false} end
+  from = '(' .. batch[#batch][1]
+end`;
+
+/** Entries a page holds at most, however small: a bound on the reply and on the work per page. */
+const pageEntries = 10_000;
+
+/** One page read with its stream's bounds at the same instant (one transaction). */
+interface Page {
+  /** The stream's last id when the page was read ('0-0': no such stream). */
+  head: string;
+  /** Entries the stream held then: more pages than that cannot be left to read up to `head`. */
+  length: number;
+  /** Entries after the page's start may be missing (goneAfter). */
+  gone: boolean;
+  entries: Array<[Buffer, Buffer[]]>;
+  /** The entry after the page, when one is left to read up to the end asked for. */
+  next: string | undefined;
+}
+
+/** Catch-up reads under way at once after a reconnect (each a page at a time). */
+const catchUpParallel = 16;
 
 function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -166,10 +212,9 @@ export class RedisHistory implements SharedHistory {
   private held: Buffer[] | undefined;
   private catchUpAgain = false;
   private subReadies = 0;
-  private readonly maxPending: number;
-  private readonly maxPendingBytes: number;
-  private pending = 0;
-  private pendingBytes = 0;
+  /** Appends waiting for Redis: the hub holds publishing clients while it is congested. */
+  readonly flow: PendingFlow;
+  private readonly pageBytes: number;
   private closed = false;
   private readonly refusals: RefusalWarning;
 
@@ -180,8 +225,8 @@ export class RedisHistory implements SharedHistory {
     this.size = Math.max(1, options.size);
     this.timeoutMs = options.timeoutMs ?? 5_000;
     this.maxTracked = Math.max(1, options.maxTracked ?? 10_000);
-    this.maxPending = Math.max(1, options.maxPending ?? 10_000);
-    this.maxPendingBytes = Math.max(1, options.maxPendingBytes ?? 64 * 1024 * 1024);
+    this.flow = new PendingFlow(options);
+    this.pageBytes = Math.max(1, options.pageBytes ?? 1024 * 1024);
     this.refusals = new RefusalWarning(options.log);
     this.onError = options.onError ?? this.refusals.report;
     this.commands = new Redis(options.url, { maxRetriesPerRequest: null });
@@ -200,25 +245,25 @@ export class RedisHistory implements SharedHistory {
   }
 
   /**
-   * Appends to the channel's stream. While Redis is unreachable the publish
-   * waits (in order) for it; beyond `maxPending` / `maxPendingBytes` waiting
-   * publishes a publish is refused and reported (`onError`) instead of
-   * growing memory for the length of the outage.
+   * Appends to the channel's stream. While Redis is slow or unreachable the
+   * publish waits (in order) for it. Past the high-water mark the flow is
+   * congested and the hub stops reading from publishing clients (flow.ts);
+   * past `maxPending` / `maxPendingBytes` waiting publishes one is refused
+   * and reported (`onError`) instead of growing memory for the length of the outage.
    */
   publish(channel: string, message: Envelope): void {
     if (this.closed) return;
     const payload = Buffer.from(encodeBusEvent('publish', channel, this.nodeId, message));
-    if (this.pending >= this.maxPending || this.pendingBytes + payload.length > this.maxPendingBytes) {
+    if (this.flow.full(payload.length)) {
       this.onError(
         new Error(
-          `publish on channel ${channel} refused: ${this.pending} publishes (${this.pendingBytes} bytes) are waiting for Redis`,
+          `publish on channel ${channel} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
         ),
         channel,
       );
       return;
     }
-    this.pending++;
-    this.pendingBytes += payload.length;
+    this.flow.add(payload.length);
     const stream = this.prefix + channel;
     const args = [
       stream,
@@ -231,21 +276,16 @@ export class RedisHistory implements SharedHistory {
     ];
     this.commands.eval(appendOnce, 3, ...args).then(
       () => {
-        this.settled(payload.length);
+        this.flow.settle(payload.length);
         this.refusals.ok();
       },
       (err: unknown) => {
-        this.settled(payload.length);
+        this.flow.settle(payload.length);
         if (this.closed) return;
         const reason = err instanceof Error ? err.message : String(err);
         this.onError(new Error(`publish on channel ${channel} was not appended: ${reason}`), channel);
       },
     );
-  }
-
-  private settled(bytes: number): void {
-    this.pending--;
-    this.pendingBytes -= bytes;
   }
 
   onDelivery(handler: (channel: string, message: Envelope) => void): () => void {
@@ -310,31 +350,9 @@ export class RedisHistory implements SharedHistory {
         try {
           // in effect once answered: every entry appended from here on is announced to us
           await withTimeout(this.sub.subscribe(this.announce), this.timeoutMs, 'SUBSCRIBE');
-          const channels = [...this.tracked];
-          const reads = await withTimeout(
-            Promise.all(channels.map(([channel, last]) => this.readAfter(channel, last))),
-            this.timeoutMs,
-            'the catch-up reads',
+          await inParallel([...this.tracked], catchUpParallel, ([channel, last]) =>
+            this.catchUpChannel(channel, last),
           );
-          for (let i = 0; i < channels.length; i++) {
-            const [channel, last] = channels[i]!;
-            const { head, gone, entries } = reads[i]!;
-            if (gone) {
-              const detail =
-                'messages after the offset were lost while this node was cut off from the shared history';
-              this.gap({ channel, offset: last, detail, resume: entries.length > 0 ? last : head });
-            }
-            for (const [idBytes, fields] of entries) {
-              const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
-              if (event?.kind !== 'publish') continue;
-              const id = idBytes.toString();
-              this.caughtUp.delete(channel);
-              this.caughtUp.set(channel, id);
-              if (this.caughtUp.size > this.maxTracked)
-                this.caughtUp.delete(this.caughtUp.keys().next().value as string);
-              this.deliver(channel, id, event.message);
-            }
-          }
         } catch {
           // Redis went away again: its next 'ready' starts another catch-up
         }
@@ -345,23 +363,81 @@ export class RedisHistory implements SharedHistory {
     })();
   }
 
-  /** A stream's entries after `last`, read in one transaction with its bounds: a trim in between cannot hide a gap. */
-  private async readAfter(
-    channel: string,
-    last: string,
-  ): Promise<{ head: string; gone: boolean; entries: Array<[Buffer, Buffer[]]> }> {
+  /**
+   * Delivers what `channel`'s stream holds after `last`, a page at a time, up to its last entry
+   * when the first page was read (what came after is announced, and held meanwhile). What is no
+   * longer in the stream, before the first page or between two (trimmed meanwhile), is reported
+   * as a gap before what follows it: each page is read with the stream's bounds in one transaction.
+   */
+  private async catchUpChannel(channel: string, last: string): Promise<void> {
     const key = this.prefix + channel;
-    const replies = await this.commands
+    let from = last;
+    let end = '+';
+    let next: string | undefined;
+    // each page reads at least one of the entries up to `end`, and none can be added below it
+    for (let pages = 0, most = 1; pages < most; pages++) {
+      const page = await this.page(key, from, end, next, false);
+      if (pages === 0) {
+        end = page.head;
+        most = page.length + 1;
+      }
+      if (page.gone) {
+        const detail =
+          pages === 0
+            ? 'messages after the offset were lost while this node was cut off from the shared history'
+            : 'messages after the offset left the shared history before this node could read them';
+        this.gap({ channel, offset: from, detail, resume: page.entries.length > 0 ? from : page.head });
+      }
+      for (const [idBytes, fields] of page.entries) {
+        const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
+        if (event?.kind !== 'publish') continue;
+        const id = idBytes.toString();
+        this.caughtUp.delete(channel);
+        this.caughtUp.set(channel, id);
+        if (this.caughtUp.size > this.maxTracked)
+          this.caughtUp.delete(this.caughtUp.keys().next().value as string);
+        this.deliver(channel, id, event.message);
+      }
+      const lastRead = page.entries.at(-1)?.[0].toString();
+      if (page.next === undefined || lastRead === undefined) return;
+      from = lastRead;
+      next = page.next;
+    }
+  }
+
+  /**
+   * One page of `key` after `from` up to `end`, read in one transaction with the stream's bounds:
+   * a trim between two pages is seen (`gone`), never a silent hole. `next`: the entry the previous
+   * page saw after `from`. `strict`: fail at once while Redis is unreachable (see `answer`), else
+   * wait for the reconnection up to the timeout (the catch-up runs as the other connection is back).
+   */
+  private async page(
+    key: string,
+    from: string,
+    end: string,
+    next: string | undefined,
+    strict: boolean,
+  ): Promise<Page> {
+    const tx = this.commands
       .multi()
       .xinfo('STREAM', key)
-      .xrangeBuffer(key, `(${last}`, '+')
-      .exec();
-    if (!replies) throw new Error('XINFO/XRANGE transaction aborted');
-    const [[infoErr, infoReply] = [], [rangeErr, range] = []] = replies;
-    if (rangeErr) throw rangeErr;
+      .callBuffer('EVAL', readPage, 1, key, from, end, this.pageBytes, pageEntries);
+    const what = 'XINFO/XRANGE';
+    const replies = strict
+      ? await this.answer(tx.exec(), what)
+      : await withTimeout(tx.exec(), this.timeoutMs, what);
+    if (!replies) throw new Error(`${what} transaction aborted`);
+    const [[infoErr, infoReply] = [], [pageErr, pageReply] = []] = replies;
+    if (pageErr) throw pageErr;
     const info = infoErr ? undefined : (infoReply as unknown[]); // no such stream (any more)
-    const head = info ? String(infoField(info, 'last-generated-id') ?? '0-0') : '0-0';
-    return { head, gone: goneAfter(info, last), entries: range as Array<[Buffer, Buffer[]]> };
+    const [entries, after] = pageReply as [Array<[Buffer, Buffer[]]>, Buffer | null];
+    return {
+      head: info ? String(infoField(info, 'last-generated-id') ?? '0-0') : '0-0',
+      length: info ? Number(infoField(info, 'length') ?? 0) : 0,
+      gone: goneAfter(info, from, next),
+      entries,
+      next: after ? after.toString() : undefined,
+    };
   }
 
   onGap(handler: (gap: Gap) => void): () => void {
@@ -381,7 +457,17 @@ export class RedisHistory implements SharedHistory {
     }
   }
 
-  async recover(channel: string, offset: string): Promise<{ head: string; recovery: Recovery }> {
+  /**
+   * What follows `offset`, a page at a time (`pageBytes`), up to the channel's last entry when the
+   * first page was read: the hub holds the live deliveries from the subscribe on, and they cover
+   * what came after. An entry trimmed between two pages fails the recovery, as one trimmed before
+   * the first: the replay is whole or refused. `wanted` false between two pages stops it.
+   */
+  async recover(
+    channel: string,
+    offset: string,
+    wanted?: () => boolean,
+  ): Promise<{ head: string; recovery: Recovery }> {
     const key = this.prefix + channel;
     if (offset && !streamId.test(offset)) {
       const head = await this.head(key);
@@ -390,30 +476,47 @@ export class RedisHistory implements SharedHistory {
         recovery: { ok: false, reason: 'offset belongs to another history (not a shared stream id)' },
       };
     }
-    // one transaction: a trim between reading the stream's bounds and its entries would leave a silent gap
-    const tx = this.commands.multi().xinfo('STREAM', key);
-    if (offset) tx.xrangeBuffer(key, `(${offset}`, '+');
-    const replies = await this.answer(tx.exec(), 'XINFO/XRANGE');
-    const [infoErr, infoReply] = replies[0] ?? [];
-    const info = infoErr ? undefined : (infoReply as unknown[]); // no such stream: nothing was ever published here
-    const head = info ? String(infoField(info, 'last-generated-id') ?? '0-0') : '0-0';
-    this.track(channel, head);
-    if (!offset) return { head, recovery: { ok: true, messages: [] } };
-    if (compareStreamIds(offset, head) > 0)
-      return { head, recovery: { ok: false, reason: 'offset is in the future' } };
-    if (goneAfter(info, offset)) {
-      return { head, recovery: { ok: false, reason: 'messages after the offset are no longer in history' } };
+    if (!offset) {
+      const head = await this.head(key);
+      this.track(channel, head);
+      return { head, recovery: { ok: true, messages: [] } };
     }
-    const [rangeErr, range] = replies[1] ?? [];
-    if (rangeErr) throw rangeErr;
     const messages: Envelope[] = [];
-    for (const [id, fields] of range as Array<[Buffer, Buffer[]]>) {
-      const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
-      if (!event) continue;
-      event.message.offset = id.toString();
-      messages.push(event.message);
+    let head = '+';
+    let from = offset;
+    let next: string | undefined;
+    // each page reads at least one of the entries up to `head`, and none can be added below it
+    for (let pages = 0, most = 1; pages < most; pages++) {
+      if (pages > 0 && wanted && !wanted())
+        return { head, recovery: { ok: false, reason: 'the replay is no longer wanted' } };
+      const page = await this.page(key, from, head, next, true);
+      if (pages === 0) {
+        head = page.head;
+        most = page.length + 1;
+        this.track(channel, head);
+        if (compareStreamIds(offset, head) > 0)
+          return { head, recovery: { ok: false, reason: 'offset is in the future' } };
+      }
+      if (page.gone) {
+        const reason =
+          pages === 0
+            ? 'messages after the offset are no longer in history'
+            : 'messages after the offset left the history while they were being replayed';
+        return { head, recovery: { ok: false, reason } };
+      }
+      for (const [id, fields] of page.entries) {
+        const event = fields[1] ? decodeBusEvent(fields[1]) : undefined;
+        if (!event) continue;
+        event.message.offset = id.toString();
+        messages.push(event.message);
+      }
+      const lastRead = page.entries.at(-1)?.[0].toString();
+      if (page.next === undefined || lastRead === undefined)
+        return { head, recovery: { ok: true, messages } };
+      from = lastRead;
+      next = page.next;
     }
-    return { head, recovery: { ok: true, messages } };
+    throw new Error(`the replay of channel ${channel} did not end within the entries its stream held`);
   }
 
   private async head(key: string): Promise<string> {
@@ -444,8 +547,31 @@ export class RedisHistory implements SharedHistory {
     this.closed = true;
     this.handlers.clear();
     this.gapHandlers.clear();
+    // nothing will be appended any more: no client may stay held for it
+    this.flow.release();
     await Promise.allSettled([quit(this.sub, this.timeoutMs), quit(this.commands, this.timeoutMs)]);
   }
+}
+
+/**
+ * Runs `task` over `items`, at most `limit` at once. After a failure no task starts; it rejects
+ * with the first failure once the tasks under way have ended (none delivers behind the caller).
+ */
+async function inParallel<T>(items: T[], limit: number, task: (item: T) => Promise<void>): Promise<void> {
+  let at = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (at < items.length && failure === undefined) {
+      const item = items[at++]!;
+      try {
+        await task(item);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failure) throw failure.err;
 }
 
 /** QUIT when connected (replies first), else drop the connection: a QUIT queued for an outage never returns. */
