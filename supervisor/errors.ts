@@ -185,6 +185,12 @@ export const catalog = {
     message: 'c.stream() source gave {sent} bytes where Content-Length announced {announced}; response cut',
   },
 
+  // Node runtime
+  HYP_W_NODE_INTERNALS: {
+    message:
+      'this Node ({node}) lacks the internal {internal} that hyp reads; {workaround} is off in this worker ({consequence})',
+  },
+
   // supervisor ⇄ worker IPC
   HYP_E_IPC_MESSAGE: { message: 'worker {worker} sent a malformed IPC message ({what}); ignored' },
   HYP_E_IPC_RESERVED: {

@@ -19,6 +19,7 @@
  * which Node keeps as `_parent` (not public API; stable from Node 20 to 26).
  */
 import type { Socket } from 'node:net';
+import { internalMissing } from './node-internals.js';
 
 interface StreamHandle {
   readonly bytesWritten?: number;
@@ -31,7 +32,16 @@ type WithHandle = Socket & { _handle?: StreamHandle | null; _parent?: WithHandle
 export function flushedBytes(socket: Socket): number {
   // A TLSSocket's own handle (TLSWrap) counts cleartext and reports an empty queue: use the wrapped socket's.
   const own = socket as WithHandle;
-  const handle = own._parent?._handle ?? own._handle;
+  const carrier = own._parent ?? own;
+  if (!('_handle' in carrier)) {
+    internalMissing(
+      'net.Socket._handle',
+      'counting bytes the kernel has taken as progress of a slow write',
+      "a large write to a slow but steady reader may be taken for an idle connection by the TCP services' idle_timeout",
+    );
+    return -1;
+  }
+  const handle = carrier._handle;
   if (handle == null) return -1;
   return (handle.bytesWritten ?? 0) - (handle.writeQueueSize ?? 0);
 }

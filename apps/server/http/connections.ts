@@ -18,6 +18,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { internalMissing } from '../node-internals.js';
 
 interface Tracked {
   readonly tracker: ConnectionTracker;
@@ -215,7 +216,14 @@ export class ConnectionTracker {
       (s) => s.description === 'http.server.connections',
     );
     const list = this.connectionsKey && (server[this.connectionsKey] as ConnectionsList | undefined);
-    if (typeof list?.active !== 'function') return begun;
+    if (typeof list?.active !== 'function') {
+      internalMissing(
+        'http.Server[http.server.connections].active',
+        'telling a request whose headers are arriving from an idle connection at drain',
+        'at drain, an idle connection is told apart by the bytes it has read alone',
+      );
+      return begun;
+    }
     for (const parser of list.active()) if (parser.socket) begun.add(parser.socket);
     return begun;
   }

@@ -20,6 +20,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
+import { internalMissing } from '../node-internals.js';
 import { installSlices, type OverrunListener } from './slices.js';
 import type { StreamStallWatch } from './stream-stall.js';
 
@@ -415,9 +416,24 @@ let kHandle: symbol | undefined;
  */
 function ended(session: ServerHttp2Session): boolean {
   kHandle ??= Object.getOwnPropertySymbols(session).find((s) => s.description === 'kHandle');
-  if (kHandle === undefined) return false;
-  const handle = (session as unknown as Record<symbol, NativeSession | undefined>)[kHandle];
-  return typeof handle?.hasPendingData === 'function' && !handle.hasPendingData();
+  const handle =
+    kHandle === undefined
+      ? undefined
+      : (session as unknown as Record<symbol, NativeSession | undefined>)[kHandle];
+  // a destroyed session has dropped its handle: that is no missing internal
+  if (typeof handle?.hasPendingData !== 'function') {
+    if (!session.destroyed) missingPendingData();
+    return false;
+  }
+  return !handle.hasPendingData();
+}
+
+function missingPendingData(): void {
+  internalMissing(
+    'Http2Session[kHandle].hasPendingData',
+    'closing HTTP/2 sessions that can do nothing more',
+    'such a session is closed by its idle timeout instead',
+  );
 }
 
 function expire(stream: Http2Stream): void {

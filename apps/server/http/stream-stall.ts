@@ -19,6 +19,7 @@
  * sweep (Http2Sessions), never per request.
  */
 import { constants, type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
+import { internalMissing } from '../node-internals.js';
 import { given } from './slices.js';
 
 interface Progress {
@@ -75,9 +76,16 @@ interface StreamMap {
 
 function streamsOf(session: ServerHttp2Session): StreamMap | undefined {
   kState ??= Object.getOwnPropertySymbols(session).find((s) => s.description === 'state');
-  if (kState === undefined) return undefined;
   // A primordials SafeMap: a Map in all but its prototype chain.
-  const streams = (session as unknown as Record<symbol, { streams?: StreamMap } | undefined>)[kState]
-    ?.streams;
-  return typeof streams?.values === 'function' ? streams : undefined;
+  const streams =
+    kState === undefined
+      ? undefined
+      : (session as unknown as Record<symbol, { streams?: StreamMap } | undefined>)[kState]?.streams;
+  if (typeof streams?.values === 'function') return streams;
+  internalMissing(
+    'Http2Session[kState].streams',
+    'server.limits.send_timeout for HTTP/2 streams',
+    'a stream whose peer grants no flow-control window holds its answer until the session closes',
+  );
+  return undefined;
 }
