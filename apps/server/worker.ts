@@ -27,6 +27,7 @@ import { createLogger, type Logger } from '../../supervisor/log.js';
 import { maxSeriesPerWorker, overSeriesLimit } from '../../supervisor/metrics.js';
 import { App, isAppDefinition } from './app.js';
 import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
+import { setInternalsLog } from './node-internals.js';
 import { createTcpServices, listenTcpServices, type TcpService } from './tcp/services.js';
 import { drainSpreadMs } from './ws/options.js';
 
@@ -506,6 +507,7 @@ async function main(): Promise<void> {
     level: boot.config.log.level,
     format: boot.config.log.format,
   });
+  setInternalsLog(log);
   const runtime = new WorkerRuntime(boot, log);
   const drainTimeout = durationMs(boot.config.drain.timeout);
   let ready = false;
