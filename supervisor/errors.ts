@@ -173,6 +173,18 @@ export const catalog = {
     message: 'websocket authorize hook did not answer within {timeout} (websocket.authorize_timeout)',
     status: 503,
   },
+  HYP_E_WS_PUBLISH_ID: { message: 'invalid publish id: it {detail}' },
+  HYP_E_WS_ACK_PENDING: {
+    message:
+      'publish {id} refused: {limit} publishes of this connection are waiting for their acknowledgement',
+  },
+  HYP_E_WS_ACK_TIMEOUT: {
+    message:
+      'publish {id} on "{channel}" not acknowledged within {timeout} ms; the hub may still have accepted it',
+  },
+  HYP_E_WS_ACK_CLOSED: {
+    message: 'publish {id} on "{channel}" not acknowledged: {detail}; the hub may have accepted it',
+  },
 
   // HTTP responses (continued)
   HYP_E_SSE_SLOW_CONSUMER: {

@@ -9,7 +9,9 @@
  *   ws.subscribe('news', (m) => console.log(m.json()));
  *   await ws.connect();
  *   ws.publish('news', { headline: 'hi' });
+ *   const { offset } = await ws.publishAck('news', { headline: 'acknowledged' });
  */
+import type { ErrorCode } from '../../supervisor/errors.js';
 import { type Codec, type CodecName, codecByName } from '../server/ws/codecs/index.js';
 import {
   type Envelope,
@@ -17,6 +19,7 @@ import {
   envelope,
   nowNs,
   type Payload,
+  publishIdProblem,
   utf8Decoder,
   utf8Encoder,
 } from '../server/ws/envelope.js';
@@ -106,15 +109,95 @@ export interface HypMessage {
   /** Unix nanoseconds. */
   timestamp: bigint;
   offset: string;
+  /**
+   * The publish id of an acknowledged publish (`publishAck`), absent
+   * otherwise. A publish whose acknowledgement was lost is sent again after
+   * a reconnect, so it may arrive twice: (clientId, id) identifies it.
+   */
+  id?: string;
   text(): string;
   json<T = unknown>(): T;
 }
 
-export interface HypErrorFrame {
-  code: string;
+/** Error codes whose error always names its `channel`. */
+export type ChannelErrorCode = 'HYP_E_WS_RECOVERY_FAILED' | 'HYP_E_WS_RECOVERY_BUSY';
+
+interface ErrorFrameFields {
   message: string;
-  channel?: string;
+  /** The offset the error names: a resume position, or a byte offset (HYP_E_WS_DECODE). */
   offset?: number | string;
+  /** The publish id of the acknowledged publish the error refuses. */
+  id?: string;
+}
+
+/** An error that always names its channel: `channel` is a string once `code` is checked. */
+export interface ChannelErrorFrame extends ErrorFrameFields {
+  code: ChannelErrorCode;
+  channel: string;
+}
+
+/** Every other error; `channel` when the error concerns one. */
+export interface OtherErrorFrame extends ErrorFrameFields {
+  code: Exclude<ErrorCode, ChannelErrorCode>;
+  channel?: string;
+}
+
+/**
+ * An `error` event: a refusal from the hub or a problem the client found.
+ * Discriminated by `code`: after `e.code === 'HYP_E_WS_RECOVERY_FAILED'`,
+ * `e.channel` is a string. Codes are the catalog's (supervisor/errors.ts);
+ * a newer hub may send a code this type does not list yet.
+ */
+export type HypErrorFrame = ChannelErrorFrame | OtherErrorFrame;
+
+/** What an acknowledged publish resolves with. */
+export interface PublishAck {
+  /** The delivery's offset in the channel's history ('' for a broadcast or a hub without history). */
+  offset: string;
+}
+
+export interface PublishAckOptions {
+  /**
+   * Milliseconds to wait for the hub's acknowledgement, counted from the
+   * call (time disconnected included). Default 30 000. On expiry the promise
+   * rejects with HYP_E_WS_ACK_TIMEOUT and the publish is not sent again.
+   */
+  timeoutMs?: number;
+  /**
+   * The publish id (1-64 printable ASCII characters), unique for this
+   * client id: subscribers dedupe by (client id, publish id). Default: a
+   * random per-client prefix and a counter.
+   */
+  id?: string;
+}
+
+/**
+ * The rejection of `publishAck`: the hub's `error` frame for that publish
+ * (its code, message and channel), HYP_E_WS_ACK_TIMEOUT,
+ * HYP_E_WS_ACK_CLOSED (the client closed for good first), or
+ * HYP_E_WS_QUEUE_FULL / HYP_E_WS_SEAL (never sent). `id` names the publish.
+ */
+export class PublishAckError extends Error {
+  readonly code: string;
+  readonly channel: string;
+  readonly id: string;
+
+  constructor(code: string, message: string, channel: string, id: string) {
+    super(message);
+    this.name = 'PublishAckError';
+    this.code = code;
+    this.channel = channel;
+    this.id = id;
+  }
+}
+
+/** An acknowledged publish not yet acknowledged: sent again with its id after a reconnect. */
+interface Unacked {
+  message: Envelope;
+  size: number;
+  resolve: (ack: PublishAck) => void;
+  reject: (err: PublishAckError) => void;
+  timer: ReturnType<typeof setTimeout>;
 }
 
 export type { Payload } from '../server/ws/envelope.js';
@@ -171,7 +254,7 @@ function queuedSize(m: Envelope): number {
 }
 
 function message(m: Envelope): HypMessage {
-  return {
+  const msg: HypMessage = {
     type: m.type,
     channel: m.channel,
     data: m.data,
@@ -181,6 +264,18 @@ function message(m: Envelope): HypMessage {
     text: () => utf8Decoder.decode(m.data),
     json: <T>() => JSON.parse(utf8Decoder.decode(m.data)) as T,
   };
+  if (m.id) msg.id = m.id;
+  return msg;
+}
+
+/** A random prefix for this client's publish ids: (client id, publish id) stays unique across page loads. */
+function publishIdPrefix(): string {
+  const bytes = new Uint8Array(8);
+  globalThis.crypto?.getRandomValues?.(bytes);
+  if (bytes.every((b) => b === 0)) for (let i = 0; i < bytes.length; i++) bytes[i] = Math.random() * 256;
+  let hex = '';
+  for (const b of bytes) hex += b.toString(16).padStart(2, '0');
+  return hex;
 }
 
 async function defaultSocket(): Promise<SocketConstructor> {
@@ -326,6 +421,11 @@ export class HypWebSocket {
   private subscriptions = 0;
   private readonly rooms = new Set<string>();
   private queue: Envelope[] = [];
+  /** Acknowledged publishes awaiting their `published` (insertion order is publish order), and their bytes. */
+  private readonly acks = new Map<string, Unacked>();
+  private acksBytes = 0;
+  private readonly idPrefix = publishIdPrefix();
+  private publishCount = 0;
   private inbound: Promise<void> = Promise.resolve();
   private outbound: Promise<void> = Promise.resolve();
   private attempt = 0;
@@ -512,6 +612,118 @@ export class HypWebSocket {
     });
   }
 
+  /**
+   * Publishes and resolves once the hub has accepted the message (in the
+   * channel's history or on the bus: losing the connection no longer loses
+   * it), with its offset. Sent again with the same id after each reconnect
+   * until acknowledged (at least once: subscribers may see it twice and
+   * dedupe by (client id, `m.id`)). Rejects with a PublishAckError: the
+   * hub's refusal, HYP_E_WS_ACK_TIMEOUT, HYP_E_WS_ACK_CLOSED, or
+   * HYP_E_WS_QUEUE_FULL when `maxQueued` / `maxQueuedBytes` acknowledged
+   * publishes already wait (one is always admitted).
+   */
+  publishAck(channel: string, data: Payload, options: PublishAckOptions = {}): Promise<PublishAck> {
+    return this.sendAcked('publish', channel, data, options);
+  }
+
+  /** A broadcast acknowledged as `publishAck` is; resolves with offset ''. */
+  broadcastAck(data: Payload, options: PublishAckOptions = {}): Promise<PublishAck> {
+    return this.sendAcked('broadcast', '', data, options);
+  }
+
+  private sendAcked(
+    type: 'publish' | 'broadcast',
+    channel: string,
+    data: Payload,
+    options: PublishAckOptions,
+  ): Promise<PublishAck> {
+    const timeoutMs = options.timeoutMs ?? 30_000;
+    if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > maxTimerMs) {
+      throw new RangeError(`timeoutMs must be an integer from 1 to ${maxTimerMs}, got ${timeoutMs}`);
+    }
+    const id = options.id ?? `${this.idPrefix}.${++this.publishCount}`;
+    if (typeof id !== 'string') throw new TypeError(`id must be a string, got ${typeof id}`);
+    const problem = publishIdProblem(id);
+    if (problem !== undefined) throw new RangeError(`invalid publish id: it ${problem}`);
+    if (this.acks.has(id))
+      throw new RangeError(`publish id ${id} is already waiting for its acknowledgement`);
+    // kept until acknowledged, to be sent again: the caller may reuse its buffer once this returns
+    const m = envelope({ type, channel, data: toData(data).slice(), id });
+    const size = queuedSize(m) + id.length;
+    return new Promise<PublishAck>((resolve, reject) => {
+      if (this.stopped) {
+        reject(
+          this.ackError('HYP_E_WS_ACK_CLOSED', m, 'the client is closed (close() called); connect() first'),
+        );
+        return;
+      }
+      if (
+        this.acks.size > 0 &&
+        (this.acks.size >= this.maxQueued || this.acksBytes + size > this.maxQueuedBytes)
+      ) {
+        const bound =
+          this.acks.size >= this.maxQueued
+            ? `${this.maxQueued} messages (maxQueued)`
+            : `${this.maxQueuedBytes} bytes (maxQueuedBytes)`;
+        reject(
+          this.ackError(
+            'HYP_E_WS_QUEUE_FULL',
+            m,
+            `not sent: more than ${bound} wait for their acknowledgement`,
+          ),
+        );
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.settleAck(
+          id,
+          undefined,
+          this.ackError(
+            'HYP_E_WS_ACK_TIMEOUT',
+            m,
+            `not acknowledged within ${timeoutMs} ms; the hub may still have accepted it`,
+          ),
+        );
+      }, timeoutMs);
+      this.acks.set(id, { message: m, size, resolve, reject, timer });
+      this.acksBytes += size;
+      this.enqueue(m);
+    });
+  }
+
+  /** A PublishAckError for the acknowledged publish `m`: what happened to it, and that the hub may have it. */
+  private ackError(code: string, m: Envelope, detail: string): PublishAckError {
+    const what = m.type === 'broadcast' ? 'broadcast' : `publish on "${m.channel}"`;
+    return new PublishAckError(code, `${what} (id ${m.id}) ${detail}`, m.channel, m.id ?? '');
+  }
+
+  /** Resolves (`ack`) or rejects (`err`) acknowledged publish `id`, once; false when it no longer waits. */
+  private settleAck(id: string, ack: PublishAck | undefined, err?: PublishAckError): boolean {
+    const entry = this.acks.get(id);
+    if (entry === undefined) return false;
+    this.acks.delete(id);
+    this.acksBytes -= entry.size;
+    clearTimeout(entry.timer);
+    if (err !== undefined) {
+      // never sent later: the application was told it failed
+      const at = this.queue.indexOf(entry.message);
+      if (at >= 0) {
+        this.queue.splice(at, 1);
+        this.queuedBytes -= queuedSize(entry.message);
+      }
+      entry.reject(err);
+    } else entry.resolve(ack!);
+    return true;
+  }
+
+  /** Rejects every acknowledged publish still waiting: the client will not connect again by itself. */
+  private failAcks(detail: string): void {
+    for (const [id, entry] of [...this.acks]) {
+      const why = `not acknowledged: ${detail}; the hub may have accepted it`;
+      this.settleAck(id, undefined, this.ackError('HYP_E_WS_ACK_CLOSED', entry.message, why));
+    }
+  }
+
   broadcast(data: Payload): void {
     this.enqueue({
       type: 'broadcast',
@@ -535,6 +747,7 @@ export class HypWebSocket {
     this.timer = undefined;
     for (const channel of [...this.busyRetries.keys()]) this.stopBusyRetry(channel, true);
     this.settleFirstOpen('connection closed before opening (close() called)');
+    this.failAcks('close() was called');
     this.socket?.close(code, reason);
   }
 
@@ -590,6 +803,13 @@ export class HypWebSocket {
     const queued = this.queue;
     this.queue = [];
     this.queuedBytes = 0;
+    // acknowledged publishes sent on a lost connection and never acknowledged go again, with their ids,
+    // before what was queued meanwhile (published after they were)
+    if (this.acks.size > 0) {
+      const waiting = new Set(queued);
+      for (const entry of this.acks.values())
+        if (!waiting.has(entry.message)) this.sendNow(entry.message, false, true, false);
+    }
     // admitted by the queue's bounds already: none is refused by the seal chain's
     for (const m of queued) this.sendNow(m, false, true, false);
     this.emit('open');
@@ -618,11 +838,17 @@ export class HypWebSocket {
     if (code === replacedCode) this.stopped = true;
     if (this.stopped || !this.reconnect.enabled) {
       this.settleFirstOpen(`connection closed before opening (${code})`);
+      this.failAcks(
+        code === replacedCode
+          ? 'the connection was replaced by a newer one with the same client id (4000)'
+          : `the connection closed (${code}) and the client does not reconnect`,
+      );
       return;
     }
     if (this.attempt >= this.reconnect.maxAttempts) {
       this.firstOpen?.reject(new Error(`gave up after ${this.attempt} attempts`));
       this.firstOpen = undefined;
+      this.failAcks(`the client gave up reconnecting after ${this.attempt} attempts (maxAttempts)`);
       return;
     }
     const hint = drainHint(code, reason);
@@ -687,7 +913,10 @@ export class HypWebSocket {
         }
       } catch (err) {
         const e = err as { code?: string; message?: string };
-        this.emit('error', { code: e.code ?? 'HYP_E_WS_DECODE', message: e.message ?? String(err) });
+        this.emit('error', {
+          code: (e.code ?? 'HYP_E_WS_DECODE') as OtherErrorFrame['code'],
+          message: e.message ?? String(err),
+        });
         return;
       } finally {
         this.pendingMessages--;
@@ -722,6 +951,10 @@ export class HypWebSocket {
 
   private dispatch(m: Envelope): void {
     switch (m.type) {
+      case 'published':
+        // an acknowledgement of a publish that timed out, or of a second copy, finds nothing: fine
+        if (m.id) this.settleAck(m.id, { offset: m.offset });
+        return;
       case 'subscribed':
         // the ack names the head when subscribing; deliveries already seen are at least as recent
         if (this.channels.get(m.channel) === '' && m.offset) {
@@ -741,6 +974,18 @@ export class HypWebSocket {
         // anything but an object (null, a number) would throw below and stall every later frame
         if (typeof body !== 'object' || body === null || Array.isArray(body)) {
           body = { code: 'HYP_E_WS_DECODE', message: 'unreadable error frame' };
+        }
+        // the refusal of an acknowledged publish rejects that publish (its `error` event is the rejection)
+        const refused = m.id ? this.acks.get(m.id) : undefined;
+        if (refused !== undefined) {
+          const err = new PublishAckError(
+            String(body.code),
+            String(body.message),
+            refused.message.channel,
+            m.id!,
+          );
+          this.settleAck(m.id!, undefined, err);
+          return;
         }
         // the old offset no longer orders deliveries (the ack that follows gives the new resume point),
         // but it is where a reconnect before that ack resumes from: the hub then reports the loss again
@@ -836,6 +1081,11 @@ export class HypWebSocket {
   }
 
   private queueFull(dropped: Envelope, why: string): void {
+    // an acknowledged publish learns it through its promise
+    if (dropped.id && this.acks.has(dropped.id)) {
+      this.settleAck(dropped.id, undefined, this.ackError('HYP_E_WS_QUEUE_FULL', dropped, `dropped: ${why}`));
+      return;
+    }
     const report: HypErrorFrame = {
       code: 'HYP_E_WS_QUEUE_FULL',
       message: `outgoing ${dropped.type} message dropped: ${why}`,
@@ -890,7 +1140,9 @@ export class HypWebSocket {
       try {
         const sealed = await security.seal(bytes);
         if (socket.readyState === OPEN) socket.send(sealed);
-        else if (queueable) {
+        else if (m.id && this.acks.has(m.id)) {
+          // an acknowledged publish is sent again at the reconnect, in its place (before the queue)
+        } else if (queueable) {
           // Re-queueing it here could overtake frames flushed at a reconnect: report it instead.
           const report: HypErrorFrame = {
             code: 'HYP_E_WS_SEAL',
@@ -901,6 +1153,10 @@ export class HypWebSocket {
         }
       } catch (err) {
         const detail = err instanceof Error ? err.message : String(err);
+        if (m.id && this.acks.has(m.id)) {
+          this.settleAck(m.id, undefined, this.ackError('HYP_E_WS_SEAL', m, `cannot be sealed: ${detail}`));
+          return;
+        }
         const report: HypErrorFrame = {
           code: 'HYP_E_WS_SEAL',
           message: `cannot seal outgoing ${m.type} message: ${detail}`,

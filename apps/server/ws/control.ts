@@ -26,20 +26,43 @@ export const Reply = {
   presence: 'presence',
   /** A refused frame or request; data `{"code","message",...}`. */
   error: 'error',
+  /**
+   * (hyp) A publish or broadcast that carried an `id` was accepted: handed
+   * to the channel's history or the bus, so losing the connection no longer
+   * loses it. Carries the `channel` and `id` as sent and, for a channel with
+   * history, the delivery's `offset`. No data.
+   */
+  published: 'published',
 } as const;
 
 /**
  * Error frame for `err`: data is JSON `{"code","message"}` plus the byte
  * offset, channel or offset the error names. Error data is JSON for every
- * codec, like HypGo's control data.
+ * codec, like HypGo's control data. `id`: the publish id of the refused
+ * publish, in the envelope and the data (only when the publish carried one).
  */
-export function errorEnvelope(err: unknown, channel = ''): Envelope {
+export function errorEnvelope(err: unknown, channel = '', id = ''): Envelope {
   const hyp = err instanceof HypError ? err : new HypError('HYP_E_INTERNAL', {}, { cause: err });
   const body: Record<string, unknown> = { code: hyp.code, message: hyp.message };
   for (const key of ['offset', 'channel', 'room_id'] as const) {
     if (hyp.params[key] !== undefined) body[key] = hyp.params[key];
   }
-  return { type: Reply.error, channel, data: jsonData(body), timestamp: nowNs(), clientId: '', offset: '' };
+  if (id) body.id = id;
+  const m: Envelope = {
+    type: Reply.error,
+    channel,
+    data: jsonData(body),
+    timestamp: nowNs(),
+    clientId: '',
+    offset: '',
+  };
+  if (id) m.id = id;
+  return m;
+}
+
+/** The acknowledgement of an accepted publish that carried `id`. */
+export function publishedEnvelope(channel: string, id: string, offset: string): Envelope {
+  return { type: Reply.published, channel, data: emptyBytes, timestamp: nowNs(), clientId: '', offset, id };
 }
 
 export function replyEnvelope(type: string, channel: string, body?: unknown, offset = ''): Envelope {

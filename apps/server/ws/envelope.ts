@@ -4,10 +4,12 @@
  * Empty strings, empty data and a zero timestamp mean "absent" and are
  * omitted on the wire.
  *
- * hyp adds one optional field beyond HypGo, `offset`, on deliveries from a
+ * hyp adds two optional fields beyond HypGo. `offset`, on deliveries from a
  * channel with history: the position a client resumes from after a
- * reconnect. HypGo peers ignore it (unknown JSON/msgpack key, unknown
- * protobuf field 6, unknown FlatBuffers slot 5).
+ * reconnect. `id`, a publish id the client chose: on its `publish` or
+ * `broadcast`, on the deliveries of that publish and on the hub's answer to
+ * it (`published` or `error`). HypGo peers ignore both (unknown JSON/msgpack
+ * keys, unknown protobuf fields 6 and 7, unknown FlatBuffers slots 5 and 6).
  *
  * This module is shared by the server and the client library: no Node-only
  * APIs (no Buffer), only Uint8Array, TextEncoder and TextDecoder.
@@ -23,6 +25,12 @@ export interface Envelope {
   clientId: string;
   /** hyp extension: resume position of a channel delivery, '' when absent. */
   offset: string;
+  /**
+   * hyp extension: the publish id a client chose (acknowledged publishes).
+   * Absent, not '', when the frame has none: envelopes built before it
+   * existed stay whole, and a frame without one encodes as before.
+   */
+  id?: string;
 }
 
 export const emptyBytes: Uint8Array = new Uint8Array(0);
@@ -40,7 +48,7 @@ export const int64Min = -(1n << 63n);
 export const int64Max = (1n << 63n) - 1n;
 
 export function envelope(fields: Partial<Envelope>): Envelope {
-  return {
+  const m: Envelope = {
     type: fields.type ?? '',
     channel: fields.channel ?? '',
     data: fields.data ?? emptyBytes,
@@ -48,6 +56,30 @@ export function envelope(fields: Partial<Envelope>): Envelope {
     clientId: fields.clientId ?? '',
     offset: fields.offset ?? '',
   };
+  if (fields.id) m.id = fields.id;
+  return m;
+}
+
+/** Longest publish id, in characters. */
+export const maxPublishIdLength = 64;
+
+/**
+ * Why `id` cannot be a publish id, or undefined when it can: 1 to
+ * `maxPublishIdLength` printable ASCII characters (0x21-0x7e). It travels
+ * back in acknowledgements and error frames and is a dedupe key beside the
+ * client id: no spaces, controls or NULs (the hub joins it to the client id
+ * with a NUL on the bus), nothing a log line could be forged with.
+ */
+export function publishIdProblem(id: string): string | undefined {
+  if (id.length === 0) return 'is empty';
+  if (id.length > maxPublishIdLength)
+    return `is ${id.length} characters long, more than ${maxPublishIdLength}`;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e)
+      return `holds ${c < 0x80 ? `0x${c.toString(16).padStart(2, '0')}` : 'a non-ASCII character'} at index ${i}; only printable ASCII (0x21-0x7e) is allowed`;
+  }
+  return undefined;
 }
 
 let lastNs = 0n;

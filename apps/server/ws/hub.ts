@@ -20,8 +20,16 @@ import {
 } from './bus-event.js';
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
 import { Connection, type ConnectionOwner } from './connection.js';
-import { Control, errorEnvelope, Reply, replyEnvelope } from './control.js';
-import { type Envelope, envelope, jsonData, nowNs, ownBytes, type Payload } from './envelope.js';
+import { Control, errorEnvelope, publishedEnvelope, Reply, replyEnvelope } from './control.js';
+import {
+  type Envelope,
+  envelope,
+  jsonData,
+  nowNs,
+  ownBytes,
+  type Payload,
+  publishIdProblem,
+} from './envelope.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
 import { type WsMetrics, wsMetricsOn } from './metrics.js';
@@ -233,6 +241,14 @@ export class Hub implements ConnectionOwner {
   private readonly connectHandlers: ConnectHandler[] = [];
   private readonly disconnectHandlers: DisconnectHandler[] = [];
   private readonly messageHandlers: MessageHandler[] = [];
+  /**
+   * Acknowledged publishes handed to the shared history, until its delivery
+   * (with the offset) comes back: `<client id> NUL <publish id>` → the
+   * connection to acknowledge, and per connection the keys it waits for
+   * (at most `maxAwaitingAcks`; dropped with the connection).
+   */
+  private readonly awaitingAck = new Map<string, Connection>();
+  private readonly acksOf = new Map<Connection, Set<string>>();
   private draining = false;
   private closed = false;
   private drainTimers: NodeJS.Timeout[] = [];
@@ -324,8 +340,11 @@ export class Hub implements ConnectionOwner {
     }
     this.shared = options.sharedHistory;
     const stopDelivery =
-      this.shared?.onDelivery((channel, m) => this.deliver(this.channels.get(channel), m, undefined, true)) ??
-      noop;
+      this.shared?.onDelivery((channel, m) => {
+        unpackPublishId(m);
+        this.deliver(this.channels.get(channel), m, undefined, true);
+        if (m.id !== undefined) this.acknowledge(channel, m);
+      }) ?? noop;
     const stopGap = this.shared?.onGap?.((gap) => this.sharedGap(gap)) ?? noop;
     this.stopShared = () => {
       stopDelivery();
@@ -665,12 +684,15 @@ export class Hub implements ConnectionOwner {
     if (!c.open && !crossedDrain) return;
     for (const h of this.messageHandlers) this.guard(() => h(c, message));
     if (!c.open && !crossedDrain) return;
+    let id = '';
     try {
-      this.control(c, message);
+      id = publishIdOf(message);
+      this.control(c, message, id);
     } catch (err) {
       // a refused subscribe names its channel in the frame too (the request's envelope has none)
       const channel = isHypError(err) && typeof err.params.channel === 'string' ? err.params.channel : '';
-      this.sendTo(c, errorEnvelope(err, message.channel || channel));
+      // a refused publish carries its id back, so the client knows which one it was
+      this.sendTo(c, errorEnvelope(err, message.channel || channel, id));
     }
     this.holdWhileCongested(c);
   }
@@ -707,7 +729,8 @@ export class Hub implements ConnectionOwner {
     if (++c.failures >= this.maxFailures) this.close(c, 1008, 'too many invalid messages');
   }
 
-  private control(c: Connection, m: Envelope): void {
+  /** `id`: the valid publish id of a publish or broadcast ('' for none), to acknowledge it. */
+  private control(c: Connection, m: Envelope, id = ''): void {
     switch (m.type) {
       case Control.subscribe: {
         const req = c.codec.decodeChannelRequest(m.data);
@@ -748,14 +771,20 @@ export class Hub implements ConnectionOwner {
         if (!m.channel) throw new HypError('HYP_E_WS_CONTROL', { type: m.type, detail: 'channel is empty' });
         this.checkName('channel', m.channel);
         this.mayPublish(c, m.channel, m.type);
-        this.publishEnvelope(m.channel, this.delivery(m.channel, m.data, c.id, m.timestamp));
+        this.publishEnvelope(
+          m.channel,
+          this.delivery(m.channel, m.data, c.id, m.timestamp, id),
+          id ? c : undefined,
+        );
         return;
       case Control.broadcast:
         this.mayPublish(c, '', m.type);
         // the delivery carries the channel as sent, and a client library hands it to that channel's
         // handlers: a broadcast naming a channel needs the right to publish there too
         if (m.channel) this.mayPublish(c, m.channel, m.type);
-        this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp));
+        this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp, id));
+        // no history: accepted once on the bus
+        if (id && c.open) this.sendTo(c, publishedEnvelope(m.channel, id, ''));
         return;
     }
   }
@@ -817,8 +846,48 @@ export class Hub implements ConnectionOwner {
     }
   }
 
-  private delivery(channel: string, data: Uint8Array, clientId: string, timestamp = 0n): Envelope {
-    return { type: Reply.message, channel, data, timestamp: timestamp || nowNs(), clientId, offset: '' };
+  private delivery(channel: string, data: Uint8Array, clientId: string, timestamp = 0n, id = ''): Envelope {
+    const m: Envelope = {
+      type: Reply.message,
+      channel,
+      data,
+      timestamp: timestamp || nowNs(),
+      clientId,
+      offset: '',
+    };
+    // subscribers dedupe a publish sent again after a reconnect by (client_id, id)
+    if (id) m.id = id;
+    return m;
+  }
+
+  /**
+   * Remembers that `c` waits for the acknowledgement of publish `id`, which
+   * the shared history's delivery will carry. Refuses (HYP_E_WS_ACK_PENDING)
+   * past `maxAwaitingAcks` for one connection: a history that drops
+   * publishes (Redis unreachable past its bound) must not grow this map.
+   */
+  private awaitAck(c: Connection, id: string): void {
+    let keys = this.acksOf.get(c);
+    if (keys === undefined) {
+      keys = new Set();
+      this.acksOf.set(c, keys);
+    }
+    const key = `${c.id}\u0000${id}`;
+    if (!keys.has(key) && keys.size >= maxAwaitingAcks)
+      throw new HypError('HYP_E_WS_ACK_PENDING', { id, limit: maxAwaitingAcks });
+    keys.add(key);
+    this.awaitingAck.set(key, c);
+  }
+
+  /** The shared history delivered an acknowledged publish: tell its publisher, if it is connected here. */
+  private acknowledge(channel: string, m: Envelope): void {
+    const key = `${m.clientId}\u0000${m.id}`;
+    const c = this.awaitingAck.get(key);
+    if (c === undefined) return;
+    this.awaitingAck.delete(key);
+    const keys = this.acksOf.get(c);
+    if (keys?.delete(key) && keys.size === 0) this.acksOf.delete(c);
+    if (c.open) this.sendTo(c, publishedEnvelope(channel, m.id!, m.offset));
   }
 
   // ---- membership ----
@@ -919,8 +988,11 @@ export class Hub implements ConnectionOwner {
     };
     const wanted = (): boolean => client.open && (this.channels.get(channel)?.has(client) ?? false);
     shared.recover(channel, offset, wanted).then(
-      ({ head, recovery }) =>
-        recovery.ok ? finish(head, recovery.messages) : finish(head, [], recovery.reason),
+      ({ head, recovery }) => {
+        if (!recovery.ok) return finish(head, [], recovery.reason);
+        for (const m of recovery.messages) unpackPublishId(m);
+        return finish(head, recovery.messages);
+      },
       (err: unknown) => {
         this.options.log?.warn({ err, channel }, 'websocket shared history unavailable');
         finish('', [], `shared history unavailable: ${(err as Error).message}`);
@@ -1145,15 +1217,23 @@ export class Hub implements ConnectionOwner {
     return false;
   }
 
-  private publishEnvelope(channel: string, message: Envelope): void {
+  /**
+   * `from`: the connection whose publish carried an id, acknowledged once
+   * the publish is accepted — appended to this node's history and handed to
+   * the bus, or, with a shared history, delivered back by it (then it is in
+   * the pod's or Redis's keeping, and has its offset).
+   */
+  private publishEnvelope(channel: string, message: Envelope, from?: Connection): void {
     if (this.shared) {
+      if (from && message.id) this.awaitAck(from, message.id);
       // every node, this one included, delivers from the shared history's announcement
-      this.shared.publish(channel, message);
+      this.shared.publish(channel, packPublishId(message));
       return;
     }
     this.history.append(channel, message);
     this.deliver(this.channels.get(channel), message);
     this.toBus('publish', channel, message);
+    if (from?.open && message.id) this.sendTo(from, publishedEnvelope(channel, message.id, message.offset));
   }
 
   private broadcastEnvelope(message: Envelope): void {
@@ -1162,11 +1242,12 @@ export class Hub implements ConnectionOwner {
   }
 
   private toBus(kind: BusEventKind, target: string, message: Envelope): void {
-    this.bus.publish(this.name, encodeBusEvent(kind, target, this.bus.nodeId, message));
+    this.bus.publish(this.name, encodeBusEvent(kind, target, this.bus.nodeId, packPublishId(message)));
   }
 
   private fromBus(event: BusEvent): void {
     const m = event.message;
+    if (event.kind === 'publish' || event.kind === 'broadcast') unpackPublishId(m);
     switch (event.kind) {
       case 'publish':
         this.history.append(event.target, m);
@@ -1439,6 +1520,12 @@ export class Hub implements ConnectionOwner {
     if (!this.all.delete(c)) return;
     c.open = false;
     if (this.byId.get(c.id) === c) this.byId.delete(c.id);
+    const acks = this.acksOf.get(c);
+    if (acks) {
+      // not acknowledged: the client sends them again on its next connection
+      for (const key of acks) if (this.awaitingAck.get(key) === c) this.awaitingAck.delete(key);
+      this.acksOf.delete(c);
+    }
     if (c.channels) for (const ch of c.channels) removeFrom(this.channels, ch, c);
     if (c.rooms) {
       // a newer connection with the same id keeps the membership only where it joined too
@@ -1545,6 +1632,38 @@ export class Hub implements ConnectionOwner {
 }
 
 function noop(): void {}
+
+/** Acknowledged publishes one connection may have waiting for the shared history (publishEnvelope). */
+const maxAwaitingAcks = 1024;
+
+/**
+ * The publish id of a client's `publish` or `broadcast` ('' for none); one
+ * that is not a publish id is HYP_E_WS_PUBLISH_ID (never echoed back: it may
+ * be anything). Other types keep theirs for `onMessage` and nothing more.
+ */
+function publishIdOf(m: Envelope): string {
+  if (m.id === undefined || (m.type !== Control.publish && m.type !== Control.broadcast)) return '';
+  const problem = publishIdProblem(m.id);
+  if (problem !== undefined) throw new HypError('HYP_E_WS_PUBLISH_ID', { detail: problem });
+  return m.id;
+}
+
+/**
+ * Bus events and shared-history entries (bus-event.ts) carry no publish id:
+ * a delivery with one travels as client id NUL publish id. A client id never
+ * holds a NUL (the upgrade refuses one) and a publish id never does either.
+ */
+function packPublishId(m: Envelope): Envelope {
+  return m.id ? { ...m, clientId: `${m.clientId}\u0000${m.id}` } : m;
+}
+
+function unpackPublishId(m: Envelope): void {
+  const nul = m.clientId.indexOf('\u0000');
+  if (nul < 0) return;
+  const id = m.clientId.slice(nul + 1);
+  m.clientId = m.clientId.slice(0, nul);
+  if (id) m.id = id;
+}
 
 /**
  * About what a held delivery takes on the wire, at least: its strings and

@@ -11,8 +11,8 @@ import {
 
 /**
  * FlatBuffers codec (index 2, binary frames): one table, slots 0-4 = type,
- * channel, data ([ubyte]), timestamp (int64), client_id; hyp's slot 5 is
- * `offset`. No file identifier (test/fixtures/ws/message.fbs).
+ * channel, data ([ubyte]), timestamp (int64), client_id; hyp's slots 5 and
+ * 6 are `offset` and `id`. No file identifier (test/fixtures/ws/message.fbs).
  *
  * Encoding uses the flatbuffers Builder in HypGo's order, so the bytes match
  * HypGo's for the same fields. The runtime has no verifier, so decoding
@@ -27,7 +27,8 @@ const slotData = 2;
 const slotTimestamp = 3;
 const slotClientId = 4;
 const slotOffset = 5;
-const slots = 6;
+const slotId = 6;
+const slots = 7;
 
 const builder = new Builder(256);
 
@@ -38,6 +39,7 @@ function marshal(m: Envelope): Uint8Array {
   const data = m.data.length > 0 ? builder.createByteVector(m.data) : 0;
   const clientId = m.clientId ? builder.createString(m.clientId) : 0;
   const offset = m.offset ? builder.createString(m.offset) : 0;
+  const id = m.id ? builder.createString(m.id) : 0;
   builder.startObject(slots);
   builder.addFieldOffset(slotType, type, 0);
   builder.addFieldOffset(slotChannel, channel, 0);
@@ -45,6 +47,7 @@ function marshal(m: Envelope): Uint8Array {
   builder.addFieldInt64(slotTimestamp, m.timestamp, 0n);
   builder.addFieldOffset(slotClientId, clientId, 0);
   builder.addFieldOffset(slotOffset, offset, 0);
+  builder.addFieldOffset(slotId, id, 0);
   builder.finish(builder.endObject());
   return builder.asUint8Array().slice();
 }
@@ -118,7 +121,7 @@ function fail(detail: string, offset: number): never {
 function unmarshal(bytes: Uint8Array): Envelope {
   const t = new TableReader(bytes);
   const data = t.vector(slotData, 'data');
-  return {
+  const m: Envelope = {
     type: t.string(slotType, 'type'),
     channel: t.string(slotChannel, 'channel'),
     data: data.length > 0 ? data.slice() : emptyBytes,
@@ -126,6 +129,9 @@ function unmarshal(bytes: Uint8Array): Envelope {
     clientId: t.string(slotClientId, 'client_id'),
     offset: t.string(slotOffset, 'offset'),
   };
+  const id = t.string(slotId, 'id');
+  if (id) m.id = id;
+  return m;
 }
 
 export const flatbuffersCodec: Codec = {

@@ -19,7 +19,7 @@ import {
 /**
  * JSON codec (index 0, text frames), HypGo's `Message` with `encoding/json`:
  * `{"type","channel","data","timestamp","client_id"}` where `data` is raw
- * JSON. Decoding is a small byte scanner rather than `JSON.parse` because
+ * JSON, plus hyp's optional `offset` and `id`. Decoding is a small byte scanner rather than `JSON.parse` because
  * `data` must keep its exact bytes and `timestamp` (int64 nanoseconds)
  * does not fit a double.
  *
@@ -253,6 +253,12 @@ function unmarshal(b: Uint8Array): Envelope {
         case 'offset':
           out.offset = stringField(b, key, start, end);
           break;
+        case 'id': {
+          const id = stringField(b, key, start, end);
+          if (id) out.id = id;
+          else delete out.id;
+          break;
+        }
         case 'data':
           out.data = isNull(b, start, end) ? emptyBytes : b.slice(start, end);
           break;
@@ -301,6 +307,7 @@ function marshal(m: Envelope): Uint8Array {
   if (m.timestamp !== 0n) tail += ',"timestamp":' + m.timestamp.toString();
   if (m.clientId) tail += ',"client_id":' + JSON.stringify(m.clientId);
   if (m.offset) tail += ',"offset":' + JSON.stringify(m.offset);
+  if (m.id) tail += ',"id":' + JSON.stringify(m.id);
   tail += '}';
   if (m.data.length === 0) return utf8Encoder.encode(head + tail);
   if (!isJsonText(m.data)) return utf8Encoder.encode(`${head},"data":"${base64Encode(m.data)}"${tail}`);

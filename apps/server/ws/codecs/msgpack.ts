@@ -12,7 +12,7 @@ import {
 /**
  * MessagePack codec (index 3, binary frames): a map with keys `type`,
  * `channel`, `data` (bin), `timestamp` (int64 nanoseconds), `client_id`,
- * and hyp's optional `offset`. Empty fields are omitted; a decoder accepts
+ * and hyp's optional `offset` and `id`. Empty fields are omitted; a decoder accepts
  * them present with zero values too (HypGo writes every key).
  */
 
@@ -37,6 +37,7 @@ interface WireMessage {
   timestamp?: bigint;
   client_id?: string;
   offset?: string;
+  id?: string;
 }
 
 function marshal(m: Envelope): Uint8Array {
@@ -47,6 +48,7 @@ function marshal(m: Envelope): Uint8Array {
   if (m.timestamp !== 0n) wire.timestamp = m.timestamp;
   if (m.clientId) wire.client_id = m.clientId;
   if (m.offset) wire.offset = m.offset;
+  if (m.id) wire.id = m.id;
   return encoder.encode(wire);
 }
 
@@ -223,7 +225,7 @@ function unmarshal(bytes: Uint8Array): Envelope {
     throw decodeError(name, 'message must be a map', 0);
   }
   const wire = value as Record<string, unknown>;
-  return {
+  const m: Envelope = {
     type: stringField(wire, 'type', bytes),
     channel: stringField(wire, 'channel', bytes),
     data: dataField(wire),
@@ -231,6 +233,9 @@ function unmarshal(bytes: Uint8Array): Envelope {
     clientId: stringField(wire, 'client_id', bytes),
     offset: stringField(wire, 'offset', bytes),
   };
+  const id = stringField(wire, 'id', bytes);
+  if (id) m.id = id;
+  return m;
 }
 
 export const msgpackCodec: Codec = {

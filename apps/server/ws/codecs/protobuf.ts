@@ -6,7 +6,8 @@ import { decodeError } from './decode-error.js';
 
 /**
  * Protobuf codec (index 1, binary frames): HypGo's `WsMessage` (fields 1..5,
- * timestamp a plain-varint int64) plus hyp's optional field 6 `offset`.
+ * timestamp a plain-varint int64) plus hyp's optional fields 6 `offset` and
+ * 7 `id`.
  * Control data is `ChannelRequest{channel=1}` / `RoomRequest{room_id=1}`.
  * The schema text is test/fixtures/ws/message.proto (a test keeps them equal).
  */
@@ -19,6 +20,7 @@ message WsMessage {
   int64 timestamp = 4;
   string client_id = 5;
   string offset = 6;
+  string id = 7;
 }
 message ChannelRequest {
   string channel = 1;
@@ -41,6 +43,7 @@ interface WireMessage {
   timestamp?: protobuf.Long | number;
   client_id?: string;
   offset?: string;
+  id?: string;
 }
 
 const name = 'protobuf';
@@ -87,12 +90,13 @@ function marshal(m: Envelope): Uint8Array {
   if (m.timestamp !== 0n) wire.timestamp = toLong(m.timestamp);
   if (m.clientId) wire.client_id = m.clientId;
   if (m.offset) wire.offset = m.offset;
+  if (m.id) wire.id = m.id;
   return WsMessage.encode(wire).finish();
 }
 
 function unmarshal(bytes: Uint8Array): Envelope {
   const wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
-  return {
+  const m: Envelope = {
     type: wire.type ?? '',
     channel: wire.channel ?? '',
     data: wire.data && wire.data.length > 0 ? wire.data : emptyBytes,
@@ -100,6 +104,8 @@ function unmarshal(bytes: Uint8Array): Envelope {
     clientId: wire.client_id ?? '',
     offset: wire.offset ?? '',
   };
+  if (wire.id) m.id = wire.id;
+  return m;
 }
 
 function controlError(kind: string) {
