@@ -82,6 +82,10 @@ export const catalog = {
   HYP_E_DRAINING: { message: 'server is draining', status: 503 },
   HYP_E_INTERNAL: { message: 'internal server error', status: 500 },
   HYP_E_TLS_RELOAD: { message: 'TLS reload of {file} failed, keeping the previous certificate: {detail}' },
+  HYP_E_TLS_FALLBACK: {
+    message:
+      'TLS files of {at} are unusable ({detail}); this worker serves the last good certificate the supervisor holds (sha256 {fingerprint}, valid to {not_after}) until they are fixed',
+  },
 
   // WebSocket hub
   HYP_E_WS_UNAUTHORIZED: { message: 'websocket upgrade not authorized', status: 401 },

@@ -185,6 +185,25 @@ export function readTlsMaterial(tls: TlsConfig, at: string): TlsMaterial {
   const cert = readPem(tls.cert_file, `${at}.cert_file`);
   const key = readPem(tls.key_file, `${at}.key_file`);
   const ca = tls.ca_file ? readPem(tls.ca_file, `${at}.ca_file`) : undefined;
+  return checkTlsMaterial({ cert, key, ca }, tls, at);
+}
+
+/** The PEM bytes of one TLS config, as read from its files (what `readTlsMaterial` checks). */
+export interface TlsFiles {
+  cert: Uint8Array;
+  key: Uint8Array;
+  ca?: Uint8Array | undefined;
+}
+
+/**
+ * `readTlsMaterial`'s checks on bytes already read (the last good pair the
+ * supervisor hands a new worker, tls/fallback.ts). Errors name the config's
+ * files, where the bytes came from.
+ */
+export function checkTlsMaterial(files: TlsFiles, tls: TlsConfig, at: string): TlsMaterial {
+  const cert = Buffer.from(files.cert.buffer, files.cert.byteOffset, files.cert.byteLength);
+  const key = Buffer.from(files.key.buffer, files.key.byteOffset, files.key.byteLength);
+  const ca = files.ca && Buffer.from(files.ca.buffer, files.ca.byteOffset, files.ca.byteLength);
   const leaf = parseCertificate(cert, tls.cert_file, `${at}.cert_file`);
   const privateKey = parseKey(key, tls.key_file, `${at}.key_file`);
   if (!leaf.checkPrivateKey(privateKey)) {
@@ -219,4 +238,35 @@ export function enabledTlsConfigs(config: Config): Array<{ at: string; tls: TlsC
 /** The supervisor's start-up check: throws the first unusable file as a HypError (exit 2). */
 export function checkTlsFiles(config: Config): void {
   for (const { at, tls } of enabledTlsConfigs(config)) readTlsMaterial(tls, at);
+}
+
+/**
+ * The files of each TLS listener as they last passed the checks above.
+ * The supervisor refreshes them whenever it starts a worker and whenever a
+ * worker reports a reload, and hands them to each new worker: a worker
+ * that starts while the files on disk are broken (a restart after a crash,
+ * a roll, in the middle of a bad rotation) serves the last good pair, as
+ * the running workers still do, instead of failing to start
+ * (tls/fallback.ts).
+ */
+export class LastGoodTls {
+  private readonly good = new Map<string, TlsFiles>();
+
+  /**
+   * Read the files of every TLS listener of `config` (or of `only`, a key
+   * path) and keep those that pass. Returns what a new worker gets; a
+   * listener whose files fail keeps its previous entry.
+   */
+  refresh(config: Config, only?: string): Record<string, TlsFiles> {
+    for (const { at, tls } of enabledTlsConfigs(config)) {
+      if (only !== undefined && at !== only) continue;
+      try {
+        const m = readTlsMaterial(tls, at);
+        this.good.set(at, { cert: m.cert, key: m.key, ca: m.ca });
+      } catch {
+        // broken on disk: the workers report it (HYP_E_TLS_RELOAD, HYP_E_TLS_FALLBACK); keep the last good
+      }
+    }
+    return Object.fromEntries(this.good);
+  }
 }

@@ -14,7 +14,8 @@ import type { TlsConfig } from '../../../supervisor/config/schema.js';
 import { errorMessage, HypError } from '../../../supervisor/errors.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
-import { readTlsMaterial, type TlsMaterial } from '../../../supervisor/tlscheck.js';
+import { checkTlsMaterial, readTlsMaterial, type TlsMaterial } from '../../../supervisor/tlscheck.js';
+import { tlsFallback, tlsReloaded } from './fallback.js';
 import { TlsSessionCache } from './sessioncache.js';
 import { TicketKeyRing } from './ticketkeys.js';
 import { FileWatch } from './watch.js';
@@ -99,14 +100,45 @@ export class TlsManager {
   private readonly failures: Counter<'listener'> | undefined;
   private readonly expiry: Gauge<'listener'> | undefined;
 
-  /** Reads the files once; throws HYP_E_TLS_FILE / HYP_E_TLS_MISMATCH. */
+  /**
+   * Reads the files once; throws HYP_E_TLS_FILE / HYP_E_TLS_MISMATCH, unless
+   * the supervisor handed over a last good pair for this listener
+   * (fallback.ts): then that pair serves until the files are fixed.
+   */
   constructor(private readonly opts: TlsManagerOptions) {
-    this.material = readTlsMaterial(opts.config, opts.at);
     this.failures = reloadFailures(opts.registry);
     // Present at 0 from the start, so an alert on its increase sees the first failure.
     this.failures?.inc({ listener: opts.at }, 0);
     this.expiry = expiryGauge(opts.registry);
+    this.material = this.initialMaterial();
     this.observeValidity();
+  }
+
+  private initialMaterial(): TlsMaterial {
+    const { config, at } = this.opts;
+    try {
+      return readTlsMaterial(config, at);
+    } catch (err) {
+      const fallback = tlsFallback(at);
+      if (fallback === undefined) throw err;
+      let material: TlsMaterial;
+      try {
+        material = checkTlsMaterial(fallback, config, at);
+      } catch {
+        throw err;
+      }
+      // As a refused reload: counted, and the same broken files are not reported again.
+      this.refusedState = filesState(config);
+      this.failures?.inc({ listener: at });
+      const fellBack = new HypError('HYP_E_TLS_FALLBACK', {
+        at,
+        detail: errorMessage(err),
+        fingerprint: material.leaf.fingerprint256,
+        not_after: material.leaf.validTo,
+      });
+      this.opts.log?.error({ code: fellBack.code, err: fellBack }, fellBack.message);
+      return material;
+    }
   }
 
   /**
@@ -238,6 +270,7 @@ export class TlsManager {
       },
       'TLS certificate reloaded',
     );
+    tlsReloaded(this.opts.at);
     return true;
   }
 
