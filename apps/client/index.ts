@@ -3,11 +3,17 @@ export type { CodecName } from '../server/ws/codecs/index.js';
 export { ClientReplayGuard } from './replay.js';
 export { type ClientKeys, ClientSecurity, type OpenedFrame, SecurityError } from './security.js';
 export {
+  type ChannelErrorCode,
+  type ChannelErrorFrame,
   type HypErrorFrame,
   type HypMessage,
   HypWebSocket,
   type HypWebSocketOptions,
+  type OtherErrorFrame,
   type Payload,
+  type PublishAck,
+  PublishAckError,
+  type PublishAckOptions,
   type ReconnectOptions,
   type SocketConstructor,
   type SocketLike,
