@@ -39,6 +39,10 @@ export const catalog = {
   HYP_E_APP_START: { message: 'app failed to start: {detail}', exit: 70 },
   HYP_E_WORKER_READY_TIMEOUT: { message: 'worker {worker} did not become ready within {timeout}' },
   HYP_E_WORKER_HEARTBEAT: { message: 'worker {worker} sent no heartbeat for {timeout}; killed' },
+  HYP_E_WORKER_RELAY_STALLED: {
+    message:
+      'worker {worker} does not read what the supervisor relays to it ({detail}); relay to it stopped, worker killed (its clients reconnect to other workers)',
+  },
   HYP_E_WORKER_EXIT: { message: 'worker {worker} exited unexpectedly ({reason})' },
   HYP_E_GENERATION_FAILED: { message: 'generation {generation} failed to become ready: {detail}' },
   HYP_E_FORCED_STOP: { message: 'second stop signal: forced exit', exit: 1 },

@@ -84,6 +84,15 @@ export type SupervisorMessage =
   | { type: 'drain'; deadline: number; reason: string }
   | { type: 'metrics?'; id: number }
   | { type: 'bus'; message: BusMessage }
+  /**
+   * Another worker does not read what the supervisor relays to it fast
+   * enough (its IPC channel is backed up): stop reading clients that
+   * publish until `bus-release`, so the supervisor's queue for that worker
+   * stays bounded (apps/server/ws/ipc-flow.ts; the relay side in
+   * supervisor.ts `syncHolds`).
+   */
+  | { type: 'bus-hold' }
+  | { type: 'bus-release' }
   | { type: 'tls-keys'; keys: TicketKeys }
   | { type: 'status?'; id: number }
   | ({ type: 'history' } & HistoryDelivery)

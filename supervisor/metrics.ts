@@ -29,6 +29,8 @@ export class SupervisorMetrics {
   readonly rollFailures: Counter;
   readonly reloadFailures: Counter;
   readonly drainSeconds: Gauge;
+  readonly relayBacklogs: Counter;
+  readonly relayCutoffs: Counter;
 
   constructor(sup: Supervisor) {
     const registers = [this.registry];
@@ -45,7 +47,7 @@ export class SupervisorMetrics {
     });
     this.restarts = new Counter({
       name: 'hyp_supervisor_worker_restarts_total',
-      help: 'Workers replaced, by reason (crash, heartbeat, start-failed, rolling, ready, uncaught)',
+      help: 'Workers replaced, by reason (crash, heartbeat, start-failed, rolling, ready, uncaught, relay)',
       labelNames: ['reason'],
       registers,
     });
@@ -79,6 +81,26 @@ export class SupervisorMetrics {
       registers,
       collect() {
         this.set(sup.history.dropped);
+      },
+    });
+    this.relayBacklogs = new Counter({
+      name: 'hyp_supervisor_ws_relay_backlogs_total',
+      help: "Times a worker's IPC channel backed up (it read relayed messages slower than the pod published); the other workers held their publishing clients until it caught up",
+      registers,
+    });
+    this.relayCutoffs = new Counter({
+      name: 'hyp_supervisor_ws_relay_cutoffs_total',
+      help: 'Workers the relay gave up on (backed up for heartbeat_timeout, or 32 MiB waiting): killed and replaced (HYP_E_WORKER_RELAY_STALLED)',
+      registers,
+    });
+    new Gauge({
+      name: 'hyp_supervisor_ws_relay_backlog_bytes',
+      help: 'Estimated bytes of relayed messages waiting in the supervisor for workers to read them',
+      registers,
+      collect() {
+        let bytes = 0;
+        for (const w of sup.workers.values()) bytes += w.backlog?.bytes ?? 0;
+        this.set(bytes);
       },
     });
     new Gauge({

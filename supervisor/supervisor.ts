@@ -83,6 +83,9 @@ export class Supervisor {
   private readonly stopped: Promise<number>;
   private resolveStopped!: (code: number) => void;
   private draining: Promise<void> | undefined;
+  /** syncHolds is running; a call meanwhile asks it for another pass. */
+  private syncingHolds = false;
+  private syncHoldsAgain = false;
   /** Hooks run right before exit (admin server close, etc.). */
   readonly onStop: Array<() => void | Promise<void>> = [];
 
@@ -201,11 +204,20 @@ export class Supervisor {
       config,
       listeners: this.listeners,
       ticketKeys: this.ticketKeys,
+      relayStallMs: durationMs(this.config.supervisor.heartbeat_timeout),
     });
     this.workers.set(worker.id, worker);
     this.log.info({ worker: worker.id, worker_pid: worker.pid, slot, gen: generation }, 'worker spawned');
     worker.on('ready', () => this.onWorkerReady(worker));
     worker.on('exit', (exit) => this.onWorkerExit(worker, exit));
+    // after onWorkerExit has taken it out of `workers`: a worker that exits releases its hold
+    worker.on('ready', () => this.syncHolds());
+    worker.on('exit', () => this.syncHolds());
+    worker.on('backlog', (backedUp) => {
+      if (backedUp) this.metrics.relayBacklogs.inc();
+      this.syncHolds();
+    });
+    worker.on('stalled', (why) => this.cutOffRelay(worker, why));
     worker.on('bus', (message) => this.relay(message));
     worker.on('history-publish', (m) => this.historyPublish(m));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
@@ -655,8 +667,79 @@ export class Supervisor {
   private relay(message: BusMessage): void {
     for (const w of this.workers.values()) {
       if (w.id === message.origin || w.state === 'exited' || w.state === 'spawning') continue;
+      if (w.relayCutOff !== undefined) continue;
       w.send({ type: 'bus', message });
     }
+  }
+
+  /**
+   * A worker that reads what is relayed slower than the pod publishes makes
+   * Node queue the rest here, in the supervisor. While one is backed up
+   * (worker-process.ts), every other worker serving clients holds: it stops
+   * reading clients that publish (`bus-hold`, apps/server/ws/ipc-flow.ts)
+   * until the backed-up one has caught up, or the relay gave up on it
+   * (`bus-release`). Nothing is dropped; publishers wait in TCP flow control.
+   * A worker that is not ready yet is told once it is (it has no clients before).
+   *
+   * Sending a hold can itself back a worker up (a `backlog` event inside
+   * `send`): that call only asks for another pass, so no pass acts on a
+   * stale list. A send can only back a worker up or cut it off, once each,
+   * so passes end (bounded all the same).
+   */
+  private syncHolds(): void {
+    if (this.syncingHolds) {
+      this.syncHoldsAgain = true;
+      return;
+    }
+    this.syncingHolds = true;
+    try {
+      for (let pass = 0; pass <= 2 * this.workers.size + 1; pass++) {
+        this.syncHoldsAgain = false;
+        const backedUp: WorkerProcess[] = [];
+        for (const w of this.workers.values())
+          if (w.backedUpSince !== undefined && w.relayCutOff === undefined && w.state !== 'exited')
+            backedUp.push(w);
+        for (const w of this.workers.values()) {
+          const serving = w.state === 'ready' || w.state === 'draining';
+          const hold = serving && w.relayCutOff === undefined && backedUp.some((b) => b !== w);
+          if (hold === w.holding) continue;
+          w.holding = hold;
+          w.send({ type: hold ? 'bus-hold' : 'bus-release' });
+        }
+        if (!this.syncHoldsAgain) break;
+      }
+    } finally {
+      this.syncingHolds = false;
+    }
+  }
+
+  /**
+   * The relay gives up on a worker that did not catch up (backed up for
+   * heartbeat_timeout, or past relayMaxBacklogBytes waiting): nothing more
+   * is relayed to it, the others are released, and it is killed and
+   * replaced, as for a missed heartbeat. Its clients see their connection
+   * close and reconnect to another worker (resuming from the pod's history
+   * where the channel keeps one), instead of silently missing what was no
+   * longer relayed to them.
+   */
+  private cutOffRelay(worker: WorkerProcess, why: string): void {
+    if (worker.state === 'exited') return;
+    this.metrics.relayCutoffs.inc();
+    const { messages, bytes } = worker.backlog;
+    const err = new HypError('HYP_E_WORKER_RELAY_STALLED', { worker: worker.id, detail: why });
+    this.log.error(
+      {
+        code: err.code,
+        worker: worker.id,
+        worker_pid: worker.pid,
+        backlog_messages: messages,
+        backlog_bytes: bytes,
+        backed_up_ms: worker.backedUpSince === undefined ? 0 : Date.now() - worker.backedUpSince,
+      },
+      err.message,
+    );
+    worker.kill('relay stalled');
+    this.syncHolds();
   }
 
   /**
@@ -674,7 +757,8 @@ export class Supervisor {
       offset,
       payload: m.payload,
     } as const;
-    for (const w of this.workers.values()) if (w.state !== 'exited') w.send(delivery);
+    for (const w of this.workers.values())
+      if (w.state !== 'exited' && w.relayCutOff === undefined) w.send(delivery);
   }
 
   /** A worker's recovery request: what follows the offset, or why it cannot be replayed. */

@@ -4,10 +4,21 @@
  *
  * The held listener fds go to the child at 3..n (`LISTEN_FDS`,
  * `LISTEN_FDNAMES`) with the IPC channel right after them.
+ *
+ * What the supervisor sends a worker that does not read its IPC channel
+ * (event loop busy, SIGSTOP, a debugger) Node queues in the supervisor,
+ * without bound. So every send is counted until Node has written it: once
+ * Node's `send()` says stop (more than 128 KiB unwritten) with more than
+ * `relayLowWater` messages waiting, the worker is backed up (`backlog`
+ * true) until no more than that wait (`backlog` false); the supervisor then
+ * holds the other workers' publishing clients (supervisor.ts `syncHolds`).
+ * A worker backed up for `relayStallMs`, or with more than
+ * `relayMaxBacklogBytes` waiting, is `stalled`: the relay gives up on it.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
 import type { Config } from './config/schema.js';
+import { durationMs } from './config/units.js';
 import { errorMessage, HypError } from './errors.js';
 import {
   type BusMessage,
@@ -36,6 +47,8 @@ export interface SpawnOptions {
   ticketKeys?: TicketKeys | undefined;
   /** Where malformed IPC messages are reported (default: a supervisor logger from `config.log`). */
   log?: Logger | undefined;
+  /** How long the worker may stay backed up before it is `stalled` (default: `supervisor.heartbeat_timeout`). */
+  relayStallMs?: number | undefined;
 }
 
 export interface WorkerExit {
@@ -55,6 +68,10 @@ interface WorkerEvents {
   'history-publish': [HistoryPublish];
   'history-recover': [HistoryRecoverRequest];
   failing: [string];
+  /** True once the worker's IPC channel is backed up, false once it caught up. */
+  backlog: [boolean];
+  /** The worker did not catch up (why): nothing more should be relayed to it. Once. */
+  stalled: [string];
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
@@ -64,6 +81,36 @@ const loadFields = ['connections', 'inflight', 'wsClients', 'rss', 'loopDelayMs'
 const maxReportedChars = 2000;
 /** Malformed messages logged per worker; past that they are only dropped (an app could send them in a loop). */
 const maxReportedMalformed = 10;
+
+/** Messages still unwritten at or below which a backed-up worker has caught up (as the worker's ipc-flow.ts). */
+export const relayLowWater = 16;
+/** Estimated bytes waiting for one worker past which it is `stalled`, however long it has been backed up. */
+export const relayMaxBacklogBytes = 32 * 1024 * 1024;
+
+/**
+ * About what a message takes in the supervisor until it is written: its
+ * payloads' bytes plus a fixed share for the rest. Node does not say.
+ */
+function estimatedBytes(message: SupervisorMessage): number {
+  const overhead = 256;
+  switch (message.type) {
+    case 'bus': {
+      const payload = message.message.payload;
+      if (payload instanceof Uint8Array) return overhead + payload.byteLength;
+      if (typeof payload === 'string') return overhead + payload.length * 3;
+      return overhead * 4;
+    }
+    case 'history':
+      return overhead + message.payload.byteLength;
+    case 'history-recovered': {
+      let bytes = overhead;
+      for (const entry of message.entries) bytes += 64 + entry.payload.byteLength;
+      return bytes;
+    }
+    default:
+      return overhead;
+  }
+}
 
 let fallbackLog: Logger | undefined;
 function defaultLog(config: Config): Logger {
@@ -106,6 +153,16 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   failing: string | undefined;
   /** The worker started in this one's slot to replace it after that. */
   replacement: WorkerProcess | undefined;
+  /** Since when the worker's IPC channel has been backed up (Date.now()); undefined while it keeps up. */
+  backedUpSince: number | undefined;
+  /** Why the relay gave up on this worker (`stalled`); nothing more is relayed to it. */
+  relayCutOff: string | undefined;
+  /** The supervisor told it to hold its publishing clients (`bus-hold` sent, no `bus-release` yet). */
+  holding = false;
+  private unwritten = 0;
+  private unwrittenBytes = 0;
+  private readonly relayStallMs: number;
+  private stallTimer: NodeJS.Timeout | undefined;
   private readonly child: ChildProcess;
   private killedFor: string | undefined;
   private startError: string | undefined;
@@ -122,6 +179,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     this.slot = opts.slot;
     this.generation = opts.generation;
     this.log = opts.log ?? defaultLog(opts.config);
+    this.relayStallMs = opts.relayStallMs ?? durationMs(opts.config.supervisor.heartbeat_timeout);
     const fds = opts.listeners.map((l) => l.fd);
     let spawnError: unknown;
     try {
@@ -154,6 +212,11 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         };
         this.state = 'exited';
         if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+        // what waited unwritten is gone with the channel
+        clearTimeout(this.stallTimer);
+        this.backedUpSince = undefined;
+        this.unwritten = 0;
+        this.unwrittenBytes = 0;
         for (const resolvePending of this.pending.values()) resolvePending([]);
         this.pending.clear();
         this.emit('exit', exit);
@@ -197,12 +260,59 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     return this.child.pid ?? 0;
   }
 
+  /** Messages and estimated bytes handed to Node and not yet written to the worker's channel. */
+  get backlog(): { messages: number; bytes: number } {
+    return { messages: this.unwritten, bytes: this.unwrittenBytes };
+  }
+
   send(message: SupervisorMessage): void {
     if (!this.child.connected) return;
-    this.child.send(message, (err) => {
-      // The child may be gone between the check and the write; its exit handler reports it.
-      void err;
-    });
+    const bytes = estimatedBytes(message);
+    this.unwritten++;
+    this.unwrittenBytes += bytes;
+    // The child may be gone between the check and the write (the callback then gets an error);
+    // its exit handler reports it.
+    const written = () => this.written(bytes);
+    let ok: boolean;
+    try {
+      ok = this.child.send(message, written);
+    } catch (err) {
+      // refused before it was queued: no callback comes
+      this.unwritten--;
+      this.unwrittenBytes -= bytes;
+      throw err;
+    }
+    if (!ok && this.child.connected && this.unwritten > relayLowWater) this.backUp();
+    if (this.unwrittenBytes > relayMaxBacklogBytes)
+      this.stall(`${this.unwritten} messages, about ${this.unwrittenBytes} bytes, wait unwritten`);
+  }
+
+  private backUp(): void {
+    if (this.backedUpSince !== undefined || this.state === 'exited') return;
+    this.backedUpSince = Date.now();
+    this.stallTimer = setTimeout(
+      () => this.stall(`its IPC channel stayed backed up for ${this.relayStallMs} ms`),
+      this.relayStallMs,
+    );
+    this.stallTimer.unref();
+    this.emit('backlog', true);
+  }
+
+  private written(bytes: number): void {
+    if (this.state === 'exited') return;
+    this.unwritten--;
+    this.unwrittenBytes -= bytes;
+    if (this.backedUpSince === undefined || this.unwritten > relayLowWater) return;
+    this.backedUpSince = undefined;
+    clearTimeout(this.stallTimer);
+    this.emit('backlog', false);
+  }
+
+  private stall(why: string): void {
+    if (this.relayCutOff !== undefined || this.state === 'exited') return;
+    this.relayCutOff = why;
+    clearTimeout(this.stallTimer);
+    this.emit('stalled', why);
   }
 
   /**

@@ -14,6 +14,13 @@
  * `congested` until at most `lowWater` of them are left, and the hub stops
  * reading from clients that publish meanwhile (hub.ts), so TCP flow control
  * slows them down instead of the worker's memory growing.
+ *
+ * The same holds one hop further: what the supervisor relays to a worker
+ * that reads its channel slowly (busy, stopped) Node queues in the
+ * supervisor. The supervisor then tells every other worker to hold
+ * (`bus-hold` on this channel) until that one has caught up (`bus-release`);
+ * meanwhile the flow is `congested` as well, so the hub pauses its
+ * publishing clients exactly as for its own backed-up channel.
  */
 import type { IpcChannel } from './bus.js';
 
@@ -23,9 +30,13 @@ const lowWater = 16;
 export class IpcFlow {
   private unwritten = 0;
   private stopped = false;
+  /** The supervisor asked to hold (another worker is backed up) and has not released yet. */
+  private held = false;
   private readonly drainWaiters: Array<() => void> = [];
 
-  constructor(private readonly channel: IpcChannel) {}
+  constructor(private readonly channel: IpcChannel) {
+    channel.on('message', this.fromSupervisor);
+  }
 
   /** False when the channel is gone (or cannot send). */
   send(message: unknown): boolean {
@@ -44,14 +55,17 @@ export class IpcFlow {
     return true;
   }
 
-  /** Node asked to stop sending, and the messages queued since have not yet gone out. */
+  /**
+   * Node asked to stop sending and the messages queued since have not yet
+   * gone out, or the supervisor holds the pod's publishers.
+   */
   get congested(): boolean {
-    return this.stopped;
+    return this.stopped || this.held;
   }
 
   /** Runs `fn` once the channel is no longer congested (at once if it is not). */
   whenDrained(fn: () => void): void {
-    if (!this.stopped) fn();
+    if (!this.congested) fn();
     else this.drainWaiters.push(fn);
   }
 
@@ -59,8 +73,23 @@ export class IpcFlow {
     this.unwritten--;
     if (!this.stopped || this.unwritten > lowWater) return;
     this.stopped = false;
-    for (const fn of this.drainWaiters.splice(0)) fn();
+    this.drained();
   };
+
+  private readonly fromSupervisor = (message: unknown): void => {
+    const type =
+      typeof message === 'object' && message !== null ? (message as { type?: unknown }).type : undefined;
+    if (type === 'bus-hold') this.held = true;
+    else if (type === 'bus-release' && this.held) {
+      this.held = false;
+      this.drained();
+    }
+  };
+
+  private drained(): void {
+    if (this.congested) return;
+    for (const fn of this.drainWaiters.splice(0)) fn();
+  }
 }
 
 function isOpen(channel: IpcChannel): boolean {
