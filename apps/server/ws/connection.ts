@@ -50,8 +50,14 @@ export class Connection {
   pingAt = 0;
   awaitingPong = false;
   open = true;
-  /** Not read from until the worker's IPC to the supervisor drains (hub.holdWhileCongested). */
+  /** Not read from until the bus or the shared history drains (hub.holdWhileCongested). */
   held = false;
+  /**
+   * Frames `ws` still emitted while `held`: the rest of the socket reads it
+   * had already taken when paused (up to about 64 KiB each). They wait, in
+   * order, and are handled once the hold ends.
+   */
+  inbox: Buffer[] | undefined = undefined;
 
   constructor(
     readonly id: string,

@@ -655,7 +655,12 @@ export class Hub implements ConnectionOwner {
   // ---- incoming ----
 
   /** @internal called by the socket listeners */
-  receive(c: Connection, data: Buffer): void {
+  receive(c: Connection, data: Buffer, readWhileOpen = false): void {
+    if (c.held) {
+      // `ws.pause()` stops the socket, not the frames of reads already taken: they wait for the hold to end
+      (c.inbox ??= []).push(data);
+      return;
+    }
     this.metrics.countIn(c.codec.name, data.length);
     let bytes: Uint8Array = data;
     let nonce: Uint8Array | undefined;
@@ -678,9 +683,12 @@ export class Hub implements ConnectionOwner {
       return;
     }
     message.clientId = c.id;
-    // a publish that crossed the drain's close frame (1001) on the wire is still the client's: keep it
+    // a publish that crossed the drain's close frame (1001) on the wire, or that waited out a hold
+    // while the client left, is still the client's: keep it
     const crossedDrain =
-      !c.open && this.draining && (message.type === Control.publish || message.type === Control.broadcast);
+      !c.open &&
+      (this.draining || readWhileOpen) &&
+      (message.type === Control.publish || message.type === Control.broadcast);
     if (!c.open && !crossedDrain) return;
     for (const h of this.messageHandlers) this.guard(() => h(c, message));
     if (!c.open && !crossedDrain) return;
@@ -719,8 +727,31 @@ export class Hub implements ConnectionOwner {
       c.held = false;
       c.pingAt = this.clock();
       c.awaitingPong = false;
+      if (!this.receiveHeld(c)) return;
       if (c.open) c.ws.resume();
     });
+  }
+
+  /**
+   * Handle the frames that arrived while `c` was held, in order. Stops, and
+   * returns false, when one of them holds `c` again: the rest wait, ahead of
+   * anything the socket still emits.
+   */
+  private receiveHeld(c: Connection): boolean {
+    const inbox = c.inbox;
+    c.inbox = undefined;
+    if (inbox === undefined) return true;
+    for (let i = 0; i < inbox.length; i++) {
+      this.receive(c, inbox[i]!, true);
+      if (c.held) {
+        // receive() queued what the socket emitted meanwhile (TypeScript narrowed c.inbox to undefined above)
+        const later = c.inbox as Buffer[] | undefined;
+        c.inbox = inbox.slice(i + 1);
+        if (later !== undefined) c.inbox.push(...later);
+        return false;
+      }
+    }
+    return true;
   }
 
   private refuse(c: Connection, err: unknown): void {

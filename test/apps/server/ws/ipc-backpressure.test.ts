@@ -92,6 +92,39 @@ describe('a client publishing faster than the IPC channel to the supervisor drai
   });
 });
 
+describe('a held client', () => {
+  it('hands nothing more to the bus until the hold ends: the frames of reads ws had already taken wait, in order', async () => {
+    const stopAt = 8;
+    const ipc = slowChannel(stopAt);
+    await bed.serve({ bus: new IpcBus(ipc.channel, 1) });
+    const c = await bed.connect();
+    const total = 3000;
+    // Small frames: one socket read carries hundreds of them.
+    for (let i = 0; i < total; i++) c.send({ type: 'publish', channel: 'ch', data: Buffer.from(String(i)) });
+    let seen = -1;
+    for (let i = 0; i < 100 && ipc.waiting !== seen; i++) {
+      seen = ipc.waiting;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // The publish that made the channel congested is the last one handed over.
+    // Before: ws went on emitting the rest of each read after pause(), hundreds of publishes.
+    expect(ipc.waiting).toBe(stopAt);
+    for (let round = 0; round < 20_000 && ipc.relayed.length < total; round++) {
+      await new Promise((r) => setTimeout(r, 1));
+      ipc.flush();
+    }
+    await eventually(() => ipc.relayed.length === total);
+    // The flow lets clients go once at most 16 messages are unwritten (ipc-flow.ts), those the
+    // supervisor has read but not yet acknowledged included: the bound is that, not the read size.
+    expect(ipc.mostWaiting).toBeLessThanOrEqual(stopAt + 16 + 1);
+    const order = ipc.relayed.map((m) => {
+      const event = decodeBusEvent((m as { message: { payload: Uint8Array } }).message.payload);
+      return Number(Buffer.from(event!.message.data).toString());
+    });
+    expect(order).toEqual(Array.from({ length: total }, (_, i) => i));
+  });
+});
+
 describe('the IPC flow', () => {
   it('does not count a send the channel refuses by throwing (a value IPC cannot serialize): the flow still drains', () => {
     const callbacks: Array<(err: Error | null) => void> = [];
