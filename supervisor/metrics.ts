@@ -90,7 +90,7 @@ export class SupervisorMetrics {
     });
     this.relayCutoffs = new Counter({
       name: 'hyp_supervisor_ws_relay_cutoffs_total',
-      help: 'Workers the relay gave up on (backed up for heartbeat_timeout, or 32 MiB waiting): killed and replaced (HYP_E_WORKER_RELAY_STALLED)',
+      help: 'Workers the relay gave up on (backed up and reading nothing for heartbeat_timeout, or 32 MiB waiting): killed and replaced (HYP_E_WORKER_RELAY_STALLED)',
       registers,
     });
     new Gauge({

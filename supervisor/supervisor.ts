@@ -714,8 +714,9 @@ export class Supervisor {
   }
 
   /**
-   * The relay gives up on a worker that did not catch up (backed up for
-   * heartbeat_timeout, or past relayMaxBacklogBytes waiting): nothing more
+   * The relay gives up on a worker that did not catch up (backed up and
+   * reading nothing for heartbeat_timeout, or past relayMaxBacklogBytes
+   * waiting): nothing more
    * is relayed to it, the others are released, and it is killed and
    * replaced, as for a missed heartbeat. Its clients see their connection
    * close and reconnect to another worker (resuming from the pod's history

@@ -12,8 +12,10 @@
  * `relayLowWater` messages waiting, the worker is backed up (`backlog`
  * true) until no more than that wait (`backlog` false); the supervisor then
  * holds the other workers' publishing clients (supervisor.ts `syncHolds`).
- * A worker backed up for `relayStallMs`, or with more than
- * `relayMaxBacklogBytes` waiting, is `stalled`: the relay gives up on it.
+ * A backed-up worker that reads nothing for `relayStallMs` (stopped, or
+ * its loop blocked), or with more than `relayMaxBacklogBytes` waiting, is
+ * `stalled`: the relay gives up on it. One that is slow but reading is not
+ * stalled by time: it holds the others, and only the byte bound applies.
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -47,7 +49,7 @@ export interface SpawnOptions {
   ticketKeys?: TicketKeys | undefined;
   /** Where malformed IPC messages are reported (default: a supervisor logger from `config.log`). */
   log?: Logger | undefined;
-  /** How long the worker may stay backed up before it is `stalled` (default: `supervisor.heartbeat_timeout`). */
+  /** How long a backed-up worker may read nothing before it is `stalled` (default: `supervisor.heartbeat_timeout`). */
   relayStallMs?: number | undefined;
 }
 
@@ -163,6 +165,8 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   private unwrittenBytes = 0;
   private readonly relayStallMs: number;
   private stallTimer: NodeJS.Timeout | undefined;
+  /** When Node last wrote a message to the worker (Date.now()), kept while it is backed up. */
+  private lastWrittenAt = 0;
   private readonly child: ChildProcess;
   private killedFor: string | undefined;
   private startError: string | undefined;
@@ -290,19 +294,28 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   private backUp(): void {
     if (this.backedUpSince !== undefined || this.state === 'exited') return;
     this.backedUpSince = Date.now();
-    this.stallTimer = setTimeout(
-      () => this.stall(`its IPC channel stayed backed up for ${this.relayStallMs} ms`),
-      this.relayStallMs,
-    );
-    this.stallTimer.unref();
+    this.lastWrittenAt = this.backedUpSince;
+    this.checkStallIn(this.relayStallMs);
     this.emit('backlog', true);
+  }
+
+  /** One timer per backed-up spell, not one per write: it looks at `lastWrittenAt` when it fires. */
+  private checkStallIn(ms: number): void {
+    this.stallTimer = setTimeout(() => {
+      const idle = Date.now() - this.lastWrittenAt;
+      if (idle < this.relayStallMs) this.checkStallIn(this.relayStallMs - idle);
+      else this.stall(`backed up, and nothing sent to it was read for ${idle} ms`);
+    }, ms);
+    this.stallTimer.unref();
   }
 
   private written(bytes: number): void {
     if (this.state === 'exited') return;
     this.unwritten--;
     this.unwrittenBytes -= bytes;
-    if (this.backedUpSince === undefined || this.unwritten > relayLowWater) return;
+    if (this.backedUpSince === undefined) return;
+    this.lastWrittenAt = Date.now();
+    if (this.unwritten > relayLowWater) return;
     this.backedUpSince = undefined;
     clearTimeout(this.stallTimer);
     this.emit('backlog', false);

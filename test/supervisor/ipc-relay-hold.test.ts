@@ -244,11 +244,17 @@ describe('a backed-up worker that exits', () => {
   }, 120_000);
 });
 
-/** A WorkerProcess whose child only reads its IPC channel (while it runs). */
-function idleWorker(relayStallMs: number): WorkerProcess {
+/**
+ * A WorkerProcess whose child only reads its IPC channel (while it runs),
+ * spending `busyMs` on each message.
+ */
+function idleWorker(relayStallMs: number, busyMs = 0): WorkerProcess {
   const dir = mkdtempSync(join(tmpdir(), 'ipc-relay-hold-'));
   const entry = join(dir, 'idle.cjs');
-  writeFileSync(entry, "process.on('message', () => {});\n");
+  writeFileSync(
+    entry,
+    `process.on('message', () => { const end = performance.now() + ${busyMs}; while (performance.now() < end); });\n`,
+  );
   const { config } = loadConfig({ env: {}, sets: [], cwd: dir });
   const worker = new WorkerProcess({
     id: 1,
@@ -274,17 +280,18 @@ afterEach(async () => {
   }
 });
 
-/** Relays 1 KB bus messages to a stopped worker until it is backed up (at most 100,000). */
-function backUp(worker: WorkerProcess): void {
+/** Relays 1 KB bus messages to a worker until it is backed up (at most 100,000), then `more`. */
+function backUp(worker: WorkerProcess, more = 0): void {
   const payload = new Uint8Array(1000);
   for (let i = 0; i < 100_000 && worker.backedUpSince === undefined; i++)
     worker.send({ type: 'bus', message: { topic: 't', payload } });
   expect(worker.backedUpSince).toBeDefined();
   expect(worker.backlog.messages).toBeGreaterThan(relayLowWater);
+  for (let i = 0; i < more; i++) worker.send({ type: 'bus', message: { topic: 't', payload } });
 }
 
 describe('the relay bookkeeping of one worker', () => {
-  it('a worker that stays backed up for relayStallMs (heartbeat_timeout) is stalled, once', async () => {
+  it('a backed-up worker that reads nothing for relayStallMs (heartbeat_timeout) is stalled, once', async () => {
     const worker = idleWorker(300);
     const events: unknown[] = [];
     worker.on('backlog', (b) => events.push(b));
@@ -293,7 +300,7 @@ describe('the relay bookkeeping of one worker', () => {
     process.kill(worker.pid, 'SIGSTOP');
     backUp(worker);
     const [why] = (await once(worker, 'stalled')) as [string];
-    expect(why).toMatch(/backed up for 300 ms/);
+    expect(why).toMatch(/^backed up, and nothing sent to it was read for \d+ ms$/);
     expect(worker.relayCutOff).toBe(why);
     // more sends do not stall it again
     worker.send({ type: 'bus', message: { topic: 't', payload: new Uint8Array(1000) } });
@@ -313,6 +320,26 @@ describe('the relay bookkeeping of one worker', () => {
     expect(worker.relayCutOff).toBeUndefined();
     expect(worker.backlog.messages).toBeLessThanOrEqual(relayLowWater);
   });
+
+  it('a worker that is slow but reads is not stalled by time, however long it stays backed up', async () => {
+    // 0.5 ms per message: Node writes to it whenever it has read a chunk, well within the 3 s limit
+    const worker = idleWorker(3_000, 0.5);
+    await until(() => (worker.pid > 0 ? true : undefined), 'the child', 10_000);
+    process.kill(worker.pid, 'SIGSTOP');
+    stopped.push(worker.pid);
+    backUp(worker, 12_000);
+    const since = worker.backedUpSince!;
+    let stalled: string | undefined;
+    worker.on('stalled', (why) => {
+      stalled = why;
+    });
+    const caughtUp = once(worker, 'backlog');
+    process.kill(worker.pid, 'SIGCONT');
+    expect(await caughtUp).toEqual([false]);
+    console.log(`a slow reader stayed backed up for ${Date.now() - since} ms (stall limit 3000 ms)`);
+    expect(stalled).toBeUndefined();
+    expect(worker.relayCutOff).toBeUndefined();
+  }, 120_000);
 });
 
 /** A fake IPC channel: the test plays the supervisor's messages and Node's write callbacks. */
