@@ -15,7 +15,8 @@
  * A backed-up worker that reads nothing for `relayStallMs` (stopped, or
  * its loop blocked), or with more than `relayMaxBacklogBytes` waiting, is
  * `stalled`: the relay gives up on it. One that is slow but reading is not
- * stalled by time: it holds the others, and only the byte bound applies.
+ * stalled by time: it holds the others, and only the byte bound applies;
+ * nor is one that has not sent its first heartbeat yet (still loading).
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import { EventEmitter } from 'node:events';
@@ -303,7 +304,9 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   private checkStallIn(ms: number): void {
     this.stallTimer = setTimeout(() => {
       const idle = Date.now() - this.lastWrittenAt;
-      if (idle < this.relayStallMs) this.checkStallIn(this.relayStallMs - idle);
+      // before its first heartbeat only the ready timeout applies (slow module loading is not a hang)
+      if (!this.heardFrom) this.checkStallIn(this.relayStallMs);
+      else if (idle < this.relayStallMs) this.checkStallIn(this.relayStallMs - idle);
       else this.stall(`backed up, and nothing sent to it was read for ${idle} ms`);
     }, ms);
     this.stallTimer.unref();

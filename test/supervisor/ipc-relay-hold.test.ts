@@ -246,14 +246,16 @@ describe('a backed-up worker that exits', () => {
 
 /**
  * A WorkerProcess whose child only reads its IPC channel (while it runs),
- * spending `busyMs` on each message.
+ * spending `busyMs` on each message, after one heartbeat unless `silent`.
  */
-function idleWorker(relayStallMs: number, busyMs = 0): WorkerProcess {
+function idleWorker(relayStallMs: number, busyMs = 0, silent = false): WorkerProcess {
   const dir = mkdtempSync(join(tmpdir(), 'ipc-relay-hold-'));
   const entry = join(dir, 'idle.cjs');
+  const heartbeat =
+    "{ type: 'heartbeat', connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 }";
   writeFileSync(
     entry,
-    `process.on('message', () => { const end = performance.now() + ${busyMs}; while (performance.now() < end); });\n`,
+    `${silent ? '' : `process.send(${heartbeat});\n`}process.on('message', () => { const end = performance.now() + ${busyMs}; while (performance.now() < end); });\n`,
   );
   const { config } = loadConfig({ env: {}, sets: [], cwd: dir });
   const worker = new WorkerProcess({
@@ -296,7 +298,7 @@ describe('the relay bookkeeping of one worker', () => {
     const events: unknown[] = [];
     worker.on('backlog', (b) => events.push(b));
     worker.on('stalled', (why) => events.push(why));
-    await until(() => (worker.pid > 0 ? true : undefined), 'the child', 10_000);
+    await until(() => (worker.heardFrom ? true : undefined), 'its first heartbeat', 10_000);
     process.kill(worker.pid, 'SIGSTOP');
     backUp(worker);
     const [why] = (await once(worker, 'stalled')) as [string];
@@ -319,6 +321,24 @@ describe('the relay bookkeeping of one worker', () => {
     expect(worker.backedUpSince).toBeUndefined();
     expect(worker.relayCutOff).toBeUndefined();
     expect(worker.backlog.messages).toBeLessThanOrEqual(relayLowWater);
+  });
+
+  it('a worker that has not sent its first heartbeat (still loading) is not stalled by time, only past 32 MiB', async () => {
+    const worker = idleWorker(100, 0, true);
+    await until(() => (worker.pid > 0 ? true : undefined), 'the child', 10_000);
+    process.kill(worker.pid, 'SIGSTOP');
+    backUp(worker);
+    let stalled: string | undefined;
+    worker.on('stalled', (why) => {
+      stalled = why;
+    });
+    await new Promise((r) => setTimeout(r, 500)); // five times its limit
+    expect(stalled).toBeUndefined();
+    const payload = new Uint8Array(64 * 1024);
+    for (let i = 0; i < 1000 && stalled === undefined; i++)
+      worker.send({ type: 'bus', message: { topic: 't', payload } });
+    expect(stalled).toMatch(/ messages, about \d+ bytes, wait unwritten$/);
+    expect(worker.backlog.bytes).toBeGreaterThan(32 * mib);
   });
 
   it('a worker that is slow but reads is not stalled by time, however long it stays backed up', async () => {
