@@ -5,6 +5,7 @@
  * worker implements it.
  */
 import type { Config } from './config/schema.js';
+import type { TlsFiles } from './tlscheck.js';
 
 /** Per-worker load figures, sent every heartbeat interval. */
 export interface WorkerLoad {
@@ -80,6 +81,12 @@ export type SupervisorMessage =
       listeners: string[];
       /** Absolute path of the app module. */
       app: string;
+      /**
+       * The last TLS files of each listener that passed the supervisor's
+       * checks (`server.tls`, `tcp.<name>.tls`): what the worker serves if
+       * the files on disk are broken when it starts (tlscheck.ts LastGoodTls).
+       */
+      tlsFallback?: Record<string, TlsFiles>;
     }
   | { type: 'drain'; deadline: number; reason: string }
   | { type: 'metrics?'; id: number }
@@ -109,7 +116,9 @@ export type WorkerMessage =
   | { type: 'drained'; remaining: number }
   | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
   | ({ type: 'history-publish' } & HistoryPublish)
-  | ({ type: 'history-recover?' } & HistoryRecoverRequest);
+  | ({ type: 'history-recover?' } & HistoryRecoverRequest)
+  /** A certificate reload installed new files for the listener at `at`: the supervisor re-reads them as its last good pair. */
+  | { type: 'tls-reloaded'; at: string };
 
 /**
  * Worker messages the supervisor acts on as lifecycle facts (ready, alive,
@@ -126,6 +135,7 @@ export const runtimeMessageTypes: ReadonlySet<string> = new Set<WorkerMessage['t
   'failing',
   'heartbeat',
   'metrics',
+  'tls-reloaded',
 ]);
 
 export function isWorkerMessage(m: unknown): m is WorkerMessage {

@@ -23,7 +23,7 @@ import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pidfile.js';
-import { checkTlsFiles, enabledTlsConfigs } from './tlscheck.js';
+import { checkTlsFiles, enabledTlsConfigs, LastGoodTls } from './tlscheck.js';
 import { TicketKeyRotation } from './tlskeys.js';
 import { type WorkerExit, WorkerProcess } from './worker-process.js';
 
@@ -68,6 +68,8 @@ export class Supervisor {
   ticketKeys: TicketKeys | undefined;
   /** Pod-wide WebSocket channel history (lives as long as the supervisor). */
   readonly history: PodHistory;
+  /** Each TLS listener's last files that passed the checks, for workers that start while they are broken on disk. */
+  private readonly lastGoodTls = new LastGoodTls();
 
   private readonly log: Logger;
   private nextWorkerId = 1;
@@ -204,6 +206,7 @@ export class Supervisor {
       config,
       listeners: this.listeners,
       ticketKeys: this.ticketKeys,
+      tlsFallback: this.lastGoodTls.refresh(config),
       relayStallMs: durationMs(this.config.supervisor.heartbeat_timeout),
     });
     this.workers.set(worker.id, worker);
@@ -219,6 +222,7 @@ export class Supervisor {
     });
     worker.on('stalled', (why) => this.cutOffRelay(worker, why));
     worker.on('bus', (message) => this.relay(message));
+    worker.on('tls-reloaded', (at) => this.lastGoodTls.refresh(this.config, at));
     worker.on('history-publish', (m) => this.historyPublish(m));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
     worker.on('failing', (error) => this.replaceFailing(worker, error));

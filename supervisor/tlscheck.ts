@@ -251,6 +251,8 @@ export function checkTlsFiles(config: Config): void {
  */
 export class LastGoodTls {
   private readonly good = new Map<string, TlsFiles>();
+  /** The config of the last full refresh, and when: the workers of one roll start together, the files are read once. */
+  private last: { config: Config; at: number } | undefined;
 
   /**
    * Read the files of every TLS listener of `config` (or of `only`, a key
@@ -258,6 +260,11 @@ export class LastGoodTls {
    * listener whose files fail keeps its previous entry.
    */
   refresh(config: Config, only?: string): Record<string, TlsFiles> {
+    const now = Date.now();
+    if (only === undefined) {
+      if (this.last?.config === config && now - this.last.at < 1000) return Object.fromEntries(this.good);
+      this.last = { config, at: now };
+    }
     for (const { at, tls } of enabledTlsConfigs(config)) {
       if (only !== undefined && at !== only) continue;
       try {

@@ -35,6 +35,7 @@ import {
 } from './ipc.js';
 import type { HeldListener } from './listeners.js';
 import { createLogger, type Logger } from './log.js';
+import type { TlsFiles } from './tlscheck.js';
 
 export type WorkerState = 'spawning' | 'ready' | 'draining' | 'exited';
 
@@ -48,6 +49,8 @@ export interface SpawnOptions {
   listeners: readonly HeldListener[];
   execArgv?: string[];
   ticketKeys?: TicketKeys | undefined;
+  /** The supervisor's last good TLS files per listener, for a worker that finds them broken on disk. */
+  tlsFallback?: Record<string, TlsFiles> | undefined;
   /** Where malformed IPC messages are reported (default: a supervisor logger from `config.log`). */
   log?: Logger | undefined;
   /** How long a backed-up worker may read nothing before it is `stalled` (default: `supervisor.heartbeat_timeout`). */
@@ -75,6 +78,8 @@ interface WorkerEvents {
   backlog: [boolean];
   /** The worker did not catch up (why): nothing more should be relayed to it. Once. */
   stalled: [string];
+  /** A certificate reload installed new files for the TLS listener at this key path. */
+  'tls-reloaded': [string];
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
@@ -257,6 +262,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       generation: opts.generation,
       listeners: opts.listeners.map((l) => l.name),
       app: opts.app,
+      ...(opts.tlsFallback === undefined ? {} : { tlsFallback: opts.tlsFallback }),
     });
     if (opts.ticketKeys) this.send({ type: 'tls-keys', keys: opts.ticketKeys });
   }
@@ -404,6 +410,10 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         )
           return 'history-recover? without id, topic, channel and offset';
         this.emit('history-recover', m);
+        break;
+      case 'tls-reloaded':
+        if (typeof fields.at !== 'string') return 'tls-reloaded without the listener (at)';
+        this.emit('tls-reloaded', fields.at);
         break;
       default:
         break;

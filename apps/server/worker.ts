@@ -29,6 +29,7 @@ import { App, isAppDefinition } from './app.js';
 import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
 import { setInternalsLog } from './node-internals.js';
 import { createTcpServices, listenTcpServices, type TcpService } from './tcp/services.js';
+import { setTlsFallback } from './tls/fallback.js';
 import { drainSpreadMs } from './ws/options.js';
 
 interface Boot {
@@ -120,6 +121,8 @@ function bootFromSupervisor(): Promise<Boot> {
       if (!isSupervisorMessage(m) || m.type !== 'config') return;
       process.off('message', onMessage);
       const fds = new Map(m.listeners.map((name, i) => [name, firstListenFd + i] as const));
+      // The supervisor's last good TLS files, for a listener whose files are broken now (tls/fallback.ts).
+      setTlsFallback(m.tlsFallback, (at) => send({ type: 'tls-reloaded', at }));
       resolveBoot({ config: m.config, app: m.app, workerId: m.workerId, generation: m.generation, fds });
     };
     process.on('message', onMessage);

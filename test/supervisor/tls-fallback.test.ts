@@ -1,0 +1,78 @@
+/**
+ * A worker started while the TLS files on disk are broken (a restart after
+ * a crash, in the middle of a bad rotation) serves the last good pair the
+ * supervisor holds, instead of failing to start again and again; the
+ * supervisor's pair follows the rotations the workers pick up.
+ */
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { copyServerPair, makePki, servedCn, type TestPki } from '../apps/server/tls/certs.js';
+import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+
+let pki: TestPki;
+let sup: Running | undefined;
+beforeAll(() => {
+  pki = makePki();
+});
+afterEach(async () => {
+  await sup?.stop();
+  sup = undefined;
+});
+
+async function servedCns(port: number, n: number): Promise<Set<string>> {
+  const cns = new Set<string>();
+  for (let i = 0; i < n; i++) cns.add(await servedCn(pki, port));
+  return cns;
+}
+
+describe('TLS files broken on disk when a worker starts', () => {
+  it('a worker restarted after a crash serves the last good pair (the rotated one), and picks up fixed files', async () => {
+    const pair = copyServerPair(pki);
+    sup = await startSupervisor({
+      app: fixtureApp('basic'),
+      workers: 2,
+      sets: [
+        'server.tls.enabled=true',
+        `server.tls.cert_file=${pair.cert}`,
+        `server.tls.key_file=${pair.key}`,
+      ],
+    });
+    const port = sup.httpPort;
+    expect(await servedCns(port, 4)).toEqual(new Set(['hyp server one']));
+
+    // A good rotation: every worker reloads, and the supervisor's last good pair follows.
+    copyFileSync(pki.server2Cert, pair.cert);
+    copyFileSync(pki.server2Key, pair.key);
+    await until(
+      () => sup!.logs.filter((l) => l.msg === 'TLS certificate reloaded').length >= 2 || undefined,
+      'both workers reloaded',
+    );
+
+    // Then a broken one: the running workers keep serving the second pair.
+    writeFileSync(pair.cert, '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n');
+    await sup.waitLog((l) => l.code === 'HYP_E_TLS_RELOAD', 'the broken file refused');
+    const before = await sup.status();
+    const victim = before.workers[0]!;
+    process.kill(victim.pid, 'SIGKILL');
+
+    // Its replacement starts on the supervisor's pair instead of failing on the files.
+    const after = await sup.waitFor(
+      (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && w.pid !== victim.pid),
+      'a replacement worker ready',
+    );
+    expect(after.workers.map((w) => w.pid)).not.toContain(victim.pid);
+    const fellBack = await sup.waitLog((l) => l.code === 'HYP_E_TLS_FALLBACK', 'the fallback logged');
+    expect(String(fellBack.msg)).toContain('server.tls');
+    expect(sup.logs.filter((l) => l.code === 'HYP_E_APP_START')).toEqual([]);
+    expect(await servedCns(port, 8)).toEqual(new Set(['hyp server two']));
+
+    // Fixed files: every worker, the replacement too, serves them.
+    copyFileSync(pki.serverCert, pair.cert);
+    copyFileSync(pki.serverKey, pair.key);
+    const cns = await until(async () => {
+      const seen = await servedCns(port, 8);
+      return seen.size === 1 && seen.has('hyp server one') ? seen : undefined;
+    }, 'every worker serving the fixed files');
+    expect(cns).toEqual(new Set(['hyp server one']));
+  });
+});
