@@ -193,6 +193,9 @@ export const catalog = {
   HYP_E_WS_ACK_CLOSED: {
     message: 'publish {id} on "{channel}" not acknowledged: {detail}; the hub may have accepted it',
   },
+  HYP_E_WS_PUBLISH_REFUSED: {
+    message: 'publish {id} refused: {detail}; nothing was delivered, it may be sent again',
+  },
 
   // HTTP responses (continued)
   HYP_E_SSE_SLOW_CONSUMER: {

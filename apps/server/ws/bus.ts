@@ -24,7 +24,11 @@ export type BusHandler = (topic: string, payload: Uint8Array) => void;
 export interface Bus {
   /** Unique per node (worker); used to drop echoes. */
   readonly nodeId: string;
-  publish(topic: string, payload: Uint8Array): void;
+  /**
+   * `refused`, where the transport can refuse a publish (RedisBus: Redis's error, its bound on
+   * what waits for Redis), is called at most once, at once or later, when it did not take it.
+   */
+  publish(topic: string, payload: Uint8Array, refused?: (err: Error) => void): void;
   /** Returns a function that removes the handler. */
   onMessage(handler: BusHandler): () => void;
   /** Resolves once messages published by others from now on will arrive. */
@@ -215,15 +219,14 @@ export class RedisBus extends HandlerSet implements Bus {
    * waiting publishes one is refused and reported (`onError`) instead of
    * growing memory for the whole outage.
    */
-  publish(topic: string, payload: Uint8Array): void {
+  publish(topic: string, payload: Uint8Array, refused?: (err: Error) => void): void {
     const size = 1 + this.idBytes.length + payload.length;
     if (this.flow.full(size)) {
-      this.onError(
-        new Error(
-          `bus publish on ${topic} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
-        ),
-        topic,
+      const err = new Error(
+        `bus publish on ${topic} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
       );
+      this.onError(err, topic);
+      refused?.(err);
       return;
     }
     const frame = Buffer.allocUnsafe(size);
@@ -239,8 +242,10 @@ export class RedisBus extends HandlerSet implements Bus {
       },
       (err: unknown) => {
         this.flow.settle(size);
-        if (!this.closed)
-          this.onError(new Error(`bus publish on ${topic} failed: ${(err as Error).message}`), topic);
+        if (this.closed) return;
+        const failure = new Error(`bus publish on ${topic} failed: ${(err as Error).message}`);
+        this.onError(failure, topic);
+        refused?.(failure);
       },
     );
   }

@@ -658,7 +658,8 @@ export class Hub implements ConnectionOwner {
   receive(c: Connection, data: Buffer, readWhileOpen = false): void {
     if (c.held) {
       // `ws.pause()` stops the socket, not the frames of reads already taken: they wait for the hold to end
-      (c.inbox ??= []).push(data);
+      if (c.inbox === undefined) c.inbox = [data];
+      else c.inbox.push(data);
       return;
     }
     this.metrics.countIn(c.codec.name, data.length);
@@ -813,9 +814,7 @@ export class Hub implements ConnectionOwner {
         // the delivery carries the channel as sent, and a client library hands it to that channel's
         // handlers: a broadcast naming a channel needs the right to publish there too
         if (m.channel) this.mayPublish(c, m.channel, m.type);
-        this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp, id));
-        // no history: accepted once on the bus
-        if (id && c.open) this.sendTo(c, publishedEnvelope(m.channel, id, ''));
+        this.broadcastEnvelope(this.delivery(m.channel, m.data, c.id, m.timestamp, id), id ? c : undefined);
         return;
     }
   }
@@ -915,10 +914,31 @@ export class Hub implements ConnectionOwner {
     const key = `${m.clientId}\u0000${m.id}`;
     const c = this.awaitingAck.get(key);
     if (c === undefined) return;
+    this.forgetAck(c, key);
+    if (c.open) this.sendTo(c, publishedEnvelope(channel, m.id!, m.offset));
+  }
+
+  private forgetAck(c: Connection, key: string): void {
     this.awaitingAck.delete(key);
     const keys = this.acksOf.get(c);
     if (keys?.delete(key) && keys.size === 0) this.acksOf.delete(c);
-    if (c.open) this.sendTo(c, publishedEnvelope(channel, m.id!, m.offset));
+  }
+
+  /**
+   * The shared history or the bus did not take acknowledged publish `id` of `c` (Redis's error,
+   * its bound on what waits for Redis): `c` hears it now, with the id, instead of waiting out its
+   * acknowledgement timeout. Nothing when it was acknowledged meanwhile (a copy sent again after
+   * a reconnect), or when `c` left: then the client sends it again on its next connection.
+   */
+  private refusePublish(c: Connection, channel: string, id: string, cause: Error): void {
+    if (this.shared) {
+      const key = `${c.id}\u0000${id}`;
+      if (this.awaitingAck.get(key) !== c) return;
+      this.forgetAck(c, key);
+    }
+    if (!c.open) return;
+    const params = channel ? { id, channel, detail: cause.message } : { id, detail: cause.message };
+    this.sendTo(c, errorEnvelope(new HypError('HYP_E_WS_PUBLISH_REFUSED', params, { cause }), channel, id));
   }
 
   // ---- membership ----
@@ -1255,25 +1275,63 @@ export class Hub implements ConnectionOwner {
    * the pod's or Redis's keeping, and has its offset).
    */
   private publishEnvelope(channel: string, message: Envelope, from?: Connection): void {
+    const id = from ? message.id : undefined;
     if (this.shared) {
-      if (from && message.id) this.awaitAck(from, message.id);
       // every node, this one included, delivers from the shared history's announcement
-      this.shared.publish(channel, packPublishId(message));
+      if (from && id) {
+        this.awaitAck(from, id);
+        this.shared.publish(channel, packPublishId(message), (err) =>
+          this.refusePublish(from, channel, id, err),
+        );
+      } else this.shared.publish(channel, packPublishId(message));
       return;
     }
+    if (from && id) {
+      // handed to the bus first: one the bus refuses is delivered nowhere, and refused
+      if (!this.toBusAcked('publish', channel, message, from, id)) return;
+    } else this.toBus('publish', channel, message);
     this.history.append(channel, message);
     this.deliver(this.channels.get(channel), message);
-    this.toBus('publish', channel, message);
-    if (from?.open && message.id) this.sendTo(from, publishedEnvelope(channel, message.id, message.offset));
+    if (from?.open && id) this.sendTo(from, publishedEnvelope(channel, id, message.offset));
   }
 
-  private broadcastEnvelope(message: Envelope): void {
+  /** `from`: the connection whose broadcast carried an id, acknowledged once it is on the bus (no history). */
+  private broadcastEnvelope(message: Envelope, from?: Connection): void {
+    const id = from ? message.id : undefined;
+    if (from && id) {
+      if (!this.toBusAcked('broadcast', '', message, from, id)) return;
+    } else this.toBus('broadcast', '', message);
     this.deliver(this.all, message);
-    this.toBus('broadcast', '', message);
+    if (from?.open && id) this.sendTo(from, publishedEnvelope(message.channel, id, ''));
   }
 
-  private toBus(kind: BusEventKind, target: string, message: Envelope): void {
-    this.bus.publish(this.name, encodeBusEvent(kind, target, this.bus.nodeId, packPublishId(message)));
+  private toBus(kind: BusEventKind, target: string, message: Envelope, refused?: (err: Error) => void): void {
+    const payload = encodeBusEvent(kind, target, this.bus.nodeId, packPublishId(message));
+    this.bus.publish(this.name, payload, refused);
+  }
+
+  /**
+   * Hands a client's acknowledged publish to the bus. False when the bus refused it at once (a
+   * RedisBus past its bound on what waits for Redis): `from` is told, with the id. A refusal that
+   * comes later, after the acknowledgement, is the bus's `onError` only: the publish is in this
+   * node's history and was delivered here.
+   */
+  private toBusAcked(
+    kind: BusEventKind,
+    target: string,
+    message: Envelope,
+    from: Connection,
+    id: string,
+  ): boolean {
+    let refusal: Error | undefined;
+    let handing = true;
+    this.toBus(kind, target, message, (err) => {
+      if (handing) refusal = err;
+    });
+    handing = false;
+    if (refusal === undefined) return true;
+    this.refusePublish(from, message.channel, id, refusal);
+    return false;
   }
 
   private fromBus(event: BusEvent): void {

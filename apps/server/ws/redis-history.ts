@@ -19,8 +19,13 @@ import type { Recovery } from './history.js';
  */
 
 export interface SharedHistory {
-  /** Appends to the channel's shared history; every node (this one included) then gets it via `onDelivery`. */
-  publish(channel: string, message: Envelope): void;
+  /**
+   * Appends to the channel's shared history; every node (this one included) then gets it via
+   * `onDelivery`. `refused`, where the history can refuse one (Redis's error, its bound on what
+   * waits for Redis), is called instead of that delivery, at once or later, at most once: the
+   * hub answers an acknowledged publish with it.
+   */
+  publish(channel: string, message: Envelope, refused?: (err: Error) => void): void;
   onDelivery(handler: (channel: string, message: Envelope) => void): () => void;
   /**
    * Deliveries this node missed are gone from the history (found by the catch-up after a
@@ -251,16 +256,15 @@ export class RedisHistory implements SharedHistory {
    * past `maxPending` / `maxPendingBytes` waiting publishes one is refused
    * and reported (`onError`) instead of growing memory for the length of the outage.
    */
-  publish(channel: string, message: Envelope): void {
+  publish(channel: string, message: Envelope, refused?: (err: Error) => void): void {
     if (this.closed) return;
     const payload = Buffer.from(encodeBusEvent('publish', channel, this.nodeId, message));
     if (this.flow.full(payload.length)) {
-      this.onError(
-        new Error(
-          `publish on channel ${channel} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
-        ),
-        channel,
+      const err = new Error(
+        `publish on channel ${channel} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
       );
+      this.onError(err, channel);
+      refused?.(err);
       return;
     }
     this.flow.add(payload.length);
@@ -283,7 +287,9 @@ export class RedisHistory implements SharedHistory {
         this.flow.settle(payload.length);
         if (this.closed) return;
         const reason = err instanceof Error ? err.message : String(err);
-        this.onError(new Error(`publish on channel ${channel} was not appended: ${reason}`), channel);
+        const refusal = new Error(`publish on channel ${channel} was not appended: ${reason}`);
+        this.onError(refusal, channel);
+        refused?.(refusal);
       },
     );
   }
