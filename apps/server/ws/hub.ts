@@ -1277,8 +1277,10 @@ export class Hub implements ConnectionOwner {
   private publishEnvelope(channel: string, message: Envelope, from?: Connection): void {
     const id = from ? message.id : undefined;
     if (this.shared) {
-      // every node, this one included, delivers from the shared history's announcement
-      if (from && id) {
+      // every node, this one included, delivers from the shared history's announcement. Awaited only
+      // for an open connection: one that left (a publish that crossed the drain, or waited out a hold)
+      // has no one to tell, and would take the acknowledgement from the client's next connection
+      if (from?.open && id) {
         this.awaitAck(from, id);
         this.shared.publish(channel, packPublishId(message), (err) =>
           this.refusePublish(from, channel, id, err),
