@@ -48,6 +48,12 @@ export interface HistoryPublish {
 
 export interface HistoryDelivery extends HistoryPublish {
   offset: string;
+  /**
+   * Set on the copy delivered to the worker that published it: that worker
+   * counts its publishes not yet delivered back, which tells it how far
+   * behind it reads its own channel (apps/server/ws/ipc-flow.ts).
+   */
+  own?: true;
 }
 
 export interface HistoryRecoverRequest {

@@ -223,7 +223,7 @@ export class Supervisor {
     worker.on('stalled', (why) => this.cutOffRelay(worker, why));
     worker.on('bus', (message) => this.relay(message));
     worker.on('tls-reloaded', (at) => this.lastGoodTls.refresh(this.config, at));
-    worker.on('history-publish', (m) => this.historyPublish(m));
+    worker.on('history-publish', (m) => this.historyPublish(m, worker));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
     worker.on('failing', (error) => this.replaceFailing(worker, error));
     return worker;
@@ -750,8 +750,11 @@ export class Supervisor {
   /**
    * Pod-wide channel history: assign the offset, keep the payload, deliver to
    * every live worker (the publisher too, so all deliver in the same order).
+   * The publisher's copy is marked `own`: a hold sent to a backed-up
+   * publisher would wait behind its own backlog, so it holds its clients
+   * itself once too many of its publishes are not back yet (ipc-flow.ts).
    */
-  private historyPublish(m: HistoryPublish): void {
+  private historyPublish(m: HistoryPublish, from: WorkerProcess): void {
     if (typeof m.topic !== 'string' || typeof m.channel !== 'string' || !(m.payload instanceof Uint8Array))
       return;
     const offset = this.history.append(`${m.topic}\u0000${m.channel}`, m.payload);
@@ -763,7 +766,8 @@ export class Supervisor {
       payload: m.payload,
     } as const;
     for (const w of this.workers.values())
-      if (w.state !== 'exited' && w.relayCutOff === undefined) w.send(delivery);
+      if (w.state !== 'exited' && w.relayCutOff === undefined)
+        w.send(w === from ? { ...delivery, own: true } : delivery);
   }
 
   /** A worker's recovery request: what follows the offset, or why it cannot be replayed. */

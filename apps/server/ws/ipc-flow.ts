@@ -21,17 +21,52 @@
  * (`bus-hold` on this channel) until that one has caught up (`bus-release`);
  * meanwhile the flow is `congested` as well, so the hub pauses its
  * publishing clients exactly as for its own backed-up channel.
+ *
+ * A hold cannot reach the backed-up worker itself: it would wait behind that
+ * worker's own backlog. Yet with a channel history the publisher is the one
+ * that backs up most (every publish comes back to it through the
+ * supervisor, and a worker whose subscribers make each delivery costly
+ * reads eight publishing clients faster than the one channel that brings
+ * their publishes back: one worker, 40 subscribers, 8 clients publishing
+ * 4 KB messages reached 32 MiB waiting and was cut off, every client
+ * dropped). So the flow counts its own history publishes that have not yet
+ * come back (the supervisor marks the publisher's copy `own`): past
+ * `lagHighWaterBytes` waiting the worker reads its channel too slowly, and
+ * the flow is congested until at most `lowWater` of them are left.
  */
 import type { IpcChannel } from './bus.js';
 
 /** Messages still unwritten below which a congested channel counts as drained. */
 const lowWater = 16;
+/** Estimated bytes of own history publishes not yet delivered back past which the worker lags (as the supervisor estimates them). */
+const lagHighWaterBytes = 1024 * 1024;
+/** What a message costs the supervisor beyond its payload (worker-process.ts `estimatedBytes`). */
+const messageOverhead = 256;
+
+/** Estimated bytes of `message` if it is a history publish (it comes back to this worker), else 0. */
+function roundTripBytes(message: unknown, type: string): number {
+  if (typeof message !== 'object' || message === null || (message as { type?: unknown }).type !== type)
+    return 0;
+  const payload = (message as { payload?: unknown }).payload;
+  return payload instanceof Uint8Array ? messageOverhead + payload.byteLength : 0;
+}
 
 export class IpcFlow {
   private unwritten = 0;
   private stopped = false;
   /** The supervisor asked to hold (another worker is backed up) and has not released yet. */
   private held = false;
+  /** Own history publishes sent and not yet delivered back, and their estimated bytes. */
+  private roundTrips = 0;
+  private roundTripBytes = 0;
+  /**
+   * The supervisor marks own deliveries: until the first has come, the lag is
+   * not judged (a supervisor still running older code after the files on
+   * disk were upgraded never marks them; counting would hold for ever).
+   */
+  private marksOwn = false;
+  /** Too many own publishes are not back yet: this worker reads its channel too slowly. */
+  private lagging = false;
   private readonly drainWaiters: Array<() => void> = [];
 
   constructor(private readonly channel: IpcChannel) {
@@ -52,15 +87,23 @@ export class IpcFlow {
     }
     // false from a channel that closed meanwhile is no congestion: its callbacks come with errors
     if (!ok && isOpen(this.channel)) this.stopped = true;
+    const bytes = roundTripBytes(message, 'history-publish');
+    if (bytes > 0) {
+      this.roundTrips++;
+      this.roundTripBytes += bytes;
+      if (this.marksOwn && this.roundTrips > lowWater && this.roundTripBytes > lagHighWaterBytes)
+        this.lagging = true;
+    }
     return true;
   }
 
   /**
    * Node asked to stop sending and the messages queued since have not yet
-   * gone out, or the supervisor holds the pod's publishers.
+   * gone out, or the supervisor holds the pod's publishers, or this worker's
+   * own publishes are slow to come back.
    */
   get congested(): boolean {
-    return this.stopped || this.held;
+    return this.stopped || this.held || this.lagging;
   }
 
   /** Runs `fn` once the channel is no longer congested (at once if it is not). */
@@ -83,8 +126,19 @@ export class IpcFlow {
     else if (type === 'bus-release' && this.held) {
       this.held = false;
       this.drained();
-    }
+    } else if (type === 'history' && (message as { own?: unknown }).own === true) this.cameBack(message);
   };
+
+  private cameBack(delivery: unknown): void {
+    this.marksOwn = true;
+    if (this.roundTrips === 0) return;
+    this.roundTrips--;
+    this.roundTripBytes =
+      this.roundTrips === 0 ? 0 : Math.max(0, this.roundTripBytes - roundTripBytes(delivery, 'history'));
+    if (!this.lagging || this.roundTrips > lowWater) return;
+    this.lagging = false;
+    this.drained();
+  }
 
   private drained(): void {
     if (this.congested) return;
