@@ -94,7 +94,48 @@ function marshal(m: Envelope): Uint8Array {
   return WsMessage.encode(wire).finish();
 }
 
+/** WsMessage's fields by number: name and wire type (0 varint, 2 length-delimited). */
+const fields: ReadonlyArray<readonly [string, number] | undefined> = [
+  undefined,
+  ['type', 2],
+  ['channel', 2],
+  ['data', 2],
+  ['timestamp', 0],
+  ['client_id', 2],
+  ['offset', 2],
+  ['id', 2],
+];
+
+/**
+ * protobufjs skips a known field of the wrong wire type as if it were unknown: a publish whose
+ * `id` a peer wrote as an integer would go out as a plain publish, never acknowledged. Refused
+ * here, naming the field and the byte of its tag; unknown fields (HypGo's, a newer hub's) of any
+ * wire type are still skipped.
+ */
+function checkWireTypes(bytes: Uint8Array): void {
+  const reader = protobuf.Reader.create(bytes);
+  try {
+    while (reader.pos < reader.len) {
+      const at = reader.pos;
+      const tag = reader.uint32();
+      const field = fields[tag >>> 3];
+      if (field !== undefined && (tag & 7) !== field[1]) {
+        failDecode(
+          `field ${tag >>> 3} (${field[0]}) has wire type ${tag & 7}, expected ${field[1]}`,
+          at,
+          undefined,
+        );
+      }
+      reader.skipType(tag & 7);
+    }
+  } catch (err) {
+    // a truncated frame: the decode below refuses it, with the offset it stopped at
+    if (err instanceof HypError) throw err;
+  }
+}
+
 function unmarshal(bytes: Uint8Array): Envelope {
+  checkWireTypes(bytes);
   const wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
   const m: Envelope = {
     type: wire.type ?? '',
