@@ -1140,8 +1140,9 @@ export class HypWebSocket {
       try {
         const sealed = await security.seal(bytes);
         if (socket.readyState === OPEN) socket.send(sealed);
-        else if (m.id && this.acks.has(m.id)) {
-          // an acknowledged publish is sent again at the reconnect, in its place (before the queue)
+        else if (m.id) {
+          // an acknowledged publish is sent again at the reconnect, in its place (before the queue),
+          // or its promise has told the application already (a timeout, close()): not reported twice
         } else if (queueable) {
           // Re-queueing it here could overtake frames flushed at a reconnect: report it instead.
           const report: HypErrorFrame = {
@@ -1153,7 +1154,8 @@ export class HypWebSocket {
         }
       } catch (err) {
         const detail = err instanceof Error ? err.message : String(err);
-        if (m.id && this.acks.has(m.id)) {
+        // an acknowledged publish reports through its promise, once (settled already: nothing more)
+        if (m.id) {
           this.settleAck(m.id, undefined, this.ackError('HYP_E_WS_SEAL', m, `cannot be sealed: ${detail}`));
           return;
         }
