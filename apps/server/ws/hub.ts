@@ -913,9 +913,17 @@ export class Hub implements ConnectionOwner {
   private acknowledge(channel: string, m: Envelope): void {
     const key = `${m.clientId}\u0000${m.id}`;
     const c = this.awaitingAck.get(key);
-    if (c === undefined) return;
+    if (c !== undefined) this.acknowledgeKey(key, c, channel, m.id!, m.offset);
+  }
+
+  /**
+   * Acknowledged publish `id` of `c` is in the shared history at `offset`: its delivery came back,
+   * or the history said so first (Redis's reply). Once: the other finds nothing.
+   */
+  private acknowledgeKey(key: string, c: Connection, channel: string, id: string, offset: string): void {
+    if (this.awaitingAck.get(key) !== c) return;
     this.forgetAck(c, key);
-    if (c.open) this.sendTo(c, publishedEnvelope(channel, m.id!, m.offset));
+    if (c.open) this.sendTo(c, publishedEnvelope(channel, id, offset));
   }
 
   private forgetAck(c: Connection, key: string): void {
@@ -1282,9 +1290,10 @@ export class Hub implements ConnectionOwner {
       // has no one to tell, and would take the acknowledgement from the client's next connection
       if (from?.open && id) {
         this.awaitAck(from, id);
-        this.shared.publish(channel, packPublishId(message), (err) =>
-          this.refusePublish(from, channel, id, err),
-        );
+        this.shared.publish(channel, packPublishId(message), {
+          appended: (offset) => this.acknowledgeKey(`${from.id}\u0000${id}`, from, channel, id, offset),
+          refused: (err) => this.refusePublish(from, channel, id, err),
+        });
       } else this.shared.publish(channel, packPublishId(message));
       return;
     }

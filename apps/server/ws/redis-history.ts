@@ -21,11 +21,10 @@ import type { Recovery } from './history.js';
 export interface SharedHistory {
   /**
    * Appends to the channel's shared history; every node (this one included) then gets it via
-   * `onDelivery`. `refused`, where the history can refuse one (Redis's error, its bound on what
-   * waits for Redis), is called instead of that delivery, at once or later, at most once: the
-   * hub answers an acknowledged publish with it.
+   * `onDelivery`. `outcome`, for a publish the hub acknowledges, hears what the history knows
+   * of it beside that delivery (RedisHistory: Redis's reply).
    */
-  publish(channel: string, message: Envelope, refused?: (err: Error) => void): void;
+  publish(channel: string, message: Envelope, outcome?: PublishOutcome): void;
   onDelivery(handler: (channel: string, message: Envelope) => void): () => void;
   /**
    * Deliveries this node missed are gone from the history (found by the catch-up after a
@@ -46,6 +45,17 @@ export interface SharedHistory {
   close(): Promise<void>;
   /** Backpressure of the transport, where it has one the hub can wait on (flow.ts). */
   readonly flow?: Flow;
+}
+
+/** What a shared history tells of one publish besides its delivery; each called at most once, at once or later. */
+export interface PublishOutcome {
+  /**
+   * It is in the history at `offset` (Redis replied), whether or not its delivery reached this
+   * node: an announcement lost with the subscriber connection must not leave it unacknowledged.
+   */
+  appended(offset: string): void;
+  /** The history did not take it: Redis's error, or more than its bound waits for Redis. */
+  refused(err: Error): void;
 }
 
 /** Entries of `channel` after `offset` that were never delivered here and are no longer in the history. */
@@ -256,7 +266,7 @@ export class RedisHistory implements SharedHistory {
    * past `maxPending` / `maxPendingBytes` waiting publishes one is refused
    * and reported (`onError`) instead of growing memory for the length of the outage.
    */
-  publish(channel: string, message: Envelope, refused?: (err: Error) => void): void {
+  publish(channel: string, message: Envelope, outcome?: PublishOutcome): void {
     if (this.closed) return;
     const payload = Buffer.from(encodeBusEvent('publish', channel, this.nodeId, message));
     if (this.flow.full(payload.length)) {
@@ -264,7 +274,7 @@ export class RedisHistory implements SharedHistory {
         `publish on channel ${channel} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
       );
       this.onError(err, channel);
-      refused?.(err);
+      outcome?.refused(err);
       return;
     }
     this.flow.add(payload.length);
@@ -279,9 +289,11 @@ export class RedisHistory implements SharedHistory {
       resendWindowSeconds,
     ];
     this.commands.eval(appendOnce, 3, ...args).then(
-      () => {
+      (id: unknown) => {
         this.flow.settle(payload.length);
         this.refusals.ok();
+        // none: a resend of an append Redis had made (its reply lost), announced the first time
+        if (typeof id === 'string') outcome?.appended(id);
       },
       (err: unknown) => {
         this.flow.settle(payload.length);
@@ -289,7 +301,7 @@ export class RedisHistory implements SharedHistory {
         const reason = err instanceof Error ? err.message : String(err);
         const refusal = new Error(`publish on channel ${channel} was not appended: ${reason}`);
         this.onError(refusal, channel);
-        refused?.(refusal);
+        outcome?.refused(refusal);
       },
     );
   }

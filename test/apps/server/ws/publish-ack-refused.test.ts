@@ -113,6 +113,26 @@ describe.skipIf(!binary)('an acknowledged publish Redis refuses (a real redis-se
     expect(err).toMatchObject({ code: 'HYP_E_WS_PUBLISH_REFUSED', channel: 'orders' });
   });
 
+  it('appended while the announcement was lost (subscriber connection cut): acknowledged all the same, the entry freed', async () => {
+    const a = await pod(`lost${Date.now()}`);
+    const shared = (a.hub as unknown as { shared: RedisHistory }).shared;
+    const sub = (shared as unknown as { sub: Redis }).sub;
+    // no one here subscribes to the channel: it is not caught up after the subscriber reconnects
+    const alice = await connect(a.url, 'json', 'alice');
+    let resubscribed = 0;
+    sub.on('ready', () => resubscribed++);
+    // the announcement of what is appended before the subscriber is back reaches no one here
+    await raw.client('KILL', 'TYPE', 'pubsub');
+    alice.send({ type: 'publish', channel: 'orders', data: Buffer.from('{"item":3}'), id: 'lost-1' });
+    await until(() => (shared.flow.pending === 0 ? true : undefined), 'the append');
+    await until(() => (resubscribed > 0 ? true : undefined), 'the subscriber back');
+    await alice.until((c) => c.of('published').length + c.of('error').length > 0, 10_000);
+    const [ack] = alice.of('published');
+    expect(ack).toMatchObject({ channel: 'orders', id: 'lost-1' });
+    expect(ack!.offset).toMatch(/^\d+-\d+$/);
+    expect(waitingAcks(a.hub)).toBe(0);
+  });
+
   it('past the bound on publishes waiting for Redis (history): refused at once with the id', async () => {
     const a = await pod(`full${Date.now()}`, { maxPending: 2 });
     const alice = await connect(a.url, 'json', 'alice');
