@@ -45,3 +45,26 @@ describe('publishAck under the security pipeline', () => {
     expect(a.errors.filter((e) => e.code === 'HYP_E_WS_SEAL')).toEqual([]);
   });
 });
+
+describe('publishAck in every codec with the security pipeline on', () => {
+  for (const codec of ['json', 'protobuf', 'flatbuffers', 'msgpack'] as const) {
+    it(`${codec}: acknowledged with its offset, refused with the hub's code and the id`, async () => {
+      const served = await hub({ security: { keys }, canPublish: (_c, channel) => channel !== 'staff' });
+      const seen: Array<[string, string | undefined]> = [];
+      const w = client(served.url, { codec, clientId: 'watcher', security: keys });
+      w.ws.subscribe('news', (m) => seen.push([m.clientId, m.id]));
+      await w.ws.connect();
+      await eventually(() => w.ws.offset('news') !== undefined);
+      const a = client(served.url, { codec, clientId: 'alice', security: keys });
+      await a.ws.connect();
+      const id = `${codec}-${'z'.repeat(56)}`.slice(0, 64);
+      const ack = await a.ws.publishAck('news', { n: 1 }, { id });
+      expect(ack.offset).not.toBe('');
+      const refused = await a.ws.publishAck('staff', 'x').catch((err: { code: string; id: string }) => err);
+      expect(refused).toMatchObject({ code: 'HYP_E_WS_CONTROL', channel: 'staff' });
+      await eventually(() => seen.length === 1);
+      expect(seen).toEqual([['alice', id]]);
+      expect(a.errors).toEqual([]);
+    });
+  }
+});
