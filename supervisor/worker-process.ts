@@ -9,8 +9,9 @@
  * (event loop busy, SIGSTOP, a debugger) Node queues in the supervisor,
  * without bound. So every send is counted until Node has written it: once
  * Node's `send()` says stop (more than 128 KiB unwritten) with more than
- * `relayLowWater` messages waiting, the worker is backed up (`backlog`
- * true) until no more than that wait (`backlog` false); the supervisor then
+ * `relayLowWater` messages or `relayLowWaterBytes` waiting, the worker is
+ * backed up (`backlog` true) until no more than both wait (`backlog`
+ * false); the supervisor then
  * holds the other workers' publishing clients (supervisor.ts `syncHolds`).
  * A backed-up worker that reads nothing for `relayStallMs` (stopped, or
  * its loop blocked), or with more than `relayMaxBacklogBytes` waiting, is
@@ -92,6 +93,13 @@ const maxReportedMalformed = 10;
 
 /** Messages still unwritten at or below which a backed-up worker has caught up (as the worker's ipc-flow.ts). */
 export const relayLowWater = 16;
+/**
+ * Estimated bytes unwritten past which a worker is backed up however few
+ * messages they are: with large messages (max_message_size past 2 MiB), 16
+ * of them are already past `relayMaxBacklogBytes`, and a worker that only
+ * paused was cut off before any hold.
+ */
+export const relayLowWaterBytes = 4 * 1024 * 1024;
 /** Estimated bytes waiting for one worker past which it is `stalled`, however long it has been backed up. */
 export const relayMaxBacklogBytes = 32 * 1024 * 1024;
 
@@ -293,9 +301,13 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       this.unwrittenBytes -= bytes;
       throw err;
     }
-    if (!ok && this.child.connected && this.unwritten > relayLowWater) this.backUp();
+    if (!ok && this.child.connected && this.aboveLowWater()) this.backUp();
     if (this.unwrittenBytes > relayMaxBacklogBytes)
       this.stall(`${this.unwritten} messages, about ${this.unwrittenBytes} bytes, wait unwritten`);
+  }
+
+  private aboveLowWater(): boolean {
+    return this.unwritten > relayLowWater || this.unwrittenBytes > relayLowWaterBytes;
   }
 
   private backUp(): void {
@@ -324,7 +336,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     this.unwrittenBytes -= bytes;
     if (this.backedUpSince === undefined) return;
     this.lastWrittenAt = Date.now();
-    if (this.unwritten > relayLowWater) return;
+    if (this.aboveLowWater()) return;
     this.backedUpSince = undefined;
     clearTimeout(this.stallTimer);
     this.emit('backlog', false);
