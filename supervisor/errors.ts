@@ -194,7 +194,7 @@ export const catalog = {
     message: 'publish {id} on "{channel}" not acknowledged: {detail}; the hub may have accepted it',
   },
   HYP_E_WS_PUBLISH_REFUSED: {
-    message: 'publish {id} refused: {detail}; nothing was delivered, it may be sent again',
+    message: 'publish {id} refused: {detail}; it may be sent again',
   },
 
   // HTTP responses (continued)

@@ -21,14 +21,24 @@ import { quit, RefusalWarning, resendWindowSeconds } from './redis-history.js';
 
 export type BusHandler = (topic: string, payload: Uint8Array) => void;
 
+/** What becomes of one bus publish (Bus.publish), for a hub that acknowledges it. */
+export interface BusOutcome {
+  /** Redis took it: every other node subscribed then has it. */
+  sent(): void;
+  refused(err: Error): void;
+}
+
 export interface Bus {
   /** Unique per node (worker); used to drop echoes. */
   readonly nodeId: string;
   /**
-   * `refused`, where the transport can refuse a publish (RedisBus: Redis's error, its bound on
-   * what waits for Redis), is called at most once, at once or later, when it did not take it.
+   * `outcome`, where the transport can refuse a publish (RedisBus: Redis's error, its bound on
+   * what waits for Redis): `refused` when it did not take it, at once or later; with `confirms`,
+   * else `sent` once it did. At most one of them, once.
    */
-  publish(topic: string, payload: Uint8Array, refused?: (err: Error) => void): void;
+  publish(topic: string, payload: Uint8Array, outcome?: BusOutcome): void;
+  /** `publish` calls its outcome's `sent` or `refused` (exactly one): the hub acknowledges on it. */
+  readonly confirms?: boolean;
   /** Returns a function that removes the handler. */
   onMessage(handler: BusHandler): () => void;
   /** Resolves once messages published by others from now on will arrive. */
@@ -219,14 +229,16 @@ export class RedisBus extends HandlerSet implements Bus {
    * waiting publishes one is refused and reported (`onError`) instead of
    * growing memory for the whole outage.
    */
-  publish(topic: string, payload: Uint8Array, refused?: (err: Error) => void): void {
+  readonly confirms = true;
+
+  publish(topic: string, payload: Uint8Array, outcome?: BusOutcome): void {
     const size = 1 + this.idBytes.length + payload.length;
     if (this.flow.full(size)) {
       const err = new Error(
         `bus publish on ${topic} refused: ${this.flow.pending} publishes (${this.flow.pendingBytes} bytes) are waiting for Redis`,
       );
       this.onError(err, topic);
-      refused?.(err);
+      outcome?.refused(err);
       return;
     }
     const frame = Buffer.allocUnsafe(size);
@@ -239,13 +251,14 @@ export class RedisBus extends HandlerSet implements Bus {
       () => {
         this.flow.settle(size);
         this.refusals.ok();
+        outcome?.sent();
       },
       (err: unknown) => {
         this.flow.settle(size);
         if (this.closed) return;
         const failure = new Error(`bus publish on ${topic} failed: ${(err as Error).message}`);
         this.onError(failure, topic);
-        refused?.(failure);
+        outcome?.refused(failure);
       },
     );
   }

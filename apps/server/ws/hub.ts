@@ -7,7 +7,7 @@ import { type WebSocket, WebSocketServer } from 'ws';
 import { HypError, isHypError } from '../../../supervisor/errors.js';
 import { destroySocket, refuseUpgrade } from '../http/upgrade.js';
 import { Backlog } from './backlog.js';
-import { type Bus, LocalBus } from './bus.js';
+import { type Bus, type BusOutcome, LocalBus } from './bus.js';
 import {
   type BusEvent,
   type BusEventKind,
@@ -1298,51 +1298,75 @@ export class Hub implements ConnectionOwner {
       return;
     }
     if (from && id) {
-      // handed to the bus first: one the bus refuses is delivered nowhere, and refused
-      if (!this.toBusAcked('publish', channel, message, from, id)) return;
-    } else this.toBus('publish', channel, message);
+      this.publishAcked('publish', channel, message, from, id, () => {
+        this.history.append(channel, message);
+        this.deliver(this.channels.get(channel), message);
+        return message.offset;
+      });
+      return;
+    }
     this.history.append(channel, message);
     this.deliver(this.channels.get(channel), message);
-    if (from?.open && id) this.sendTo(from, publishedEnvelope(channel, id, message.offset));
+    this.toBus('publish', channel, message);
   }
 
   /** `from`: the connection whose broadcast carried an id, acknowledged once it is on the bus (no history). */
   private broadcastEnvelope(message: Envelope, from?: Connection): void {
     const id = from ? message.id : undefined;
     if (from && id) {
-      if (!this.toBusAcked('broadcast', '', message, from, id)) return;
-    } else this.toBus('broadcast', '', message);
+      this.publishAcked('broadcast', '', message, from, id, () => {
+        this.deliver(this.all, message);
+        return '';
+      });
+      return;
+    }
     this.deliver(this.all, message);
-    if (from?.open && id) this.sendTo(from, publishedEnvelope(message.channel, id, ''));
+    this.toBus('broadcast', '', message);
   }
 
-  private toBus(kind: BusEventKind, target: string, message: Envelope, refused?: (err: Error) => void): void {
+  private toBus(kind: BusEventKind, target: string, message: Envelope, outcome?: BusOutcome): void {
     const payload = encodeBusEvent(kind, target, this.bus.nodeId, packPublishId(message));
-    this.bus.publish(this.name, payload, refused);
+    this.bus.publish(this.name, payload, outcome);
   }
 
   /**
-   * Hands a client's acknowledged publish to the bus. False when the bus refused it at once (a
-   * RedisBus past its bound on what waits for Redis): `from` is told, with the id. A refusal that
-   * comes later, after the acknowledgement, is the bus's `onError` only: the publish is in this
-   * node's history and was delivered here.
+   * A client's acknowledged publish or broadcast without a shared history: handed to the bus,
+   * then delivered here (`deliverHere`, which returns its offset) unless the bus refused it at
+   * once (a RedisBus past its bound on what waits for Redis): then it is delivered nowhere. `from`
+   * hears `published` once the bus took it — at once, or, from a bus that `confirms`, on Redis's
+   * reply — or HYP_E_WS_PUBLISH_REFUSED with the id (Redis's error: delivered on this node only).
    */
-  private toBusAcked(
+  private publishAcked(
     kind: BusEventKind,
     target: string,
     message: Envelope,
     from: Connection,
     id: string,
-  ): boolean {
-    let refusal: Error | undefined;
+    deliverHere: () => string,
+  ): void {
+    const channel = message.channel;
     let handing = true;
-    this.toBus(kind, target, message, (err) => {
-      if (handing) refusal = err;
+    let sent = false;
+    let refusal: Error | undefined;
+    let offset = '';
+    this.toBus(kind, target, message, {
+      sent: () => {
+        if (handing) sent = true;
+        else if (from.open) this.sendTo(from, publishedEnvelope(channel, id, offset));
+      },
+      refused: (err) => {
+        if (handing) refusal = err;
+        else this.refusePublish(from, channel, id, err);
+      },
     });
     handing = false;
-    if (refusal === undefined) return true;
-    this.refusePublish(from, message.channel, id, refusal);
-    return false;
+    if (refusal !== undefined) {
+      this.refusePublish(from, channel, id, refusal);
+      return;
+    }
+    offset = deliverHere();
+    if ((sent || this.bus.confirms !== true) && from.open)
+      this.sendTo(from, publishedEnvelope(channel, id, offset));
   }
 
   private fromBus(event: BusEvent): void {

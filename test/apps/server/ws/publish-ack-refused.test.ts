@@ -133,6 +133,20 @@ describe.skipIf(!binary)('an acknowledged publish Redis refuses (a real redis-se
     expect(waitingAcks(a.hub)).toBe(0);
   });
 
+  it('a Redis bus (no shared history) that Redis refuses (OOM): refused with the id, never acknowledged', async () => {
+    const a = await pod(`busoom${Date.now()}`, { history: false });
+    const alice = await connect(a.url, 'protobuf', 'alice');
+    await outOfMemory();
+    alice.send({ type: 'broadcast', data: Buffer.from('"b"'), id: 'oom-b' });
+    alice.send({ type: 'publish', channel: 'orders', data: Buffer.from('"p"'), id: 'oom-p' });
+    await alice.until((c) => c.of('error').length + c.of('published').length >= 2, 15_000);
+    expect(alice.of('published')).toEqual([]);
+    expect(alice.of('error').map((e) => [e.id, (json(e) as { code: string }).code])).toEqual([
+      ['oom-b', 'HYP_E_WS_PUBLISH_REFUSED'],
+      ['oom-p', 'HYP_E_WS_PUBLISH_REFUSED'],
+    ]);
+  });
+
   it('past the bound on publishes waiting for Redis (history): refused at once with the id', async () => {
     const a = await pod(`full${Date.now()}`, { maxPending: 2 });
     const alice = await connect(a.url, 'json', 'alice');
