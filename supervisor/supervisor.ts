@@ -207,7 +207,8 @@ export class Supervisor {
       listeners: this.listeners,
       ticketKeys: this.ticketKeys,
       tlsFallback: this.lastGoodTls.refresh(config),
-      relayStallMs: durationMs(this.config.supervisor.heartbeat_timeout),
+      // the worker's own config: a roll that changes heartbeat_timeout changes its relay bound too
+      relayStallMs: durationMs(config.supervisor.heartbeat_timeout),
     });
     this.workers.set(worker.id, worker);
     this.log.info({ worker: worker.id, worker_pid: worker.pid, slot, gen: generation }, 'worker spawned');
