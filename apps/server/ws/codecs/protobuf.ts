@@ -94,8 +94,10 @@ function marshal(m: Envelope): Uint8Array {
   return WsMessage.encode(wire).finish();
 }
 
-/** WsMessage's fields by number: name and wire type (0 varint, 2 length-delimited). */
-const fields: ReadonlyArray<readonly [string, number] | undefined> = [
+/** A message's fields by number: name and wire type (0 varint, 2 length-delimited). */
+type Fields = ReadonlyArray<readonly [string, number] | undefined>;
+
+const envelopeFields: Fields = [
   undefined,
   ['type', 2],
   ['channel', 2],
@@ -105,14 +107,21 @@ const fields: ReadonlyArray<readonly [string, number] | undefined> = [
   ['offset', 2],
   ['id', 2],
 ];
+const channelRequestFields: Fields = [undefined, ['channel', 2], ['offset', 2]];
+const roomRequestFields: Fields = [undefined, ['room_id', 2]];
 
 /**
  * protobufjs skips a known field of the wrong wire type as if it were unknown: a publish whose
- * `id` a peer wrote as an integer would go out as a plain publish, never acknowledged. Refused
- * here, naming the field and the byte of its tag; unknown fields (HypGo's, a newer hub's) of any
- * wire type are still skipped.
+ * `id` a peer wrote as an integer would go out as a plain publish, never acknowledged, and a
+ * subscribe whose `offset` was an integer would start at the head without a word. Refused here,
+ * naming the field and the byte of its tag; unknown fields (HypGo's, a newer hub's) of any wire
+ * type are still skipped.
  */
-function checkWireTypes(bytes: Uint8Array): void {
+function checkWireTypes(
+  bytes: Uint8Array,
+  fields: Fields,
+  fail: (detail: string, offset: number, cause: unknown) => never,
+): void {
   const reader = protobuf.Reader.create(bytes);
   try {
     while (reader.pos < reader.len) {
@@ -120,7 +129,7 @@ function checkWireTypes(bytes: Uint8Array): void {
       const tag = reader.uint32();
       const field = fields[tag >>> 3];
       if (field !== undefined && (tag & 7) !== field[1]) {
-        failDecode(
+        fail(
           `field ${tag >>> 3} (${field[0]}) has wire type ${tag & 7}, expected ${field[1]}`,
           at,
           undefined,
@@ -129,13 +138,13 @@ function checkWireTypes(bytes: Uint8Array): void {
       reader.skipType(tag & 7);
     }
   } catch (err) {
-    // a truncated frame: the decode below refuses it, with the offset it stopped at
+    // a truncated message: the decode after this refuses it, with the offset it stopped at
     if (err instanceof HypError) throw err;
   }
 }
 
 function unmarshal(bytes: Uint8Array): Envelope {
-  checkWireTypes(bytes);
+  checkWireTypes(bytes, envelopeFields, failDecode);
   const wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
   const m: Envelope = {
     type: wire.type ?? '',
@@ -156,6 +165,7 @@ function controlError(kind: string) {
 }
 
 function decodeChannelRequest(data: Uint8Array): ChannelRequest {
+  checkWireTypes(data, channelRequestFields, controlError('subscribe'));
   const wire = decodeWith<{ channel?: string; offset?: string }>(
     ChannelRequestType,
     data,
@@ -173,6 +183,7 @@ function encodeChannelRequest(request: ChannelRequest): Uint8Array {
 }
 
 function decodeRoomRequest(data: Uint8Array): RoomRequest {
+  checkWireTypes(data, roomRequestFields, controlError('join_room'));
   const wire = decodeWith<{ room_id?: string }>(RoomRequestType, data, controlError('join_room'));
   if (!wire.room_id)
     throw new HypError('HYP_E_WS_CONTROL', { type: 'join_room', detail: 'room_id is empty' });

@@ -52,6 +52,24 @@ describe('protobuf: a known field of the wrong wire type', () => {
     });
   }
 
+  it('a subscribe whose offset (ChannelRequest field 2) is a varint: HYP_E_WS_CONTROL, not a subscription from the head', async () => {
+    await bed.serve();
+    const c = await bed.connect('protobuf');
+    const request = protobuf.Writer.create()
+      .uint32((1 << 3) | 2)
+      .string('ch')
+      .uint32((2 << 3) | 0)
+      .uint32(5)
+      .finish();
+    c.send({ type: 'subscribe', data: Buffer.from(request) });
+    const [err] = await c.nextOf('error');
+    const body = json(err!) as { code: string; message: string };
+    expect(body.code).toBe('HYP_E_WS_CONTROL');
+    expect(body.message).toMatch(/field 2 \(offset\) has wire type 0, expected 2 \(byte 4\)/);
+    expect(c.of('subscribed')).toEqual([]);
+    expect(bed.served!.hub.subscribers('ch')).toBe(0);
+  });
+
   it('the codec alone: the byte offset is the tag of the bad field', () => {
     const bytes = publishFrame((w) => w.uint32((7 << 3) | 0).uint32(42));
     expect(() => protobufCodec.unmarshal(bytes)).toThrow(
