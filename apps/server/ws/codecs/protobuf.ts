@@ -122,24 +122,39 @@ function checkWireTypes(
   fields: Fields,
   fail: (detail: string, offset: number, cause: unknown) => never,
 ): void {
-  const reader = protobuf.Reader.create(bytes);
-  try {
-    while (reader.pos < reader.len) {
-      const at = reader.pos;
-      const tag = reader.uint32();
-      const field = fields[tag >>> 3];
-      if (field !== undefined && (tag & 7) !== field[1]) {
-        fail(
-          `field ${tag >>> 3} (${field[0]}) has wire type ${tag & 7}, expected ${field[1]}`,
-          at,
-          undefined,
-        );
-      }
-      reader.skipType(tag & 7);
+  // a plain loop over the bytes (no reader allocated: every frame a client sends passes here);
+  // whatever it cannot step over (a truncated field, a group) is left to the decode to refuse
+  const end = bytes.length;
+  let p = 0;
+  while (p < end) {
+    const at = p;
+    let tag = 0;
+    for (let shift = 0; ; shift += 7) {
+      if (p >= end || shift > 28) return;
+      const b = bytes[p++]!;
+      tag += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) break;
     }
-  } catch (err) {
-    // a truncated message: the decode after this refuses it, with the offset it stopped at
-    if (err instanceof HypError) throw err;
+    const wireType = tag % 8;
+    const number = Math.floor(tag / 8);
+    const field = fields[number];
+    if (field !== undefined && wireType !== field[1])
+      fail(`field ${number} (${field[0]}) has wire type ${wireType}, expected ${field[1]}`, at, undefined);
+    if (wireType === 0) {
+      while (p < end && bytes[p]! >= 0x80) p++;
+      p++;
+    } else if (wireType === 1) p += 8;
+    else if (wireType === 5) p += 4;
+    else if (wireType === 2) {
+      let length = 0;
+      for (let shift = 0; ; shift += 7) {
+        if (p >= end || shift > 28) return;
+        const b = bytes[p++]!;
+        length += (b & 0x7f) * 2 ** shift;
+        if (b < 0x80) break;
+      }
+      p += length;
+    } else return;
   }
 }
 
