@@ -935,11 +935,12 @@ export class Hub implements ConnectionOwner {
   /**
    * The shared history or the bus did not take acknowledged publish `id` of `c` (Redis's error,
    * its bound on what waits for Redis): `c` hears it now, with the id, instead of waiting out its
-   * acknowledgement timeout. Nothing when it was acknowledged meanwhile (a copy sent again after
-   * a reconnect), or when `c` left: then the client sends it again on its next connection.
+   * acknowledgement timeout. Nothing when `c` left (the client sends it again on its next
+   * connection), or, for one `awaited` from the shared history, when it was acknowledged
+   * meanwhile (a copy sent again after a reconnect).
    */
-  private refusePublish(c: Connection, channel: string, id: string, cause: Error): void {
-    if (this.shared) {
+  private refusePublish(c: Connection, channel: string, id: string, cause: Error, awaited = false): void {
+    if (awaited) {
       const key = `${c.id}\u0000${id}`;
       if (this.awaitingAck.get(key) !== c) return;
       this.forgetAck(c, key);
@@ -1292,7 +1293,7 @@ export class Hub implements ConnectionOwner {
         this.awaitAck(from, id);
         this.shared.publish(channel, packPublishId(message), {
           appended: (offset) => this.acknowledgeKey(`${from.id}\u0000${id}`, from, channel, id, offset),
-          refused: (err) => this.refusePublish(from, channel, id, err),
+          refused: (err) => this.refusePublish(from, channel, id, err, true),
         });
       } else this.shared.publish(channel, packPublishId(message));
       return;

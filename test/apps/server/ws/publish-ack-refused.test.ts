@@ -147,6 +147,18 @@ describe.skipIf(!binary)('an acknowledged publish Redis refuses (a real redis-se
     ]);
   });
 
+  it('a broadcast beside a shared history (it goes on the bus) that Redis refuses: refused with the id', async () => {
+    const a = await pod(`bcoom${Date.now()}`);
+    const alice = await connect(a.url, 'msgpack', 'alice');
+    await outOfMemory();
+    alice.send({ type: 'broadcast', data: Buffer.from('"b"'), id: 'oom-b2' });
+    await alice.until((c) => c.of('error').length + c.of('published').length > 0, 15_000);
+    expect(alice.of('published')).toEqual([]);
+    expect(alice.of('error').map((e) => [e.id, (json(e) as { code: string }).code])).toEqual([
+      ['oom-b2', 'HYP_E_WS_PUBLISH_REFUSED'],
+    ]);
+  });
+
   it('past the bound on publishes waiting for Redis (history): refused at once with the id', async () => {
     const a = await pod(`full${Date.now()}`, { maxPending: 2 });
     const alice = await connect(a.url, 'json', 'alice');
