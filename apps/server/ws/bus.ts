@@ -32,12 +32,12 @@ export interface Bus {
   /** Unique per node (worker); used to drop echoes. */
   readonly nodeId: string;
   /**
-   * `outcome`, where the transport can refuse a publish (RedisBus: Redis's error, its bound on
-   * what waits for Redis): `refused` when it did not take it, at once or later; with `confirms`,
-   * else `sent` once it did. At most one of them, once.
+   * `outcome`, for a transport that can refuse a publish (RedisBus: Redis's error, its bound on
+   * what waits for Redis): `refused` when it did not take it, `sent` when it did; one of them,
+   * once, at once or later (until the bus is closed). Other transports ignore it.
    */
   publish(topic: string, payload: Uint8Array, outcome?: BusOutcome): void;
-  /** `publish` calls its outcome's `sent` or `refused` (exactly one): the hub acknowledges on it. */
+  /** True for a bus that answers every `outcome` (RedisBus): the hub acknowledges on `sent`, not at once. */
   readonly confirms?: boolean;
   /** Returns a function that removes the handler. */
   onMessage(handler: BusHandler): () => void;
@@ -186,6 +186,8 @@ export class RedisBus extends HandlerSet implements Bus {
   private readonly subscribed: Promise<unknown>;
   /** Publishes waiting for Redis: the hub holds publishing clients while it is congested. */
   readonly flow: PendingFlow;
+  /** Every publish's outcome is answered (Redis's reply or error): see Bus.confirms. */
+  readonly confirms = true;
   private readonly onError: (err: Error, topic: string) => void;
   private readonly refusals: RefusalWarning;
   private closed = false;
@@ -229,8 +231,6 @@ export class RedisBus extends HandlerSet implements Bus {
    * waiting publishes one is refused and reported (`onError`) instead of
    * growing memory for the whole outage.
    */
-  readonly confirms = true;
-
   publish(topic: string, payload: Uint8Array, outcome?: BusOutcome): void {
     const size = 1 + this.idBytes.length + payload.length;
     if (this.flow.full(size)) {
