@@ -18,7 +18,13 @@ import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
 import { type CatalogEntry, catalog, type ErrorCode, errorMessage, HypError } from './errors.js';
 import { PodHistory } from './history.js';
-import type { BusMessage, HistoryPublish, HistoryRecoverRequest, TicketKeys } from './ipc.js';
+import type {
+  BusMessage,
+  HistoryPublish,
+  HistoryRecoverRequest,
+  SupervisorMessage,
+  TicketKeys,
+} from './ipc.js';
 import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
@@ -52,6 +58,10 @@ export interface RollResult {
 }
 
 const defaultWorkerEntry = fileURLToPath(new URL('../apps/server/worker.js', import.meta.url));
+/** Recovery requests one worker may have waiting (each is small); past it one is refused at once. */
+const maxWaitingRecoveries = 10_000;
+/** How long a worker waits for a recovery answer (apps/server/ws/ipc-history.ts); one that waited longer gets no page. */
+const recoveryGiveUpMs = 5_000;
 
 export class Supervisor {
   state: SupervisorState = 'starting';
@@ -226,6 +236,7 @@ export class Supervisor {
     worker.on('tls-reloaded', (at) => this.lastGoodTls.refresh(this.config, at));
     worker.on('history-publish', (m) => this.historyPublish(m, worker));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
+    worker.on('room', () => this.answerRecoveries(worker));
     worker.on('failing', (error) => this.replaceFailing(worker, error));
     return worker;
   }
@@ -771,11 +782,54 @@ export class Supervisor {
         w.send(w === from ? { ...delivery, own: true } : delivery);
   }
 
-  /** A worker's recovery request: what follows the offset, or why it cannot be replayed. */
+  /**
+   * A worker's recovery request: what follows the offset, or why it cannot be
+   * replayed. Answered as the worker reads: a page is up to 1 MiB, and many
+   * clients resuming on one worker at once (as after another worker was
+   * replaced) would otherwise put far more than the relay's 32 MiB bound
+   * in its queue at once, cut it off, and send its clients on to do the same
+   * to the next worker. Requests wait here meanwhile, in order, small.
+   */
   private historyRecover(worker: WorkerProcess, m: HistoryRecoverRequest): void {
     if (typeof m.topic !== 'string' || typeof m.channel !== 'string' || typeof m.offset !== 'string') return;
-    // one reply carries at most ~1 MiB of payload: a long gap is paged, never one huge IPC message
-    worker.send(this.history.recoveryReply(m, 1024 * 1024));
+    if (worker.recoveries.length >= maxWaitingRecoveries) {
+      worker.send(this.recoveryRefusal(m, `${maxWaitingRecoveries} recoveries wait for this worker to read`));
+      return;
+    }
+    worker.recoveries.push({ request: m, at: Date.now() });
+    this.answerRecoveries(worker);
+  }
+
+  /** Answers `worker`'s waiting recovery requests while it has room for them. */
+  private answerRecoveries(worker: WorkerProcess): void {
+    const waiting = worker.recoveries;
+    while (waiting.length > 0 && worker.state !== 'exited' && worker.relayCutOff === undefined) {
+      if (!worker.hasRoom) {
+        worker.waitForRoom();
+        return;
+      }
+      const { request, at } = waiting.shift()!;
+      // the worker gave up on it (ipc-history.ts): no page nobody waits for
+      const stale = Date.now() - at > recoveryGiveUpMs;
+      // one reply carries at most ~1 MiB of payload: a long gap is paged, never one huge IPC message
+      worker.send(
+        stale
+          ? this.recoveryRefusal(request, `not answered within ${recoveryGiveUpMs} ms`)
+          : this.history.recoveryReply(request, 1024 * 1024),
+      );
+    }
+  }
+
+  private recoveryRefusal(m: HistoryRecoverRequest, reason: string): SupervisorMessage {
+    return {
+      type: 'history-recovered',
+      id: m.id,
+      topic: m.topic,
+      head: this.history.head(`${m.topic}\u0000${m.channel}`),
+      ok: false,
+      entries: [],
+      reason,
+    };
   }
 
   /** Distribute new TLS session-ticket keys to every worker (and to future ones). */

@@ -77,6 +77,8 @@ interface WorkerEvents {
   failing: [string];
   /** True once the worker's IPC channel is backed up, false once it caught up. */
   backlog: [boolean];
+  /** `hasRoom` again, after `waitForRoom`. */
+  room: [];
   /** The worker did not catch up (why): nothing more should be relayed to it. Once. */
   stalled: [string];
   /** A certificate reload installed new files for the TLS listener at this key path. */
@@ -100,6 +102,12 @@ export const relayLowWater = 16;
  * paused was cut off before any hold.
  */
 export const relayLowWaterBytes = 4 * 1024 * 1024;
+/**
+ * Estimated bytes unwritten below which a history page (up to 1 MiB) is sent
+ * to a worker: replays go at the pace it reads them, and stay below
+ * `relayLowWaterBytes` so they alone do not hold the pod.
+ */
+export const recoveryRoomBytes = 2 * 1024 * 1024;
 /** Estimated bytes waiting for one worker past which it is `stalled`, however long it has been backed up. */
 export const relayMaxBacklogBytes = 32 * 1024 * 1024;
 
@@ -175,6 +183,9 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   relayCutOff: string | undefined;
   /** The supervisor told it to hold its publishing clients (`bus-hold` sent, no `bus-release` yet). */
   holding = false;
+  /** Its history recovery requests not answered yet, oldest first, with when they came (supervisor.ts). */
+  readonly recoveries: Array<{ request: HistoryRecoverRequest; at: number }> = [];
+  private waitingForRoom = false;
   private unwritten = 0;
   private unwrittenBytes = 0;
   private readonly relayStallMs: number;
@@ -334,12 +345,28 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     if (this.state === 'exited') return;
     this.unwritten--;
     this.unwrittenBytes -= bytes;
-    if (this.backedUpSince === undefined) return;
-    this.lastWrittenAt = Date.now();
-    if (this.aboveLowWater()) return;
-    this.backedUpSince = undefined;
-    clearTimeout(this.stallTimer);
-    this.emit('backlog', false);
+    if (this.backedUpSince !== undefined) {
+      this.lastWrittenAt = Date.now();
+      if (!this.aboveLowWater()) {
+        this.backedUpSince = undefined;
+        clearTimeout(this.stallTimer);
+        this.emit('backlog', false);
+      }
+    }
+    if (this.waitingForRoom && this.hasRoom) {
+      this.waitingForRoom = false;
+      this.emit('room');
+    }
+  }
+
+  /** Little waits unwritten for it: a history page may go now (supervisor.ts `answerRecoveries`). */
+  get hasRoom(): boolean {
+    return this.backedUpSince === undefined && this.unwrittenBytes < recoveryRoomBytes;
+  }
+
+  /** Emit `room` once `hasRoom` again. */
+  waitForRoom(): void {
+    this.waitingForRoom = true;
   }
 
   private stall(why: string): void {
