@@ -761,7 +761,8 @@ export class Supervisor {
 
   /**
    * Pod-wide channel history: assign the offset, keep the payload, deliver to
-   * every live worker (the publisher too, so all deliver in the same order).
+   * every live worker (the publisher too, so all deliver in the same order)
+   * that wants them (not one still loading its app: `wantsHistory`).
    * The publisher's copy is marked `own`: a hold sent to a backed-up
    * publisher would wait behind its own backlog, so it holds its clients
    * itself once too many of its publishes are not back yet (ipc-flow.ts).
@@ -778,7 +779,7 @@ export class Supervisor {
       payload: m.payload,
     } as const;
     for (const w of this.workers.values())
-      if (w.state !== 'exited' && w.relayCutOff === undefined)
+      if (w.state !== 'exited' && w.relayCutOff === undefined && w.wantsHistory)
         w.send(w === from ? { ...delivery, own: true } : delivery);
   }
 

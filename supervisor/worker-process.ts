@@ -183,6 +183,15 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
   relayCutOff: string | undefined;
   /** The supervisor told it to hold its publishing clients (`bus-hold` sent, no `bus-release` yet). */
   holding = false;
+  /**
+   * Channel history is delivered to it (supervisor.ts `historyPublish`) from
+   * the first message it sends that needs them: `ready`, a publish (its own
+   * comes back), a subscribe's recovery request. Before, a worker still
+   * loading its app has no use for them, and one whose loading blocks its
+   * loop would back up on them and hold the pod. The supervisor reads these
+   * before anything that could depend on what it delivers after.
+   */
+  wantsHistory = false;
   /** Its history recovery requests not answered yet, oldest first, with when they came (supervisor.ts). */
   readonly recoveries: Array<{ request: HistoryRecoverRequest; at: number }> = [];
   private waitingForRoom = false;
@@ -385,6 +394,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
     const fields = m as unknown as Record<string, unknown>;
     switch (m.type) {
       case 'ready':
+        this.wantsHistory = true;
         this.lastHeartbeat = Date.now();
         this.heardFrom = true;
         if (this.state === 'spawning') {
@@ -432,6 +442,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         break;
       }
       case 'history-publish':
+        this.wantsHistory = true;
         if (
           typeof fields.topic !== 'string' ||
           typeof fields.channel !== 'string' ||
@@ -441,6 +452,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
         this.emit('history-publish', m);
         break;
       case 'history-recover?':
+        this.wantsHistory = true;
         if (
           typeof fields.id !== 'number' ||
           typeof fields.topic !== 'string' ||
