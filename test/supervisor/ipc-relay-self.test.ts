@@ -192,3 +192,24 @@ describe("a worker's IPC flow and its own history publishes", () => {
     expect(resumed).toBe(1);
   });
 });
+
+describe("a worker's IPC flow and its own large history publishes", () => {
+  it('is congested once more than 1 MiB of them is not back yet, however few they are, until they are back', () => {
+    const ipc = fakeChannel();
+    const flow = new IpcFlow(ipc.channel);
+    const big = new Uint8Array(3 * mib);
+    flow.send({ ...publish, payload: big });
+    ipc.fromSupervisor({ ...own, payload: big });
+    // before: 17 of them (51 MiB, past the relay's 32 MiB cut-off) before it held anyone
+    flow.send({ ...publish, payload: big });
+    expect(flow.congested).toBe(true);
+    flow.send({ ...publish, payload: big });
+    let resumed = 0;
+    flow.whenDrained(() => resumed++);
+    ipc.fromSupervisor({ ...own, payload: big });
+    expect(flow.congested).toBe(true);
+    ipc.fromSupervisor({ ...own, payload: big });
+    expect(flow.congested).toBe(false);
+    expect(resumed).toBe(1);
+  });
+});

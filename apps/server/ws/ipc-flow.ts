@@ -32,7 +32,8 @@
  * dropped). So the flow counts its own history publishes that have not yet
  * come back (the supervisor marks the publisher's copy `own`): past
  * `lagHighWaterBytes` waiting the worker reads its channel too slowly, and
- * the flow is congested until at most `lowWater` of them are left.
+ * the flow is congested until at most `lowWater` of them, and no more than
+ * that many bytes, are left.
  */
 import type { IpcChannel } from './bus.js';
 
@@ -91,8 +92,7 @@ export class IpcFlow {
     if (bytes > 0) {
       this.roundTrips++;
       this.roundTripBytes += bytes;
-      if (this.marksOwn && this.roundTrips > lowWater && this.roundTripBytes > lagHighWaterBytes)
-        this.lagging = true;
+      if (this.marksOwn && this.roundTripBytes > lagHighWaterBytes) this.lagging = true;
     }
     return true;
   }
@@ -135,7 +135,7 @@ export class IpcFlow {
     this.roundTrips--;
     this.roundTripBytes =
       this.roundTrips === 0 ? 0 : Math.max(0, this.roundTripBytes - roundTripBytes(delivery, 'history'));
-    if (!this.lagging || this.roundTrips > lowWater) return;
+    if (!this.lagging || this.roundTrips > lowWater || this.roundTripBytes > lagHighWaterBytes) return;
     this.lagging = false;
     this.drained();
   }
