@@ -8,65 +8,16 @@
  * unwritten is backed up too.
  */
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { loadConfig } from '../../supervisor/config/load.js';
-import { relayLowWaterBytes, WorkerProcess } from '../../supervisor/worker-process.js';
-import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { describe, expect, it } from 'vitest';
+import { relayLowWaterBytes } from '../../supervisor/worker-process.js';
+import { fixtureApp, until } from '../helpers/supervisor.js';
+import { metric, mib, relayPod } from './relay-helpers.js';
 
-const mib = 1024 * 1024;
-let sup: Running | undefined;
-const sockets: WebSocket[] = [];
-const stopped: number[] = [];
-const workers: WorkerProcess[] = [];
-afterEach(async () => {
-  for (const pid of stopped.splice(0)) {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {}
-  }
-  for (const ws of sockets.splice(0)) ws.terminate();
-  await sup?.stop();
-  sup = undefined;
-  for (const w of workers.splice(0)) {
-    if (w.state === 'exited') continue;
-    w.kill('test over');
-    await w.exited;
-  }
-});
-
-async function metric(s: Running, series: string): Promise<number | undefined> {
-  const text = await (await s.admin('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** A raw `ws` client (JSON codec): the pid of the worker it reached and the `flood` ids it got. */
-async function client(port: number, subscribe: boolean) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, { maxPayload: 64 * mib });
-  sockets.push(ws);
-  const ids: string[] = [];
-  let pid = 0;
-  ws.on('message', (data) => {
-    const text = String(data);
-    if (text.startsWith('{"type":"message","channel":"flood"')) ids.push(/"id":"([^"]*)"/.exec(text)![1]!);
-    else if (text.startsWith('{"type":"message","data":{"pid"'))
-      pid = (JSON.parse(text) as { data: { pid: number } }).data.pid;
-  });
-  await once(ws, 'open');
-  if (subscribe)
-    ws.send(`{"type":"subscribe","data":{"channel":"flood"},"timestamp":${Date.now()}000000,"client_id":""}`);
-  await until(() => (pid ? true : undefined), 'the greeting');
-  return { ws, ids, pid };
-}
+const pod = relayPod();
 
 describe('large messages to a worker that does not read for a while', () => {
   it('hold the other workers before 32 MiB waits for it: it is not cut off, and gets every message once it runs again', async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay'),
       workers: 3,
       sets: [
@@ -75,21 +26,17 @@ describe('large messages to a worker that does not read for a while', () => {
         'websocket.send_buffer_limit=256MiB',
       ],
     });
-    const running = sup;
-    const subscriber = await client(running.httpPort, true);
+    const subscriber = await pod.client(running.httpPort, true);
     process.kill(subscriber.pid, 'SIGSTOP');
-    stopped.push(subscriber.pid);
-    const pub = await client(running.httpPort, false);
+    pod.stopped.push(subscriber.pid);
+    const pub = await pod.client(running.httpPort, false);
 
     // 20 publishes of 3 MiB (60 MiB), each once the last has left the client, in at most 20 s
     const pad = 'x'.repeat(3 * mib);
     let sent = 0;
     const end = Date.now() + 20_000;
     while (sent < 20 && Date.now() < end) {
-      if (pub.ws.bufferedAmount === 0)
-        pub.ws.send(
-          `{"type":"publish","channel":"flood","data":{"id":"${sent++}","pad":"${pad}"},"timestamp":${Date.now()}000000,"client_id":""}`,
-        );
+      if (pub.ws.bufferedAmount === 0) pub.publish(`${sent++}`, pad);
       await new Promise((r) => setTimeout(r, 20));
     }
     const backlogs = await metric(running, 'hyp_supervisor_ws_relay_backlogs_total');
@@ -116,36 +63,12 @@ describe('large messages to a worker that does not read for a while', () => {
   }, 120_000);
 });
 
-/** A WorkerProcess whose child only reads its IPC channel, after one heartbeat. */
-function idleWorker(): WorkerProcess {
-  const dir = mkdtempSync(join(tmpdir(), 'ipc-relay-bytes-'));
-  const entry = join(dir, 'idle.cjs');
-  writeFileSync(
-    entry,
-    "process.send({ type: 'heartbeat', connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 });\nprocess.on('message', () => {});\n",
-  );
-  const { config } = loadConfig({ env: {}, sets: [], cwd: dir });
-  const worker = new WorkerProcess({
-    id: 1,
-    slot: 0,
-    generation: 1,
-    entry,
-    app: entry,
-    config,
-    listeners: [],
-    log: pino({ level: 'silent' }),
-    relayStallMs: 60_000,
-  });
-  workers.push(worker);
-  return worker;
-}
-
 describe('the relay bookkeeping of one worker, with large messages', () => {
   it('is backed up once more than 4 MiB wait unwritten, however few messages, and caught up once they are written', async () => {
-    const worker = idleWorker();
+    const worker = pod.idleWorker(60_000);
     await until(() => (worker.heardFrom ? true : undefined), 'its first heartbeat', 10_000);
     process.kill(worker.pid, 'SIGSTOP');
-    stopped.push(worker.pid);
+    pod.stopped.push(worker.pid);
     let stalled: string | undefined;
     worker.on('stalled', (why) => {
       stalled = why;

@@ -4,51 +4,15 @@
  * changes nothing: no worker is held, nothing is relayed, the supervisor
  * stays up.
  */
-import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { fixtureApp, isAlive, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { describe, expect, it } from 'vitest';
+import { fixtureApp, isAlive, until } from '../helpers/supervisor.js';
+import { metric, relayPod } from './relay-helpers.js';
 
-let sup: Running | undefined;
-const sockets: WebSocket[] = [];
-afterEach(async () => {
-  for (const ws of sockets.splice(0)) ws.terminate();
-  await sup?.stop();
-  sup = undefined;
-});
-
-async function metric(s: Running, series: string): Promise<number | undefined> {
-  const text = await (await s.admin('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** A raw `ws` client (JSON codec) with the `flood` ids it got. */
-async function client(port: number, subscribe: boolean) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-  sockets.push(ws);
-  const ids: string[] = [];
-  ws.on('message', (data) => {
-    const text = String(data);
-    if (text.startsWith('{"type":"message","channel":"flood"')) ids.push(/"id":"([^"]*)"/.exec(text)![1]!);
-  });
-  await once(ws, 'open');
-  if (subscribe) {
-    const acked = new Promise<void>((resolve) =>
-      ws.on('message', (data) => {
-        if (String(data).startsWith('{"type":"subscribed"')) resolve();
-      }),
-    );
-    ws.send(`{"type":"subscribe","data":{"channel":"flood"},"timestamp":${Date.now()}000000,"client_id":""}`);
-    await acked;
-  }
-  return { ws, ids };
-}
+const pod = relayPod();
 
 describe('an app that sends the relay hold messages to the supervisor', () => {
   it('changes nothing: publishers on every worker are read, every message arrives, no hold is counted', async () => {
-    sup = await startSupervisor({ app: fixtureApp('ws-relay-forge'), workers: 2 });
-    const running = sup;
+    const running = await pod.start({ app: fixtureApp('ws-relay-forge'), workers: 2 });
     const forgedBy = new Set<number>();
     // from both workers (new connections are spread by the kernel): at most 40 requests
     for (let i = 0; i < 40 && forgedBy.size < 2; i++)
@@ -61,14 +25,12 @@ describe('an app that sends the relay hold messages to the supervisor', () => {
       }
     expect(forgedBy.size).toBe(2);
 
-    const subscribers = [await client(running.httpPort, true), await client(running.httpPort, true)];
-    const publishers = [await client(running.httpPort, false), await client(running.httpPort, false)];
+    const subscribers = [await pod.client(running.httpPort, true), await pod.client(running.httpPort, true)];
+    const publishers = [await pod.client(running.httpPort, false), await pod.client(running.httpPort, false)];
     const expected: string[] = [];
     for (let i = 0; i < 500; i++)
       for (const [p, pub] of publishers.entries()) {
-        pub.ws.send(
-          `{"type":"publish","channel":"flood","data":{"id":"${p}-${i}"},"timestamp":${Date.now()}000000,"client_id":""}`,
-        );
+        pub.publish(`${p}-${i}`);
         expected.push(`${p}-${i}`);
       }
     for (const s of subscribers)

@@ -9,46 +9,20 @@
  * replaced; its clients reconnect and resume).
  */
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import type { IpcChannel } from '../../apps/server/ws/bus.js';
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { IpcFlow } from '../../apps/server/ws/ipc-flow.js';
-import { loadConfig } from '../../supervisor/config/load.js';
-import { relayLowWater, WorkerProcess } from '../../supervisor/worker-process.js';
-import { fixtureApp, isAlive, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { relayLowWater, type WorkerProcess } from '../../supervisor/worker-process.js';
+import { fixtureApp, isAlive, until } from '../helpers/supervisor.js';
+import { fakeChannel, metric, mib, type RelayClient, relayPod } from './relay-helpers.js';
 import { TestClient } from './ws-helpers.js';
 
-let sup: Running | undefined;
-const clients: TestClient[] = [];
-const sockets: WebSocket[] = [];
-const stopped: number[] = [];
-afterEach(async () => {
-  for (const pid of stopped.splice(0)) {
-    try {
-      process.kill(pid, 'SIGCONT');
-    } catch {}
-  }
-  for (const c of clients.splice(0)) c.close();
-  for (const ws of sockets.splice(0)) ws.terminate();
-  await sup?.stop();
-  sup = undefined;
-});
-
-const mib = 1024 * 1024;
+const pod = relayPod();
+const { stopped, clients } = pod;
 
 function rssBytes(pid: number): number {
   const kb = /VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
   return Number(kb) * 1024;
-}
-
-async function metric(s: Running, series: string): Promise<number | undefined> {
-  const text = await (await s.admin('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
 /** The pid of the worker a TestClient reached (the fixture greets with it). */
@@ -71,7 +45,7 @@ async function subscribed(port: number, clientId: string): Promise<{ client: Tes
  * `ms` have passed, as fast as the socket takes them; the peak RSS of
  * `watchPid` meanwhile.
  */
-async function flood(pub: Publisher, total: number, ms: number, watchPid: number) {
+async function flood(pub: RelayClient, total: number, ms: number, watchPid: number) {
   const pad = 'x'.repeat(1000);
   let sent = 0;
   let peak = rssBytes(watchPid);
@@ -89,30 +63,9 @@ async function flood(pub: Publisher, total: number, ms: number, watchPid: number
   return { sent, peak: Math.max(peak, rssBytes(watchPid)) };
 }
 
-type Publisher = Awaited<ReturnType<typeof publisher>>;
-
-/** A raw `ws` publisher (JSON codec), so the test decides how fast it sends. */
-async function publisher(port: number) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-  sockets.push(ws);
-  const greeting = new Promise<number>((resolve) =>
-    ws.once('message', (data) => resolve((JSON.parse(String(data)) as { data: { pid: number } }).data.pid)),
-  );
-  await once(ws, 'open');
-  return {
-    ws,
-    pid: await greeting,
-    publish(id: string, pad: string) {
-      ws.send(
-        `{"type":"publish","channel":"flood","data":{"id":"${id}","pad":"${pad}"},"timestamp":${Date.now()}000000,"client_id":""}`,
-      );
-    },
-  };
-}
-
 describe('a worker that does not read its IPC channel (SIGSTOP)', () => {
   it("holds the other workers' publishing clients: the supervisor stays small, and once the worker runs again its subscriber gets every message once, in order", async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay'),
       workers: 3,
       // the heartbeat watchdog would kill the stopped worker after 10 s: this is about the relay
@@ -122,20 +75,20 @@ describe('a worker that does not read its IPC channel (SIGSTOP)', () => {
         'websocket.send_buffer_limit=256MiB',
       ],
     });
-    const { client: subscriber, pid: stoppedPid } = await subscribed(sup.httpPort, 'subscriber');
+    const { client: subscriber, pid: stoppedPid } = await subscribed(running.httpPort, 'subscriber');
     process.kill(stoppedPid, 'SIGSTOP');
     stopped.push(stoppedPid);
 
-    const supervisorPid = sup.proc.pid!;
+    const supervisorPid = running.proc.pid!;
     const before = rssBytes(supervisorPid);
-    const pub = await publisher(sup.httpPort);
+    const pub = await pod.client(running.httpPort, false);
     // the stopped worker cannot accept: a running one did
     expect(pub.pid).not.toBe(stoppedPid);
 
     // up to `total` 1 KB publishes in at most 10 s (bounded both ways)
     const total = 40_000;
     const { sent, peak } = await flood(pub, total, 10_000, supervisorPid);
-    const backlogs = await metric(sup, 'hyp_supervisor_ws_relay_backlogs_total');
+    const backlogs = await metric(running, 'hyp_supervisor_ws_relay_backlogs_total');
     console.log(
       `relay hold: supervisor ${Math.round(before / mib)} MB -> peak ${Math.round(peak / mib)} MB while a client sent ${sent} of ${total} 1 KB publishes with a worker stopped; backlogs ${backlogs}`,
     );
@@ -155,29 +108,30 @@ describe('a worker that does not read its IPC channel (SIGSTOP)', () => {
     expect(ids.length).toBe(sent);
     expect(ids.every((id, i) => id === `${i}`)).toBe(true);
     expect(isAlive(stoppedPid)).toBe(true);
-    expect(await metric(sup, 'hyp_supervisor_ws_relay_cutoffs_total')).toBe(0);
+    expect(await metric(running, 'hyp_supervisor_ws_relay_cutoffs_total')).toBe(0);
   });
 });
 
 describe('a worker that never catches up', () => {
   it("is cut off past 32 MiB waiting for it: killed (HYP_E_WORKER_RELAY_STALLED) and replaced, its subscriber reconnects and resumes, and the others' publishers are released", async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay'),
       workers: 3,
       sets: ['supervisor.heartbeat_timeout=120s', 'websocket.send_buffer_limit=256MiB'],
     });
-    const running = sup;
-    const { client: subscriber, pid: stoppedPid } = await subscribed(sup.httpPort, 'subscriber');
-    const stoppedWorker = (await sup.status()).workers.find((w) => w.pid === stoppedPid)!;
+    const { client: subscriber, pid: stoppedPid } = await subscribed(running.httpPort, 'subscriber');
+    const stoppedWorker = (await running.status()).workers.find((w) => w.pid === stoppedPid)!;
     process.kill(stoppedPid, 'SIGSTOP');
     stopped.push(stoppedPid);
 
     // 600 publishes of 64 KiB from the server side (~38 MiB; no client to hold) on a running worker
-    const flood = await fetch(`http://127.0.0.1:${sup.httpPort}/flood?n=600&bytes=65536`, { method: 'POST' });
+    const flood = await fetch(`http://127.0.0.1:${running.httpPort}/flood?n=600&bytes=65536`, {
+      method: 'POST',
+    });
     expect(flood.status).toBe(200);
     expect(((await flood.json()) as { pid: number }).pid).not.toBe(stoppedPid);
 
-    const line = await sup.waitLog(
+    const line = await running.waitLog(
       (l) => l.code === 'HYP_E_WORKER_RELAY_STALLED',
       'HYP_E_WORKER_RELAY_STALLED',
       30_000,
@@ -185,12 +139,12 @@ describe('a worker that never catches up', () => {
     expect(line.worker).toBe(stoppedWorker.id);
     expect(String(line.msg)).toMatch(/does not read what the supervisor relays/);
     await until(() => (isAlive(stoppedPid) ? undefined : true), 'the stalled worker killed', 30_000);
-    await sup.waitFor(
+    await running.waitFor(
       (s) => s.workers.length === 3 && s.workers.every((w) => w.state === 'ready' && w.pid !== stoppedPid),
       'its replacement ready',
     );
-    expect(await metric(sup, 'hyp_supervisor_ws_relay_cutoffs_total')).toBe(1);
-    expect(await metric(sup, 'hyp_supervisor_worker_restarts_total{reason="relay"}')).toBe(1);
+    expect(await metric(running, 'hyp_supervisor_ws_relay_cutoffs_total')).toBe(1);
+    expect(await metric(running, 'hyp_supervisor_worker_restarts_total{reason="relay"}')).toBe(1);
 
     // its subscriber saw the connection go, reconnected elsewhere and resumed from the pod's history
     const expected = Array.from({ length: 600 }, (_, i) => `server-${i}`);
@@ -203,7 +157,7 @@ describe('a worker that never catches up', () => {
     expect(subscriber.ids('flood')).toEqual(expected);
 
     // the hold went with the stalled worker: a client publishes, and is read again after each publish
-    const pub = await publisher(running.httpPort);
+    const pub = await pod.client(running.httpPort, false);
     for (const id of ['after-1', 'after-2', 'after-3']) {
       pub.publish(id, '');
       await until(
@@ -217,19 +171,18 @@ describe('a worker that never catches up', () => {
 
 describe('a backed-up worker that exits', () => {
   it("releases the other workers' publishing clients", async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay'),
       workers: 3,
       sets: ['supervisor.heartbeat_timeout=120s', 'websocket.history_size=100000'],
     });
-    const running = sup;
-    const { pid: stoppedPid } = await subscribed(sup.httpPort, 'on-stopped');
+    const { pid: stoppedPid } = await subscribed(running.httpPort, 'on-stopped');
     process.kill(stoppedPid, 'SIGSTOP');
     stopped.push(stoppedPid);
     // a subscriber on a running worker (the stopped one cannot accept)
-    const { client: watcher, pid: watcherPid } = await subscribed(sup.httpPort, 'watcher');
+    const { client: watcher, pid: watcherPid } = await subscribed(running.httpPort, 'watcher');
     expect(watcherPid).not.toBe(stoppedPid);
-    const pub = await publisher(sup.httpPort);
+    const pub = await pod.client(running.httpPort, false);
 
     // until the hold has come (the publisher is no longer read), at most 40,000 publishes or 10 s
     const { sent } = await flood(pub, 40_000, 10_000, running.proc.pid!);
@@ -244,44 +197,6 @@ describe('a backed-up worker that exits', () => {
   }, 120_000);
 });
 
-/**
- * A WorkerProcess whose child only reads its IPC channel (while it runs),
- * spending `busyMs` on each message, after one heartbeat unless `silent`.
- */
-function idleWorker(relayStallMs: number, busyMs = 0, silent = false): WorkerProcess {
-  const dir = mkdtempSync(join(tmpdir(), 'ipc-relay-hold-'));
-  const entry = join(dir, 'idle.cjs');
-  const heartbeat =
-    "{ type: 'heartbeat', connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 }";
-  writeFileSync(
-    entry,
-    `${silent ? '' : `process.send(${heartbeat});\n`}process.on('message', () => { const end = performance.now() + ${busyMs}; while (performance.now() < end); });\n`,
-  );
-  const { config } = loadConfig({ env: {}, sets: [], cwd: dir });
-  const worker = new WorkerProcess({
-    id: 1,
-    slot: 0,
-    generation: 1,
-    entry,
-    app: entry,
-    config,
-    listeners: [],
-    log: pino({ level: 'silent' }),
-    relayStallMs,
-  });
-  workers.push(worker);
-  return worker;
-}
-
-const workers: WorkerProcess[] = [];
-afterEach(async () => {
-  for (const w of workers.splice(0)) {
-    if (w.state === 'exited') continue;
-    w.kill('test over');
-    await w.exited;
-  }
-});
-
 /** Relays 1 KB bus messages to a worker until it is backed up (at most 100,000), then `more`. */
 function backUp(worker: WorkerProcess, more = 0): void {
   const payload = new Uint8Array(1000);
@@ -294,7 +209,7 @@ function backUp(worker: WorkerProcess, more = 0): void {
 
 describe('the relay bookkeeping of one worker', () => {
   it('a backed-up worker that reads nothing for relayStallMs (heartbeat_timeout) is stalled, once', async () => {
-    const worker = idleWorker(300);
+    const worker = pod.idleWorker(300);
     const events: unknown[] = [];
     worker.on('backlog', (b) => events.push(b));
     worker.on('stalled', (why) => events.push(why));
@@ -310,7 +225,7 @@ describe('the relay bookkeeping of one worker', () => {
   });
 
   it('a worker that catches up is no longer backed up, and is not stalled', async () => {
-    const worker = idleWorker(60_000);
+    const worker = pod.idleWorker(60_000);
     await until(() => (worker.pid > 0 ? true : undefined), 'the child', 10_000);
     process.kill(worker.pid, 'SIGSTOP');
     stopped.push(worker.pid);
@@ -324,7 +239,7 @@ describe('the relay bookkeeping of one worker', () => {
   });
 
   it('a worker that has not sent its first heartbeat (still loading) is not stalled by time, only past 32 MiB', async () => {
-    const worker = idleWorker(100, 0, true);
+    const worker = pod.idleWorker(100, 0, true);
     await until(() => (worker.pid > 0 ? true : undefined), 'the child', 10_000);
     process.kill(worker.pid, 'SIGSTOP');
     backUp(worker);
@@ -343,7 +258,7 @@ describe('the relay bookkeeping of one worker', () => {
 
   it('a worker that is slow but reads is not stalled by time, however long it stays backed up', async () => {
     // 0.5 ms per message: Node writes to it whenever it has read a chunk, well within the 3 s limit
-    const worker = idleWorker(3_000, 0.5);
+    const worker = pod.idleWorker(3_000, 0.5);
     await until(() => (worker.pid > 0 ? true : undefined), 'the child', 10_000);
     process.kill(worker.pid, 'SIGSTOP');
     stopped.push(worker.pid);
@@ -361,34 +276,6 @@ describe('the relay bookkeeping of one worker', () => {
     expect(worker.relayCutOff).toBeUndefined();
   }, 120_000);
 });
-
-/** A fake IPC channel: the test plays the supervisor's messages and Node's write callbacks. */
-function fakeChannel() {
-  const listeners: Array<(message: unknown) => void> = [];
-  const callbacks: Array<(err: Error | null) => void> = [];
-  let accept = true;
-  const channel: IpcChannel = {
-    send(_message, written) {
-      callbacks.push(written!);
-      return accept;
-    },
-    connected: true,
-    on: (_event, listener) => listeners.push(listener),
-    off: () => undefined,
-  };
-  return {
-    channel,
-    fromSupervisor: (message: unknown) => {
-      for (const l of listeners) l(message);
-    },
-    stopSending: () => {
-      accept = false;
-    },
-    writeAll: () => {
-      for (const written of callbacks.splice(0)) written(null);
-    },
-  };
-}
 
 describe("a worker's IPC flow under the supervisor's hold", () => {
   it('is congested from bus-hold until bus-release, and only then calls back', () => {

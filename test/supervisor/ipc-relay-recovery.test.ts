@@ -9,32 +9,21 @@
  * and did the same there: 9 cut-offs in a minute, and no client resumed.
  * The supervisor now answers a worker's recovery requests as it reads them.
  */
-import { afterEach, describe, expect, it } from 'vitest';
-import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { describe, expect, it } from 'vitest';
+import { fixtureApp, until } from '../helpers/supervisor.js';
+import { metric, relayPod } from './relay-helpers.js';
 import { TestClient } from './ws-helpers.js';
 
-let sup: Running | undefined;
-const clients: TestClient[] = [];
-afterEach(async () => {
-  for (const c of clients.splice(0)) c.close();
-  await sup?.stop();
-  sup = undefined;
-});
-
-async function metric(s: Running, series: string): Promise<number | undefined> {
-  const text = await (await s.admin('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
+const pod = relayPod();
+const clients = pod.clients;
 
 describe('many clients resuming at once on one worker', () => {
   it('all resume, in order, and the worker is not cut off', async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay'),
       workers: 1,
       sets: ['supervisor.heartbeat_timeout=120s', 'websocket.send_buffer_limit=256MiB'],
     });
-    const running = sup;
     for (let i = 0; i < 100; i++) {
       const c = new TestClient(running.httpPort, { clientId: `c${i}` });
       clients.push(c);

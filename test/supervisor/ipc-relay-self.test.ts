@@ -9,66 +9,24 @@
  * and was cut off at 32 MiB (every client dropped). Now its IpcFlow counts
  * its own publishes not yet back and holds its publishing clients itself.
  */
-import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import type { IpcChannel } from '../../apps/server/ws/bus.js';
+import { describe, expect, it } from 'vitest';
 import { IpcFlow } from '../../apps/server/ws/ipc-flow.js';
-import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { fixtureApp, until } from '../helpers/supervisor.js';
+import { fakeChannel, metric, mib, relayPod } from './relay-helpers.js';
 
-let sup: Running | undefined;
-const sockets: WebSocket[] = [];
-afterEach(async () => {
-  for (const ws of sockets.splice(0)) ws.terminate();
-  await sup?.stop();
-  sup = undefined;
-});
-
-const mib = 1024 * 1024;
-
-async function metric(s: Running, series: string): Promise<number | undefined> {
-  const text = await (await s.admin('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** A raw `ws` client (JSON codec) counting the `flood` deliveries it gets; `keepIds` also keeps their ids. */
-async function client(port: number, subscribe: boolean, keepIds = false) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-  sockets.push(ws);
-  const ids: string[] = [];
-  let deliveries = 0;
-  ws.on('message', (data) => {
-    const text = String(data);
-    if (!text.startsWith('{"type":"message","channel":"flood"')) return;
-    deliveries++;
-    if (keepIds) ids.push((JSON.parse(text) as { data: { id: string } }).data.id);
-  });
-  await once(ws, 'open');
-  if (subscribe) {
-    const acked = new Promise<void>((resolve) =>
-      ws.on('message', (data) => {
-        if (String(data).startsWith('{"type":"subscribed"')) resolve();
-      }),
-    );
-    ws.send(`{"type":"subscribe","data":{"channel":"flood"},"timestamp":${Date.now()}000000,"client_id":""}`);
-    await acked;
-  }
-  return { ws, ids, deliveries: () => deliveries };
-}
+const pod = relayPod();
 
 describe('a worker that both publishes and fans out (channel with history)', () => {
   it('holds its own publishing clients while its publishes are slow to come back: little waits for it in the supervisor, it is not cut off, and every subscriber gets every message in order', async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay'),
       workers: 1,
       sets: ['supervisor.heartbeat_timeout=120s', 'websocket.send_buffer_limit=256MiB'],
     });
-    const running = sup;
     const subscribers = [];
-    for (let i = 0; i < 40; i++) subscribers.push(await client(running.httpPort, true, i === 0));
+    for (let i = 0; i < 40; i++) subscribers.push(await pod.client(running.httpPort, true, i === 0));
     const publishers = [];
-    for (let i = 0; i < 8; i++) publishers.push(await client(running.httpPort, false));
+    for (let i = 0; i < 8; i++) publishers.push(await pod.client(running.httpPort, false));
 
     // 4 KB publishes from 8 clients for at most 10 s, each as fast as its socket takes them
     const pad = 'x'.repeat(4000);
@@ -78,11 +36,7 @@ describe('a worker that both publishes and fans out (channel with history)', () 
     const end = Date.now() + 10_000;
     while (Date.now() < end && sent < 200_000) {
       for (const [p, pub] of publishers.entries())
-        if (pub.ws.bufferedAmount < mib)
-          for (let k = 0; k < 25; k++)
-            pub.ws.send(
-              `{"type":"publish","channel":"flood","data":{"id":"${p}-${sent++}","pad":"${pad}"},"timestamp":${Date.now()}000000,"client_id":""}`,
-            );
+        if (pub.ws.bufferedAmount < mib) for (let k = 0; k < 25; k++) pub.publish(`${p}-${sent++}`, pad);
       await new Promise((r) => setImmediate(r));
       if (Date.now() - sampledAt >= 250) {
         sampledAt = Date.now();
@@ -119,33 +73,13 @@ describe('a worker that both publishes and fans out (channel with history)', () 
   }, 180_000);
 });
 
-/** A fake IPC channel: the test plays the supervisor's messages and Node's write callbacks. */
-function fakeChannel() {
-  const listeners: Array<(message: unknown) => void> = [];
-  const channel: IpcChannel = {
-    send: (_message, written) => {
-      written?.(null);
-      return true;
-    },
-    connected: true,
-    on: (_event, listener) => listeners.push(listener),
-    off: () => undefined,
-  };
-  return {
-    channel,
-    fromSupervisor: (message: unknown) => {
-      for (const l of listeners) l(message);
-    },
-  };
-}
-
 const payload = new Uint8Array(4096);
 const publish = { type: 'history-publish', topic: '/ws', channel: 'c', payload } as const;
 const own = { type: 'history', topic: '/ws', channel: 'c', offset: '1-1', payload, own: true } as const;
 
 describe("a worker's IPC flow and its own history publishes", () => {
   it('is congested once more than 1 MiB of its publishes are not back yet, until at most 16 are', () => {
-    const ipc = fakeChannel();
+    const ipc = fakeChannel({ writeAtOnce: true });
     const flow = new IpcFlow(ipc.channel);
     // one round trip shows the supervisor marks the publisher's copy
     flow.send(publish);
@@ -171,14 +105,14 @@ describe("a worker's IPC flow and its own history publishes", () => {
   });
 
   it('does not judge the lag before the supervisor has marked one delivery own (older supervisor code)', () => {
-    const ipc = fakeChannel();
+    const ipc = fakeChannel({ writeAtOnce: true });
     const flow = new IpcFlow(ipc.channel);
     for (let i = 0; i < 5_000; i++) flow.send(publish);
     expect(flow.congested).toBe(false);
   });
 
   it("stays congested while the supervisor's hold lasts, though its own publishes came back", () => {
-    const ipc = fakeChannel();
+    const ipc = fakeChannel({ writeAtOnce: true });
     const flow = new IpcFlow(ipc.channel);
     flow.send(publish);
     ipc.fromSupervisor(own);
@@ -195,7 +129,7 @@ describe("a worker's IPC flow and its own history publishes", () => {
 
 describe("a worker's IPC flow and its own large history publishes", () => {
   it('is congested once more than 1 MiB of them is not back yet, however few they are, until they are back', () => {
-    const ipc = fakeChannel();
+    const ipc = fakeChannel({ writeAtOnce: true });
     const flow = new IpcFlow(ipc.channel);
     const big = new Uint8Array(3 * mib);
     flow.send({ ...publish, payload: big });

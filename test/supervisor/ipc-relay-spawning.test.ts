@@ -9,58 +9,22 @@
  * publish, a subscribe's recovery request), which the supervisor reads
  * before anything that could depend on them.
  */
-import { once } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { describe, expect, it } from 'vitest';
+import { fixtureApp, until } from '../helpers/supervisor.js';
+import { metric, relayPod } from './relay-helpers.js';
 
-let sup: Running | undefined;
-const sockets: WebSocket[] = [];
-afterEach(async () => {
-  for (const ws of sockets.splice(0)) ws.terminate();
-  await sup?.stop();
-  sup = undefined;
-});
-
-async function metric(s: Running, series: string): Promise<number | undefined> {
-  const text = await (await s.admin('/metrics')).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
-
-/** A raw `ws` client (JSON codec) with the `flood` ids it got. */
-async function client(port: number, subscribe: boolean) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`);
-  sockets.push(ws);
-  const ids: string[] = [];
-  ws.on('message', (data) => {
-    const text = String(data);
-    if (text.startsWith('{"type":"message","channel":"flood"')) ids.push(/"id":"([^"]*)"/.exec(text)![1]!);
-  });
-  await once(ws, 'open');
-  if (subscribe) {
-    const acked = new Promise<void>((resolve) =>
-      ws.on('message', (data) => {
-        if (String(data).startsWith('{"type":"subscribed"')) resolve();
-      }),
-    );
-    ws.send(`{"type":"subscribe","data":{"channel":"flood"},"timestamp":${Date.now()}000000,"client_id":""}`);
-    await acked;
-  }
-  return { ws, ids };
-}
+const pod = relayPod();
 
 describe('a roll whose new worker is still loading its app', () => {
   it("does not hold the serving workers' publishers: every publish is delivered while it loads, and it serves the channel once ready", async () => {
-    sup = await startSupervisor({
+    const running = await pod.start({
       app: fixtureApp('ws-relay-slow-roll'),
       workers: 1,
       env: { HYP_TEST_LOAD_MS: '20000' },
       sets: ['supervisor.heartbeat_timeout=120s', 'supervisor.ready_timeout=120s'],
     });
-    const running = sup;
-    const subscriber = await client(running.httpPort, true);
-    const pub = await client(running.httpPort, false);
+    const subscriber = await pod.client(running.httpPort, true);
+    const pub = await pod.client(running.httpPort, false);
     running.proc.kill('SIGHUP');
     await running.waitFor(
       (s) => [...s.workers, ...s.other_workers].some((w) => w.generation === 2),
@@ -69,10 +33,7 @@ describe('a roll whose new worker is still loading its app', () => {
 
     // 3,000 publishes of 1 KB (3 MB: far past what backs a channel up) while it loads for 20 s
     const pad = 'x'.repeat(1000);
-    for (let i = 0; i < 3000; i++)
-      pub.ws.send(
-        `{"type":"publish","channel":"flood","data":{"id":"${i}","pad":"${pad}"},"timestamp":${Date.now()}000000,"client_id":""}`,
-      );
+    for (let i = 0; i < 3000; i++) pub.publish(`${i}`, pad);
     // before: held until the new worker had loaded (20 s)
     await until(() => (subscriber.ids.length >= 3000 ? true : undefined), '3,000 deliveries', 12_000);
     const status = await running.status();
@@ -87,11 +48,9 @@ describe('a roll whose new worker is still loading its app', () => {
       'generation 2 alone',
       60_000,
     );
-    const later = await client(running.httpPort, true);
-    const pub2 = await client(running.httpPort, false);
-    pub2.ws.send(
-      `{"type":"publish","channel":"flood","data":{"id":"after"},"timestamp":${Date.now()}000000,"client_id":""}`,
-    );
+    const later = await pod.client(running.httpPort, true);
+    const pub2 = await pod.client(running.httpPort, false);
+    pub2.publish('after');
     await until(() => (later.ids.includes('after') ? true : undefined), 'a delivery on generation 2');
     expect(await metric(running, 'hyp_supervisor_ws_relay_cutoffs_total')).toBe(0);
   }, 90_000);

@@ -109,7 +109,11 @@ describe.skipIf(!redisServer)('Redis driver: backpressure and paged resume (real
     return c;
   }
 
-  it('shared history: a client publishing while Redis does not answer is held, not refused — every publish arrives, in order', async () => {
+  /**
+   * A hub whose shared history (at most 400 publishes pending) reaches Redis through a cuttable
+   * link, the errors it reports, a subscriber to `flow` on it and a client to publish.
+   */
+  async function sharedHistoryHub() {
     const prefix = nextPrefix();
     const proxy = await link();
     const errors: string[] = [];
@@ -126,44 +130,60 @@ describe.skipIf(!redisServer)('Redis driver: backpressure and paged resume (real
     const reader = await subscriber(served.url, 'flow');
     const publisher = await TestClient.connect(served.url, 'json');
     cleanup.push(() => publisher.close());
+    return { prefix, proxy, errors, history, reader, publisher };
+  }
 
+  /** Waits until `reader` got the `total` numbered publishes (at most 30 s), and they came in order. */
+  async function everyPublishArrives(reader: TestClient, total: number): Promise<void> {
+    await reader.until((c) => c.of('message').length >= total, 30_000);
+    expect(numbers(reader.of('message'))).toEqual(Array.from({ length: total }, (_, i) => i));
+  }
+
+  /**
+   * Holds every command through `proxy`, publishes `total` numbered messages on `flow` from
+   * `publisher`, and waits until one is held and the hub has stopped taking more (the `errors`
+   * and whether the driver's `flow()` is congested settled); the gate, to release.
+   */
+  async function publishWhileHeld(
+    proxy: CuttableLink,
+    publisher: TestClient,
+    total: number,
+    errors: string[],
+    flow: () => { congested: boolean } | undefined,
+  ): Promise<ReturnType<typeof gate>> {
     const redisSlow = gate(proxy);
-    const total = 1_500;
     publishNumbered(publisher, 'flow', total);
     await until(() => redisSlow.held() || undefined, 'a publish held on its way to Redis');
     // what the hub took in while Redis did not answer, once it stopped taking more
-    await settled(() => errors.length + (history.flow?.congested ? 1 : 0));
+    await settled(() => errors.length + (flow()?.congested ? 1 : 0));
+    return redisSlow;
+  }
+
+  /** `publisher`'s connection is open and served: a subscribe is acknowledged. */
+  async function stillServed(publisher: TestClient): Promise<void> {
+    publisher.subscribe('after');
+    await publisher.until((c) => c.of('subscribed').length === 1);
+    expect(publisher.closed).toBeUndefined();
+  }
+
+  it('shared history: a client publishing while Redis does not answer is held, not refused — every publish arrives, in order', async () => {
+    const { prefix, proxy, errors, history, reader, publisher } = await sharedHistoryHub();
+
+    const total = 1_500;
+    const redisSlow = await publishWhileHeld(proxy, publisher, total, errors, () => history.flow);
     // Before: past maxPending (400) waiting publishes the rest were refused: 1,100 lost, one warning.
     expect(errors).toEqual([]);
     redisSlow.release();
 
-    await reader.until((c) => c.of('message').length >= total, 30_000);
-    expect(numbers(reader.of('message'))).toEqual(Array.from({ length: total }, (_, i) => i));
+    await everyPublishArrives(reader, total);
     expect(await raw.xlen(`${prefix}:hist:flow`)).toBe(total);
     expect(errors).toEqual([]);
     // read again afterwards: the publisher's connection is open and served
-    publisher.subscribe('after');
-    await publisher.until((c) => c.of('subscribed').length === 1);
-    expect(publisher.closed).toBeUndefined();
+    await stillServed(publisher);
   }, 60_000);
 
   it('shared history: a client publishing while Redis is unreachable is held for the outage, and every publish arrives once it is back', async () => {
-    const prefix = nextPrefix();
-    const proxy = await link();
-    const errors: string[] = [];
-    const history = new RedisHistory({
-      url: proxy.url,
-      prefix,
-      size: 5_000,
-      maxPending: 400,
-      onError: (err) => errors.push(err.message),
-    });
-    const served = await serveHub({ sharedHistory: history, ownTransports: true });
-    cleanup.push(() => served.close());
-    await history.ready();
-    const reader = await subscriber(served.url, 'flow');
-    const publisher = await TestClient.connect(served.url, 'json');
-    cleanup.push(() => publisher.close());
+    const { prefix, proxy, errors, history, reader, publisher } = await sharedHistoryHub();
 
     proxy.cut();
     const commands = (history as unknown as { commands: Redis }).commands;
@@ -176,8 +196,7 @@ describe.skipIf(!redisServer)('Redis driver: backpressure and paged resume (real
     expect(history.flow?.congested).toBe(true);
     proxy.restore();
 
-    await reader.until((c) => c.of('message').length >= total, 30_000);
-    expect(numbers(reader.of('message'))).toEqual(Array.from({ length: total }, (_, i) => i));
+    await everyPublishArrives(reader, total);
     expect(await raw.xlen(`${prefix}:hist:flow`)).toBe(total);
     expect(errors).toEqual([]);
   }, 60_000);
@@ -201,21 +220,15 @@ describe.skipIf(!redisServer)('Redis driver: backpressure and paged resume (real
     const publisher = await TestClient.connect(here.url, 'json');
     cleanup.push(() => publisher.close());
 
-    const redisSlow = gate(proxy);
     const total = 1_500;
-    publishNumbered(publisher, 'flow', total);
-    await until(() => redisSlow.held() || undefined, 'a publish held on its way to Redis');
-    await settled(() => errors.length + (bus.flow?.congested ? 1 : 0));
+    const redisSlow = await publishWhileHeld(proxy, publisher, total, errors, () => bus.flow);
     // Before: 1,100 publishes refused past maxPending (400), lost without the client being told.
     expect(errors).toEqual([]);
     redisSlow.release();
 
-    await reader.until((c) => c.of('message').length >= total, 30_000);
-    expect(numbers(reader.of('message'))).toEqual(Array.from({ length: total }, (_, i) => i));
+    await everyPublishArrives(reader, total);
     expect(errors).toEqual([]);
-    publisher.subscribe('after');
-    await publisher.until((c) => c.of('subscribed').length === 1);
-    expect(publisher.closed).toBeUndefined();
+    await stillServed(publisher);
   }, 60_000);
 
   it('server-side publishes (nothing to hold) are still refused past maxPending, and the flow reads as congested meanwhile', async () => {
