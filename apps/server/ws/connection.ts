@@ -58,6 +58,8 @@ export class Connection {
    * order, and are handled once the hold ends.
    */
   inbox: Buffer[] | undefined = undefined;
+  /** Bytes in `inbox`. */
+  inboxBytes = 0;
 
   constructor(
     readonly id: string,

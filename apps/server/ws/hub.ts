@@ -181,6 +181,8 @@ const maxClientIdLength = 256;
 const defaultMaxSubscriptions = 1000;
 const defaultMaxNameLength = 1024;
 const defaultAuthorizeTimeoutMs = 10_000;
+/** What a held client being closed may send before its close frame, at least (else `sendBufferLimit`): more is cut off. */
+const maxClosingInbox = 1024 * 1024;
 const defaultPresenceIntervalMs = 5_000;
 /** (room, client) pairs, and their characters, per `members` snapshot chunk at most. */
 const snapshotChunkPairs = 1024;
@@ -660,6 +662,9 @@ export class Hub implements ConnectionOwner {
       // `ws.pause()` stops the socket, not the frames of reads already taken: they wait for the hold to end
       if (c.inbox === undefined) c.inbox = [data];
       else c.inbox.push(data);
+      c.inboxBytes += data.length;
+      // closing, it is read again (close): one that goes on sending past what it may buffer is cut off
+      if (!c.open && c.inboxBytes > Math.max(this.sendBufferLimit, maxClosingInbox)) c.ws.terminate();
       return;
     }
     this.metrics.countIn(c.codec.name, data.length);
@@ -741,6 +746,7 @@ export class Hub implements ConnectionOwner {
   private receiveHeld(c: Connection): boolean {
     const inbox = c.inbox;
     c.inbox = undefined;
+    c.inboxBytes = 0;
     if (inbox === undefined) return true;
     for (let i = 0; i < inbox.length; i++) {
       this.receive(c, inbox[i]!, true);
@@ -749,6 +755,7 @@ export class Hub implements ConnectionOwner {
         const later = c.inbox as Buffer[] | undefined;
         c.inbox = inbox.slice(i + 1);
         if (later !== undefined) c.inbox.push(...later);
+        for (const data of c.inbox) c.inboxBytes += data.length;
         return false;
       }
     }
@@ -1612,6 +1619,9 @@ export class Hub implements ConnectionOwner {
       if (c.open) {
         c.open = false;
         c.ws.close(code, reason);
+        // A held client is read again, up to its close frame: what it sent meanwhile joins its inbox
+        // (bounded below), and the handshake ends without waiting out the timer below.
+        if (c.held) c.ws.resume();
         setTimeout(() => c.ws.terminate(), 2_000).unref();
       }
       return undefined;

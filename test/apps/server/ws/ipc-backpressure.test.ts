@@ -1,3 +1,4 @@
+import { connect } from 'node:net';
 /**
  * A client publishing faster than the pod relays: under the supervisor,
  * every publish leaves the worker on its IPC channel, and Node queues what
@@ -10,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { IpcBus, type IpcChannel } from '../../../../apps/server/ws/bus.js';
 import { decodeBusEvent } from '../../../../apps/server/ws/bus-event.js';
 import { IpcFlow } from '../../../../apps/server/ws/ipc-flow.js';
-import { eventually, HubTestBed } from './helpers.js';
+import { eventually, HubTestBed, upgradeRequest } from './helpers.js';
 
 const bed = new HubTestBed();
 
@@ -122,6 +123,100 @@ describe('a held client', () => {
       return Number(Buffer.from(event!.message.data).toString());
     });
     expect(order).toEqual(Array.from({ length: total }, (_, i) => i));
+  });
+});
+
+describe('a held client at drain', () => {
+  it('is read again to its close frame: what it sent while held reaches the bus once the channel drains, none of it left unread in the socket', async () => {
+    const ipc = slowChannel(2);
+    const registry = new Registry();
+    const served = await bed.serve({ bus: new IpcBus(ipc.channel, 1), registry });
+    const codes: number[] = [];
+    served.hub.onDisconnect((_c, code) => codes.push(code));
+    const c = await bed.connect();
+    // 4 KiB each: what was sent while held is more than the socket buffers unread (16 KiB)
+    const pad = ' '.repeat(4096);
+    const publish = (i: number) =>
+      c.send({ type: 'publish', channel: 'ch', data: Buffer.from(`${i}${pad}`) });
+    publish(0);
+    publish(1);
+    const pauses = async () =>
+      (await registry.getSingleMetric('hyp_ws_backpressure_pauses_total')?.get())?.values[0]?.value ?? 0;
+    for (let i = 0; i < 200 && (await pauses()) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await pauses()).toBe(1);
+    // sent while the socket is paused: they wait in the kernel, unread
+    for (let i = 2; i < 22; i++) publish(i);
+    await new Promise((r) => setTimeout(r, 100));
+    await served.hub.drain({ spreadMs: 0, deadline: Date.now() + 30_000 });
+    await c.until((x) => x.closed !== undefined);
+    expect(c.closed?.code).toBe(1001);
+    expect(codes).toEqual([1001]);
+    // the supervisor reads the channel again
+    for (let round = 0; round < 500 && ipc.relayed.length < 22; round++) {
+      ipc.flush();
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    const order = ipc.relayed.map((m) => {
+      const event = decodeBusEvent((m as { message: { payload: Uint8Array } }).message.payload);
+      return Number(Buffer.from(event!.message.data).toString().trim());
+    });
+    // Before: the hub never read past the hold; its 2 s timer terminated the socket, and what the
+    // socket had not buffered was lost with it.
+    expect(order).toEqual(Array.from({ length: 22 }, (_, i) => i));
+  });
+});
+
+/** A client text frame (masked with a zero mask, so the payload goes as it is). */
+function maskedTextFrame(payload: Buffer): Buffer {
+  const n = payload.length;
+  const head = n < 126 ? Buffer.from([0x81, 0x80 | n]) : Buffer.from([0x81, 0x80 | 126, n >> 8, n & 0xff]);
+  return Buffer.concat([head, Buffer.alloc(4), payload]);
+}
+
+describe('a held client being closed', () => {
+  it('that goes on sending past 1 MiB after the close frame is cut off: its inbox stays bounded', async () => {
+    const ipc = slowChannel(2);
+    const registry = new Registry();
+    const served = await bed.serve({ bus: new IpcBus(ipc.channel, 1), registry });
+    const codes: number[] = [];
+    served.hub.onDisconnect((_c, code) => codes.push(code));
+    const socket = connect({ port: Number(new URL(served.url).port), host: '127.0.0.1' });
+    socket.on('error', () => {});
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    let head = '';
+    socket.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+    });
+    socket.write(upgradeRequest());
+    await eventually(() => head.includes('\r\n\r\n'));
+    const frame = (i: number, pad = '') =>
+      maskedTextFrame(Buffer.from(JSON.stringify({ type: 'publish', channel: 'ch', data: { i, pad } })));
+    socket.write(frame(0));
+    socket.write(frame(1));
+    const pauses = async () =>
+      (await registry.getSingleMetric('hyp_ws_backpressure_pauses_total')?.get())?.values[0]?.value ?? 0;
+    for (let i = 0; i < 200 && (await pauses()) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(await pauses()).toBe(1);
+    const draining = served.hub.drain({ spreadMs: 0, deadline: Date.now() + 30_000 });
+    // deaf to the close frame: 64 frames of 60 KiB (3.75 MiB), as fast as the socket takes them
+    const pad = 'x'.repeat(60 * 1024);
+    let sent = 2;
+    for (let i = 2; i < 66 && !socket.destroyed; i++, sent++) {
+      if (!socket.write(frame(i, pad)))
+        await Promise.race([new Promise((r) => socket.once('drain', r)), closed]);
+    }
+    await closed;
+    await draining;
+    expect(codes).toEqual([1006]);
+    for (let round = 0; round < 500 && ipc.waiting + ipc.relayed.length > 0; round++) {
+      const before = ipc.relayed.length;
+      ipc.flush();
+      await new Promise((r) => setTimeout(r, 5));
+      if (ipc.relayed.length === before && ipc.waiting === 0) break;
+    }
+    // what the hub took of it: at most the bound (1 MiB) and one read more, not the 3.75 MiB sent
+    expect(sent).toBeGreaterThan(30);
+    expect(ipc.relayed.length).toBeLessThan(30);
   });
 });
 
