@@ -11,7 +11,7 @@
  * ("stop sending"), and calls a send's callback once the message is written.
  * So every message goes out through one `IpcFlow` per channel, which counts
  * the messages not yet written: once `send()` has said stop, the channel is
- * `congested` until at most `lowWater` of them are left, and the hub stops
+ * `congested` until at most `lowWater` of them (and `lowWaterBytes`) are left, and the hub stops
  * reading from clients that publish meanwhile (hub.ts), so TCP flow control
  * slows them down instead of the worker's memory growing.
  *
@@ -39,10 +39,24 @@ import type { IpcChannel } from './bus.js';
 
 /** Messages still unwritten below which a congested channel counts as drained. */
 const lowWater = 16;
+/**
+ * Payload bytes still unwritten at or below which a congested channel counts
+ * as drained, too: 16 messages of `max_message_size` (up to megabytes each)
+ * would otherwise be let through at once.
+ */
+const lowWaterBytes = 1024 * 1024;
 /** Estimated bytes of own history publishes not yet delivered back past which the worker lags (as the supervisor estimates them). */
 const lagHighWaterBytes = 1024 * 1024;
 /** What a message costs the supervisor beyond its payload (worker-process.ts `estimatedBytes`). */
 const messageOverhead = 256;
+
+/** Payload bytes of a bus message or a history publish (what makes a message large), else 0. */
+function payloadBytes(message: unknown): number {
+  if (typeof message !== 'object' || message === null) return 0;
+  const m = message as { payload?: unknown; message?: { payload?: unknown } };
+  const payload = m.payload ?? m.message?.payload;
+  return payload instanceof Uint8Array ? payload.byteLength : 0;
+}
 
 /** Estimated bytes of `message` if it is a history publish (it comes back to this worker), else 0. */
 function roundTripBytes(message: unknown, type: string): number {
@@ -54,6 +68,9 @@ function roundTripBytes(message: unknown, type: string): number {
 
 export class IpcFlow {
   private unwritten = 0;
+  /** Payload bytes of the unwritten messages, and each one's, in the order Node writes them. */
+  private unwrittenBytes = 0;
+  private readonly sizes: number[] = [];
   private stopped = false;
   /** The supervisor asked to hold (another worker is backed up) and has not released yet. */
   private held = false;
@@ -77,13 +94,18 @@ export class IpcFlow {
   /** False when the channel is gone (or cannot send). */
   send(message: unknown): boolean {
     if (typeof this.channel.send !== 'function' || this.channel.connected === false) return false;
+    const size = payloadBytes(message);
     this.unwritten++;
+    this.unwrittenBytes += size;
+    this.sizes.push(size);
     let ok: boolean;
     try {
       ok = this.channel.send(message, this.written);
     } catch (err) {
       // refused before it was queued (a value IPC cannot serialize): no callback will come
       this.unwritten--;
+      this.unwrittenBytes -= size;
+      this.sizes.pop();
       throw err;
     }
     // false from a channel that closed meanwhile is no congestion: its callbacks come with errors
@@ -114,7 +136,8 @@ export class IpcFlow {
 
   private readonly written = (): void => {
     this.unwritten--;
-    if (!this.stopped || this.unwritten > lowWater) return;
+    this.unwrittenBytes -= this.sizes.shift() ?? 0;
+    if (!this.stopped || this.unwritten > lowWater || this.unwrittenBytes > lowWaterBytes) return;
     this.stopped = false;
     this.drained();
   };

@@ -221,6 +221,28 @@ describe('a held client being closed', () => {
 });
 
 describe('the IPC flow', () => {
+  it('with large messages, drains only once at most 1 MiB is unwritten, not 16 messages of any size', () => {
+    const callbacks: Array<(err: Error | null) => void> = [];
+    const channel: IpcChannel = {
+      send(_message, written) {
+        callbacks.push(written!);
+        return false; // past Node's 128 KiB at once
+      },
+      connected: true,
+      on: () => undefined,
+      off: () => undefined,
+    };
+    const flow = new IpcFlow(channel);
+    const payload = new Uint8Array(3 * 1024 * 1024);
+    for (let i = 0; i < 20; i++) flow.send({ type: 'bus', message: { topic: 't', payload } });
+    expect(flow.congested).toBe(true);
+    for (const written of callbacks.splice(0, 4)) written(null);
+    // Before: 16 left (48 MiB) counted as drained.
+    expect(flow.congested).toBe(true);
+    for (const written of callbacks.splice(0, 16)) written(null);
+    expect(flow.congested).toBe(false);
+  });
+
   it('does not count a send the channel refuses by throwing (a value IPC cannot serialize): the flow still drains', () => {
     const callbacks: Array<(err: Error | null) => void> = [];
     const channel: IpcChannel = {
