@@ -1432,6 +1432,9 @@ export class Hub implements ConnectionOwner {
   ): void {
     if (!targets) return;
     const started = performance.now();
+    // a reply the client waits for (its acknowledgement, its error, its subscription): never skipped
+    const reply =
+      message.type === Reply.published || message.type === Reply.error || message.type === Reply.subscribed;
     const plain: Array<Uint8Array | undefined> = new Array(codecSlots);
     const frames: Array<Buffer | undefined> = new Array(codecSlots);
     const count = [0, 0, 0, 0];
@@ -1496,7 +1499,7 @@ export class Hub implements ConnectionOwner {
           security !== undefined || c.codec.frame === 'binary',
         );
       }
-      if (this.write(c, frame, replay)) {
+      if (this.write(c, frame, replay, reply)) {
         count[i]!++;
         bytes[i]! += frame.length;
       }
@@ -1507,8 +1510,8 @@ export class Hub implements ConnectionOwner {
     this.metrics.fanoutSeconds.observe({ scope: 'local' }, (performance.now() - started) / 1000);
   }
 
-  /** Writes one prepared frame, or applies the slow-consumer policy. */
-  private write(c: Connection, frame: Buffer, replay = false): boolean {
+  /** Writes one prepared frame, or applies the slow-consumer policy (`reply`: as `close`, whatever the policy). */
+  private write(c: Connection, frame: Buffer, replay = false, reply = false): boolean {
     const ws = c.ws;
     if (!c.open || ws.readyState !== 1) {
       this.metrics.dropped.inc({ reason: 'closed' });
@@ -1519,14 +1522,14 @@ export class Hub implements ConnectionOwner {
       if (replay) backlog.pushReplay(frame);
       // behind a replay still going out: in order, and what is not replay counts against the bound
       else if (backlog.liveBytes + frame.length > this.sendBufferLimit) {
-        this.slowConsumerCut(c);
+        this.slowConsumerCut(c, reply);
         return false;
       } else backlog.pushFrame(frame);
       return true;
     }
     if (ws.bufferedAmount + frame.length > this.sendBufferLimit) {
       if (replay && this.backlogReplay(c, frame)) return true;
-      this.slowConsumerCut(c);
+      this.slowConsumerCut(c, reply);
       return false;
     }
     this.writeNow(ws, frame);
@@ -1597,10 +1600,15 @@ export class Hub implements ConnectionOwner {
     return prepareFrame(c.keys ? security.seal(out, c.keys) : security.seal(out), true);
   }
 
-  /** A message that would take `c` past `sendBufferLimit`: dropped, and with the close policy so is `c`. */
-  private slowConsumerCut(c: Connection): void {
+  /**
+   * A message that would take `c` past `sendBufferLimit`: dropped, and with
+   * the close policy so is `c`. A reply the client waits for cuts `c` under
+   * the drop policy too: skipped, it would leave the client waiting out its
+   * timeout for a publish the hub took; cut, the client sends it again.
+   */
+  private slowConsumerCut(c: Connection, reply = false): void {
     this.metrics.dropped.inc({ reason: 'slow_consumer' });
-    if (this.slowConsumer === 'close') {
+    if (this.slowConsumer === 'close' || reply) {
       this.options.log?.debug(
         { client: c.id, buffered: c.ws.bufferedAmount },
         'websocket slow consumer cut off',

@@ -265,6 +265,29 @@ describe('liveness and backpressure', () => {
     expect(served.hub.clients()).toBe(1);
     expect(slow.ws.readyState).toBe(slow.ws.OPEN);
   });
+
+  it('the drop policy never drops a reply to the client (an acknowledgement): the connection is cut instead, so the client sends again', async () => {
+    served = await bed.serve({ sendBufferLimit: 64 * 1024, slowConsumer: 'drop' });
+    const slow = await connect('json');
+    slow.subscribe('firehose');
+    await slow.nextOf('subscribed');
+    (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const droppedCount = async () =>
+      (await served!.hub.metrics.dropped.get()).values.find((v) => v.labels.reason === 'slow_consumer')
+        ?.value ?? 0;
+    // fill what the client does not read, until deliveries are dropped (as the test above)
+    const blob = { blob: 'x'.repeat(32 * 1024) };
+    for (let i = 0; i < 2_000 && (await droppedCount()) < 1; i++) {
+      served.hub.publish('firehose', blob);
+      await new Promise((r) => setImmediate(r));
+    }
+    expect(served.hub.clients()).toBe(1);
+    // publishes asking for acknowledgements, more than the room left (one 32 KiB blob did not fit)
+    for (let i = 0; i < 1_000; i++)
+      slow.send({ type: 'publish', channel: 'other', id: `p${i}`, data: Buffer.from('{"a":1}') });
+    // Before: the acknowledgement was dropped and the connection kept: the client waits out its timeout.
+    await eventually(() => served!.hub.clients() === 0);
+  });
 });
 
 describe('drain', () => {
