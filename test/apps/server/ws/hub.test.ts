@@ -247,41 +247,39 @@ describe('liveness and backpressure', () => {
     expect(dropped.values.find((v) => v.labels.reason === 'slow_consumer')?.value).toBeGreaterThan(0);
   });
 
-  it('the drop policy skips messages for a slow reader and keeps the connection', async () => {
+  /**
+   * A subscriber of `firehose` that reads nothing, under the drop policy
+   * (64 KiB bound), and the hub publishing 32 KiB blobs to it until `drops`
+   * of them were dropped (at most 2,000).
+   */
+  async function droppingReader(drops: number) {
     served = await bed.serve({ sendBufferLimit: 64 * 1024, slowConsumer: 'drop' });
+    const hub = served.hub;
     const slow = await connect('json');
     slow.subscribe('firehose');
     await slow.nextOf('subscribed');
     (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
     const droppedCount = async () =>
-      (await served!.hub.metrics.dropped.get()).values.find((v) => v.labels.reason === 'slow_consumer')
-        ?.value ?? 0;
+      (await hub.metrics.dropped.get()).values.find((v) => v.labels.reason === 'slow_consumer')?.value ?? 0;
     const blob = { blob: 'x'.repeat(32 * 1024) };
-    for (let i = 0; i < 2_000 && (await droppedCount()) < 10; i++) {
-      served.hub.publish('firehose', blob);
+    for (let i = 0; i < 2_000 && (await droppedCount()) < drops; i++) {
+      hub.publish('firehose', blob);
       await new Promise((r) => setImmediate(r));
     }
+    return { slow, droppedCount };
+  }
+
+  it('the drop policy skips messages for a slow reader and keeps the connection', async () => {
+    const { slow, droppedCount } = await droppingReader(10);
     expect(await droppedCount()).toBeGreaterThanOrEqual(10);
-    expect(served.hub.clients()).toBe(1);
+    expect(served!.hub.clients()).toBe(1);
     expect(slow.ws.readyState).toBe(slow.ws.OPEN);
   });
 
   it('the drop policy never drops a reply to the client (an acknowledgement): the connection is cut instead, so the client sends again', async () => {
-    served = await bed.serve({ sendBufferLimit: 64 * 1024, slowConsumer: 'drop' });
-    const slow = await connect('json');
-    slow.subscribe('firehose');
-    await slow.nextOf('subscribed');
-    (slow.ws as unknown as { _socket: { pause(): void } })._socket.pause();
-    const droppedCount = async () =>
-      (await served!.hub.metrics.dropped.get()).values.find((v) => v.labels.reason === 'slow_consumer')
-        ?.value ?? 0;
-    // fill what the client does not read, until deliveries are dropped (as the test above)
-    const blob = { blob: 'x'.repeat(32 * 1024) };
-    for (let i = 0; i < 2_000 && (await droppedCount()) < 1; i++) {
-      served.hub.publish('firehose', blob);
-      await new Promise((r) => setImmediate(r));
-    }
-    expect(served.hub.clients()).toBe(1);
+    // fill what the client does not read, until deliveries are dropped
+    const { slow } = await droppingReader(1);
+    expect(served!.hub.clients()).toBe(1);
     // publishes asking for acknowledgements, more than the room left (one 32 KiB blob did not fit)
     for (let i = 0; i < 1_000; i++)
       slow.send({ type: 'publish', channel: 'other', id: `p${i}`, data: Buffer.from('{"a":1}') });
