@@ -77,6 +77,13 @@ export interface HistoryRecoverReply {
   reason?: string;
 }
 
+/**
+ * How long a worker waits for the supervisor's answer to a history recovery
+ * request (apps/server/ws/ipc-history.ts); the supervisor sends no page to a
+ * request that waited longer (supervisor.ts answerRecoveries).
+ */
+export const recoveryTimeoutMs = 5_000;
+
 export type SupervisorMessage =
   | {
       type: 'config';

@@ -18,12 +18,13 @@ import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
 import { type CatalogEntry, catalog, type ErrorCode, errorMessage, HypError } from './errors.js';
 import { PodHistory } from './history.js';
-import type {
-  BusMessage,
-  HistoryPublish,
-  HistoryRecoverRequest,
-  SupervisorMessage,
-  TicketKeys,
+import {
+  type BusMessage,
+  type HistoryPublish,
+  type HistoryRecoverRequest,
+  recoveryTimeoutMs,
+  type SupervisorMessage,
+  type TicketKeys,
 } from './ipc.js';
 import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
@@ -60,8 +61,6 @@ export interface RollResult {
 const defaultWorkerEntry = fileURLToPath(new URL('../apps/server/worker.js', import.meta.url));
 /** Recovery requests one worker may have waiting (each is small); past it one is refused at once. */
 const maxWaitingRecoveries = 10_000;
-/** How long a worker waits for a recovery answer (apps/server/ws/ipc-history.ts); one that waited longer gets no page. */
-const recoveryGiveUpMs = 5_000;
 
 export class Supervisor {
   state: SupervisorState = 'starting';
@@ -811,11 +810,11 @@ export class Supervisor {
       }
       const { request, at } = waiting.shift()!;
       // the worker gave up on it (ipc-history.ts): no page nobody waits for
-      const stale = Date.now() - at > recoveryGiveUpMs;
+      const stale = Date.now() - at > recoveryTimeoutMs;
       // one reply carries at most ~1 MiB of payload: a long gap is paged, never one huge IPC message
       worker.send(
         stale
-          ? this.recoveryRefusal(request, `not answered within ${recoveryGiveUpMs} ms`)
+          ? this.recoveryRefusal(request, `not answered within ${recoveryTimeoutMs} ms`)
           : this.history.recoveryReply(request, 1024 * 1024),
       );
     }

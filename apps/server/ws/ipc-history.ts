@@ -1,4 +1,8 @@
-import type { HistoryRecoverReply, SupervisorMessage } from '../../../supervisor/ipc.js';
+import {
+  type HistoryRecoverReply,
+  recoveryTimeoutMs,
+  type SupervisorMessage,
+} from '../../../supervisor/ipc.js';
 import type { IpcChannel } from './bus.js';
 import { decodeBusEvent, encodeBusEvent } from './bus-event.js';
 import type { Envelope } from './envelope.js';
@@ -60,7 +64,7 @@ export class IpcHistory implements SharedHistory {
     this.topic = options.topic;
     this.ipc = options.channel ?? (process as unknown as IpcChannel);
     this.flow = flowOf(this.ipc);
-    this.timeoutMs = options.timeoutMs ?? 5_000;
+    this.timeoutMs = options.timeoutMs ?? recoveryTimeoutMs;
     this.ipc.on('message', this.listener);
   }
 
