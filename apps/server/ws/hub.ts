@@ -909,7 +909,7 @@ export class Hub implements ConnectionOwner {
       keys = new Set();
       this.acksOf.set(c, keys);
     }
-    const key = `${c.id}\u0000${id}`;
+    const key = ackKey(c.id, id);
     if (!keys.has(key) && keys.size >= maxAwaitingAcks)
       throw new HypError('HYP_E_WS_ACK_PENDING', { id, limit: maxAwaitingAcks });
     keys.add(key);
@@ -918,7 +918,7 @@ export class Hub implements ConnectionOwner {
 
   /** The shared history delivered an acknowledged publish: tell its publisher, if it is connected here. */
   private acknowledge(channel: string, m: Envelope): void {
-    const key = `${m.clientId}\u0000${m.id}`;
+    const key = ackKey(m.clientId, m.id!);
     const c = this.awaitingAck.get(key);
     if (c !== undefined) this.acknowledgeKey(key, c, channel, m.id!, m.offset);
   }
@@ -948,7 +948,7 @@ export class Hub implements ConnectionOwner {
    */
   private refusePublish(c: Connection, channel: string, id: string, cause: Error, awaited = false): void {
     if (awaited) {
-      const key = `${c.id}\u0000${id}`;
+      const key = ackKey(c.id, id);
       if (this.awaitingAck.get(key) !== c) return;
       this.forgetAck(c, key);
     }
@@ -1299,7 +1299,7 @@ export class Hub implements ConnectionOwner {
       if (from?.open && id) {
         this.awaitAck(from, id);
         this.shared.publish(channel, packPublishId(message), {
-          appended: (offset) => this.acknowledgeKey(`${from.id}\u0000${id}`, from, channel, id, offset),
+          appended: (offset) => this.acknowledgeKey(ackKey(from.id, id), from, channel, id, offset),
           refused: (err) => this.refusePublish(from, channel, id, err, true),
         });
       } else this.shared.publish(channel, packPublishId(message));
@@ -1784,6 +1784,11 @@ const maxAwaitingAcks = 1024;
  * that is not a publish id is HYP_E_WS_PUBLISH_ID (never echoed back: it may
  * be anything). Other types keep theirs for `onMessage` and nothing more.
  */
+/** The key of an acknowledgement awaited for publish `id` of client `clientId` (`awaitingAck`). */
+function ackKey(clientId: string, id: string): string {
+  return `${clientId}\u0000${id}`;
+}
+
 function publishIdOf(m: Envelope): string {
   if (m.id === undefined || (m.type !== Control.publish && m.type !== Control.broadcast)) return '';
   const problem = publishIdProblem(m.id);
