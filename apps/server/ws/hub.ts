@@ -30,6 +30,7 @@ import {
   type Payload,
   publishIdProblem,
 } from './envelope.js';
+import type { Flow } from './flow.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
 import { type WsMetrics, wsMetricsOn } from './metrics.js';
@@ -253,6 +254,11 @@ export class Hub implements ConnectionOwner {
   private readonly acksOf = new Map<Connection, Set<string>>();
   private draining = false;
   private closed = false;
+  /**
+   * The app's wait for the congested paths to drain (`whenDrained`): one for every caller, so the
+   * hub has one callback on one flow at a time, however many wait.
+   */
+  private flowWait: { readonly promise: Promise<void>; readonly resolve: () => void } | undefined;
   private drainTimers: NodeJS.Timeout[] = [];
 
   constructor(private readonly options: HubOptions = {}) {
@@ -720,11 +726,7 @@ export class Hub implements ConnectionOwner {
    */
   private holdWhileCongested(c: Connection): void {
     if (c.held) return;
-    const flow = this.shared?.flow?.congested
-      ? this.shared.flow
-      : this.bus.flow?.congested
-        ? this.bus.flow
-        : undefined;
+    const flow = this.congestedFlow();
     if (flow === undefined) return;
     c.held = true;
     c.ws.pause();
@@ -736,6 +738,17 @@ export class Hub implements ConnectionOwner {
       if (!this.receiveHeld(c)) return;
       if (c.open) c.ws.resume();
     });
+  }
+
+  /**
+   * The path a publish would wait behind now, if one is congested: the shared
+   * history's (channel publishes go there), else the bus's. One drains, the
+   * other may still be congested: callers look again after each drain.
+   */
+  private congestedFlow(): Flow | undefined {
+    if (this.shared?.flow?.congested) return this.shared.flow;
+    if (this.bus.flow?.congested) return this.bus.flow;
+    return undefined;
   }
 
   /**
@@ -1285,6 +1298,50 @@ export class Hub implements ConnectionOwner {
   }
 
   /**
+   * True while a publish would wait behind a congested path: the worker's IPC
+   * channel to the supervisor, the supervisor's relay hold, or Redis (the bus
+   * or the shared history) — what makes the hub hold publishing clients. The
+   * app's own `publish`, `broadcast`, `toRoom` and `sendTo` (another node)
+   * cannot be held; a loop that sends should wait on `whenDrained()` while
+   * this is true. False once the hub is closed.
+   */
+  get congested(): boolean {
+    return !this.closed && this.congestedFlow() !== undefined;
+  }
+
+  /**
+   * Resolves once no path is congested (at once when none is), or once the
+   * hub closes; never rejects. Wait in a loop, `while (hub.congested) await
+   * hub.whenDrained()`: other publishes may congest a path again before the
+   * caller runs. Every caller shares one wait.
+   */
+  whenDrained(): Promise<void> {
+    if (!this.congested) return Promise.resolve();
+    if (this.flowWait === undefined) {
+      let resolve = noop;
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      this.flowWait = { promise, resolve };
+      this.awaitFlows();
+    }
+    return this.flowWait.promise;
+  }
+
+  /** The app's wait goes on behind whichever path is still congested, or ends (also at close). */
+  private readonly awaitFlows = (): void => {
+    const wait = this.flowWait;
+    if (wait === undefined) return;
+    const flow = this.closed ? undefined : this.congestedFlow();
+    if (flow !== undefined) {
+      flow.whenDrained(this.awaitFlows);
+      return;
+    }
+    this.flowWait = undefined;
+    wait.resolve();
+  };
+
+  /**
    * `from`: the connection whose publish carried an id, acknowledged once
    * the publish is accepted — appended to this node's history and handed to
    * the bus, or, with a shared history, delivered back by it (then it is in
@@ -1640,6 +1697,8 @@ export class Hub implements ConnectionOwner {
   private async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // the app's loops waiting to publish go on (and see the hub closed) instead of hanging the shutdown
+    this.awaitFlows();
     this.refusePending(() => new HypError('HYP_E_DRAINING'));
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.presenceTimer) clearInterval(this.presenceTimer);
