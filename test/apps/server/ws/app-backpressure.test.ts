@@ -16,7 +16,14 @@ import type { Hub, HubOptions } from '../../../../apps/server/ws/hub.js';
 import { RedisHistory } from '../../../../apps/server/ws/redis-history.js';
 import { compileFixture } from './compile.js';
 import { eventually, json, serveHub, TestClient } from './helpers.js';
-import { type RedisProcess, redisBinary, redisForSuite, until } from './redis-server.js';
+import {
+  type CuttableLink,
+  cuttableLink,
+  type RedisProcess,
+  redisBinary,
+  redisForSuite,
+  until,
+} from './redis-server.js';
 
 const cleanup: Array<() => Promise<unknown> | unknown> = [];
 afterEach(async () => {
@@ -69,6 +76,19 @@ function appLoop(hub: Hub, total: number, pending: () => number) {
     state.done = true;
   })();
   return { state, finished };
+}
+
+/** Holds every command sent through `link` until the returned function is called. */
+function gate(link: CuttableLink): () => void {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  link.onClientData = () => opened;
+  return () => {
+    link.onClientData = undefined;
+    open();
+  };
 }
 
 function numbers(reader: TestClient): number[] {
@@ -187,6 +207,59 @@ describe.skipIf(!redisServer)(
     }, 60_000);
   },
 );
+
+describe.skipIf(!redisServer)('whenDrained() with two congested paths (real redis-server)', () => {
+  let redis: RedisProcess;
+  redisForSuite(redisServer!, (r) => {
+    redis = r;
+  });
+
+  it('waits until both have drained: the one it waits on draining first while the other is still congested does not end the wait', async () => {
+    const prefix = `appflow${process.pid}-${++prefixes}`;
+    const busLink = await cuttableLink(redis.port);
+    cleanup.push(() => busLink.close());
+    const historyLink = await cuttableLink(redis.port);
+    cleanup.push(() => historyLink.close());
+    const errors: string[] = [];
+    const onError = (err: Error) => errors.push(err.message);
+    const bus = new RedisBus({ url: busLink.url, prefix, maxPending: 100, onError });
+    const sharedHistory = new RedisHistory({
+      url: historyLink.url,
+      prefix,
+      size: 1_000,
+      maxPending: 100,
+      onError,
+    });
+    const served = await serveHub({ bus, sharedHistory, ownTransports: true, presenceIntervalMs: 0 });
+    cleanup.push(() => served.close());
+    await Promise.all([bus.ready(), sharedHistory.ready()]);
+    const releaseBus = gate(busLink);
+    const releaseHistory = gate(historyLink);
+    cleanup.push(releaseBus, releaseHistory);
+    const hub = served.hub;
+    // channel publishes go to the shared history, broadcasts to the bus
+    for (let i = 0; i < 1_000 && !sharedHistory.flow.congested; i++) hub.publish('ticks', { i });
+    for (let i = 0; i < 1_000 && !bus.flow.congested; i++) hub.broadcast({ i });
+    expect(sharedHistory.flow.congested).toBe(true);
+    expect(bus.flow.congested).toBe(true);
+    let drained = false;
+    const wait = hub.whenDrained().then(() => {
+      drained = true;
+    });
+
+    releaseHistory();
+    await until(() => !sharedHistory.flow.congested || undefined, 'the shared history drained');
+    await settled(() => sharedHistory.flow.pending);
+    expect(bus.flow.congested).toBe(true);
+    expect(hub.congested).toBe(true);
+    expect(drained).toBe(false);
+
+    releaseBus();
+    expect(await settlesWithin(wait, 15_000)).toBe(true);
+    expect(hub.congested).toBe(false);
+    expect(errors).toEqual([]);
+  }, 60_000);
+});
 
 describe('whenDrained() on a hub that is not congested', () => {
   it('resolves at once (the next microtask), with or without a transport that has a flow', async () => {
