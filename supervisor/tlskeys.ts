@@ -21,6 +21,8 @@ export function newTicketKey(): Buffer {
 export class TicketKeyRotation {
   private keys: TicketKeys | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Between `start()` and `stop()`; a period of 0 has no timer but is still running. */
+  private running = false;
 
   /**
    * @param intervalMs rotation period
@@ -42,7 +44,8 @@ export class TicketKeyRotation {
   }
 
   start(): void {
-    if (this.timer) return;
+    if (this.running) return;
+    this.running = true;
     this.rotate();
     this.schedule();
   }
@@ -54,8 +57,9 @@ export class TicketKeyRotation {
   reschedule(intervalMs: number): void {
     if (intervalMs === this.intervalMs) return;
     this.intervalMs = intervalMs;
-    if (this.timer === undefined) return;
+    if (!this.running) return;
     clearInterval(this.timer);
+    this.timer = undefined;
     this.schedule();
   }
 
@@ -75,7 +79,8 @@ export class TicketKeyRotation {
   }
 
   stop(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.running = false;
+    clearInterval(this.timer);
     this.timer = undefined;
   }
 }

@@ -2,7 +2,7 @@
  * Session-ticket keys made by the supervisor: 48 random bytes, rotated with
  * the previous key kept for decryption.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { TicketKeys } from '../../supervisor/ipc.js';
 import { TicketKeyRotation } from '../../supervisor/tlskeys.js';
 
@@ -37,5 +37,53 @@ describe('TicketKeyRotation', () => {
     await new Promise((r) => setTimeout(r, 200));
     rotation.stop();
     expect(published.length).toBeGreaterThanOrEqual(2);
+  });
+
+  describe('a reloaded ticket_rotation (SIGHUP)', () => {
+    afterEach(() => {
+      vi.useRealTimers();
+    });
+
+    it('from 0 (never) to a period: rotation starts on the new period', () => {
+      vi.useFakeTimers();
+      const published: TicketKeys[] = [];
+      const rotation = new TicketKeyRotation(0, (k) => published.push(k));
+      rotation.start();
+      rotation.reschedule(1000);
+      vi.advanceTimersByTime(3500);
+      rotation.stop();
+      expect(published).toHaveLength(4);
+    });
+
+    it('from a period to 0: rotation stops', () => {
+      vi.useFakeTimers();
+      const published: TicketKeys[] = [];
+      const rotation = new TicketKeyRotation(1000, (k) => published.push(k));
+      rotation.start();
+      vi.advanceTimersByTime(1500);
+      rotation.reschedule(0);
+      vi.advanceTimersByTime(5000);
+      rotation.stop();
+      expect(published).toHaveLength(2);
+    });
+
+    it('start() twice with a period of 0 issues one key set, not two', () => {
+      const published: TicketKeys[] = [];
+      const rotation = new TicketKeyRotation(0, (k) => published.push(k));
+      rotation.start();
+      rotation.start();
+      expect(published).toHaveLength(1);
+    });
+
+    it('a stopped rotation is not restarted by a new period', () => {
+      vi.useFakeTimers();
+      const published: TicketKeys[] = [];
+      const rotation = new TicketKeyRotation(0, (k) => published.push(k));
+      rotation.start();
+      rotation.stop();
+      rotation.reschedule(1000);
+      vi.advanceTimersByTime(3500);
+      expect(published).toHaveLength(1);
+    });
   });
 });
