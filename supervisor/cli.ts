@@ -49,11 +49,12 @@ Common options:
   --set key.path=value  override a config key (repeatable)
   --admin <url>         admin server URL (default: from admin.addr)
   -h, --help            help for a command (or: hyp help <command>)`,
-  run: `Usage: hyp run <app> [--config file] [--set key=value]...
+  run: `Usage: hyp run [<app>] [--config file] [--set key=value]...
 
 Start the supervisor: bind every configured listener, write the PID file,
 start the admin server and spawn workers serving <app> (an ES module whose
-default export is defineApp(...)). Exit code 2 on invalid configuration.`,
+default export is defineApp(...)). Without <app>, the config key \`app\`
+(in the config file, or --set app=...) names it. Exit code 2 on invalid configuration.`,
   restart: `Usage: hyp restart [--no-wait]
 
 Start a new worker generation, wait until it is ready, then drain the old one.
@@ -83,6 +84,11 @@ function fail(err: unknown): never {
   process.exit(1);
 }
 
+/** A command `help` has a text for (its own keys: `constructor`, `toString`, ... are no commands). */
+function isVerb(word: string): boolean {
+  return word !== '' && Object.hasOwn(help, word);
+}
+
 function quietOnEpipe(err: NodeJS.ErrnoException): void {
   if (err.code === 'EPIPE') process.exit(0);
   throw err;
@@ -94,13 +100,15 @@ async function main(argv: string[]): Promise<void> {
   // SIGPIPE ends Unix tools. Not for `run`, whose stdout is the pod's log.
   if (verb !== 'run') process.stdout.on('error', quietOnEpipe);
   if (verb === '' || verb === '--help' || verb === '-h' || verb === 'help') {
-    // `hyp help run` is `hyp run --help`.
-    const topic = verb === 'help' && rest[0] !== undefined && rest[0] in help ? rest[0] : '';
+    // `hyp help run` is `hyp run --help`; `hyp help nope` is a usage error, as `hyp nope` is.
+    const topic = verb === 'help' ? (rest[0] ?? '') : '';
+    if (topic !== '' && !isVerb(topic))
+      throw new HypError('HYP_E_USAGE', { detail: `unknown command "${topic}"; see hyp --help` });
     process.stdout.write(`${help[topic]}\n`);
     return;
   }
   if (verb === '--version' || verb === '-v') return main(['version', ...rest]);
-  if (!(verb in help))
+  if (!isVerb(verb))
     throw new HypError('HYP_E_USAGE', { detail: `unknown command "${verb}"; see hyp --help` });
   let parsed: ReturnType<
     typeof parseArgs<{
@@ -290,7 +298,10 @@ class EarlySignals {
 
 /** `app.ts` given: use the compiled sibling under dist/ when there is one. */
 function resolveApp(arg: string): string {
-  if (!arg) throw new HypError('HYP_E_USAGE', { detail: 'hyp run <app>: the app module path is missing' });
+  if (!arg)
+    throw new HypError('HYP_E_USAGE', {
+      detail: 'hyp run <app>: the app module path is missing (give it, or set the config key app)',
+    });
   let file = resolve(arg);
   if (file.endsWith('.ts')) {
     const relativeCopy = distCandidates(process.cwd(), file).find((c) => existsSync(c));

@@ -176,6 +176,21 @@ describe('hyp verbs against a running supervisor', () => {
     expect(r.code).toBe(64);
     expect(r.stderr).toMatch(/unknown command "frobnicate"/);
   });
+
+  it("names of Object's own members are no verbs: `hyp constructor`, `hyp help toString` exit 64", () => {
+    for (const args of [['constructor'], ['toString'], ['help', 'constructor'], ['help', 'nope']]) {
+      const r = hyp(args);
+      expect(r.code, args.join(' ')).toBe(64);
+      expect(r.stderr, args.join(' ')).toMatch(new RegExp(`HYP_E_USAGE.*unknown command "${args.at(-1)}"`));
+      expect(r.stdout, args.join(' ')).toBe('');
+    }
+  });
+
+  it('`hyp help <verb>` prints that verb\'s help and exits 0', () => {
+    const r = hyp(['help', 'drain']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/hyp drain/);
+  });
 });
 
 describe('SIGHUP', () => {
