@@ -201,7 +201,13 @@ export class AdminServer {
         const roll = sup.rollGeneration('POST /restart');
         if (!wait) return json(res, 202, { accepted: true, from_generation: sup.generation });
         const result = await roll;
-        return json(res, result.ok ? 200 : 500, result);
+        if (result.ok) return json(res, 200, result);
+        // The documented shape ({ok, generation, error: detail}) plus the catalog's code and message.
+        const failed = new HypError('HYP_E_GENERATION_FAILED', {
+          generation: result.generation + 1,
+          detail: result.error ?? 'unknown',
+        });
+        return json(res, 500, { ...result, code: failed.code, message: failed.message });
       }
       case 'GET /metrics': {
         const { contentType, body } = await sup.metrics.render(sup, this.log);

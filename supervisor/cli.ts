@@ -450,6 +450,13 @@ async function remote(verb: string, values: RemoteValues, loadOpts: LoadOptions)
     case 'restart': {
       const answer = await call('POST', `${base}/restart${values['no-wait'] ? '' : '?wait=1'}`, 600_000);
       if (answer.status === 202) return void process.stdout.write('restart accepted\n');
+      if (answer.body.ok === false && answer.body.code === 'HYP_E_GENERATION_FAILED') {
+        // The roll ran and failed (the old generation serves on): the catalog's error, not a request failure.
+        throw new HypError('HYP_E_GENERATION_FAILED', {
+          generation: Number(answer.body.generation) + 1,
+          detail: String(answer.body.error),
+        });
+      }
       if (answer.status !== 200 || answer.body.ok !== true) {
         const detail = String(
           answer.body.error && typeof answer.body.error === 'object'

@@ -2,8 +2,9 @@
  * An app that throws during start: the supervisor stays up, reports why it
  * is not ready, and retries with a growing delay.
  */
+import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { cli, fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 
 let sup: Running | undefined;
 afterEach(async () => {
@@ -48,9 +49,18 @@ describe('app that throws during start', () => {
     const before = await sup.status();
     const res = await sup.admin('/restart?wait=1', { method: 'POST' });
     expect(res.status).toBe(500);
-    const body = (await res.json()) as { ok: boolean; error: string; generation: number };
+    const body = (await res.json()) as {
+      ok: boolean;
+      error: string;
+      generation: number;
+      code: string;
+      message: string;
+    };
     expect(body.ok).toBe(false);
     expect(body.error).toContain('not ready within 2s');
+    // the documented shape, plus the catalog's code and message
+    expect(body.code).toBe('HYP_E_GENERATION_FAILED');
+    expect(body.message).toBe(`generation ${before.generation + 1} failed to become ready: ${body.error}`);
     const after = await sup.waitFor((s) => s.other_workers.length === 0, 'aborted generation killed');
     expect(after.generation).toBe(before.generation);
     expect(after.workers.map((w) => w.pid)).toEqual(before.workers.map((w) => w.pid));
@@ -61,5 +71,19 @@ describe('app that throws during start', () => {
     expect((await sup.admin('/ready')).status).toBe(200);
     const metrics = await (await sup.admin('/metrics')).text();
     expect(metrics).toMatch(/hyp_supervisor_generation_failures_total 1/);
+    // `hyp restart` reports the failed roll by that code (exit 1), not as a failed admin request
+    const cliRun = spawnSync(
+      process.execPath,
+      [cli, 'restart', '--admin', `http://127.0.0.1:${sup.adminPort}`],
+      {
+        encoding: 'utf8',
+        timeout: 60_000,
+      },
+    );
+    expect(cliRun.status).toBe(1);
+    expect(cliRun.stderr).toMatch(
+      /HYP_E_GENERATION_FAILED: generation \d+ failed to become ready: .*not ready within 2s/,
+    );
+    expect(cliRun.stderr).not.toMatch(/HYP_E_ADMIN_REQUEST/);
   });
 });
