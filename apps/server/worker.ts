@@ -202,6 +202,17 @@ export class WorkerRuntime {
       return;
     }
 
+    // The TCP services are matched with their config before the HTTP listener
+    // serves: a registration without its tcp.<name> section fails the start
+    // (HYP_E_TCP_UNKNOWN_SERVICE) before a worker that will never be ready has
+    // taken HTTP connections it would then drop.
+    const tcp = createTcpServices({
+      registrations: this.app.tcpServices,
+      config,
+      log: this.log,
+      registry: this.registry,
+      ticketKeys: earlyTicketKeys,
+    });
     this.http = new HttpServer({
       config,
       handler: this.app.handle,
@@ -237,14 +248,8 @@ export class WorkerRuntime {
     this.log.info({ listener: 'http', port: address.port }, 'http listener serving');
     if (this.drainStarted) return;
 
-    this.tcp = createTcpServices({
-      registrations: this.app.tcpServices,
-      config,
-      log: this.log,
-      registry: this.registry,
-      ticketKeys: earlyTicketKeys,
-    });
-    await listenTcpServices(this.tcp, this.boot.fds);
+    await listenTcpServices(tcp, this.boot.fds);
+    this.tcp = tcp;
     for (const service of this.tcp) {
       this.servers.push(service);
       this.log.info({ listener: service.name, port: service.address().port }, 'tcp service serving');

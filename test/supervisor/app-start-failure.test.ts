@@ -87,3 +87,21 @@ describe('app that throws during start', () => {
     expect(cliRun.stderr).not.toMatch(/HYP_E_ADMIN_REQUEST/);
   });
 });
+
+describe('app that registers a TCP service with no tcp.<name> config', () => {
+  it('fails its start before the HTTP listener serves: no connection is taken by a worker that will never be ready', async () => {
+    sup = await startSupervisor({
+      app: fixtureApp('tcp-unconfigured'),
+      workers: 1,
+      ready: false,
+      sets: ['supervisor.backoff_initial=100ms', 'supervisor.backoff_max=200ms'],
+    });
+    const failures = () =>
+      sup!.logs.filter((l) => typeof l.msg === 'string' && l.msg.includes('HYP_E_TCP_UNKNOWN_SERVICE'));
+    await until(() => failures().length >= 2 || undefined, 'two failed starts', 30_000);
+    expect(String(failures()[0]!.msg)).toContain('tcp.nope.addr');
+    // the worker never got as far as accepting HTTP connections
+    expect(sup.logs.filter((l) => l.msg === 'http listener serving')).toEqual([]);
+    expect((await sup.admin('/ready')).status).toBe(503);
+  });
+});
