@@ -129,7 +129,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       path,
       value: err.value,
       expected: expectedFor(err.schema, err.message, path),
-      source: sources.get(path) ?? sourceWithin(sources, path),
+      source: sourceOf(sources, path),
     });
     if (issues.length >= maxIssues) break;
   }
@@ -354,7 +354,7 @@ function checkSafeIntegers(
       ]
         .filter(Boolean)
         .join(' and ')} (${schema.description ?? 'integer'})`,
-      source: sources.get(path) ?? '',
+      source: sourceOf(sources, path),
     });
     return;
   }
@@ -586,6 +586,25 @@ function sourceWithin(sources: Map<string, string>, path: string): string {
   return '';
 }
 
+/**
+ * Where the value at `path` came from: its own source, else the nearest
+ * enclosing key's (an item of a list set as a whole: `server.trusted_proxies.0`),
+ * else the source of something set within its section (a `tcp.echo` whose
+ * only key came from an env variable, checked for its missing `addr`).
+ */
+function sourceOf(sources: Map<string, string>, path: string): string {
+  const own = sources.get(path);
+  if (own !== undefined) return own;
+  const parts = path.split('.');
+  for (let n = parts.length - 1; n > 0; n--) {
+    const enclosing = sources.get(parts.slice(0, n).join('.'));
+    if (enclosing !== undefined) return enclosing;
+  }
+  const within = sourceWithin(sources, path);
+  if (within !== '' || parts.length < 2) return within;
+  return sourceWithin(sources, parts.slice(0, -1).join('.'));
+}
+
 function pointerToPath(pointer: string): string {
   const parts = pointer
     .split('/')
@@ -667,7 +686,7 @@ function expectedFor(schema: TSchema, message: string, path: string): string {
 
 function semanticChecks(config: Config, sources: Map<string, string>, issues: ConfigIssue[], cwd: string) {
   const push = (path: string, value: unknown, expected: string) =>
-    issues.push({ path, value, expected, source: sources.get(path) ?? '' });
+    issues.push({ path, value, expected, source: sourceOf(sources, path) });
 
   const taken = new Map<string, string>();
   const claim = (path: string, addr: string) => {

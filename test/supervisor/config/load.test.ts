@@ -108,6 +108,23 @@ describe('config validation names the key path, the value and what was expected'
     });
   });
 
+  it('names a source for a list item and for a key a section left out (nearest enclosing, else the section)', () => {
+    const item = issuesOf(() =>
+      loadConfig({ env: {}, cwd: dir(), sets: ['server.trusted_proxies=10.0.0.0/8,nonsense'] }),
+    );
+    expect(item[0]).toMatchObject({
+      path: 'server.trusted_proxies.1',
+      source: '--set server.trusted_proxies',
+    });
+    const missing = issuesOf(() => loadConfig({ env: { HYP_TCP_ECHO_TLS_ENABLED: 'false' }, cwd: dir() }));
+    expect(missing[0]).toMatchObject({ path: 'tcp.echo.addr', source: 'env HYP_TCP_ECHO_TLS_ENABLED' });
+    const file = issuesOf(() =>
+      loadConfig({ env: {}, cwd: dir({ 'hyp.yaml': 'server:\n  trusted_proxies: [nonsense]\n' }) }),
+    );
+    expect(file[0]!.path).toBe('server.trusted_proxies.0');
+    expect(file[0]!.source).toMatch(/hyp\.yaml/);
+  });
+
   it('refuses bad durations', () => {
     const issues = issuesOf(() => loadConfig({ env: {}, cwd: dir(), sets: ['drain.delay=5 seconds'] }));
     expect(issues[0]).toMatchObject({ path: 'drain.delay', value: '5 seconds' });
