@@ -47,6 +47,14 @@ export const catalog = {
   HYP_E_GENERATION_FAILED: { message: 'generation {generation} failed to become ready: {detail}' },
   HYP_E_FORCED_STOP: { message: 'second stop signal: forced exit', exit: 1 },
   HYP_E_DRAIN_TIMEOUT: { message: 'drain did not finish within {timeout}; {remaining} workers killed' },
+  HYP_W_DRAIN_ENDPOINTS: {
+    message:
+      'pod {pod} still in the endpoints of service {service} after drain.delay ({delay}); raise drain.delay (the drain goes on: requests still routed to the pod may fail)',
+  },
+  HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE: {
+    message:
+      'cannot follow the EndpointSlices of service {service}: {cause}; pod drains serve for drain.delay',
+  },
   HYP_E_SHUTDOWN_TIMEOUT: { message: 'shutdown of {what} did not finish within {timeout}' },
   HYP_E_SHUTDOWN_HOOK: { message: "the app's onShutdown hook failed: {detail}" },
   HYP_E_APP_EXIT: {

@@ -29,6 +29,8 @@ export class SupervisorMetrics {
   readonly rollFailures: Counter;
   readonly reloadFailures: Counter;
   readonly drainSeconds: Gauge;
+  readonly endpointsLeftSeconds: Gauge<'service'>;
+  readonly endpointsStillListed: Counter<'service'>;
   readonly relayBacklogs: Counter;
   readonly relayCutoffs: Counter;
 
@@ -127,6 +129,18 @@ export class SupervisorMetrics {
         if (sup.state === 'draining' && sup.drainStartedAt)
           this.set((Date.now() - sup.drainStartedAt) / 1000);
       },
+    });
+    this.endpointsLeftSeconds = new Gauge({
+      name: 'hyp_supervisor_drain_endpoints_left_seconds',
+      help: "Seconds from the pod drain's start to the pod leaving its Service's EndpointSlices (0: it had left before); absent until it has (drain.endpoints.service)",
+      labelNames: ['service'],
+      registers,
+    });
+    this.endpointsStillListed = new Counter({
+      name: 'hyp_supervisor_drain_endpoints_still_listed_total',
+      help: "Pod drains whose drain.delay ran out with the pod still ready in its Service's EndpointSlices (HYP_W_DRAIN_ENDPOINTS)",
+      labelNames: ['service'],
+      registers,
     });
     this.rollFailures = new Counter({
       name: 'hyp_supervisor_generation_failures_total',

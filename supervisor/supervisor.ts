@@ -16,6 +16,7 @@ import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
+import { EndpointsWatch, endpointsTarget } from './endpoints.js';
 import { type CatalogEntry, catalog, type ErrorCode, errorMessage, HypError } from './errors.js';
 import { PodHistory } from './history.js';
 import {
@@ -94,6 +95,8 @@ export class Supervisor {
   private readonly stopped: Promise<number>;
   private resolveStopped!: (code: number) => void;
   private draining: Promise<void> | undefined;
+  /** The pod's place in its Service's EndpointSlices (drain.endpoints.service), watched from ready. */
+  private endpoints: EndpointsWatch | undefined;
   /** syncHolds is running; a call meanwhile asks it for another pass. */
   private syncingHolds = false;
   private syncHoldsAgain = false;
@@ -293,6 +296,8 @@ export class Supervisor {
       if (this.state === 'starting') {
         this.state = 'ready';
         this.log.info({ generation: this.generation }, 'supervisor ready');
+        // known before a drain needs it
+        this.watchEndpoints();
       }
     }
   }
@@ -671,7 +676,13 @@ export class Supervisor {
 
   /** The roll that carried `config` has made it current. */
   private adopt(config: Config, generation: number): void {
+    const watched = JSON.stringify(this.config.drain.endpoints);
     this.config = config;
+    if (JSON.stringify(config.drain.endpoints) !== watched) {
+      this.endpoints?.stop();
+      this.endpoints = undefined;
+      this.watchEndpoints();
+    }
     this.rescheduleTicketKeys(config);
     // The supervisor's own lines follow log.level too (the logger is shared with the admin server).
     this.log.level = config.log.level;
@@ -859,13 +870,19 @@ export class Supervisor {
     const delay = durationMs(this.config.drain.delay);
     const timeout = durationMs(this.config.drain.timeout);
     this.log.info(
-      { source, delay_ms: delay, timeout_ms: timeout },
+      {
+        source,
+        delay_ms: delay,
+        timeout_ms: timeout,
+        service: this.config.drain.endpoints.service || undefined,
+      },
       'pod drain: not ready; serving through the delay',
     );
-    await sleep(delay);
+    await this.serveThroughDelay(this.drainStartedAt, delay);
 
     // From here on no worker is started: every one there now is drained.
     this.drainPhase = 'workers';
+    this.log.info({ workers: this.workers.size }, 'pod drain: draining workers');
     for (const timer of this.pendingRestarts.values()) clearTimeout(timer);
     this.pendingRestarts.clear();
     const deadline = Date.now() + timeout;
@@ -890,6 +907,72 @@ export class Supervisor {
     await this.finish(0);
   }
 
+  /** Watch the pod's place in drain.endpoints.service's EndpointSlices, if one is set and no watch runs. */
+  private watchEndpoints(): void {
+    const wanted = this.config.drain.endpoints;
+    if (wanted.service === '' || this.endpoints || this.state === 'stopped') return;
+    const { target, problem } = endpointsTarget(wanted);
+    this.endpoints = new EndpointsWatch(target, this.log);
+    if (problem !== undefined) this.endpoints.failWithout(problem);
+    else void this.endpoints.start();
+  }
+
+  /**
+   * The serving phase of a pod drain: drain.delay, or less once the pod has
+   * left its Service's EndpointSlices, plus drain.endpoints.settle for the
+   * kube-proxies and load balancers to apply the change. drain.delay stays the
+   * upper bound (the grace period is computed from it).
+   */
+  private async serveThroughDelay(startedAt: number, delay: number): Promise<void> {
+    this.watchEndpoints();
+    const watch = this.endpoints;
+    if (!watch) return sleep(delay);
+    const { service, pod } = watch.target;
+    const endsAt = startedAt + delay;
+    let timer: NodeJS.Timeout | undefined;
+    const delayOver = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, delay);
+    });
+    try {
+      // Each pass waits for a change of the watch's view or the end of the delay.
+      while (Date.now() < endsAt) {
+        const view = watch.view();
+        if (view.state === 'left') {
+          const afterMs = Math.max(0, view.at - startedAt);
+          this.metrics.endpointsLeftSeconds.set({ service }, afterMs / 1000);
+          const settle = durationMs(this.config.drain.endpoints.settle);
+          const until = Math.min(endsAt, Math.max(view.at, startedAt) + settle);
+          this.log.info(
+            { pod, service, after_ms: afterMs, settle_ms: settle },
+            `pod ${pod} left the endpoints of service ${service}; serving until drain.endpoints.settle is over`,
+          );
+          await Promise.race([delayOver, sleep(Math.max(0, until - Date.now()))]);
+          return;
+        }
+        await Promise.race([delayOver, watch.changed()]);
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    const view = watch.view();
+    if (view.state === 'listed') {
+      this.metrics.endpointsStillListed.inc({ service });
+      const err = new HypError('HYP_W_DRAIN_ENDPOINTS', { pod, service, delay: this.config.drain.delay });
+      this.log.warn({ code: err.code, pod, service }, err.message);
+    } else if (view.state === 'never-listed') {
+      const err = new HypError('HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE', {
+        service,
+        cause: `pod ${pod} has not been in them since the watch began (check drain.endpoints.service and drain.endpoints.pod)`,
+      });
+      this.log.warn({ code: err.code, pod, service }, err.message);
+    } else if (view.state === 'unknown') {
+      this.log.info(
+        { pod, service, cause: view.cause },
+        `pod drain: drain.delay is over; the endpoints were not known (${view.cause})`,
+      );
+    }
+  }
+
   private forceStop(signal: string): void {
     this.log.error({ signal }, new HypError('HYP_E_FORCED_STOP').message);
     for (const w of this.workers.values()) w.kill('forced stop');
@@ -903,6 +986,7 @@ export class Supervisor {
     this.state = 'stopped';
     if (this.watchdog) clearInterval(this.watchdog);
     this.ticketRotation?.stop();
+    this.endpoints?.stop();
     for (const hook of this.onStop) {
       try {
         await hook();

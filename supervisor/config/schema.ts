@@ -170,6 +170,27 @@ export const ConfigSchema = Type.Object(
         delay: Duration('5s', 'keep serving this long after /ready turns 503, while endpoints propagate'),
         timeout: Duration('25s', 'time workers have to finish in-flight work'),
         websocket_spread: Duration('5s', 'spread WebSocket close frames over this window'),
+        endpoints: Type.Object(
+          {
+            service: Str(
+              '',
+              "Service whose EndpointSlices (discovery.k8s.io/v1) the drain watches: the serving phase ends once the pod has left them (plus settle), drain.delay at the latest; '' (off): serve for drain.delay",
+            ),
+            namespace: Str(
+              '',
+              "the Service's namespace ('': the service account's namespace file, else env POD_NAMESPACE)",
+            ),
+            pod: Str(
+              '',
+              "this pod's name, matched against each endpoint's targetRef ('': env POD_NAME, else the hostname)",
+            ),
+            settle: Duration(
+              '2s',
+              'keep serving this long after the pod has left the EndpointSlices, while kube-proxies and load balancers apply the change',
+            ),
+          },
+          { ...closed, default: {} },
+        ),
       },
       { ...closed, default: {} },
     ),
