@@ -161,6 +161,25 @@ describe('pod drain with drain.endpoints.service', () => {
     expect(indexOf(sup.logs, (l) => l === fallback)).toBeLessThan(indexOf(sup.logs, drained));
   });
 
+  it('the API server goes away after the watch began: one warning naming it, and the drain serves through drain.delay', async () => {
+    stub = await startApiStub([{ pod, ready: true }]);
+    sup = await start(stub, '1s');
+    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await stub.close();
+    const warning = await sup.waitLog(
+      (l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE',
+      'the unavailable warning',
+    );
+    expect(warning.msg).toMatch(/unreachable/);
+    sup.proc.kill('SIGTERM');
+    await sup.waitLog(
+      (l) => typeof l.msg === 'string' && l.msg.includes('the endpoints were not known'),
+      'the fallback',
+    );
+    expect((await sup.exited).code).toBe(0);
+    expect(sup.logs.filter((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS')).toEqual([]);
+  });
+
   it('no API at all (no KUBECONFIG, not in a cluster, as in the e2e containers): one warning, the drain serves through drain.delay', async () => {
     sup = await startSupervisor({
       app: fixtureApp('basic'),

@@ -31,11 +31,20 @@ app.kubernetes.io/name: {{ include "hyp.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
-{{/* A tag may hold 128 characters, a label value 63 (starting and ending alphanumeric). */}}
+{{/*
+The image tag (or appVersion) as a label value: a tag may hold 128
+characters, a label value 63 of [A-Za-z0-9_.-], starting and ending
+alphanumeric. regexReplaceAll takes its input last, so it is not piped into.
+*/}}
+{{- define "hyp.versionLabel" -}}
+{{- $version := regexReplaceAll "[^A-Za-z0-9_.-]" (.Values.image.tag | default .Chart.AppVersion | toString) "_" | trunc 63 }}
+{{- regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" $version "" }}
+{{- end }}
+
 {{- define "hyp.labels" -}}
 helm.sh/chart: {{ include "hyp.chart" . }}
 {{ include "hyp.selectorLabels" . }}
-app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | trunc 63 | regexReplaceAll "^[^A-Za-z0-9]+|[^A-Za-z0-9]+$" "" | quote }}
+app.kubernetes.io/version: {{ include "hyp.versionLabel" . | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: hyp
 {{- end }}
@@ -85,7 +94,8 @@ node's CPUs capped by the CPU quota, so without a CPU limit a pod requesting
 {{/*
 hyp.yaml: the user's `config` with the chart-owned keys laid over it (listen
 addresses must match the container ports and probes; drain timings must match
-the grace period; the PID file must be under the writable /tmp).
+the grace period; the PID file must be under the writable /tmp; with
+drain.waitForEndpoints the drain watches the chart's own Service).
 */}}
 {{- define "hyp.config" -}}
 {{- $owned := dict
@@ -94,6 +104,9 @@ the grace period; the PID file must be under the writable /tmp).
   "drain" (dict "delay" (printf "%ds" (int .Values.drain.delaySeconds)) "timeout" (printf "%ds" (int .Values.drain.timeoutSeconds)))
   "supervisor" (dict "pid_file" "/tmp/hyp.pid")
 }}
+{{- if .Values.drain.waitForEndpoints }}
+{{- $_ := set $owned.drain "endpoints" (dict "service" (include "hyp.fullname" .)) }}
+{{- end }}
 {{- if .Values.tls.enabled }}
 {{- $_ := set $owned.server "tls" (dict "enabled" true "cert_file" "/etc/hyp/tls/tls.crt" "key_file" "/etc/hyp/tls/tls.key") }}
 {{- end }}
@@ -190,6 +203,12 @@ with the value's name. Renders nothing.
 {{- end }}
 {{- /* hyp.yaml keys the chart sets from values: env and --set would override them (env > file) */ -}}
 {{- $owned := dict "server.addr" "ports.http" "admin.addr" "ports.admin" "drain.delay" "drain.delaySeconds" "drain.timeout" "drain.timeoutSeconds" "supervisor.pid_file" "supervisor.pid_file (fixed at /tmp/hyp.pid, the writable emptyDir)" "app" "app.module" }}
+{{- if .Values.drain.waitForEndpoints }}
+{{- $_ := set $owned "drain.endpoints.service" "drain.waitForEndpoints (the chart's Service; set it to false to watch another)" }}
+{{- if dig "drain" "endpoints" "service" "" (.Values.config | default dict) }}
+{{- fail "config.drain.endpoints.service: the chart sets it to its own Service when drain.waitForEndpoints is true; set drain.waitForEndpoints=false to watch another Service" }}
+{{- end }}
+{{- end }}
 {{- $ownedEnv := dict "PORT" "ports.http" "HYP_CONFIG" "config (the ConfigMap's hyp.yaml)" }}
 {{- range $key, $from := $owned }}
 {{- if ne $key "app" }}
