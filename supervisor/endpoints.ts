@@ -200,8 +200,11 @@ export class EndpointsWatch {
     const was = this.cause;
     this.cause = undefined;
     this.retryMs = retryFirstMs;
-    if (this.warned.size > 0 && was !== undefined)
+    if (this.warned.size > 0 && was !== undefined) {
       this.log.info({ service: this.target.service }, 'EndpointSlices of the service readable again');
+      // the next outage is worth a warning of its own
+      this.warned.clear();
+    }
     this.recompute();
   }
 
@@ -266,6 +269,8 @@ function describeFailure(err: unknown, target: EndpointsTarget): string {
   if (status === 404)
     return `404 Not Found: the API server does not serve ${what} (Kubernetes 1.21 or later needed)`;
   if (status > 0) return `the API server answered ${status} to the list or watch of ${what}`;
-  const detail = e?.cause?.code ?? e?.cause?.message ?? errorMessage(err);
-  return `the API server is unreachable or refused the connection (${String(detail)})`;
+  const detail = String(e?.cause?.code ?? e?.cause?.message ?? errorMessage(err));
+  if (/CERT|TLS|SSL/.test(detail))
+    return `TLS to the API server failed (${detail}): check the kubeconfig's or the service account's CA`;
+  return `the API server is unreachable or refused the connection (${detail})`;
 }

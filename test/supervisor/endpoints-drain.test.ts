@@ -161,6 +161,25 @@ describe('pod drain with drain.endpoints.service', () => {
     expect(indexOf(sup.logs, (l) => l === fallback)).toBeLessThan(indexOf(sup.logs, drained));
   });
 
+  it('RBAC granted after the 403: the watch is retried, recovers, and the drain ends when the pod leaves', async () => {
+    stub = await startApiStub([{ pod, ready: true }]);
+    stub.refuseWith(403);
+    sup = await start(stub, '60s');
+    await sup.waitLog((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE', 'the unavailable warning');
+    stub.refuseWith(undefined);
+    await sup.waitLog((l) => l.msg === 'EndpointSlices of the service readable again', 'the recovery');
+    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    sup.proc.kill('SIGTERM');
+    await sup.waitLog(drainStarted, 'drain started');
+    stub.setEndpoints([{ pod, ready: false }]);
+    await sup.waitLog(
+      (l) => typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`),
+      'pod left the endpoints',
+    );
+    expect((await sup.exited).code).toBe(0);
+    expect(sup.logs.filter((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE')).toHaveLength(1);
+  });
+
   it('the API server goes away after the watch began: one warning naming it, and the drain serves through drain.delay', async () => {
     stub = await startApiStub([{ pod, ready: true }]);
     sup = await start(stub, '1s');
