@@ -93,6 +93,8 @@ export class EndpointsWatch {
   private cause: string | undefined = 'the first list of the EndpointSlices has not answered yet';
   private readonly warned = new Set<string>();
   private informer: ListWatchLike | undefined;
+  /** A fresh ListWatch: each attempt lists anew, so a recovered watch is known to be current. */
+  private newInformer: (() => ListWatchLike) | undefined;
   private retryMs = retryFirstMs;
   private retryTimer: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -167,31 +169,47 @@ export class EndpointsWatch {
     if (!kc.getCurrentCluster()) return this.fail(`KUBECONFIG ${kubeconfigFiles} has no current cluster`);
     const api = kc.makeApiClient(k8s.DiscoveryV1Api);
     const labelSelector = `kubernetes.io/service-name=${service}`;
-    const informer: ListWatchLike = new k8s.ListWatch(
-      `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`,
-      new k8s.Watch(kc),
-      async () => {
-        const list = await api.listNamespacedEndpointSlice({ namespace, labelSelector });
-        // ListWatch stores the items right after this resolves: look once it has.
-        setImmediate(() => this.synced());
-        return list;
-      },
-      false,
-      labelSelector,
-    ) as unknown as ListWatchLike;
-    this.informer = informer;
-    for (const verb of ['add', 'update', 'delete']) informer.on(verb, () => this.recompute());
-    informer.on('error', (err) => this.onError(err));
+    const watch = new k8s.Watch(kc);
+    this.newInformer = () => {
+      const informer = new k8s.ListWatch(
+        `/apis/discovery.k8s.io/v1/namespaces/${encodeURIComponent(namespace)}/endpointslices`,
+        watch,
+        async () => {
+          const list = await api.listNamespacedEndpointSlice({ namespace, labelSelector });
+          // ListWatch stores the items right after this resolves: look once it has.
+          setImmediate(() => {
+            if (this.informer === informer) this.synced();
+          });
+          return list;
+        },
+        false,
+        labelSelector,
+      ) as unknown as ListWatchLike;
+      for (const verb of ['add', 'update', 'delete'])
+        informer.on(verb, () => {
+          if (this.informer === informer) this.recompute();
+        });
+      informer.on('error', (err) => {
+        if (this.informer === informer) this.onError(err);
+      });
+      return informer;
+    };
     await this.run();
   }
 
-  /** One list + watch attempt; its failure comes through the informer's error callback. */
+  /**
+   * One list + watch attempt, with a new ListWatch (the one that failed has
+   * stopped); its failure comes through the informer's error callback.
+   */
   private async run(): Promise<void> {
-    if (!this.informer || this.stopped) return;
+    if (!this.newInformer || this.stopped) return;
+    void this.informer?.stop().catch(() => {});
+    const informer = this.newInformer();
+    this.informer = informer;
     try {
-      await this.informer.start();
+      await informer.start();
     } catch (err) {
-      this.onError(err);
+      if (this.informer === informer) this.onError(err);
     }
   }
 
@@ -210,7 +228,15 @@ export class EndpointsWatch {
 
   private onError(err: unknown): void {
     if (this.stopped) return;
-    this.fail(describeFailure(err, this.target));
+    const cause = describeFailure(err, this.target);
+    if (this.cause === undefined) {
+      // A watch that was current broke (an API server restart, a proxy
+      // closing the connection): unknown until the retry lists again, and a
+      // warning only if that fails too.
+      this.cause = cause;
+      this.log.debug({ service: this.target.service, cause }, 'EndpointSlices watch broke; listing again');
+      this.notify();
+    } else this.fail(cause);
     this.retryTimer = setTimeout(() => void this.run(), this.retryMs);
     this.retryTimer.unref();
     this.retryMs = Math.min(this.retryMs * 2, retryMaxMs);

@@ -180,6 +180,31 @@ describe('pod drain with drain.endpoints.service', () => {
     expect(sup.logs.filter((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE')).toHaveLength(1);
   });
 
+  it('the API server fails for a while after the watch began: the state is unknown meanwhile, re-listed once it answers, and the drain ends when the pod leaves', async () => {
+    stub = await startApiStub([{ pod, ready: true }]);
+    sup = await start(stub, '60s');
+    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    const listsBefore = stub.requests.filter((r) => !r.watch).length;
+    stub.refuseWith(503);
+    stub.dropWatches();
+    const warning = await sup.waitLog((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE', 'the warning');
+    expect(warning.msg).toContain('503');
+    stub.refuseWith(undefined);
+    await sup.waitLog((l) => l.msg === 'EndpointSlices of the service readable again', 'the recovery');
+    expect(
+      stub.requests.filter((r) => !r.watch && r.authorization === `Bearer ${stub!.token}`).length,
+    ).toBeGreaterThan(listsBefore);
+    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching again');
+    sup.proc.kill('SIGTERM');
+    await sup.waitLog(drainStarted, 'drain started');
+    stub.setEndpoints([{ pod, ready: false }]);
+    await sup.waitLog(
+      (l) => typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`),
+      'pod left the endpoints',
+    );
+    expect((await sup.exited).code).toBe(0);
+  });
+
   it('the API server goes away after the watch began: one warning naming it, and the drain serves through drain.delay', async () => {
     stub = await startApiStub([{ pod, ready: true }]);
     sup = await start(stub, '1s');

@@ -37,6 +37,8 @@ export interface ApiStub {
   setEndpoints(endpoints: StubEndpoint[]): void;
   /** Answer every request with this status (403: RBAC missing) instead of serving. */
   refuseWith(status: number | undefined): void;
+  /** End every open watch (as an API server restart does). */
+  dropWatches(): void;
   close(): Promise<void>;
 }
 
@@ -185,6 +187,9 @@ export async function startApiStub(initial: StubEndpoint[]): Promise<ApiStub> {
     },
     refuseWith(code) {
       refusal = code;
+    },
+    dropWatches() {
+      for (const res of open) res.destroy();
     },
     close() {
       for (const res of open) res.destroy();
