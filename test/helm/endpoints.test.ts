@@ -1,6 +1,6 @@
 /**
- * The chart and the endpoint-aware drain: with drain.waitForEndpoints (the
- * default) hyp.yaml names the chart's own Service, the pod gets its name and
+ * The chart and the endpoint-aware drain: with drain.waitForEndpoints (off by
+ * default: the Kubernetes client costs the supervisor ~60 MB) hyp.yaml names the chart's own Service, the pod gets its name and
  * namespace from the downward API, and the Role grants exactly what the drain
  * calls (list and watch EndpointSlices), nothing else. Also the version label
  * every object carries.
@@ -28,8 +28,8 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     helm = await helmBinary(release);
   });
 
-  it("by default the drain watches the chart's Service, as the pod named by the downward API", async () => {
-    const { code, stderr, objects } = await template();
+  it("drain.waitForEndpoints=true: the drain watches the chart's Service, as the pod named by the downward API", async () => {
+    const { code, stderr, objects } = await template('--set', 'drain.waitForEndpoints=true');
     expect(stderr).toBe('');
     expect(code).toBe(0);
     const { config } = loadRendered(objects);
@@ -71,8 +71,11 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     ]);
   });
 
-  it('drain.waitForEndpoints=false: no watch, and no Role (nothing calls the API)', async () => {
-    const { code, stderr, objects } = await template('--set', 'drain.waitForEndpoints=false');
+  it.each([
+    ['by default', []],
+    ['drain.waitForEndpoints=false', ['--set', 'drain.waitForEndpoints=false']],
+  ])('%s: no watch, and no Role (nothing calls the API)', async (_what, args) => {
+    const { code, stderr, objects } = await template(...args);
     expect(stderr).toBe('');
     expect(code).toBe(0);
     expect(loadRendered(objects).config.drain.endpoints.service).toBe('');
@@ -100,7 +103,7 @@ describe.each(helmReleases)('$label', (release: HelmRelease) => {
     ],
     [['--set-json', 'app.extraArgs=["--set","drain.endpoints.service=other"]'], 'drain.waitForEndpoints'],
   ])('with drain.waitForEndpoints, refuses %j (the chart sets the Service)', async (args, named) => {
-    const result = await template(...args);
+    const result = await template('--set', 'drain.waitForEndpoints=true', ...args);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toContain(named);
   });
