@@ -168,7 +168,7 @@ export class Supervisor {
    */
   private shareTicketKeys(config: Config): void {
     if (this.ticketRotation) return;
-    const tls = sharedTicketTls(config);
+    const tls = sharedTicketTls(config)?.tls;
     if (!tls) return;
     this.ticketRotation = new TicketKeyRotation(durationMs(tls.ticket_rotation), (keys) => {
       this.log.debug({ previous: keys.previous.length }, 'TLS session-ticket keys rotated');
@@ -179,14 +179,15 @@ export class Supervisor {
 
   /** A reloaded `ticket_rotation` takes effect: the period restarts from now, the keys stay. */
   private rescheduleTicketKeys(config: Config): void {
-    const tls = sharedTicketTls(config);
-    if (!this.ticketRotation || !tls) return;
+    const shared = sharedTicketTls(config);
+    if (!this.ticketRotation || !shared) return;
+    const { at, tls } = shared;
     const was = this.ticketRotation.interval;
     const ms = durationMs(tls.ticket_rotation);
     if (ms === was) return;
     this.ticketRotation.reschedule(ms);
     this.log.info(
-      { key: 'server.tls.ticket_rotation', interval_ms: ms, was_ms: was },
+      { key: `${at}.ticket_rotation`, interval_ms: ms, was_ms: was },
       `session-ticket keys now rotate every ${tls.ticket_rotation}`,
     );
   }
@@ -1006,6 +1007,6 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** The TLS settings whose `ticket_rotation` drives the shared keys (the HTTP listener's first), if any share them. */
-function sharedTicketTls(config: Config): Config['server']['tls'] | undefined {
-  return enabledTlsConfigs(config).find(({ tls }) => tls.share_ticket_keys)?.tls;
+function sharedTicketTls(config: Config): { at: string; tls: Config['server']['tls'] } | undefined {
+  return enabledTlsConfigs(config).find(({ tls }) => tls.share_ticket_keys);
 }

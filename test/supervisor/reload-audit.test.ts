@@ -398,6 +398,24 @@ describe('SIGHUP reload, section by section', () => {
     expect((await tlsVisit(hyp.httpPort, ca, first, '/config')).reused).toBe(false);
   });
 
+  it('ticket_rotation from 0 (never) to a period on a TCP service that drives the keys: rotation starts, and the log names that key', async () => {
+    const tls = (rotation: string) => (dir: string) =>
+      `${yaml(dir, 'log:\n  level: debug\n')}tcp:\n  echo:\n    addr: 127.0.0.1:0\n    tls:\n      enabled: true\n      cert_file: ${pki.serverCert}\n      key_file: ${pki.serverKey}\n      ticket_rotation: ${rotation}\n`;
+    const hyp = await startHyp({ app: fixtureApp('basic'), config: tls('0s') });
+    await hyp.settled(1, 2);
+    const rotated = () => hyp.logs.filter((l) => l.msg === 'TLS session-ticket keys rotated').length;
+    expect(rotated()).toBe(1);
+    writeFileSync(hyp.file, tls('1s')(hyp.dir));
+    hyp.child.kill('SIGHUP');
+    await hyp.settled(2, 2);
+    const line = await hyp.waitLog(
+      (l) => typeof l.key === 'string' && l.key.endsWith('ticket_rotation'),
+      'the new period',
+    );
+    expect(line.key).toBe('tcp.echo.tls.ticket_rotation');
+    await until(() => rotated() >= 3 || undefined, 'two rotations on the new period', 20_000);
+  });
+
   it('a changed app key is named in a warning; the workers keep the application they run', async () => {
     const hyp = await startHyp({ config: (dir) => `app: ${fixtureApp('config-echo')}\n${yaml(dir)}` });
     await hyp.settled(1, 2);
