@@ -186,7 +186,7 @@ describe('hyp verbs against a running supervisor', () => {
     }
   });
 
-  it('`hyp help <verb>` prints that verb\'s help and exits 0', () => {
+  it("`hyp help <verb>` prints that verb's help and exits 0", () => {
     const r = hyp(['help', 'drain']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/hyp drain/);
