@@ -108,6 +108,21 @@ export function drainBody(sup: Supervisor) {
     timeout: sup.config.drain.timeout,
     workers_remaining: sup.workers.size,
     inflight: [...sup.workers.values()].reduce((n, w) => n + w.load.inflight, 0),
+    endpoints: endpointsBody(sup),
+  };
+}
+
+/** drain.endpoints.service as the watch sees it: null without one (or before ready). */
+function endpointsBody(sup: Supervisor) {
+  const view = sup.endpointsView();
+  if (view === undefined) return null;
+  return {
+    service: view.service,
+    namespace: view.namespace,
+    pod: view.pod,
+    state: view.state,
+    left_at: view.state === 'left' ? new Date(view.at).toISOString() : null,
+    cause: view.state === 'unknown' ? view.cause : null,
   };
 }
 

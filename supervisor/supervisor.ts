@@ -16,7 +16,7 @@ import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { durationMs, sizeBytes } from './config/units.js';
 import { availableCpus } from './cpus.js';
-import { EndpointsWatch, endpointsTarget } from './endpoints.js';
+import { type EndpointsTarget, type EndpointsView, EndpointsWatch, endpointsTarget } from './endpoints.js';
 import { type CatalogEntry, catalog, type ErrorCode, errorMessage, HypError } from './errors.js';
 import { PodHistory } from './history.js';
 import {
@@ -906,6 +906,16 @@ export class Supervisor {
     this.drainPhase = 'done';
     this.log.info({ took_ms: Date.now() - this.drainStartedAt }, 'pod drained; exiting');
     await this.finish(0);
+  }
+
+  /**
+   * The pod's place in its Service's EndpointSlices as the watch sees it
+   * (`GET /drain`); undefined while no watch runs (no drain.endpoints.service,
+   * or not ready yet).
+   */
+  endpointsView(): (EndpointsTarget & EndpointsView) | undefined {
+    const watch = this.endpoints;
+    return watch === undefined ? undefined : { ...watch.target, ...watch.view() };
   }
 
   /** Watch the pod's place in drain.endpoints.service's EndpointSlices, if one is set and no watch runs. */

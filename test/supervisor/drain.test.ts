@@ -81,9 +81,15 @@ describe('pod drain on SIGTERM', () => {
     sup = await startSupervisor({ app: fixtureApp('basic'), workers: 1, sets: ['drain.delay=1s'] });
     const res = await sup.admin('/drain', { method: 'POST' });
     expect(res.status).toBe(202);
-    const progress = (await (await sup.admin('/drain')).json()) as { phase: string; state: string };
+    const progress = (await (await sup.admin('/drain')).json()) as {
+      phase: string;
+      state: string;
+      endpoints: unknown;
+    };
     expect(progress.state).toBe('draining');
     expect(['delay', 'workers']).toContain(progress.phase);
+    // no drain.endpoints.service: nothing watched
+    expect(progress.endpoints).toBeNull();
     expect((await sup.exited).code).toBe(0);
   });
 });

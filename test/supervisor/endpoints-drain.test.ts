@@ -65,6 +65,21 @@ describe('pod drain with drain.endpoints.service', () => {
       authorization: `Bearer ${stub.token}`,
     });
     expect(await metric(sup, 'hyp_supervisor_drain_endpoints_left_seconds')).toBeUndefined();
+    // GET /drain shows what the watch sees
+    const endpoints = async () =>
+      ((await (await sup!.admin('/drain')).json()) as { endpoints: unknown }).endpoints;
+    await until(
+      async () => ((await endpoints()) as { state?: string } | null)?.state === 'listed' || undefined,
+      'GET /drain: listed',
+    );
+    expect(await endpoints()).toEqual({
+      service: 'web',
+      namespace: 'web',
+      pod,
+      state: 'listed',
+      left_at: null,
+      cause: null,
+    });
 
     sup.proc.kill('SIGTERM');
     await sup.waitLog(drainStarted, 'drain started');
@@ -80,6 +95,9 @@ describe('pod drain with drain.endpoints.service', () => {
       'pod left the endpoints',
     );
     expect(left.after_ms).toBeLessThan(60_000);
+    const seen = (await endpoints()) as { state: string; left_at: string };
+    expect(seen.state).toBe('left');
+    expect(Date.parse(seen.left_at)).toBeGreaterThan(0);
     await sup.waitLog(workersPhase, 'workers phase');
     const seconds = await metric(sup, 'hyp_supervisor_drain_endpoints_left_seconds');
     expect(seconds).toBeGreaterThanOrEqual(0);
