@@ -5,6 +5,9 @@
  * kubeconfig file; every assertion is on order and on what the supervisor
  * itself reports (its log, /metrics), never on elapsed time.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixtureApp, type LogLine, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 import { type ApiStub, startApiStub } from './endpoints-stub.js';
@@ -257,5 +260,29 @@ describe('pod drain with drain.endpoints.service', () => {
     sup.proc.kill('SIGTERM');
     expect((await sup.exited).code).toBe(0);
     expect(sup.logs.filter((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE')).toHaveLength(1);
+  });
+
+  it('a SIGHUP that changes drain.endpoints restarts the watch on the new settings', async () => {
+    stub = await startApiStub([{ pod, ready: true }]);
+    const dir = mkdtempSync(join(tmpdir(), 'hyp-endpoints-'));
+    const file = join(dir, 'hyp.yaml');
+    const config = (who: string) => `drain:\n  endpoints:\n    service: web\n    pod: ${who}\n`;
+    writeFileSync(file, config(other));
+    sup = await startSupervisor({
+      app: fixtureApp('basic'),
+      workers: 1,
+      sets: ['drain.delay=1s'],
+      env: { KUBECONFIG: stub.kubeconfig, POD_NAMESPACE: 'web', HYP_CONFIG: file },
+    });
+    const view = async () =>
+      ((await (await sup!.admin('/drain')).json()) as { endpoints: { pod: string; state: string } | null })
+        .endpoints;
+    // `other` is in no slice: never listed
+    await until(async () => (await view())?.state === 'never-listed' || undefined, 'never-listed');
+    expect((await view())?.pod).toBe(other);
+    writeFileSync(file, config(pod));
+    sup.proc.kill('SIGHUP');
+    await until(async () => (await view())?.state === 'listed' || undefined, 'listed after the reload');
+    expect((await view())?.pod).toBe(pod);
   });
 });
