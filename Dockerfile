@@ -27,8 +27,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin
 WORKDIR /app
 COPY package.json package-lock.json ./
+# Type declarations and source maps are never read at run time: ~45 MB, most
+# of it @kubernetes/client-node's (the endpoint-aware drain's client).
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund \
  && npm cache clean --force \
+ && find node_modules -type f \( -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -name '*.map' \) -delete \
  && rm -rf /root/.npm /tmp/*
 COPY --from=build /src/dist/supervisor ./dist/supervisor
 COPY --from=build /src/dist/apps ./dist/apps
