@@ -24,6 +24,8 @@ beforeAll(async () => {
     workers: 1,
     sets: [
       ...pki.tlsSets(),
+      // long enough that only the fix, not Node's headers timeout, can free a dead connection (below)
+      'server.limits.headers_timeout=120s',
       'tcp.echo.addr=127.0.0.1:0',
       'tcp.echo.tls.enabled=true',
       `tcp.echo.tls.cert_file=${pki.serverCert}`,
@@ -172,6 +174,11 @@ describe('TLS 1.2 renegotiation is refused', () => {
       // The session summary ends with the verify result, once the handshake is done.
       await until(() => /Verify return code: 0 \(ok\)/.test(out) || undefined, 's_client handshake', 15_000);
       expect(out).toMatch(/Protocol\s*: TLSv1\.2/);
+      await until(
+        async () => ((await sup.status()).workers[0]?.connections === 1 ? true : undefined),
+        "the worker counting s_client's connection",
+        10_000,
+      );
       client.stdin!.write('R\n');
       // stdin stays open: s_client ends only because the server ended the connection.
       const code = await Promise.race([
@@ -185,6 +192,14 @@ describe('TLS 1.2 renegotiation is refused', () => {
       if (client.exitCode === null && client.signalCode === null) client.kill('SIGKILL');
       await exited;
     }
+    // s_client answers the refusal with a fatal alert, a TLS error Node hands the HTTP server as a
+    // client error: the worker lets go of the dead connection (a 400 written to it never finished,
+    // and the socket stayed counted until the headers timeout, holding a drain up to drain.timeout)
+    await until(
+      async () => ((await sup.status()).workers[0]?.connections === 0 ? true : undefined),
+      'the worker drops the connection s_client left',
+      10_000,
+    );
     await stillServing(httpOk);
   });
 

@@ -146,7 +146,12 @@ export class HttpServer {
     this.server.on('checkContinue', checkContinue(sizeBytes(limits.body_limit), handle));
     // Ignore client errors that Node already answers (400/408/431); never crash.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();
+      // Only an error in what the client sent over HTTP gets an HTTP answer. Any
+      // other (a reset, a TLS alert from the peer: the connection is dead
+      // underneath) ends the socket at once: an answer to it never finishes
+      // writing, and the socket stayed open until the headers timeout, holding
+      // a drain for up to drain.timeout.
+      if (!isHttpClientError(err) || !socket.writable) return socket.destroy();
       // The error is in a request pipelined behind one still being answered: an
       // answer now would land inside that response's body, or be taken for it.
       const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -369,6 +374,11 @@ function deleteOnClose(set: Set<Socket>): (this: Socket) => void {
 }
 
 /** 'finish' of an accepted socket: the worker has ended it; the peer gets `closeGraceMs` to close too. */
+/** Node's HTTP/1.1 parser errors (HPE_*) and its request timeout: what a 400/408/431 answers. */
+function isHttpClientError(err: NodeJS.ErrnoException): boolean {
+  return err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
+}
+
 function destroyAfterGrace(this: Socket): void {
   setTimeout(destroyOpen, closeGraceMs, this).unref();
 }
