@@ -94,6 +94,12 @@ export interface StartOptions {
   env?: Record<string, string>;
   /** Wait for /ready (default true). */
   ready?: boolean;
+  /**
+   * Lead a process group of its own (`detached`), as a shell starts a
+   * foreground job: a signal to `-proc.pid` reaches the workers too.
+   * `stop()` then also SIGKILLs whatever of the group is left.
+   */
+  detached?: boolean;
 }
 
 export async function startSupervisor(opts: StartOptions = {}): Promise<Running> {
@@ -115,6 +121,7 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<Running>
       cwd: dir,
       env: { ...process.env, HYP_LOG_FORMAT: 'json', ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe'],
+      detached: opts.detached === true,
     },
   );
   const logs: LogLine[] = [];
@@ -165,11 +172,19 @@ export async function startSupervisor(opts: StartOptions = {}): Promise<Running>
     waitLog,
     exited,
     async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
-      await exited;
-      clearTimeout(timer);
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 20_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      if (opts.detached) {
+        try {
+          process.kill(-proc.pid!, 'SIGKILL');
+        } catch {
+          // the group is gone
+        }
+      }
     },
   };
   if (opts.ready !== false)
