@@ -7,12 +7,10 @@
  * certificate, the TCP service an RSA one, so one supervisor shows both.
  * Real peers: node:tls and `openssl s_client`.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { spawn } from 'node:child_process';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makePki, type TestPki } from '../apps/server/tls/certs.js';
+import { issueServerPair, makePki, type TestPki } from '../apps/server/tls/certs.js';
 import { demoApp, type Running, startSupervisor } from '../helpers/supervisor.js';
 
 /** The TLS 1.2 order docs/tls.md gives, by certificate type. */
@@ -25,36 +23,9 @@ let pki: TestPki;
 let sup: Running;
 let echoPort: number;
 
-/** An RSA-2048 server certificate for 127.0.0.1, issued by the test CA. */
-function rsaServerPair(): { cert: string; key: string } {
-  const run = (args: string[]) => execFileSync('openssl', args, { cwd: pki.dir, stdio: 'pipe' });
-  run(['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', 'rsa.key']);
-  run(['req', '-new', '-key', 'rsa.key', '-subj', '/CN=hyp rsa server', '-out', 'rsa.csr']);
-  writeFileSync(join(pki.dir, 'rsa.ext'), 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
-  run([
-    'x509',
-    '-req',
-    '-in',
-    'rsa.csr',
-    '-CA',
-    'ca.crt',
-    '-CAkey',
-    'ca.pk8.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-sha256',
-    '-extfile',
-    'rsa.ext',
-    '-out',
-    'rsa.crt',
-  ]);
-  return { cert: join(pki.dir, 'rsa.crt'), key: join(pki.dir, 'rsa.key') };
-}
-
 beforeAll(async () => {
   pki = makePki();
-  const rsa = rsaServerPair();
+  const rsa = issueServerPair(pki, 'rsa', 'rsa');
   sup = await startSupervisor({
     app: demoApp,
     workers: 1,

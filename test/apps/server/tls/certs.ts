@@ -35,15 +35,21 @@ function openssl(dir: string, args: string[]): void {
   execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
 }
 
-function key(dir: string, name: string): string {
-  openssl(dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`]);
+type KeyType = 'ec' | 'rsa';
+
+const serverExt = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
+
+function key(dir: string, name: string, type: KeyType = 'ec'): string {
+  if (type === 'rsa')
+    openssl(dir, ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048', '-out', `${name}.key`]);
+  else openssl(dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', `${name}.key`]);
   // PKCS#8, the form every TLS stack reads.
   openssl(dir, ['pkcs8', '-topk8', '-nocrypt', '-in', `${name}.key`, '-out', `${name}.pk8.key`]);
   return join(dir, `${name}.pk8.key`);
 }
 
-function issue(dir: string, name: string, subject: string, ext: string): string {
-  key(dir, name);
+function issue(dir: string, name: string, subject: string, ext: string, type: KeyType = 'ec'): string {
+  key(dir, name, type);
   writeFileSync(join(dir, `${name}.ext`), ext);
   openssl(dir, ['req', '-new', '-key', `${name}.pk8.key`, '-subj', subject, '-out', `${name}.csr`]);
   openssl(dir, [
@@ -67,6 +73,16 @@ function issue(dir: string, name: string, subject: string, ext: string): string 
   return join(dir, `${name}.crt`);
 }
 
+/**
+ * One more server certificate for 127.0.0.1 from the test CA, in `pki.dir`:
+ * an RSA-2048 one (`rsa`) for specs that need the other key family than
+ * the P-256 ones `makePki` issues.
+ */
+export function issueServerPair(pki: TestPki, name: string, type: KeyType): { cert: string; key: string } {
+  const cert = issue(pki.dir, name, `/CN=hyp ${type} server`, serverExt, type);
+  return { cert, key: join(pki.dir, `${name}.pk8.key`) };
+}
+
 export function makePki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'hyp-pki-'));
   key(dir, 'ca');
@@ -84,7 +100,6 @@ export function makePki(): TestPki {
     '-out',
     'ca.crt',
   ]);
-  const serverExt = 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n';
   const serverCert = issue(dir, 'server', '/CN=hyp server one', serverExt);
   const server2Cert = issue(dir, 'server2', '/CN=hyp server two', serverExt);
   const clientCert = issue(dir, 'client', '/CN=hyp client', 'extendedKeyUsage=clientAuth\n');
