@@ -224,7 +224,7 @@ export class HttpServer {
         registry: opts.registry,
         log: opts.log,
       });
-      if (opts.ticketKeys) this.tls.ticketKeys.update(opts.ticketKeys);
+      if (opts.ticketKeys) this.tls.setTicketKeys(opts.ticketKeys);
       const tlsServer = createTlsServer(this.tls.serverOptions(), (socket) =>
         this.onSecureConnection(socket),
       );

@@ -212,9 +212,12 @@ export class TlsManager {
   /**
    * New keys from the supervisor (IPC). Malformed ones are logged as
    * HYP_E_TLS_TICKET_KEYS and the keys in use kept: never a throw, which in
-   * the worker's message handler would be an unhandled rejection.
+   * the worker's message handler would be an unhandled rejection. A listener
+   * with `share_ticket_keys: false` keeps its own: the supervisor sends its
+   * keys to every worker when any listener shares them.
    */
   setTicketKeys(keys: TicketKeys): void {
+    if (!this.opts.config.share_ticket_keys) return;
     try {
       this.ticketKeys.update(keys);
     } catch (err) {

@@ -87,6 +87,23 @@ describe('session tickets across workers', () => {
   });
 });
 
+describe('share_ticket_keys: false on a listener', () => {
+  // The supervisor sends its keys to every worker when any listener shares them
+  // (a TCP service, say): a listener that opted out keeps its own keys.
+  it('keeps its own keys: the shared keys neither at start nor later resume its tickets on a sharing server', async () => {
+    const keys = keysOf(randomBytes(48));
+    const sharing = await tlsServer(keys);
+    const optedOut = await serve([...pki.tlsSets(), 'server.tls.share_ticket_keys=false'], keys);
+    running.push(optedOut);
+    optedOut.http.setTicketKeys(keysOf(randomBytes(48), [keys.current]));
+    optedOut.http.setTicketKeys(keys);
+    const first = await visit(optedOut.port, undefined);
+    expect((await visit(sharing.port, first.session)).reused).toBe(false);
+    // and its own tickets still resume on itself
+    expect((await visit(optedOut.port, first.session)).reused).toBe(true);
+  });
+});
+
 describe('malformed keys from the supervisor', () => {
   it('are refused with HYP_E_TLS_TICKET_KEYS, never thrown; the keys in use keep resuming', async () => {
     const keys = keysOf(randomBytes(48));
