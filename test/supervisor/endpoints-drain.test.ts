@@ -33,6 +33,11 @@ function start(api: ApiStub, delay: string, extra: string[] = []): Promise<Runni
   });
 }
 
+/** Until the supervisor has a watch open on the stub. */
+function watching(what: string): Promise<true> {
+  return until(() => (stub!.watches > 0 ? true : undefined), what);
+}
+
 /** A request that keeps a worker busy through the workers phase, so /metrics can still be read then. */
 function slowRequest(s: Running, ms: number): Promise<number> {
   return fetch(`http://127.0.0.1:${s.httpPort}/api/slow?ms=${ms}`).then(async (r) => {
@@ -50,6 +55,8 @@ async function metric(s: Running, name: string): Promise<number | undefined> {
 const indexOf = (logs: LogLine[], pred: (l: LogLine) => boolean) => logs.findIndex(pred);
 const drainStarted = (l: LogLine) => l.msg === 'pod drain: not ready; serving through the delay';
 const drained = (l: LogLine) => l.msg === 'pod drained; exiting';
+const podLeft = (l: LogLine) =>
+  typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`);
 const workersPhase = (l: LogLine) =>
   typeof l.msg === 'string' && l.msg.startsWith('pod drain: draining workers');
 
@@ -60,7 +67,7 @@ describe('pod drain with drain.endpoints.service', () => {
       { pod: other, ready: true },
     ]);
     sup = await start(stub, '60s');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     const list = stub.requests.find((r) => !r.watch);
     expect(list).toMatchObject({
       path: '/apis/discovery.k8s.io/v1/namespaces/web/endpointslices',
@@ -93,10 +100,7 @@ describe('pod drain with drain.endpoints.service', () => {
       { pod, ready: false },
       { pod: other, ready: true },
     ]);
-    const left = await sup.waitLog(
-      (l) => typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`),
-      'pod left the endpoints',
-    );
+    const left = await sup.waitLog(podLeft, 'pod left the endpoints');
     expect(left.after_ms).toBeLessThan(60_000);
     const seen = (await endpoints()) as { state: string; left_at: string };
     expect(seen.state).toBe('left');
@@ -118,21 +122,18 @@ describe('pod drain with drain.endpoints.service', () => {
   it('a pod that drops out of every slice has left as well', async () => {
     stub = await startApiStub([{ pod, ready: true }]);
     sup = await start(stub, '60s');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     sup.proc.kill('SIGTERM');
     await sup.waitLog(drainStarted, 'drain started');
     stub.setEndpoints([{ pod: other, ready: true }]);
-    await sup.waitLog(
-      (l) => typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`),
-      'pod left the endpoints',
-    );
+    await sup.waitLog(podLeft, 'pod left the endpoints');
     expect((await sup.exited).code).toBe(0);
   });
 
   it('a pod still listed as ready when drain.delay is over: HYP_W_DRAIN_ENDPOINTS, counted, and the drain goes on', async () => {
     stub = await startApiStub([{ pod, ready: true }]);
     sup = await start(stub, '1s');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     const busy = slowRequest(sup, 3000);
     await sup.waitFor((s) => s.workers.some((w) => w.inflight === 1), 'request in flight');
     sup.proc.kill('SIGTERM');
@@ -150,7 +151,7 @@ describe('pod drain with drain.endpoints.service', () => {
   it('a pod never seen in the slices (a wrong service or pod name) has not left: the drain serves through drain.delay, with a warning', async () => {
     stub = await startApiStub([{ pod: other, ready: true }]);
     sup = await start(stub, '1s');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     sup.proc.kill('SIGTERM');
     const warning = await sup.waitLog((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE', 'the warning');
     expect(warning.msg).toContain(`pod ${pod} has not been in them since the watch began`);
@@ -189,14 +190,11 @@ describe('pod drain with drain.endpoints.service', () => {
     await sup.waitLog((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE', 'the unavailable warning');
     stub.refuseWith(undefined);
     await sup.waitLog((l) => l.msg === 'EndpointSlices of the service readable again', 'the recovery');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     sup.proc.kill('SIGTERM');
     await sup.waitLog(drainStarted, 'drain started');
     stub.setEndpoints([{ pod, ready: false }]);
-    await sup.waitLog(
-      (l) => typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`),
-      'pod left the endpoints',
-    );
+    await sup.waitLog(podLeft, 'pod left the endpoints');
     expect((await sup.exited).code).toBe(0);
     expect(sup.logs.filter((l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE')).toHaveLength(1);
   });
@@ -204,7 +202,7 @@ describe('pod drain with drain.endpoints.service', () => {
   it('the API server fails for a while after the watch began: the state is unknown meanwhile, re-listed once it answers, and the drain ends when the pod leaves', async () => {
     stub = await startApiStub([{ pod, ready: true }]);
     sup = await start(stub, '60s');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     const listsBefore = stub.requests.filter((r) => !r.watch).length;
     stub.refuseWith(503);
     stub.dropWatches();
@@ -215,21 +213,18 @@ describe('pod drain with drain.endpoints.service', () => {
     expect(
       stub.requests.filter((r) => !r.watch && r.authorization === `Bearer ${stub!.token}`).length,
     ).toBeGreaterThan(listsBefore);
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching again');
+    await watching('the supervisor watching again');
     sup.proc.kill('SIGTERM');
     await sup.waitLog(drainStarted, 'drain started');
     stub.setEndpoints([{ pod, ready: false }]);
-    await sup.waitLog(
-      (l) => typeof l.msg === 'string' && l.msg.includes(`pod ${pod} left the endpoints of service web`),
-      'pod left the endpoints',
-    );
+    await sup.waitLog(podLeft, 'pod left the endpoints');
     expect((await sup.exited).code).toBe(0);
   });
 
   it('the API server goes away after the watch began: one warning naming it, and the drain serves through drain.delay', async () => {
     stub = await startApiStub([{ pod, ready: true }]);
     sup = await start(stub, '1s');
-    await until(() => stub!.watches > 0 || undefined, 'the supervisor watching the EndpointSlices');
+    await watching('the supervisor watching the EndpointSlices');
     await stub.close();
     const warning = await sup.waitLog(
       (l) => l.code === 'HYP_W_DRAIN_ENDPOINTS_UNAVAILABLE',
