@@ -19,10 +19,11 @@
  * stops batching its buffered writes (`_writev`), so the stream's Writable
  * dispatches one slice at a time, each once the one before has left for
  * the socket. At most one slice is queued natively, so a cancel leaks at
- * most `sliceBytes`; those are counted per session (`onAbandoned`), which
- * the session tracker turns into a GOAWAY before the budget runs out.
- * Writes of `sliceBytes` or less take Node's path untouched, for the cost
- * of a type and length check and one counter (`given`).
+ * most `sliceBytes`. Writes of `sliceBytes` or less take Node's path
+ * untouched, for the cost of a type and length check and one counter
+ * (`given`). Whatever any stream leaves unsent when it is destroyed
+ * unfinished, up to `sliceBytes`, is counted per session (`onAbandoned`),
+ * which the session tracker turns into a GOAWAY before the budget runs out.
  *
  * The same `write`/`end` hold a response to the `content-length` it sent:
  * a write that would carry the body past it resets the stream with
@@ -40,22 +41,23 @@ export const sliceBytes = 64 * 1024;
 type Write = (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
 type End = (chunk?: unknown, encoding?: unknown, cb?: unknown) => unknown;
 
+type Destroy = (err: Error | null, callback: (err?: Error | null) => void) => void;
+
 interface SlicedProto {
   write: Write;
   end: End;
+  _destroy: Destroy;
   [kInstalled]?: true;
 }
 
 type SlicedStream = Omit<ServerHttp2Stream, '_writev'> & {
   _writev: unknown;
-  [kWatched]?: true;
   [kGiven]?: number;
   [kAnnounced]?: number;
   [kSent]?: number;
 };
 
 const kInstalled = Symbol('hyp.h2.slices');
-const kWatched = Symbol('hyp.h2.slices.watched');
 const kGiven = Symbol('hyp.h2.given');
 /** The `content-length` the stream sent, once its headers are out; -1: none. */
 const kAnnounced = Symbol('hyp.h2.announced');
@@ -103,6 +105,19 @@ export function installSlices(
   proto[kInstalled] = true;
   const write = proto.write;
   const end = proto.end;
+  const destroy = proto._destroy;
+  // Every stream, sliced or not, ends here, with its Writable's count of
+  // unsent bytes still intact (Node fails the buffered writes later): what
+  // it leaves queued natively is charged to its session. On the prototype,
+  // not a 'close' listener per stream: nothing is added to a request's cost.
+  proto._destroy = function (this: SlicedStream, err, callback): void {
+    if (!this.writableFinished) {
+      const unsent = Math.min(this.writableLength, sliceBytes);
+      const session = this.session as ServerHttp2Session | undefined;
+      if (unsent > 0 && session !== undefined) abandoned(session, unsent);
+    }
+    destroy.call(this, err, callback);
+  };
   proto.write = function (this: SlicedStream, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
     if (overruns(this, chunk, encoding)) return refuse(this, cb, encoding);
     if (!isLarge(chunk)) {
@@ -212,7 +227,6 @@ function writeSliced(
   // One slice per native write: the Writable then hands its buffer over
   // chunk by chunk instead of all at once.
   stream._writev = null;
-  watch(stream);
   count(stream, bytes);
   let ok = true;
   for (let offset = 0; offset < bytes.byteLength; offset += sliceBytes) {
@@ -220,15 +234,4 @@ function writeSliced(
     ok = write.call(stream, bytes.subarray(offset, offset + sliceBytes), undefined, last ? cb : undefined);
   }
   return ok;
-}
-
-/** Count what may stay charged to the session if the stream closes unfinished. */
-function watch(stream: SlicedStream): void {
-  if (stream[kWatched]) return;
-  stream[kWatched] = true;
-  const session = stream.session as ServerHttp2Session | undefined;
-  if (session === undefined) return;
-  stream.once('close', () => {
-    if (!stream.writableFinished) abandoned(session, sliceBytes);
-  });
 }

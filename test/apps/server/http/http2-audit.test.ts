@@ -140,7 +140,50 @@ describe('HTTP/2 large answers and cancelling clients', () => {
     expect(refused).toEqual([]);
     expect(goaways).toBeGreaterThan(0);
   });
+
+  it('answers of 64 KiB or less, cancelled while the client grants no window, are charged too: a GOAWAY comes before any stream is refused', async () => {
+    let goaways = 0;
+    // A window of 0: nothing of an answer leaves the server, so all of it stays queued natively.
+    const open = async () => {
+      const s = await connect2(url, { settings: { initialWindowSize: 0 } });
+      s.once('goaway', () => goaways++);
+      return s;
+    };
+    let session = await open();
+    const refused: Outcome[] = [];
+    try {
+      // 60,000 bytes per cancel: Node's 10 MiB budget is gone after about 175.
+      for (let round = 0; round < 250; round++) {
+        if (session.closed || session.destroyed) {
+          await closeSession(session);
+          session = await open();
+        }
+        const cut = await fetchCancelOnHead(session, `/big?bytes=${60_000}`);
+        if (cut.rstCode !== constants.NGHTTP2_CANCEL && cut.rstCode !== constants.NGHTTP2_REFUSED_STREAM)
+          refused.push(cut);
+      }
+    } finally {
+      await closeSession(session);
+    }
+    expect(refused).toEqual([]);
+    expect(goaways).toBeGreaterThan(0);
+  });
 });
+
+/** One request, reset by the client (CANCEL) as soon as its response head arrives. */
+function fetchCancelOnHead(session: ClientHttp2Session, path: string): Promise<Outcome> {
+  return new Promise((resolve) => {
+    const stream = session.request({ ':path': path });
+    let status = 0;
+    stream.on('response', (h) => {
+      status = Number(h[':status']);
+      stream.close(constants.NGHTTP2_CANCEL);
+    });
+    stream.on('error', () => {});
+    stream.on('close', () => resolve({ status, bytes: 0, rstCode: stream.rstCode ?? 0 }));
+    stream.end();
+  });
+}
 
 // --- HTTP/2 frames, by hand ---
 
