@@ -29,6 +29,7 @@ export const catalog = {
     exit: 2,
   },
   HYP_E_LISTEN: { message: 'cannot bind listener {name} on {addr}: {detail}', exit: 2 },
+  HYP_E_LISTEN_FDS: { message: 'socket activation: {detail}', exit: 2 },
   HYP_E_ADDRESS_INVALID: { message: 'invalid address {addr}: {detail}', exit: 2 },
   HYP_E_APP_NOT_FOUND: { message: 'app module {file} cannot be loaded: {detail}', exit: 2 },
   HYP_E_APP_INVALID: { message: 'app module {file} must export default defineApp(...): {detail}', exit: 2 },

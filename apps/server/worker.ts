@@ -3,7 +3,8 @@
  * `config` message, serves the inherited fds, reports `ready`, heartbeats,
  * drains on request and exits when the supervisor goes away. Standalone
  * (`node dist/apps/server/worker.js app.js`): loads config itself and binds
- * its own sockets.
+ * its own sockets, or serves the ones a systemd socket unit hands it
+ * (LISTEN_FDS without an IPC channel; activation.ts).
  */
 import { resolve } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -25,6 +26,7 @@ import {
 } from '../../supervisor/ipc.js';
 import { createLogger, type Logger } from '../../supervisor/log.js';
 import { maxSeriesPerWorker, overSeriesLimit } from '../../supervisor/metrics.js';
+import { socketActivation } from './activation.js';
 import { App, isAppDefinition } from './app.js';
 import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js';
 import { setInternalsLog } from './node-internals.js';
@@ -37,8 +39,10 @@ interface Boot {
   app: string;
   workerId: number;
   generation: number;
-  /** Listener name → inherited fd. Empty in standalone mode. */
+  /** Listener name → inherited fd: the supervisor's, or a socket unit's (activation.ts); else empty. */
   fds: Map<string, number>;
+  /** Standalone: why inherited sockets were left alone (logged once the logger exists). */
+  activationIgnored?: string | undefined;
 }
 
 /** Time the shutdown hooks get when in-flight work ran to the drain deadline (the supervisor kills 1 s after it). */
@@ -133,7 +137,15 @@ function bootStandalone(): Boot {
   const { config } = loadConfig();
   const app = process.argv[2] ?? process.env.HYP_APP ?? config.app;
   if (!app) throw new HypError('HYP_E_APP_NOT_FOUND', { file: '(none)', detail: 'pass the app module path' });
-  return { config, app: resolve(app), workerId: 0, generation: 0, fds: new Map() };
+  const activation = socketActivation(process.env, process.pid, ['http', ...Object.keys(config.tcp)]);
+  return {
+    config,
+    app: resolve(app),
+    workerId: 0,
+    generation: 0,
+    fds: activation.fds,
+    activationIgnored: activation.ignored,
+  };
 }
 
 export class WorkerRuntime {
@@ -516,6 +528,7 @@ async function main(): Promise<void> {
     format: boot.config.log.format,
   });
   setInternalsLog(log);
+  if (boot.activationIgnored !== undefined) log.warn(boot.activationIgnored);
   const runtime = new WorkerRuntime(boot, log);
   const drainTimeout = durationMs(boot.config.drain.timeout);
   let ready = false;
