@@ -117,6 +117,33 @@ describe('contract §4: a second SIGTERM/SIGINT forces the stop', () => {
   }
 });
 
+describe('contract §4: the preStop hook, then the kubelet’s SIGTERM', () => {
+  for (const hook of ['POST /drain', 'hyp drain --wait'] as const) {
+    it(`${hook}, then SIGTERM: the SIGTERM joins the drain (no forced stop); the request in flight completes, exit 0`, async () => {
+      sup = await startSupervisor({ app: fixtureApp('contracts'), workers: 2, sets: ['drain.delay=2s'] });
+      const s = sup;
+      const inflight = fetch(`http://127.0.0.1:${s.httpPort}/api/slow?ms=4000`, {
+        headers: { connection: 'close' },
+      }).then((r) => r.status);
+      await s.waitFor((st) => st.workers.some((w) => w.inflight === 1), 'request in flight');
+      if (hook === 'POST /drain') expect((await s.admin('/drain', { method: 'POST' })).status).toBe(202);
+      else {
+        const cliRun = spawn(
+          process.execPath,
+          [cli, 'drain', '--wait', '--admin', `http://127.0.0.1:${s.adminPort}`],
+          { stdio: 'ignore' },
+        );
+        expect(await new Promise((r) => cliRun.once('exit', r))).toBe(0);
+      }
+      s.proc.kill('SIGTERM');
+      expect(await inflight).toBe(200);
+      expect(await s.exited).toEqual({ code: 0, signal: null });
+      expect(s.logs.filter((l) => l.level === 'error')).toEqual([]);
+      expect(existsSync(s.pidFile)).toBe(false);
+    });
+  }
+});
+
 describe('contract §4: /ready is 503 with a reason whenever the current generation has no ready worker', () => {
   it('while the first workers are starting: 503 naming it, /status state starting, /health 200 ok', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hyp-test-'));
