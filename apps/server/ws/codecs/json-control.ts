@@ -1,15 +1,31 @@
 import { HypError } from '../../../../supervisor/errors.js';
-import { textData, utf8Encoder } from '../envelope.js';
+import { utf8Encoder } from '../envelope.js';
 import type { ChannelRequest, RoomRequest } from './codec.js';
+import { escapeText, loneSurrogateEscape } from './surrogates.js';
+import { invalidUtf8At } from './utf8.js';
+
+/** Strict, so that different bytes never read as one name; a leading BOM is dropped as before. */
+const utf8StrictDecoder = new TextDecoder('utf-8', { fatal: true });
 
 /**
  * Control data as JSON bytes (`{"channel":"news"}`, `{"room_id":"lobby"}`),
  * HypGo's format for every codec but protobuf.
  */
 function parseObject(kind: string, data: Uint8Array): Record<string, unknown> {
+  let text: string;
+  try {
+    text = utf8StrictDecoder.decode(data);
+  } catch {
+    // msgpack and FlatBuffers carry this JSON as bytes: read leniently, two different names
+    // would both become U+FFFD
+    throw new HypError('HYP_E_WS_CONTROL', {
+      type: kind,
+      detail: `data is not UTF-8 at byte ${invalidUtf8At(data)}`,
+    });
+  }
   let value: unknown;
   try {
-    value = JSON.parse(textData(data));
+    value = JSON.parse(text);
   } catch (err) {
     throw new HypError('HYP_E_WS_CONTROL', {
       type: kind,
@@ -18,6 +34,14 @@ function parseObject(kind: string, data: Uint8Array): Record<string, unknown> {
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: 'data must be a JSON object' });
+  }
+  // control data holds names only (channel, offset, room_id): one that has no UTF-8 form is refused
+  const lone = loneSurrogateEscape(data, 0, data.length);
+  if (lone >= 0) {
+    throw new HypError('HYP_E_WS_CONTROL', {
+      type: kind,
+      detail: `data holds the lone surrogate ${escapeText(data, lone)}, which has no UTF-8 form, at byte ${lone}`,
+    });
   }
   return value as Record<string, unknown>;
 }

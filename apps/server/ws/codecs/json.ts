@@ -15,6 +15,8 @@ import {
   encodeJsonChannelRequest,
   encodeJsonRoomRequest,
 } from './json-control.js';
+import { escapeText, loneSurrogateEscape } from './surrogates.js';
+import { utf8SequenceLength } from './utf8.js';
 
 /**
  * JSON codec (index 0, text frames), HypGo's `Message` with `encoding/json`:
@@ -92,32 +94,15 @@ function scanString(b: Uint8Array, p: number): number {
 }
 
 /**
- * Length of the well-formed UTF-8 sequence at `p` (RFC 3629: no overlong
- * forms, no surrogates, nothing above U+10FFFF). JSON text is UTF-8, and a
- * text frame that is not makes every WebSocket peer fail the connection (1007).
+ * Length of the UTF-8 sequence at `p`. JSON text is UTF-8, and a text frame
+ * that is not makes every WebSocket peer fail the connection (1007).
  */
 function utf8Sequence(b: Uint8Array, p: number): number {
+  const length = utf8SequenceLength(b, p);
+  if (length > 0) return length;
   const c = b[p]!;
-  let length: number;
-  let low = 0x80;
-  let high = 0xbf;
-  if (c >= 0xc2 && c <= 0xdf) length = 2;
-  else if (c >= 0xe0 && c <= 0xef) {
-    length = 3;
-    if (c === 0xe0) low = 0xa0;
-    else if (c === 0xed) high = 0x9f;
-  } else if (c >= 0xf0 && c <= 0xf4) {
-    length = 4;
-    if (c === 0xf0) low = 0x90;
-    else if (c === 0xf4) high = 0x8f;
-  } else return fail(`invalid UTF-8 byte 0x${c.toString(16)}`, p);
-  for (let i = 1; i < length; i++) {
-    const next = b[p + i];
-    if (next === undefined || next < low || next > high) fail('invalid UTF-8 sequence', p);
-    low = 0x80;
-    high = 0xbf;
-  }
-  return length;
+  if (c < 0xc2 || c > 0xf4) return fail(`invalid UTF-8 byte 0x${c.toString(16)}`, p);
+  return fail('invalid UTF-8 sequence', p);
 }
 
 function scanDigits(b: Uint8Array, p: number): number {
@@ -211,8 +196,14 @@ function isNull(b: Uint8Array, start: number, end: number): boolean {
   return end - start === 4 && b[start] === 0x6e;
 }
 
+/** A name field: a JSON string (or null for ''), with no lone surrogate (see surrogates.ts). */
 function stringField(b: Uint8Array, key: string, start: number, end: number): string {
-  if (b[start] === 0x22) return stringAt(b, start, end);
+  if (b[start] === 0x22) {
+    const lone = loneSurrogateEscape(b, start + 1, end - 1);
+    if (lone >= 0)
+      fail(`"${key}" holds the lone surrogate ${escapeText(b, lone)}, which has no UTF-8 form`, lone);
+    return stringAt(b, start, end);
+  }
   if (isNull(b, start, end)) return '';
   return fail(`"${key}" must be a string`, start);
 }
