@@ -108,6 +108,27 @@ export const resendWindowSeconds = 86_400;
 
 const streamId = /^(\d+)-(\d+)$/;
 
+/** Redis keeps both parts of a stream id as unsigned 64-bit integers. */
+const maxStreamIdPart = 18446744073709551615n;
+const maxStreamId = `${maxStreamIdPart}-${maxStreamIdPart}`;
+
+/**
+ * Why a client's resume offset names no position of a Redis stream, or
+ * undefined when it does. Checked before Redis is asked: Redis would refuse
+ * it with an error of its own (and the script's hash), which is no answer for
+ * a client. An offset of the pod's history (epoch ≥ 2^64) lands here too.
+ */
+function offsetProblem(offset: string): string | undefined {
+  const parts = streamId.exec(offset);
+  // 20 digits hold 2^64 - 1; the length test first, so a long offset costs no BigInt parse
+  if (parts?.[1] && parts[2] && parts[1].length <= 20 && parts[2].length <= 20) {
+    if (BigInt(parts[1]) <= maxStreamIdPart && BigInt(parts[2]) <= maxStreamIdPart) return undefined;
+  }
+  return parts
+    ? 'offset belongs to another history (not a Redis stream id: each part is at most 18446744073709551615)'
+    : 'offset belongs to another history (not a shared stream id)';
+}
+
 /** Orders two stream ids (`ms-seq`). */
 export function compareStreamIds(a: string, b: string): number {
   const [, am = '0', as = '0'] = streamId.exec(a) ?? [];
@@ -487,12 +508,14 @@ export class RedisHistory implements SharedHistory {
     wanted?: () => boolean,
   ): Promise<{ head: string; recovery: Recovery }> {
     const key = this.prefix + channel;
-    if (offset && !streamId.test(offset)) {
+    const problem = offset ? offsetProblem(offset) : undefined;
+    if (problem) return { head: await this.head(key), recovery: { ok: false, reason: problem } };
+    if (offset === maxStreamId) {
+      // nothing can follow the largest id, and Redis refuses a range that starts after it
       const head = await this.head(key);
-      return {
-        head,
-        recovery: { ok: false, reason: 'offset belongs to another history (not a shared stream id)' },
-      };
+      const recovery: Recovery =
+        head === maxStreamId ? { ok: true, messages: [] } : { ok: false, reason: 'offset is in the future' };
+      return { head, recovery };
     }
     if (!offset) {
       const head = await this.head(key);
