@@ -79,7 +79,7 @@ export type Authorize = (
 export type { Payload } from './envelope.js';
 
 export interface HubSecurityOptions extends SecurityOptions {
-  /** Refused frames (decrypt, signature, decode, replay) before the connection is closed (1008). Default 5. */
+  /** Same as the hub's `maxFailures`, which wins when both are set. */
   maxFailures?: number;
   /** Replay guard window; 0 or absent: off. */
   replayWindowMs?: number;
@@ -126,6 +126,13 @@ export interface HubOptions {
    * `maxMessageSize`. Default 1024.
    */
   maxNameLength?: number;
+  /**
+   * Refused frames (undecodable, and with `security`: failing decryption,
+   * verification or the replay guard) before the connection is closed with
+   * 1008 (`websocket.security.max_failures`). Counted with or without
+   * security. Default 5.
+   */
+  maxFailures?: number;
   compression?: { enabled?: boolean; level?: number; threshold?: number; concurrency?: number };
   security?: HubSecurityOptions;
   bus?: Bus;
@@ -273,7 +280,13 @@ export class Hub implements ConnectionOwner {
       this.security && window > 0
         ? new ReplayGuard({ windowMs: window, maxEntries: options.security?.replayCacheSize })
         : undefined;
-    this.maxFailures = options.security?.maxFailures ?? 5;
+    this.maxFailures = options.maxFailures ?? options.security?.maxFailures ?? 5;
+    if (!Number.isInteger(this.maxFailures) || this.maxFailures < 1) {
+      throw new HypError('HYP_E_CONFIG_INVALID', {
+        path: 'websocket.security.max_failures (maxFailures)',
+        detail: `must be an integer of at least 1, got ${String(this.maxFailures)}`,
+      });
+    }
     this.maxSubscriptions = options.maxSubscriptions ?? defaultMaxSubscriptions;
     if (!Number.isInteger(this.maxSubscriptions) || this.maxSubscriptions < 1) {
       throw new HypError('HYP_E_CONFIG_INVALID', {

@@ -111,6 +111,8 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
     historySize: ws.history_size,
     historyBytes: bytes(ws.history_bytes),
     maxSubscriptions: ws.max_subscriptions,
+    // undecodable frames are counted without keys too
+    maxFailures: ws.security.max_failures,
     authorizeTimeoutMs: durationMs(ws.authorize_timeout),
     compression: {
       enabled: ws.compression.enabled,
@@ -122,7 +124,6 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
       ? {
           keys,
           signThenEncrypt: ws.security.sign_then_encrypt,
-          maxFailures: ws.security.max_failures,
           replayWindowMs,
         }
       : undefined,
