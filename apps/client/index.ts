@@ -9,6 +9,7 @@ export {
   type HypMessage,
   HypWebSocket,
   type HypWebSocketOptions,
+  MessageTooLargeError,
   type OtherErrorFrame,
   type Payload,
   type PublishAck,

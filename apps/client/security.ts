@@ -41,6 +41,7 @@ export interface OpenedFrame {
 
 const nonceSize = 12;
 const macSize = 32;
+const tagSize = 16;
 
 export class SecurityError extends Error {
   constructor(
@@ -125,6 +126,16 @@ export class ClientSecurity {
     this.keyId = keyId;
   }
 
+  /** The length of a frame of `length` bytes once sealed: what it weighs on the wire. */
+  sealedLength(length: number): number {
+    return (
+      length +
+      (this.aes ? nonceSize + tagSize : 0) +
+      (this.hmac ? macSize : 0) +
+      (this.keyId === undefined ? 0 : 1)
+    );
+  }
+
   async seal(payload: Uint8Array): Promise<Uint8Array> {
     let data = payload;
     if (this.signThenEncrypt) {
@@ -177,7 +188,7 @@ export class ClientSecurity {
   }
 
   private async decrypt(sealed: Uint8Array): Promise<Uint8Array> {
-    if (sealed.length < nonceSize + 16)
+    if (sealed.length < nonceSize + tagSize)
       throw new SecurityError('HYP_E_WS_DECRYPT', 'frame shorter than nonce + tag');
     try {
       const iv = sealed.slice(0, nonceSize);

@@ -91,6 +91,18 @@ export interface HypWebSocketOptions {
    */
   maxMessageSize?: number;
   /**
+   * Largest outgoing message, in bytes, measured on the frame as it goes out
+   * (encoded by the codec, and sealed when `security` is on). Default 512 KiB:
+   * the hub's `websocket.max_message_size` default, past which the hub closes
+   * the connection with 1009 and what was sent behind the message is lost.
+   * Set it to the hub's value when that is changed. A larger `publish`,
+   * `broadcast`, `send` or `presence` throws a MessageTooLargeError
+   * (HYP_E_WS_TOO_LARGE) at the call; a larger `publishAck` / `broadcastAck`
+   * rejects with a PublishAckError HYP_E_WS_TOO_LARGE. Neither is sent or
+   * queued.
+   */
+  maxSendSize?: number;
+  /**
    * Incoming frames waiting to be opened (security on: WebCrypto is
    * asynchronous), by count and by bytes. Past either bound the connection is
    * closed with 4008 and an `error` event HYP_E_WS_BACKLOG; the reconnect
@@ -191,6 +203,29 @@ export class PublishAckError extends Error {
   }
 }
 
+/**
+ * Thrown by `publish`, `broadcast`, `send` and `presence` for a message whose
+ * frame is larger than `maxSendSize`: it is not sent (the hub would close
+ * the connection with 1009) and not queued.
+ */
+export class MessageTooLargeError extends RangeError {
+  readonly code = 'HYP_E_WS_TOO_LARGE';
+  /** The message's channel ('' for a broadcast or a room request). */
+  readonly channel: string;
+  /** The frame's bytes, as it would have gone out. */
+  readonly size: number;
+  /** `maxSendSize`. */
+  readonly limit: number;
+
+  constructor(message: string, channel: string, size: number, limit: number) {
+    super(message);
+    this.name = 'MessageTooLargeError';
+    this.channel = channel;
+    this.size = size;
+    this.limit = limit;
+  }
+}
+
 /** An acknowledged publish not yet acknowledged: sent again with its id after a reconnect. */
 interface Unacked {
   message: Envelope;
@@ -246,6 +281,11 @@ function toData(payload: Payload): Uint8Array {
   if (json === undefined)
     throw new TypeError(`cannot send ${typeof payload} as a payload: it has no JSON form`);
   return utf8Encoder.encode(json);
+}
+
+/** Why a message over `maxSendSize` is refused. */
+function tooLargeDetail(size: number, limit: number): string {
+  return `its frame of ${size} bytes exceeds ${limit} bytes (maxSendSize: past its websocket.max_message_size a hub closes the connection with 1009)`;
 }
 
 /** What one outgoing message counts against `maxQueuedBytes`: its payload plus its channel and type names. */
@@ -379,6 +419,12 @@ export class HypWebSocket {
   private sealingMessages = 0;
   private sealingBytes = 0;
   private readonly maxMessageSize: number;
+  private readonly maxSendSize: number;
+  /**
+   * The largest application frame sent on the current connection (bytes on the wire): when the hub closes
+   * it with 1009 anyway (its max_message_size below maxSendSize), the one it refused.
+   */
+  private largestSent: { size: number; message: Envelope } | undefined;
   private readonly maxPendingMessages: number;
   private readonly maxPendingBytes: number;
   /** Frames (and their bytes) received and not yet opened and dispatched. */
@@ -480,6 +526,7 @@ export class HypWebSocket {
       throw new RangeError(`maxQueuedBytes must be a non-negative integer, got ${options.maxQueuedBytes}`);
     }
     this.maxMessageSize = limit('maxMessageSize', options.maxMessageSize, 1024 * 1024);
+    this.maxSendSize = limit('maxSendSize', options.maxSendSize, 512 * 1024);
     this.maxPendingMessages = limit('maxPendingMessages', options.maxPendingMessages, 10_000);
     this.maxPendingBytes = limit('maxPendingBytes', options.maxPendingBytes, 32 * 1024 * 1024);
   }
@@ -687,7 +734,17 @@ export class HypWebSocket {
       }, timeoutMs);
       this.acks.set(id, { message: m, size, resolve, reject, timer });
       this.acksBytes += size;
-      this.enqueue(m);
+      try {
+        this.enqueue(m);
+      } catch (err) {
+        // larger than maxSendSize: neither sent nor queued, so never sent again
+        if (!(err instanceof MessageTooLargeError)) throw err;
+        this.settleAck(
+          id,
+          undefined,
+          this.ackError(err.code, m, `not sent: ${tooLargeDetail(err.size, err.limit)}`),
+        );
+      }
     });
   }
 
@@ -767,6 +824,7 @@ export class HypWebSocket {
     const socket = new ctor(this.url, protocols, { maxPayload: this.maxMessageSize });
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
+    this.largestSent = undefined;
     /** Set when `ws` closed for a message over maxPayload: it sends 1009 but reports 1006 (no echo read). */
     let tooLarge = false;
     socket.onopen = () => this.opened(socket);
@@ -780,10 +838,15 @@ export class HypWebSocket {
         message: `incoming message exceeds ${this.maxMessageSize} bytes (maxMessageSize); connection closed with 1009`,
       });
     };
-    socket.onclose = (event) =>
-      tooLarge
-        ? this.closed(socket, 1009, 'message too large')
-        : this.closed(socket, event.code, event.reason);
+    socket.onclose = (event) => {
+      if (tooLarge) {
+        this.closed(socket, 1009, 'message too large');
+        return;
+      }
+      // the hub refused a frame of ours as too large
+      if (event.code === 1009 && socket === this.socket) this.refusedTooLarge();
+      this.closed(socket, event.code, event.reason);
+    };
   }
 
   private opened(socket: SocketLike): void {
@@ -807,11 +870,10 @@ export class HypWebSocket {
     // before what was queued meanwhile (published after they were)
     if (this.acks.size > 0) {
       const waiting = new Set(queued);
-      for (const entry of this.acks.values())
-        if (!waiting.has(entry.message)) this.sendNow(entry.message, false, true, false);
+      for (const entry of [...this.acks.values()]) if (!waiting.has(entry.message)) this.flush(entry.message);
     }
     // admitted by the queue's bounds already: none is refused by the seal chain's
-    for (const m of queued) this.sendNow(m, false, true, false);
+    for (const m of queued) this.flush(m);
     this.emit('open');
     // a head subscription the hub may have started on the lost connection, never acknowledged: it starts
     // at the head again, and what was published in between is not replayed (no offset to resume from)
@@ -825,6 +887,26 @@ export class HypWebSocket {
     }
     this.firstOpen?.resolve();
     this.firstOpen = undefined;
+  }
+
+  /** Sends a message admitted earlier (queued, or acknowledged and sent again). */
+  private flush(m: Envelope): void {
+    const over = this.sendNow(m, false, true, false);
+    if (over === undefined) return;
+    // measured when admitted; only a frame that grew since (a longer timestamp) can get here
+    const err = this.tooLarge(m, over);
+    if (m.id)
+      this.settleAck(
+        m.id,
+        undefined,
+        this.ackError(err.code, m, `not sent: ${tooLargeDetail(over, err.limit)}`),
+      );
+    else
+      this.emit('error', {
+        code: err.code,
+        message: err.message,
+        ...(m.channel ? { channel: m.channel } : {}),
+      });
   }
 
   private closed(socket: SocketLike, code: number, reason: string): void {
@@ -1054,11 +1136,19 @@ export class HypWebSocket {
     this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, force);
   }
 
+  /**
+   * Sends or queues an application message. Throws a MessageTooLargeError
+   * (nothing sent or queued) for one whose frame exceeds `maxSendSize`.
+   */
   private enqueue(m: Envelope): void {
     if (this.connected) {
-      this.sendNow(m, false, true);
+      const over = this.sendNow(m, false, true);
+      if (over !== undefined) throw this.tooLarge(m, over);
       return;
     }
+    // measured as it will go out: with a timestamp (taken when sent), sealed when security is on
+    const wire = this.wireSize(this.codec.marshal({ ...m, timestamp: m.timestamp || nowNs() }).length);
+    if (wire > this.maxSendSize) throw this.tooLarge(m, wire);
     const size = queuedSize(m);
     // larger than the whole bound: dropping every older message would not make room for it
     if (size > this.maxQueuedBytes) {
@@ -1080,6 +1170,50 @@ export class HypWebSocket {
     }
   }
 
+  /** The bytes a frame of `length` bytes takes on the wire: sealed when security is on. */
+  private wireSize(length: number): number {
+    return this.security ? this.security.sealedLength(length) : length;
+  }
+
+  private tooLarge(m: Envelope, size: number): MessageTooLargeError {
+    const what = m.channel ? `${m.type} on "${m.channel}"` : m.type;
+    return new MessageTooLargeError(
+      `${what} not sent: ${tooLargeDetail(size, this.maxSendSize)}`,
+      m.channel,
+      size,
+      this.maxSendSize,
+    );
+  }
+
+  /**
+   * The hub closed the connection with 1009: the largest frame sent on it is the one over its
+   * max_message_size (below maxSendSize). An acknowledged publish rejects (sending it again at the
+   * reconnect would be refused again, until its timeout); a plain one is reported, lost.
+   */
+  private refusedTooLarge(): void {
+    const largest = this.largestSent;
+    this.largestSent = undefined;
+    if (largest === undefined) return;
+    const m = largest.message;
+    const detail = `the hub closed the connection with 1009 (message too big) after its frame of ${largest.size} bytes, the largest sent on it: the hub's websocket.max_message_size is below maxSendSize (${this.maxSendSize} bytes)`;
+    if (m.id) {
+      // acknowledged already: not the one refused (a 1009 for another cause); rejected already: told once
+      if (this.acks.has(m.id))
+        this.settleAck(
+          m.id,
+          undefined,
+          this.ackError('HYP_E_WS_TOO_LARGE', m, `not acknowledged: ${detail}`),
+        );
+      return;
+    }
+    const report: HypErrorFrame = {
+      code: 'HYP_E_WS_TOO_LARGE',
+      message: `outgoing ${m.type} message lost: ${detail}`,
+    };
+    if (m.channel) report.channel = m.channel;
+    this.emit('error', report);
+  }
+
   private queueFull(dropped: Envelope, why: string): void {
     // an acknowledged publish learns it through its promise
     if (dropped.id && this.acks.has(dropped.id)) {
@@ -1098,14 +1232,25 @@ export class HypWebSocket {
    * Sends if open; control messages while closed are skipped (replayed on
    * reconnect). A `queueable` one caught by a close while being sealed is
    * reported (HYP_E_WS_SEAL), not sent; one past the seal chain's bounds
-   * (unless not `bounded`) is reported (HYP_E_WS_QUEUE_FULL), not sent.
+   * (unless not `bounded`) is reported (HYP_E_WS_QUEUE_FULL), not sent. A
+   * `queueable` one whose frame exceeds `maxSendSize` is not sent: returns
+   * its size on the wire (the caller reports it).
    */
-  private sendNow(fields: Partial<Envelope>, force = false, queueable = false, bounded = queueable): void {
+  private sendNow(
+    fields: Partial<Envelope>,
+    force = false,
+    queueable = false,
+    bounded = queueable,
+  ): number | undefined {
     const socket = this.socket;
-    if (!socket || (socket.readyState !== OPEN && !force)) return;
+    if (!socket || (socket.readyState !== OPEN && !force)) return undefined;
     // every frame carries a timestamp: hubs with a replay guard require one. It is taken now, when the
     // frame goes out: a publish queued while disconnected would otherwise be refused as stale
     const m = envelope(fields);
+    if (m.timestamp === 0n) m.timestamp = nowNs();
+    const bytes = this.codec.marshal(m);
+    const wire = queueable ? this.wireSize(bytes.length) : 0;
+    if (wire > this.maxSendSize) return wire;
     // publishing faster than WebCrypto seals, or than the network takes, would grow the seal chain or the
     // socket's send buffer without bound: past the queue's bounds a new application message is refused
     // (never one already waiting: that would reorder; one is always admitted). Control frames are small
@@ -1122,14 +1267,13 @@ export class HypWebSocket {
             : undefined;
       if (bound !== undefined) {
         this.queueFull(m, `more than ${bound}`);
-        return;
+        return undefined;
       }
     }
-    if (m.timestamp === 0n) m.timestamp = nowNs();
-    const bytes = this.codec.marshal(m);
     if (!this.security) {
       socket.send(this.codec.frame === 'text' ? utf8Decoder.decode(bytes) : bytes);
-      return;
+      if (wire > (this.largestSent?.size ?? 0)) this.largestSent = { size: wire, message: m };
+      return undefined;
     }
     const security = this.security;
     const counted = queueable ? 1 : 0;
@@ -1139,8 +1283,11 @@ export class HypWebSocket {
     this.outbound = this.outbound.then(async () => {
       try {
         const sealed = await security.seal(bytes);
-        if (socket.readyState === OPEN) socket.send(sealed);
-        else if (m.id) {
+        if (socket.readyState === OPEN) {
+          socket.send(sealed);
+          if (socket === this.socket && wire > (this.largestSent?.size ?? 0))
+            this.largestSent = { size: wire, message: m };
+        } else if (m.id) {
           // an acknowledged publish is sent again at the reconnect, in its place (before the queue),
           // or its promise has told the application already (a timeout, close()): not reported twice
         } else if (queueable) {
@@ -1170,6 +1317,7 @@ export class HypWebSocket {
         this.sealingBytes -= size;
       }
     });
+    return undefined;
   }
 
   private emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): void {

@@ -156,7 +156,8 @@ function publishedTo(served: Served): unknown[] {
 
 describe('the offline queue, by bytes (maxQueuedBytes)', () => {
   it('by default 16 MiB: twenty 1 MiB publishes while offline keep the newest fifteen and report the five oldest (HYP_E_WS_QUEUE_FULL)', () => {
-    const c = client('ws://127.0.0.1:1/ws', { reconnect: { enabled: false } });
+    // messages larger than the hub's default max_message_size (maxSendSize): a hub raised to take them
+    const c = client('ws://127.0.0.1:1/ws', { reconnect: { enabled: false }, maxSendSize: 2 * 1024 * 1024 });
     const mib = new Uint8Array(1024 * 1024);
     for (const n of range(0, 20)) c.ws.publish(`c${n % 10}`, mib); // 1 MiB + 9 bytes each
     expect(c.errors).toHaveLength(5);
@@ -382,6 +383,7 @@ describe('the send buffer (no security, connected)', () => {
     const c = client(raw.url, {
       clientId: 'flood',
       maxQueuedBytes: 4 * 1024 * 1024,
+      maxSendSize: 2 * 1024 * 1024,
       reconnect: { enabled: false },
     });
     await c.ws.connect();
