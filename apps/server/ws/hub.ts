@@ -798,7 +798,7 @@ export class Hub implements ConnectionOwner {
   private control(c: Connection, m: Envelope, id = ''): void {
     switch (m.type) {
       case Control.subscribe: {
-        const req = c.codec.decodeChannelRequest(m.data);
+        const req = c.codec.decodeChannelRequest(m.data, m.type);
         this.checkName('channel', req.channel);
         if (this.options.canSubscribe && !this.options.canSubscribe(c, req.channel))
           throw new HypError('HYP_E_WS_FORBIDDEN_CHANNEL', {
@@ -811,20 +811,20 @@ export class Hub implements ConnectionOwner {
         return;
       }
       case Control.unsubscribe:
-        this.unsubscribe(c, c.codec.decodeChannelRequest(m.data).channel);
+        this.unsubscribe(c, c.codec.decodeChannelRequest(m.data, m.type).channel);
         return;
       case Control.joinRoom: {
-        const room = c.codec.decodeRoomRequest(m.data).roomId;
+        const room = c.codec.decodeRoomRequest(m.data, m.type).roomId;
         this.checkName('room', room);
         this.mayJoin(c, room);
         this.joinRoom(c, room);
         return;
       }
       case Control.leaveRoom:
-        this.leaveRoom(c, c.codec.decodeRoomRequest(m.data).roomId);
+        this.leaveRoom(c, c.codec.decodeRoomRequest(m.data, m.type).roomId);
         return;
       case Control.presence: {
-        const room = c.codec.decodeRoomRequest(m.data).roomId;
+        const room = c.codec.decodeRoomRequest(m.data, m.type).roomId;
         this.mayJoin(c, room);
         this.sendTo(
           c,

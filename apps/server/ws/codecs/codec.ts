@@ -24,10 +24,16 @@ export interface Codec {
   readonly frame: 'text' | 'binary';
   marshal(message: Envelope): Uint8Array;
   unmarshal(bytes: Uint8Array): Envelope;
-  /** Control data of subscribe/unsubscribe (JSON `{"channel"}`, protobuf `ChannelRequest`). */
-  decodeChannelRequest(data: Uint8Array): ChannelRequest;
+  /**
+   * Control data of subscribe/unsubscribe (JSON `{"channel"}`, protobuf `ChannelRequest`).
+   * `type`: the control type it came with, named in a HYP_E_WS_CONTROL error (default `subscribe`).
+   */
+  decodeChannelRequest(data: Uint8Array, type?: string): ChannelRequest;
   encodeChannelRequest(request: ChannelRequest): Uint8Array;
-  /** Control data of join_room/leave_room (JSON `{"room_id"}`, protobuf `RoomRequest`). */
-  decodeRoomRequest(data: Uint8Array): RoomRequest;
+  /**
+   * Control data of join_room/leave_room/presence (JSON `{"room_id"}`, protobuf `RoomRequest`).
+   * `type` as for `decodeChannelRequest` (default `join_room`).
+   */
+  decodeRoomRequest(data: Uint8Array, type?: string): RoomRequest;
   encodeRoomRequest(request: RoomRequest): Uint8Array;
 }

@@ -59,11 +59,11 @@ function stringField(kind: string, obj: Record<string, unknown>, key: string, re
   return value;
 }
 
-export function decodeJsonChannelRequest(data: Uint8Array): ChannelRequest {
-  const obj = parseObject('subscribe', data);
+export function decodeJsonChannelRequest(data: Uint8Array, type = 'subscribe'): ChannelRequest {
+  const obj = parseObject(type, data);
   return {
-    channel: stringField('subscribe', obj, 'channel', true),
-    offset: stringField('subscribe', obj, 'offset', false),
+    channel: stringField(type, obj, 'channel', true),
+    offset: stringField(type, obj, 'offset', false),
   };
 }
 
@@ -73,8 +73,8 @@ export function encodeJsonChannelRequest(request: ChannelRequest): Uint8Array {
   return utf8Encoder.encode(JSON.stringify(body));
 }
 
-export function decodeJsonRoomRequest(data: Uint8Array): RoomRequest {
-  return { roomId: stringField('join_room', parseObject('join_room', data), 'room_id', true) };
+export function decodeJsonRoomRequest(data: Uint8Array, type = 'join_room'): RoomRequest {
+  return { roomId: stringField(type, parseObject(type, data), 'room_id', true) };
 }
 
 export function encodeJsonRoomRequest(request: RoomRequest): Uint8Array {

@@ -179,15 +179,14 @@ function controlError(kind: string) {
   };
 }
 
-function decodeChannelRequest(data: Uint8Array): ChannelRequest {
-  checkWireTypes(data, channelRequestFields, controlError('subscribe'));
+function decodeChannelRequest(data: Uint8Array, type = 'subscribe'): ChannelRequest {
+  checkWireTypes(data, channelRequestFields, controlError(type));
   const wire = decodeWith<{ channel?: string; offset?: string }>(
     ChannelRequestType,
     data,
-    controlError('subscribe'),
+    controlError(type),
   );
-  if (!wire.channel)
-    throw new HypError('HYP_E_WS_CONTROL', { type: 'subscribe', detail: 'channel is empty' });
+  if (!wire.channel) throw new HypError('HYP_E_WS_CONTROL', { type, detail: 'channel is empty' });
   return { channel: wire.channel, offset: wire.offset ?? '' };
 }
 
@@ -197,11 +196,10 @@ function encodeChannelRequest(request: ChannelRequest): Uint8Array {
   return ChannelRequestType.encode(wire).finish();
 }
 
-function decodeRoomRequest(data: Uint8Array): RoomRequest {
-  checkWireTypes(data, roomRequestFields, controlError('join_room'));
-  const wire = decodeWith<{ room_id?: string }>(RoomRequestType, data, controlError('join_room'));
-  if (!wire.room_id)
-    throw new HypError('HYP_E_WS_CONTROL', { type: 'join_room', detail: 'room_id is empty' });
+function decodeRoomRequest(data: Uint8Array, type = 'join_room'): RoomRequest {
+  checkWireTypes(data, roomRequestFields, controlError(type));
+  const wire = decodeWith<{ room_id?: string }>(RoomRequestType, data, controlError(type));
+  if (!wire.room_id) throw new HypError('HYP_E_WS_CONTROL', { type, detail: 'room_id is empty' });
   return { roomId: wire.room_id };
 }
 
