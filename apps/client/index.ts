@@ -17,5 +17,6 @@ export {
   type PublishAckOptions,
   type ReconnectOptions,
   type SocketConstructor,
+  type SocketHandler,
   type SocketLike,
 } from './ws.js';

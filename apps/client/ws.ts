@@ -18,13 +18,19 @@ import {
   emptyBytes,
   envelope,
   nowNs,
-  type Payload,
   publishIdProblem,
   utf8Decoder,
   utf8Encoder,
 } from '../server/ws/envelope.js';
 import { ClientReplayGuard } from './replay.js';
 import { type ClientKeys, ClientSecurity } from './security.js';
+
+/**
+ * An event handler property. Typed as a method is (parameters compared both
+ * ways), so that the richer handlers of the DOM's WebSocket and of `ws` fit:
+ * their events carry at least what the client reads.
+ */
+export type SocketHandler<E> = { handle(event: E): void }['handle'];
 
 /** The browser WebSocket surface, which `ws` implements too. */
 export interface SocketLike {
@@ -33,15 +39,35 @@ export interface SocketLike {
   /** Bytes sent and not yet written to the network (browsers and `ws` have it). */
   readonly bufferedAmount?: number;
   binaryType: string;
-  send(data: string | Uint8Array): void;
+  send(data: string | Uint8Array<ArrayBuffer>): void;
   close(code?: number, reason?: string): void;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: SocketHandler<unknown> | null;
+  onmessage: SocketHandler<{ data: unknown }> | null;
+  onclose: SocketHandler<{ code: number; reason: string }> | null;
+  onerror: SocketHandler<unknown> | null;
 }
 
+/**
+ * A WebSocket class: the global one (browsers, Node ≥ 22), `ws`'s, or a
+ * subclass of either. On Node the client passes `ws` options (`maxPayload`)
+ * as a third argument, which a browser's ignores.
+ */
 export type SocketConstructor = new (url: string, protocols?: string | string[]) => SocketLike;
+
+/**
+ * What a send takes: bytes as they are — a Uint8Array, an ArrayBuffer or a
+ * SharedArrayBuffer, any view of one (DataView, Int16Array, a Node Buffer) —
+ * anything else as JSON text.
+ */
+export type Payload =
+  | ArrayBufferLike
+  | ArrayBufferView
+  | string
+  | number
+  | boolean
+  | null
+  | readonly unknown[]
+  | { readonly [k: string]: unknown };
 
 export interface ReconnectOptions {
   /** Default true. */
@@ -190,11 +216,12 @@ export interface PublishAckOptions {
  * HYP_E_WS_QUEUE_FULL / HYP_E_WS_SEAL (never sent). `id` names the publish.
  */
 export class PublishAckError extends Error {
-  readonly code: string;
+  /** The catalog's code (a newer hub may send one this type does not list yet). */
+  readonly code: ErrorCode;
   readonly channel: string;
   readonly id: string;
 
-  constructor(code: string, message: string, channel: string, id: string) {
+  constructor(code: ErrorCode, message: string, channel: string, id: string) {
     super(message);
     this.name = 'PublishAckError';
     this.code = code;
@@ -234,8 +261,6 @@ interface Unacked {
   reject: (err: PublishAckError) => void;
   timer: ReturnType<typeof setTimeout>;
 }
-
-export type { Payload } from '../server/ws/envelope.js';
 
 interface Events {
   open: () => void;
@@ -749,7 +774,7 @@ export class HypWebSocket {
   }
 
   /** A PublishAckError for the acknowledged publish `m`: what happened to it, and that the hub may have it. */
-  private ackError(code: string, m: Envelope, detail: string): PublishAckError {
+  private ackError(code: ErrorCode, m: Envelope, detail: string): PublishAckError {
     const what = m.type === 'broadcast' ? 'broadcast' : `publish on "${m.channel}"`;
     return new PublishAckError(code, `${what} (id ${m.id}) ${detail}`, m.channel, m.id ?? '');
   }
@@ -1061,7 +1086,7 @@ export class HypWebSocket {
         const refused = m.id ? this.acks.get(m.id) : undefined;
         if (refused !== undefined) {
           const err = new PublishAckError(
-            String(body.code),
+            String(body.code) as ErrorCode,
             String(body.message),
             refused.message.channel,
             m.id!,
@@ -1248,6 +1273,7 @@ export class HypWebSocket {
     // frame goes out: a publish queued while disconnected would otherwise be refused as stale
     const m = envelope(fields);
     if (m.timestamp === 0n) m.timestamp = nowNs();
+    // codecs write into memory of their own: never a SharedArrayBuffer (nor is a sealed frame)
     const bytes = this.codec.marshal(m);
     const wire = queueable ? this.wireSize(bytes.length) : 0;
     if (wire > this.maxSendSize) return wire;
@@ -1271,7 +1297,9 @@ export class HypWebSocket {
       }
     }
     if (!this.security) {
-      socket.send(this.codec.frame === 'text' ? utf8Decoder.decode(bytes) : bytes);
+      socket.send(
+        this.codec.frame === 'text' ? utf8Decoder.decode(bytes) : (bytes as Uint8Array<ArrayBuffer>),
+      );
       if (wire > (this.largestSent?.size ?? 0)) this.largestSent = { size: wire, message: m };
       return undefined;
     }
@@ -1284,7 +1312,7 @@ export class HypWebSocket {
       try {
         const sealed = await security.seal(bytes);
         if (socket.readyState === OPEN) {
-          socket.send(sealed);
+          socket.send(sealed as Uint8Array<ArrayBuffer>);
           if (socket === this.socket && wire > (this.largestSent?.size ?? 0))
             this.largestSent = { size: wire, message: m };
         } else if (m.id) {
