@@ -746,8 +746,17 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
       push('websocket.security.aes_key_file', aes, `a file of exactly 32 bytes (AES-256), it has ${size}`);
   }
   const hmac = config.websocket.security.hmac_key_file;
-  if (hmac && fileSize(resolve(cwd, hmac)) === undefined) {
-    push('websocket.security.hmac_key_file', hmac, 'a readable file holding the raw HMAC key');
+  if (hmac) {
+    const size = fileSize(resolve(cwd, hmac));
+    if (size === undefined)
+      push('websocket.security.hmac_key_file', hmac, 'a readable file holding the raw HMAC key');
+    // as the workers read it (security.ts): an empty key would stop each of them, after the bind
+    else if (size === 0)
+      push(
+        'websocket.security.hmac_key_file',
+        hmac,
+        'a file of at least 1 byte (the raw HMAC key), it is empty',
+      );
   }
   const replay = config.websocket.security.replay_window;
   if (!aes && !hmac && (parseDuration(replay) ?? 0) > 0) {
