@@ -243,7 +243,8 @@ export class AdminServer {
 
   private forbid(req: IncomingMessage, res: ServerResponse): void {
     this.log.warn(
-      { from: req.socket.remoteAddress, url: req.url },
+      // The path alone: a query string may carry what a caller meant as a credential.
+      { from: req.socket.remoteAddress, method: req.method, path: (req.url ?? '/').split('?')[0] },
       'admin action refused: not loopback, no valid token',
     );
     problem(res, new HypError('HYP_E_FORBIDDEN'));

@@ -63,6 +63,18 @@ describe('admin access from a non-loopback address', () => {
     expect((await sup.admin('/ready')).status).toBe(200);
   });
 
+  it('a refused call is logged by its path: a query string (a token put in the URL) stays out of the log', async () => {
+    expect(remote('POST', `/restart?token=${token}-in-the-url`).status).toBe(403);
+    const line = await sup.waitLog(
+      (l) =>
+        l.msg === 'admin action refused: not loopback, no valid token' &&
+        String(l.path ?? l.url).startsWith('/restart'),
+      'refusal',
+    );
+    expect(line.path).toBe('/restart');
+    expect(JSON.stringify(sup.logs)).not.toContain(`${token}-in-the-url`);
+  });
+
   it('POST /restart without the token: 403; with it: accepted', async () => {
     expect(remote('POST', '/restart').status).toBe(403);
     expect((await sup.status()).generation).toBe(1);
