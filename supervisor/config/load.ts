@@ -34,6 +34,12 @@ export interface ConfigIssue {
   value: unknown;
   expected: string;
   source: string;
+  /**
+   * The key is unknown: its value is described, not shown. It may be a
+   * secret under a mistyped key (`admin.token` for `admin.token_file`),
+   * and the message goes to logs.
+   */
+  unknownKey?: true;
 }
 
 export class ConfigError extends HypError {
@@ -70,8 +76,22 @@ function showValue(value: unknown): string {
   return clip(JSON.stringify(value) ?? String(value));
 }
 
+/** What an unknown key was given, without the value itself. */
+function describeHidden(value: unknown): string {
+  const what =
+    typeof value === 'string'
+      ? `a string of ${value.length} characters`
+      : Array.isArray(value)
+        ? `a list of ${value.length}`
+        : value !== null && typeof value === 'object'
+          ? `a section of ${Object.keys(value).length} keys`
+          : `a ${value === null ? 'null' : typeof value}`;
+  return `${what} (not shown: an unknown key may be a mistyped secret)`;
+}
+
 function describeIssue(i: ConfigIssue): string {
-  return `got ${showValue(i.value)}${i.source ? ` (from ${clip(i.source)})` : ''}, expected ${i.expected}`;
+  const got = i.unknownKey ? describeHidden(i.value) : showValue(i.value);
+  return `got ${got}${i.source ? ` (from ${clip(i.source)})` : ''}, expected ${i.expected}`;
 }
 
 export interface LoadOptions {
@@ -130,6 +150,7 @@ export function loadConfig(opts: LoadOptions = {}): LoadedConfig {
       value: err.value,
       expected: expectedFor(err.schema, err.message, path),
       source: sourceOf(sources, path),
+      ...(isUnknownKey(err.message) && { unknownKey: true }),
     });
     if (issues.length >= maxIssues) break;
   }
@@ -381,7 +402,13 @@ function mergeInto(
   for (const [key, value] of Object.entries(data)) {
     const path = [...at, key];
     if (unsafeKey(key)) {
-      issues.push({ path: path.join('.'), value, expected: unknownKeyExpectation(path), source });
+      issues.push({
+        path: path.join('.'),
+        value,
+        expected: unknownKeyExpectation(path),
+        source,
+        unknownKey: true,
+      });
       continue;
     }
     const existing = Object.hasOwn(target, key) ? target[key] : undefined;
@@ -527,6 +554,7 @@ function applySet(raw: JsonObject, arg: string, sources: Map<string, string>, is
       value: text,
       expected: `a known config key${near ? ` (did you mean ${near}?)` : ''} (see \`hyp schema\`)`,
       source: '--set',
+      unknownKey: true,
     });
     return;
   }
@@ -661,8 +689,12 @@ function unknownKeyExpectation(path: readonly string[]): string {
   return `no such key${hint} (unknown keys are refused; see \`hyp schema\`)`;
 }
 
+function isUnknownKey(message: string): boolean {
+  return message.startsWith('Unexpected property');
+}
+
 function expectedFor(schema: TSchema, message: string, path: string): string {
-  if (message.startsWith('Unexpected property')) return unknownKeyExpectation(path.split('.'));
+  if (isUnknownKey(message)) return unknownKeyExpectation(path.split('.'));
   if (schema.anyOf) {
     const literals = (schema.anyOf as TSchema[]).map((s) => s.const).filter((c) => c !== undefined);
     if (literals.length) return `one of ${literals.map((l) => JSON.stringify(l)).join(', ')}`;

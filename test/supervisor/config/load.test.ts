@@ -99,6 +99,25 @@ describe('config validation names the key path, the value and what was expected'
     expect(issues[0]!.expected).toContain('unknown');
   });
 
+  it.each([
+    ['the file', { 'hyp.yaml': 'admin:\n  token: s3cret-under-a-wrong-key\n' }, []],
+    ['--set', {}, ['admin.token=s3cret-under-a-wrong-key']],
+    ['an unknown section', { 'hyp.yaml': 'secrets:\n  token: s3cret-under-a-wrong-key\n' }, []],
+  ])(
+    'an unknown key from %s: its value is described, never shown (it may be a mistyped secret)',
+    (_from, files, sets) => {
+      let message = '';
+      try {
+        loadConfig({ env: {}, cwd: dir(files), sets });
+      } catch (err) {
+        expect(err).toBeInstanceOf(ConfigError);
+        message = [(err as ConfigError).message, ...(err as ConfigError).lines()].join('\n');
+      }
+      expect(message).toMatch(/not shown: an unknown key may be a mistyped secret/);
+      expect(message).not.toContain('s3cret-under-a-wrong-key');
+    },
+  );
+
   it('refuses wrong types with the source', () => {
     const issues = issuesOf(() => loadConfig({ env: { HYP_SUPERVISOR_WORKERS: 'many' }, cwd: dir() }));
     expect(issues[0]).toMatchObject({
