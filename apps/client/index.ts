@@ -1,5 +1,6 @@
 /** `hyp/client`: the WebSocket client (browser + Node). */
 export type { CodecName } from '../server/ws/codecs/index.js';
+export type { ConnectErrorEvent } from './handshake.js';
 export { ClientReplayGuard } from './replay.js';
 export { type ClientKeys, ClientSecurity, type OpenedFrame, SecurityError } from './security.js';
 export {

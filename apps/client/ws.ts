@@ -22,6 +22,7 @@ import {
   utf8Decoder,
   utf8Encoder,
 } from '../server/ws/envelope.js';
+import { type ConnectErrorEvent, errorMessage, unknownFailure, watchHandshake } from './handshake.js';
 import { ClientReplayGuard } from './replay.js';
 import { type ClientKeys, ClientSecurity } from './security.js';
 
@@ -264,6 +265,8 @@ interface Unacked {
 
 interface Events {
   open: () => void;
+  /** An attempt failed before opening (its `close`, 1006, follows); reconnecting goes on as usual. */
+  connect_error: (error: ConnectErrorEvent) => void;
   close: (code: number, reason: string) => void;
   reconnecting: (attempt: number, delayMs: number) => void;
   message: (message: HypMessage) => void;
@@ -459,6 +462,7 @@ export class HypWebSocket {
   private ctor: SocketConstructor | undefined;
   private readonly listeners: { [K in keyof Events]: Set<Listener<K>> } = {
     open: new Set(),
+    connect_error: new Set(),
     close: new Set(),
     reconnecting: new Set(),
     message: new Set(),
@@ -852,9 +856,22 @@ export class HypWebSocket {
     this.largestSent = undefined;
     /** Set when `ws` closed for a message over maxPayload: it sends 1009 but reports 1006 (no echo read). */
     let tooLarge = false;
-    socket.onopen = () => this.opened(socket);
+    let opened = false;
+    /** What is known of a failure before opening: the server's answer (`ws`), else the error event's message. */
+    let failure: ConnectErrorEvent | undefined;
+    watchHandshake(socket, (found) => {
+      failure = found;
+    });
+    socket.onopen = () => {
+      opened = true;
+      this.opened(socket);
+    };
     socket.onmessage = (event) => this.received(socket, event.data);
     socket.onerror = (event) => {
+      if (!opened) {
+        failure ??= { message: errorMessage(event) ?? unknownFailure };
+        return;
+      }
       if (socket !== this.socket || (event as { error?: { code?: unknown } })?.error?.code !== wsTooLarge)
         return;
       tooLarge = true;
@@ -864,6 +881,9 @@ export class HypWebSocket {
       });
     };
     socket.onclose = (event) => {
+      // an attempt that never opened, unless close() ended it: say what is known before its close
+      if (!opened && socket === this.socket && !this.stopped)
+        this.emit('connect_error', failure ?? { message: unknownFailure });
       if (tooLarge) {
         this.closed(socket, 1009, 'message too large');
         return;

@@ -148,6 +148,9 @@ const api: Api = {
     const ws = new HypWebSocket(url, { reconnect: { initialDelayMs: 20, maxDelayMs: 100 } });
     const events: string[] = [];
     const errors: HypErrorFrame[] = [];
+    ws.on('connect_error', (e) =>
+      events.push(`connect_error ${e.status ?? '-'} ${e.code ?? '-'} ${e.message}`),
+    );
     ws.on('close', (code) => events.push(`close ${code}`));
     ws.on('reconnecting', (attempt) => events.push(`reconnecting ${attempt}`));
     ws.on('error', (e) => errors.push(e));
@@ -163,7 +166,7 @@ const api: Api = {
     const connect = state;
     ws.close();
     const afterClose = await connecting;
-    return { connect, events: events.slice(0, 6), errors, afterClose };
+    return { connect, events: events.slice(0, 9), errors, afterClose };
   },
 };
 

@@ -6,8 +6,9 @@
  * rooms and presence (own join, member list, a broadcast back to its
  * sender), an incoming message over maxMessageSize (dropped and reported,
  * the connection stays open: a browser socket cannot close with 1009), and a
- * refused upgrade (403: only 1006 closes and reconnects, no error event,
- * connect() waits until close()).
+ * refused upgrade (403: a `connect_error` saying only 'handshake failed' —
+ * a browser shows no status — before each 1006 close and reconnect, no
+ * error event, connect() waits until close()).
  *
  * Chromium missing: the suite fails on CI (.ci/run installs it) and is skipped
  * with a message elsewhere.
@@ -144,18 +145,22 @@ describe.runIf(runHere)('client library API in Chromium', () => {
     expect(out).toEqual({ errors: ['HYP_E_WS_TOO_LARGE'], closes: [], received: ['after'], connected: true });
   });
 
-  it('a refused upgrade (403, another origin) is only 1006 closes and reconnects: no error event, connect() waits until close()', async () => {
+  it("a refused upgrade (403, another origin): a connect_error saying only 'handshake failed' before each 1006 close and reconnect; no error event, connect() waits until close()", async () => {
     // the page's origin is 127.0.0.1: a hub reached as localhost sees another host in Origin and answers 403
     const out = await page.evaluate(
       (url) => (globalThis as Win).hypApi!.refused(url),
       `ws://localhost:${sup!.httpPort}/ws`,
     );
     expect(out.connect).toBe('pending');
+    // a browser shows a script neither the status nor the hub's answer
     expect(out.events).toEqual([
+      'connect_error - - handshake failed',
       'close 1006',
       'reconnecting 1',
+      'connect_error - - handshake failed',
       'close 1006',
       'reconnecting 2',
+      'connect_error - - handshake failed',
       'close 1006',
       'reconnecting 3',
     ]);
