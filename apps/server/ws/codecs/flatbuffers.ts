@@ -57,42 +57,55 @@ class TableReader {
   readonly table: number;
   readonly vtable: number;
   readonly vtableSize: number;
+  /** Where the vtable entry of the last slot `field` found sits: the reference to that field. */
+  private entryAt = 0;
 
   constructor(readonly bytes: Uint8Array) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.need(0, 4, 'root offset');
     this.table = this.view.getUint32(0, true);
-    this.need(this.table, 4, 'table');
+    this.need(this.table, 4, 'table', 0);
     this.vtable = this.table - this.view.getInt32(this.table, true);
-    this.need(this.vtable, 4, 'vtable');
+    this.need(this.vtable, 4, 'vtable', this.table);
     this.vtableSize = this.view.getUint16(this.vtable, true);
     if (this.vtableSize < 4 || this.vtableSize % 2 !== 0)
       fail(`vtable size ${this.vtableSize} is invalid`, this.vtable);
-    this.need(this.vtable, this.vtableSize, 'vtable');
+    this.need(this.vtable, this.vtableSize, 'vtable', this.vtable);
   }
 
-  need(at: number, size: number, what: string): void {
-    if (at < 0 || at + size > this.bytes.length) {
-      fail(`${what} (${size} bytes) lies outside the ${this.bytes.length}-byte buffer`, Math.max(at, 0));
-    }
+  /**
+   * `size` bytes at `at` must lie in the buffer. `ref`: where the offset that
+   * leads to `at` is stored; the error names that byte (the bad reference),
+   * since `at` itself may lie anywhere, far beyond the buffer.
+   */
+  need(at: number, size: number, what: string, ref?: number): void {
+    if (at >= 0 && at + size <= this.bytes.length) return;
+    const length = this.bytes.length;
+    if (ref === undefined)
+      fail(`${what} (${size} bytes) lies outside the ${length}-byte buffer`, Math.max(at, 0));
+    fail(
+      `the reference to ${what} points to ${at}, outside the ${length}-byte buffer (${size} bytes needed there)`,
+      ref,
+    );
   }
 
   /** Absolute position of a slot's value, or 0 when the slot is absent. */
   field(slot: number): number {
     const entry = 4 + slot * 2;
     if (entry >= this.vtableSize) return 0;
-    const rel = this.view.getUint16(this.vtable + entry, true);
+    this.entryAt = this.vtable + entry;
+    const rel = this.view.getUint16(this.entryAt, true);
     return rel === 0 ? 0 : this.table + rel;
   }
 
   vector(slot: number, what: string): Uint8Array {
     const at = this.field(slot);
     if (at === 0) return emptyBytes;
-    this.need(at, 4, `${what} offset`);
+    this.need(at, 4, `${what} offset`, this.entryAt);
     const start = at + this.view.getUint32(at, true);
-    this.need(start, 4, `${what} length`);
+    this.need(start, 4, `${what} length`, at);
     const length = this.view.getUint32(start, true);
-    this.need(start + 4, length, what);
+    this.need(start + 4, length, what, start);
     return this.bytes.subarray(start + 4, start + 4 + length);
   }
 
@@ -109,7 +122,7 @@ class TableReader {
   int64(slot: number, what: string): bigint {
     const at = this.field(slot);
     if (at === 0) return 0n;
-    this.need(at, 8, what);
+    this.need(at, 8, what, this.entryAt);
     return this.view.getBigInt64(at, true);
   }
 }

@@ -1,5 +1,12 @@
-import { Decoder, Encoder } from '@msgpack/msgpack';
-import { type Envelope, emptyBytes, int64Max, int64Min, utf8StrictDecoder } from '../envelope.js';
+import { Decoder, Encoder, ExtData } from '@msgpack/msgpack';
+import {
+  type Envelope,
+  emptyBytes,
+  int64Max,
+  int64Min,
+  utf8Decoder,
+  utf8StrictDecoder,
+} from '../envelope.js';
 import type { Codec } from './codec.js';
 import { decodeError } from './decode-error.js';
 import {
@@ -57,7 +64,7 @@ function stringField(wire: Record<string, unknown>, key: string, frame: Uint8Arr
   const value = wire[key];
   if (value === undefined || value === null) return '';
   if (!(value instanceof Uint8Array))
-    throw decodeError(name, `"${key}" must be a string, got ${typeof value}`);
+    throw decodeError(name, `"${key}" must be a string, got ${typeName(value)}`, valueOffset(frame, key));
   if (value.length === 0) return '';
   try {
     return utf8StrictDecoder.decode(value);
@@ -66,24 +73,39 @@ function stringField(wire: Record<string, unknown>, key: string, frame: Uint8Arr
   }
 }
 
+/** A msgpack type name for an error ("must be a string, got array"). */
+function typeName(value: unknown): string {
+  if (Array.isArray(value)) return 'array';
+  if (typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))) return 'integer';
+  if (typeof value === 'number') return 'float';
+  if (typeof value === 'object' && value !== null) return value instanceof ExtData ? 'ext' : 'map';
+  return typeof value;
+}
+
 /** bin, or str as the bytes sent (encoders from before the bin type write bytes as str). */
-function dataField(wire: Record<string, unknown>): Uint8Array {
+function dataField(wire: Record<string, unknown>, frame: Uint8Array): Uint8Array {
   const value = wire.data;
   if (value === undefined || value === null) return emptyBytes;
   if (value instanceof Uint8Array) return value.length > 0 ? value : emptyBytes;
-  throw decodeError(name, `"data" must be bin or str, got ${typeof value}`);
+  throw decodeError(name, `"data" must be bin or str, got ${typeName(value)}`, valueOffset(frame, 'data'));
 }
 
-function timestampField(wire: Record<string, unknown>): bigint {
+function timestampField(wire: Record<string, unknown>, frame: Uint8Array): bigint {
   const value = wire.timestamp;
   if (value === undefined || value === null) return 0n;
   let timestamp: bigint;
   if (typeof value === 'bigint') timestamp = value;
   // a float64 holding an integer (some encoders write large integers so) is taken, within int64
   else if (typeof value === 'number' && Number.isInteger(value)) timestamp = BigInt(value);
-  else throw decodeError(name, '"timestamp" must be an integer');
+  else
+    throw decodeError(
+      name,
+      `"timestamp" must be an integer, got ${typeName(value)}`,
+      valueOffset(frame, 'timestamp'),
+    );
   // beyond int64 no codec could carry it on: protobuf and FlatBuffers would wrap it, JSON peers refuse it
-  if (timestamp < int64Min || timestamp > int64Max) throw decodeError(name, '"timestamp" overflows int64');
+  if (timestamp < int64Min || timestamp > int64Max)
+    throw decodeError(name, '"timestamp" overflows int64', valueOffset(frame, 'timestamp'));
   return timestamp;
 }
 
@@ -115,79 +137,9 @@ function checkStructure(b: Uint8Array): void {
     if (p >= b.length) return;
     const at = p;
     if (++values > maxValues) throw decodeError(name, `more than ${maxValues} values`, at);
-    const c = b[p]!;
-    let items = 0;
-    if (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) p += 1;
-    else if (c <= 0x8f) {
-      items = (c & 0x0f) * 2;
-      p += 1;
-    } else if (c <= 0x9f) {
-      items = c & 0x0f;
-      p += 1;
-    } else if (c <= 0xbf) p += 1 + (c & 0x1f);
-    else {
-      if (p + 1 + lengthSize(c) > b.length) return;
-      switch (c) {
-        case 0xc4: // bin 8, str 8
-        case 0xd9:
-          p += 2 + view.getUint8(p + 1);
-          break;
-        case 0xc5: // bin 16, str 16
-        case 0xda:
-          p += 3 + view.getUint16(p + 1);
-          break;
-        case 0xc6: // bin 32, str 32
-        case 0xdb:
-          p += 5 + view.getUint32(p + 1);
-          break;
-        case 0xc7: // ext 8/16/32: length, type, data
-          p += 3 + view.getUint8(p + 1);
-          break;
-        case 0xc8:
-          p += 4 + view.getUint16(p + 1);
-          break;
-        case 0xc9:
-          p += 6 + view.getUint32(p + 1);
-          break;
-        case 0xca: // float 32/64, uint and int 8..64
-        case 0xcb:
-        case 0xcc:
-        case 0xcd:
-        case 0xce:
-        case 0xcf:
-        case 0xd0:
-        case 0xd1:
-        case 0xd2:
-        case 0xd3:
-          p += 1 + fixedSize[c - 0xca]!;
-          break;
-        case 0xd4: // fixext 1/2/4/8/16: type, data
-        case 0xd5:
-        case 0xd6:
-        case 0xd7:
-        case 0xd8:
-          p += 2 + (1 << (c - 0xd4));
-          break;
-        case 0xdc: // array 16/32
-          items = view.getUint16(p + 1);
-          p += 3;
-          break;
-        case 0xdd:
-          items = view.getUint32(p + 1);
-          p += 5;
-          break;
-        case 0xde: // map 16/32
-          items = view.getUint16(p + 1) * 2;
-          p += 3;
-          break;
-        case 0xdf:
-          items = view.getUint32(p + 1) * 2;
-          p += 5;
-          break;
-        default: // 0xc1: never used
-          return;
-      }
-    }
+    p = step(b, view, p);
+    if (p < 0) return;
+    const items = stepItems;
     if (items > 0) {
       if (depth === maxDepth) throw decodeError(name, `nesting deeper than ${maxDepth}`, at);
       levels[depth++] = items;
@@ -200,6 +152,109 @@ function checkStructure(b: Uint8Array): void {
       depth--;
     }
   }
+}
+
+/** Items (keys and values, or elements) of the container whose header the last `step` read; 0 for other values. */
+let stepItems = 0;
+
+/**
+ * Steps over the header of the value at `p` (and over its bytes, for all but
+ * maps and arrays, whose item count goes to `stepItems`). -1 for a header
+ * that is truncated or never used (0xc1).
+ */
+function step(b: Uint8Array, view: DataView, p: number): number {
+  const c = b[p]!;
+  stepItems = 0;
+  if (c <= 0x7f || c >= 0xe0 || c === 0xc0 || c === 0xc2 || c === 0xc3) return p + 1;
+  if (c <= 0x8f) {
+    stepItems = (c & 0x0f) * 2;
+    return p + 1;
+  }
+  if (c <= 0x9f) {
+    stepItems = c & 0x0f;
+    return p + 1;
+  }
+  if (c <= 0xbf) return p + 1 + (c & 0x1f);
+  if (p + 1 + lengthSize(c) > b.length) return -1;
+  switch (c) {
+    case 0xc4: // bin 8, str 8
+    case 0xd9:
+      return p + 2 + view.getUint8(p + 1);
+    case 0xc5: // bin 16, str 16
+    case 0xda:
+      return p + 3 + view.getUint16(p + 1);
+    case 0xc6: // bin 32, str 32
+    case 0xdb:
+      return p + 5 + view.getUint32(p + 1);
+    case 0xc7: // ext 8/16/32: length, type, data
+      return p + 3 + view.getUint8(p + 1);
+    case 0xc8:
+      return p + 4 + view.getUint16(p + 1);
+    case 0xc9:
+      return p + 6 + view.getUint32(p + 1);
+    case 0xca: // float 32/64, uint and int 8..64
+    case 0xcb:
+    case 0xcc:
+    case 0xcd:
+    case 0xce:
+    case 0xcf:
+    case 0xd0:
+    case 0xd1:
+    case 0xd2:
+    case 0xd3:
+      return p + 1 + fixedSize[c - 0xca]!;
+    case 0xd4: // fixext 1/2/4/8/16: type, data
+    case 0xd5:
+    case 0xd6:
+    case 0xd7:
+    case 0xd8:
+      return p + 2 + (1 << (c - 0xd4));
+    case 0xdc: // array 16/32
+      stepItems = view.getUint16(p + 1);
+      return p + 3;
+    case 0xdd:
+      stepItems = view.getUint32(p + 1);
+      return p + 5;
+    case 0xde: // map 16/32
+      stepItems = view.getUint16(p + 1) * 2;
+      return p + 3;
+    case 0xdf:
+      stepItems = view.getUint32(p + 1) * 2;
+      return p + 5;
+    default: // 0xc1: never used
+      return -1;
+  }
+}
+
+/** Position after the whole value at `p` (items included), or -1; only for a message that decoded. */
+function skipValue(b: Uint8Array, view: DataView, p: number): number {
+  // bounded: the message decoded, and checkStructure bounded its values
+  for (let pending = 1; pending > 0 && p >= 0; pending--) {
+    p = step(b, view, p);
+    pending += stepItems;
+  }
+  return p;
+}
+
+/**
+ * Byte offset of the value of `key` in the envelope map `b` (last one wins,
+ * as in the decoder), for an error about that value; undefined if not found.
+ * Only on the error path: the decoder keeps no positions.
+ */
+function valueOffset(b: Uint8Array, key: string): number | undefined {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let p = step(b, view, 0);
+  let found: number | undefined;
+  for (let pairs = stepItems / 2; pairs > 0 && p >= 0 && p < b.length; pairs--) {
+    const keyStart = p;
+    p = skipValue(b, view, p);
+    if (p < 0) break;
+    const c = b[keyStart]!;
+    const head = c >= 0xa0 && c <= 0xbf ? 1 : c === 0xd9 ? 2 : c === 0xda ? 3 : c === 0xdb ? 5 : 0;
+    if (head > 0 && utf8Decoder.decode(b.subarray(keyStart + head, p)) === key) found = p;
+    p = skipValue(b, view, p);
+  }
+  return found;
 }
 
 /** Bytes of the length (or count) after a type byte; 0 for types without one. */
@@ -228,8 +283,8 @@ function unmarshal(bytes: Uint8Array): Envelope {
   const m: Envelope = {
     type: stringField(wire, 'type', bytes),
     channel: stringField(wire, 'channel', bytes),
-    data: dataField(wire),
-    timestamp: timestampField(wire),
+    data: dataField(wire, bytes),
+    timestamp: timestampField(wire, bytes),
     clientId: stringField(wire, 'client_id', bytes),
     offset: stringField(wire, 'offset', bytes),
   };

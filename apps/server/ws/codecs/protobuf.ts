@@ -141,8 +141,16 @@ function checkWireTypes(
     if (field !== undefined && wireType !== field[1])
       fail(`field ${number} (${field[0]}) has wire type ${wireType}, expected ${field[1]}`, at, undefined);
     if (wireType === 0) {
+      // protobufjs reads 10 bytes and drops the bits beyond 64: a timestamp would be taken truncated
+      const start = p;
       while (p < end && bytes[p]! >= 0x80) p++;
       p++;
+      if (p - start > 10 || (p - start === 10 && bytes[p - 1]! > 1))
+        fail(
+          `field ${number}${field ? ` (${field[0]})` : ''} holds a varint wider than 64 bits`,
+          start,
+          undefined,
+        );
     } else if (wireType === 1) p += 8;
     else if (wireType === 5) p += 4;
     else if (wireType === 2) {
