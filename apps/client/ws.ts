@@ -826,8 +826,20 @@ export class HypWebSocket {
     this.enqueue({ type, channel, data: toData(data), timestamp: 0n, clientId: '', offset: '' });
   }
 
-  /** Closes for good (no reconnect). */
+  /**
+   * Closes for good (no reconnect). Throws a RangeError, changing nothing,
+   * for a `code` other than 1000 or 3000–4999 or a `reason` longer than 123
+   * bytes of UTF-8: a browser's WebSocket refuses those (after the client
+   * had stopped, it would stay open and unusable).
+   */
   close(code = 1000, reason = ''): void {
+    if (!(code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999))) {
+      throw new RangeError(`close code must be 1000 or 3000–4999 (what every WebSocket takes), got ${code}`);
+    }
+    const reasonBytes = utf8Encoder.encode(String(reason)).length;
+    if (reasonBytes > 123) {
+      throw new RangeError(`close reason must be at most 123 bytes of UTF-8, got ${reasonBytes}`);
+    }
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;

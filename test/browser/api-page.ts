@@ -43,11 +43,20 @@ export interface RefusedOutcome {
   afterClose: string;
 }
 
+export interface CloseCodeOutcome {
+  /** The name of what `close(1001)` threw. */
+  thrown: string;
+  /** A publishAck after it: 'acked' or the rejection's code. */
+  ack: string;
+  connected: boolean;
+}
+
 export interface Api {
   acknowledged(url: string, keys: PageKeys): Promise<AckOutcome>;
   rooms(url: string, keys: PageKeys): Promise<RoomOutcome>;
   tooLarge(url: string, keys: PageKeys): Promise<TooLargeOutcome>;
   refused(url: string): Promise<RefusedOutcome>;
+  closeCode(url: string, keys: PageKeys): Promise<CloseCodeOutcome>;
 }
 
 function hex(s: string): Uint8Array {
@@ -167,6 +176,26 @@ const api: Api = {
     ws.close();
     const afterClose = await connecting;
     return { connect, events: events.slice(0, 9), errors, afterClose };
+  },
+
+  async closeCode(url, keys) {
+    const ws = new HypWebSocket(url, { security: security(keys) });
+    try {
+      await ws.connect();
+      let thrown = 'nothing';
+      try {
+        ws.close(1001, 'going away'); // a code browsers refuse
+      } catch (e) {
+        thrown = (e as Error).name;
+      }
+      const ack = await ws.publishAck('orders', 1, { timeoutMs: 10_000 }).then(
+        () => 'acked',
+        (e: PublishAckError) => e.code,
+      );
+      return { thrown, ack, connected: ws.connected };
+    } finally {
+      ws.close();
+    }
   },
 };
 

@@ -8,7 +8,8 @@
  * the connection stays open: a browser socket cannot close with 1009), and a
  * refused upgrade (403: a `connect_error` saying only 'handshake failed' —
  * a browser shows no status — before each 1006 close and reconnect, no
- * error event, connect() waits until close()).
+ * error event, connect() waits until close()), and close() with a code
+ * browsers refuse (a RangeError before anything changes: still usable).
  *
  * Chromium missing: the suite fails on CI (.ci/run installs it) and is skipped
  * with a message elsewhere.
@@ -166,5 +167,13 @@ describe.runIf(runHere)('client library API in Chromium', () => {
     ]);
     expect(out.errors).toEqual([]);
     expect(out.afterClose).toBe('rejected: connection closed before opening (close() called)');
+  });
+
+  it('close(1001), a code browsers refuse: a RangeError before anything changes; the client stays connected and usable', async () => {
+    const out = await page.evaluate(([url, k]) => (globalThis as Win).hypApi!.closeCode(url, k), [
+      wsUrl,
+      keys,
+    ] as const);
+    expect(out).toEqual({ thrown: 'RangeError', ack: 'acked', connected: true });
   });
 });
