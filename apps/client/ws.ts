@@ -508,6 +508,11 @@ export class HypWebSocket {
   /** When the current connection opened, on the monotonic clock (a wall clock set back or forward must not matter). */
   private openedAt: number | undefined;
   private stopped = false;
+  /**
+   * Why the client will not connect again by itself, until `connect()`: close(), a 4000, maxAttempts
+   * reached, a close with reconnecting disabled. A publishAck meanwhile rejects at once, saying so.
+   */
+  private down: string | undefined;
   private firstOpen: { resolve: () => void; reject: (e: Error) => void } | undefined;
 
   /**
@@ -576,6 +581,7 @@ export class HypWebSocket {
    */
   async connect(): Promise<void> {
     this.stopped = false;
+    this.down = undefined;
     this.ctor ??= await defaultSocket();
     if (this.stopped) throw new Error('connection closed before opening (close() called)');
     if (this.connected) return;
@@ -727,10 +733,8 @@ export class HypWebSocket {
     const m = envelope({ type, channel, data: toData(data).slice(), id });
     const size = queuedSize(m) + id.length;
     return new Promise<PublishAck>((resolve, reject) => {
-      if (this.stopped) {
-        reject(
-          this.ackError('HYP_E_WS_ACK_CLOSED', m, 'the client is closed (close() called); connect() first'),
-        );
+      if (this.down !== undefined) {
+        reject(this.ackError('HYP_E_WS_ACK_CLOSED', m, `not sent: ${this.down}; connect() first`));
         return;
       }
       if (
@@ -802,7 +806,17 @@ export class HypWebSocket {
     return true;
   }
 
-  /** Rejects every acknowledged publish still waiting: the client will not connect again by itself. */
+  /**
+   * The client will not connect again by itself, for `why` (the first reason stands: a close() is
+   * followed by its socket's close): every acknowledged publish waiting, and each one until `connect()`,
+   * rejects with HYP_E_WS_ACK_CLOSED.
+   */
+  private stopFor(why: string): void {
+    this.down ??= why;
+    this.failAcks(this.down);
+  }
+
+  /** Rejects every acknowledged publish still waiting. */
   private failAcks(detail: string): void {
     for (const [id, entry] of [...this.acks]) {
       const why = `not acknowledged: ${detail}; the hub may have accepted it`;
@@ -845,7 +859,7 @@ export class HypWebSocket {
     this.timer = undefined;
     for (const channel of [...this.busyRetries.keys()]) this.stopBusyRetry(channel, true);
     this.settleFirstOpen('connection closed before opening (close() called)');
-    this.failAcks('close() was called');
+    this.stopFor('close() was called');
     this.socket?.close(code, reason);
   }
 
@@ -977,17 +991,17 @@ export class HypWebSocket {
     if (code === replacedCode) this.stopped = true;
     if (this.stopped || !this.reconnect.enabled) {
       this.settleFirstOpen(`connection closed before opening (${code})`);
-      this.failAcks(
+      this.stopFor(
         code === replacedCode
           ? 'the connection was replaced by a newer one with the same client id (4000)'
-          : `the connection closed (${code}) and the client does not reconnect`,
+          : `the connection closed (${code}) and reconnecting is disabled`,
       );
       return;
     }
     if (this.attempt >= this.reconnect.maxAttempts) {
       this.firstOpen?.reject(new Error(`gave up after ${this.attempt} attempts`));
       this.firstOpen = undefined;
-      this.failAcks(`the client gave up reconnecting after ${this.attempt} attempts (maxAttempts)`);
+      this.stopFor(`the client gave up reconnecting after ${this.attempt} attempts (maxAttempts)`);
       return;
     }
     const hint = drainHint(code, reason);
