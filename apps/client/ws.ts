@@ -841,10 +841,10 @@ export class HypWebSocket {
   }
 
   /**
-   * Closes for good (no reconnect). Throws a RangeError, changing nothing,
-   * for a `code` other than 1000 or 3000–4999 or a `reason` longer than 123
-   * bytes of UTF-8: a browser's WebSocket refuses those (after the client
-   * had stopped, it would stay open and unusable).
+   * Closes for good (no reconnect). A `code` other than 1000 or 3000–4999,
+   * or a `reason` over 123 bytes of UTF-8 — what a browser's WebSocket
+   * refuses — throws a RangeError before anything changes: the client stays
+   * as it was, connected and reconnecting.
    */
   close(code = 1000, reason = ''): void {
     if (!(code === 1000 || (Number.isInteger(code) && code >= 3000 && code <= 4999))) {
