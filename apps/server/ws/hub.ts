@@ -722,11 +722,10 @@ export class Hub implements ConnectionOwner {
       id = publishIdOf(message);
       this.control(c, message, id);
     } catch (err) {
-      // a refused subscribe names its channel in the frame too (the request's envelope has none);
-      // the error's own channel first: a name too long is named shortened
+      // a refused subscribe names its channel in the frame too (the request's envelope has none)
       const channel = isHypError(err) && typeof err.params.channel === 'string' ? err.params.channel : '';
       // a refused publish carries its id back, so the client knows which one it was
-      this.sendTo(c, errorEnvelope(err, channel || message.channel, id));
+      this.sendTo(c, errorEnvelope(err, message.channel || channel, id));
     }
     this.holdWhileCongested(c);
   }
@@ -861,14 +860,12 @@ export class Hub implements ConnectionOwner {
    */
   private checkName(kind: 'channel' | 'room', name: string): void {
     if (name.length <= this.maxNameLength) return;
-    // the error frame names the start of it and its length: enough to tell which request failed,
-    // without sending a name as long as a message back (twice: in the envelope and the data)
-    const shown = echoedName(name);
+    // the name goes back in the error frame (as sent, no amplification) so the client can tell which request failed
     throw new HypError('HYP_E_WS_NAME_TOO_LONG', {
       kind,
       length: name.length,
       limit: this.maxNameLength,
-      ...(kind === 'channel' ? { channel: shown } : { room_id: shown }),
+      ...(kind === 'channel' ? { channel: name } : { room_id: name }),
     });
   }
 
@@ -1947,16 +1944,4 @@ function removeFrom(index: Map<string, Set<Connection>>, key: string, c: Connect
 
 export function createHub(options: HubOptions = {}): Hub {
   return new Hub(options);
-}
-
-/** Characters of a too-long name an error frame shows. */
-const echoedNameChars = 64;
-
-/** The start of `name` for an error frame, marked with '…'; never cut inside a surrogate pair. */
-function echoedName(name: string): string {
-  if (name.length <= echoedNameChars) return name;
-  let end = echoedNameChars;
-  const last = name.charCodeAt(end - 1);
-  if (last >= 0xd800 && last <= 0xdbff) end--;
-  return `${name.slice(0, end)}…`;
 }
