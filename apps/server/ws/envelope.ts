@@ -35,14 +35,26 @@ export interface Envelope {
 
 export const emptyBytes: Uint8Array = new Uint8Array(0);
 
-export const utf8Encoder = new TextEncoder();
-export const utf8Decoder = new TextDecoder();
+// Typed by what is used of them: inferred, they would be Node's `import("util")`
+// classes in the declarations, which a browser project type-checking hyp/client
+// (skipLibCheck: false) cannot resolve; this package's lib has no DOM types to name.
+/** UTF-8 encoding, as `TextEncoder` does it. */
+export interface Utf8Encoder {
+  encode(input?: string): Uint8Array;
+}
+/** UTF-8 decoding, as `TextDecoder` does it. */
+export interface Utf8Decoder {
+  decode(input?: Uint8Array): string;
+}
+
+export const utf8Encoder: Utf8Encoder = new TextEncoder();
+export const utf8Decoder: Utf8Decoder = new TextDecoder();
 /**
  * For the envelope's string fields: refuses bytes that are not UTF-8 (a
  * lenient decode would turn different bytes into one name) and keeps a
  * leading U+FEFF as part of the string.
  */
-export const utf8StrictDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+export const utf8StrictDecoder: Utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 export const int64Min = -(1n << 63n);
 export const int64Max = (1n << 63n) - 1n;
