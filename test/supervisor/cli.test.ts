@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../helpers/ports.js';
 import { cli, fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 
 let sup: Running | undefined;
@@ -25,15 +26,6 @@ function hyp(args: string[], env: Record<string, string> = {}) {
     timeout: 60_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** A port nobody listens on (bound and released). */
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('hyp run refuses invalid config before binding or forking', () => {

@@ -8,12 +8,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makePki } from '../apps/server/tls/certs.js';
 import { createTestHost } from '../helpers/netns.js';
+import { freePort } from '../helpers/ports.js';
 import {
   cli,
   collectLogLines,
@@ -47,14 +47,6 @@ function tracedRun(args: string[], env: Record<string, string>, files: Record<st
   );
   const calls = readFileSync(trace, 'utf8').split('\n').filter(Boolean);
   return { code: r.status, stderr: r.stderr, calls };
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
 }
 
 describe('contract §5: invalid config stops the process before any socket is bound', () => {

@@ -5,7 +5,6 @@
  * raw frame and close code.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { WebSocket } from 'ws';
 import {
   type CodecName,
@@ -13,6 +12,7 @@ import {
   HypWebSocket,
   type SocketConstructor,
 } from '../../apps/client/index.js';
+import { freePort } from '../helpers/ports.js';
 import { until } from '../helpers/supervisor.js';
 
 export interface Frame {
@@ -100,13 +100,7 @@ export class TestClient {
   }
 }
 
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.address() as { port: number }).port;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+export { freePort };
 
 export interface RedisServer {
   url: string;

@@ -7,24 +7,14 @@
  * its configured addresses.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { connect, createServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../helpers/ports.js';
 import { fixtureApp, type LogLine, root, until } from '../../helpers/supervisor.js';
 
 const worker = join(root, 'dist', 'apps', 'server', 'worker.js');
 const activate = spawnSync('systemd-socket-activate', ['--version']).status === 0;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface Run {
   proc: ChildProcess;

@@ -1,8 +1,8 @@
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type Bus, LocalBus, LocalBusGroup, RedisBus } from '../../../../apps/server/ws/bus.js';
 import { compareStreamIds, RedisHistory } from '../../../../apps/server/ws/redis-history.js';
+import { freePort } from '../../../helpers/ports.js';
 import { compileFixture } from './compile.js';
 import { eventually, json, type Served, serveHub, TestClient, text } from './helpers.js';
 
@@ -135,15 +135,6 @@ describe('IpcBus (two worker processes, parent relays like the supervisor)', () 
     await expectExactlyOnce(subs, 52);
   });
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function redisBinary(): string | undefined {
   try {

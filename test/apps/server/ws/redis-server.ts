@@ -8,6 +8,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createServer, type Server, Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll } from 'vitest';
+import { freePort } from '../../../helpers/ports.js';
 
 export function redisBinary(): string | undefined {
   try {
@@ -17,14 +18,7 @@ export function redisBinary(): string | undefined {
   }
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort };
 
 export async function until<T>(
   check: () => T | undefined | Promise<T | undefined>,
