@@ -36,6 +36,8 @@ describe('a hub key rotation, from the client', () => {
     const reader = client(f.url, { clientId: 'reader', security: oldKeys });
     reader.subscribe('orders');
     await reader.ws.connect();
+    // subscribed at the head: publishes the hub handles before the subscribe would not reach it
+    await eventually(() => before.hub.subscribers('orders') === 1);
     const writer = client(after.url, { clientId: 'writer', security: newKeys });
     await writer.ws.connect();
     const old = client(before.url, { clientId: 'old-writer', security: oldKeys });
