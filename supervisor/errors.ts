@@ -184,6 +184,10 @@ export const catalog = {
   HYP_E_WS_NAME_TOO_LONG: {
     message: '{kind} name of {length} characters is longer than {limit} (maxNameLength)',
   },
+  HYP_E_WS_NAME_INVALID: {
+    message: '{call}: the {kind} {name} holds a lone surrogate ({detail})',
+    status: 400,
+  },
   HYP_E_WS_RECOVERY_BUSY: { message: 'cannot resume channel {channel} now: {detail}' },
   HYP_E_WS_FORBIDDEN_CHANNEL: { message: 'not allowed to use {kind} "{name}" (canSubscribe, canJoin)' },
   HYP_E_WS_AUTHORIZE_TIMEOUT: {
