@@ -11,15 +11,20 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
+import { WebSocket as NodeWs } from 'ws';
 import type { ConnectErrorEvent } from '../../../apps/client/index.js';
 import { eventually } from '../server/ws/helpers.js';
 import { cleanup, client, closeAll, hub } from './delivery.js';
 
 afterEach(closeAll);
 
-/** A client recording its connect_error, close and reconnecting events in order. */
+/**
+ * A client recording its connect_error, close and reconnecting events in
+ * order. On `ws` unless told otherwise: the client's default on Node 22+ is
+ * the global WebSocket, which shows no more than a browser does.
+ */
 function watched(url: string, options: Parameters<typeof client>[1] = {}) {
-  const c = client(url, options);
+  const c = client(url, { WebSocket: NodeWs, ...options });
   const events: string[] = [];
   const failures: ConnectErrorEvent[] = [];
   c.ws.on('connect_error', (e) => {
@@ -110,6 +115,17 @@ describe('connect_error', () => {
     await eventually(() => c.failures.length >= 1, 10_000);
     expect(c.failures[0]!.status).toBeUndefined();
     expect(c.failures[0]!.message).toMatch(/ECONNREFUSED/);
+    expect(c.events.slice(0, 2)).toEqual(['connect_error', 'close 1006']);
+  });
+
+  it("with the client's default socket: Node 22+'s global WebSocket shows only 'handshake failed', Node 20's default (ws) the status", async () => {
+    const served = await hub({ authorize: () => false });
+    const global = (globalThis as { WebSocket?: unknown }).WebSocket;
+    const c = watched(served.url, { WebSocket: undefined });
+    await eventually(() => c.failures.length >= 1, 10_000);
+    if (global === undefined)
+      expect(c.failures[0]).toMatchObject({ status: 403, code: 'HYP_E_WS_FORBIDDEN' });
+    else expect(c.failures[0]).toEqual({ message: 'handshake failed' });
     expect(c.events.slice(0, 2)).toEqual(['connect_error', 'close 1006']);
   });
 
