@@ -9,18 +9,9 @@
 import { describe, expect, it } from 'vitest';
 import type { Hub } from '../../../../apps/server/ws/hub.js';
 import { isHypError } from '../../../../supervisor/errors.js';
-import { HubTestBed, text } from './helpers.js';
+import { HubTestBed, text, thrownHypError } from './helpers.js';
 
 const bed = new HubTestBed();
-
-function thrown(f: () => unknown): unknown {
-  try {
-    f();
-  } catch (err) {
-    return err;
-  }
-  return undefined;
-}
 
 describe('names from the app', () => {
   const calls: Array<[string, (hub: Hub) => unknown, string]> = [
@@ -32,7 +23,7 @@ describe('names from the app', () => {
     '%s with a lone surrogate: HYP_E_WS_NAME_INVALID (400), nothing sent',
     async (_what, f, kind) => {
       const { hub } = await bed.serve();
-      const err = thrown(() => f(hub));
+      const err = thrownHypError(() => f(hub));
       expect(isHypError(err)).toBe(true);
       expect(err).toMatchObject({ code: 'HYP_E_WS_NAME_INVALID', status: 400 });
       expect((err as Error).message).toContain(kind);

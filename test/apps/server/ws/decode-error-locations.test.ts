@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { flatbuffersCodec, msgpackCodec, protobufCodec } from '../../../../apps/server/ws/codecs/index.js';
 import { envelope } from '../../../../apps/server/ws/envelope.js';
-import { HypError } from '../../../../supervisor/errors.js';
+import { thrownHypError } from './helpers.js';
 
 /**
  * A refused frame says where the problem sits, so that whoever wrote the
@@ -10,16 +10,6 @@ import { HypError } from '../../../../supervisor/errors.js';
  * value of the wrong type. A protobuf varint wider than 64 bits is refused,
  * not truncated.
  */
-
-function thrown(f: () => unknown): HypError {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof HypError) return err;
-    throw err;
-  }
-  throw new Error('no error thrown');
-}
 
 /** Where a FlatBuffers envelope keeps slot `slot`'s value and the vtable entry that refers to it. */
 function flatSlot(b: Uint8Array, slot: number): { entry: number; value: number } {
@@ -37,7 +27,7 @@ describe('FlatBuffers: an error names the byte of the bad reference', () => {
     const b = good();
     const { value } = flatSlot(b, 1);
     new DataView(b.buffer).setUint32(value, 0x7fff0000, true);
-    const err = thrown(() => flatbuffersCodec.unmarshal(b));
+    const err = thrownHypError(() => flatbuffersCodec.unmarshal(b));
     expect(err.code).toBe('HYP_E_WS_DECODE');
     expect(err.params.offset).toBe(value);
     expect(err.message).toMatch(/reference to channel length points to \d+, outside the \d+-byte buffer/);
@@ -49,7 +39,7 @@ describe('FlatBuffers: an error names the byte of the bad reference', () => {
     const view = new DataView(b.buffer);
     const start = value + view.getUint32(value, true);
     view.setUint32(start, 1000, true);
-    const err = thrown(() => flatbuffersCodec.unmarshal(b));
+    const err = thrownHypError(() => flatbuffersCodec.unmarshal(b));
     expect(err.params.offset).toBe(start);
     expect(err.message).toMatch(/reference to channel points to/);
   });
@@ -58,7 +48,7 @@ describe('FlatBuffers: an error names the byte of the bad reference', () => {
     const b = good();
     const { entry } = flatSlot(b, 3);
     new DataView(b.buffer).setUint16(entry, 0xfff0, true);
-    const err = thrown(() => flatbuffersCodec.unmarshal(b));
+    const err = thrownHypError(() => flatbuffersCodec.unmarshal(b));
     expect(err.params.offset).toBe(entry);
     expect(err.message).toMatch(/reference to timestamp points to/);
   });
@@ -68,10 +58,10 @@ describe('FlatBuffers: an error names the byte of the bad reference', () => {
     const table = new DataView(b.buffer).getUint32(0, true);
     const root = b.slice();
     new DataView(root.buffer).setUint32(0, 1 << 20, true);
-    expect(thrown(() => flatbuffersCodec.unmarshal(root)).params.offset).toBe(0);
+    expect(thrownHypError(() => flatbuffersCodec.unmarshal(root)).params.offset).toBe(0);
     const vt = b.slice();
     new DataView(vt.buffer).setInt32(table, 1 << 20, true);
-    expect(thrown(() => flatbuffersCodec.unmarshal(vt)).params.offset).toBe(table);
+    expect(thrownHypError(() => flatbuffersCodec.unmarshal(vt)).params.offset).toBe(table);
   });
 });
 
@@ -96,7 +86,7 @@ describe('msgpack: a value of the wrong type is located', () => {
       [[0x91, 0x01], 'array'],
       [[0x80], 'map'],
     ] as const) {
-      const err = thrown(() => msgpackCodec.unmarshal(frame('channel', [...value])));
+      const err = thrownHypError(() => msgpackCodec.unmarshal(frame('channel', [...value])));
       expect(err.code).toBe('HYP_E_WS_DECODE');
       expect(err.params.offset).toBe(valueAt('channel'));
       expect(err.message).toContain(`"channel" must be a string, got ${type}`);
@@ -104,10 +94,10 @@ describe('msgpack: a value of the wrong type is located', () => {
   });
 
   it('timestamp and data of the wrong type: the byte of the value', () => {
-    let err = thrown(() => msgpackCodec.unmarshal(frame('timestamp', [0xa1, 0x31])));
+    let err = thrownHypError(() => msgpackCodec.unmarshal(frame('timestamp', [0xa1, 0x31])));
     expect(err.params.offset).toBe(valueAt('timestamp'));
     expect(err.message).toMatch(/"timestamp" must be an integer/);
-    err = thrown(() => msgpackCodec.unmarshal(frame('data', [0x80])));
+    err = thrownHypError(() => msgpackCodec.unmarshal(frame('data', [0x80])));
     expect(err.params.offset).toBe(valueAt('data'));
     expect(err.message).toMatch(/"data" must be bin or str, got map/);
   });
@@ -121,7 +111,7 @@ describe('protobuf: varints wider than 64 bits', () => {
       [...ones, 0x02],
       [...ones, 0xff, 0x01],
     ]) {
-      const err = thrown(() => protobufCodec.unmarshal(Uint8Array.from([0x20, ...varint])));
+      const err = thrownHypError(() => protobufCodec.unmarshal(Uint8Array.from([0x20, ...varint])));
       expect(err.code).toBe('HYP_E_WS_DECODE');
       expect(err.params.offset).toBe(1);
       expect(err.message).toMatch(/field 4 \(timestamp\) holds a varint wider than 64 bits/);
@@ -131,7 +121,9 @@ describe('protobuf: varints wider than 64 bits', () => {
   it('a 10-byte varint within 64 bits still decodes (-1), and an unknown field with a wide varint is refused too', () => {
     const m = protobufCodec.unmarshal(Uint8Array.from([0x20, ...Array(9).fill(0xff), 0x01]));
     expect(m.timestamp).toBe(-1n);
-    const err = thrown(() => protobufCodec.unmarshal(Uint8Array.from([0x40, ...Array(10).fill(0xff), 0x01])));
+    const err = thrownHypError(() =>
+      protobufCodec.unmarshal(Uint8Array.from([0x40, ...Array(10).fill(0xff), 0x01])),
+    );
     expect(err.message).toMatch(/field 8 holds a varint wider than 64 bits/);
   });
 });

@@ -9,6 +9,7 @@ import { type Codec, codecByName } from '../../../../apps/server/ws/codecs/index
 import type { Envelope } from '../../../../apps/server/ws/envelope.js';
 import { createHub, type Hub, type HubOptions } from '../../../../apps/server/ws/hub.js';
 import type { Security } from '../../../../apps/server/ws/security.js';
+import { HypError } from '../../../../supervisor/errors.js';
 import { PodHistory } from '../../../../supervisor/history.js';
 import type { HistoryPublish, HistoryRecoverRequest } from '../../../../supervisor/ipc.js';
 
@@ -328,4 +329,15 @@ export function holdingPod(pageBytes = Number.POSITIVE_INFINITY) {
     for (const m of held.splice(0)) end.emit('message', history.recoveryReply(m, pageBytes));
   };
   return { history, channel, held, release };
+}
+
+/** The HypError `f` throws (anything else it throws is rethrown; not throwing fails). */
+export function thrownHypError(f: () => unknown): HypError {
+  try {
+    f();
+  } catch (err) {
+    if (err instanceof HypError) return err;
+    throw err;
+  }
+  throw new Error('no error thrown');
 }

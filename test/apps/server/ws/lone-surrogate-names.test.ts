@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { codecByName, jsonCodec } from '../../../../apps/server/ws/codecs/index.js';
-import { HypError } from '../../../../supervisor/errors.js';
-import { HubTestBed, json } from './helpers.js';
+import { HubTestBed, json, thrownHypError } from './helpers.js';
 
 /**
  * A JSON `\uD800`-style escape can spell a lone surrogate, which has no
@@ -13,16 +12,6 @@ import { HubTestBed, json } from './helpers.js';
 
 const bed = new HubTestBed();
 
-function thrown(f: () => unknown): HypError {
-  try {
-    f();
-  } catch (err) {
-    if (err instanceof HypError) return err;
-    throw err;
-  }
-  throw new Error('no error thrown');
-}
-
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
 describe('lone surrogates in names', () => {
@@ -30,7 +19,7 @@ describe('lone surrogates in names', () => {
     for (const key of ['type', 'channel', 'client_id', 'offset', 'id']) {
       for (const spelled of ['\\ud800', '\\uDFFF', '\\ud800\\u0041', '\\udc00\\ud800']) {
         const text = `{"data":1,"${key}":"ab${spelled}"}`;
-        const err = thrown(() => jsonCodec.unmarshal(utf8(text)));
+        const err = thrownHypError(() => jsonCodec.unmarshal(utf8(text)));
         expect(err.code).toBe('HYP_E_WS_DECODE');
         expect(err.params.offset).toBe(text.indexOf('\\u'));
         expect(err.message).toContain(`"${key}"`);
@@ -39,7 +28,7 @@ describe('lone surrogates in names', () => {
     }
     // a high surrogate followed by a high one: the first is lone
     const text = '{"channel":"\\ud800\\ud800\\udc00"}';
-    expect(thrown(() => jsonCodec.unmarshal(utf8(text))).params.offset).toBe(text.indexOf('\\u'));
+    expect(thrownHypError(() => jsonCodec.unmarshal(utf8(text))).params.offset).toBe(text.indexOf('\\u'));
   });
 
   it('JSON envelope: pairs, escaped backslashes and surrogates inside data are still taken', () => {
@@ -58,11 +47,11 @@ describe('lone surrogates in names', () => {
         ['{"channel":"\\ud800"}', 12],
         ['{"channel":"a","offset":"1-\\udfff"}', 27],
       ] as const) {
-        const err = thrown(() => codec.decodeChannelRequest(utf8(body)));
+        const err = thrownHypError(() => codec.decodeChannelRequest(utf8(body)));
         expect(err.code).toBe('HYP_E_WS_CONTROL');
         expect(err.message).toMatch(new RegExp(`lone surrogate .* at byte ${at}`));
       }
-      const err = thrown(() => codec.decodeRoomRequest(utf8('{"room_id":"r\\udbff"}')));
+      const err = thrownHypError(() => codec.decodeRoomRequest(utf8('{"room_id":"r\\udbff"}')));
       expect(err.code).toBe('HYP_E_WS_CONTROL');
       expect(err.message).toMatch(/lone surrogate .* at byte 13/);
       expect(codec.decodeRoomRequest(utf8('{"room_id":"\\ud83d\\ude00"}'))).toEqual({ roomId: '😀' });
@@ -77,10 +66,10 @@ describe('lone surrogates in names', () => {
         Buffer.from([0xed, 0xa0, 0x80]),
         Buffer.from('"}'),
       ]);
-      const err = thrown(() => codec.decodeChannelRequest(body));
+      const err = thrownHypError(() => codec.decodeChannelRequest(body));
       expect(err.code).toBe('HYP_E_WS_CONTROL');
       expect(err.message).toMatch(/not UTF-8 at byte 13/);
-      expect(thrown(() => codec.decodeRoomRequest(Buffer.from([0x7b, 0xff, 0x7d]))).message).toMatch(
+      expect(thrownHypError(() => codec.decodeRoomRequest(Buffer.from([0x7b, 0xff, 0x7d]))).message).toMatch(
         /not UTF-8 at byte 1/,
       );
     }
