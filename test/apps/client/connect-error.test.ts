@@ -55,7 +55,11 @@ function watched(url: string, options: Parameters<typeof client>[1] = {}) {
 /** An HTTP server answering every upgrade with `response` (raw HTTP). */
 async function refusing(response: string): Promise<string> {
   const server: Server = createServer((_req, res) => res.writeHead(404).end());
-  server.on('upgrade', (_req, socket) => socket.end(response));
+  server.on('upgrade', (_req, socket) => {
+    // the client ends the attempt with a reset once it has read the answer: not an error here
+    socket.on('error', () => {});
+    socket.end(response);
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanup.push(() => {
     server.closeAllConnections();
