@@ -19,13 +19,12 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { build } from 'esbuild';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureApp, type Running, root, startSupervisor } from '../helpers/supervisor.js';
 import type { Api, PageKeys } from './api-page.js';
+import { chromiumPath, haveChromium, openPage } from './chromium.js';
 
-const chromiumPath = '/usr/bin/chromium';
-const haveChromium = existsSync(chromiumPath);
 const runHere = haveChromium || Boolean(process.env.CI);
 if (!runHere) {
   console.warn(
@@ -75,26 +74,7 @@ describe.runIf(runHere)('client library API in Chromium', () => {
       env: { HYP_TEST_BROWSER_BUNDLE: bundle },
     });
     wsUrl = `ws://127.0.0.1:${sup.httpPort}/ws`;
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        '--no-sandbox',
-        '--headless',
-        '--disable-gpu',
-        '--no-first-run',
-        '--disable-background-networking',
-      ],
-      timeout: 30_000,
-    });
-    page = await browser.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(`http://127.0.0.1:${sup.httpPort}/`);
-    await page
-      .waitForFunction(() => (globalThis as Win).hypApi !== undefined, undefined, { timeout: 10_000 })
-      .catch((err: Error) => {
-        throw new Error(`the page did not load: ${err.message}; page errors: ${pageErrors.join('; ')}`);
-      });
+    ({ browser, page } = await openPage(`http://127.0.0.1:${sup.httpPort}/`, 'hypApi'));
   }, 120_000);
 
   afterAll(async () => {

@@ -13,16 +13,15 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
 import { HypWebSocket, type SocketConstructor } from '../../apps/client/index.js';
 import { fixtureApp, type Running, root, startSupervisor, until } from '../helpers/supervisor.js';
 import { bundleHarness } from './bundle.js';
+import { chromiumPath, haveChromium, openPage } from './chromium.js';
 import type { Harness, HarnessKeys, HarnessState, RawRefusal } from './harness.js';
 
-const chromiumPath = '/usr/bin/chromium';
-const haveChromium = existsSync(chromiumPath);
 const runHere = haveChromium || Boolean(process.env.CI);
 if (!runHere) {
   console.warn(
@@ -110,29 +109,7 @@ describe.runIf(runHere)('client library in Chromium (msgpack + AES-256-GCM/HMAC-
     });
     const origin = `http://127.0.0.1:${sup.httpPort}`;
     wsUrl = `ws://127.0.0.1:${sup.httpPort}/ws`;
-    browser = await chromium.launch({
-      executablePath: chromiumPath,
-      args: [
-        '--no-sandbox',
-        '--headless',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-      timeout: 30_000,
-    });
-    page = await browser.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (e) => pageErrors.push(e.message));
-    await page.goto(`${origin}/`);
-    await page
-      .waitForFunction(() => (globalThis as Win).hypHarness !== undefined, undefined, { timeout: 10_000 })
-      .catch((err: Error) => {
-        throw new Error(`the harness did not load: ${err.message}; page errors: ${pageErrors.join('; ')}`);
-      });
+    ({ browser, page } = await openPage(`${origin}/`, 'hypHarness'));
 
     publisher = new HypWebSocket(wsUrl, {
       codec: 'msgpack',

@@ -36,6 +36,15 @@ function thrown(fn: () => unknown): Rejection | undefined {
   return undefined;
 }
 
+/** A client subscribed to 'small', once the hub has acknowledged it. */
+async function subscribedToSmall(url: string) {
+  const sub = client(url, { clientId: 'sub' });
+  sub.subscribe('small');
+  await sub.ws.connect();
+  await eventually(() => sub.ws.offset('small') !== undefined);
+  return sub;
+}
+
 /**
  * A JSON string payload whose publish frame (this codec, as the client
  * marshals it: a timestamp, an id for an acknowledged one) is `size` bytes.
@@ -63,10 +72,7 @@ function payloadOfFrame(codec: CodecName, size: number, channel: string, id?: st
 describe('maxSendSize: the outgoing bound', () => {
   it('by default a 600 KiB publishAck rejects at once with HYP_E_WS_TOO_LARGE; the connection stays up and the plain publishes around it arrive', async () => {
     const served = await hub(); // max_message_size: the default 512 KiB
-    const sub = client(served.url, { clientId: 'sub' });
-    sub.subscribe('small');
-    await sub.ws.connect();
-    await eventually(() => sub.ws.offset('small') !== undefined);
+    const sub = await subscribedToSmall(served.url);
     const pub = client(served.url, { clientId: 'pub' });
     await pub.ws.connect();
     pub.ws.publish('small', 0);
@@ -88,10 +94,7 @@ describe('maxSendSize: the outgoing bound', () => {
 
   it('a plain publish over it throws at the call (HYP_E_WS_TOO_LARGE, with the channel and sizes), is not sent, and the ones after it arrive', async () => {
     const served = await hub();
-    const sub = client(served.url, { clientId: 'sub' });
-    sub.subscribe('small');
-    await sub.ws.connect();
-    await eventually(() => sub.ws.offset('small') !== undefined);
+    const sub = await subscribedToSmall(served.url);
     const pub = client(served.url, { clientId: 'pub' });
     await pub.ws.connect();
     const err = thrown(() => pub.ws.publish('big', 'x'.repeat(600 * 1024)));
@@ -106,10 +109,7 @@ describe('maxSendSize: the outgoing bound', () => {
 
   it('also while disconnected: nothing over the bound enters the queue', async () => {
     const served = await hub();
-    const sub = client(served.url, { clientId: 'sub' });
-    sub.subscribe('small');
-    await sub.ws.connect();
-    await eventually(() => sub.ws.offset('small') !== undefined);
+    const sub = await subscribedToSmall(served.url);
     const pub = client(served.url, { clientId: 'pub', maxSendSize: 4096 });
     expect(thrown(() => pub.ws.publish('small', 'x'.repeat(5000)))).toMatchObject({
       code: 'HYP_E_WS_TOO_LARGE',
@@ -182,10 +182,7 @@ describe('maxSendSize: the outgoing bound', () => {
 describe('a 1009 from the hub anyway (its max_message_size below maxSendSize)', () => {
   it('rejects the acknowledged publish that caused it (HYP_E_WS_TOO_LARGE) instead of sending it again at every reconnect', async () => {
     const served = await hub({ maxMessageSize: 4096 });
-    const sub = client(served.url, { clientId: 'sub' });
-    sub.subscribe('small');
-    await sub.ws.connect();
-    await eventually(() => sub.ws.offset('small') !== undefined);
+    const sub = await subscribedToSmall(served.url);
     const pub = client(served.url, { clientId: 'pub' }); // maxSendSize: the default 512 KiB
     const codes: number[] = [];
     pub.ws.on('close', (code) => codes.push(code));
