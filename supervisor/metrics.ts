@@ -187,13 +187,16 @@ export class SupervisorMetrics {
     const problems = new Problems();
     const dumps: Dump[] = [];
     asked.forEach(([id, w], i) => {
-      // A worker that exited since it was asked is retired below, with this reply.
       const families = familiesOf(replies[i], id, ownNames, problems);
       const generation = w.generation ?? 0;
-      if (families.length > 0) {
-        this.lastCounts.set(id, { generation, families: families.filter(isCount) });
-        dumps.push({ generation, families });
-      } else {
+      if (families.length > 0) this.lastCounts.set(id, { generation, families: families.filter(isCount) });
+      // One that exited since it was asked (a drained or killed worker: the
+      // scrape waited for its reply) is served only as retired, below; served
+      // here too, its counts were in this scrape twice, and the pod's
+      // counters fell back at the next one.
+      if (!sup.workers.has(id)) return;
+      if (families.length > 0) dumps.push({ generation, families });
+      else {
         // No answer in time: its counts of the last scrape keep the pod's counters from dipping.
         const last = this.lastCounts.get(id);
         if (last) dumps.push(last);
