@@ -489,9 +489,17 @@ export class App extends RouteGroup {
       return;
     }
     c.set(kHandlingError, true);
+    // A hook that returns without answering (one that only reports the error)
+    // leaves the default to be applied, so the request does not hang: the
+    // problem body, or, if the failure came mid-response, the cut.
+    const started = c.headSent;
+    const unanswered = () => {
+      if (started ? !c.answered : !c.headSent) this.answerError(c, err);
+    };
     try {
       const result = custom(err, c);
-      if (result instanceof Promise) result.then(undefined, (again: unknown) => this.answerError(c, again));
+      if (result instanceof Promise) result.then(unanswered, (again: unknown) => this.answerError(c, again));
+      else unanswered();
     } catch (again) {
       this.answerError(c, again);
     }

@@ -338,7 +338,10 @@ export class Context {
     this.end(applicationJson, JSON.stringify(value) ?? 'null', status);
   }
 
-  /** Bytes or a string with an explicit content type. */
+  /**
+   * Bytes or a string with a content type. As with `c.text`, `c.html`,
+   * `c.json` and `c.stream`, a Content-Type already set with `c.header()` wins.
+   */
   send(body: string | Uint8Array, contentType = 'application/octet-stream', status?: number): void {
     this.end(contentType, body, status);
   }
@@ -548,7 +551,8 @@ export class Context {
         ]);
       } else {
         if (!h1.hasHeader('x-request-id')) h1.setHeader('x-request-id', this.requestId);
-        h1.setHeader('content-type', type);
+        // A type the handler set (`application/problem+json`) is kept, as Express and Fastify keep it.
+        if (!h1.hasHeader('content-type')) h1.setHeader('content-type', type);
         h1.setHeader('content-length', length);
       }
       if (this.method === 'HEAD') h1.end();
@@ -565,8 +569,8 @@ export class Context {
     }
     if (!h2.hasHeader('x-request-id')) h2.setHeader('x-request-id', this.requestId);
     // The HTTP/2 compat layer does not set Content-Length itself.
-    res.setHeader('content-type', type);
-    res.setHeader('content-length', length);
+    if (!h2.hasHeader('content-type')) h2.setHeader('content-type', type);
+    h2.setHeader('content-length', length);
     if (this.method === 'HEAD') res.end();
     else (res as Http2ServerResponse).end(body);
   }

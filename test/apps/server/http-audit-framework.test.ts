@@ -1,0 +1,171 @@
+/**
+ * The HTTP framework API as a team moving from Express or Fastify uses it,
+ * on real sockets (HTTP/1.1 and h2c on one port): what each helper keeps of
+ * what the handler set, what a misbehaving middleware or error handler
+ * leaves behind, and options refused where Express would silently ignore them.
+ */
+import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
+import { Registry } from 'prom-client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { App } from '../../../apps/server/app.js';
+import { HttpServer } from '../../../apps/server/http/server.js';
+import { configWith, type LogRecord, memoryLog } from './http/harness.js';
+
+interface Running {
+  url: string;
+  logs: LogRecord[];
+}
+
+let closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const close of closers.reverse()) await close();
+  closers = [];
+});
+
+async function start(setup: (app: App) => void): Promise<Running> {
+  const config = configWith(['server.protocol=auto']);
+  const { log, logs } = memoryLog();
+  const app = new App({ config, log, registry: new Registry() });
+  setup(app);
+  const http = new HttpServer({
+    config,
+    handler: app.handle,
+    streamHandler: app.handleStream,
+    registry: new Registry(),
+    log,
+  });
+  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  closers.push(() => http.drain(Date.now() + 2000));
+  return { url: `http://127.0.0.1:${port}`, logs };
+}
+
+/** One h2c request: its response headers and body. */
+async function h2get(url: string, path: string): Promise<{ headers: Record<string, unknown>; body: string }> {
+  const session: ClientHttp2Session = h2connect(url);
+  try {
+    return await new Promise((resolve, reject) => {
+      const req = session.request({ ':path': path });
+      let headers: Record<string, unknown> = {};
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => {
+        headers = h;
+      });
+      req.on('data', (d: string) => {
+        body += d;
+      });
+      req.on('end', () => resolve({ headers, body }));
+      req.on('error', reject);
+    });
+  } finally {
+    session.close();
+  }
+}
+
+describe('a Content-Type the handler set', () => {
+  const routes = (app: App) => {
+    app.get('/problem', (c) =>
+      c.header('content-type', 'application/problem+json').json({ title: 'x' }, 422),
+    );
+    app.get('/csv', (c) => c.header('Content-Type', 'text/csv; charset=utf-8').text('a,b\n'));
+    app.get('/png', (c) => c.header('content-type', 'image/png').send(Buffer.from([0x89, 0x50])));
+    app.get('/vnd', (c) => c.header('x-a', '1').json({ a: 1 }));
+  };
+
+  it('is kept by c.json, c.text and c.send (as Express res.json/res.send and Fastify keep it), over HTTP/1.1', async () => {
+    const { url } = await start(routes);
+    const problem = await fetch(`${url}/problem`);
+    expect([problem.status, problem.headers.get('content-type'), await problem.json()]).toEqual([
+      422,
+      'application/problem+json',
+      { title: 'x' },
+    ]);
+    const csv = await fetch(`${url}/csv`);
+    expect([csv.headers.get('content-type'), await csv.text()]).toEqual(['text/csv; charset=utf-8', 'a,b\n']);
+    const png = await fetch(`${url}/png`);
+    expect([png.headers.get('content-type'), png.headers.get('content-length')]).toEqual(['image/png', '2']);
+    // Other headers set: the helper's own type still applies.
+    const vnd = await fetch(`${url}/vnd`);
+    expect([vnd.headers.get('content-type'), vnd.headers.get('x-a')]).toEqual([
+      'application/json; charset=utf-8',
+      '1',
+    ]);
+  });
+
+  it('is kept over HTTP/2 too', async () => {
+    const { url } = await start(routes);
+    const problem = await h2get(url, '/problem');
+    expect([problem.headers[':status'], problem.headers['content-type'], problem.body]).toEqual([
+      422,
+      'application/problem+json',
+      '{"title":"x"}',
+    ]);
+    const png = await h2get(url, '/png');
+    expect([png.headers['content-type'], png.headers['content-length']]).toEqual(['image/png', '2']);
+    const vnd = await h2get(url, '/vnd');
+    expect(vnd.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+});
+
+describe('app.onError that does not answer', () => {
+  it('falls back to the default answer (sync or async hook), instead of leaving the request hanging', async () => {
+    const seen: string[] = [];
+    const { url } = await start((app) => {
+      app.get('/sync', () => {
+        throw new Error('boom');
+      });
+      app.post('/async', async (c) => c.json(await c.body('json')));
+      app.get('/answers', () => {
+        throw new Error('boom');
+      });
+      // A hook for reporting only (Sentry-style): it neither answers nor throws.
+      app.onError(async (err, c) => {
+        seen.push(`${c.path} ${(err as { code?: string }).code ?? 'no code'}`);
+        if (c.path === '/answers') return c.text('handled', 418);
+        if (c.path === '/async') await new Promise((resolve) => setTimeout(resolve, 5));
+        return undefined;
+      });
+    });
+    const sync = await fetch(`${url}/sync`, { signal: AbortSignal.timeout(10_000) });
+    expect([sync.status, ((await sync.json()) as { error: { code: string } }).error.code]).toEqual([
+      500,
+      'HYP_E_INTERNAL',
+    ]);
+    const bad = await fetch(`${url}/async`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":',
+      signal: AbortSignal.timeout(10_000),
+    });
+    expect([bad.status, ((await bad.json()) as { error: { code: string } }).error.code]).toEqual([
+      400,
+      'HYP_E_BODY_INVALID',
+    ]);
+    const answered = await fetch(`${url}/answers`, { signal: AbortSignal.timeout(10_000) });
+    expect([answered.status, await answered.text()]).toEqual([418, 'handled']);
+    expect(seen).toEqual(['/sync no code', '/async HYP_E_BODY_INVALID', '/answers no code']);
+  });
+
+  it('still cuts a response that failed mid-stream, as without a hook', async () => {
+    const { url } = await start((app) => {
+      app.get('/midstream', (c) =>
+        c.stream(
+          (async function* () {
+            yield 'first chunk\n';
+            throw new Error('source failed');
+          })(),
+          'text/plain',
+        ),
+      );
+      app.onError(() => undefined);
+    });
+    const res = await fetch(`${url}/midstream`, { signal: AbortSignal.timeout(10_000) });
+    expect(res.status).toBe(200);
+    // Cut: the body read fails (a terminated connection), not a timeout and not a clean end.
+    const read = await res.text().then(
+      () => 'complete',
+      (err: Error) => (err.name === 'TimeoutError' || err.name === 'AbortError' ? 'hung' : 'cut'),
+    );
+    expect(read).toBe('cut');
+  });
+});
