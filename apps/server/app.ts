@@ -481,6 +481,15 @@ export class App extends RouteGroup {
     this.tracing.resolve();
   }
 
+  /**
+   * @internal An error of a middleware chain no middleware handed on (one
+   * that did not await `next()`, or swallowed the rejection without
+   * answering): mapped as if thrown, since nothing else will answer.
+   */
+  strayError(c: Context, err: unknown): void {
+    this.fail(c, err);
+  }
+
   /** Map a thrown error to a response: the error handler, else catalog status + problem body. */
   private fail(c: Context, err: unknown): void {
     const custom = this.errorHandler;

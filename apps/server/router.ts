@@ -316,15 +316,33 @@ export function compose(middleware: readonly Middleware[], handler: Handler): Ha
 function layer(mw: Middleware, inner: Handler): Handler {
   return (c) => {
     let called = false;
-    return mw(c, () => {
+    let result: unknown;
+    // The rest of the chain failed. A middleware that awaited next() sees the
+    // rejection and, rethrowing, hands it outward. One that did not wait (the
+    // Express habit: `next(); return`) or swallowed it without answering would
+    // leave the request hanging, and an unobserved rejection takes the worker
+    // down: once this middleware is done, an unanswered request gets the
+    // error answered as if thrown.
+    const downstreamFailed = (err: unknown) => {
+      const unanswered = () => {
+        if (!c.answered) c.app.strayError(c, err);
+      };
+      if (result instanceof Promise) result.then(unanswered, ignore);
+      else queueMicrotask(unanswered);
+    };
+    result = mw(c, () => {
       if (called) return Promise.reject(new Error('next() called more than once'));
       called = true;
+      let downstream: Promise<void>;
       try {
-        return Promise.resolve(inner(c)).then(ignore);
+        downstream = Promise.resolve(inner(c)).then(ignore);
       } catch (err) {
-        return Promise.reject(err);
+        downstream = Promise.reject(err);
       }
+      downstream.then(undefined, downstreamFailed);
+      return downstream;
     });
+    return result;
   };
 }
 

@@ -169,3 +169,92 @@ describe('app.onError that does not answer', () => {
     expect(read).toBe('cut');
   });
 });
+
+describe('middleware that does not wait for next() (the Express habit)', () => {
+  interface Problem {
+    error: { code: string };
+  }
+  it('gets a failing handler answered by the error mapping, never an unhandled rejection', async () => {
+    const stray: unknown[] = [];
+    const onStray = (err: unknown) => stray.push(err);
+    process.on('unhandledRejection', onStray);
+    try {
+      const { url } = await start((app) => {
+        // Express style: set a header, call next(), return. Nothing awaits the chain.
+        app.use((c, next) => {
+          c.header('x-powered-by', 'hyp');
+          next();
+        });
+        app.post('/items', async (c) => c.json(await c.body('json'), 201));
+        app.get('/sync-throw', () => {
+          throw new Error('sync');
+        });
+      });
+      const bad = await fetch(`${url}/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"a":',
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect([bad.status, ((await bad.json()) as Problem).error.code]).toEqual([400, 'HYP_E_BODY_INVALID']);
+      const good = await fetch(`${url}/items`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"a":1}',
+        signal: AbortSignal.timeout(10_000),
+      });
+      expect([good.status, good.headers.get('x-powered-by'), await good.json()]).toEqual([
+        201,
+        'hyp',
+        { a: 1 },
+      ]);
+      const sync = await fetch(`${url}/sync-throw`, { signal: AbortSignal.timeout(10_000) });
+      expect([sync.status, ((await sync.json()) as Problem).error.code]).toEqual([500, 'HYP_E_INTERNAL']);
+      // Let any late rejection surface before looking.
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(stray).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onStray);
+    }
+  });
+
+  it('gets an error a middleware caught and swallowed answered by default, and one it answered left alone', async () => {
+    const { url } = await start((app) => {
+      const swallow = async (c: Parameters<Parameters<App['use']>[0]>[0], next: () => Promise<void>) => {
+        try {
+          await next();
+        } catch (err) {
+          c.log.warn({ err }, 'seen'); // reports, answers nothing
+        }
+      };
+      const answer = async (c: Parameters<Parameters<App['use']>[0]>[0], next: () => Promise<void>) => {
+        try {
+          await next();
+        } catch {
+          c.json({ custom: true }, 503);
+        }
+      };
+      const catchLater = (c: Parameters<Parameters<App['use']>[0]>[0], next: () => Promise<void>) => {
+        next().catch(() => c.text('caught by the middleware', 502));
+      };
+      const fail = () => {
+        throw new Error('boom');
+      };
+      app.get('/swallowed', swallow, fail);
+      app.get('/answered', answer, fail);
+      app.get('/caught', catchLater, async () => {
+        await new Promise((resolve) => setImmediate(resolve));
+        throw new Error('late');
+      });
+    });
+    const swallowed = await fetch(`${url}/swallowed`, { signal: AbortSignal.timeout(10_000) });
+    expect([swallowed.status, ((await swallowed.json()) as Problem).error.code]).toEqual([
+      500,
+      'HYP_E_INTERNAL',
+    ]);
+    const answered = await fetch(`${url}/answered`, { signal: AbortSignal.timeout(10_000) });
+    expect([answered.status, await answered.json()]).toEqual([503, { custom: true }]);
+    const caught = await fetch(`${url}/caught`, { signal: AbortSignal.timeout(10_000) });
+    expect([caught.status, await caught.text()]).toEqual([502, 'caught by the middleware']);
+  });
+});
