@@ -425,7 +425,8 @@ function isCount(f: Family): boolean {
 /**
  * One family per name. The newest generation's family sets the type (an
  * app that changed a metric's type mid-roll); a worker's family of another
- * type is left out.
+ * type is left out. Families whose samples would meet are then resolved
+ * (`sampleClashes`).
  */
 function merge(dumps: Dump[], problems: Problems): Family[] {
   const byName = new Map<string, Array<{ family: Family; generation: number }>>();
@@ -435,9 +436,10 @@ function merge(dumps: Dump[], problems: Problems): Family[] {
       if (group) group.push({ family, generation });
       else byName.set(family.name, [{ family, generation }]);
     }
-  const out: Family[] = [];
+  const out: Array<{ family: Family; generation: number }> = [];
   for (const [name, group] of byName) {
-    const ref = group.reduce((a, b) => (b.generation > a.generation ? b : a)).family;
+    const newest = group.reduce((a, b) => (b.generation > a.generation ? b : a));
+    const ref = newest.family;
     const same = group.filter(({ family }) => family.type === ref.type).map(({ family }) => family);
     if (same.length < group.length)
       for (const { family, generation } of group)
@@ -448,9 +450,58 @@ function merge(dumps: Dump[], problems: Problems): Family[] {
             served: ref.type,
           });
     if (ref.aggregator === 'omit') continue;
-    out.push(sumFamilies([ref, ...same.filter((f) => f !== ref)], ref.aggregator));
+    out.push({
+      family: sumFamilies([ref, ...same.filter((f) => f !== ref)], ref.aggregator),
+      generation: newest.generation,
+    });
   }
+  return withoutSampleClashes(out, problems);
+}
+
+/**
+ * Families of different names can serve the same sample (an app's
+ * histogram `x` makes `x_count`; a counter named `x_count`, in another
+ * worker, or the next generation after a rename): the sample would be in
+ * the scrape twice, each with its own value. The newest generation's
+ * family is served, then the shorter name (the histogram or summary); the
+ * other is left out (HYP_E_METRICS_INVALID). Exited workers' counts are the
+ * oldest, so a renamed metric's old family does not hold its new name.
+ */
+function withoutSampleClashes(
+  served: Array<{ family: Family; generation: number }>,
+  problems: Problems,
+): Family[] {
+  const owner = new Map<string, string>();
+  const left = new Set<Family>();
+  const order = [...served].sort(
+    (a, b) => b.generation - a.generation || a.family.name.length - b.family.name.length,
+  );
+  for (const { family, generation } of order) {
+    const names = sampleNames(family);
+    const clash = names.find((n) => owner.has(n));
+    if (clash !== undefined) {
+      left.add(family);
+      problems.add('HYP_E_METRICS_INVALID', family.name, {
+        worker: generation < 0 ? 'exited' : `of generation ${generation}`,
+        detail: `${clash} is also a sample of ${owner.get(clash)}`,
+      });
+      continue;
+    }
+    for (const n of names) owner.set(n, family.name);
+  }
+  const out: Family[] = [];
+  for (const { family } of served) if (!left.has(family)) out.push(family);
   return out;
+}
+
+/** The names a family's samples (and HELP/TYPE lines) use, including a histogram's or summary's suffixes. */
+function sampleNames(family: Family): string[] {
+  const names = new Set([family.name]);
+  if (family.type === 'histogram')
+    for (const suffix of ['_bucket', '_sum', '_count']) names.add(family.name + suffix);
+  if (family.type === 'summary') for (const suffix of ['_sum', '_count']) names.add(family.name + suffix);
+  for (const sample of family.values) names.add(sample.metricName);
+  return [...names];
 }
 
 /** Families of one name and type as one, by the first one's aggregator; histogram buckets aligned first. */

@@ -10,11 +10,12 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { PodHistory } from '../supervisor/history.js';
 import { SupervisorMetrics } from '../supervisor/metrics.js';
 import type { Supervisor } from '../supervisor/supervisor.js';
+import { memoryLog } from './apps/server/http/harness.js';
 import { type Family, parseExposition, seriesValue } from './apps/server/telemetry/exposition.js';
 import { type Running, root, startSupervisor, until } from './helpers/supervisor.js';
 
@@ -191,5 +192,48 @@ describe('pod /metrics: a worker that exits while a scrape waits for it', () => 
 
   it('it went without answering: its counts of the scrape before are served once, and stay', async () => {
     expect(await scrapes(() => [])).toEqual(['5', '5', '5']);
+  });
+});
+
+describe('pod /metrics: families of workers whose sample names meet', () => {
+  /** Worker 1 has a histogram `app_lat`, worker 2 a counter `app_lat_count` (4) and `app_jobs_total` (2). */
+  async function clash(generations: [number, number]) {
+    const older = new Registry();
+    new Histogram({ name: 'app_lat', help: 'latency', buckets: [1], registers: [older] }).observe(0.5);
+    const newer = new Registry();
+    new Counter({ name: 'app_lat_count', help: 'renamed', registers: [newer] }).inc(4);
+    new Counter({ name: 'app_jobs_total', help: 'jobs', registers: [newer] }).inc(2);
+    const workers = new Map([
+      [1, { generation: generations[0], state: 'ready', metrics: async () => older.getMetricsAsJSON() }],
+      [2, { generation: generations[1], state: 'ready', metrics: async () => newer.getMetricsAsJSON() }],
+    ]);
+    const sup = {
+      workers,
+      generation: Math.max(...generations),
+      state: 'ready',
+      history: new PodHistory({ size: 1 }),
+    } as unknown as Supervisor;
+    const { log, logs } = memoryLog();
+    const { body } = await new SupervisorMetrics(sup).render(sup, log);
+    const families = parseExposition(body); // throws on a series served twice
+    expect(seriesValue(families, 'app_jobs_total')).toBe(2);
+    const refused = logs.filter((l) => l.code === 'HYP_E_METRICS_INVALID').map((l) => l.metric);
+    return { families, refused };
+  }
+
+  it("one generation: a counter named like a histogram's _count is left out, the histogram served", async () => {
+    const { families, refused } = await clash([1, 1]);
+    expect(families.get('app_lat')?.type).toBe('histogram');
+    expect(seriesValue(families, 'app_lat_count')).toBe(1);
+    expect(families.has('app_lat_count')).toBe(false);
+    expect(refused).toEqual(['app_lat_count']);
+  });
+
+  it("a rename in the next generation: the new generation's counter is served, the old histogram left out", async () => {
+    const { families, refused } = await clash([1, 2]);
+    expect(families.has('app_lat')).toBe(false);
+    expect(families.get('app_lat_count')?.type).toBe('counter');
+    expect(seriesValue(families, 'app_lat_count')).toBe(4);
+    expect(refused).toEqual(['app_lat']);
   });
 });
