@@ -72,8 +72,8 @@ export function serveStatic(dir: string, prefix: string, options: StaticOptions 
   const sendOptions: send.SendOptions = {
     root,
     index: false,
-    dotfiles: options.dotfiles ?? 'ignore',
-    maxAge: options.maxAge ?? 0,
+    dotfiles: checkDotfiles(dir, options.dotfiles ?? 'ignore'),
+    maxAge: checkMaxAge(dir, options.maxAge ?? 0),
     immutable: options.immutable ?? false,
   };
   return async (c: Context) => {
@@ -115,6 +115,30 @@ export function serveStatic(dir: string, prefix: string, options: StaticOptions 
     }
     await pipeFile(c, root, path, options, encoding);
   };
+}
+
+/**
+ * What `send` reads as a duration (the `ms` package's grammar: `90000`,
+ * `'1h'`, `'7 days'`). Anything else it turns into `max-age=0` without a
+ * word, so a typo would silently disable caching: refused here instead.
+ */
+const msDuration =
+  /^\d*\.?\d+ *(?:milliseconds?|msecs?|ms|seconds?|secs?|s|minutes?|mins?|m|hours?|hrs?|h|days?|d|weeks?|w|years?|yrs?|y)?$/i;
+
+function checkMaxAge(dir: string, maxAge: number | string): number | string {
+  if (typeof maxAge === 'number' ? Number.isFinite(maxAge) && maxAge >= 0 : msDuration.test(maxAge))
+    return maxAge;
+  throw new TypeError(
+    `static(${dir}): maxAge must be milliseconds (a number >= 0) or a duration such as '1h' or '7d', got ${JSON.stringify(maxAge) ?? String(maxAge)}`,
+  );
+}
+
+/** `send` checks `dotfiles` on every request: a bad value would answer each one 500. */
+function checkDotfiles(dir: string, dotfiles: string): 'allow' | 'deny' | 'ignore' {
+  if (dotfiles === 'allow' || dotfiles === 'deny' || dotfiles === 'ignore') return dotfiles;
+  throw new TypeError(
+    `static(${dir}): dotfiles must be 'allow', 'deny' or 'ignore', got ${JSON.stringify(dotfiles)}`,
+  );
 }
 
 /** A Range request whose If-Range is a date (an ETag is quoted). */

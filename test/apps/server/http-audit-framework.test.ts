@@ -4,7 +4,10 @@
  * what the handler set, what a misbehaving middleware or error handler
  * leaves behind, and options refused where Express would silently ignore them.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
@@ -256,5 +259,40 @@ describe('middleware that does not wait for next() (the Express habit)', () => {
     expect([answered.status, await answered.json()]).toEqual([503, { custom: true }]);
     const caught = await fetch(`${url}/caught`, { signal: AbortSignal.timeout(10_000) });
     expect([caught.status, await caught.text()]).toEqual([502, 'caught by the middleware']);
+  });
+});
+
+describe('app.static() options', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hyp-static-opts-'));
+  writeFileSync(join(dir, 'a.txt'), 'a');
+
+  it('refuses a maxAge or dotfiles value send would ignore (max-age=0) or fail every request on (500), at registration', () => {
+    const app = new App();
+    for (const maxAge of [
+      'one hour',
+      '1 fortnight',
+      '',
+      '1.',
+      '-1h',
+      -1,
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+    ])
+      expect(() => app.static('/s', dir, { maxAge }), String(maxAge)).toThrow(/maxAge/);
+    expect(() => app.static('/s', dir, { dotfiles: 'Deny' as 'deny' })).toThrow(/dotfiles/);
+  });
+
+  it('takes maxAge in ms or as an ms-style duration', async () => {
+    const { url } = await start((app) => {
+      app.static('/hour', dir, { maxAge: '1h' });
+      app.static('/week', dir, { maxAge: '7 days' });
+      app.static('/ms', dir, { maxAge: 90_000 });
+    });
+    const cache = async (path: string) => (await fetch(`${url}${path}/a.txt`)).headers.get('cache-control');
+    expect([await cache('/hour'), await cache('/week'), await cache('/ms')]).toEqual([
+      'public, max-age=3600',
+      'public, max-age=604800',
+      'public, max-age=90',
+    ]);
   });
 });
