@@ -93,7 +93,7 @@ export function serveStatic(dir: string, prefix: string, options: StaticOptions 
     let encoding: string | undefined;
     let options = sendOptions;
     if (precompressed) {
-      c.res.setHeader('vary', 'Accept-Encoding');
+      varyOnEncoding(c.res);
       const variant = await precompressedVariant(root, path, c.header('accept-encoding'));
       // Every representation keeps the original's mtime (`gzip -k`), so a date in
       // If-Range cannot tell which one a partial download came from: honouring it
@@ -139,6 +139,22 @@ function checkDotfiles(dir: string, dotfiles: string): 'allow' | 'deny' | 'ignor
   throw new TypeError(
     `static(${dir}): dotfiles must be 'allow', 'deny' or 'ignore', got ${JSON.stringify(dotfiles)}`,
   );
+}
+
+/**
+ * Add `Accept-Encoding` to the response's Vary, keeping what middleware put
+ * there (a CORS layer's `Origin`: replacing it would let a cache hand one
+ * origin's `Access-Control-Allow-Origin` to another).
+ */
+function varyOnEncoding(res: Context['res']): void {
+  const prev = res.getHeader('vary');
+  if (prev === undefined) {
+    res.setHeader('vary', 'Accept-Encoding');
+    return;
+  }
+  const list = Array.isArray(prev) ? prev.join(', ') : String(prev);
+  if (/(?:^|,)\s*(?:\*|accept-encoding)\s*(?:,|$)/i.test(list)) return;
+  res.setHeader('vary', list.trim() === '' ? 'Accept-Encoding' : `${list}, Accept-Encoding`);
 }
 
 /** A Range request whose If-Range is a date (an ETag is quoted). */
@@ -302,7 +318,8 @@ function pipeFile(
       }
       if (status === 416 || status === 412) {
         const res = c.res;
-        for (const name of ['content-encoding', 'content-type', 'vary']) res.removeHeader(name);
+        // Vary stays: which representation the range missed depends on Accept-Encoding.
+        for (const name of ['content-encoding', 'content-type']) res.removeHeader(name);
         for (const [name, value] of Object.entries(err.headers ?? {})) res.setHeader(name, value);
         res.statusCode = status;
         res.end();

@@ -296,3 +296,36 @@ describe('app.static() options', () => {
     ]);
   });
 });
+
+describe('Vary set by middleware (CORS) in front of static files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hyp-static-vary-'));
+  writeFileSync(join(dir, 'a.txt'), 'hello');
+
+  it('is added to, not replaced by, the static handler’s Vary: Accept-Encoding', async () => {
+    const { url } = await start((app) => {
+      app.use(async (c, next) => {
+        c.header('vary', 'Origin').header('access-control-allow-origin', c.header('origin') ?? '*');
+        await next();
+      });
+      app.static('/s', dir);
+      const twice = app.group('/twice', async (c, next) => {
+        c.header('vary', 'Origin, accept-encoding');
+        await next();
+      });
+      twice.static('/', dir);
+    });
+    const init = { headers: { origin: 'https://a.example' } };
+    const ok = await fetch(`${url}/s/a.txt`, init);
+    expect([ok.status, ok.headers.get('vary'), ok.headers.get('access-control-allow-origin')]).toEqual([
+      200,
+      'Origin, Accept-Encoding',
+      'https://a.example',
+    ]);
+    // A range past the end: 416, the middleware's Vary still there.
+    const range = await fetch(`${url}/s/a.txt`, { headers: { ...init.headers, range: 'bytes=99-' } });
+    expect([range.status, range.headers.get('vary')]).toEqual([416, 'Origin, Accept-Encoding']);
+    // Already listed (any case): not repeated.
+    const listed = await fetch(`${url}/twice/a.txt`, init);
+    expect([listed.status, listed.headers.get('vary')]).toEqual([200, 'Origin, accept-encoding']);
+  });
+});
