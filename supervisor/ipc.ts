@@ -84,6 +84,34 @@ export interface HistoryRecoverReply {
  */
 export const recoveryTimeoutMs = 5_000;
 
+/**
+ * A worker's batch of sealed frames to check against the pod's replay window
+ * (`websocket.security.replay_window`; apps/server/ws/nonce-claims.ts): the
+ * supervisor remembers every worker's nonces, so a frame replayed to another
+ * worker is refused too. `nonces[i]` is the frame's GCM nonce or MAC,
+ * `stamps[i]` its timestamp (ns since the epoch).
+ */
+export interface NonceClaim {
+  id: number;
+  /** The hub (its path): hubs keep separate windows. */
+  topic: string;
+  windowMs: number;
+  /** The hub's own nonce cache size; the pod's holds this many per worker. */
+  maxEntries: number;
+  nonces: Uint8Array[];
+  stamps: bigint[];
+}
+
+/** The answer: `verdicts[i]` is '' for a frame no worker saw, else why it is refused. */
+export interface NonceClaimReply {
+  id: number;
+  topic: string;
+  verdicts: string[];
+}
+
+/** How long a worker waits for the supervisor's verdicts before it refuses the frames (fail closed). */
+export const nonceClaimTimeoutMs = 5_000;
+
 export type SupervisorMessage =
   | {
       type: 'config';
@@ -116,7 +144,8 @@ export type SupervisorMessage =
   | { type: 'tls-keys'; keys: TicketKeys }
   | { type: 'status?'; id: number }
   | ({ type: 'history' } & HistoryDelivery)
-  | ({ type: 'history-recovered' } & HistoryRecoverReply);
+  | ({ type: 'history-recovered' } & HistoryRecoverReply)
+  | ({ type: 'nonce-claimed' } & NonceClaimReply);
 
 export type WorkerMessage =
   | { type: 'ready' }
@@ -130,6 +159,7 @@ export type WorkerMessage =
   | { type: 'log'; level: 'info' | 'warn' | 'error'; msg: string }
   | ({ type: 'history-publish' } & HistoryPublish)
   | ({ type: 'history-recover?' } & HistoryRecoverRequest)
+  | ({ type: 'nonce-claim?' } & NonceClaim)
   /** A certificate reload installed new files for the listener at `at`: the supervisor re-reads them as its last good pair. */
   | { type: 'tls-reloaded'; at: string };
 

@@ -31,6 +31,7 @@ import { type HeldListener, holdListener } from './listeners.js';
 import type { Logger } from './log.js';
 import { SupervisorMetrics } from './metrics.js';
 import { removePidFile, writePidFile } from './pidfile.js';
+import { PodReplayWindows } from './replay.js';
 import { checkTlsFiles, enabledTlsConfigs, LastGoodTls } from './tlscheck.js';
 import { TicketKeyRotation } from './tlskeys.js';
 import { type WorkerExit, WorkerProcess } from './worker-process.js';
@@ -78,6 +79,8 @@ export class Supervisor {
   ticketKeys: TicketKeys | undefined;
   /** Pod-wide WebSocket channel history (lives as long as the supervisor). */
   readonly history: PodHistory;
+  /** Pod-wide WebSocket replay windows: a sealed frame replayed to another worker is refused too. */
+  readonly replayWindows = new PodReplayWindows(() => this.workerCount);
   /** Each TLS listener's last files that passed the checks, for workers that start while they are broken on disk. */
   private readonly lastGoodTls = new LastGoodTls();
 
@@ -239,6 +242,7 @@ export class Supervisor {
     worker.on('tls-reloaded', (at) => this.lastGoodTls.refresh(this.config, at));
     worker.on('history-publish', (m) => this.historyPublish(m, worker));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
+    worker.on('nonce-claim', (m) => worker.send({ type: 'nonce-claimed', ...this.replayWindows.claim(m) }));
     worker.on('room', () => this.answerRecoveries(worker));
     worker.on('failing', (error) => this.replaceFailing(worker, error));
     return worker;

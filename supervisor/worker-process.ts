@@ -29,6 +29,7 @@ import {
   type HistoryPublish,
   type HistoryRecoverRequest,
   isWorkerMessage,
+  type NonceClaim,
   type SupervisorMessage,
   type TicketKeys,
   type WorkerLoad,
@@ -74,6 +75,7 @@ interface WorkerEvents {
   bus: [BusMessage];
   'history-publish': [HistoryPublish];
   'history-recover': [HistoryRecoverRequest];
+  'nonce-claim': [NonceClaim];
   failing: [string];
   /** True once the worker's IPC channel is backed up, false once it caught up. */
   backlog: [boolean];
@@ -156,6 +158,30 @@ function loadOf(m: Record<string, unknown>): { load: WorkerLoad; bad: string[] }
     else bad.push(field);
   }
   return { load, bad };
+}
+
+/** Nonces one claim may carry, and bytes per nonce (a GCM nonce is 12, a MAC 32). */
+export const maxClaimNonces = 4096;
+const maxNonceBytes = 64;
+
+/** What is wrong with a `nonce-claim?` (undefined: nothing); the supervisor answers none that is. */
+function malformedClaim(m: Record<string, unknown>): string | undefined {
+  const { id, topic, windowMs, maxEntries, nonces, stamps } = m;
+  if (typeof id !== 'number' || typeof topic !== 'string') return 'nonce-claim? without id and topic';
+  if (!Number.isSafeInteger(windowMs) || (windowMs as number) < 1)
+    return 'nonce-claim? windowMs is not a positive integer';
+  if (!Number.isSafeInteger(maxEntries) || (maxEntries as number) < 1)
+    return 'nonce-claim? maxEntries is not a positive integer';
+  if (!Array.isArray(nonces) || !Array.isArray(stamps) || nonces.length !== stamps.length)
+    return 'nonce-claim? without nonces and stamps of one length';
+  if (nonces.length > maxClaimNonces) return `nonce-claim? with more than ${maxClaimNonces} nonces`;
+  for (let i = 0; i < nonces.length; i++) {
+    const nonce: unknown = nonces[i];
+    if (!(nonce instanceof Uint8Array) || nonce.byteLength === 0 || nonce.byteLength > maxNonceBytes)
+      return `nonce-claim? nonce ${i} is not 1 to ${maxNonceBytes} bytes`;
+    if (typeof stamps[i] !== 'bigint') return `nonce-claim? stamp ${i} is not a bigint`;
+  }
+  return undefined;
 }
 
 function text(v: unknown): string | undefined {
@@ -462,6 +488,12 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
           return 'history-recover? without id, topic, channel and offset';
         this.emit('history-recover', m);
         break;
+      case 'nonce-claim?': {
+        const why = malformedClaim(fields);
+        if (why !== undefined) return why;
+        this.emit('nonce-claim', m);
+        break;
+      }
       case 'tls-reloaded':
         if (typeof fields.at !== 'string') return 'tls-reloaded without the listener (at)';
         this.emit('tls-reloaded', fields.at);

@@ -31,4 +31,11 @@ export type {
   HubSecurityOptions,
   Payload,
 } from './ws/hub.js';
+export {
+  IpcNonceClaims,
+  type IpcNonceClaimsOptions,
+  type NonceClaims,
+  RedisNonceClaims,
+  type RedisNonceClaimsOptions,
+} from './ws/nonce-claims.js';
 export type { KeySet } from './ws/security.js';

@@ -84,6 +84,28 @@ describe('malformed messages from a worker', () => {
   });
 });
 
+describe('forged replay-window claims', () => {
+  it('malformed nonce-claim? messages are dropped and reported (HYP_E_IPC_MESSAGE); a flood of distinct windows is refused, not kept; the pod stays ready', async () => {
+    sup = await startSupervisor({ app, workers: 1 });
+    const s = sup;
+    const reasons: Record<string, RegExp> = {
+      'claim-not-arrays': /without nonces and stamps of one length/,
+      'claim-too-many': /with more than 4096 nonces/,
+      'claim-empty-nonce': /nonce 0 is not 1 to 64 bytes/,
+      'claim-number-stamp': /stamp 0 is not a bigint/,
+      'claim-bad-window': /windowMs is not a positive integer/,
+    };
+    for (const [name, reason] of Object.entries(reasons)) {
+      expect((await send(s, `/send/${name}`)).status).toBe(200);
+      await s.waitLog(ipcWarning(reason), name);
+    }
+    for (let i = 0; i < 100; i++) expect((await send(s, '/send/claim-many-windows')).status).toBe(200);
+    const st = await s.status();
+    expect(st.ready).toBe(true);
+    expect(st.workers).toHaveLength(1);
+  });
+});
+
 describe("an app's own process.send() of hyp's message types", () => {
   it("a 'ready' sent during setup is refused (HYP_E_IPC_RESERVED): a roll whose setup then fails keeps the old generation serving", async () => {
     sup = await startSupervisor({

@@ -21,6 +21,17 @@ export interface ConnectionOwner {
  * connection costs the `ws` socket plus this object; sets and maps are
  * created on first use.
  */
+/** A frame in a connection's claims: waiting for its verdict, or decided and waiting behind older ones. */
+export interface ClaimedFrame {
+  message?: Envelope;
+  /** A frame refused before any claim (undecodable, this hub's replay guard): in order too. */
+  error?: unknown;
+  /** undefined: waiting; '': granted; else why it is refused. */
+  verdict: string | undefined;
+  /** Read before the connection closed. */
+  readWhileOpen: boolean;
+}
+
 export class Connection {
   /**
    * Channels and rooms as small arrays: a client has a handful, and a Set
@@ -60,6 +71,8 @@ export class Connection {
   inbox: Buffer[] | undefined = undefined;
   /** Bytes in `inbox`. */
   inboxBytes = 0;
+  /** Frames waiting, in order, for the replay check beyond this hub (hub.ts claim). */
+  claims: ClaimedFrame[] | undefined = undefined;
 
   constructor(
     readonly id: string,

@@ -19,7 +19,7 @@ import {
   encodeMembersChunk,
 } from './bus-event.js';
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
-import { Connection, type ConnectionOwner } from './connection.js';
+import { type ClaimedFrame, Connection, type ConnectionOwner } from './connection.js';
 import { Control, errorEnvelope, publishedEnvelope, Reply, replyEnvelope } from './control.js';
 import {
   type Envelope,
@@ -34,6 +34,7 @@ import type { Flow } from './flow.js';
 import { CorkBatch, directSocket, framePayload, prepareFrame } from './frame.js';
 import { History } from './history.js';
 import { type WsMetrics, wsMetricsOn } from './metrics.js';
+import type { NonceClaims } from './nonce-claims.js';
 import { type Change, type Pair, Peers, Presence } from './presence.js';
 import { compareStreamIds, type Gap, type SharedHistory } from './redis-history.js';
 import {
@@ -84,6 +85,13 @@ export interface HubSecurityOptions extends SecurityOptions {
   /** Replay guard window; 0 or absent: off. */
   replayWindowMs?: number;
   replayCacheSize?: number;
+  /**
+   * Where a frame that passed this hub's replay guard claims its nonce for
+   * every node (nonce-claims.ts: the pod's supervisor, or Redis for every
+   * pod); the frame is handled once the claim is granted. Absent: this hub's
+   * guard only. Used only with `replayWindowMs`.
+   */
+  replayClaims?: NonceClaims;
 }
 
 export interface HubOptions {
@@ -221,6 +229,7 @@ export class Hub implements ConnectionOwner {
   private readonly wss: WebSocketServer;
   private readonly security: Security | undefined;
   private readonly replay: ReplayGuard | undefined;
+  private readonly claims: NonceClaims | undefined;
   private readonly maxFailures: number;
   private readonly maxSubscriptions: number;
   private readonly maxNameLength: number;
@@ -280,6 +289,7 @@ export class Hub implements ConnectionOwner {
       this.security && window > 0
         ? new ReplayGuard({ windowMs: window, maxEntries: options.security?.replayCacheSize })
         : undefined;
+    this.claims = this.replay ? options.security?.replayClaims : undefined;
     this.maxFailures = options.maxFailures ?? options.security?.maxFailures ?? 5;
     if (!Number.isInteger(this.maxFailures) || this.maxFailures < 1) {
       throw new HypError('HYP_E_CONFIG_INVALID', {
@@ -695,7 +705,7 @@ export class Hub implements ConnectionOwner {
         bytes = opened.payload;
         nonce = opened.nonce;
       } catch (err) {
-        this.refuse(c, err);
+        this.refuseInTurn(c, err, readWhileOpen);
         return;
       }
     }
@@ -704,9 +714,65 @@ export class Hub implements ConnectionOwner {
       message = c.codec.unmarshal(bytes);
       if (this.replay && nonce) this.replay.check(nonce, message.timestamp);
     } catch (err) {
+      this.refuseInTurn(c, err, readWhileOpen);
+      return;
+    }
+    if (this.claims !== undefined && nonce !== undefined) {
+      this.claim(c, message, nonce, data.length, readWhileOpen || c.open);
+      return;
+    }
+    this.accepted(c, message, readWhileOpen);
+  }
+
+  /**
+   * Claims the nonce of a frame that passed this hub's replay guard for every
+   * node (nonce-claims.ts) and handles the frame once granted. Frames wait in
+   * order: a later frame (or a refusal) never overtakes one whose verdict
+   * has not come. `readWhileOpen`: read before the connection closed.
+   */
+  private claim(
+    c: Connection,
+    message: Envelope,
+    nonce: Uint8Array,
+    bytes: number,
+    readWhileOpen: boolean,
+  ): void {
+    const entry: ClaimedFrame = { message, verdict: undefined, readWhileOpen };
+    c.claims ??= [];
+    c.claims.push(entry);
+    this.claims!.claim(nonce, message.timestamp, bytes, (verdict) => {
+      entry.verdict = verdict;
+      this.settleClaims(c);
+    });
+    this.holdWhileCongested(c);
+  }
+
+  /** A refused frame: answered now, or after the frames ahead of it that wait for their claims. */
+  private refuseInTurn(c: Connection, err: unknown, readWhileOpen: boolean): void {
+    if (c.claims === undefined) {
       this.refuse(c, err);
       return;
     }
+    c.claims.push({ error: err, verdict: '', readWhileOpen });
+    this.settleClaims(c);
+  }
+
+  /** Handles the frames at the head of `c`'s claims whose verdict came, in order. */
+  private settleClaims(c: Connection): void {
+    const queue = c.claims;
+    if (queue === undefined) return;
+    while (queue.length > 0 && queue[0]!.verdict !== undefined) {
+      const entry = queue.shift()!;
+      if (entry.error !== undefined) this.refuse(c, entry.error);
+      else if (entry.verdict !== '')
+        this.refuse(c, new HypError('HYP_E_WS_REPLAY', { detail: entry.verdict }));
+      else this.accepted(c, entry.message!, entry.readWhileOpen);
+    }
+    if (queue.length === 0 && c.claims === queue) c.claims = undefined;
+  }
+
+  /** A decoded frame that passed every check: the app's handlers, then the hub's control types. */
+  private accepted(c: Connection, message: Envelope, readWhileOpen: boolean): void {
     message.clientId = c.id;
     // a publish that crossed the drain's close frame (1001) on the wire, or that waited out a hold
     // while the client left, is still the client's: keep it
@@ -761,6 +827,7 @@ export class Hub implements ConnectionOwner {
   private congestedFlow(): Flow | undefined {
     if (this.shared?.flow?.congested) return this.shared.flow;
     if (this.bus.flow?.congested) return this.bus.flow;
+    if (this.claims?.flow.congested) return this.claims.flow;
     return undefined;
   }
 
@@ -1731,7 +1798,7 @@ export class Hub implements ConnectionOwner {
     this.stopShared();
     this.wss.close();
     if (this.options.ownTransports) {
-      await Promise.allSettled([this.bus.close(), this.shared?.close()]);
+      await Promise.allSettled([this.bus.close(), this.shared?.close(), this.claims?.close()]);
     }
   }
 

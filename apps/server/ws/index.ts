@@ -33,7 +33,20 @@ export {
   type Payload,
 } from './hub.js';
 export { WsMetrics } from './metrics.js';
-export { busFromConfig, drainSpreadMs, hubOptionsFromConfig, type RuntimeContext } from './options.js';
+export {
+  IpcNonceClaims,
+  type IpcNonceClaimsOptions,
+  type NonceClaims,
+  RedisNonceClaims,
+  type RedisNonceClaimsOptions,
+} from './nonce-claims.js';
+export {
+  busFromConfig,
+  drainSpreadMs,
+  hubOptionsFromConfig,
+  type RuntimeContext,
+  replayClaimsFromConfig,
+} from './options.js';
 export {
   compareStreamIds,
   RedisHistory,

@@ -7,8 +7,9 @@ import { durationMs, parseDuration, parseSize } from '../../../supervisor/config
 import { type Bus, IpcBus, LocalBus, RedisBus } from './bus.js';
 import type { HubOptions } from './hub.js';
 import { IpcHistory } from './ipc-history.js';
+import { IpcNonceClaims, type NonceClaims, RedisNonceClaims } from './nonce-claims.js';
 import { RedisHistory, type SharedHistory } from './redis-history.js';
-import { hasKeys, keysFromFiles } from './security.js';
+import { defaultReplayCacheSize, hasKeys, keysFromFiles } from './security.js';
 
 /**
  * Turns the validated `websocket` config section into hub options. The
@@ -95,6 +96,30 @@ export function redisHistoryPrefix(path: string, defaultPath: string): string {
   return path === defaultPath ? 'hyp' : `hyp:ws${path}`;
 }
 
+/**
+ * Where a hub's replay guard claims nonces beyond its own worker: Redis (every
+ * pod) with the redis driver, the supervisor (every worker of the pod) with
+ * the ipc driver under a supervisor; otherwise (one process) none is needed.
+ */
+export function replayClaimsFromConfig(
+  config: Config['websocket'],
+  windowMs: number,
+  ctx: RuntimeContext = {},
+): NonceClaims | undefined {
+  if (windowMs <= 0) return undefined;
+  const path = ctx.path ?? config.path;
+  if (config.bus.driver === 'redis')
+    return new RedisNonceClaims({
+      url: config.bus.redis_url,
+      prefix: redisHistoryPrefix(path, config.path),
+      windowMs,
+    });
+  const ipc = ctx.ipc ?? process;
+  return supervised(ipc)
+    ? new IpcNonceClaims({ topic: path, windowMs, maxEntries: defaultReplayCacheSize, channel: ipc })
+    : undefined;
+}
+
 export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): HubOptions {
   const ws = config.websocket;
   const keys = keysFromFiles(ws.security.aes_key_file, ws.security.hmac_key_file);
@@ -125,6 +150,7 @@ export function hubOptionsFromConfig(config: Config, ctx: RuntimeContext = {}): 
           keys,
           signThenEncrypt: ws.security.sign_then_encrypt,
           replayWindowMs,
+          replayClaims: replayClaimsFromConfig(ws, replayWindowMs, ctx),
         }
       : undefined,
     bus: busFromConfig(ws, ctx),

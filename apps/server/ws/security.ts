@@ -297,11 +297,14 @@ export interface ReplayGuardOptions {
  * stamped outside the window, with bounded memory that fails closed when
  * full — the rule of `ReplayWindow`, which the client's guard shares.
  */
+/** Nonces a hub's replay guard remembers when the options set no size. */
+export const defaultReplayCacheSize = 100_000;
+
 export class ReplayGuard {
   private readonly window: ReplayWindow;
 
   constructor(options: ReplayGuardOptions) {
-    this.window = new ReplayWindow({ ...options, maxEntries: options.maxEntries ?? 100_000 });
+    this.window = new ReplayWindow({ ...options, maxEntries: options.maxEntries ?? defaultReplayCacheSize });
   }
 
   get size(): number {
