@@ -329,3 +329,34 @@ describe('Vary set by middleware (CORS) in front of static files', () => {
     expect([listed.status, listed.headers.get('vary')]).toEqual([200, 'Origin, accept-encoding']);
   });
 });
+
+describe('server-sent event framing', () => {
+  it('splits data at every line break (CRLF, CR, LF) and refuses an event or id that would break the frame', async () => {
+    const refused: string[] = [];
+    const { url } = await start((app) =>
+      app.get('/events', (c) => {
+        const sse = c.sse();
+        sse.send('a\r\nb\rc\nd\n', { id: '7' });
+        for (const fields of [{ id: 'x\ny' }, { event: 'x\rdata: injected' }, { id: 'n\0ul' }]) {
+          try {
+            sse.send('never', fields);
+          } catch (err) {
+            refused.push((err as Error).message);
+          }
+        }
+        sse.send('after', { event: 'ok' });
+        sse.close();
+      }),
+    );
+    const res = await fetch(`${url}/events`, { signal: AbortSignal.timeout(10_000) });
+    // A trailing line break gives a last empty data line: the client's data ends with "\n", as sent.
+    expect(await res.text()).toBe(
+      'id: 7\ndata: a\ndata: b\ndata: c\ndata: d\ndata: \n\nevent: ok\ndata: after\n\n',
+    );
+    expect(refused).toEqual([
+      'sse id must be a single line without NUL',
+      'sse event must be a single line without NUL',
+      'sse id must be a single line without NUL',
+    ]);
+  });
+});
