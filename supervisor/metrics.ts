@@ -181,6 +181,7 @@ export class SupervisorMetrics {
     log?: Logger,
   ): Promise<{ contentType: string; body: string }> {
     const asked = [...sup.workers];
+    const ask = ++this.asks;
     const replies = await Promise.all(asked.map(([, w]) => w.metrics()));
     const own = await this.registry.metrics();
     const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
@@ -189,7 +190,7 @@ export class SupervisorMetrics {
     asked.forEach(([id, w], i) => {
       const families = familiesOf(replies[i], id, ownNames, problems);
       const generation = w.generation ?? 0;
-      if (families.length > 0) this.lastCounts.set(id, { generation, families: families.filter(isCount) });
+      if (families.length > 0) this.keep(id, ask, { generation, families: families.filter(isCount) });
       // One that exited since it was asked (a drained or killed worker: the
       // scrape waited for its reply) is served only as retired, below; served
       // here too, its counts were in this scrape twice, and the pod's
@@ -213,8 +214,38 @@ export class SupervisorMetrics {
     return { contentType: this.registry.contentType, body: `${own}\n${await exposition(merged)}` };
   }
 
-  /** Counts of the last scrape, per live worker (counters and histograms only). */
-  private readonly lastCounts = new Map<number, Dump>();
+  /**
+   * Take a worker's counts now, because it is about to drain: what it
+   * counted since the last scrape would otherwise go with it (a drained
+   * worker is often gone before the next scrape). Asked right after the
+   * drain message, a worker answers with its counts at the drain's start;
+   * only requests it finishes while draining can still be lost.
+   */
+  async keepCounts(
+    sup: Pick<Supervisor, 'workers'>,
+    worker: { id: number; generation?: number; metrics(timeoutMs?: number): Promise<unknown[]> },
+  ): Promise<void> {
+    const ask = ++this.asks;
+    const reply = await worker.metrics();
+    // Gone already: a scrape has retired it with its counts of that scrape.
+    if (!sup.workers.has(worker.id)) return;
+    const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
+    const families = familiesOf(reply, worker.id, ownNames, new Problems());
+    if (families.length === 0) return;
+    this.keep(worker.id, ask, { generation: worker.generation ?? 0, families: families.filter(isCount) });
+  }
+
+  /** Asks for worker dumps so far: a reply to an earlier ask never replaces a later one's counts. */
+  private asks = 0;
+
+  private keep(id: number, ask: number, counts: Dump): void {
+    const kept = this.lastCounts.get(id);
+    if (kept !== undefined && kept.ask > ask) return;
+    this.lastCounts.set(id, { ...counts, ask });
+  }
+
+  /** Counts of the last scrape (or keepCounts), per live worker (counters and histograms only). */
+  private readonly lastCounts = new Map<number, Dump & { ask: number }>();
   /** What exited workers had counted, by family name. */
   private readonly retired = new Map<string, Family>();
   private retiredSeries = 0;

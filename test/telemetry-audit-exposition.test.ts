@@ -237,3 +237,63 @@ describe('pod /metrics: families of workers whose sample names meet', () => {
     expect(refused).toEqual(['app_lat']);
   });
 });
+
+describe('pod /metrics: counts taken when a worker starts draining (keepCounts)', () => {
+  async function jobs(n: number): Promise<unknown[]> {
+    const registry = new Registry();
+    new Counter({ name: 'app_jobs_total', help: 'jobs', registers: [registry] }).inc(n);
+    return registry.getMetricsAsJSON();
+  }
+
+  function pod() {
+    const dumps = new Map<number, unknown[]>();
+    const gates = new Map<number, Promise<void>>();
+    const workers = new Map<
+      number,
+      { id: number; generation: number; state: string; metrics(): Promise<unknown[]> }
+    >();
+    for (const id of [1, 2])
+      workers.set(id, {
+        id,
+        generation: 1,
+        state: 'ready',
+        async metrics() {
+          const dump = dumps.get(id)!; // read when asked, as a worker reads its counters
+          await gates.get(id);
+          return dump;
+        },
+      });
+    const sup = { workers, generation: 1, state: 'ready', history: new PodHistory({ size: 1 }) };
+    const metrics = new SupervisorMetrics(sup as unknown as Supervisor);
+    const value = async () =>
+      /^app_jobs_total (\S+)$/m.exec((await metrics.render(sup as unknown as Supervisor)).body)?.[1];
+    return { dumps, gates, workers, metrics, sup: sup as unknown as Supervisor, value };
+  }
+
+  it('what a drained worker counted after the last scrape stays in the pod counter', async () => {
+    const p = pod();
+    p.dumps.set(1, await jobs(2));
+    p.dumps.set(2, await jobs(3));
+    expect(await p.value()).toBe('5');
+    p.dumps.set(2, await jobs(10)); // 7 more requests, then the roll drains it
+    await p.metrics.keepCounts(p.sup, p.workers.get(2)!);
+    p.workers.delete(2); // it exits before the next scrape
+    expect(await p.value()).toBe('12');
+  });
+
+  it("a scrape's reply that arrives after keepCounts' later one does not replace it", async () => {
+    const p = pod();
+    p.dumps.set(1, await jobs(2));
+    p.dumps.set(2, await jobs(3));
+    let open: () => void = () => {};
+    p.gates.set(2, new Promise<void>((r) => (open = r)));
+    const scrape = p.value(); // asks worker 2 while it has counted 3; its reply waits
+    p.dumps.set(2, await jobs(10));
+    p.gates.delete(2);
+    await p.metrics.keepCounts(p.sup, p.workers.get(2)!); // asked later, answered first: 10
+    open();
+    expect(await scrape).toBe('5');
+    p.workers.delete(2);
+    expect(await p.value()).toBe('12');
+  });
+});
