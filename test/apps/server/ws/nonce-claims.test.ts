@@ -9,21 +9,23 @@
  */
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
+import { Redis } from 'ioredis';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { IpcChannel } from '../../../../apps/server/ws/bus.js';
 import { jsonCodec } from '../../../../apps/server/ws/codecs/index.js';
 import { nowNs } from '../../../../apps/server/ws/envelope.js';
-import { IpcNonceClaims } from '../../../../apps/server/ws/nonce-claims.js';
+import { IpcNonceClaims, RedisNonceClaims } from '../../../../apps/server/ws/nonce-claims.js';
 import { type KeySet, Security } from '../../../../apps/server/ws/security.js';
 import type { NonceClaim } from '../../../../supervisor/ipc.js';
 import { PodReplayWindows } from '../../../../supervisor/replay.js';
 import { HubTestBed, json, type TestClient } from './helpers.js';
+import { freePort, RedisProcess, redisBinary } from './redis-server.js';
 
 const bed = new HubTestBed();
 const keys: KeySet = { aesKey: randomBytes(32) };
 const security = new Security({ keys });
 const windowMs = 30_000;
-let claims: IpcNonceClaims | undefined;
+let claims: IpcNonceClaims | RedisNonceClaims | undefined;
 afterEach(async () => {
   await claims?.close();
   claims = undefined;
@@ -244,3 +246,59 @@ async function until(predicate: () => Promise<boolean> | boolean, timeoutMs = 10
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+const binary = redisBinary();
+
+describe.skipIf(!binary)('replay claims in Redis (a real redis-server)', () => {
+  let redis: RedisProcess | undefined;
+  afterEach(async () => {
+    await redis?.stop();
+    redis = undefined;
+  });
+
+  async function serveOnRedis() {
+    redis = new RedisProcess(binary!, await freePort());
+    await redis.start();
+    claims = new RedisNonceClaims({ url: redis.url, prefix: 'hyp', windowMs });
+    return bed.serve({ security: { keys, replayWindowMs: windowMs, replayClaims: claims } });
+  }
+
+  it('a frame claimed in Redis by another node is refused; the claim expires after two windows (PX)', async () => {
+    await serveOnRedis();
+    const listener = await subscriber('news');
+    const frame = publishOf(1);
+    const opened = security.open(frame);
+    const other = new Redis(redis!.url);
+    try {
+      const key = `hyp:nonce:${Buffer.from(opened.nonce).toString('base64url')}`;
+      expect(await other.set(key, '1', 'PX', 2 * windowMs, 'NX')).toBe('OK');
+      const c = await connect();
+      c.ws.send(frame);
+      c.ws.send(publishOf(2));
+      await listener.until(() => newsOf(listener).length === 1);
+      expect(newsOf(listener)).toEqual([2]);
+      expect(c.of('error').map((e) => (json(e) as { code: string }).code)).toEqual(['HYP_E_WS_REPLAY']);
+      // the other node's claim, and the hub's claims of the listener's subscribe and of frame 2, each for two windows
+      const ttls = await Promise.all((await other.keys('hyp:nonce:*')).map((k) => other.pttl(k)));
+      expect(ttls).toHaveLength(3);
+      for (const ttl of ttls) expect(ttl).toBeGreaterThan(windowMs);
+    } finally {
+      other.disconnect();
+    }
+  });
+
+  it('Redis down: frames wait for it (neither refused nor handled) and are handled in order once it is back', async () => {
+    await serveOnRedis();
+    const listener = await subscriber('news');
+    const c = await connect();
+    await redis!.stop();
+    for (let n = 0; n < 20; n++) c.ws.send(publishOf(n));
+    await until(() => (claims as RedisNonceClaims).flow.pending === 20);
+    expect(newsOf(listener)).toEqual([]);
+    expect(c.of('error')).toEqual([]);
+    await redis!.start();
+    await listener.until(() => newsOf(listener).length === 20, 20_000);
+    expect(newsOf(listener)).toEqual(Array.from({ length: 20 }, (_, n) => n));
+    expect(c.of('error')).toEqual([]);
+  });
+});
