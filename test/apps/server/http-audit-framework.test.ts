@@ -360,3 +360,13 @@ describe('server-sent event framing', () => {
     ]);
   });
 });
+
+describe('route parameters', () => {
+  it('are decoded once and may hold / and NUL, as under Express and Fastify (docs: validate them)', async () => {
+    const { url } = await start((app) => app.get('/users/:id', (c) => c.json({ id: c.param('id') })));
+    const ids = [];
+    for (const raw of ['a%2Fb', '%00', '%2541'])
+      ids.push(((await (await fetch(`${url}/users/${raw}`)).json()) as { id: string }).id);
+    expect(ids).toEqual(['a/b', '\0', '%41']);
+  });
+});
