@@ -347,12 +347,14 @@ export class Context {
   }
 
   /**
-   * An answer without content (204 unless told otherwise). On HTTP/1.1, 204
-   * and 304 carry no `Content-Length` (RFC 9110 §8.6) and any other status
-   * says 0; HTTP/2 ends the stream with the head.
+   * An answer without content: `status`, else the one set with `c.status()`
+   * (`c.status(202).empty()`, as `c.json()` takes it), else 204. On
+   * HTTP/1.1, 204 and 304 carry no `Content-Length` (RFC 9110 §8.6) and any
+   * other status says 0; HTTP/2 ends the stream with the head.
    */
-  empty(status = 204): void {
-    this.status(status);
+  empty(status?: number): void {
+    if (status !== undefined) this.status(status);
+    else if (this.statusCode === 200) this.status(204);
     if (this.nodeRes === undefined) {
       this.emptyOnStream(this.h2!.stream, this.h2Status);
       this.h2Ended = true;

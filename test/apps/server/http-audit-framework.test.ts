@@ -42,12 +42,21 @@ async function start(setup: (app: App) => void): Promise<Running> {
   return { url: `http://127.0.0.1:${port}`, logs };
 }
 
-/** One h2c request: its response headers and body. */
-async function h2get(url: string, path: string): Promise<{ headers: Record<string, unknown>; body: string }> {
+/** One h2c GET: its response headers and body. */
+function h2get(url: string, path: string): Promise<{ headers: Record<string, unknown>; body: string }> {
+  return h2req(url, 'GET', path);
+}
+
+/** One h2c request without a body: its response headers and body. */
+async function h2req(
+  url: string,
+  method: string,
+  path: string,
+): Promise<{ headers: Record<string, unknown>; body: string }> {
   const session: ClientHttp2Session = h2connect(url);
   try {
     return await new Promise((resolve, reject) => {
-      const req = session.request({ ':path': path });
+      const req = session.request({ ':method': method, ':path': path });
       let headers: Record<string, unknown> = {};
       let body = '';
       req.setEncoding('utf8');
@@ -368,5 +377,35 @@ describe('route parameters', () => {
     for (const raw of ['a%2Fb', '%00', '%2541'])
       ids.push(((await (await fetch(`${url}/users/${raw}`)).json()) as { id: string }).id);
     expect(ids).toEqual(['a/b', '\0', '%41']);
+  });
+});
+
+describe('c.empty() after c.status()', () => {
+  it('answers the status set before, as c.text and c.json do (204 only when none was set)', async () => {
+    const { url } = await start((app) => {
+      app.post('/accepted', (c) => c.status(202).empty());
+      app.delete('/gone', (c) => c.status(410).empty());
+      app.delete('/plain', (c) => c.empty());
+      app.put('/explicit', (c) => c.status(202).empty(204));
+    });
+    const answers = [];
+    for (const [method, path] of [
+      ['POST', '/accepted'],
+      ['DELETE', '/gone'],
+      ['DELETE', '/plain'],
+      ['PUT', '/explicit'],
+    ] as const) {
+      const res = await fetch(`${url}${path}`, { method });
+      answers.push([res.status, res.headers.get('content-length'), await res.text()]);
+    }
+    expect(answers).toEqual([
+      [202, '0', ''],
+      [410, '0', ''],
+      [204, null, ''],
+      [204, null, ''],
+    ]);
+    // HTTP/2 as well (the bare-stream path).
+    const h2 = await h2req(url, 'POST', '/accepted');
+    expect(h2.headers[':status']).toBe(202);
   });
 });
