@@ -57,12 +57,18 @@ export class HttpTracing {
     return this.tracer !== undefined;
   }
 
-  /** Start the server span; returns it with the context (parent + span) to run the handler in. */
+  /**
+   * Start the server span; returns it with the context (parent + span) to
+   * run the handler in. `clientAddress`: the client behind trusted proxies
+   * (`c.clientIp`), when known; the socket's peer is then
+   * `network.peer.address`, as the conventions have it.
+   */
   start(
     req: Request,
     method: string,
     path: string,
     route: string | undefined,
+    clientAddress?: string,
   ): { span: Span; context: OtelContext } {
     // Without a traceparent the W3C propagator has nothing to extract; other propagators might.
     const parent =
@@ -85,7 +91,7 @@ export class HttpTracing {
           'network.protocol.version': req.httpVersion,
           ...(route === undefined ? {} : { 'http.route': route }),
           ...serverAddress(host),
-          ...(socket?.remoteAddress ? { 'client.address': socket.remoteAddress } : {}),
+          ...clientAttributes(socket?.remoteAddress, clientAddress),
           ...(req.headers['user-agent'] ? { 'user_agent.original': clip(req.headers['user-agent']) } : {}),
         },
       },
@@ -133,4 +139,10 @@ function serverAddress(host: string | undefined): Record<string, string | number
   // The Host header is the client's word: a "port" past 65535 is no port.
   const port = m[2] === undefined || m[2].length > 5 ? Number.NaN : Number(m[2]);
   return port <= 65535 ? { 'server.address': address, 'server.port': port } : { 'server.address': address };
+}
+
+/** `client.address` is the original client; a proxy in between is the `network.peer.address`. */
+function clientAttributes(peer: string | undefined, client: string | undefined): Record<string, string> {
+  if (!client || client === peer) return peer ? { 'client.address': peer } : {};
+  return peer ? { 'client.address': client, 'network.peer.address': peer } : { 'client.address': client };
 }
