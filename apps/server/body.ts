@@ -56,7 +56,7 @@ export function sendContinue(req: Request): void {
 /** Read the whole body, refusing more than `limit` bytes. */
 export function readBody(req: Request, limit: number): Promise<Buffer> {
   const encoding = req.headers['content-encoding'];
-  if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
+  if (encoding !== undefined && !isIdentity(encoding)) {
     return Promise.reject(
       new HypError('HYP_E_UNSUPPORTED_MEDIA_TYPE', { type: `content-encoding ${encoding}` }),
     );
@@ -116,6 +116,19 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
     req.on('aborted', onAborted);
     req.resume();
   });
+}
+
+/**
+ * A Content-Encoding list that names no coding: empty (RFC 9110 §5.6.1
+ * lets list elements be empty; body-parser reads an empty value as
+ * identity too) or only `identity`.
+ */
+function isIdentity(encoding: string): boolean {
+  for (const coding of encoding.split(',')) {
+    const name = coding.trim().toLowerCase();
+    if (name !== '' && name !== 'identity') return false;
+  }
+  return true;
 }
 
 /**

@@ -409,3 +409,19 @@ describe('c.empty() after c.status()', () => {
     expect(h2.headers[':status']).toBe(202);
   });
 });
+
+describe('Content-Encoding of a request body', () => {
+  it('an empty value or identity list is no coding (as body-parser takes it); gzip is 415', async () => {
+    const { url } = await start((app) => app.post('/echo', async (c) => c.json(await c.body('json'))));
+    const post = (encoding: string) =>
+      fetch(`${url}/echo`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+        body: '{"a":1}',
+      }).then(async (res) => [res.status, await res.json()]);
+    expect(await post('')).toEqual([200, { a: 1 }]);
+    expect(await post('Identity, identity')).toEqual([200, { a: 1 }]);
+    expect((await post('gzip'))[0]).toBe(415);
+    expect((await post('identity, gzip'))[0]).toBe(415);
+  });
+});
