@@ -365,12 +365,19 @@ export class Context {
   }
 
   /**
-   * Answer with `Location: location` (302 unless told otherwise). Spaces,
-   * control characters and non-ASCII are percent-encoded (UTF-8), so a
-   * location built from request data can neither inject a header nor go out
-   * as latin1 bytes; `%XX` already there is kept.
+   * Answer with `Location: location`: `status`, else a 3xx set with
+   * `c.status()` (`c.status(301).redirect(url)`, as Fastify's
+   * `reply.code(301).redirect(url)`), else 302. Spaces, control characters
+   * and non-ASCII are percent-encoded (UTF-8), so a location built from
+   * request data can neither inject a header nor go out as latin1 bytes;
+   * `%XX` already there is kept. The location is not otherwise checked: one
+   * taken from the request can send the client to another site.
    */
-  redirect(location: string, status = 302): void {
+  redirect(location: string, status?: number): void {
+    if (status === undefined) {
+      const set = this.statusCode;
+      status = set >= 300 && set <= 399 ? set : 302;
+    }
     if (status < 300 || status > 399) throw new TypeError(`redirect status must be 3xx, got ${status}`);
     this.res.setHeader('location', encodeLocation(location));
     this.empty(status);

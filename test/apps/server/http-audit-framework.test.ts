@@ -425,3 +425,18 @@ describe('Content-Encoding of a request body', () => {
     expect((await post('identity, gzip'))[0]).toBe(415);
   });
 });
+
+describe('c.redirect() after c.status()', () => {
+  it('keeps a 3xx set before (Fastify: reply.code(301).redirect(url)); otherwise 302', async () => {
+    const { url } = await start((app) => {
+      app.get('/moved', (c) => c.status(301).redirect('/new'));
+      app.get('/plain', (c) => c.redirect('/new'));
+      app.get('/created', (c) => c.status(201).redirect('/new'));
+      app.get('/explicit', (c) => c.status(301).redirect('/new', 307));
+    });
+    const statuses = [];
+    for (const path of ['/moved', '/plain', '/created', '/explicit'])
+      statuses.push((await fetch(`${url}${path}`, { redirect: 'manual' })).status);
+    expect(statuses).toEqual([301, 302, 302, 307]);
+  });
+});
