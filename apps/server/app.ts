@@ -91,8 +91,14 @@ const kContext = Symbol('hyp.context');
 type TaggedResponse = HttpResponse & { [kContext]?: Context };
 type TaggedStream = ServerHttp2Stream & { [kContext]?: Context };
 const internalProblem = new HypError('HYP_E_INTERNAL').toProblem();
-/** Response headers kept when an error replaces a half-built answer. */
+/**
+ * Response headers kept when an error replaces a half-built answer: those
+ * about the request or the resource, not the answer (and any
+ * `access-control-*`: without them a cross-origin browser client cannot
+ * read the error at all).
+ */
 const keptOnError = new Set(['x-request-id', 'allow', 'vary']);
+const corsHeader = 'access-control-';
 
 /**
  * The application: the root route group (its `use()` middleware is global),
@@ -530,7 +536,8 @@ export class App extends RouteGroup {
       else res.destroy();
       return;
     }
-    for (const name of res.getHeaderNames()) if (!keptOnError.has(name)) res.removeHeader(name);
+    for (const name of res.getHeaderNames())
+      if (!keptOnError.has(name) && !name.startsWith(corsHeader)) res.removeHeader(name);
     // Unread body bytes would be parsed as the next request: close the connection instead.
     if (hyp?.code === 'HYP_E_BODY_TOO_LARGE' && c.req.httpVersionMajor === 1)
       res.setHeader('connection', 'close');

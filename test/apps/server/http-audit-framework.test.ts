@@ -440,3 +440,42 @@ describe('c.redirect() after c.status()', () => {
     expect(statuses).toEqual([301, 302, 302, 307]);
   });
 });
+
+describe('CORS headers on an error answer', () => {
+  it('are kept, so a cross-origin browser client can read the problem body (Express and Fastify keep them)', async () => {
+    const { url } = await start((app) => {
+      app.use(async (c, next) => {
+        c.header('access-control-allow-origin', 'https://app.example')
+          .header('access-control-allow-credentials', 'true')
+          .header('access-control-expose-headers', 'x-request-id')
+          .header('vary', 'Origin');
+        await next();
+      });
+      app.post('/items', async (c) => {
+        c.header('cache-control', 'max-age=60').header('etag', '"half-built"');
+        return c.json(await c.body('json'), 201);
+      });
+      app.get('/boom', () => {
+        throw new Error('boom');
+      });
+    });
+    const bad = await fetch(`${url}/items`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', origin: 'https://app.example' },
+      body: '{"a":',
+    });
+    const boom = await fetch(`${url}/boom`, { headers: { origin: 'https://app.example' } });
+    for (const [res, status] of [
+      [bad, 400],
+      [boom, 500],
+    ] as const) {
+      expect(res.status).toBe(status);
+      expect(res.headers.get('access-control-allow-origin')).toBe('https://app.example');
+      expect(res.headers.get('access-control-allow-credentials')).toBe('true');
+      expect(res.headers.get('access-control-expose-headers')).toBe('x-request-id');
+      expect(res.headers.get('vary')).toBe('Origin');
+    }
+    // What described the half-built answer still goes.
+    expect([bad.headers.get('cache-control'), bad.headers.get('etag')]).toEqual([null, null]);
+  });
+});
