@@ -23,6 +23,9 @@ import type { Supervisor } from './supervisor.js';
  */
 export const maxSeriesPerWorker = 100_000;
 
+/** The `reason` labels of hyp_supervisor_worker_restarts_total (supervisor.ts counts them). */
+export const restartReasons = ['crash', 'heartbeat', 'start-failed', 'rolling', 'ready', 'uncaught', 'relay'];
+
 export class SupervisorMetrics {
   readonly registry = new Registry();
   readonly restarts: Counter<'reason'>;
@@ -53,6 +56,10 @@ export class SupervisorMetrics {
       labelNames: ['reason'],
       registers,
     });
+    // Every reason from 0: a series that first appears at 1 is no increase to
+    // Prometheus, so an alert on increase(...{reason="crash"}[5m]) would miss
+    // a pod's first crash.
+    for (const reason of restartReasons) this.restarts.inc({ reason }, 0);
     new Gauge({
       name: 'hyp_supervisor_ws_history_channels',
       help: 'Channels in the pod-wide WebSocket history',

@@ -297,3 +297,16 @@ describe('pod /metrics: counts taken when a worker starts draining (keepCounts)'
     expect(await p.value()).toBe('12');
   });
 });
+
+describe('supervisor counters with labels', () => {
+  it('hyp_supervisor_worker_restarts_total has every documented reason from 0, so the first restart is an increase', async () => {
+    sup = await startSupervisor({ app: writeApp(), workers: 1 });
+    const { families } = await scrape();
+    const reasons = families
+      .get('hyp_supervisor_worker_restarts_total')
+      ?.samples.map((s) => [s.labels.reason, s.value]);
+    expect(reasons).toEqual(
+      ['crash', 'heartbeat', 'start-failed', 'rolling', 'ready', 'uncaught', 'relay'].map((r) => [r, 0]),
+    );
+  });
+});
