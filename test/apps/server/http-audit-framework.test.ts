@@ -479,3 +479,57 @@ describe('CORS headers on an error answer', () => {
     expect([bad.headers.get('cache-control'), bad.headers.get('etag')]).toEqual([null, null]);
   });
 });
+
+describe('docs/http.md: what a handler returns', () => {
+  it('is not sent (Fastify would send it): the request stays unanswered, a returned c.json() answers', async () => {
+    const { url } = await start((app) => {
+      app.get('/returned', async () => ({ a: 1 }));
+      app.get('/hono-style', (c) => c.json({ a: 1 }));
+    });
+    const ok = await fetch(`${url}/hono-style`);
+    expect([ok.status, await ok.json()]).toEqual([200, { a: 1 }]);
+    // Bounded: the client gives up after 1 s (a bound, not a timing assertion).
+    const outcome = await fetch(`${url}/returned`, { signal: AbortSignal.timeout(1000) }).then(
+      (res) => `answered ${res.status}`,
+      (err: Error) => err.name,
+    );
+    expect(outcome).toBe('TimeoutError');
+  });
+});
+
+describe("docs/http.md: an error's own status", () => {
+  it('is not read (500), and the documented onError mapping answers it', async () => {
+    const httpError = () => Object.assign(new Error('no such item'), { status: 404 });
+    const plain = await start((app) =>
+      app.get('/item', () => {
+        throw httpError();
+      }),
+    );
+    expect((await fetch(`${plain.url}/item`)).status).toBe(500);
+    const mapped = await start((app) => {
+      app.get('/item', () => {
+        throw httpError();
+      });
+      app.get('/crash', () => {
+        throw Object.assign(new Error('db password is hunter2'), { statusCode: 503 });
+      });
+      app.onError((err, c) => {
+        const { status, statusCode, message } = err as {
+          status?: unknown;
+          statusCode?: unknown;
+          message?: unknown;
+        };
+        const code = typeof status === 'number' ? status : statusCode;
+        if (typeof code === 'number' && code >= 400 && code <= 499)
+          c.json({ error: { code: `HTTP_${code}`, message: String(message) } }, code);
+      });
+    });
+    const item = await fetch(`${mapped.url}/item`);
+    expect([item.status, await item.json()]).toEqual([
+      404,
+      { error: { code: 'HTTP_404', message: 'no such item' } },
+    ]);
+    const crash = await fetch(`${mapped.url}/crash`);
+    expect([crash.status, (await crash.text()).includes('hunter2')]).toEqual([500, false]);
+  });
+});
