@@ -4,10 +4,11 @@
  * what the handler set, what a misbehaving middleware or error handler
  * leaves behind, and options refused where Express would silently ignore them.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
@@ -531,5 +532,15 @@ describe("docs/http.md: an error's own status", () => {
     ]);
     const crash = await fetch(`${mapped.url}/crash`);
     expect([crash.status, (await crash.text()).includes('hunter2')]).toEqual([500, false]);
+  });
+});
+
+describe("docs/http.md's first example: the static directory next to the app", () => {
+  it('is found through fileURLToPath even when the path has a space; URL.pathname keeps %20 and fails the start', () => {
+    const appDir = mkdtempSync(join(tmpdir(), 'hyp app '));
+    mkdirSync(join(appDir, 'public'));
+    const appUrl = pathToFileURL(join(appDir, 'app.js')).href;
+    expect(() => new App().static('/static', new URL('./public', appUrl).pathname)).toThrow(/cannot be read/);
+    expect(() => new App().static('/static', fileURLToPath(new URL('./public', appUrl)))).not.toThrow();
   });
 });
