@@ -32,6 +32,8 @@ import { HttpServer, type ListenTarget, listenTargetFor } from './http/server.js
 import { setInternalsLog } from './node-internals.js';
 import { createTcpServices, listenTcpServices, type TcpService } from './tcp/services.js';
 import { setTlsFallback } from './tls/fallback.js';
+import type { IpcChannel } from './ws/bus.js';
+import { flowOf } from './ws/ipc-flow.js';
 import { drainSpreadMs } from './ws/options.js';
 
 interface Boot {
@@ -395,6 +397,24 @@ export class WorkerRuntime {
     );
   }
 
+  /**
+   * Waits until what the worker queued on its IPC channel (the hubs'
+   * publishes and relays) is written, at the latest until `deadline` (or
+   * 500 ms when it has passed): Node drops those messages when the process
+   * exits, so publishes taken during the drain would be lost.
+   */
+  private async ipcWritten(deadline: number): Promise<void> {
+    if (!process.connected) return;
+    const flow = flowOf(process as unknown as IpcChannel);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(true), Math.max(500, deadline - Date.now()));
+    });
+    const timedOut = await Promise.race([flow.whenWritten().then(() => false), late]);
+    clearTimeout(timer);
+    if (timedOut) this.log.warn('IPC messages still unwritten at the drain deadline; exiting without them');
+  }
+
   /** Idempotent: every trigger joins the first drain. */
   drain(deadline: number, reason: string): Promise<void> {
     this.draining ??= (async () => {
@@ -413,6 +433,7 @@ export class WorkerRuntime {
       );
       await this.runShutdownHooks(deadline);
       if (this.heartbeat) clearInterval(this.heartbeat);
+      await this.ipcWritten(deadline);
       this.log.info('worker drained');
     })();
     return this.draining;

@@ -230,6 +230,8 @@ export class Hub implements ConnectionOwner {
   private readonly security: Security | undefined;
   private readonly replay: ReplayGuard | undefined;
   private readonly claims: NonceClaims | undefined;
+  /** Connections held (holdWhileCongested) until their flow drains, open or closed since. */
+  private readonly holding = new Set<Connection>();
   private readonly maxFailures: number;
   private readonly maxSubscriptions: number;
   private readonly maxNameLength: number;
@@ -804,13 +806,16 @@ export class Hub implements ConnectionOwner {
    * pinged meanwhile (its pong would wait unread too).
    */
   private holdWhileCongested(c: Connection): void {
-    if (c.held) return;
+    // closed: what held clients sent is handed on at once (shutdown)
+    if (c.held || this.closed) return;
     const flow = this.congestedFlow();
     if (flow === undefined) return;
     c.held = true;
+    this.holding.add(c);
     c.ws.pause();
     this.metrics.held.inc();
     flow.whenDrained(() => {
+      if (!this.holding.delete(c)) return;
       c.held = false;
       c.pingAt = this.clock();
       c.awaitingPong = false;
@@ -1782,6 +1787,16 @@ export class Hub implements ConnectionOwner {
   private async shutdown(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    // What held clients sent before their hold (read up to a close frame, their socket perhaps
+    // closed since) is theirs: handed on now, congested or not, rather than dropped with the
+    // worker (which writes out its IPC queue before it exits). A frame waiting for its replay
+    // claim is waited for, within the claim's own bound.
+    for (const c of [...this.holding]) {
+      this.holding.delete(c);
+      c.held = false;
+      this.receiveHeld(c);
+    }
+    await this.claims?.settled?.();
     // the app's loops waiting to publish go on (and see the hub closed) instead of hanging the shutdown
     this.awaitFlows();
     this.refusePending(() => new HypError('HYP_E_DRAINING'));

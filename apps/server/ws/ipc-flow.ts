@@ -86,6 +86,7 @@ export class IpcFlow {
   /** Too many own publishes are not back yet: this worker reads its channel too slowly. */
   private lagging = false;
   private readonly drainWaiters: Array<() => void> = [];
+  private readonly writtenWaiters: Array<() => void> = [];
 
   constructor(private readonly channel: IpcChannel) {
     channel.on('message', this.fromSupervisor);
@@ -134,9 +135,20 @@ export class IpcFlow {
     else this.drainWaiters.push(fn);
   }
 
+  /**
+   * Resolves once every message sent so far has been written (at once when
+   * none waits). Node drops what a process still has queued on its IPC
+   * channel when it exits: a worker waits for this before it leaves.
+   */
+  whenWritten(): Promise<void> {
+    if (this.unwritten === 0) return Promise.resolve();
+    return new Promise((resolve) => this.writtenWaiters.push(resolve));
+  }
+
   private readonly written = (): void => {
     this.unwritten--;
     this.unwrittenBytes -= this.sizes.shift() ?? 0;
+    if (this.unwritten === 0) for (const fn of this.writtenWaiters.splice(0)) fn();
     if (!this.stopped || this.unwritten > lowWater || this.unwrittenBytes > lowWaterBytes) return;
     this.stopped = false;
     this.drained();

@@ -36,6 +36,8 @@ export interface NonceClaims {
    * Verdicts come in the order of the claims. Never throws.
    */
   claim(nonce: Uint8Array, timestampNs: bigint, bytes: number, done: ClaimVerdict): void;
+  /** Resolves once no claim waits for its verdict (a hub's shutdown waits for it). */
+  settled?(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -47,6 +49,7 @@ interface Waiting {
 abstract class Claims implements NonceClaims {
   readonly flow = new PendingFlow();
   protected closed = false;
+  private readonly settledWaiters: Array<() => void> = [];
 
   claim(nonce: Uint8Array, timestampNs: bigint, bytes: number, done: ClaimVerdict): void {
     if (this.closed) {
@@ -62,8 +65,14 @@ abstract class Claims implements NonceClaims {
       done: (verdict) => {
         this.flow.settle(bytes);
         done(verdict, bytes);
+        if (this.flow.pending === 0) for (const fn of this.settledWaiters.splice(0)) fn();
       },
     });
+  }
+
+  settled(): Promise<void> {
+    if (this.flow.pending === 0) return Promise.resolve();
+    return new Promise((resolve) => this.settledWaiters.push(resolve));
   }
 
   protected abstract send(nonce: Uint8Array, timestampNs: bigint, waiting: Waiting): void;
