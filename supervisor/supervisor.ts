@@ -290,6 +290,7 @@ export class Supervisor {
         Date.now() + durationMs(this.config.drain.timeout),
         `replaced by worker ${ready.id} after an uncaught exception`,
       );
+      void this.metrics.keepCounts(this, w);
     }
   }
 
@@ -568,6 +569,8 @@ export class Supervisor {
     for (const w of old) {
       this.metrics.restarts.inc({ reason: 'rolling' });
       w.drain(deadline, `generation ${next} ready`);
+      // What it counted since the last scrape would go with it.
+      void this.metrics.keepCounts(this, w);
     }
     this.log.info({ generation: next, draining: old.length }, 'generation ready; old generation draining');
     this.lastRoll = { ok: true, generation: next };

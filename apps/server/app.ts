@@ -404,7 +404,7 @@ export class App extends RouteGroup {
   ): void {
     this.metrics.inFlight++;
     if (this.tracing.enabled) {
-      const traced = this.tracing.start(c.req, method, c.path, pattern);
+      const traced = this.tracing.start(c.req, method, c.path, pattern, c.clientIp);
       c.span = traced.span;
       otelContext.with(traced.context, this.run, this, c);
     } else {
