@@ -77,10 +77,12 @@ export class HttpTracing {
         : this.propagator.extract(ROOT_CONTEXT, req.headers, getter);
     const socket = req.socket;
     const host = (req.headers.host ?? req.headers[':authority']) as string | undefined;
-    // Span names and the method attribute stay bounded: unknown methods are `_OTHER`.
+    // Span names and the method attribute stay bounded: unknown methods are
+    // `_OTHER`, and their spans are named `HTTP` (the semantic conventions' MUST).
     const label = methodLabel(method);
+    const named = label === '_OTHER' ? 'HTTP' : label;
     const span = this.tracer!.startSpan(
-      route === undefined ? label : `${label} ${route}`,
+      route === undefined ? named : `${named} ${route}`,
       {
         kind: SpanKind.SERVER,
         attributes: {
@@ -88,7 +90,8 @@ export class HttpTracing {
           ...(label === method ? {} : { 'http.request.method_original': clip(method) }),
           'url.path': clip(path),
           'url.scheme': (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http',
-          'network.protocol.version': req.httpVersion,
+          // Node says '2.0' for HTTP/2; the conventions' value is '2'.
+          'network.protocol.version': req.httpVersionMajor === 2 ? '2' : req.httpVersion,
           ...(route === undefined ? {} : { 'http.route': route }),
           ...serverAddress(host),
           ...clientAttributes(socket?.remoteAddress, clientAddress),

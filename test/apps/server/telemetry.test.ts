@@ -207,7 +207,7 @@ describe('HTTP server spans', () => {
       expect(span.spanContext().traceId).toBe(traceId);
       expect(span.attributes).toMatchObject({
         'http.response.status_code': 201,
-        'network.protocol.version': '2.0',
+        'network.protocol.version': '2',
         'url.path': '/h2/5',
       });
     } finally {
