@@ -219,6 +219,9 @@ export class Context {
       const headers = this.headers;
       const key = name.toLowerCase();
       const v = Object.hasOwn(headers, key) ? headers[key] : undefined;
+      // HTTP/2 names the authority in `:authority` and clients send no Host:
+      // `c.header('host')` answers the same on either protocol.
+      if (v === undefined && key === 'host') return headers[':authority'] as string | undefined;
       return Array.isArray(v) ? v.join(', ') : v;
     }
     this.res.setHeader(name, value);

@@ -544,3 +544,14 @@ describe("docs/http.md's first example: the static directory next to the app", (
     expect(() => new App().static('/static', fileURLToPath(new URL('./public', appUrl)))).not.toThrow();
   });
 });
+
+describe("c.header('host')", () => {
+  it('is the authority over HTTP/2 too (:authority; HTTP/2 clients send no Host), as over HTTP/1.1', async () => {
+    const { url } = await start((app) => app.get('/host', (c) => c.text(c.header('host') ?? '(none)')));
+    const authority = new URL(url).host;
+    const h1 = await fetch(`${url}/host`);
+    expect(await h1.text()).toBe(authority);
+    const h2 = await h2get(url, '/host');
+    expect(h2.body).toBe(authority);
+  });
+});
