@@ -524,7 +524,9 @@ export class Hub implements ConnectionOwner {
     if (this.authorizeTimeoutMs > 0) {
       const timeoutMs = this.authorizeTimeoutMs;
       timer = setTimeout(() => {
-        this.options.log?.warn({ timeoutMs, url: req.url }, 'websocket authorize hook timed out');
+        // the path only: browsers send credentials in the query (?token=), which must stay out of logs
+        const path = (req.url ?? '/').split('?')[0];
+        this.options.log?.warn({ timeoutMs, path }, 'websocket authorize hook timed out');
         refuse(new HypError('HYP_E_WS_AUTHORIZE_TIMEOUT', { timeout: `${timeoutMs}ms` }));
       }, timeoutMs);
       timer.unref();

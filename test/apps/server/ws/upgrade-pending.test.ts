@@ -12,6 +12,7 @@ import { hubOptionsFromConfig } from '../../../../apps/server/ws/options.js';
 import { loadConfig } from '../../../../supervisor/config/load.js';
 import {
   eventually,
+  fakeLog,
   openSockets,
   type RawExchange,
   rawExchange,
@@ -91,6 +92,22 @@ describe('websocket.authorize_timeout', () => {
     expect(connected).toEqual([]);
     expect(served!.hub.clients()).toBe(0);
     expect(await openSockets(served!.server)).toBe(0);
+  });
+
+  it("the timeout's warning names the path, never the query a browser puts its token in", async () => {
+    const g = gate();
+    const log = fakeLog();
+    const port = await start({ authorize: g.authorize, authorizeTimeoutMs: 50, log });
+    const { answer } = open(port, upgrade('', 'GET /ws?token=s3cret-token&client_id=a HTTP/1.1'));
+    expect(await answer).toMatch(/^HTTP\/1\.1 503 /);
+    const calls = (log.warn as unknown as { mock: { calls: unknown[][] } }).mock.calls;
+    await eventually(() => calls.length > 0);
+    const [fields, msg] = calls[0] as [Record<string, unknown>, string];
+    expect(msg).toBe('websocket authorize hook timed out');
+    expect(fields).toMatchObject({ path: '/ws', timeoutMs: 50 });
+    // Before: { url: '/ws?token=s3cret-token&client_id=a' }
+    expect(JSON.stringify(calls)).not.toContain('s3cret');
+    g.release(true);
   });
 
   it('a client that leaves while authorize runs is never connected (no onConnect, no onDisconnect)', async () => {
