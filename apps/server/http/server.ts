@@ -193,6 +193,7 @@ export class HttpServer {
                 this.log?.info(
                   {
                     code: 'HYP_E_STREAM_SEND_TIMEOUT',
+                    request_id: sentRequestId(stream),
                     remote: stream.session?.socket?.remoteAddress,
                     stream: stream.id,
                     pending_bytes: pending,
@@ -203,11 +204,7 @@ export class HttpServer {
             : undefined,
         onOverrun: (stream, announced, sent) => {
           const e = new HypError('HYP_E_RESPONSE_LENGTH', { detail: overrunDetail(announced, sent) });
-          const id = stream.sentHeaders['x-request-id'];
-          this.log?.error(
-            { code: e.code, request_id: typeof id === 'string' ? id : undefined, stream: stream.id },
-            e.message,
-          );
+          this.log?.error({ code: e.code, request_id: sentRequestId(stream), stream: stream.id }, e.message);
         },
       });
       if (opts.streamHandler)
@@ -374,6 +371,12 @@ function deleteOnClose(set: Set<Socket>): (this: Socket) => void {
 }
 
 /** 'finish' of an accepted socket: the worker has ended it; the peer gets `closeGraceMs` to close too. */
+/** The `x-request-id` a stream answered with, for its log lines. */
+function sentRequestId(stream: ServerHttp2Stream): string | undefined {
+  const id = stream.sentHeaders?.['x-request-id'];
+  return typeof id === 'string' ? id : undefined;
+}
+
 /** Node's HTTP/1.1 parser errors (HPE_*) and its request timeout: what a 400/408/431 answers. */
 function isHttpClientError(err: NodeJS.ErrnoException): boolean {
   return err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');

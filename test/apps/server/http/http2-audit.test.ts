@@ -308,6 +308,8 @@ describe('server.limits.send_timeout on HTTP/2 streams', () => {
       expect(metric).toMatch(/hyp_http_send_timeouts_total 2/);
       const logged = served.logs.filter((l) => l.code === 'HYP_E_STREAM_SEND_TIMEOUT');
       expect(logged.map((l) => l.stream).sort()).toEqual([1, 3]);
+      // each line names the request it cut (the answer's x-request-id)
+      for (const l of logged) expect(l.request_id).toMatch(/^[\w-]+$/);
       expect(client.closed).toBe(false);
       expect(served.http.connections).toBe(1);
       expect(served.http.inflight).toBe(0);
