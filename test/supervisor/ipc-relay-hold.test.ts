@@ -15,7 +15,7 @@ import { IpcFlow } from '../../apps/server/ws/ipc-flow.js';
 import { relayLowWater, type WorkerProcess } from '../../supervisor/worker-process.js';
 import { fixtureApp, isAlive, until } from '../helpers/supervisor.js';
 import { fakeChannel, metric, mib, type RelayClient, relayPod } from './relay-helpers.js';
-import { TestClient } from './ws-helpers.js';
+import { greetedPid, TestClient } from './ws-helpers.js';
 
 const pod = relayPod();
 const { stopped, clients } = pod;
@@ -25,19 +25,13 @@ function rssBytes(pid: number): number {
   return Number(kb) * 1024;
 }
 
-/** The pid of the worker a TestClient reached (the fixture greets with it). */
-function pidOf(c: TestClient): number | undefined {
-  const greeting = c.messages.find((m) => !m.channel);
-  return greeting?.json<{ pid: number }>().pid;
-}
-
 /** A subscriber to `flood`, and the pid of the worker it reached. */
 async function subscribed(port: number, clientId: string): Promise<{ client: TestClient; pid: number }> {
   const client = new TestClient(port, { clientId });
   clients.push(client);
   await client.connect();
   await client.subscribe('flood');
-  return { client, pid: await until(() => pidOf(client), 'the greeting') };
+  return { client, pid: await until(() => greetedPid(client), 'the greeting') };
 }
 
 /**

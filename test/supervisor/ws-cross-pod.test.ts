@@ -3,21 +3,13 @@
  * here on a random loopback port) with `websocket.bus.driver=redis`; channel
  * publishes go through Redis Streams, delivered once on every pod.
  */
-import { execFileSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
+import { redisBinary } from '../apps/server/ws/redis-server.js';
 import { demoApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 import { exactlyOnce, type RedisServer, startRedis, TestClient } from './ws-helpers.js';
 
-function findRedis(): string | undefined {
-  try {
-    return execFileSync('which', ['redis-server'], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const redisBinary = findRedis();
-if (!redisBinary) console.warn('ws-cross-pod: redis-server is not installed; the cross-pod test is skipped');
+const redisPath = redisBinary();
+if (!redisPath) console.warn('ws-cross-pod: redis-server is not installed; the cross-pod test is skipped');
 
 const pods: Running[] = [];
 const clients: TestClient[] = [];
@@ -30,10 +22,10 @@ afterEach(async () => {
 });
 
 describe('WebSocket fan-out across pods (redis driver)', () => {
-  it.skipIf(!redisBinary)(
+  it.skipIf(!redisPath)(
     'every message published on either pod reaches every subscriber on both pods exactly once',
     async () => {
-      redis = await startRedis(redisBinary!);
+      redis = await startRedis(redisPath!);
       const sets = [
         'tcp.echo.addr=127.0.0.1:0',
         'websocket.bus.driver=redis',

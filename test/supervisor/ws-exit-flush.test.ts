@@ -9,7 +9,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
-import { TestClient } from './ws-helpers.js';
+import { greetedPid, TestClient } from './ws-helpers.js';
 
 let sup: Running | undefined;
 const clients: TestClient[] = [];
@@ -19,17 +19,11 @@ afterEach(async () => {
   sup = undefined;
 });
 
-/** The pid of the worker a TestClient reached (the fixture greets with it). */
-function pidOf(c: TestClient): number | undefined {
-  const greeting = c.messages.find((m) => !m.channel);
-  return greeting?.json<{ pid: number }>().pid;
-}
-
 async function connected(port: number, clientId: string): Promise<{ client: TestClient; pid: number }> {
   const client = new TestClient(port, { clientId });
   clients.push(client);
   await client.connect();
-  return { client, pid: await until(() => pidOf(client), 'the greeting') };
+  return { client, pid: await until(() => greetedPid(client), 'the greeting') };
 }
 
 describe('a draining worker flushes its IPC channel before it exits', () => {

@@ -102,6 +102,12 @@ export class TestClient {
 
 export { freePort };
 
+/** The pid a TestClient's worker greeted it with (fixtures that send `{ pid }` on connect). */
+export function greetedPid(c: TestClient): number | undefined {
+  const greeting = c.messages.find((m) => !m.channel);
+  return greeting?.json<{ pid: number }>().pid;
+}
+
 export interface RedisServer {
   url: string;
   stop(): Promise<void>;

@@ -5,7 +5,6 @@
  * pod sharing the redis bus (claims in Redis), not only on the worker that
  * first took it. Real supervisors, workers, sockets and redis-server.
  */
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,17 +14,11 @@ import { jsonCodec } from '../../apps/server/ws/codecs/index.js';
 import { nowNs } from '../../apps/server/ws/envelope.js';
 import { Security } from '../../apps/server/ws/security.js';
 import { json, TestClient } from '../apps/server/ws/helpers.js';
+import { redisBinary } from '../apps/server/ws/redis-server.js';
 import { fixtureApp, type Running, startSupervisor } from '../helpers/supervisor.js';
 import { type RedisServer, startRedis } from './ws-helpers.js';
 
-function findRedis(): string | undefined {
-  try {
-    return execFileSync('which', ['redis-server'], { encoding: 'utf8' }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
-}
-const redisBinary = findRedis();
+const redisPath = redisBinary();
 
 const pods: Running[] = [];
 const clients: TestClient[] = [];
@@ -150,10 +143,10 @@ describe('websocket.security.replay_window across workers and pods', () => {
     for (const r of [onB!, ...replayers]) expect(errorCodes(r)).toEqual(['HYP_E_WS_REPLAY']);
   });
 
-  it.skipIf(!redisBinary)(
+  it.skipIf(!redisPath)(
     'with the redis bus, a sealed publish replayed to another pod is refused there: delivered once on both pods',
     async () => {
-      redis = await startRedis(redisBinary!);
+      redis = await startRedis(redisPath!);
       const { sets, security } = sealedSetup();
       const shared = [...sets, 'websocket.bus.driver=redis', `websocket.bus.redis_url=${redis.url}`];
       pods.push(
