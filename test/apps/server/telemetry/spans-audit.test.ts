@@ -42,6 +42,7 @@ async function traced(sets: string[] = []): Promise<Traced> {
   const registry = new Registry();
   const app = new App({ config, log, registry, tracer: t.tracer });
   app.get('/users/:id', (c) => c.json({ id: c.param('id') }));
+  app.get('/ip', (c) => c.text(c.clientIp));
   app.get('/teapot', () => {
     throw new HypError('HYP_E_FORBIDDEN');
   });
@@ -230,5 +231,17 @@ describe('server span names and status', () => {
       expect(s.parentSpanContext).toBeUndefined();
       expect(s.spanContext().traceId).not.toBe('0'.repeat(32));
     }
+  });
+});
+
+describe('spans behind a trusted proxy', () => {
+  it('client.address is the client X-Forwarded-For names, network.peer.address the proxy', async () => {
+    running = await traced(['server.trusted_proxies=127.0.0.1']);
+    expect((await get1(running.port, '/ip', { 'x-forwarded-for': '203.0.113.7' })).body).toBe('203.0.113.7');
+    const [span] = await running.spans(1);
+    expect(span!.attributes).toMatchObject({
+      'client.address': '203.0.113.7',
+      'network.peer.address': '127.0.0.1',
+    });
   });
 });
