@@ -90,6 +90,7 @@ export function readBody(req: Request, limit: number): Promise<Buffer> {
       if (size > limit) {
         cleanup();
         req.pause();
+        if (req.httpVersionMajor === 2) stopUpload(req as Http2ServerRequest);
         reject(new HypError('HYP_E_BODY_TOO_LARGE', { limit }));
         return;
       }
@@ -130,6 +131,42 @@ function isIdentity(encoding: string): boolean {
   }
   return true;
 }
+
+/**
+ * HTTP/2, a body refused part way: once the answer (the 413) is out, ask the
+ * client to stop sending (RST_STREAM NO_ERROR, RFC 9113 §8.1). Node does so
+ * itself only for a request nothing began to read; this one was read up to
+ * the limit and paused, so the client waited on flow control for ever and
+ * the stream stayed open: in flight, holding a drain to its deadline.
+ *
+ * The reset must not overtake the answer's END_STREAM (a Node 20 client
+ * then never closes its stream): it is sent once the stream's local side
+ * has closed, and until then what the client sends is read and dropped
+ * (at most `maxDropped` bytes, then the reset goes anyway).
+ */
+function stopUpload(req: Http2ServerRequest): void {
+  const stream = req.stream;
+  let dropped = 0;
+  const resetOnceAnswered = (): boolean => {
+    if (stream.closed || stream.destroyed) return true;
+    if (stream.state.localClose !== 1 && dropped <= maxDropped) return false;
+    stream.close(constants.NGHTTP2_NO_ERROR);
+    return true;
+  };
+  const answered = () => {
+    if (resetOnceAnswered()) return;
+    req.on('data', (chunk: Buffer) => {
+      dropped += chunk.length;
+      resetOnceAnswered();
+    });
+    req.resume();
+  };
+  if (stream.writableFinished) answered();
+  else stream.once('finish', answered);
+}
+
+/** Bytes of a refused HTTP/2 upload dropped while its answer's END_STREAM goes out. */
+const maxDropped = 1024 * 1024;
 
 /**
  * HTTP/2: Node's compat request also ends when its stream closes, and a reset

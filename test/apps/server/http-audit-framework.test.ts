@@ -555,3 +555,64 @@ describe("c.header('host')", () => {
     expect(h2.body).toBe(authority);
   });
 });
+
+describe('a body over body_limit without Content-Length over HTTP/2', () => {
+  it('is cut at the limit with 413, the rest of the upload stopped (RST_STREAM NO_ERROR), the session serving on', async () => {
+    const { url } = await start((app) => {
+      app.post('/upload', async (c) => c.text(`got ${(await c.body('raw')).length}`));
+      app.get('/after', (c) => c.text('still serving'));
+    });
+    const session = h2connect(url);
+    try {
+      const answer = await new Promise<{ status: unknown; body: string; rstCode: number | undefined }>(
+        (resolve, reject) => {
+          const req = session.request({
+            ':method': 'POST',
+            ':path': '/upload',
+            'content-type': 'application/octet-stream',
+          });
+          let status: unknown;
+          let body = '';
+          let sent = 0;
+          const chunk = Buffer.alloc(64 * 1024, 0x61);
+          // 4 MiB offered, 64 KiB at a time, with backpressure: well over the 1 MiB default limit.
+          const pump = () => {
+            while (sent < 4 * 1024 * 1024 && !req.destroyed) {
+              sent += chunk.length;
+              if (!req.write(chunk)) return void req.once('drain', pump);
+            }
+            if (!req.destroyed) req.end();
+          };
+          req.on('response', (h) => {
+            status = h[':status'];
+          });
+          req.setEncoding('utf8');
+          req.on('data', (d: string) => {
+            body += d;
+          });
+          // Before: the answer came, but the stream never closed (the client blocked on flow control).
+          req.on('close', () => resolve({ status, body, rstCode: req.rstCode }));
+          req.on('error', () => {});
+          pump();
+          setTimeout(() => reject(new Error(`stream not closed in 10 s (status ${status})`)), 10_000).unref();
+        },
+      );
+      expect(answer.status).toBe(413);
+      expect(JSON.parse(answer.body).error.code).toBe('HYP_E_BODY_TOO_LARGE');
+      expect(answer.rstCode).toBe(0);
+      const after = await new Promise<string>((resolve, reject) => {
+        const req = session.request({ ':path': '/after' });
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (d: string) => {
+          body += d;
+        });
+        req.on('end', () => resolve(body));
+        req.on('error', reject);
+      });
+      expect(after).toBe('still serving');
+    } finally {
+      session.close();
+    }
+  });
+});
