@@ -12,11 +12,9 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import express from 'express';
 import Fastify from 'fastify';
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { App } from '../../../apps/server/app.js';
-import { HttpServer } from '../../../apps/server/http/server.js';
-import { configWith, type LogRecord, memoryLog } from './http/harness.js';
+import type { App } from '../../../apps/server/app.js';
+import { type LogRecord, listenApp } from './http/harness.js';
 
 interface Running {
   port: number;
@@ -30,20 +28,9 @@ afterEach(async () => {
 });
 
 async function start(setup: (app: App) => void, sets: string[] = []): Promise<Running> {
-  const config = configWith(['server.protocol=auto', ...sets]);
-  const { log, logs } = memoryLog();
-  const app = new App({ config, log, registry: new Registry() });
-  setup(app);
-  const http = new HttpServer({
-    config,
-    handler: app.handle,
-    streamHandler: app.handleStream,
-    registry: new Registry(),
-    log,
-  });
-  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
-  closers.push(() => http.drain(Date.now() + 2000));
-  return { port, logs };
+  const served = await listenApp(setup, sets);
+  closers.push(served.close);
+  return { port: served.port, logs: served.logs };
 }
 
 /** A raw HTTP/1.1 connection that collects everything it reads. */

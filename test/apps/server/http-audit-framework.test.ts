@@ -9,11 +9,9 @@ import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
-import { HttpServer } from '../../../apps/server/http/server.js';
-import { configWith, type LogRecord, memoryLog } from './http/harness.js';
+import { type LogRecord, listenApp } from './http/harness.js';
 
 interface Running {
   url: string;
@@ -27,20 +25,9 @@ afterEach(async () => {
 });
 
 async function start(setup: (app: App) => void): Promise<Running> {
-  const config = configWith(['server.protocol=auto']);
-  const { log, logs } = memoryLog();
-  const app = new App({ config, log, registry: new Registry() });
-  setup(app);
-  const http = new HttpServer({
-    config,
-    handler: app.handle,
-    streamHandler: app.handleStream,
-    registry: new Registry(),
-    log,
-  });
-  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
-  closers.push(() => http.drain(Date.now() + 2000));
-  return { url: `http://127.0.0.1:${port}`, logs };
+  const served = await listenApp(setup);
+  closers.push(served.close);
+  return { url: served.url, logs: served.logs };
 }
 
 /** One h2c GET: its response headers and body. */

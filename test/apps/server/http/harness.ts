@@ -9,6 +9,7 @@ import { type ClientHttp2Session, connect as h2connect, type SecureClientSession
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { Writable } from 'node:stream';
+import type { Tracer } from '@opentelemetry/api';
 import { type Logger, pino } from 'pino';
 import { Registry } from 'prom-client';
 import { App } from '../../../../apps/server/app.js';
@@ -38,6 +39,42 @@ export function memoryLog(): { log: Logger; logs: LogRecord[] } {
     },
   });
   return { log: pino({ level: 'debug' }, sink), logs };
+}
+
+/** An App set up by `setup` behind its own HttpServer on a loopback port (HTTP/1.1 and h2c: `server.protocol=auto`). */
+export interface ListenedApp {
+  port: number;
+  url: string;
+  registry: Registry;
+  logs: LogRecord[];
+  close(): Promise<void>;
+}
+
+export async function listenApp(
+  setup: (app: App) => void,
+  sets: string[] = [],
+  options: { tracer?: Tracer } = {},
+): Promise<ListenedApp> {
+  const config = configWith(['server.protocol=auto', ...sets]);
+  const { log, logs } = memoryLog();
+  const registry = new Registry();
+  const app = new App({ config, log, registry, tracer: options.tracer });
+  setup(app);
+  const http = new HttpServer({
+    config,
+    handler: app.handle,
+    streamHandler: app.handleStream,
+    registry: new Registry(),
+    log,
+  });
+  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    registry,
+    logs,
+    close: () => http.drain(Date.now() + 2000),
+  };
 }
 
 export interface Served {

@@ -7,14 +7,12 @@
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
-import { Registry } from 'prom-client';
+import type { Registry } from 'prom-client';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { App } from '../../../../apps/server/app.js';
-import { HttpServer } from '../../../../apps/server/http/server.js';
 import { HypError } from '../../../../supervisor/errors.js';
 import { until } from '../../../helpers/supervisor.js';
 import { memoryTracer } from '../../../helpers/tracing.js';
-import { type Answer, closeSession, configWith, connect2, get1, get2, memoryLog } from '../http/harness.js';
+import { type Answer, closeSession, connect2, get1, get2, listenApp } from '../http/harness.js';
 import { makePki, type TestPki } from '../tls/certs.js';
 
 let pki: TestPki;
@@ -37,38 +35,32 @@ afterEach(async () => {
 
 async function traced(sets: string[] = []): Promise<Traced> {
   const t = memoryTracer();
-  const config = configWith(sets);
-  const { log } = memoryLog();
-  const registry = new Registry();
-  const app = new App({ config, log, registry, tracer: t.tracer });
-  app.get('/users/:id', (c) => c.json({ id: c.param('id') }));
-  app.get('/ip', (c) => c.text(c.clientIp));
-  app.get('/teapot', () => {
-    throw new HypError('HYP_E_FORBIDDEN');
-  });
-  app.get('/boom', () => {
-    throw new Error('boom');
-  });
-  app.mount('/legacy', (_req, res) => {
-    res.end('legacy');
-  });
-  const http = new HttpServer({
-    config,
-    handler: app.handle,
-    streamHandler: app.handleStream,
-    registry: new Registry(),
-    log,
-  });
-  const { port } = await http.listen({ host: '127.0.0.1', port: 0 });
+  const served = await listenApp(
+    (app) => {
+      app.get('/users/:id', (c) => c.json({ id: c.param('id') }));
+      app.get('/ip', (c) => c.text(c.clientIp));
+      app.get('/teapot', () => {
+        throw new HypError('HYP_E_FORBIDDEN');
+      });
+      app.get('/boom', () => {
+        throw new Error('boom');
+      });
+      app.mount('/legacy', (_req, res) => {
+        res.end('legacy');
+      });
+    },
+    sets,
+    { tracer: t.tracer },
+  );
   return {
-    port,
-    registry,
+    port: served.port,
+    registry: served.registry,
     spans: (n) =>
       until(() => {
         const done = t.exporter.getFinishedSpans();
         return done.length >= n ? done : undefined;
       }, `${n} spans`),
-    close: () => http.drain(Date.now() + 2000),
+    close: served.close,
   };
 }
 
