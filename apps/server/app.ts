@@ -23,7 +23,12 @@ import { type Config, ConfigSchema } from '../../supervisor/config/schema.js';
 import { sizeBytes } from '../../supervisor/config/units.js';
 import { catalog, type ErrorCode, HypError } from '../../supervisor/errors.js';
 import type { Logger } from '../../supervisor/log.js';
-import { type ClientIpResolver, clientIpResolver } from './clientip.js';
+import {
+  type ClientIpResolver,
+  clientIpResolver,
+  type ProtocolResolver,
+  protocolResolver,
+} from './clientip.js';
 import { Context, type H2Stream, type HttpRequest, type HttpResponse } from './context.js';
 import { RouteGroup } from './group.js';
 import { destroySocket, isWebSocketUpgrade, refuseUpgrade } from './http/upgrade.js';
@@ -113,6 +118,8 @@ export class App extends RouteGroup {
   /** `server.limits.body_limit` in bytes: the default limit of `c.body()`. */
   readonly bodyLimit: number;
   readonly clientIpOf: ClientIpResolver;
+  /** @internal `c.protocol`: the socket's scheme, or a trusted proxy's `X-Forwarded-Proto`. */
+  readonly protocolOf: ProtocolResolver;
 
   private readonly routes: Router;
   private readonly metrics: HttpMetrics;
@@ -148,6 +155,7 @@ export class App extends RouteGroup {
     this.workerId = options.workerId;
     this.bodyLimit = sizeBytes(config.server.limits.body_limit);
     this.clientIpOf = clientIpResolver(config.server.trusted_proxies);
+    this.protocolOf = protocolResolver(config.server.trusted_proxies);
     this.metrics = new HttpMetrics(this.registry);
     this.tracing = new HttpTracing(options.tracer);
     const none = () => [];
@@ -404,7 +412,7 @@ export class App extends RouteGroup {
   ): void {
     this.metrics.inFlight++;
     if (this.tracing.enabled) {
-      const traced = this.tracing.start(c.req, method, c.path, pattern, c.clientIp);
+      const traced = this.tracing.start(c.req, method, c.path, pattern, c.clientIp, c.protocol);
       c.span = traced.span;
       otelContext.with(traced.context, this.run, this, c);
     } else {

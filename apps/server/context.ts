@@ -14,6 +14,7 @@ import {
   type ServerHttp2Stream,
   sensitiveHeaders,
 } from 'node:http2';
+import type { Socket } from 'node:net';
 // Imported: Node 20's global `performance` is a lazy getter, paid on every read.
 import { performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
@@ -24,6 +25,7 @@ import type { Logger } from 'pino';
 import { HypError } from '../../supervisor/errors.js';
 import type { App } from './app.js';
 import { type BodyKind, type BodyTypes, kindOf, parseBody, readBody } from './body.js';
+import type { Protocol } from './clientip.js';
 import { originForm } from './prefix.js';
 import type { Route } from './router.js';
 import { type SseOptions, SseStream } from './sse.js';
@@ -75,6 +77,7 @@ export class Context {
   private childLog: Logger | undefined = undefined;
   private bodyBytes: Promise<Buffer> | undefined = undefined;
   private ip: string | undefined = undefined;
+  private scheme: Protocol | undefined = undefined;
   private values: Map<string, unknown> | undefined = undefined;
   private mountedUrl: string | undefined = undefined;
   private closeWaiters: (() => void)[] | undefined = undefined;
@@ -251,20 +254,34 @@ export class Context {
   }
 
   /**
+   * `'https'` or `'http'`: the connection's scheme or, when the socket peer
+   * is in `server.trusted_proxies`, the first value of its
+   * `X-Forwarded-Proto` if that is `http` or `https` (as Express's
+   * `req.protocol`). Read on first use; HTTP/2 builds no compat objects for it.
+   */
+  get protocol(): Protocol {
+    this.scheme ??= this.app.protocolOf(this.socket, this);
+    return this.scheme;
+  }
+
+  /**
    * The certificate the TLS client presented, when it verified against
    * `server.tls.ca_file` (mTLS, `client_auth: request` or `require`);
    * undefined over cleartext, without a certificate, or with one that did
    * not verify — an unverified certificate names nobody.
    */
   get clientCert(): PeerCertificate | undefined {
+    return verifiedPeerCertificate(this.socket);
+  }
+
+  /** The connection's socket (HTTP/2: its session's), without building HTTP/2's compat objects. */
+  private get socket(): Socket | undefined {
     const req = this.nodeReq;
-    return verifiedPeerCertificate(
-      req === undefined
-        ? this.h2!.stream.session?.socket
-        : req.httpVersionMajor === 2
-          ? (req as Http2ServerRequest).stream.session?.socket
-          : req.socket,
-    );
+    return req === undefined
+      ? this.h2!.stream.session?.socket
+      : req.httpVersionMajor === 2
+        ? (req as Http2ServerRequest).stream.session?.socket
+        : req.socket;
   }
 
   /** The app logger with this request's id (and route) on every line. */

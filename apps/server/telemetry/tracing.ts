@@ -61,7 +61,9 @@ export class HttpTracing {
    * Start the server span; returns it with the context (parent + span) to
    * run the handler in. `clientAddress`: the client behind trusted proxies
    * (`c.clientIp`), when known; the socket's peer is then
-   * `network.peer.address`, as the conventions have it.
+   * `network.peer.address`, as the conventions have it. `scheme`: the
+   * client's (`c.protocol`, a trusted proxy's `X-Forwarded-Proto`), else
+   * the socket's.
    */
   start(
     req: Request,
@@ -69,6 +71,7 @@ export class HttpTracing {
     path: string,
     route: string | undefined,
     clientAddress?: string,
+    scheme?: 'http' | 'https',
   ): { span: Span; context: OtelContext } {
     // Without a traceparent the W3C propagator has nothing to extract; other propagators might.
     const parent =
@@ -89,7 +92,8 @@ export class HttpTracing {
           'http.request.method': label,
           ...(label === method ? {} : { 'http.request.method_original': clip(method) }),
           'url.path': clip(path),
-          'url.scheme': (socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http',
+          'url.scheme':
+            scheme ?? ((socket as { encrypted?: boolean } | undefined)?.encrypted ? 'https' : 'http'),
           // Node says '2.0' for HTTP/2; the conventions' value is '2'.
           'network.protocol.version': req.httpVersionMajor === 2 ? '2' : req.httpVersion,
           ...(route === undefined ? {} : { 'http.route': route }),
