@@ -98,11 +98,30 @@ type TaggedStream = ServerHttp2Stream & { [kContext]?: Context };
 const internalProblem = new HypError('HYP_E_INTERNAL').toProblem();
 /**
  * Response headers kept when an error replaces a half-built answer: those
- * about the request or the resource, not the answer (and any
+ * about the request, the resource, the client's session or the site, not
+ * the answer. `Set-Cookie`: a session a middleware refreshed before the
+ * handler threw stays refreshed (Express and Fastify keep it). The security
+ * policies a helmet-style middleware sets hold for an error too. And any
  * `access-control-*`: without them a cross-origin browser client cannot
- * read the error at all).
+ * read the error at all. `Cache-Control`, `ETag`, `Location`, `Content-*`
+ * and the rest described the answer that never went out: dropped.
  */
-const keptOnError = new Set(['x-request-id', 'allow', 'vary']);
+const keptOnError = new Set([
+  'x-request-id',
+  'allow',
+  'vary',
+  'set-cookie',
+  'strict-transport-security',
+  'content-security-policy',
+  'content-security-policy-report-only',
+  'x-content-type-options',
+  'x-frame-options',
+  'referrer-policy',
+  'permissions-policy',
+  'cross-origin-opener-policy',
+  'cross-origin-embedder-policy',
+  'cross-origin-resource-policy',
+]);
 const corsHeader = 'access-control-';
 
 /**

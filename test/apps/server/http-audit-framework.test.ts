@@ -468,6 +468,61 @@ describe('CORS headers on an error answer', () => {
   });
 });
 
+describe('Set-Cookie and security headers on an error answer', () => {
+  const routes = (app: App) => {
+    // A session middleware that refreshed its cookie, a helmet-style one, then a handler that throws.
+    app.use(async (c, next) => {
+      c.setCookie('sid', 'rotated', { maxAge: 3600 })
+        .header('strict-transport-security', 'max-age=31536000')
+        .header('x-content-type-options', 'nosniff')
+        .header('content-security-policy', "default-src 'none'");
+      await next();
+    });
+    app.get('/boom', (c) => {
+      c.setCookie('flash', 'saved');
+      c.header('cache-control', 'public, max-age=86400').header('etag', '"half-built"');
+      c.header('content-language', 'de');
+      throw new Error('boom');
+    });
+    app.post('/items', async (c) => c.json(await c.body('json'), 201));
+  };
+  const kept = ['strict-transport-security', 'x-content-type-options', 'content-security-policy'];
+  const dropped = ['cache-control', 'etag', 'content-language'];
+
+  it('are kept over HTTP/1.1 (as Express and Fastify keep them); what described the answer goes', async () => {
+    const { url } = await start(routes);
+    const boom = await fetch(`${url}/boom`);
+    expect(boom.status).toBe(500);
+    expect(boom.headers.getSetCookie()).toEqual([
+      'sid=rotated; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax',
+      'flash=saved; Path=/; HttpOnly; SameSite=Lax',
+    ]);
+    for (const name of kept) expect(boom.headers.get(name), name).not.toBeNull();
+    for (const name of dropped) expect(boom.headers.get(name), name).toBeNull();
+    const bad = await fetch(`${url}/items`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"a":',
+    });
+    expect([bad.status, bad.headers.getSetCookie()]).toEqual([
+      400,
+      ['sid=rotated; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax'],
+    ]);
+  });
+
+  it('are kept over HTTP/2', async () => {
+    const { url } = await start(routes);
+    const boom = await h2get(url, '/boom');
+    expect(boom.headers[':status']).toBe(500);
+    expect(boom.headers['set-cookie']).toEqual([
+      'sid=rotated; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax',
+      'flash=saved; Path=/; HttpOnly; SameSite=Lax',
+    ]);
+    for (const name of kept) expect(boom.headers[name], name).toBeDefined();
+    for (const name of dropped) expect(boom.headers[name], name).toBeUndefined();
+  });
+});
+
 describe('docs/http.md: what a handler returns', () => {
   it('is not sent (Fastify would send it): the request stays unanswered, a returned c.json() answers', async () => {
     const { url } = await start((app) => {
