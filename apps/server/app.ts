@@ -517,7 +517,8 @@ export class App extends RouteGroup {
   /**
    * @internal An error of a middleware chain no middleware handed on (one
    * that did not await `next()`, or swallowed the rejection without
-   * answering): mapped as if thrown, since nothing else will answer.
+   * answering): mapped as if thrown, since nothing else will answer; one
+   * thrown after the answer is reported as if thrown (onError, else logged).
    */
   strayError(c: Context, err: unknown): void {
     this.fail(c, err);

@@ -322,10 +322,14 @@ function layer(mw: Middleware, inner: Handler): Handler {
     // Express habit: `next(); return`) or swallowed it without answering would
     // leave the request hanging, and an unobserved rejection takes the worker
     // down: once this middleware is done, an unanswered request gets the
-    // error answered as if thrown.
+    // error answered as if thrown. One thrown after the answer is handled as
+    // if thrown too (onError, else logged with the request id), as it would
+    // be without this middleware; also when the middleware caught it and
+    // reported it itself, which cannot be told from not waiting.
     const downstreamFailed = (err: unknown) => {
+      const afterAnswer = c.answered;
       const unanswered = () => {
-        if (!c.answered) c.app.strayError(c, err);
+        if (afterAnswer || !c.answered) c.app.strayError(c, err);
       };
       if (result instanceof Promise) result.then(unanswered, ignore);
       else queueMicrotask(unanswered);

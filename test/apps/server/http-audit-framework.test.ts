@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { App } from '../../../apps/server/app.js';
+import { until } from '../../helpers/supervisor.js';
 import { type LogRecord, listenApp } from './http/harness.js';
 
 interface Running {
@@ -256,6 +257,71 @@ describe('middleware that does not wait for next() (the Express habit)', () => {
     expect([answered.status, await answered.json()]).toEqual([503, { custom: true }]);
     const caught = await fetch(`${url}/caught`, { signal: AbortSignal.timeout(10_000) });
     expect([caught.status, await caught.text()]).toEqual([502, 'caught by the middleware']);
+  });
+  it('gets an error its handler threw after answering logged with the request id, as without middleware', async () => {
+    const { url, logs } = await start((app) => {
+      const answerThenThrow = (c: Parameters<Parameters<App['use']>[0]>[0]) => {
+        c.text('answered');
+        throw new Error(`after the answer of ${c.path}`);
+      };
+      // The normal path, and a middleware that awaits next() and rethrows.
+      app.get('/plain', answerThenThrow);
+      app.get('/awaited', async (_c, next) => next(), answerThenThrow);
+      // Middleware that never sees the rejection: sync, async, and async after a wait of its own.
+      app.get('/sync', (_c, next) => void next(), answerThenThrow);
+      app.get(
+        '/async',
+        async (_c, next) => {
+          next();
+        },
+        answerThenThrow,
+      );
+      app.get(
+        '/late',
+        (_c, next) => void next(),
+        async (c) => {
+          c.text('answered');
+          await new Promise((resolve) => setImmediate(resolve));
+          throw new Error('after the answer of /late');
+        },
+      );
+    });
+    const paths = ['/plain', '/awaited', '/sync', '/async', '/late'];
+    const ids: Record<string, string | null> = {};
+    for (const path of paths) {
+      const res = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(10_000) });
+      expect([res.status, await res.text()]).toEqual([200, 'answered']);
+      ids[path] = res.headers.get('x-request-id');
+    }
+    const session: ClientHttp2Session = h2connect(url);
+    try {
+      const answer = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        const req = session.request({ ':path': '/sync' });
+        let headers: Record<string, unknown> = {};
+        req.on('response', (h) => {
+          headers = h;
+        });
+        req.resume();
+        req.on('end', () => resolve(headers));
+        req.on('error', reject);
+      });
+      ids['/sync h2'] = String(answer['x-request-id']);
+    } finally {
+      session.close();
+    }
+    const logged = (id: string | null) =>
+      until(() => {
+        const lines = logs.filter((l) => l.request_id === id && l.level === 50);
+        return lines.length > 0 ? lines : undefined;
+      }, `the error line of request ${id}`);
+    for (const [path, id] of Object.entries(ids)) {
+      const lines = await logged(id);
+      expect(lines, path).toHaveLength(1);
+      expect(lines[0]!.msg, path).toBe('unhandled error in request handler');
+      expect((lines[0]!.err as { message: string }).message, path).toBe(
+        `after the answer of ${path.split(' ')[0]}`,
+      );
+    }
   });
 });
 
