@@ -167,7 +167,12 @@ export class HttpServer {
     const sendTimeoutMs = durationMs(limits.send_timeout);
     this.stalls = new SendStallWatch(sendTimeoutMs, opts.registry, (socket, pending) =>
       this.log?.info(
-        { code: 'HYP_E_SEND_TIMEOUT', remote: socket.remoteAddress, pending_bytes: pending },
+        {
+          code: 'HYP_E_SEND_TIMEOUT',
+          request_id: answeringRequestId(socket),
+          remote: socket.remoteAddress,
+          pending_bytes: pending,
+        },
         new HypError('HYP_E_SEND_TIMEOUT', { timeout: limits.send_timeout }).message,
       ),
     );
@@ -376,6 +381,29 @@ function sentRequestId(stream: ServerHttp2Stream): string | undefined {
   const id = stream.sentHeaders?.['x-request-id'];
   return typeof id === 'string' ? id : undefined;
 }
+
+/**
+ * The `x-request-id` of the HTTP/1.1 answer going out on `socket` (Node's
+ * `_httpMessage`: attached until its last write completes, so a stuck one
+ * still is), for its log lines. A head written in one `writeHead` call
+ * (`c.json()` and friends) keeps no header map: the id is read from the
+ * head's text then. Undefined on an HTTP/2 socket or between answers.
+ */
+function answeringRequestId(socket: Socket): string | undefined {
+  const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+  if (!res) return undefined;
+  const id = res.getHeader('x-request-id');
+  if (typeof id === 'string') return id;
+  const head = (res as ServerResponse & { _header?: string | null })._header;
+  if (typeof head !== 'string') return undefined;
+  const at = head.search(requestIdLine);
+  if (at < 0) return undefined;
+  const start = head.indexOf(':', at) + 1;
+  const end = head.indexOf('\r\n', start);
+  return head.slice(start, end < 0 ? undefined : end).trim();
+}
+
+const requestIdLine = /\r\nx-request-id:/i;
 
 /** Node's HTTP/1.1 parser errors (HPE_*) and its request timeout: what a 400/408/431 answers. */
 function isHttpClientError(err: NodeJS.ErrnoException): boolean {
