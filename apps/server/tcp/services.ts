@@ -38,7 +38,17 @@ export function createTcpServices(init: TcpServicesInit): TcpService[] {
     const section = config.tcp[name];
     if (section === undefined || !section.addr) throw new HypError('HYP_E_TCP_UNKNOWN_SERVICE', { name });
     services.push(
-      new TcpService({ name, config: section, handler: reg.handler, options: reg.options, log, registry }),
+      new TcpService({
+        name,
+        config: section,
+        handler: reg.handler,
+        options: reg.options,
+        log,
+        registry,
+        // The supervisor sends its keys right after `config`, before the services exist:
+        // without them a TLS service seals tickets with per-worker keys until the first rotation.
+        ticketKeys: init.ticketKeys,
+      }),
     );
   }
   for (const name of Object.keys(config.tcp)) {
