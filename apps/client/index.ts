@@ -17,6 +17,7 @@ export {
   PublishAckError,
   type PublishAckOptions,
   type ReconnectOptions,
+  type SendOptions,
   type SocketConstructor,
   type SocketHandler,
   type SocketLike,

@@ -137,6 +137,14 @@ export interface HypWebSocketOptions {
    */
   maxPendingMessages?: number;
   maxPendingBytes?: number;
+  /**
+   * Keep the member list of each room joined (`members(room)`), asking the
+   * hub for it after every (re)join, and turn the differences into
+   * `presence` events. Default true. The hub's answer lists every member
+   * in one frame, which `maxMessageSize` bounds. False: no list, no
+   * request; presence events come as the hub sends them.
+   */
+  keepMembers?: boolean;
 }
 
 /** One message from the hub. */
@@ -210,6 +218,19 @@ export interface PublishAckOptions {
   id?: string;
 }
 
+/** Options of `publish`, `broadcast` and `send`. */
+export interface SendOptions {
+  /**
+   * Drop the message rather than let it wait when it cannot go out now
+   * (Socket.IO's `volatile`): while disconnected (it is not queued), or
+   * while bytes wait ahead of it — in the socket's `bufferedAmount`, or
+   * frames being sealed (`security`). A dropped one is not reported as an
+   * `error` event: the call returns false. For state that the next message
+   * replaces (a cursor, a typing indicator, a game tick).
+   */
+  volatile?: boolean;
+}
+
 /**
  * The rejection of `publishAck`: the hub's `error` frame for that publish
  * (its code, message and channel), HYP_E_WS_ACK_TIMEOUT,
@@ -263,6 +284,38 @@ interface Unacked {
   timer: ReturnType<typeof setTimeout>;
 }
 
+/** A room the client joined: its member list, as last known. */
+interface RoomView {
+  /** Client ids, in the order the client learned them. */
+  readonly members: Set<string>;
+  /** The connection on which the hub answered the client's own member-list request after its join. */
+  syncedOn: SocketLike | undefined;
+  /** The connection on which the hub refused the join. */
+  refusedOn: SocketLike | undefined;
+}
+
+/**
+ * A request about a room whose answer (a `presence` member list) or refusal (an `error` naming the
+ * room) is still to come on this connection: the client's own join and the member-list request it
+ * makes right behind it, or the application's `presence(room)`. The hub answers one connection's
+ * requests in order, so the first one waiting is the one answered.
+ */
+type RoomAsk = { kind: 'join' | 'own'; view: RoomView } | { kind: 'app' };
+
+/** The options `sendNow` takes. */
+interface SendHow {
+  /** Send while the socket is not open yet (opening: its `onopen`). */
+  force?: boolean;
+  /** An application message (else a control frame, replayed from state): measured against `maxSendSize`. */
+  queueable?: boolean;
+  /** Subject to the seal chain's and the send buffer's bounds (default: `queueable`). */
+  bounded?: boolean;
+  /** Dropped, unreported, when anything waits ahead of it. */
+  volatile?: boolean;
+  /** The room request this frame is: waits for its answer once sent. */
+  ask?: { room: string; ask: RoomAsk };
+}
+
 interface Events {
   open: () => void;
   /** An attempt failed before opening (its `close`, 1006, follows); reconnecting goes on as usual. */
@@ -277,6 +330,13 @@ interface Events {
 type Listener<K extends keyof Events> = Events[K];
 
 const OPEN = 1;
+
+/** Error codes with which the hub refuses a join_room, naming the room; a presence request only with the first. */
+const refusedJoin: ReadonlySet<string> = new Set([
+  'HYP_E_WS_FORBIDDEN_CHANNEL',
+  'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS',
+  'HYP_E_WS_NAME_TOO_LONG',
+]);
 
 /** Error codes with which the hub refuses a subscribe: it never started. */
 const refusedSubscribe: ReadonlySet<string> = new Set([
@@ -455,6 +515,7 @@ export class HypWebSocket {
   private largestSent: { size: number; message: Envelope } | undefined;
   private readonly maxPendingMessages: number;
   private readonly maxPendingBytes: number;
+  private readonly keepMembers: boolean;
   /** Frames (and their bytes) received and not yet opened and dispatched. */
   private pendingMessages = 0;
   private pendingBytes = 0;
@@ -494,7 +555,10 @@ export class HypWebSocket {
   /** channel → which subscription it is (a count over all subscribe() calls that started one). */
   private readonly generation = new Map<string, number>();
   private subscriptions = 0;
-  private readonly rooms = new Set<string>();
+  /** The rooms joined (rejoined after every reconnect), each with its member list. */
+  private readonly rooms = new Map<string, RoomView>();
+  /** room → its requests waiting for an answer on the current connection, in the order sent. */
+  private readonly roomAsks = new Map<string, RoomAsk[]>();
   private queue: Envelope[] = [];
   /** Acknowledged publishes awaiting their `published` (insertion order is publish order), and their bytes. */
   private readonly acks = new Map<string, Unacked>();
@@ -563,6 +627,7 @@ export class HypWebSocket {
     this.maxSendSize = limit('maxSendSize', options.maxSendSize, 512 * 1024);
     this.maxPendingMessages = limit('maxPendingMessages', options.maxPendingMessages, 10_000);
     this.maxPendingBytes = limit('maxPendingBytes', options.maxPendingBytes, 32 * 1024 * 1024);
+    this.keepMembers = options.keepMembers ?? true;
   }
 
   on<K extends keyof Events>(event: K, listener: Listener<K>): () => void {
@@ -656,7 +721,7 @@ export class HypWebSocket {
     this.unacked.delete(channel);
     this.stopBusyRetry(channel, true);
     this.channelHandlers.delete(channel);
-    this.sendNow({ type: 'unsubscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) });
+    this.sendNow({ type: 'unsubscribe', data: this.codec.encodeChannelRequest({ channel, offset: '' }) }, {});
   }
 
   /** The last offset seen on `channel` (what a reconnect resumes from). */
@@ -664,14 +729,37 @@ export class HypWebSocket {
     return this.channels.get(channel) || undefined;
   }
 
+  /**
+   * Joins `room` (and rejoins it after every reconnect), and keeps its
+   * member list (`members(room)`): after each join the client asks the hub
+   * for the list itself, and applies the room's join/leave events to it.
+   */
   joinRoom(room: string): void {
-    this.rooms.add(room);
-    this.sendNow({ type: 'join_room', data: this.codec.encodeRoomRequest({ roomId: room }) });
+    let view = this.rooms.get(room);
+    if (view === undefined) {
+      view = { members: new Set(), syncedOn: undefined, refusedOn: undefined };
+      this.rooms.set(room, view);
+    }
+    this.joinNow(room, view);
   }
 
+  /** Leaves `room`; its member list is forgotten at once (no events). */
   leaveRoom(room: string): void {
     this.rooms.delete(room);
-    this.sendNow({ type: 'leave_room', data: this.codec.encodeRoomRequest({ roomId: room }) });
+    this.sendNow({ type: 'leave_room', data: this.codec.encodeRoomRequest({ roomId: room }) }, {});
+  }
+
+  /**
+   * The members of a room the client joined, as last known: the hub's list
+   * answering the client's own request after each (re)join, with the
+   * room's join/leave events applied since. While disconnected it is the
+   * list before the connection was lost. Empty for a room not joined (or
+   * left, or whose join the hub refused), until the hub's first answer or
+   * event after `joinRoom`, and always with `keepMembers: false`.
+   */
+  members(room: string): readonly string[] {
+    const view = this.keepMembers ? this.rooms.get(room) : undefined;
+    return view === undefined ? [] : [...view.members];
   }
 
   /**
@@ -683,15 +771,24 @@ export class HypWebSocket {
     this.enqueue(envelope({ type: 'presence', data: this.codec.encodeRoomRequest({ roomId: room }) }));
   }
 
-  publish(channel: string, data: Payload): void {
-    this.enqueue({
-      type: 'publish',
-      channel,
-      data: toData(data),
-      timestamp: 0n,
-      clientId: '',
-      offset: '',
-    });
+  /**
+   * Sends `data` to `channel`'s subscribers; queued while disconnected.
+   * Returns false when it is not sent and will not be: refused by the
+   * queue's bounds (reported as an `error` event HYP_E_WS_QUEUE_FULL), or
+   * `volatile` and unable to go now (not reported).
+   */
+  publish(channel: string, data: Payload, options: SendOptions = {}): boolean {
+    return this.enqueue(
+      {
+        type: 'publish',
+        channel,
+        data: toData(data),
+        timestamp: 0n,
+        clientId: '',
+        offset: '',
+      },
+      options.volatile === true,
+    );
   }
 
   /**
@@ -824,20 +921,27 @@ export class HypWebSocket {
     }
   }
 
-  broadcast(data: Payload): void {
-    this.enqueue({
-      type: 'broadcast',
-      channel: '',
-      data: toData(data),
-      timestamp: 0n,
-      clientId: '',
-      offset: '',
-    });
+  /** Sends `data` to every client of the hub; returns as `publish` does. */
+  broadcast(data: Payload, options: SendOptions = {}): boolean {
+    return this.enqueue(
+      {
+        type: 'broadcast',
+        channel: '',
+        data: toData(data),
+        timestamp: 0n,
+        clientId: '',
+        offset: '',
+      },
+      options.volatile === true,
+    );
   }
 
-  /** An application message of any type (reaches the hub's message callbacks). */
-  send(type: string, data: Payload, channel = ''): void {
-    this.enqueue({ type, channel, data: toData(data), timestamp: 0n, clientId: '', offset: '' });
+  /** An application message of any type (reaches the hub's message callbacks); returns as `publish` does. */
+  send(type: string, data: Payload, channel = '', options: SendOptions = {}): boolean {
+    return this.enqueue(
+      { type, channel, data: toData(data), timestamp: 0n, clientId: '', offset: '' },
+      options.volatile === true,
+    );
   }
 
   /**
@@ -880,6 +984,8 @@ export class HypWebSocket {
     socket.binaryType = 'arraybuffer';
     this.socket = socket;
     this.largestSent = undefined;
+    // what the lost connection was asked is never answered on this one
+    this.roomAsks.clear();
     /** Set when `ws` closed for a message over maxPayload: it sends 1009 but reports 1006 (no echo read). */
     let tooLarge = false;
     let opened = false;
@@ -931,9 +1037,7 @@ export class HypWebSocket {
       if (!offset && this.unacked.has(channel)) skipped.push(channel);
       this.subscribeNow(channel, offset, true);
     }
-    for (const room of this.rooms) {
-      this.sendNow({ type: 'join_room', data: this.codec.encodeRoomRequest({ roomId: room }) }, true);
-    }
+    for (const [room, view] of this.rooms) this.joinNow(room, view, true);
     const queued = this.queue;
     this.queue = [];
     this.queuedBytes = 0;
@@ -962,8 +1066,8 @@ export class HypWebSocket {
 
   /** Sends a message admitted earlier (queued, or acknowledged and sent again). */
   private flush(m: Envelope): void {
-    const over = this.sendNow(m, false, true, false);
-    if (over === undefined) return;
+    const over = this.sendNow(m, { queueable: true, bounded: false });
+    if (typeof over !== 'number') return;
     // measured when admitted; only a frame that grew since (a longer timestamp) can get here
     const err = this.tooLarge(m, over);
     if (m.id)
@@ -1152,11 +1256,14 @@ export class HypWebSocket {
           this.unacked.delete(body.channel);
         if (body.code === 'HYP_E_WS_RECOVERY_BUSY' && typeof body.channel === 'string')
           this.retryBusy(body.channel);
+        const room = (body as { room_id?: unknown }).room_id;
+        if (typeof room === 'string' && refusedJoin.has(body.code) && !this.roomRefused(room, body.code))
+          return;
         this.emit('error', body);
         return;
       }
       case 'presence':
-        this.emit('presence', message(m));
+        this.presenceFrame(m);
         return;
     }
     if (m.channel && m.offset && this.channels.has(m.channel)) {
@@ -1170,6 +1277,169 @@ export class HypWebSocket {
     const handlers = m.channel ? this.channelHandlers.get(m.channel) : undefined;
     if (handlers) for (const h of handlers) this.guard(() => h(msg));
     this.emit('message', msg);
+  }
+
+  /**
+   * Sends a join of `room` and, right behind it, the client's own request for its member list, if
+   * connected (`force`: opening). The hub answers one connection's requests in order: that answer
+   * is the list as of the join, and every event after it is news.
+   */
+  private joinNow(room: string, view: RoomView, force = false): void {
+    if (!this.socket || (this.socket.readyState !== OPEN && !force)) return;
+    const data = this.codec.encodeRoomRequest({ roomId: room });
+    if (!this.keepMembers) {
+      this.sendNow({ type: 'join_room', data }, { force });
+      return;
+    }
+    this.sendNow({ type: 'join_room', data }, { force, ask: { room, ask: { kind: 'join', view } } });
+    this.sendNow({ type: 'presence', data }, { force, ask: { room, ask: { kind: 'own', view } } });
+  }
+
+  /** The room an application's member-list request names (none when the data does not parse: refused). */
+  private appAsk(data: Uint8Array): { room: string; ask: RoomAsk } | undefined {
+    try {
+      return { room: this.codec.decodeRoomRequest(data, 'presence').roomId, ask: { kind: 'app' } };
+    } catch {
+      return undefined;
+    }
+  }
+
+  private expectAnswer(room: string, ask: RoomAsk): void {
+    const asks = this.roomAsks.get(room);
+    if (asks === undefined) this.roomAsks.set(room, [ask]);
+    else asks.push(ask);
+  }
+
+  private forgetAsk(room: string, ask: RoomAsk): void {
+    const asks = this.roomAsks.get(room);
+    const at = asks?.indexOf(ask) ?? -1;
+    if (at >= 0) asks!.splice(at, 1);
+    if (asks?.length === 0) this.roomAsks.delete(room);
+  }
+
+  /**
+   * A `presence` frame: a member list answering a request, or a join/leave event. In a room the
+   * client joined, an event that changes nothing in its list (a join of a listed member: its own
+   * join again after a reconnect) is dropped; the others update the list and reach the application.
+   */
+  private presenceFrame(m: Envelope): void {
+    let body: unknown;
+    try {
+      body = JSON.parse(utf8Decoder.decode(m.data));
+    } catch {
+      body = undefined;
+    }
+    const fields = (typeof body === 'object' && body !== null ? body : {}) as {
+      room_id?: unknown;
+      members?: unknown;
+      event?: unknown;
+      client_id?: unknown;
+    };
+    const room = typeof fields.room_id === 'string' ? fields.room_id : m.channel;
+    if (Array.isArray(fields.members)) {
+      const list = fields.members.filter((id): id is string => typeof id === 'string');
+      this.answered(room, list, m);
+      return;
+    }
+    const view = this.keepMembers ? this.rooms.get(room) : undefined;
+    const id = fields.client_id;
+    if (view !== undefined && typeof id === 'string') {
+      if (fields.event === 'join') {
+        if (view.members.has(id)) return;
+        view.members.add(id);
+      } else if (fields.event === 'leave') {
+        if (!view.members.has(id)) return;
+        view.members.delete(id);
+      }
+    }
+    this.emit('presence', message(m));
+  }
+
+  /**
+   * A member list from the hub. The answer to the client's own request after a join is the room's
+   * list from then on: the differences from the list the client had go out as `presence` events
+   * (the changes made while it was disconnected; on a first join, the members already there), and
+   * the answer itself is not the application's. An answer to the application's `presence(room)`
+   * reaches it as it came, after bringing a synced list up to date the same way.
+   */
+  private answered(room: string, list: string[], m: Envelope): void {
+    const asks = this.roomAsks.get(room);
+    let ask: RoomAsk | undefined;
+    // joins ahead of this answer were accepted: a refusal would have come before it
+    while (asks !== undefined && asks.length > 0 && ask === undefined) {
+      const head = asks.shift()!;
+      if (head.kind !== 'join') ask = head;
+    }
+    if (asks?.length === 0) this.roomAsks.delete(room);
+    const view = this.rooms.get(room);
+    const socket = this.socket;
+    if (ask?.kind === 'own') {
+      // a request of a room left since, or whose join the hub refused: nothing to keep
+      if (ask.view === view && view.refusedOn !== socket) {
+        view.syncedOn = socket;
+        this.reconcile(room, view, list);
+      }
+      return;
+    }
+    if (view !== undefined && socket !== undefined && view.syncedOn === socket && view.refusedOn !== socket)
+      this.reconcile(room, view, list);
+    this.emit('presence', message(m));
+  }
+
+  /**
+   * An `error` naming `room` with a code that refuses a join. False when it refuses the client's
+   * own member-list request, which went right behind a join refused the same way and reported
+   * already. The join refused: the client is no member on this connection, so its list empties.
+   */
+  private roomRefused(room: string, code: string): boolean {
+    const asks = this.roomAsks.get(room);
+    const head = asks?.[0];
+    if (asks === undefined || head === undefined) return true;
+    if (head.kind === 'join') {
+      asks.shift();
+      if (asks.length === 0) this.roomAsks.delete(room);
+      if (head.view === this.rooms.get(room)) {
+        head.view.refusedOn = this.socket;
+        this.reconcile(room, head.view, []);
+      }
+      return true;
+    }
+    // a member-list request is refused only as forbidden (canJoin)
+    if (code !== 'HYP_E_WS_FORBIDDEN_CHANNEL') return true;
+    asks.shift();
+    if (asks.length === 0) this.roomAsks.delete(room);
+    return head.kind === 'app';
+  }
+
+  /** Brings `view` to `list`, emitting a `presence` event marked `snapshot` for each difference. */
+  private reconcile(room: string, view: RoomView, list: readonly string[]): void {
+    const fresh = new Set(list);
+    const left = [...view.members].filter((id) => !fresh.has(id));
+    const joined = [...fresh].filter((id) => !view.members.has(id));
+    for (const [kind, ids] of [
+      ['leave', left],
+      ['join', joined],
+    ] as const) {
+      for (const id of ids) {
+        // a listener left the room (or joined it anew): this list is no longer the room's
+        if (this.rooms.get(room) !== view) return;
+        if (kind === 'leave') view.members.delete(id);
+        else view.members.add(id);
+        const event = { event: kind, room_id: room, client_id: id, snapshot: true };
+        this.emit(
+          'presence',
+          message(
+            envelope({
+              type: 'presence',
+              channel: room,
+              clientId: id,
+              timestamp: nowNs(),
+              data: utf8Encoder.encode(JSON.stringify(event)),
+            }),
+          ),
+        );
+      }
+    }
   }
 
   /** The hub refused to resume `channel` now: ask again later, while still subscribed on this connection. */
@@ -1204,27 +1474,34 @@ export class HypWebSocket {
   private subscribeNow(channel: string, offset: string, force = false): void {
     if (!this.socket || (this.socket.readyState !== OPEN && !force)) return;
     if (!offset) this.unacked.add(channel);
-    this.sendNow({ type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) }, force);
+    this.sendNow(
+      { type: 'subscribe', data: this.codec.encodeChannelRequest({ channel, offset }) },
+      { force },
+    );
   }
 
   /**
-   * Sends or queues an application message. Throws a MessageTooLargeError
-   * (nothing sent or queued) for one whose frame exceeds `maxSendSize`.
+   * Sends or queues an application message; false when it is not sent and
+   * will not be (refused and reported, or `volatile` and dropped). Throws a
+   * MessageTooLargeError (nothing sent or queued) for one whose frame
+   * exceeds `maxSendSize`.
    */
-  private enqueue(m: Envelope): void {
+  private enqueue(m: Envelope, volatile = false): boolean {
     if (this.connected) {
-      const over = this.sendNow(m, false, true);
-      if (over !== undefined) throw this.tooLarge(m, over);
-      return;
+      const sent = this.sendNow(m, { queueable: true, volatile });
+      if (typeof sent === 'number') throw this.tooLarge(m, sent);
+      return sent;
     }
     // measured as it will go out: with a timestamp (taken when sent), sealed when security is on
     const wire = this.wireSize(this.codec.marshal({ ...m, timestamp: m.timestamp || nowNs() }).length);
     if (wire > this.maxSendSize) throw this.tooLarge(m, wire);
+    // it cannot go now: dropped, never queued
+    if (volatile) return false;
     const size = queuedSize(m);
     // larger than the whole bound: dropping every older message would not make room for it
     if (size > this.maxQueuedBytes) {
       this.queueFull(m, `it alone is larger than ${this.maxQueuedBytes} bytes (maxQueuedBytes)`);
-      return;
+      return false;
     }
     // the caller may reuse its buffer once publish() returns (as WebSocket.send allows): keep a copy
     m.data = m.data.slice();
@@ -1239,6 +1516,8 @@ export class HypWebSocket {
       this.queuedBytes -= queuedSize(dropped);
       this.queueFull(dropped, `more than ${bound} queued while disconnected`);
     }
+    // the oldest go first: this one, the newest, went only if every other did
+    return this.queue.length > 0;
   }
 
   /** The bytes a frame of `length` bytes takes on the wire: sealed when security is on. */
@@ -1303,18 +1582,16 @@ export class HypWebSocket {
    * Sends if open; control messages while closed are skipped (replayed on
    * reconnect). A `queueable` one caught by a close while being sealed is
    * reported (HYP_E_WS_SEAL), not sent; one past the seal chain's bounds
-   * (unless not `bounded`) is reported (HYP_E_WS_QUEUE_FULL), not sent. A
-   * `queueable` one whose frame exceeds `maxSendSize` is not sent: returns
-   * its size on the wire (the caller reports it).
+   * (unless not `bounded`) is reported (HYP_E_WS_QUEUE_FULL), not sent; a
+   * `volatile` one with anything waiting ahead of it is dropped, unreported.
+   * Returns true when the frame went to the socket (or the seal chain),
+   * false when it did not; for a `queueable` one whose frame exceeds
+   * `maxSendSize`, not sent, its size on the wire (the caller reports it).
    */
-  private sendNow(
-    fields: Partial<Envelope>,
-    force = false,
-    queueable = false,
-    bounded = queueable,
-  ): number | undefined {
+  private sendNow(fields: Partial<Envelope>, how: SendHow = {}): boolean | number {
+    const { force = false, queueable = false, bounded = queueable, volatile = false } = how;
     const socket = this.socket;
-    if (!socket || (socket.readyState !== OPEN && !force)) return undefined;
+    if (!socket || (socket.readyState !== OPEN && !force)) return false;
     // every frame carries a timestamp: hubs with a replay guard require one. It is taken now, when the
     // frame goes out: a publish queued while disconnected would otherwise be refused as stale
     const m = envelope(fields);
@@ -1323,6 +1600,8 @@ export class HypWebSocket {
     const bytes = this.codec.marshal(m);
     const wire = queueable ? this.wireSize(bytes.length) : 0;
     if (wire > this.maxSendSize) return wire;
+    // Socket.IO's rule: a volatile message goes only when nothing waits to go out before it
+    if (volatile && (this.sealingMessages > 0 || (socket.bufferedAmount ?? 0) > 0)) return false;
     // publishing faster than WebCrypto seals, or than the network takes, would grow the seal chain or the
     // socket's send buffer without bound: past the queue's bounds a new application message is refused
     // (never one already waiting: that would reorder; one is always admitted). Control frames are small
@@ -1339,15 +1618,18 @@ export class HypWebSocket {
             : undefined;
       if (bound !== undefined) {
         this.queueFull(m, `more than ${bound}`);
-        return undefined;
+        return false;
       }
     }
+    // a member-list request (the application's too): its answer is told apart from others by its turn
+    const ask = how.ask ?? (queueable && m.type === 'presence' ? this.appAsk(m.data) : undefined);
+    if (ask !== undefined) this.expectAnswer(ask.room, ask.ask);
     if (!this.security) {
       socket.send(
         this.codec.frame === 'text' ? utf8Decoder.decode(bytes) : (bytes as Uint8Array<ArrayBuffer>),
       );
       if (wire > (this.largestSent?.size ?? 0)) this.largestSent = { size: wire, message: m };
-      return undefined;
+      return true;
     }
     const security = this.security;
     const counted = queueable ? 1 : 0;
@@ -1364,7 +1646,7 @@ export class HypWebSocket {
         } else if (m.id) {
           // an acknowledged publish is sent again at the reconnect, in its place (before the queue),
           // or its promise has told the application already (a timeout, close()): not reported twice
-        } else if (queueable) {
+        } else if (queueable && !volatile) {
           // Re-queueing it here could overtake frames flushed at a reconnect: report it instead.
           const report: HypErrorFrame = {
             code: 'HYP_E_WS_SEAL',
@@ -1374,6 +1656,8 @@ export class HypWebSocket {
           this.emit('error', report);
         }
       } catch (err) {
+        // never sent: never answered
+        if (ask !== undefined) this.forgetAsk(ask.room, ask.ask);
         const detail = err instanceof Error ? err.message : String(err);
         // an acknowledged publish reports through its promise, once (settled already: nothing more)
         if (m.id) {
@@ -1391,7 +1675,7 @@ export class HypWebSocket {
         this.sealingBytes -= size;
       }
     });
-    return undefined;
+    return true;
   }
 
   private emit<K extends keyof Events>(event: K, ...args: Parameters<Events[K]>): void {
