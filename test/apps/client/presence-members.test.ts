@@ -8,6 +8,7 @@
  * included), and `presence(room)` asked by the application is still
  * answered once per request.
  */
+import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HypWebSocket } from '../../../apps/client/index.js';
 import { LocalBus, LocalBusGroup } from '../../../apps/server/ws/bus.js';
@@ -205,6 +206,38 @@ describe('member lists across reconnects', () => {
     a.ws.leaveRoom('hall');
     expect(a.ws.members('hall')).toEqual([]);
     expect(a.ws.members('never-joined')).toEqual([]);
+  });
+});
+
+describe('with security and a binary codec', () => {
+  it('the requests go through the seal chain in order: the list after a reconnect is the hub list, the application gets its one answer', async () => {
+    const keys = { aesKey: randomBytes(32), hmacKey: randomBytes(32) };
+    const served = await hub({ security: { keys } });
+    const f = await frontOf(served);
+    const b = client(served.url, { clientId: 'b', codec: 'protobuf', security: keys });
+    b.ws.joinRoom('sealed');
+    await b.ws.connect();
+    const a = client(f.url, { clientId: 'a', codec: 'msgpack', security: keys });
+    const seen = watch(a.ws, 'sealed');
+    a.ws.joinRoom('sealed');
+    await a.ws.connect();
+    await eventually(() => seen.applied().join() === 'a,b');
+    f.target = nowhere;
+    const closes = a.closes;
+    f.cut();
+    await eventually(() => a.closes > closes);
+    b.ws.leaveRoom('sealed');
+    const c = client(served.url, { clientId: 'c', codec: 'json', security: keys });
+    c.ws.joinRoom('sealed');
+    await c.ws.connect();
+    await eventually(() => sorted(served.hub.members('sealed')).join() === 'c');
+    a.ws.presence('sealed');
+    f.target = portOf(served.url);
+    await eventually(() => seen.applied().join() === 'a,c' && seen.answers.length === 1);
+    expect(sorted(a.ws.members('sealed'))).toEqual(sorted(served.hub.members('sealed')));
+    expect(sorted(seen.answers[0]!)).toEqual(['a', 'c']);
+    expect(seen.noOps).toEqual([]);
+    expect(a.errors).toEqual([]);
   });
 });
 
