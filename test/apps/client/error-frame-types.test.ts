@@ -6,7 +6,7 @@
  * before still compiles; a frame of such a code without a channel does not.
  */
 import { execFile } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
@@ -46,6 +46,8 @@ describe('HypErrorFrame', () => {
   }, 120_000);
 
   it('refuses a HYP_E_WS_RECOVERY_FAILED frame without a channel', async () => {
+    // a fresh checkout has no node_modules/.cache until a tool makes one
+    mkdirSync(`${root}node_modules/.cache`, { recursive: true });
     const file = `${root}node_modules/.cache/error-frame-missing-channel.ts`;
     writeFileSync(
       file,
