@@ -101,7 +101,9 @@ async function main(argv: string[]): Promise<void> {
   if (verb !== 'run') process.stdout.on('error', quietOnEpipe);
   if (verb === '' || verb === '--help' || verb === '-h' || verb === 'help') {
     // `hyp help run` is `hyp run --help`; `hyp help nope` is a usage error, as `hyp nope` is.
-    const topic = verb === 'help' ? (rest[0] ?? '') : '';
+    // `hyp help --help` is help's own help: the command list.
+    const asked = verb === 'help' ? (rest[0] ?? '') : '';
+    const topic = asked === '--help' || asked === '-h' ? '' : asked;
     if (topic !== '' && !isVerb(topic))
       throw new HypError('HYP_E_USAGE', { detail: `unknown command "${topic}"; see hyp --help` });
     process.stdout.write(`${help[topic]}\n`);
@@ -132,7 +134,12 @@ async function main(argv: string[]): Promise<void> {
       allowPositionals: true,
     });
   } catch (err) {
-    throw new HypError('HYP_E_USAGE', { detail: `${errorMessage(err)}; see hyp ${verb} --help` });
+    // parseArgs' own text for this one is long, unbalanced and about positionals after `--`.
+    const unknown = /^Unknown option '([^']+)'/.exec(errorMessage(err));
+    const detail = unknown
+      ? `unknown option ${JSON.stringify(unknown[1])} for hyp ${verb}`
+      : errorMessage(err);
+    throw new HypError('HYP_E_USAGE', { detail: `${detail}; see hyp ${verb} --help` });
   }
   const { values, positionals } = parsed;
   if (values.help) {
@@ -311,7 +318,7 @@ function resolveApp(arg: string): string {
       // Every worker would fail to import it ("Unknown file extension"), restarted forever.
       throw new HypError('HYP_E_APP_NOT_FOUND', {
         file,
-        detail: `a TypeScript module with no compiled copy (dist/…/${basename(file, '.ts')}.js) found, and Node ${process.version} cannot load .ts files: build it first (npm run build) or run Node ≥ 22.18`,
+        detail: `a TypeScript module with no compiled copy (dist/…/${basename(file, '.ts')}.js) found, and Node ${process.version} cannot load .ts files: compile it first (npx tsc, or your build script) or run Node ≥ 22.18`,
       });
   }
   if (!existsSync(file)) throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: 'no such file' });
