@@ -769,6 +769,13 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
     }
   });
 
+  // As the hub compares them (hub.ts): with the Origin header's exact text. An
+  // entry in another form matches no browser, and every page's upgrade is refused.
+  config.websocket.allowed_origins.forEach((entry, i) => {
+    const unlike = unlikeOrigin(entry);
+    if (unlike !== undefined) push(`websocket.allowed_origins.${i}`, entry, unlike);
+  });
+
   const aes = config.websocket.security.aes_key_file;
   if (aes) {
     const size = fileSize(resolve(cwd, aes));
@@ -827,6 +834,28 @@ function semanticChecks(config: Config, sources: Map<string, string>, issues: Co
       );
     }
   }
+}
+
+/**
+ * Why `entry` is not an origin as a browser sends it in the Origin header
+ * (scheme://host[:port], lower case, no path, no default port), else
+ * undefined. `*` (any) and `null` (opaque origins) are taken as they stand.
+ */
+function unlikeOrigin(entry: string): string | undefined {
+  if (entry === '*' || entry === 'null') return undefined;
+  const withScheme = entry.includes('://');
+  let origin: string | undefined;
+  try {
+    origin = new URL(
+      withScheme ? entry : `${/^(localhost|127\.|\[::1\])/.test(entry) ? 'http' : 'https'}://${entry}`,
+    ).origin;
+  } catch {}
+  // Schemes without a host-based origin (chrome-extension://id): the form alone is checked.
+  if (withScheme && origin === 'null' && /^[a-z][a-z0-9+.-]*:\/\/[^/?#\s@*]+$/.test(entry)) return undefined;
+  if (origin === entry && !entry.includes('*')) return undefined;
+  const guess =
+    origin !== undefined && origin !== 'null' && !entry.includes('*') ? `; did you mean ${origin}?` : '';
+  return `an origin as a browser sends it in the Origin header: scheme://host[:port], lower case, no path or trailing /, no default port, such as https://app.example.com, or "*" for any (matched exactly: no wildcards)${guess}`;
 }
 
 function fileSize(path: string): number | undefined {
