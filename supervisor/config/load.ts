@@ -78,13 +78,14 @@ function showValue(value: unknown): string {
 
 /** What an unknown key was given, without the value itself. */
 function describeHidden(value: unknown): string {
+  const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? '' : 's'}`;
   const what =
     typeof value === 'string'
-      ? `a string of ${value.length} characters`
+      ? `a string of ${count(value.length, 'character')}`
       : Array.isArray(value)
-        ? `a list of ${value.length}`
+        ? `a list of ${count(value.length, 'item')}`
         : value !== null && typeof value === 'object'
-          ? `a section of ${Object.keys(value).length} keys`
+          ? `a section of ${count(Object.keys(value).length, 'key')}`
           : `a ${value === null ? 'null' : typeof value}`;
   return `${what} (not shown: an unknown key may be a mistyped secret)`;
 }
@@ -552,7 +553,7 @@ function applySet(raw: JsonObject, arg: string, sources: Map<string, string>, is
     issues.push({
       path: path.join('.'),
       value: text,
-      expected: `a known config key${near ? ` (did you mean ${near}?)` : ''} (see \`hyp schema\`)`,
+      expected: `a known config key${near ? ` (did you mean ${near}?)` : ''}; unknown keys are refused (see \`hyp schema\`)`,
       source: '--set',
       unknownKey: true,
     });
@@ -681,12 +682,13 @@ function unknownKeyExpectation(path: readonly string[]): string {
   const parent = schemaAt(path.slice(0, -1));
   const siblings = parent?.properties ? Object.keys(parent.properties) : [];
   const near = unsafeKey(key) ? undefined : closest(key, siblings);
+  // Worded as applySet words an unknown --set key (README quotes that line).
   const hint = near
-    ? `; did you mean ${[...path.slice(0, -1), near].join('.')}?`
+    ? ` (did you mean ${[...path.slice(0, -1), near].join('.')}?)`
     : key === '<<'
-      ? '; YAML merge keys (<<) are not supported'
+      ? ' (YAML merge keys, <<, are not supported)'
       : '';
-  return `no such key${hint} (unknown keys are refused; see \`hyp schema\`)`;
+  return `a known config key${hint}; unknown keys are refused (see \`hyp schema\`)`;
 }
 
 function isUnknownKey(message: string): boolean {
