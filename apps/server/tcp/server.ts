@@ -48,6 +48,17 @@ function acceptedSocket(tlsSocket: TLSSocket): Socket | undefined {
 }
 
 /**
+ * Why the client's certificate failed verification (`DEPTH_ZERO_SELF_SIGNED_CERT`,
+ * `CERT_HAS_EXPIRED`, ...), if it did. Node sets a code string there, though
+ * its types say Error.
+ */
+function authorizationError(tlsSocket: TLSSocket): string | undefined {
+  const why: unknown = tlsSocket.authorizationError;
+  if (typeof why === 'string') return why || undefined;
+  return why instanceof Error ? why.message : undefined;
+}
+
+/**
  * What a handler's return value settles with: a native promise as it is,
  * any other thenable (a promise of another realm, a library's) adopted, a
  * plain value `undefined` (returned at once). Throws when reading `then` throws.
@@ -426,9 +437,13 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     const conn = raw && this.handshaking.get(raw);
     const remote =
       conn?.remoteAddress || formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client';
-    this.reportError(
-      new HypError('HYP_E_TCP_HANDSHAKE', { remote, detail: err.message.trim() }, { cause: err }),
-    );
+    // A client certificate that does not verify is refused after the handshake:
+    // Node closes the socket and reports "socket hang up", as if the client had left.
+    const unverified = authorizationError(tlsSocket);
+    const detail = unverified
+      ? `client certificate does not verify against tcp.${this.name}.tls.ca_file (${unverified})`
+      : err.message.trim();
+    this.reportError(new HypError('HYP_E_TCP_HANDSHAKE', { remote, detail }, { cause: err }));
   }
 
   private refusal(raw: Socket): RefuseReason | undefined {

@@ -7,9 +7,10 @@
  * non-listening `tls.Server` (`server.emit('connection', raw)`, the
  * documented injection path), so accept-time checks (rate limit,
  * max_connections) run before any handshake work and Node's own client
- * certificate verification applies. The per-socket handshake timer is off
- * (`handshakeTimeoutMs: 0`): the idle sweeper covers a silent handshake
- * like any other silence.
+ * certificate verification applies. Node's per-socket handshake timer is
+ * off (`handshakeTimeoutMs: 0`): the service bounds a handshake itself
+ * (`handshake_timeout`, and the idle sweeper, for which handshake bytes are
+ * no progress).
  */
 import { createServer, type Server as TlsServer } from 'node:tls';
 import type { Registry } from 'prom-client';
