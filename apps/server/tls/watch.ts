@@ -3,7 +3,8 @@
  * not the files: editors and `kubectl`-mounted secrets replace a file by
  * rename (Kubernetes swaps a `..data` symlink atomically), which a watch on
  * the old inode would never report. Any event in a watched directory
- * schedules one callback after `debounceMs` of quiet; the callback decides
+ * schedules one callback after `debounceMs` of quiet, or `maxHoldMs` after
+ * the first event when the directory is never quiet; the callback decides
  * whether the contents really changed.
  *
  * Some rotations raise no event in those directories: a directory reached
@@ -20,6 +21,13 @@ import { stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 
 const rewatchMs = 1000;
+/**
+ * The longest a burst of events may hold the callback back. Each event
+ * restarts the debounce, and a directory that also holds a file written
+ * every few milliseconds (a log, a pid file) would otherwise never be quiet
+ * long enough for a reload.
+ */
+const maxHoldMs = 2000;
 /** Default period of the identity check (a few `stat` calls). */
 const defaultPollMs = 1000;
 
@@ -44,6 +52,8 @@ export class FileWatch {
   private readonly watchers = new Map<string, { watcher: FSWatcher; ino: number | undefined }>();
   private readonly retries = new Map<string, NodeJS.Timeout>();
   private timer: NodeJS.Timeout | undefined;
+  /** When the first event of the burst being debounced came (`Date.now()`). */
+  private burstSince: number | undefined;
   private readonly poll: NodeJS.Timeout;
   private readonly files: string[];
   /** The files' identity last seen (undefined until the first check). */
@@ -129,12 +139,18 @@ export class FileWatch {
 
   private schedule(): void {
     if (this.closed) return;
+    const now = Date.now();
+    this.burstSince ??= now;
     if (this.timer) clearTimeout(this.timer);
+    // Quiet for `debounceMs`, but never later than `maxHoldMs` after the burst began.
+    const holdMs = Math.max(maxHoldMs, this.debounceMs);
+    const waitMs = Math.max(0, Math.min(this.debounceMs, this.burstSince + holdMs - now));
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.burstSince = undefined;
       this.checkDirs();
       this.onChange();
-    }, this.debounceMs);
+    }, waitMs);
     this.timer.unref();
   }
 
