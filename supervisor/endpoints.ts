@@ -21,6 +21,7 @@
  * most supervisors never need it.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { Config } from './config/schema.js';
 import { errorMessage, HypError } from './errors.js';
@@ -152,6 +153,13 @@ export class EndpointsWatch {
         `no service account token at ${serviceAccountDir}/token (automountServiceAccountToken is false?)`,
       );
     let k8s: typeof import('@kubernetes/client-node');
+    try {
+      requireUndici();
+    } catch (err) {
+      return this.fail(
+        `the Kubernetes client's undici cannot load on Node ${process.versions.node} (undici 8 needs Node 22.19 or later; give your project the override the README names): ${errorMessage(err)}`,
+      );
+    }
     try {
       k8s = await import('@kubernetes/client-node');
     } catch (err) {
@@ -299,4 +307,18 @@ function describeFailure(err: unknown, target: EndpointsTarget): string {
   if (/CERT|TLS|SSL/.test(detail))
     return `TLS to the API server failed (${detail}): check the kubeconfig's or the service account's CA`;
   return `the API server is unreachable or refused the connection (${detail})`;
+}
+
+/**
+ * Loads the client's undici (CommonJS) on its own first. On Node 20 a
+ * CommonJS module that throws while an ES module graph imports it fails
+ * that import and also comes back as an unhandled rejection nobody can
+ * catch, which ends the supervisor. undici 8 throws so on Node < 22.19, and
+ * a project that installs hyp gets it: `@kubernetes/client-node` 2 asks for
+ * it, and hyp's `overrides` apply only in this repository. Required here, it
+ * throws once, to the caller; loaded, the import below takes it from the
+ * require cache.
+ */
+function requireUndici(): void {
+  createRequire(import.meta.resolve('@kubernetes/client-node'))('undici');
 }
