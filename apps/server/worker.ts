@@ -497,10 +497,13 @@ async function importApp(file: string) {
     if (unparsable !== undefined) throw new HypError('HYP_E_APP_NOT_FOUND', { file, detail: unparsable });
     throw new HypError('HYP_E_APP_START', { detail: describeThrown(err) }, { cause: err });
   }
-  if (!isAppDefinition(mod.default)) {
-    throw new HypError('HYP_E_APP_INVALID', { file, detail: `default export is ${typeof mod.default}` });
-  }
-  return mod.default;
+  if (isAppDefinition(mod.default)) return mod.default;
+  // tsc's CommonJS output of `export default defineApp(...)` (a "type": "commonjs"
+  // project, what npm init -y writes) is `exports.default = ...`: import() sees
+  // { __esModule: true, default: <the app> }.
+  const wrapped = mod.default as { __esModule?: unknown; default?: unknown } | null | undefined;
+  if (wrapped?.__esModule === true && isAppDefinition(wrapped.default)) return wrapped.default;
+  throw new HypError('HYP_E_APP_INVALID', { file, detail: `default export is ${typeof mod.default}` });
 }
 
 /**
