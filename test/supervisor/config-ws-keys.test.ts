@@ -3,8 +3,9 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../supervisor/config/load.js';
+import { loadConfig } from '../../supervisor/config/load.js';
 import { cli, fixtureApp } from '../helpers/supervisor.js';
+import { issuesOf } from './config/issues.js';
 
 /**
  * WebSocket key files are checked when the config loads, like every other
@@ -17,16 +18,6 @@ function dir(files: Record<string, string | Buffer> = {}): string {
   const d = mkdtempSync(join(tmpdir(), 'hyp-wskeys-'));
   for (const [name, content] of Object.entries(files)) writeFileSync(join(d, name), content);
   return d;
-}
-
-function issuesOf(f: () => unknown) {
-  try {
-    f();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('the config loaded');
 }
 
 describe('websocket key files at config load', () => {

@@ -11,19 +11,10 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig } from '../../../supervisor/config/load.js';
+import { loadConfig } from '../../../supervisor/config/load.js';
+import { issuesOf } from './issues.js';
 
 const cwd = () => mkdtempSync(join(tmpdir(), 'hyp-cfg-'));
-
-function issuesOf(fn: () => unknown) {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
-}
 
 describe('websocket.allowed_origins', () => {
   it('accepts origins as browsers send them, "*" and "null"', () => {

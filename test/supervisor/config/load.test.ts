@@ -8,21 +8,12 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, envName, jsonSchema, leafPaths, loadConfig } from '../../../supervisor/config/load.js';
 import { parseAddress, parseDuration, parseSize } from '../../../supervisor/config/units.js';
 import { serviceLinkEnv } from '../../helm/kubelet-env.js';
+import { issuesOf } from './issues.js';
 
 function dir(files: Record<string, string> = {}): string {
   const d = mkdtempSync(join(tmpdir(), 'hyp-cfg-'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(d, name), text);
   return d;
-}
-
-function issuesOf(fn: () => unknown) {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).issues;
-  }
-  throw new Error('expected a ConfigError');
 }
 
 describe('config precedence', () => {
