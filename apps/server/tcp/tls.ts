@@ -7,10 +7,11 @@
  * non-listening `tls.Server` (`server.emit('connection', raw)`, the
  * documented injection path), so accept-time checks (rate limit,
  * max_connections) run before any handshake work and Node's own client
- * certificate verification applies. Node's per-socket handshake timer is
- * off (`handshakeTimeoutMs: 0`): the service bounds a handshake itself
+ * certificate verification applies. The service bounds a handshake itself
  * (`handshake_timeout`, and the idle sweeper, for which handshake bytes are
- * no progress).
+ * no progress). Node's own handshake timer is set out of reach: its
+ * `handshakeTimeout: 0` means the default 120 s, after which it reports
+ * "TLS handshake timeout" and leaves the socket open.
  */
 import { createServer, type Server as TlsServer } from 'node:tls';
 import type { Registry } from 'prom-client';
@@ -35,13 +36,16 @@ export interface TcpTlsOptions {
   debounceMs?: number;
 }
 
+/** The longest delay a Node.js timer keeps (about 24.8 days). */
+const outOfReachMs = 2 ** 31 - 1;
+
 /** Reads and checks the files at once: throws HYP_E_TLS_FILE / HYP_E_TLS_MISMATCH naming `at`. */
 export function createTcpTls(config: TlsConfig, at: string, opts: TcpTlsOptions = {}): TcpTls {
   const manager = new TlsManager({
     config,
     at,
     alpn: [],
-    handshakeTimeoutMs: 0,
+    handshakeTimeoutMs: outOfReachMs,
     registry: opts.registry,
     log: opts.log,
     ...(opts.debounceMs === undefined ? {} : { debounceMs: opts.debounceMs }),
