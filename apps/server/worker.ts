@@ -227,6 +227,8 @@ export class WorkerRuntime {
       registry: this.registry,
       ticketKeys: earlyTicketKeys,
     });
+    // known at once, so a `tls-keys` rotation while the listeners start reaches them too
+    this.tcp = tcp;
     this.http = new HttpServer({
       config,
       handler: this.app.handle,
@@ -263,8 +265,7 @@ export class WorkerRuntime {
     if (this.drainStarted) return;
 
     await listenTcpServices(tcp, this.boot.fds);
-    this.tcp = tcp;
-    for (const service of this.tcp) {
+    for (const service of tcp) {
       this.servers.push(service);
       this.log.info({ listener: service.name, port: service.address().port }, 'tcp service serving');
     }
