@@ -10,10 +10,10 @@
  * per-worker random keys until the first rotation (12 h by default), and a
  * reconnect resumed only when it reached the worker that issued its ticket.
  */
-import { connect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { makePki, type TestPki } from '../apps/server/tls/certs.js';
 import { demoApp, type Running, startSupervisor } from '../helpers/supervisor.js';
+import { tlsVisit } from '../helpers/tls-visit.js';
 
 let pki: TestPki;
 let sup: Running | undefined;
@@ -25,52 +25,14 @@ afterEach(async () => {
   sup = undefined;
 });
 
-interface Visit {
-  reused: boolean;
-  session: Buffer | undefined;
-}
-
-/** One TLS connection to the echo service offering `session`: send a line, read it back, close. */
-function visit(port: number, session: Buffer | undefined, maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<Visit> {
-  return new Promise((resolve, reject) => {
-    let latest: Buffer | undefined;
-    let reused = false;
-    let got = '';
-    const socket = connect({ host: '127.0.0.1', port, ca: pki.read(pki.caCert), session, maxVersion });
-    const timer = setTimeout(() => {
-      socket.destroy();
-      reject(new Error('no echo within 10 s'));
-    }, 10_000);
-    socket.on('session', (s: Buffer) => {
-      latest = s;
-    });
-    socket.on('secureConnect', () => {
-      reused = socket.isSessionReused();
-      socket.write('ping\n');
-    });
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      got += d;
-      // The echo is back; TLS 1.3 tickets arrive before it. End politely.
-      if (got === 'ping\n') socket.end();
-    });
-    socket.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    socket.on('close', () => {
-      clearTimeout(timer);
-      if (got !== 'ping\n') reject(new Error(`echo was ${JSON.stringify(got)}`));
-      else resolve({ reused, session: latest });
-    });
-  });
-}
-
 async function sequential(port: number, n: number, maxVersion: 'TLSv1.2' | 'TLSv1.3'): Promise<number> {
-  let session = (await visit(port, undefined, maxVersion)).session;
+  const echo = { send: 'ping\n', until: 'ping\n', maxVersion };
+  const ca = pki.read(pki.caCert);
+  let session = (await tlsVisit(port, ca, undefined, '', echo)).session;
   let resumed = 0;
   for (let i = 0; i < n; i++) {
-    const v = await visit(port, session, maxVersion);
+    const v = await tlsVisit(port, ca, session, '', echo);
+    expect(v.body).toBe('ping\n');
     if (v.reused) resumed++;
     session = v.session ?? session;
   }
