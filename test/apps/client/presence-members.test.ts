@@ -63,6 +63,29 @@ function watch(ws: HypWebSocket, room: string) {
 
 const sorted = (list: readonly string[]) => [...list].sort();
 
+/** Clients `ids`, each connected to `url` with `room` joined. */
+async function members(url: string, ids: readonly string[], room: string) {
+  const joined = new Map<string, ReturnType<typeof client>>();
+  for (const id of ids) {
+    const o = client(url, { clientId: id });
+    o.ws.joinRoom(room);
+    await o.ws.connect();
+    joined.set(id, o);
+  }
+  return joined;
+}
+
+/**
+ * Sends `a` away: its front refuses to reach any hub from now on, and `cut` ends its
+ * connection; resolves once `a` saw the close.
+ */
+async function away(f: { target: number }, a: ReturnType<typeof client>, cut: () => unknown): Promise<void> {
+  f.target = nowhere;
+  const closes = a.closes;
+  await cut();
+  await eventually(() => a.closes > closes);
+}
+
 describe('member lists across reconnects', () => {
   it('a member that joins or leaves while the client is away is reported after the reconnect; members(room) is the hub list; its own join comes once', async () => {
     const served = await hub();
@@ -71,20 +94,11 @@ describe('member lists across reconnects', () => {
     const seen = watch(a.ws, 'lobby');
     a.ws.joinRoom('lobby');
     await a.ws.connect();
-    const others = new Map<string, ReturnType<typeof client>>();
-    for (const id of ['b', 'c']) {
-      const o = client(served.url, { clientId: id });
-      o.ws.joinRoom('lobby');
-      await o.ws.connect();
-      others.set(id, o);
-    }
+    const others = await members(served.url, ['b', 'c'], 'lobby');
     await eventually(() => seen.applied().join() === 'a,b,c');
 
     // away: the front refuses to reach the hub, so every reconnect attempt fails meanwhile
-    f.target = nowhere;
-    const closes = a.closes;
-    f.cut();
-    await eventually(() => a.closes > closes);
+    await away(f, a, () => f.cut());
     others.get('c')!.ws.leaveRoom('lobby');
     const d = client(served.url, { clientId: 'd' });
     d.ws.joinRoom('lobby');
@@ -121,10 +135,7 @@ describe('member lists across reconnects', () => {
     });
     for (const p of pool) await p.m.ws.connect();
     for (let round = 0; round < 5; round++) {
-      f.target = nowhere;
-      const closes = a.closes;
-      f.cut();
-      await eventually(() => a.closes > closes);
+      await away(f, a, () => f.cut());
       // toggle two members (a different pair each round)
       for (const p of [pool[round % 4]!, pool[(round + 1) % 4]!]) {
         if (p.in) p.m.ws.leaveRoom('room');
@@ -152,18 +163,9 @@ describe('member lists across reconnects', () => {
     const seen = watch(a.ws, 'lobby');
     a.ws.joinRoom('lobby');
     await a.ws.connect();
-    const others = new Map<string, ReturnType<typeof client>>();
-    for (const id of ['b', 'c']) {
-      const o = client(second.url, { clientId: id });
-      o.ws.joinRoom('lobby');
-      await o.ws.connect();
-      others.set(id, o);
-    }
+    const others = await members(second.url, ['b', 'c'], 'lobby');
     await eventually(() => seen.applied().join() === 'a,b,c');
-    f.target = nowhere;
-    const closes = a.closes;
-    await first.close();
-    await eventually(() => a.closes > closes);
+    await away(f, a, () => first.close());
     others.get('c')!.ws.leaveRoom('lobby');
     const d = client(second.url, { clientId: 'd' });
     d.ws.joinRoom('lobby');
@@ -178,11 +180,7 @@ describe('member lists across reconnects', () => {
 
   it('joining a room lists the members already there as joins marked snapshot', async () => {
     const served = await hub();
-    for (const id of ['x', 'y']) {
-      const o = client(served.url, { clientId: id });
-      o.ws.joinRoom('hall');
-      await o.ws.connect();
-    }
+    await members(served.url, ['x', 'y'], 'hall');
     await eventually(() => served.hub.members('hall').length === 2);
     const a = client(served.url, { clientId: 'a' });
     const seen = watch(a.ws, 'hall');
@@ -222,10 +220,7 @@ describe('with security and a binary codec', () => {
     a.ws.joinRoom('sealed');
     await a.ws.connect();
     await eventually(() => seen.applied().join() === 'a,b');
-    f.target = nowhere;
-    const closes = a.closes;
-    f.cut();
-    await eventually(() => a.closes > closes);
+    await away(f, a, () => f.cut());
     b.ws.leaveRoom('sealed');
     const c = client(served.url, { clientId: 'c', codec: 'json', security: keys });
     c.ws.joinRoom('sealed');
@@ -284,10 +279,7 @@ describe("the application's own presence(room)", () => {
     a.ws.presence('lobby'); // right behind the client's own request
     await eventually(() => seen.answers.length === 2 && seen.applied().join() === 'a,o');
 
-    f.target = nowhere;
-    const closes = a.closes;
-    f.cut();
-    await eventually(() => a.closes > closes);
+    await away(f, a, () => f.cut());
     a.ws.presence('lobby'); // while away: waits in the queue
     const opens = a.opens;
     f.target = portOf(served.url);
