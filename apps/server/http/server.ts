@@ -43,6 +43,7 @@ import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
 import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
+import { clientCertificateRefusal, peersOf } from '../tls/peer.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 import { overrunDetail } from './slices.js';
@@ -231,8 +232,20 @@ export class HttpServer {
         this.onSecureConnection(socket),
       );
       // Failed handshakes (refused versions, missing client certificates) end there.
+      const peerOf = cfg.tls.client_auth === 'require' ? peersOf(tlsServer) : undefined;
       tlsServer.on('tlsClientError', (err, socket) => {
-        opts.log?.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+        // A client certificate that does not verify is refused after the handshake:
+        // Node closes the socket and reports "socket hang up", as if the client had left.
+        const unverified = peerOf && clientCertificateRefusal(socket);
+        if (unverified) {
+          const remote = peerOf?.(socket) || 'a client';
+          opts.log?.warn(
+            { remote, reason: unverified, ca_file: cfg.tls.ca_file },
+            `TLS handshake with ${remote} failed: client certificate does not verify against server.tls.ca_file (${unverified})`,
+          );
+        } else {
+          opts.log?.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+        }
         socket.destroy();
       });
       this.tls.attach(tlsServer);
