@@ -34,7 +34,10 @@ export const catalog = {
   HYP_E_APP_NOT_FOUND: { message: 'app module {file} cannot be loaded: {detail}', exit: 2 },
   HYP_E_APP_INVALID: { message: 'app module {file} must export default defineApp(...): {detail}', exit: 2 },
   HYP_E_TLS_FILE: { message: 'TLS file {file} ({key}) is unusable: {detail}', exit: 2 },
-  HYP_E_TLS_MISMATCH: { message: 'TLS key {key_file} does not match certificate {cert_file}', exit: 2 },
+  HYP_E_TLS_MISMATCH: {
+    message: 'TLS key {key_file} does not match certificate {cert_file} ({key}, {cert_key})',
+    exit: 2,
+  },
 
   // worker lifecycle (reported by the supervisor, never fatal to it)
   HYP_E_APP_START: { message: 'app failed to start: {detail}', exit: 70 },

@@ -179,7 +179,8 @@ function checkServable(
 /**
  * Read and cross-check the files of one TLS config; `at` is its key path
  * (`server.tls`). Throws HYP_E_TLS_FILE (missing, unreadable, unparsable;
- * names the file and its config key) or HYP_E_TLS_MISMATCH.
+ * names the file and its config key) or HYP_E_TLS_MISMATCH (names both
+ * files and their config keys).
  */
 export function readTlsMaterial(tls: TlsConfig, at: string): TlsMaterial {
   const cert = readPem(tls.cert_file, `${at}.cert_file`);
@@ -207,7 +208,12 @@ export function checkTlsMaterial(files: TlsFiles, tls: TlsConfig, at: string): T
   const leaf = parseCertificate(cert, tls.cert_file, `${at}.cert_file`);
   const privateKey = parseKey(key, tls.key_file, `${at}.key_file`);
   if (!leaf.checkPrivateKey(privateKey)) {
-    throw new HypError('HYP_E_TLS_MISMATCH', { key_file: tls.key_file, cert_file: tls.cert_file });
+    throw new HypError('HYP_E_TLS_MISMATCH', {
+      key_file: tls.key_file,
+      cert_file: tls.cert_file,
+      key: `${at}.key_file`,
+      cert_key: `${at}.cert_file`,
+    });
   }
   checkCertificateBlocks(cert, tls.cert_file, `${at}.cert_file`);
   if (ca) {
