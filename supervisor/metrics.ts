@@ -192,7 +192,9 @@ export class SupervisorMetrics {
     const replies = await Promise.all(asked.map(([, w]) => w.metrics()));
     const own = await this.registry.metrics();
     const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
-    const problems = new Problems();
+    // what a retirement at a worker's exit found is reported with this scrape
+    const problems = this.exitProblems;
+    this.exitProblems = new Problems();
     const dumps: Dump[] = [];
     asked.forEach(([id, w], i) => {
       const families = familiesOf(replies[i], id, ownNames, problems);
@@ -210,11 +212,7 @@ export class SupervisorMetrics {
         if (last) dumps.push(last);
       }
     });
-    for (const [id, last] of this.lastCounts) {
-      if (sup.workers.has(id)) continue;
-      this.lastCounts.delete(id);
-      this.retire(id, last.families, problems);
-    }
+    this.retireExited(sup, problems);
     if (this.retired.size > 0) dumps.push({ generation: -1, families: [...this.retired.values()] });
     const merged = merge(dumps, problems);
     problems.report(this, log);
@@ -234,13 +232,38 @@ export class SupervisorMetrics {
   ): Promise<void> {
     const ask = ++this.asks;
     const reply = await worker.metrics();
-    // Gone already: a scrape has retired it with its counts of that scrape.
+    // Gone already: its exit (or a scrape) has retired the counts kept for it.
     if (!sup.workers.has(worker.id)) return;
     const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
     const families = familiesOf(reply, worker.id, ownNames, new Problems());
     if (families.length === 0) return;
     this.keep(worker.id, ask, { generation: worker.generation ?? 0, families: families.filter(isCount) });
   }
+
+  /**
+   * A worker has exited: the counts kept for it (its last scrape's, or
+   * keepCounts' at its drain) join the pod's retired counts now. Left for the
+   * next scrape, a pod that nobody scrapes kept one dump per drained or
+   * crashed worker for its whole life. A scrape under way retires them
+   * itself once it has its replies (one that asked the worker may still
+   * bring its latest counts); retiring them here too would count them twice.
+   */
+  workerExited(sup: Pick<Supervisor, 'workers'>): void {
+    if (this.rendering !== undefined) return;
+    this.retireExited(sup, this.exitProblems);
+  }
+
+  /** Move the kept counts of every worker that is gone into the retired counts. */
+  private retireExited(sup: Pick<Supervisor, 'workers'>, problems: Problems): void {
+    for (const [id, last] of this.lastCounts) {
+      if (sup.workers.has(id)) continue;
+      this.lastCounts.delete(id);
+      this.retire(id, last.families, problems);
+    }
+  }
+
+  /** Problems a retirement at a worker's exit found, logged with the next scrape's. */
+  private exitProblems = new Problems();
 
   /** Asks for worker dumps so far: a reply to an earlier ask never replaces a later one's counts. */
   private asks = 0;

@@ -310,6 +310,7 @@ export class Supervisor {
 
   private onWorkerExit(worker: WorkerProcess, exit: WorkerExit): void {
     this.workers.delete(worker.id);
+    this.metrics.workerExited(this);
     const how = exit.signal ? `signal ${exit.signal}` : `code ${exit.code}`;
     // Through drain.delay the pod still serves (the Service still sends traffic): a crash then is replaced.
     const expected = exit.wasState === 'draining' || !this.mayRestart();
