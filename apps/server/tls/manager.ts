@@ -111,6 +111,7 @@ export class TlsManager {
     this.failures?.inc({ listener: opts.at }, 0);
     this.expiry = expiryGauge(opts.registry);
     this.material = this.initialMaterial();
+    this.servedState = materialState(this.material);
     this.observeValidity();
   }
 
@@ -235,9 +236,17 @@ export class TlsManager {
   reload(): boolean {
     const server = this.server;
     if (!server) return false;
-    // Files exactly as they were last refused: nothing new to say (the
-    // watch fires for any change in their directories, a log file's too).
     const state = filesState(this.opts.config);
+    // The bytes served: nothing to parse, install or report. The watch fires
+    // for any change in the files' directories, a log file's too: in a busy
+    // one, every 2 s. Files back to the served pair also end a wait for the
+    // rest of a rotation and forget the last refused state.
+    if (state === this.servedState) {
+      this.refusedState = undefined;
+      this.endPairWait();
+      return false;
+    }
+    // Files exactly as they were last refused: nothing new to say.
     if (state === this.refusedState) return false;
     let next: TlsMaterial;
     try {
@@ -263,6 +272,7 @@ export class TlsManager {
     this.refusedState = undefined;
     this.endPairWait();
     this.material = next;
+    this.servedState = materialState(next);
     this.ticketKeys.apply(server);
     this.observeValidity();
     this.opts.log?.info(
@@ -311,6 +321,9 @@ export class TlsManager {
     if (this.pairWait?.timer) clearTimeout(this.pairWait.timer);
     this.pairWait = undefined;
   }
+
+  /** `filesState` of the pair being served (`materialState`): files still equal to it need no reload. */
+  private servedState: string;
 
   /** `filesState` of the files last refused, until a reload succeeds. */
   private refusedState: string | undefined = undefined;
@@ -367,16 +380,25 @@ function sameCa(a: TlsMaterial, b: TlsMaterial): boolean {
   return a.ca.equals(b.ca);
 }
 
+function digest(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('base64');
+}
+
 /** The certificate, key and CA files' contents (hashed) or read errors: what a reload would see. */
 function filesState(c: TlsConfig): string {
   return [c.cert_file, c.key_file, c.ca_file]
     .map((file) => {
       if (file === '') return '';
       try {
-        return createHash('sha256').update(readFileSync(file)).digest('base64');
+        return digest(readFileSync(file));
       } catch (err) {
         return (err as NodeJS.ErrnoException).code ?? errorMessage(err);
       }
     })
     .join('|');
+}
+
+/** `filesState` of files holding exactly the bytes of `m` (no CA file: ''). */
+function materialState(m: TlsMaterial): string {
+  return [digest(m.cert), digest(m.key), m.ca ? digest(m.ca) : ''].join('|');
 }
