@@ -175,6 +175,13 @@ interface ErrorFrameFields {
   offset?: number | string;
   /** The publish id of the acknowledged publish the error refuses. */
   id?: string;
+  /** The room the error concerns: the one a refused `join_room`, `leave_room` or `presence` named. */
+  room_id?: string;
+  /**
+   * The type of the room request refused (`join_room`, `leave_room`, `presence`), whatever the
+   * reason (a replay refusal too). Hubs before it leave it out.
+   */
+  request?: string;
 }
 
 /** An error that always names its channel: `channel` is a string once `code` is checked. */
@@ -288,19 +295,29 @@ interface Unacked {
 interface RoomView {
   /** Client ids, in the order the client learned them. */
   readonly members: Set<string>;
-  /** The connection on which the hub answered the client's own member-list request after its join. */
-  syncedOn: SocketLike | undefined;
-  /** The connection on which the hub refused the join. */
-  refusedOn: SocketLike | undefined;
+  /**
+   * The connection on which the hub accepted a join (it answered or refused a later request of the
+   * room): from then on each member-list answer there is the room's list.
+   */
+  joinedOn: SocketLike | undefined;
+}
+
+/** The client's join of a room, and its own member-list request behind it. */
+interface JoinAsk {
+  kind: 'join';
+  view: RoomView;
+  /** Refused by the hub (and reported). */
+  refused: boolean;
 }
 
 /**
  * A request about a room whose answer (a `presence` member list) or refusal (an `error` naming the
  * room) is still to come on this connection: the client's own join and the member-list request it
  * makes right behind it, or the application's `presence(room)`. The hub answers one connection's
- * requests in order, so the first one waiting is the one answered.
+ * requests in order, so the first one waiting is the one answered; a join accepted gets no answer
+ * (the answer or refusal of a later request of the room tells it).
  */
-type RoomAsk = { kind: 'join' | 'own'; view: RoomView } | { kind: 'app' };
+type RoomAsk = JoinAsk | { kind: 'own'; view: RoomView; join: JoinAsk } | { kind: 'app' };
 
 /** The options `sendNow` takes. */
 interface SendHow {
@@ -331,7 +348,10 @@ type Listener<K extends keyof Events> = Events[K];
 
 const OPEN = 1;
 
-/** Error codes with which the hub refuses a join_room, naming the room; a presence request only with the first. */
+/**
+ * Error codes with which a hub that does not name the request refused (before `request`) refuses a
+ * join_room, naming the room; a presence request only with the first.
+ */
 const refusedJoin: ReadonlySet<string> = new Set([
   'HYP_E_WS_FORBIDDEN_CHANNEL',
   'HYP_E_WS_TOO_MANY_SUBSCRIPTIONS',
@@ -737,7 +757,7 @@ export class HypWebSocket {
   joinRoom(room: string): void {
     let view = this.rooms.get(room);
     if (view === undefined) {
-      view = { members: new Set(), syncedOn: undefined, refusedOn: undefined };
+      view = { members: new Set(), joinedOn: undefined };
       this.rooms.set(room, view);
     }
     this.joinNow(room, view);
@@ -1256,8 +1276,7 @@ export class HypWebSocket {
           this.unacked.delete(body.channel);
         if (body.code === 'HYP_E_WS_RECOVERY_BUSY' && typeof body.channel === 'string')
           this.retryBusy(body.channel);
-        const room = (body as { room_id?: unknown }).room_id;
-        if (typeof room === 'string' && refusedJoin.has(body.code) && !this.roomRefused(room, body.code))
+        if (typeof body.room_id === 'string' && !this.roomRefused(body.room_id, body.code, body.request))
           return;
         this.emit('error', body);
         return;
@@ -1291,8 +1310,9 @@ export class HypWebSocket {
       this.sendNow({ type: 'join_room', data }, { force });
       return;
     }
-    this.sendNow({ type: 'join_room', data }, { force, ask: { room, ask: { kind: 'join', view } } });
-    this.sendNow({ type: 'presence', data }, { force, ask: { room, ask: { kind: 'own', view } } });
+    const join: JoinAsk = { kind: 'join', view, refused: false };
+    this.sendNow({ type: 'join_room', data }, { force, ask: { room, ask: join } });
+    this.sendNow({ type: 'presence', data }, { force, ask: { room, ask: { kind: 'own', view, join } } });
   }
 
   /** The room an application's member-list request names (none when the data does not parse: refused). */
@@ -1360,7 +1380,8 @@ export class HypWebSocket {
    * list from then on: the differences from the list the client had go out as `presence` events
    * (the changes made while it was disconnected; on a first join, the members already there), and
    * the answer itself is not the application's. An answer to the application's `presence(room)`
-   * reaches it as it came, after bringing a synced list up to date the same way.
+   * reaches it as it came, after bringing the list of a room joined on this connection up to date
+   * the same way (also when the hub refused the client's own request).
    */
   private answered(room: string, list: string[], m: Envelope): void {
     const asks = this.roomAsks.get(room);
@@ -1368,47 +1389,69 @@ export class HypWebSocket {
     // joins ahead of this answer were accepted: a refusal would have come before it
     while (asks !== undefined && asks.length > 0 && ask === undefined) {
       const head = asks.shift()!;
-      if (head.kind !== 'join') ask = head;
+      if (head.kind === 'join') this.joinAccepted(room, head);
+      else ask = head;
     }
     if (asks?.length === 0) this.roomAsks.delete(room);
     const view = this.rooms.get(room);
-    const socket = this.socket;
+    // a room left since, or whose join the hub refused on this connection: nothing to keep
+    const joined = view !== undefined && this.socket !== undefined && view.joinedOn === this.socket;
     if (ask?.kind === 'own') {
-      // a request of a room left since, or whose join the hub refused: nothing to keep
-      if (ask.view === view && view.refusedOn !== socket) {
-        view.syncedOn = socket;
-        this.reconcile(room, view, list);
-      }
+      if (ask.view === view && joined) this.reconcile(room, view, list);
       return;
     }
-    if (view !== undefined && socket !== undefined && view.syncedOn === socket && view.refusedOn !== socket)
-      this.reconcile(room, view, list);
+    if (joined) this.reconcile(room, view, list);
     this.emit('presence', message(m));
   }
 
   /**
-   * An `error` naming `room` with a code that refuses a join. False when it refuses the client's
-   * own member-list request, which went right behind a join refused the same way and reported
-   * already. The join refused: the client is no member on this connection, so its list empties.
+   * An `error` naming `room`: the refusal of a room request. The hub names the request refused
+   * (`request`: `join_room`, `presence`, ...), whatever the reason; a hub before it names the room
+   * only with the codes of `refusedJoin`, a member-list request only as forbidden (canJoin). False
+   * when it is not to be reported: the refusal of the client's own member-list request behind a
+   * join refused (and reported) already.
    */
-  private roomRefused(room: string, code: string): boolean {
+  private roomRefused(room: string, code: string, request: string | undefined): boolean {
     const asks = this.roomAsks.get(room);
-    const head = asks?.[0];
-    if (asks === undefined || head === undefined) return true;
-    if (head.kind === 'join') {
-      asks.shift();
-      if (asks.length === 0) this.roomAsks.delete(room);
-      if (head.view === this.rooms.get(room)) {
-        head.view.refusedOn = this.socket;
-        this.reconcile(room, head.view, []);
-      }
-      return true;
+    if (asks === undefined) return true;
+    let kind = request;
+    if (kind === undefined && refusedJoin.has(code)) {
+      if (asks[0]?.kind === 'join') kind = 'join_room';
+      else if (code === 'HYP_E_WS_FORBIDDEN_CHANNEL') kind = 'presence';
     }
-    // a member-list request is refused only as forbidden (canJoin)
-    if (code !== 'HYP_E_WS_FORBIDDEN_CHANNEL') return true;
-    asks.shift();
+    // joins ahead of a member-list request's refusal were accepted: theirs would have come first
+    if (kind === 'presence')
+      while (asks[0]?.kind === 'join') this.joinAccepted(room, asks.shift() as JoinAsk);
+    const head = asks[0];
+    let report = true;
+    if (head !== undefined && (kind === 'join_room' || kind === 'presence')) {
+      if (kind === 'join_room' && head.kind === 'join') {
+        asks.shift();
+        this.joinRefused(room, head);
+      } else if (kind === 'presence' && head.kind !== 'join') {
+        asks.shift();
+        report = head.kind === 'app' || !head.join.refused;
+      }
+    }
     if (asks.length === 0) this.roomAsks.delete(room);
-    return head.kind === 'app';
+    return report;
+  }
+
+  /** The hub accepted a join of `room`: from now on its member-list answers on this connection are the list. */
+  private joinAccepted(room: string, ask: JoinAsk): void {
+    if (ask.view === this.rooms.get(room)) ask.view.joinedOn = this.socket;
+  }
+
+  /**
+   * The hub refused a join of `room`: the client is no member on this connection, so its list
+   * empties; unless a join before it was accepted there (the hub keeps that membership).
+   */
+  private joinRefused(room: string, ask: JoinAsk): void {
+    ask.refused = true;
+    const view = ask.view;
+    if (view !== this.rooms.get(room) || view.joinedOn === this.socket) return;
+    view.joinedOn = undefined;
+    this.reconcile(room, view, []);
   }
 
   /** Brings `view` to `list`, emitting a `presence` event marked `snapshot` for each difference. */

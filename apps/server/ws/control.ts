@@ -36,16 +36,32 @@ export const Reply = {
 } as const;
 
 /**
+ * The room request a refusal answers (`join_room`, `leave_room`, `presence`): its type, and its
+ * room when the request's data holds one. A client with several requests of one room under way
+ * (a join, then a member-list request) tells by them which one the hub refused, whatever the
+ * reason (a replay claim refused too).
+ */
+export interface RefusedRoomRequest {
+  request: string;
+  room_id?: string;
+}
+
+/**
  * Error frame for `err`: data is JSON `{"code","message"}` plus the byte
  * offset, channel or offset the error names. Error data is JSON for every
  * codec, like HypGo's control data. `id`: the publish id of the refused
  * publish, in the envelope and the data (only when the publish carried one).
+ * `room`: the room request refused, named in the data (`request`, `room_id`).
  */
-export function errorEnvelope(err: unknown, channel = '', id = ''): Envelope {
+export function errorEnvelope(err: unknown, channel = '', id = '', room?: RefusedRoomRequest): Envelope {
   const hyp = err instanceof HypError ? err : new HypError('HYP_E_INTERNAL', {}, { cause: err });
   const body: Record<string, unknown> = { code: hyp.code, message: hyp.message };
   for (const key of ['offset', 'channel', 'room_id'] as const) {
     if (hyp.params[key] !== undefined) body[key] = hyp.params[key];
+  }
+  if (room !== undefined) {
+    body.request = room.request;
+    if (room.room_id !== undefined) body.room_id ??= room.room_id;
   }
   if (id) body.id = id;
   const m: Envelope = {

@@ -20,7 +20,14 @@ import {
 } from './bus-event.js';
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
 import { type ClaimedFrame, Connection, type ConnectionOwner } from './connection.js';
-import { Control, errorEnvelope, publishedEnvelope, Reply, replyEnvelope } from './control.js';
+import {
+  Control,
+  errorEnvelope,
+  publishedEnvelope,
+  type RefusedRoomRequest,
+  Reply,
+  replyEnvelope,
+} from './control.js';
 import {
   type Envelope,
   envelope,
@@ -716,10 +723,17 @@ export class Hub implements ConnectionOwner {
     let message: Envelope;
     try {
       message = c.codec.unmarshal(bytes);
-      if (this.replay && nonce) this.replay.check(nonce, message.timestamp);
     } catch (err) {
       this.refuseInTurn(c, err, readWhileOpen);
       return;
+    }
+    if (this.replay && nonce) {
+      try {
+        this.replay.check(nonce, message.timestamp);
+      } catch (err) {
+        this.refuseInTurn(c, err, readWhileOpen, message);
+        return;
+      }
     }
     if (this.claims !== undefined && nonce !== undefined) {
       this.claim(c, message, nonce, data.length, readWhileOpen || c.open);
@@ -751,13 +765,16 @@ export class Hub implements ConnectionOwner {
     this.holdWhileCongested(c);
   }
 
-  /** A refused frame: answered now, or after the frames ahead of it that wait for their claims. */
-  private refuseInTurn(c: Connection, err: unknown, readWhileOpen: boolean): void {
+  /**
+   * A refused frame (`message`: what it held, when it could be read): answered now, or after the
+   * frames ahead of it that wait for their claims.
+   */
+  private refuseInTurn(c: Connection, err: unknown, readWhileOpen: boolean, message?: Envelope): void {
     if (c.claims === undefined) {
-      this.refuse(c, err);
+      this.refuse(c, err, message);
       return;
     }
-    c.claims.push({ error: err, verdict: '', readWhileOpen });
+    c.claims.push({ error: err, message, verdict: '', readWhileOpen });
     this.settleClaims(c);
   }
 
@@ -767,9 +784,9 @@ export class Hub implements ConnectionOwner {
     if (queue === undefined) return;
     while (queue.length > 0 && queue[0]!.verdict !== undefined) {
       const entry = queue.shift()!;
-      if (entry.error !== undefined) this.refuse(c, entry.error);
+      if (entry.error !== undefined) this.refuse(c, entry.error, entry.message);
       else if (entry.verdict !== '')
-        this.refuse(c, new HypError('HYP_E_WS_REPLAY', { detail: entry.verdict }));
+        this.refuse(c, new HypError('HYP_E_WS_REPLAY', { detail: entry.verdict }), entry.message);
       else this.accepted(c, entry.message!, entry.readWhileOpen);
     }
     if (queue.length === 0 && c.claims === queue) c.claims = undefined;
@@ -795,7 +812,7 @@ export class Hub implements ConnectionOwner {
       // a refused subscribe names its channel in the frame too (the request's envelope has none)
       const channel = isHypError(err) && typeof err.params.channel === 'string' ? err.params.channel : '';
       // a refused publish carries its id back, so the client knows which one it was
-      this.sendTo(c, errorEnvelope(err, message.channel || channel, id));
+      this.sendTo(c, errorEnvelope(err, message.channel || channel, id, this.roomRequestOf(c, message)));
     }
     this.holdWhileCongested(c);
   }
@@ -862,10 +879,26 @@ export class Hub implements ConnectionOwner {
     return true;
   }
 
-  private refuse(c: Connection, err: unknown): void {
+  /** A frame refused before its handling (`message`: what it held, when it could be read). */
+  private refuse(c: Connection, err: unknown, message?: Envelope): void {
     this.metrics.securityFailure(failureReason(err));
-    this.sendTo(c, errorEnvelope(err));
+    this.sendTo(c, errorEnvelope(err, '', '', message && this.roomRequestOf(c, message)));
     if (++c.failures >= this.maxFailures) this.close(c, 1008, 'too many invalid messages');
+  }
+
+  /**
+   * The room request `m` is, named in its refusal: its type, and its room when its data decodes.
+   * A client's join and the member-list request behind it get the same room: the type tells
+   * which one a refusal answers (a replay refusal can hit either).
+   */
+  private roomRequestOf(c: Connection, m: Envelope): RefusedRoomRequest | undefined {
+    if (m.type !== Control.joinRoom && m.type !== Control.leaveRoom && m.type !== Control.presence)
+      return undefined;
+    try {
+      return { request: m.type, room_id: c.codec.decodeRoomRequest(m.data, m.type).roomId };
+    } catch {
+      return { request: m.type };
+    }
   }
 
   /** `id`: the valid publish id of a publish or broadcast ('' for none), to acknowledge it. */
