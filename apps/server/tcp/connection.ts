@@ -75,8 +75,9 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   private readonly raw: Socket;
   /** Whether reads and writes are bound (plain: at once; TLS: once the handshake completed). */
   private bound = false;
-  private _remote: string | undefined;
-  private _local: string | undefined;
+  /** Read at accept: a socket the peer reset no longer knows either address (its handle is gone). */
+  private readonly _remote: string;
+  private readonly _local: string;
   private readonly queue: Buffer[] = [];
   private readEnded = false;
   private closed = false;
@@ -104,6 +105,8 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   ) {
     this._socket = raw;
     this.raw = raw;
+    this._remote = formatEndpoint(raw.remoteAddress, raw.remotePort);
+    this._local = formatEndpoint(raw.localAddress, raw.localPort);
     this.state = state;
     this.idleMs = host.idleMs;
     raw.on('close', () => this.onClose());
@@ -126,15 +129,13 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     return this._network === 'tcp+tls' ? verifiedPeerCertificate(this._socket) : undefined;
   }
 
-  /** `host:port` of the peer (`[::1]:port` for IPv6); read from the socket on first use. */
+  /** `host:port` of the peer (`[::1]:port` for IPv6), as it was when the connection was accepted. */
   get remoteAddress(): string {
-    this._remote ??= formatEndpoint(this.raw.remoteAddress, this.raw.remotePort);
     return this._remote;
   }
 
   /** `host:port` this connection was accepted on. */
   get localAddress(): string {
-    this._local ??= formatEndpoint(this.raw.localAddress, this.raw.localPort);
     return this._local;
   }
 

@@ -1,0 +1,43 @@
+/**
+ * A peer that resets its connection while the handler still works on it: the
+ * report of the handler's failure names that peer. The address is read from
+ * the socket, and a reset socket no longer knows its peer (getpeername fails
+ * once the handle is gone), so it is read when the connection is accepted.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { HypError } from '../../../../supervisor/errors.js';
+import { closeTracked, dial, start, until } from './helpers.js';
+
+afterEach(async () => {
+  await closeTracked();
+});
+
+describe('a peer that resets mid-connection', () => {
+  it('a handler failing after the reset is reported as HYP_E_TCP_HANDLER naming the peer (host:port)', async () => {
+    const errors: HypError[] = [];
+    const seen: string[] = [];
+    const { service, port } = await start(
+      async (conn) => {
+        await conn.read();
+        // The peer resets; the handler's next write fails, as the demo's echo loop does.
+        if (!conn.socket.destroyed) await new Promise((r) => conn.socket.once('close', r));
+        seen.push(conn.remoteAddress);
+        await conn.write('late');
+      },
+      {},
+      { onError: (err) => errors.push(err as HypError) },
+    );
+    const client = await dial(port);
+    const local = `127.0.0.1:${client.localPort}`;
+    client.write('hello');
+    await until(() => service.openConnections() === 1, 'connection accepted');
+    // Give the handler its chunk before the reset.
+    await new Promise((r) => setTimeout(r, 50));
+    client.resetAndDestroy();
+    await until(() => errors.length > 0, 'handler failure reported');
+    expect(errors[0]!.code).toBe('HYP_E_TCP_HANDLER');
+    expect(errors[0]!.params.remote).toBe(local);
+    expect(errors[0]!.message).toMatch(new RegExp(`^tcp service echo: handler failed for ${local}: `));
+    expect(seen).toEqual([local]);
+  });
+});
