@@ -7,7 +7,7 @@
  * `hyp_tls_reload_failures_total`.
  */
 import { constants, createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { TlsOptions, Server as TlsServer } from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { TlsConfig } from '../../../supervisor/config/schema.js';
@@ -384,12 +384,23 @@ function digest(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('base64');
 }
 
-/** The certificate, key and CA files' contents (hashed) or read errors: what a reload would see. */
+/** Larger than any PEM bundle (readTlsMaterial refuses such a file, naming its size). */
+const maxPemBytes = 16 * 1024 * 1024;
+
+/**
+ * The certificate, key and CA files' contents (hashed) or read errors: what
+ * a reload would see. Only regular files of at most 16 MiB are read, as
+ * readTlsMaterial does: opening a named pipe would block the event loop
+ * until a writer came.
+ */
 function filesState(c: TlsConfig): string {
   return [c.cert_file, c.key_file, c.ca_file]
     .map((file) => {
       if (file === '') return '';
       try {
+        const info = statSync(file);
+        if (!info.isFile()) return `not a regular file ${info.dev}:${info.ino}`;
+        if (info.size > maxPemBytes) return `${info.size} bytes ${info.dev}:${info.ino}`;
         return digest(readFileSync(file));
       } catch (err) {
         return (err as NodeJS.ErrnoException).code ?? errorMessage(err);
