@@ -38,6 +38,10 @@ export const catalog = {
     message: 'TLS key {key_file} does not match certificate {cert_file} ({key}, {cert_key})',
     exit: 2,
   },
+  HYP_E_TLS_CLIENT_CERT: {
+    message:
+      'TLS handshake with {remote} failed: client certificate does not verify against {ca_key} ({reason})',
+  },
 
   // worker lifecycle (reported by the supervisor, never fatal to it)
   HYP_E_APP_START: { message: 'app failed to start: {detail}', exit: 70 },

@@ -239,10 +239,12 @@ export class HttpServer {
         const unverified = peerOf && clientCertificateRefusal(socket);
         if (unverified) {
           const remote = peerOf?.(socket) || 'a client';
-          opts.log?.warn(
-            { remote, reason: unverified, ca_file: cfg.tls.ca_file },
-            `TLS handshake with ${remote} failed: client certificate does not verify against server.tls.ca_file (${unverified})`,
-          );
+          const e = new HypError('HYP_E_TLS_CLIENT_CERT', {
+            remote,
+            reason: unverified,
+            ca_key: 'server.tls.ca_file',
+          });
+          opts.log?.warn({ code: e.code, remote, reason: unverified, ca_file: cfg.tls.ca_file }, e.message);
         } else {
           opts.log?.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
         }

@@ -83,7 +83,7 @@ describe('client_auth require on the HTTP listener', () => {
         expect(line.msg).toContain('DEPTH_ZERO_SELF_SIGNED_CERT');
         expect(line.msg).toContain('127.0.0.1:');
         expect(line.msg).not.toContain('socket hang up');
-        expect(line).toMatchObject({ reason: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+        expect(line).toMatchObject({ code: 'HYP_E_TLS_CLIENT_CERT', reason: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
         expect(String(line.remote)).toMatch(/^127\.0\.0\.1:\d+$/);
         expect(refusals(logs)).toHaveLength(1);
       });
