@@ -59,11 +59,31 @@ export class TlsSessionCache {
   /** Serve `newSession` / `resumeSession` of a TLS server from this cache. */
   attach(server: TlsServer): void {
     server.on('newSession', (id: Buffer, data: Buffer, done: () => void) => {
-      this.set(id, data);
+      // TLS 1.3 resumes from its tickets alone, yet OpenSSL reports each
+      // ticket it issues here (two per full handshake): never looked up, they
+      // would only push out the TLS 1.2 sessions this cache is for.
+      if (sessionVersion(data) !== tls13) this.set(id, data);
       done();
     });
     server.on('resumeSession', (id: Buffer, done: (err: Error | null, data: Buffer | null) => void) => {
       done(null, this.take(id) ?? null);
     });
   }
+}
+
+const tls13 = 0x0304;
+
+/**
+ * The protocol version of a DER-encoded SSL_SESSION (OpenSSL's ASN.1:
+ * `SEQUENCE { INTEGER 1, INTEGER ssl_version, ... }`), or -1 if `der` does
+ * not start that way.
+ */
+export function sessionVersion(der: Buffer): number {
+  if (der.length < 10 || der[0] !== 0x30) return -1;
+  const lengthBytes = der[1]! & 0x80 ? der[1]! & 0x7f : 0;
+  let i = 2 + lengthBytes;
+  if (der[i] !== 0x02 || der[i + 1] !== 1 || der[i + 2] !== 1) return -1;
+  i += 3;
+  if (der[i] !== 0x02 || der[i + 1] !== 2 || i + 3 >= der.length) return -1;
+  return (der[i + 2]! << 8) | der[i + 3]!;
 }
