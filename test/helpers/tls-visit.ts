@@ -16,6 +16,8 @@ export interface TlsVisitOptions {
   /** The client ends the connection once the answer reads so (else it waits for the server to close). */
   until?: string;
   maxVersion?: SecureVersion;
+  /** OpenSSL options of the client (`constants.SSL_OP_NO_TICKET`: a client without tickets). */
+  secureOptions?: number;
 }
 
 /** An HTTP/1.1 GET of `path` (or `options.send`); rejects after 10 s without the connection closing. */
@@ -36,6 +38,7 @@ export function tlsVisit(
       ca,
       session,
       maxVersion: options.maxVersion,
+      secureOptions: options.secureOptions,
       ...(options.send === undefined ? { ALPNProtocols: ['http/1.1'] } : {}),
     });
     const timer = setTimeout(() => {

@@ -3,14 +3,16 @@
  */
 import { constants } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { connect, createServer, type Server as TlsServer } from 'node:tls';
+import { createServer, type Server as TlsServer } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TlsSessionCache } from '../../../../apps/server/tls/sessioncache.js';
+import { tlsVisit } from '../../../helpers/tls-visit.js';
 import { type Served, serve } from '../http/harness.js';
 import { makePki, type TestPki } from './certs.js';
 
 const id = (n: number) => Buffer.from([n >> 8, n & 0xff]);
 const data = (n: number) => Buffer.from(`session ${n}`);
+const noTickets = { maxVersion: 'TLSv1.2', secureOptions: constants.SSL_OP_NO_TICKET } as const;
 
 describe('TlsSessionCache', () => {
   it('defaults to 10,000 entries and a 24 h TTL', () => {
@@ -61,34 +63,9 @@ describe('session-id resumption on the TLS listener (client without tickets)', (
     served = undefined;
   });
 
-  function visit(
-    port: number,
-    session: Buffer | undefined,
-    maxVersion: 'TLSv1.2' | 'TLSv1.3' = 'TLSv1.2',
-  ): Promise<{ reused: boolean; session: Buffer | undefined }> {
-    return new Promise((resolve, reject) => {
-      let latest: Buffer | undefined;
-      let reused = false;
-      const socket = connect({
-        host: '127.0.0.1',
-        port,
-        ca: pki.read(pki.caCert),
-        session,
-        maxVersion,
-        secureOptions: maxVersion === 'TLSv1.2' ? constants.SSL_OP_NO_TICKET : 0,
-      });
-      socket.on('session', (s: Buffer) => {
-        latest = s;
-      });
-      socket.on('secureConnect', () => {
-        reused = socket.isSessionReused();
-        socket.end('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
-      });
-      socket.on('data', () => {});
-      socket.on('error', reject);
-      socket.on('close', () => resolve({ reused, session: latest }));
-    });
-  }
+  // A TLS 1.2 client without tickets: only the session id can resume it.
+  const visit = (port: number, session: Buffer | undefined) =>
+    tlsVisit(port, pki.read(pki.caCert), session, '/', noTickets);
 
   it('resumes a session id once; replaying the same session id gets a full handshake', async () => {
     served = await serve([...pki.tlsSets()]);
@@ -115,30 +92,11 @@ describe('TLS 1.3 sessions', () => {
     server = undefined;
   });
 
-  function visit(port: number, maxVersion: 'TLSv1.2' | 'TLSv1.3', session?: Buffer) {
-    return new Promise<{ reused: boolean; session: Buffer | undefined }>((resolve, reject) => {
-      let latest: Buffer | undefined;
-      let reused = false;
-      const socket = connect({
-        host: '127.0.0.1',
-        port,
-        ca: pki.read(pki.caCert),
-        servername: 'localhost',
-        session,
-        maxVersion,
-        secureOptions: maxVersion === 'TLSv1.2' ? constants.SSL_OP_NO_TICKET : 0,
-      });
-      socket.on('session', (s: Buffer) => {
-        latest = s;
-      });
-      socket.on('secureConnect', () => {
-        reused = socket.isSessionReused();
-      });
-      socket.on('data', () => socket.end());
-      socket.on('error', reject);
-      socket.on('close', () => resolve({ reused, session: latest }));
+  const visit = (port: number, maxVersion: 'TLSv1.2' | 'TLSv1.3', session?: Buffer) =>
+    tlsVisit(port, pki.read(pki.caCert), session, '', {
+      send: 'hi',
+      ...(maxVersion === 'TLSv1.2' ? noTickets : { maxVersion }),
     });
-  }
 
   it('are not stored (they resume from tickets); TLS 1.2 sessions without tickets still are', async () => {
     const cache = new TlsSessionCache();
