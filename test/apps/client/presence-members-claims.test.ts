@@ -14,6 +14,7 @@ import { eventually } from '../server/ws/helpers.js';
 import { SpecClaims } from '../server/ws/spec-claims.js';
 import { client, closeAll, frontOf, hub } from './delivery.js';
 import { portOf } from './front.js';
+import { sorted, watch } from './presence-watch.js';
 
 afterEach(async () => {
   await closeAll();
@@ -31,37 +32,6 @@ async function guardedHub(bus?: LocalBus) {
   });
   return { served, claims };
 }
-
-interface PresenceEvent {
-  event: 'join' | 'leave';
-  room_id: string;
-  client_id: string;
-  snapshot?: boolean;
-}
-
-/** `ws`'s presence events in `room` applied to a set, the no-op ones, and the member-list answers. */
-function watch(ws: HypWebSocket, room: string) {
-  const applied = new Set<string>();
-  const events: PresenceEvent[] = [];
-  const noOps: PresenceEvent[] = [];
-  const answers: string[][] = [];
-  ws.on('presence', (m) => {
-    if (m.channel !== room) return;
-    const body = m.json<PresenceEvent | { room_id: string; members: string[] }>();
-    if ('members' in body) {
-      answers.push(body.members);
-      return;
-    }
-    events.push(body);
-    const changed = body.event === 'join' ? !applied.has(body.client_id) : applied.has(body.client_id);
-    if (!changed) noOps.push(body);
-    if (body.event === 'join') applied.add(body.client_id);
-    else applied.delete(body.client_id);
-  });
-  return { events, noOps, answers, applied: () => [...applied].sort() };
-}
-
-const sorted = (list: readonly string[]) => [...list].sort();
 
 /**
  * Resolves once the hub answered everything `ws` sent so far: a member-list request of a room

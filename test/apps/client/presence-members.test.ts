@@ -10,11 +10,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { HypWebSocket } from '../../../apps/client/index.js';
 import { LocalBus, LocalBusGroup } from '../../../apps/server/ws/bus.js';
 import { eventually } from '../server/ws/helpers.js';
 import { client, closeAll, frontOf, hub } from './delivery.js';
 import { portOf } from './front.js';
+import { sorted, watch } from './presence-watch.js';
 
 afterEach(async () => {
   await closeAll();
@@ -22,46 +22,6 @@ afterEach(async () => {
 
 /** A port nothing listens on: the front's connections to it are refused, so the client stays away. */
 const nowhere = 1;
-
-interface PresenceEvent {
-  event: 'join' | 'leave';
-  room_id: string;
-  client_id: string;
-  snapshot?: boolean;
-}
-
-/**
- * Applies `ws`'s presence events in `room` to a set, as an application would, and records
- * each one that does not change it (a join of a listed member, a leave of an unlisted one)
- * and each member-list answer.
- */
-function watch(ws: HypWebSocket, room: string) {
-  const applied = new Set<string>();
-  const events: PresenceEvent[] = [];
-  const noOps: PresenceEvent[] = [];
-  const answers: string[][] = [];
-  ws.on('presence', (m) => {
-    if (m.channel !== room) return;
-    const body = m.json<PresenceEvent | { room_id: string; members: string[] }>();
-    if ('members' in body) {
-      answers.push(body.members);
-      return;
-    }
-    events.push(body);
-    const changed = body.event === 'join' ? !applied.has(body.client_id) : applied.has(body.client_id);
-    if (!changed) noOps.push(body);
-    if (body.event === 'join') applied.add(body.client_id);
-    else applied.delete(body.client_id);
-  });
-  return {
-    events,
-    noOps,
-    answers,
-    applied: () => [...applied].sort(),
-  };
-}
-
-const sorted = (list: readonly string[]) => [...list].sort();
 
 /** Clients `ids`, each connected to `url` with `room` joined. */
 async function members(url: string, ids: readonly string[], room: string) {
