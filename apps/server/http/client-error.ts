@@ -75,5 +75,5 @@ function describe(err: NodeJS.ErrnoException, maxHeaderSize: number): Described 
   const what = typeof reason === 'string' && reason !== '' ? reason : 'Parse error';
   // Node answers 413 to chunk extensions over its 16 KiB bound.
   const status = err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
-  return { status, code: 'HYP_E_BAD_REQUEST', message: `malformed HTTP/1.1 request: ${what} (${err.code})` };
+  return { status, code: 'HYP_E_BAD_REQUEST', message: `malformed request: ${what} (${err.code})` };
 }
