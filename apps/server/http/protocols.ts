@@ -94,6 +94,12 @@ export interface Http2SessionLimits {
   sendStalls?: StreamStallWatch | undefined;
   /** A response body went past its own `content-length`; its stream was reset (slices.ts). */
   onOverrun?: OverrunListener | undefined;
+  /**
+   * nghttp2 ended a session for what its peer sent (a protocol error, a
+   * PING/SETTINGS/RST flood: ERR_HTTP2_ERROR) or Node did (ERR_HTTP2_*).
+   * The session is destroyed either way; this only reports it.
+   */
+  onSessionError?: ((err: NodeJS.ErrnoException, session: ServerHttp2Session) => void) | undefined;
 }
 
 /** Per session: requests open on it, and since when it has had none (ms since epoch). */
@@ -223,7 +229,8 @@ export class Http2Sessions {
         this.checkIdle();
       });
       // An errored session is destroyed and closes; nothing to rethrow.
-      session.on('error', () => {});
+      const onSessionError = limits.onSessionError;
+      session.on('error', (err: NodeJS.ErrnoException) => onSessionError?.(err, session));
       this.startSweep();
       if (this.draining) setImmediate(() => session.close());
     });
