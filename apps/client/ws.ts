@@ -11,7 +11,7 @@
  *   ws.publish('news', { headline: 'hi' });
  *   const { offset } = await ws.publishAck('news', { headline: 'acknowledged' });
  */
-import type { ErrorCode } from '../../supervisor/errors.js';
+import { type ErrorCode, HypError } from '../../supervisor/errors.js';
 import { type Codec, type CodecName, codecByName } from '../server/ws/codecs/index.js';
 import {
   type Envelope,
@@ -366,6 +366,33 @@ const refusedSubscribe: ReadonlySet<string> = new Set([
   'HYP_E_WS_RECOVERY_BUSY',
 ]);
 
+/** A lone surrogate: with the `u` flag, a surrogate pair is one code point and does not match. */
+const loneSurrogate = /\p{Surrogate}/u;
+
+/**
+ * Refuses, at the call, a channel or room name every hub refuses whatever
+ * its options, with every codec: '' (a request must name one) and a name
+ * holding a lone surrogate. That has no UTF-8 form: the hub refuses the
+ * request (a room request without naming the room, which the member lists
+ * cannot match), and a FlatBuffers publish carries U+FFFD in its place, so
+ * it reaches another channel. Nothing is sent. Length is the
+ * hub's to judge: its `maxNameLength` is not known here. The error is the
+ * hub's own for such names from the app (`hub.publish`).
+ */
+function checkName(call: string, kind: 'channel' | 'room', name: string): void {
+  if (typeof name !== 'string') throw new TypeError(`${kind} must be a string, got ${typeof name}`);
+  if (name === '') throw new HypError('HYP_E_WS_NAME_INVALID', { call, kind, name: '""', detail: 'empty' });
+  const at = name.search(loneSurrogate);
+  if (at < 0) return;
+  const unit = name.charCodeAt(at).toString(16);
+  throw new HypError('HYP_E_WS_NAME_INVALID', {
+    call,
+    kind,
+    name: JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name),
+    detail: `\\u${unit} at index ${at}, which has no UTF-8 form`,
+  });
+}
+
 /**
  * A payload's bytes: bytes as they are — a Uint8Array (also one from another
  * realm: an iframe), an ArrayBuffer or another view of one (as a browser
@@ -703,6 +730,7 @@ export class HypWebSocket {
     handler?: (m: HypMessage) => void,
     options: { offset?: string } = {},
   ): () => void {
+    checkName('subscribe', 'channel', channel);
     if (!this.channels.has(channel)) {
       const offset = options.offset ?? '';
       if (typeof offset !== 'string') throw new TypeError(`offset must be a string, got ${typeof offset}`);
@@ -735,6 +763,7 @@ export class HypWebSocket {
   }
 
   unsubscribe(channel: string): void {
+    checkName('unsubscribe', 'channel', channel);
     if (!this.channels.delete(channel)) return;
     this.generation.delete(channel);
     this.gapFrom.delete(channel);
@@ -755,6 +784,7 @@ export class HypWebSocket {
    * for the list itself, and applies the room's join/leave events to it.
    */
   joinRoom(room: string): void {
+    checkName('joinRoom', 'room', room);
     let view = this.rooms.get(room);
     if (view === undefined) {
       view = { members: new Set(), joinedOn: undefined };
@@ -765,6 +795,7 @@ export class HypWebSocket {
 
   /** Leaves `room`; its member list is forgotten at once (no events). */
   leaveRoom(room: string): void {
+    checkName('leaveRoom', 'room', room);
     this.rooms.delete(room);
     this.sendNow({ type: 'leave_room', data: this.codec.encodeRoomRequest({ roomId: room }) }, {});
   }
@@ -788,6 +819,7 @@ export class HypWebSocket {
    * dropped silently before: no answer ever came).
    */
   presence(room: string): void {
+    checkName('presence', 'room', room);
     this.enqueue(envelope({ type: 'presence', data: this.codec.encodeRoomRequest({ roomId: room }) }));
   }
 
@@ -798,6 +830,7 @@ export class HypWebSocket {
    * `volatile` and unable to go now (not reported).
    */
   publish(channel: string, data: Payload, options: SendOptions = {}): boolean {
+    checkName('publish', 'channel', channel);
     return this.enqueue(
       {
         type: 'publish',
@@ -822,6 +855,7 @@ export class HypWebSocket {
    * publishes already wait (one is always admitted).
    */
   publishAck(channel: string, data: Payload, options: PublishAckOptions = {}): Promise<PublishAck> {
+    checkName('publishAck', 'channel', channel);
     return this.sendAcked('publish', channel, data, options);
   }
 
@@ -958,6 +992,8 @@ export class HypWebSocket {
 
   /** An application message of any type (reaches the hub's message callbacks); returns as `publish` does. */
   send(type: string, data: Payload, channel = '', options: SendOptions = {}): boolean {
+    // '' is no channel, but a publish needs one
+    if (channel !== '' || type === 'publish') checkName('send', 'channel', channel);
     return this.enqueue(
       { type, channel, data: toData(data), timestamp: 0n, clientId: '', offset: '' },
       options.volatile === true,
