@@ -192,7 +192,7 @@ export const catalog = {
     message: '{kind} name of {length} characters is longer than {limit} (maxNameLength)',
   },
   HYP_E_WS_NAME_INVALID: {
-    message: '{call}: the {kind} {name} holds a lone surrogate ({detail})',
+    message: '{call}: the {kind} {name} {detail}',
     status: 400,
   },
   HYP_E_WS_RECOVERY_BUSY: { message: 'cannot resume channel {channel} now: {detail}' },

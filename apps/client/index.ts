@@ -1,4 +1,5 @@
 /** `hyp/client`: the WebSocket client (browser + Node). */
+export { HypError } from '../../supervisor/errors.js';
 export type { CodecName } from '../server/ws/codecs/index.js';
 export type { ConnectErrorEvent } from './handshake.js';
 export { ClientReplayGuard } from './replay.js';

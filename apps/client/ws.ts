@@ -381,7 +381,8 @@ const loneSurrogate = /\p{Surrogate}/u;
  */
 function checkName(call: string, kind: 'channel' | 'room', name: string): void {
   if (typeof name !== 'string') throw new TypeError(`${kind} must be a string, got ${typeof name}`);
-  if (name === '') throw new HypError('HYP_E_WS_NAME_INVALID', { call, kind, name: '""', detail: 'empty' });
+  if (name === '')
+    throw new HypError('HYP_E_WS_NAME_INVALID', { call, kind, name: '""', detail: 'is empty' });
   const at = name.search(loneSurrogate);
   if (at < 0) return;
   const unit = name.charCodeAt(at).toString(16);
@@ -389,7 +390,7 @@ function checkName(call: string, kind: 'channel' | 'room', name: string): void {
     call,
     kind,
     name: JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name),
-    detail: `\\u${unit} at index ${at}, which has no UTF-8 form`,
+    detail: `holds a lone surrogate (\\u${unit} at index ${at}, which has no UTF-8 form)`,
   });
 }
 

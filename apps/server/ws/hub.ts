@@ -2080,7 +2080,7 @@ function wellFormed(call: string, kind: string, name: string): void {
     call,
     kind,
     name: JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name),
-    detail: `\\u${unit} at index ${at}, which has no UTF-8 form`,
+    detail: `holds a lone surrogate (\\u${unit} at index ${at}, which has no UTF-8 form)`,
   });
 }
 
