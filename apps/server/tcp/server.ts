@@ -499,7 +499,8 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       this.reportError(
         new HypError(
           'HYP_E_TCP_HANDLER',
-          { name: this.name, remote: conn.remoteAddress, detail: error.message },
+          // '' when the peer reset before the accept: the socket never knew its address.
+          { name: this.name, remote: conn.remoteAddress || 'a client', detail: error.message },
           { cause: error },
         ),
         conn,
