@@ -20,6 +20,7 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Socket } from 'node:net';
+import { type ErrorCode, HypError } from '../../../supervisor/errors.js';
 import { internalMissing } from '../node-internals.js';
 import { installSlices, type OverrunListener } from './slices.js';
 import type { StreamStallWatch } from './stream-stall.js';
@@ -158,15 +159,33 @@ function compatDispatch(
   const req = new Http2ServerRequest(stream, headers, {}, rawHeaders);
   const res = new Http2ServerResponse(stream);
   if (headers[':method'] === 'CONNECT') {
-    res.statusCode = constants.HTTP_STATUS_METHOD_NOT_ALLOWED;
-    res.end();
+    const refusal = new HypError('HYP_E_METHOD_NOT_ALLOWED', {
+      method: 'CONNECT',
+      path: headers[':authority'] ?? '',
+    });
+    refuse(res, constants.HTTP_STATUS_METHOD_NOT_ALLOWED, refusal.code, refusal.message);
   } else if (headers.expect === '100-continue') {
     res.writeContinue();
     handler(req, res);
   } else {
-    res.statusCode = constants.HTTP_STATUS_EXPECTATION_FAILED;
-    res.end();
+    // The catalog has no 417 code: HYP_E_BAD_REQUEST names it, the status says which.
+    refuse(
+      res,
+      constants.HTTP_STATUS_EXPECTATION_FAILED,
+      'HYP_E_BAD_REQUEST',
+      `unsupported expectation ${JSON.stringify(String(headers.expect))}; only 100-continue is`,
+    );
   }
+}
+
+/** A JSON error answer to a request no handler sees (as the app's own: `{"error":{code,message}}`). */
+function refuse(res: Http2ServerResponse, status: number, code: ErrorCode, message: string): void {
+  const body = JSON.stringify({ error: { code, message } });
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
 }
 
 /** The stream closes right after; its 'close' does the accounting. */
