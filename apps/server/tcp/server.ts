@@ -442,7 +442,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     const unverified = authorizationError(tlsSocket);
     const detail = unverified
       ? `client certificate does not verify against tcp.${this.name}.tls.ca_file (${unverified})`
-      : err.message.trim();
+      : opensslReason(err);
     this.reportError(new HypError('HYP_E_TCP_HANDSHAKE', { remote, detail }, { cause: err }));
   }
 
@@ -581,4 +581,18 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     await Promise.all(left.map((conn) => conn.whenClosed()));
     for (const conn of left) this.connectionDone(conn);
   }
+}
+
+/**
+ * An OpenSSL error as its reason and Node's code ('wrong version number
+ * (ERR_SSL_WRONG_VERSION_NUMBER)'); its message is OpenSSL's error line,
+ * with the library's packed code and a source path of Node's build
+ * ('80AC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version
+ * number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:').
+ */
+function opensslReason(err: Error): string {
+  const { reason, code } = err as { reason?: unknown; code?: unknown };
+  if (typeof reason === 'string' && reason !== '' && typeof code === 'string' && code.startsWith('ERR_SSL_'))
+    return `${reason} (${code})`;
+  return err.message.trim();
 }
