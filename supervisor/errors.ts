@@ -90,6 +90,14 @@ export const catalog = {
   HYP_E_FORBIDDEN_PATH: { message: 'path is outside the served directory', status: 403 },
   HYP_E_URI_TOO_LONG: { message: 'a path parameter is longer than {limit} characters', status: 414 },
   HYP_E_REQUEST_TIMEOUT: { message: 'request took longer than {timeout}', status: 408 },
+  HYP_E_HEADERS_TOO_LARGE: {
+    message: 'request line and headers exceed {limit} bytes (server.limits.max_header_size)',
+    status: 431,
+  },
+  HYP_E_EXPECTATION_FAILED: {
+    message: 'unsupported expectation {expect}; only 100-continue is',
+    status: 417,
+  },
   HYP_E_TOO_MANY_CONNECTIONS: { message: 'connection limit {limit} reached', status: 503 },
   HYP_E_SEND_TIMEOUT: {
     message:

@@ -6,7 +6,7 @@
  */
 import { type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import type { ErrorCode } from '../../../supervisor/errors.js';
+import { type ErrorCode, HypError } from '../../../supervisor/errors.js';
 import type { Logger } from '../../../supervisor/log.js';
 
 export interface ClientErrorOptions {
@@ -63,13 +63,10 @@ function describe(err: NodeJS.ErrnoException, maxHeaderSize: number): Described 
       code: 'HYP_E_REQUEST_TIMEOUT',
       message: 'request headers or body did not arrive in time',
     };
-  // The catalog has no 431 code yet: HYP_E_BAD_REQUEST names it, the status says which.
-  if (err.code === 'HPE_HEADER_OVERFLOW')
-    return {
-      status: 431,
-      code: 'HYP_E_BAD_REQUEST',
-      message: `request line and headers exceed ${maxHeaderSize} bytes (server.limits.max_header_size)`,
-    };
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    const e = new HypError('HYP_E_HEADERS_TOO_LARGE', { limit: maxHeaderSize });
+    return { status: e.status, code: e.code, message: e.message };
+  }
   // llhttp's reason is a fixed English phrase per error ("Invalid header value char").
   const reason = (err as { reason?: unknown }).reason;
   const what = typeof reason === 'string' && reason !== '' ? reason : 'Parse error';

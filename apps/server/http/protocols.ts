@@ -168,13 +168,10 @@ function compatDispatch(
     res.writeContinue();
     handler(req, res);
   } else {
-    // The catalog has no 417 code: HYP_E_BAD_REQUEST names it, the status says which.
-    refuse(
-      res,
-      constants.HTTP_STATUS_EXPECTATION_FAILED,
-      'HYP_E_BAD_REQUEST',
-      `unsupported expectation ${JSON.stringify(String(headers.expect))}; only 100-continue is`,
-    );
+    const refusal = new HypError('HYP_E_EXPECTATION_FAILED', {
+      expect: JSON.stringify(String(headers.expect)),
+    });
+    refuse(res, refusal.status, refusal.code, refusal.message);
   }
 }
 

@@ -17,7 +17,6 @@ import {
   type Server,
   type ServerOptions,
   type ServerResponse,
-  STATUS_CODES,
 } from 'node:http';
 import {
   createServer as createHttp2Server,
@@ -44,6 +43,7 @@ import type { Logger } from '../../../supervisor/log.js';
 import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { clientCertificateRefusal, peersOf } from '../tls/peer.js';
+import { clientErrorListener } from './client-error.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 import { overrunDetail } from './slices.js';
@@ -145,24 +145,8 @@ export class HttpServer {
     const handle = this.tracker.track(opts.handler);
     this.server.on('request', handle);
     this.server.on('checkContinue', checkContinue(sizeBytes(limits.body_limit), handle));
-    // Ignore client errors that Node already answers (400/408/431); never crash.
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      // Only an error in what the client sent over HTTP gets an HTTP answer. Any
-      // other (a reset, a TLS alert from the peer: the connection is dead
-      // underneath) ends the socket at once: an answer to it never finishes
-      // writing, and the socket stayed open until the headers timeout, holding
-      // a drain for up to drain.timeout.
-      if (!isHttpClientError(err) || !socket.writable) return socket.destroy();
-      // The error is in a request pipelined behind one still being answered: an
-      // answer now would land inside that response's body, or be taken for it.
-      const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-      if (answering && (answering.headersSent || answering.req.complete)) return socket.destroy();
-      const status =
-        err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-      socket.end(
-        `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
-      );
-    });
+    // Requests Node's parser refuses get Node's status with a coded JSON body and a debug line; never a crash.
+    this.server.on('clientError', clientErrorListener({ maxHeaderSize, log: opts.log }));
 
     this.log = opts.log;
     const sendTimeoutMs = durationMs(limits.send_timeout);
@@ -212,6 +196,12 @@ export class HttpServer {
           const e = new HypError('HYP_E_RESPONSE_LENGTH', { detail: overrunDetail(announced, sent) });
           this.log?.error({ code: e.code, request_id: sentRequestId(stream), stream: stream.id }, e.message);
         },
+        // The peer's fault (a flood, a protocol error): debug, as a 4xx answer is logged.
+        onSessionError: (err) =>
+          this.log?.debug(
+            { code: 'HYP_E_BAD_REQUEST', http2: err.code },
+            `HTTP/2 session ended: ${err.message}`,
+          ),
       });
       if (opts.streamHandler)
         this.http2.on('stream', this.sessions.trackStream(opts.streamHandler, opts.handler));
@@ -419,11 +409,6 @@ function answeringRequestId(socket: Socket): string | undefined {
 }
 
 const requestIdLine = /\r\nx-request-id:/i;
-
-/** Node's HTTP/1.1 parser errors (HPE_*) and its request timeout: what a 400/408/431 answers. */
-function isHttpClientError(err: NodeJS.ErrnoException): boolean {
-  return err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
-}
 
 function destroyAfterGrace(this: Socket): void {
   setTimeout(destroyOpen, closeGraceMs, this).unref();

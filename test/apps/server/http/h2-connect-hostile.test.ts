@@ -66,11 +66,14 @@ describe('HTTP/2 requests refused before any handler', () => {
     expect(ran).toBe(0);
   });
 
-  it('an expectation other than 100-continue: 417 HYP_E_BAD_REQUEST naming it', async () => {
+  it('an expectation other than 100-continue: 417 HYP_E_EXPECTATION_FAILED naming it', async () => {
     const a = await request({ ':path': '/x', expect: '200-ok' });
     expect(a.headers[':status']).toBe(417);
     expect(JSON.parse(a.body)).toEqual({
-      error: { code: 'HYP_E_BAD_REQUEST', message: 'unsupported expectation "200-ok"; only 100-continue is' },
+      error: {
+        code: 'HYP_E_EXPECTATION_FAILED',
+        message: 'unsupported expectation "200-ok"; only 100-continue is',
+      },
     });
     expect(ran).toBe(0);
   });
