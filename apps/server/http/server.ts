@@ -42,7 +42,7 @@ import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
 import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
-import { clientCertificateRefusal, peersOf } from '../tls/peer.js';
+import { clientCertificateRefusal, opensslReason, peersOf } from '../tls/peer.js';
 import { clientErrorListener } from './client-error.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
@@ -236,7 +236,7 @@ export class HttpServer {
           });
           opts.log?.warn({ code: e.code, remote, reason: unverified, ca_file: cfg.tls.ca_file }, e.message);
         } else {
-          opts.log?.debug({ err: err.message, remote: socket.remoteAddress }, 'TLS handshake failed');
+          opts.log?.debug({ err: opensslReason(err), remote: socket.remoteAddress }, 'TLS handshake failed');
         }
         socket.destroy();
       });

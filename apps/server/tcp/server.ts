@@ -15,6 +15,7 @@ import { formatAddress, parseAddress, parseDuration, parseSize } from '../../../
 import { type ErrorCode, errorMessage, HypError } from '../../../supervisor/errors.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
+import { clientCertificateRefusal, opensslReason } from '../tls/peer.js';
 import { type ConnectionHost, formatEndpoint, TcpConnection } from './connection.js';
 import { type RefuseReason, registerTcpStats, TcpStats } from './metrics.js';
 import { ConnectionRateLimiter } from './ratelimit.js';
@@ -45,17 +46,6 @@ export interface TcpServiceInit<S extends object = Record<string, unknown>> {
 function acceptedSocket(tlsSocket: TLSSocket): Socket | undefined {
   const parent = (tlsSocket as TLSSocket & { _parent?: unknown })._parent;
   return typeof parent === 'object' && parent !== null ? (parent as Socket) : undefined;
-}
-
-/**
- * Why the client's certificate failed verification (`DEPTH_ZERO_SELF_SIGNED_CERT`,
- * `CERT_HAS_EXPIRED`, ...), if it did. Node sets a code string there, though
- * its types say Error.
- */
-function authorizationError(tlsSocket: TLSSocket): string | undefined {
-  const why: unknown = tlsSocket.authorizationError;
-  if (typeof why === 'string') return why || undefined;
-  return why instanceof Error ? why.message : undefined;
 }
 
 /**
@@ -439,7 +429,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
       conn?.remoteAddress || formatEndpoint(tlsSocket.remoteAddress, tlsSocket.remotePort) || 'a client';
     // A client certificate that does not verify is refused after the handshake:
     // Node closes the socket and reports "socket hang up", as if the client had left.
-    const unverified = authorizationError(tlsSocket);
+    const unverified = clientCertificateRefusal(tlsSocket);
     const detail = unverified
       ? `client certificate does not verify against tcp.${this.name}.tls.ca_file (${unverified})`
       : opensslReason(err);
@@ -581,18 +571,4 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     await Promise.all(left.map((conn) => conn.whenClosed()));
     for (const conn of left) this.connectionDone(conn);
   }
-}
-
-/**
- * An OpenSSL error as its reason and Node's code ('wrong version number
- * (ERR_SSL_WRONG_VERSION_NUMBER)'); its message is OpenSSL's error line,
- * with the library's packed code and a source path of Node's build
- * ('80AC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version
- * number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:').
- */
-function opensslReason(err: Error): string {
-  const { reason, code } = err as { reason?: unknown; code?: unknown };
-  if (typeof reason === 'string' && reason !== '' && typeof code === 'string' && code.startsWith('ERR_SSL_'))
-    return `${reason} (${code})`;
-  return err.message.trim();
 }

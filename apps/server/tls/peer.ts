@@ -53,3 +53,17 @@ export function peersOf(server: TlsServer): (socket: TLSSocket) => string {
     return known || endpoint(socket.remoteAddress, socket.remotePort);
   };
 }
+
+/**
+ * An OpenSSL error as its reason and Node's code ('wrong version number
+ * (ERR_SSL_WRONG_VERSION_NUMBER)'); its message is OpenSSL's error line,
+ * with the library's packed code and a source path of Node's build
+ * ('80AC…:error:0A00010B:SSL routines:ssl3_get_record:wrong version
+ * number:../deps/openssl/openssl/ssl/record/ssl3_record.c:350:').
+ */
+export function opensslReason(err: Error): string {
+  const { reason, code } = err as { reason?: unknown; code?: unknown };
+  if (typeof reason === 'string' && reason !== '' && typeof code === 'string' && code.startsWith('ERR_SSL_'))
+    return `${reason} (${code})`;
+  return err.message.trim();
+}

@@ -12,7 +12,7 @@ import { connect } from 'node:tls';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { type LogRecord, type Served, serve } from './harness.js';
+import { closedBy, type LogRecord, rawConnect, type Served, serve } from './harness.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -127,5 +127,19 @@ describe('client_auth require on the HTTP listener', () => {
     expect(logs.find((l) => l.msg === 'TLS handshake failed')?.level).toBe(20);
     expect(refusals(logs)).toEqual([]);
     expect(logs.filter((l) => (l.level ?? 0) >= warn)).toEqual([]);
+  });
+
+  it('a handshake OpenSSL refuses is logged with its reason and code, not its error line', async () => {
+    served = await serve([...pki.tlsSets()]);
+    const socket = await rawConnect(served.port);
+    socket.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    await closedBy(socket);
+    const logs = served.logs;
+    const line = await until(
+      () => logs.find((l) => l.msg === 'TLS handshake failed'),
+      'the failed handshake logged',
+      3000,
+    );
+    expect(line.err).toBe('http request (ERR_SSL_HTTP_REQUEST)');
   });
 });
