@@ -7,7 +7,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
+import { adminClientErrorListener } from './admin-client-error.js';
 import { parseAddress } from './config/units.js';
 import { HypError } from './errors.js';
 import type { Logger } from './log.js';
@@ -126,20 +127,73 @@ function endpointsBody(sup: Supervisor) {
   };
 }
 
+/**
+ * Fixed limits of the admin server against slow or hostile peers (README,
+ * "Signals and admin endpoints"). Node's defaults (headers 60 s, request
+ * 300 s, checked every 30 s, no connection cap) let 3000 half-sent requests
+ * hold 3024 of the supervisor's descriptors, which it also needs to spawn
+ * workers and hold listeners.
+ */
+export const adminLimits = {
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 10_000,
+  /** How often Node checks the two timeouts above: they bite within this. */
+  checkIntervalMs: 1000,
+  keepAliveTimeoutMs: 5000,
+  /** Node's default; set so that the 431 answer can name it. */
+  maxHeaderSize: 16_384,
+  /**
+   * Open connections beyond which each new one closes the oldest that is not
+   * being answered (half-sent or idle), so a probe still gets through a flood.
+   */
+  maxConnections: 256,
+} as const;
+
 export class AdminServer {
   readonly server: Server;
+  /** Open connections, oldest first (a Set keeps insertion order). */
+  private readonly open = new Set<Socket>();
+  /** Connections with a request being answered: never shed. */
+  private readonly answering = new Set<Socket>();
+  /** Connections that had a request answered (keep-alive clients, e.g. Prometheus): shed last. */
+  private readonly served = new WeakSet<Socket>();
+  private shed = 0;
+  private sweepScheduled = false;
+  private shedLoggedAt = 0;
 
   constructor(
     private readonly sup: Supervisor,
     private readonly log: Logger,
   ) {
-    this.server = createServer((req, res) => {
-      this.route(req, res).catch((err: unknown) => {
-        this.log.error({ err }, 'admin request failed');
-        if (!res.headersSent) problem(res, new HypError('HYP_E_INTERNAL'));
-      });
-    });
-    this.server.keepAliveTimeout = 5000;
+    this.server = createServer(
+      {
+        headersTimeout: adminLimits.headersTimeoutMs,
+        requestTimeout: adminLimits.requestTimeoutMs,
+        connectionsCheckingInterval: adminLimits.checkIntervalMs,
+        keepAliveTimeout: adminLimits.keepAliveTimeoutMs,
+        maxHeaderSize: adminLimits.maxHeaderSize,
+      },
+      (req, res) => {
+        const socket = req.socket;
+        this.answering.add(socket);
+        this.served.add(socket);
+        res.once('close', () => this.answering.delete(socket));
+        this.route(req, res).catch((err: unknown) => {
+          this.log.error({ err }, 'admin request failed');
+          if (!res.headersSent) problem(res, new HypError('HYP_E_INTERNAL'));
+        });
+      },
+    );
+    this.server.on('connection', (socket: Socket) => this.track(socket));
+    this.server.on(
+      'clientError',
+      adminClientErrorListener({
+        maxHeaderSize: adminLimits.maxHeaderSize,
+        headersTimeoutMs: adminLimits.headersTimeoutMs,
+        requestTimeoutMs: adminLimits.requestTimeoutMs,
+        log: this.log,
+      }),
+    );
     // Runtime errors of the listening socket (EMFILE on accept, …): an
     // 'error' event without a listener would throw and take the supervisor down.
     this.server.on('error', (err) => {
@@ -159,6 +213,63 @@ export class AdminServer {
         resolve(this.server.address() as AddressInfo);
       });
     });
+  }
+
+  /**
+   * Count a new connection; beyond the cap, schedule a sweep that closes the
+   * excess among connections not being answered, oldest first: half-sent
+   * requests, then connections that sent nothing, then idle keep-alives that
+   * were served before. The sweep runs after the next poll of the event loop,
+   * once the connections accepted in this batch have had their first read: a
+   * probe that sent its request is being answered by then, not shed with the
+   * flood accepted around it. Refusing the newest instead (net.Server's
+   * maxConnections) would refuse the kubelet's probe for as long as a flood
+   * holds the cap.
+   */
+  private track(socket: Socket): void {
+    this.open.add(socket);
+    socket.once('close', () => {
+      this.open.delete(socket);
+      this.answering.delete(socket);
+    });
+    if (this.open.size <= adminLimits.maxConnections || this.sweepScheduled) return;
+    this.sweepScheduled = true;
+    // The first immediate runs after the poll that accepted; the second after
+    // the next poll, which reads what the new connections sent.
+    setImmediate(() =>
+      setImmediate(() => {
+        this.sweepScheduled = false;
+        this.sweep();
+      }),
+    );
+  }
+
+  private sweep(): void {
+    const excess = this.open.size - adminLimits.maxConnections;
+    if (excess <= 0) return;
+    // Oldest first within each class; a connection being answered is never cut.
+    const halfSent: Socket[] = [];
+    const silent: Socket[] = [];
+    const idle: Socket[] = [];
+    for (const s of this.open) {
+      if (this.answering.has(s)) continue;
+      const bucket = this.served.has(s) ? idle : s.bytesRead > 0 ? halfSent : silent;
+      if (bucket.length < excess) bucket.push(s);
+    }
+    const victims = [...halfSent, ...silent, ...idle].slice(0, excess);
+    for (const s of victims) {
+      s.destroy();
+      this.open.delete(s);
+    }
+    this.shed += victims.length;
+    const now = Date.now();
+    if (victims.length > 0 && now - this.shedLoggedAt >= 10_000) {
+      this.shedLoggedAt = now;
+      this.log.warn(
+        { shed: this.shed, open: this.open.size, max: adminLimits.maxConnections },
+        'admin connections over the cap: closed the oldest not being answered',
+      );
+    }
   }
 
   close(): Promise<void> {
