@@ -157,6 +157,8 @@ export class AdminServer {
   private readonly answering = new Set<Socket>();
   /** Connections that had a request answered (keep-alive clients, e.g. Prometheus): shed last. */
   private readonly served = new WeakSet<Socket>();
+  /** Connections a sweep has seen with nothing sent: shed at the next sweep. */
+  private readonly seenSilent = new WeakSet<Socket>();
   private shed = 0;
   private sweepScheduled = false;
   private shedLoggedAt = 0;
@@ -222,9 +224,10 @@ export class AdminServer {
    * were served before. The sweep runs after the next poll of the event loop,
    * once the connections accepted in this batch have had their first read: a
    * probe that sent its request is being answered by then, not shed with the
-   * flood accepted around it. Refusing the newest instead (net.Server's
-   * maxConnections) would refuse the kubelet's probe for as long as a flood
-   * holds the cap.
+   * flood accepted around it. One that has sent nothing yet is spared once,
+   * until the next sweep two polls later. Refusing the newest instead
+   * (net.Server's maxConnections) would refuse the kubelet's probe for as
+   * long as a flood holds the cap.
    */
   private track(socket: Socket): void {
     this.open.add(socket);
@@ -232,7 +235,11 @@ export class AdminServer {
       this.open.delete(socket);
       this.answering.delete(socket);
     });
-    if (this.open.size <= adminLimits.maxConnections || this.sweepScheduled) return;
+    if (this.open.size > adminLimits.maxConnections) this.scheduleSweep();
+  }
+
+  private scheduleSweep(): void {
+    if (this.sweepScheduled) return;
     this.sweepScheduled = true;
     // The first immediate runs after the poll that accepted; the second after
     // the next poll, which reads what the new connections sent.
@@ -251,8 +258,16 @@ export class AdminServer {
     const halfSent: Socket[] = [];
     const silent: Socket[] = [];
     const idle: Socket[] = [];
+    let graced = 0;
     for (const s of this.open) {
       if (this.answering.has(s)) continue;
+      if (!this.served.has(s) && s.bytesRead === 0 && !this.seenSilent.has(s)) {
+        // Silent at its first sweep: its request may be on the wire. Counted
+        // silent at the next sweep, two polls later.
+        this.seenSilent.add(s);
+        graced++;
+        continue;
+      }
       const bucket = this.served.has(s) ? idle : s.bytesRead > 0 ? halfSent : silent;
       if (bucket.length < excess) bucket.push(s);
     }
@@ -262,6 +277,7 @@ export class AdminServer {
       this.open.delete(s);
     }
     this.shed += victims.length;
+    if (graced > 0 && this.open.size > adminLimits.maxConnections) this.scheduleSweep();
     const now = Date.now();
     if (victims.length > 0 && now - this.shedLoggedAt >= 10_000) {
       this.shedLoggedAt = now;
