@@ -157,8 +157,8 @@ export class AdminServer {
   private readonly answering = new Set<Socket>();
   /** Connections that had a request answered (keep-alive clients, e.g. Prometheus): shed last. */
   private readonly served = new WeakSet<Socket>();
-  /** Connections a sweep has seen with nothing sent: shed at the next sweep. */
-  private readonly seenSilent = new WeakSet<Socket>();
+  /** Connections a sweep has seen before they were served: shed at the next sweep. */
+  private readonly swept = new WeakSet<Socket>();
   private shed = 0;
   private sweepScheduled = false;
   private shedLoggedAt = 0;
@@ -224,8 +224,8 @@ export class AdminServer {
    * were served before. The sweep runs after the next poll of the event loop,
    * once the connections accepted in this batch have had their first read: a
    * probe that sent its request is being answered by then, not shed with the
-   * flood accepted around it. One that has sent nothing yet is spared once,
-   * until the next sweep two polls later. Refusing the newest instead
+   * flood accepted around it. One whose request has not arrived whole is
+   * spared once, until the next sweep two polls later. Refusing the newest instead
    * (net.Server's maxConnections) would refuse the kubelet's probe for as
    * long as a flood holds the cap.
    */
@@ -261,10 +261,10 @@ export class AdminServer {
     let graced = 0;
     for (const s of this.open) {
       if (this.answering.has(s)) continue;
-      if (!this.served.has(s) && s.bytesRead === 0 && !this.seenSilent.has(s)) {
-        // Silent at its first sweep: its request may be on the wire. Counted
-        // silent at the next sweep, two polls later.
-        this.seenSilent.add(s);
+      if (!this.served.has(s) && !this.swept.has(s)) {
+        // Not served at its first sweep: the rest of its request may be on
+        // the wire. Judged at the next sweep, two polls later.
+        this.swept.add(s);
         graced++;
         continue;
       }
