@@ -8,7 +8,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { adminClientErrorListener } from './admin-client-error.js';
+import { clientErrorListener } from './client-error.js';
 import { parseAddress } from './config/units.js';
 import { HypError } from './errors.js';
 import type { Logger } from './log.js';
@@ -189,11 +189,13 @@ export class AdminServer {
     this.server.on('connection', (socket: Socket) => this.track(socket));
     this.server.on(
       'clientError',
-      adminClientErrorListener({
+      clientErrorListener({
         maxHeaderSize: adminLimits.maxHeaderSize,
-        headersTimeoutMs: adminLimits.headersTimeoutMs,
-        requestTimeoutMs: adminLimits.requestTimeoutMs,
+        maxHeaderSetting: 'admin server',
+        timeoutMessage: `request headers did not arrive within ${adminLimits.headersTimeoutMs} ms, or the request within ${adminLimits.requestTimeoutMs} ms`,
         log: this.log,
+        logPrefix: 'admin: ',
+        lingerMs: 1000,
       }),
     );
     // Runtime errors of the listening socket (EMFILE on accept, …): an

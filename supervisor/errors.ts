@@ -91,7 +91,7 @@ export const catalog = {
   HYP_E_URI_TOO_LONG: { message: 'a path parameter is longer than {limit} characters', status: 414 },
   HYP_E_REQUEST_TIMEOUT: { message: 'request took longer than {timeout}', status: 408 },
   HYP_E_HEADERS_TOO_LARGE: {
-    message: 'request line and headers exceed {limit} bytes (server.limits.max_header_size)',
+    message: 'request line and headers exceed {limit} bytes ({setting})',
     status: 431,
   },
   HYP_E_EXPECTATION_FAILED: {

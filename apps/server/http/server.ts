@@ -35,6 +35,7 @@ import {
 } from 'node:net';
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import type { Registry } from 'prom-client';
+import { clientErrorListener } from '../../../supervisor/client-error.js';
 import type { Config } from '../../../supervisor/config/schema.js';
 import { durationMs, parseAddress, sizeBytes } from '../../../supervisor/config/units.js';
 import { HypError } from '../../../supervisor/errors.js';
@@ -43,7 +44,6 @@ import type { Logger } from '../../../supervisor/log.js';
 import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { clientCertificateRefusal, opensslReason, peersOf } from '../tls/peer.js';
-import { clientErrorListener } from './client-error.js';
 import { ConnectionTracker } from './connections.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 import { overrunDetail } from './slices.js';
@@ -146,7 +146,15 @@ export class HttpServer {
     this.server.on('request', handle);
     this.server.on('checkContinue', checkContinue(sizeBytes(limits.body_limit), handle));
     // Requests Node's parser refuses get Node's status with a coded JSON body and a debug line; never a crash.
-    this.server.on('clientError', clientErrorListener({ maxHeaderSize, log: opts.log }));
+    this.server.on(
+      'clientError',
+      clientErrorListener({
+        maxHeaderSize,
+        maxHeaderSetting: 'server.limits.max_header_size',
+        timeoutMessage: 'request headers or body did not arrive in time',
+        log: opts.log,
+      }),
+    );
 
     this.log = opts.log;
     const sendTimeoutMs = durationMs(limits.send_timeout);

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { clientErrorListener } from '../../../../apps/server/http/client-error.js';
+import { clientErrorListener } from '../../../../supervisor/client-error.js';
 
 let server: Server | undefined;
 afterEach(async () => {
@@ -24,12 +24,20 @@ function capture() {
   return { lines, log };
 }
 
+/** The options hyp's HTTP listener gives the listener. */
+const listenerOptions = (log: ReturnType<typeof capture>['log']) => ({
+  maxHeaderSize: 16384,
+  maxHeaderSetting: 'server.limits.max_header_size',
+  timeoutMessage: 'request headers or body did not arrive in time',
+  log,
+});
+
 async function start(log: ReturnType<typeof capture>['log']): Promise<number> {
   const s = createServer({ maxHeaderSize: 16384 }, (req, res) => {
     req.resume();
     req.on('end', () => res.end('ok'));
   });
-  s.on('clientError', clientErrorListener({ maxHeaderSize: 16384, log }));
+  s.on('clientError', clientErrorListener(listenerOptions(log)));
   server = s;
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   return (s.address() as AddressInfo).port;
@@ -139,7 +147,7 @@ describe('requests the HTTP/1.1 parser refuses', () => {
       res.write('first ');
       setTimeout(() => res.end('done'), 100);
     });
-    s.on('clientError', clientErrorListener({ maxHeaderSize: 16384, log }));
+    s.on('clientError', clientErrorListener(listenerOptions(log)));
     server = s;
     await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
     const port = (s.address() as AddressInfo).port;

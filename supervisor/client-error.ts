@@ -1,18 +1,31 @@
 /**
- * The HTTP/1.1 server's 'clientError' listener: a request Node's parser
- * refused (HPE_*) or timed out gets the status Node would send, with a JSON
- * body naming a stable code and what was wrong, and a debug log line.
- * Node's own answer has an empty body and no log.
+ * The 'clientError' listener of hyp's HTTP/1.1 servers (the worker's HTTP
+ * listener and the supervisor's admin server): a request Node's parser
+ * refused (HPE_*) or that did not arrive in time gets the status Node would
+ * send (400, 408, 413 for chunk extensions over 16 KiB, 431), with a JSON
+ * body naming a stable code and a debug log line. Node's own answer has an
+ * empty body and no log.
  */
 import { type ServerResponse, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
-import { type ErrorCode, HypError } from '../../../supervisor/errors.js';
-import type { Logger } from '../../../supervisor/log.js';
+import { type ErrorCode, HypError } from './errors.js';
+import type { Logger } from './log.js';
 
 export interface ClientErrorOptions {
-  /** `server.limits.max_header_size` in bytes, for the 431 message. */
+  /** The server's `maxHeaderSize` in bytes, and the setting that sets it, for the 431 message. */
   maxHeaderSize: number;
+  maxHeaderSetting: string;
+  /** The 408 message: what had to arrive by when. */
+  timeoutMessage: string;
   log?: Logger | undefined;
+  /** Put before the log line's message (`admin: `). */
+  logPrefix?: string;
+  /**
+   * Destroy the socket this long after the answer. `end()` waits for the
+   * peer's FIN, and a peer that never reads never sends one: without a
+   * linger (or another timer of the server's own) it holds the descriptor.
+   */
+  lingerMs?: number;
 }
 
 /** Build the listener (`server.on('clientError', clientErrorListener(...))`). */
@@ -36,35 +49,40 @@ export function clientErrorListener(
       socket.destroy();
       return;
     }
-    const { status, code, message } = describe(err, opts.maxHeaderSize);
-    opts.log?.debug({ code, parser: err.code, remote: socket.remoteAddress, status }, message);
+    const { status, code, message } = describe(err, opts);
+    opts.log?.debug(
+      { code, parser: err.code, remote: socket.remoteAddress, status },
+      `${opts.logPrefix ?? ''}${message}`,
+    );
     const body = JSON.stringify({ error: { code, message } });
     socket.end(
       `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nconnection: close\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
     );
+    if (opts.lingerMs !== undefined) {
+      // A grace that lets a reading peer take the answer (an immediate destroy can reset it away).
+      const linger = setTimeout(() => socket.destroy(), opts.lingerMs);
+      linger.unref();
+      socket.once('close', () => clearTimeout(linger));
+    }
   };
 }
 
-/** Node's HTTP/1.1 parser errors (HPE_*) and its request timeout: what a 400/408/413/431 answers. */
-export function isHttpClientError(err: NodeJS.ErrnoException): boolean {
+/** Node's HTTP/1.1 parser errors (HPE_*) and its request timeout: what Node answers 400/408/413/431. */
+function isHttpClientError(err: NodeJS.ErrnoException): boolean {
   return err.code !== undefined && (err.code.startsWith('HPE_') || err.code === 'ERR_HTTP_REQUEST_TIMEOUT');
 }
 
-interface Described {
-  status: number;
-  code: ErrorCode;
-  message: string;
-}
-
-function describe(err: NodeJS.ErrnoException, maxHeaderSize: number): Described {
+function describe(
+  err: NodeJS.ErrnoException,
+  opts: ClientErrorOptions,
+): { status: number; code: ErrorCode; message: string } {
   if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
-    return {
-      status: 408,
-      code: 'HYP_E_REQUEST_TIMEOUT',
-      message: 'request headers or body did not arrive in time',
-    };
+    return { status: 408, code: 'HYP_E_REQUEST_TIMEOUT', message: opts.timeoutMessage };
   if (err.code === 'HPE_HEADER_OVERFLOW') {
-    const e = new HypError('HYP_E_HEADERS_TOO_LARGE', { limit: maxHeaderSize });
+    const e = new HypError('HYP_E_HEADERS_TOO_LARGE', {
+      limit: opts.maxHeaderSize,
+      setting: opts.maxHeaderSetting,
+    });
     return { status: e.status, code: e.code, message: e.message };
   }
   // llhttp's reason is a fixed English phrase per error ("Invalid header value char").
