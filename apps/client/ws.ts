@@ -13,6 +13,7 @@
  */
 import { type ErrorCode, HypError } from '../../supervisor/errors.js';
 import { type Codec, type CodecName, codecByName } from '../server/ws/codecs/index.js';
+import { checkWellFormedName } from '../server/ws/codecs/surrogates.js';
 import {
   type Envelope,
   emptyBytes,
@@ -367,7 +368,6 @@ const refusedSubscribe: ReadonlySet<string> = new Set([
 ]);
 
 /** A lone surrogate: with the `u` flag, a surrogate pair is one code point and does not match. */
-const loneSurrogate = /\p{Surrogate}/u;
 
 /**
  * Refuses, at the call, a channel or room name every hub refuses whatever
@@ -383,15 +383,7 @@ function checkName(call: string, kind: 'channel' | 'room', name: string): void {
   if (typeof name !== 'string') throw new TypeError(`${kind} must be a string, got ${typeof name}`);
   if (name === '')
     throw new HypError('HYP_E_WS_NAME_INVALID', { call, kind, name: '""', detail: 'is empty' });
-  const at = name.search(loneSurrogate);
-  if (at < 0) return;
-  const unit = name.charCodeAt(at).toString(16);
-  throw new HypError('HYP_E_WS_NAME_INVALID', {
-    call,
-    kind,
-    name: JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name),
-    detail: `holds a lone surrogate (\\u${unit} at index ${at}, which has no UTF-8 form)`,
-  });
+  checkWellFormedName(call, kind, name);
 }
 
 /**

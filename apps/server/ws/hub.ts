@@ -19,6 +19,7 @@ import {
   encodeMembersChunk,
 } from './bus-event.js';
 import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
+import { checkWellFormedName } from './codecs/surrogates.js';
 import { type ClaimedFrame, Connection, type ConnectionOwner } from './connection.js';
 import {
   Control,
@@ -1098,7 +1099,7 @@ export class Hub implements ConnectionOwner {
    * or an HYP_E_WS_RECOVERY_FAILED error frame says they cannot be.
    */
   subscribe(client: HubClient, channel: string, offset = ''): void {
-    wellFormed('hub.subscribe', 'channel', channel);
+    checkWellFormedName('hub.subscribe', 'channel', channel);
     // gone already (an async hook that finished after the disconnect): nothing would ever remove it
     if (!this.all.has(client)) return;
     const subscribed = this.channels.get(channel)?.has(client) ?? false;
@@ -1234,7 +1235,7 @@ export class Hub implements ConnectionOwner {
   }
 
   joinRoom(client: HubClient, room: string): void {
-    wellFormed('hub.joinRoom', 'room', room);
+    checkWellFormedName('hub.joinRoom', 'room', room);
     if (!this.all.has(client)) return;
     if (!this.rooms.get(room)?.has(client)) {
       this.admit(client, 'room', room);
@@ -1385,13 +1386,13 @@ export class Hub implements ConnectionOwner {
 
   /** Delivers to every subscriber of `channel` on every node. */
   publish(channel: string, data: Payload): void {
-    wellFormed('hub.publish', 'channel', channel);
+    checkWellFormedName('hub.publish', 'channel', channel);
     this.publishEnvelope(channel, this.delivery(channel, toData(data), ''));
   }
 
   /** Delivers to every member of `room` on every node, except the client id `except`. */
   toRoom(room: string, data: Payload, options: { except?: string } = {}): void {
-    wellFormed('hub.toRoom', 'room', room);
+    checkWellFormedName('hub.toRoom', 'room', room);
     const message = this.delivery(room, toData(data), '');
     this.deliver(this.rooms.get(room), message, options.except);
     // room NUL except, split at the last NUL: a room name may hold NULs, a client id may not
@@ -1411,7 +1412,7 @@ export class Hub implements ConnectionOwner {
       this.deliver([target], data as Envelope);
       return undefined;
     }
-    wellFormed('hub.sendTo', 'client id', target);
+    checkWellFormedName('hub.sendTo', 'client id', target);
     const message = this.delivery('', toData(data as Payload), '');
     const local = this.byId.get(target);
     if (local) {
@@ -2062,26 +2063,6 @@ function removeFrom(index: Map<string, Set<Connection>>, key: string, c: Connect
   if (!set) return;
   set.delete(c);
   if (set.size === 0) index.delete(key);
-}
-
-/** A lone surrogate: with the `u` flag, surrogate pairs are one code point and do not match. */
-const loneSurrogate = /\p{Surrogate}/u;
-
-/**
- * Names from the app obey the codecs' rule for names from clients: a lone
- * surrogate has no UTF-8 form, so such names would share Redis keys with
- * others, and json clients would refuse their deliveries as undecodable.
- */
-function wellFormed(call: string, kind: string, name: string): void {
-  const at = name.search(loneSurrogate);
-  if (at < 0) return;
-  const unit = name.charCodeAt(at).toString(16);
-  throw new HypError('HYP_E_WS_NAME_INVALID', {
-    call,
-    kind,
-    name: JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name),
-    detail: `holds a lone surrogate (\\u${unit} at index ${at}, which has no UTF-8 form)`,
-  });
 }
 
 export function createHub(options: HubOptions = {}): Hub {

@@ -7,6 +7,7 @@
  * produce one (their strings are decoded as UTF-8 with `fatal: true`), so
  * only JSON text needs this check.
  */
+import { HypError } from '../../../../supervisor/errors.js';
 
 function hexValue(c: number): number {
   if (c >= 0x30 && c <= 0x39) return c - 0x30;
@@ -57,4 +58,26 @@ export function loneSurrogateEscape(b: Uint8Array, start: number, end: number): 
 /** The escape at `p`, for error messages (`\ud800`). */
 export function escapeText(b: Uint8Array, p: number): string {
   return String.fromCharCode(...b.subarray(p, p + 6));
+}
+
+/** A lone surrogate: with the `u` flag, surrogate pairs are one code point and do not match. */
+const loneSurrogate = /\p{Surrogate}/u;
+
+/**
+ * Throws HYP_E_WS_NAME_INVALID when `name` (a channel or room given to
+ * `call`) holds a lone surrogate: it has no UTF-8 form, so it would share
+ * Redis keys and binary-codec frames with other names, and json clients
+ * would refuse its deliveries as undecodable. Names from the app (the hub's
+ * API) and from hyp/client are checked alike.
+ */
+export function checkWellFormedName(call: string, kind: string, name: string): void {
+  const at = name.search(loneSurrogate);
+  if (at < 0) return;
+  const unit = name.charCodeAt(at).toString(16);
+  throw new HypError('HYP_E_WS_NAME_INVALID', {
+    call,
+    kind,
+    name: JSON.stringify(name.length > 64 ? `${name.slice(0, 64)}…` : name),
+    detail: `holds a lone surrogate (\\u${unit} at index ${at}, which has no UTF-8 form)`,
+  });
 }
