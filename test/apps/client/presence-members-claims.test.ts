@@ -57,19 +57,30 @@ async function member(url: string, id: string, room: string) {
   return m;
 }
 
+/**
+ * A guarded hub with member `b` in `lobby`, and client `a` joining `lobby`
+ * while the claims of its next sealed frames (its join, then its own
+ * member-list request) are decided by `plan` ('' accepts, else the refusal);
+ * resolves once the hub answered both.
+ */
+async function aJoinsWith(plan: string[]) {
+  const { served, claims } = await guardedHub();
+  const b = await member(served.url, 'b', 'lobby');
+  claims.plan = plan;
+  const a = client(served.url, { clientId: 'a', security: keys });
+  const seen = watch(a.ws, 'lobby');
+  a.ws.joinRoom('lobby');
+  await a.ws.connect();
+  await settled(a.ws);
+  return { served, a, b, seen };
+}
+
 const roomRefusals = (errors: HypErrorFrame[]) => errors.map((e) => `${e.code} ${e.room_id} ${e.request}`);
 
 describe('a room request the hub refuses (its replay claim failed closed)', () => {
   it('a refused join lists no members and the refusal names the room; a good join after lists the hub members, the application gets its answers', async () => {
-    const { served, claims } = await guardedHub();
-    const b = await member(served.url, 'b', 'lobby');
-    // the next two sealed frames are the client's join and its own member-list request behind it
-    claims.plan = ['claim store unavailable (spec)', ''];
-    const a = client(served.url, { clientId: 'a', security: keys });
-    const seen = watch(a.ws, 'lobby');
-    a.ws.joinRoom('lobby');
-    await a.ws.connect();
-    await settled(a.ws);
+    // the join refused, its own member-list request behind it accepted
+    const { served, a, b, seen } = await aJoinsWith(['claim store unavailable (spec)', '']);
     expect(roomRefusals(a.errors)).toEqual(['HYP_E_WS_REPLAY lobby join_room']);
     expect(served.hub.members('lobby')).toEqual(['b']);
     // not a member: no list (before, the answer to its list request was taken as its list)
@@ -90,14 +101,7 @@ describe('a room request the hub refuses (its replay claim failed closed)', () =
   });
 
   it("a refused list request (the join accepted) is reported naming the room; the application's presence(room) is answered and brings the list to the hub's", async () => {
-    const { served, claims } = await guardedHub();
-    await member(served.url, 'b', 'lobby');
-    claims.plan = ['', 'claim store unavailable (spec)'];
-    const a = client(served.url, { clientId: 'a', security: keys });
-    const seen = watch(a.ws, 'lobby');
-    a.ws.joinRoom('lobby');
-    await a.ws.connect();
-    await settled(a.ws);
+    const { served, a, seen } = await aJoinsWith(['', 'claim store unavailable (spec)']);
     expect(roomRefusals(a.errors)).toEqual(['HYP_E_WS_REPLAY lobby presence']);
     expect(sorted(served.hub.members('lobby'))).toEqual(['a', 'b']);
     // a member whose list the hub did not send: only what events told it
@@ -112,13 +116,7 @@ describe('a room request the hub refuses (its replay claim failed closed)', () =
   });
 
   it('after a refused list request, the room left and joined again is listed as the hub lists it', async () => {
-    const { served, claims } = await guardedHub();
-    const b = await member(served.url, 'b', 'lobby');
-    claims.plan = ['', 'claim store unavailable (spec)'];
-    const a = client(served.url, { clientId: 'a', security: keys });
-    a.ws.joinRoom('lobby');
-    await a.ws.connect();
-    await settled(a.ws);
+    const { served, a, b } = await aJoinsWith(['', 'claim store unavailable (spec)']);
     expect(a.errors).toHaveLength(1);
 
     a.ws.leaveRoom('lobby');
@@ -133,14 +131,10 @@ describe('a room request the hub refuses (its replay claim failed closed)', () =
   });
 
   it('both refused: the join is reported once, its list request not; a good join after lists the hub members', async () => {
-    const { served, claims } = await guardedHub();
-    await member(served.url, 'b', 'lobby');
-    claims.plan = ['claim store unavailable (spec)', 'claim store unavailable (spec)'];
-    const a = client(served.url, { clientId: 'a', security: keys });
-    const seen = watch(a.ws, 'lobby');
-    a.ws.joinRoom('lobby');
-    await a.ws.connect();
-    await settled(a.ws);
+    const { a, seen } = await aJoinsWith([
+      'claim store unavailable (spec)',
+      'claim store unavailable (spec)',
+    ]);
     expect(roomRefusals(a.errors)).toEqual(['HYP_E_WS_REPLAY lobby join_room']);
     expect(a.ws.members('lobby')).toEqual([]);
 
