@@ -239,7 +239,20 @@ export class Supervisor {
     });
     worker.on('stalled', (why) => this.cutOffRelay(worker, why));
     worker.on('bus', (message) => this.relay(message));
-    worker.on('tls-reloaded', (at) => this.lastGoodTls.refresh(this.config, at));
+    worker.on('tls-reloaded', (at) => {
+      // What a worker started from now on gets if the files on disk are broken then.
+      const got = this.lastGoodTls.reloaded(this.config, at);
+      if ('leaf' in got)
+        this.log.info(
+          { at, fingerprint: got.leaf.fingerprint256, not_after: got.leaf.validTo },
+          `last good TLS files of ${at} updated`,
+        );
+      else
+        this.log.warn(
+          { at, err: errorMessage(got.error) },
+          `last good TLS files of ${at} kept: the files changed again`,
+        );
+    });
     worker.on('history-publish', (m) => this.historyPublish(m, worker));
     worker.on('history-recover', (m) => this.historyRecover(worker, m));
     worker.on('nonce-claim', (m) => worker.send({ type: 'nonce-claimed', ...this.replayWindows.claim(m) }));

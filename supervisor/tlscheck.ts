@@ -261,18 +261,15 @@ export class LastGoodTls {
   private last: { config: Config; at: number } | undefined;
 
   /**
-   * Read the files of every TLS listener of `config` (or of `only`, a key
-   * path) and keep those that pass. Returns what a new worker gets; a
-   * listener whose files fail keeps its previous entry.
+   * Read the files of every TLS listener of `config` and keep those that
+   * pass. Returns what a new worker gets; a listener whose files fail keeps
+   * its previous entry.
    */
-  refresh(config: Config, only?: string): Record<string, TlsFiles> {
+  refresh(config: Config): Record<string, TlsFiles> {
     const now = Date.now();
-    if (only === undefined) {
-      if (this.last?.config === config && now - this.last.at < 1000) return Object.fromEntries(this.good);
-      this.last = { config, at: now };
-    }
+    if (this.last?.config === config && now - this.last.at < 1000) return Object.fromEntries(this.good);
+    this.last = { config, at: now };
     for (const { at, tls } of enabledTlsConfigs(config)) {
-      if (only !== undefined && at !== only) continue;
       try {
         const m = readTlsMaterial(tls, at);
         this.good.set(at, { cert: m.cert, key: m.key, ca: m.ca });
@@ -281,5 +278,23 @@ export class LastGoodTls {
       }
     }
     return Object.fromEntries(this.good);
+  }
+
+  /**
+   * A worker reloaded the files of `at`: read them as the new last good
+   * pair. Returns the certificate now held for `at` (for the log line),
+   * or the read's error when the files are unusable again, in which case
+   * the previous pair is kept.
+   */
+  reloaded(config: Config, at: string): { leaf: TlsMaterial['leaf'] } | { error: unknown } {
+    const tls = enabledTlsConfigs(config).find((l) => l.at === at)?.tls;
+    if (tls === undefined) return { error: new Error(`no TLS listener ${at}`) };
+    try {
+      const m = readTlsMaterial(tls, at);
+      this.good.set(at, { cert: m.cert, key: m.key, ca: m.ca });
+      return { leaf: m.leaf };
+    } catch (error) {
+      return { error };
+    }
   }
 }

@@ -47,6 +47,14 @@ describe('TLS files broken on disk when a worker starts', () => {
       () => sup!.logs.filter((l) => l.msg === 'TLS certificate reloaded').length >= 2 || undefined,
       'both workers reloaded',
     );
+    // The supervisor read the rotated pair on each report (before, the spec broke the
+    // files as soon as the workers logged, and could beat the supervisor's read).
+    const updated = await until(() => {
+      const lines = sup!.logs.filter((l) => l.msg === 'last good TLS files of server.tls updated');
+      return lines.length >= 2 ? lines : undefined;
+    }, 'the supervisor holding the rotated pair');
+    expect(updated.every((l) => l.role === 'supervisor' && l.at === 'server.tls')).toBe(true);
+    expect(new Set(updated.map((l) => l.fingerprint)).size).toBe(1);
 
     // Then a broken one: the running workers keep serving the second pair.
     writeFileSync(pair.cert, '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n');
