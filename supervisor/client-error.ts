@@ -85,10 +85,13 @@ function describe(
     });
     return { status: e.status, code: e.code, message: e.message };
   }
+  if (err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') {
+    // Node answers 413 to chunk extensions over llhttp's bound (16 KiB, not configurable).
+    const e = new HypError('HYP_E_CHUNK_EXTENSIONS_TOO_LARGE', { limit: 16384, parser: err.code });
+    return { status: e.status, code: e.code, message: e.message };
+  }
   // llhttp's reason is a fixed English phrase per error ("Invalid header value char").
   const reason = (err as { reason?: unknown }).reason;
   const what = typeof reason === 'string' && reason !== '' ? reason : 'Parse error';
-  // Node answers 413 to chunk extensions over its 16 KiB bound.
-  const status = err.code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW' ? 413 : 400;
-  return { status, code: 'HYP_E_BAD_REQUEST', message: `malformed request: ${what} (${err.code})` };
+  return { status: 400, code: 'HYP_E_BAD_REQUEST', message: `malformed request: ${what} (${err.code})` };
 }

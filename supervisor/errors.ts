@@ -94,6 +94,10 @@ export const catalog = {
     message: 'request line and headers exceed {limit} bytes ({setting})',
     status: 431,
   },
+  HYP_E_CHUNK_EXTENSIONS_TOO_LARGE: {
+    message: 'chunk extensions exceed {limit} bytes ({parser})',
+    status: 413,
+  },
   HYP_E_EXPECTATION_FAILED: {
     message: 'unsupported expectation {expect}; only 100-continue is',
     status: 417,
