@@ -206,14 +206,17 @@ export async function resolveFile(root: string, rawRest: string, index: string |
   if (decoded.includes('\\')) return { kind: 'forbidden' };
   const segments = decoded.split('/');
   if (segments.includes('..')) return { kind: 'forbidden' };
+  // A last segment `.` names the directory, as a trailing `/` does (RFC 3986
+  // §5.2.4 turns `a/.` into `a/`): `index.html/.` is no file, as `index.html/` is not.
+  const asDirectory = decoded.endsWith('/') || segments[segments.length - 1] === '.';
 
   const real = await realInside(root, join(root, decoded));
   if (typeof real !== 'string') return real;
   const info = await statOf(real);
   if (!('isFile' in info)) return info;
-  if (info.isFile()) return decoded.endsWith('/') ? { kind: 'missing' } : { kind: 'file', path: real };
+  if (info.isFile()) return asDirectory ? { kind: 'missing' } : { kind: 'file', path: real };
   if (!info.isDirectory()) return { kind: 'missing' };
-  if (!decoded.endsWith('/')) return { kind: 'directory' };
+  if (!asDirectory) return { kind: 'directory' };
   if (index === false) return { kind: 'missing' };
   const indexReal = await realInside(root, join(real, index));
   if (typeof indexReal !== 'string') return indexReal;

@@ -109,6 +109,23 @@ describe('static files', () => {
     expect([top.status, top.headers.get('location')]).toEqual([301, '/static/']);
   });
 
+  it("takes a last `.` segment as a trailing slash: no file under it, a directory's index", async () => {
+    for (const path of [
+      '/static/a.txt/.',
+      '/static/a.txt/%2e',
+      '/static/a.txt/',
+      '/static/sub/index.html/.',
+    ]) {
+      const answer = await raw(path);
+      expect([path, answer.status]).toEqual([path, 404]);
+      expect(answer.body).not.toContain('abcdefghij');
+      expect(answer.body).not.toContain('sub index');
+    }
+    expect((await raw('/static/sub/.')).body).toBe('<p>sub index</p>');
+    expect((await raw('/static/.')).body).toBe('<h1>home page</h1>');
+    expect((await raw('/static/sub/./index.html')).body).toBe('<p>sub index</p>');
+  });
+
   it('strips the prefix by path segments: a percent-encoded prefix serves the same file', async () => {
     // The router matches the decoded path; cutting the raw URL by the prefix's length gave `tic/a.txt`.
     const encoded = await raw('/%73tatic/a.txt');
