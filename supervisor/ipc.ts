@@ -160,8 +160,13 @@ export type WorkerMessage =
   | ({ type: 'history-publish' } & HistoryPublish)
   | ({ type: 'history-recover?' } & HistoryRecoverRequest)
   | ({ type: 'nonce-claim?' } & NonceClaim)
-  /** A certificate reload installed new files for the listener at `at`: the supervisor re-reads them as its last good pair. */
-  | { type: 'tls-reloaded'; at: string };
+  /**
+   * A certificate reload installed new files for the listener at `at`;
+   * `files` are the bytes it installed, which the supervisor checks and keeps
+   * as its last good pair (tlscheck.ts LastGoodTls). Without them (a worker
+   * of an older version) it re-reads the files, which may have changed again.
+   */
+  | { type: 'tls-reloaded'; at: string; files?: TlsFiles };
 
 /**
  * Worker messages the supervisor acts on as lifecycle facts (ready, alive,

@@ -239,18 +239,39 @@ export class Supervisor {
     });
     worker.on('stalled', (why) => this.cutOffRelay(worker, why));
     worker.on('bus', (message) => this.relay(message));
-    worker.on('tls-reloaded', (at) => {
-      // What a worker started from now on gets if the files on disk are broken then.
-      const got = this.lastGoodTls.reloaded(this.config, at);
+    worker.on('tls-reloaded', (at, files?: unknown) => {
+      // What a worker started from now on gets if the files on disk are broken then:
+      // the bytes this worker installed (read again from disk only for a worker that sent none).
+      const got = this.lastGoodTls.reloaded(
+        this.config,
+        at,
+        files === undefined ? undefined : { files, config, worker: worker.id },
+      );
       if ('leaf' in got)
         this.log.info(
-          { at, fingerprint: got.leaf.fingerprint256, not_after: got.leaf.validTo },
+          {
+            at,
+            fingerprint: got.leaf.fingerprint256,
+            not_after: got.leaf.validTo,
+            from: got.from,
+            worker: worker.id,
+          },
           `last good TLS files of ${at} updated`,
         );
-      else
+      else if (got.from === 'disk')
         this.log.warn(
           { at, err: errorMessage(got.error) },
           `last good TLS files of ${at} kept: the files changed again`,
+        );
+      else
+        this.log.warn(
+          {
+            at,
+            code: got.error instanceof HypError ? got.error.code : undefined,
+            worker: worker.id,
+            err: errorMessage(got.error),
+          },
+          `last good TLS files of ${at} kept: the pair worker ${worker.id} reported does not pass`,
         );
     });
     worker.on('history-publish', (m) => this.historyPublish(m, worker));

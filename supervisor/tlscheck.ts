@@ -281,20 +281,72 @@ export class LastGoodTls {
   }
 
   /**
-   * A worker reloaded the files of `at`: read them as the new last good
-   * pair. Returns the certificate now held for `at` (for the log line),
-   * or the read's error when the files are unusable again, in which case
+   * A worker reloaded the files of `at`: take the pair it installed as the
+   * new last good one. `report` holds the bytes it read (its `tls-reloaded`
+   * message's `files`) and the config it runs: those are checked as the
+   * files would be and kept, so files broken again a moment after the
+   * rotation cannot leave the supervisor on the pair before it. A worker
+   * without bytes (an older version, during a roll) or whose listener names
+   * other files than `config` (a SIGHUP changed them) gets the files read
+   * from disk instead. Returns the certificate now held for `at` (for the
+   * log line), or why the report or the files were refused, in which case
    * the previous pair is kept.
    */
-  reloaded(config: Config, at: string): { leaf: TlsMaterial['leaf'] } | { error: unknown } {
+  reloaded(
+    config: Config,
+    at: string,
+    report?: { files: unknown; config: Config; worker: number },
+  ): { leaf: TlsMaterial['leaf']; from: 'report' | 'disk' } | { error: unknown; from: 'report' | 'disk' } {
     const tls = enabledTlsConfigs(config).find((l) => l.at === at)?.tls;
-    if (tls === undefined) return { error: new Error(`no TLS listener ${at}`) };
+    if (tls === undefined) return { error: new Error(`no TLS listener ${at}`), from: 'disk' };
+    const theirs = report && enabledTlsConfigs(report.config).find((l) => l.at === at)?.tls;
+    const from =
+      report?.files !== undefined && theirs !== undefined && sameFiles(tls, theirs) ? 'report' : 'disk';
     try {
-      const m = readTlsMaterial(tls, at);
+      const m =
+        from === 'report' ? checkTlsMaterial(reportedFiles(report, tls), tls, at) : readTlsMaterial(tls, at);
       this.good.set(at, { cert: m.cert, key: m.key, ca: m.ca });
-      return { leaf: m.leaf };
+      return { leaf: m.leaf, from };
     } catch (error) {
-      return { error };
+      return { error, from };
     }
   }
+}
+
+function sameFiles(a: TlsConfig, b: TlsConfig): boolean {
+  return a.cert_file === b.cert_file && a.key_file === b.key_file && a.ca_file === b.ca_file;
+}
+
+/**
+ * The `files` of a worker's `tls-reloaded` report, checked for shape before
+ * `checkTlsMaterial` parses them: anything in a worker can write to its IPC
+ * channel. Throws HYP_E_IPC_MESSAGE naming the field.
+ */
+function reportedFiles(report: { files: unknown; worker: number } | undefined, tls: TlsConfig): TlsFiles {
+  const value = report?.files;
+  const refuse = (what: string) => new HypError('HYP_E_IPC_MESSAGE', { worker: report?.worker ?? '?', what });
+  if (typeof value !== 'object' || value === null) throw refuse('tls-reloaded files is not an object');
+  const { cert, key, ca } = value as Record<string, unknown>;
+  for (const [name, bytes] of [
+    ['cert', cert],
+    ['key', key],
+    ['ca', ca],
+  ] as const) {
+    if (bytes === undefined && name === 'ca') continue;
+    if (!(bytes instanceof Uint8Array)) throw refuse(`tls-reloaded files.${name} is not bytes`);
+    if (bytes.byteLength > maxPemBytes)
+      throw refuse(
+        `tls-reloaded files.${name} has ${bytes.byteLength} bytes, more than any PEM bundle (limit ${maxPemBytes})`,
+      );
+  }
+  // The CA goes with the config: a report without one for a listener that names a ca_file (or the reverse) is not its pair.
+  if ((ca !== undefined) !== (tls.ca_file !== ''))
+    throw refuse(
+      `tls-reloaded files.ca is ${ca === undefined ? 'missing' : 'present'}, the config's ca_file is ${tls.ca_file === '' ? 'not set' : 'set'}`,
+    );
+  return {
+    cert: cert as Uint8Array,
+    key: key as Uint8Array,
+    ...(ca === undefined ? {} : { ca: ca as Uint8Array }),
+  };
 }

@@ -14,12 +14,12 @@
 import type { TlsFiles } from '../../../supervisor/tlscheck.js';
 
 let given: Readonly<Record<string, TlsFiles>> = {};
-let onReloaded: ((at: string) => void) | undefined;
+let onReloaded: ((at: string, files: TlsFiles) => void) | undefined;
 
 /** @internal Set by the worker from its boot message; `reloaded` tells the supervisor. */
 export function setTlsFallback(
   files: Readonly<Record<string, TlsFiles>> | undefined,
-  reloaded?: (at: string) => void,
+  reloaded?: (at: string, files: TlsFiles) => void,
 ): void {
   given = files ?? {};
   onReloaded = reloaded;
@@ -30,7 +30,11 @@ export function tlsFallback(at: string): TlsFiles | undefined {
   return Object.hasOwn(given, at) ? given[at] : undefined;
 }
 
-/** A reload installed new files for `at`: the supervisor re-reads them as its new last good pair. */
-export function tlsReloaded(at: string): void {
-  onReloaded?.(at);
+/**
+ * A reload installed `files` for `at`: the supervisor keeps these bytes as its
+ * new last good pair. Not the files' paths: by the time it would read them,
+ * they may have been overwritten again.
+ */
+export function tlsReloaded(at: string, files: TlsFiles): void {
+  onReloaded?.(at, files);
 }

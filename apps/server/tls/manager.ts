@@ -283,7 +283,7 @@ export class TlsManager {
       },
       'TLS certificate reloaded',
     );
-    tlsReloaded(this.opts.at);
+    tlsReloaded(this.opts.at, { cert: next.cert, key: next.key, ...(next.ca ? { ca: next.ca } : {}) });
     return true;
   }
 

@@ -1,0 +1,126 @@
+/**
+ * A rotation followed at once by a broken write: the supervisor's last good
+ * pair is the one the workers reloaded (the bytes their `tls-reloaded`
+ * report carries), not whatever the files hold by the time it reads the
+ * report. Before, it re-read the files, found them broken, kept the pair
+ * from before the rotation, and a replacement worker served that old
+ * certificate beside workers serving the new one.
+ */
+import { X509Certificate } from 'node:crypto';
+import { copyFileSync, writeFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Config } from '../../supervisor/config/schema.js';
+import { LastGoodTls, type TlsFiles } from '../../supervisor/tlscheck.js';
+import { configWith } from '../apps/server/http/harness.js';
+import { copyServerPair, makePki, type TestPki } from '../apps/server/tls/certs.js';
+
+let pki: TestPki;
+beforeAll(() => {
+  pki = makePki();
+});
+
+const brokenCert = '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n';
+
+/** A supervisor's view: its config on pair one, its last good pair read from the files. */
+function holdingPairOne(): { config: Config; good: LastGoodTls; pair: { cert: string; key: string } } {
+  const pair = copyServerPair(pki);
+  const config = configWith([
+    'server.tls.enabled=true',
+    `server.tls.cert_file=${pair.cert}`,
+    `server.tls.key_file=${pair.key}`,
+  ]);
+  const good = new LastGoodTls();
+  good.refresh(config);
+  return { config, good, pair };
+}
+
+/** The files rotated to pair two, then overwritten with a broken certificate. */
+function rotateThenBreak(pair: { cert: string; key: string }): void {
+  copyFileSync(pki.server2Cert, pair.cert);
+  copyFileSync(pki.server2Key, pair.key);
+  writeFileSync(pair.cert, brokenCert);
+}
+
+const fingerprint = (file: string) => new X509Certificate(pki.read(file)).fingerprint256;
+const pairTwo = (): TlsFiles => ({ cert: pki.read(pki.server2Cert), key: pki.read(pki.server2Key) });
+/** What a new worker gets for server.tls (a fresh config object: the files are read again). */
+const handedOut = (good: LastGoodTls, config: Config) =>
+  Buffer.from(good.refresh({ ...config })['server.tls']!.cert).toString();
+
+describe('LastGoodTls: a worker reports the pair it reloaded', () => {
+  it('files broken again before the report is read: the reported pair is held, and a new worker gets it', () => {
+    const { config, good, pair } = holdingPairOne();
+    rotateThenBreak(pair);
+    const got = good.reloaded(config, 'server.tls', { files: pairTwo(), config, worker: 1 });
+    expect(got).toMatchObject({ from: 'report' });
+    expect('leaf' in got && got.leaf.fingerprint256).toBe(fingerprint(pki.server2Cert));
+    expect(handedOut(good, config)).toBe(pki.read(pki.server2Cert).toString());
+  });
+
+  const big = () => new Uint8Array(16 * 1024 * 1024 + 1);
+  it.each([
+    ['no object', () => 'cert', 'HYP_E_IPC_MESSAGE', 'files is not an object'],
+    [
+      'a certificate that is text',
+      () => ({ ...pairTwo(), cert: 'pem' }),
+      'HYP_E_IPC_MESSAGE',
+      'files.cert is not bytes',
+    ],
+    ['no key', () => ({ cert: pairTwo().cert }), 'HYP_E_IPC_MESSAGE', 'files.key is not bytes'],
+    [
+      'a CA the config does not name',
+      () => ({ ...pairTwo(), ca: pki.read(pki.caCert) }),
+      'HYP_E_IPC_MESSAGE',
+      'files.ca is present',
+    ],
+    ['a key past 16 MiB', () => ({ ...pairTwo(), key: big() }), 'HYP_E_IPC_MESSAGE', '16777217 bytes'],
+    [
+      'a key of another certificate',
+      () => ({ ...pairTwo(), key: pki.read(pki.serverKey) }),
+      'HYP_E_TLS_MISMATCH',
+      'does not match',
+    ],
+    [
+      'a certificate that does not parse',
+      () => ({ ...pairTwo(), cert: Buffer.from(brokenCert) }),
+      'HYP_E_TLS_FILE',
+      'not a PEM certificate',
+    ],
+  ])('a report with %s: refused, the previous pair kept', (_, files, code, detail) => {
+    const { config, good, pair } = holdingPairOne();
+    rotateThenBreak(pair);
+    const got = good.reloaded(config, 'server.tls', { files: files(), config, worker: 3 });
+    expect(got).toMatchObject({ from: 'report', error: { code } });
+    expect(String((got as { error: Error }).error.message)).toContain(detail);
+    expect(handedOut(good, config)).toBe(pki.read(pki.serverCert).toString());
+  });
+
+  it('a report without bytes (a worker of the version before): the files are read, as before', () => {
+    const { config, good, pair } = holdingPairOne();
+    copyFileSync(pki.server2Cert, pair.cert);
+    copyFileSync(pki.server2Key, pair.key);
+    const got = good.reloaded(config, 'server.tls');
+    expect('leaf' in got && got.leaf.fingerprint256).toBe(fingerprint(pki.server2Cert));
+    expect(got.from).toBe('disk');
+
+    writeFileSync(pair.cert, brokenCert);
+    expect(good.reloaded(config, 'server.tls')).toMatchObject({
+      from: 'disk',
+      error: { code: 'HYP_E_TLS_FILE' },
+    });
+    expect(handedOut(good, config)).toBe(pki.read(pki.server2Cert).toString());
+  });
+
+  it('a worker whose config names other files (a SIGHUP changed them): its bytes are not taken for the new files', () => {
+    const { config, good } = holdingPairOne();
+    const older = configWith([
+      'server.tls.enabled=true',
+      `server.tls.cert_file=${pki.server2Cert}`,
+      `server.tls.key_file=${pki.server2Key}`,
+    ]);
+    const got = good.reloaded(config, 'server.tls', { files: pairTwo(), config: older, worker: 2 });
+    expect(got.from).toBe('disk');
+    expect('leaf' in got && got.leaf.fingerprint256).toBe(fingerprint(pki.serverCert));
+    expect(handedOut(good, config)).toBe(pki.read(pki.serverCert).toString());
+  });
+});
