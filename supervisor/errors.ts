@@ -169,6 +169,9 @@ export const catalog = {
     message:
       'outgoing {type} message dropped: more than {limit} queued while disconnected, or waiting to be sealed or sent (hyp/client maxQueued, maxQueuedBytes)',
   },
+  HYP_E_WS_TYPE_RESERVED: {
+    message: '{call}: the type "{type}" is the hub\'s; use {method}()',
+  },
 
   // static files and TLS (continued)
   HYP_E_MOUNT_RESPONSE: {

@@ -14,6 +14,7 @@
 import { type ErrorCode, HypError } from '../../supervisor/errors.js';
 import { type Codec, type CodecName, codecByName } from '../server/ws/codecs/index.js';
 import { checkWellFormedName } from '../server/ws/codecs/surrogates.js';
+import { Control } from '../server/ws/control.js';
 import {
   type Envelope,
   emptyBytes,
@@ -384,6 +385,37 @@ function checkName(call: string, kind: 'channel' | 'room', name: string): void {
   if (name === '')
     throw new HypError('HYP_E_WS_NAME_INVALID', { call, kind, name: '""', detail: 'is empty' });
   checkWellFormedName(call, kind, name);
+}
+
+/**
+ * The hub's requests that the client makes with its own methods, and keeps
+ * track of: it resubscribes and rejoins after a reconnect, keeps member
+ * lists and matches their refusals. Sent through `send`, the hub acted on
+ * them (json, msgpack, flatbuffers) while the client knew nothing of it: a
+ * room joined that way was not rejoined after a reconnect and had no member
+ * list; under protobuf the JSON data was refused as HYP_E_WS_CONTROL. A
+ * `publish` or `broadcast` through `send` is what `publish`/`broadcast` send.
+ */
+const hubRequests: ReadonlyMap<string, string> = new Map([
+  [Control.subscribe, 'subscribe'],
+  [Control.unsubscribe, 'unsubscribe'],
+  [Control.joinRoom, 'joinRoom'],
+  [Control.leaveRoom, 'leaveRoom'],
+  [Control.presence, 'presence'],
+]);
+
+/**
+ * Refuses, at the call, a `send` type the hub takes as its own request
+ * (hubRequests), and one holding a lone surrogate: json, msgpack and
+ * protobuf hubs refused the frame as undecodable (counted towards
+ * `maxFailures`), and a FlatBuffers hub handed `onMessage` U+FFFD in its
+ * place. '' is a type like any other: every codec's hub hands it on as ''.
+ */
+function checkType(call: string, type: string): void {
+  if (typeof type !== 'string') throw new TypeError(`type must be a string, got ${typeof type}`);
+  const method = hubRequests.get(type);
+  if (method !== undefined) throw new HypError('HYP_E_WS_TYPE_RESERVED', { call, type, method });
+  checkWellFormedName(call, 'type', type);
 }
 
 /**
@@ -983,8 +1015,13 @@ export class HypWebSocket {
     );
   }
 
-  /** An application message of any type (reaches the hub's message callbacks); returns as `publish` does. */
+  /**
+   * An application message of any type (reaches the hub's message callbacks); returns as `publish`
+   * does. A type the hub takes as a request the client tracks (`join_room`, ...) throws
+   * HYP_E_WS_TYPE_RESERVED naming the method to use; nothing is sent.
+   */
   send(type: string, data: Payload, channel = '', options: SendOptions = {}): boolean {
+    checkType('send', type);
     // '' is no channel, but a publish needs one
     if (channel !== '' || type === 'publish') checkName('send', 'channel', channel);
     return this.enqueue(

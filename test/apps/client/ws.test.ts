@@ -124,13 +124,14 @@ describe('HypWebSocket in Node', () => {
   });
 
   it('surfaces error frames as typed errors', async () => {
-    served = await serveHub({ historySize: 1 });
+    served = await serveHub({ historySize: 1, maxNameLength: 4 });
     const c = client(served.url);
-    const errors: string[] = [];
-    c.on('error', (e) => errors.push(e.code));
+    const errors: Array<[string, string | undefined]> = [];
+    c.on('error', (e) => errors.push([e.code, e.channel]));
     await c.connect();
-    c.send('subscribe', { wrong: true });
+    // (send('subscribe', ...) throws at the call now: the type is the hub's)
+    c.subscribe('longer');
     await eventually(() => errors.length === 1);
-    expect(errors).toEqual(['HYP_E_WS_CONTROL']);
+    expect(errors).toEqual([['HYP_E_WS_NAME_TOO_LONG', 'longer']]);
   });
 });
