@@ -759,6 +759,9 @@ export class HypWebSocket {
     if (!this.channels.has(channel)) {
       const offset = options.offset ?? '';
       if (typeof offset !== 'string') throw new TypeError(`offset must be a string, got ${typeof offset}`);
+      // every codec's hub refuses it without naming the channel (its data does not decode): the
+      // subscription would be dead, here and after every reconnect, with no error to tell which one
+      checkWellFormedName('subscribe', 'offset', offset);
       // the requested start is the channel's resume point until a delivery moves it: a reconnect before
       // the hub answers resumes from it again rather than from the head
       this.channels.set(channel, offset);

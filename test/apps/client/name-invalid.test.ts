@@ -8,8 +8,10 @@
  * naming the room, so the member lists could not match the refusal, a
  * publishAck without its id, so it waited for its timeout) and a FlatBuffers
  * publish went out with U+FFFD in the surrogate's place, to another channel.
- * Good names around them still work. Real hubs in-process (./delivery.ts),
- * loopback only.
+ * Good names around them still work. A `subscribe` offset holding a lone
+ * surrogate is refused the same way (the hub refused the request without
+ * naming the channel, which stayed dead). Real hubs in-process
+ * (./delivery.ts), loopback only.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { WebSocket } from 'ws';
@@ -110,6 +112,33 @@ describe('names the hub cannot take are refused at the call', () => {
       const names = sent.map((m) => (m.channel === '' ? new TextDecoder().decode(m.data) : m.channel));
       expect(names).toContain('news');
       expect(names.some((n) => n === '' || /\p{Surrogate}|\ufffd/u.test(n))).toBe(false);
+      expect(c.errors).toEqual([]);
+    });
+  }
+
+  for (const codec of codecs) {
+    it(`${codec}: a subscribe offset holding a lone surrogate throws HYP_E_WS_NAME_INVALID; the channel is not taken as subscribed`, async () => {
+      // before, every codec's hub refused the request without naming the channel (its data does not
+      // decode) while the client took the channel as subscribed: nothing arrived, after every reconnect too
+      const served = await hub({ historySize: 10 });
+      const sent: Envelope[] = [];
+      const c = client(served.url, { codec, clientId: 'alice', WebSocket: recordingSocket(codec, sent) });
+      await c.ws.connect();
+      for (const offset of ['\ud800', '1-\udfff']) {
+        const err = thrownHypError(() => c.ws.subscribe('news', () => {}, { offset }));
+        expect(err.code).toBe('HYP_E_WS_NAME_INVALID');
+        expect(err.params).toMatchObject({ call: 'subscribe', kind: 'offset', name: JSON.stringify(offset) });
+        expect(err.message).toMatch(/^subscribe: the offset ".*" holds a lone surrogate \(/);
+      }
+      expect(c.ws.offset('news')).toBeUndefined();
+      expect(sent).toEqual([]);
+
+      // the channel subscribed afterwards gets what is published on it
+      c.subscribe('news');
+      await eventually(() => served.hub.subscribers('news') === 1);
+      served.hub.publish('news', 'n1');
+      await eventually(() => c.got('news').length === 1);
+      expect(c.got('news')).toEqual(['n1']);
       expect(c.errors).toEqual([]);
     });
   }
