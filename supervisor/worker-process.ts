@@ -83,8 +83,12 @@ interface WorkerEvents {
   room: [];
   /** The worker did not catch up (why): nothing more should be relayed to it. Once. */
   stalled: [string];
-  /** A certificate reload installed new files for the TLS listener at this key path. */
-  'tls-reloaded': [string];
+  /**
+   * A certificate reload installed new files for the TLS listener at this key
+   * path; the bytes the worker reported, unchecked (undefined from a worker
+   * that sent none): the supervisor checks them (tlscheck.ts LastGoodTls).
+   */
+  'tls-reloaded': [string, unknown];
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
@@ -496,7 +500,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       }
       case 'tls-reloaded':
         if (typeof fields.at !== 'string') return 'tls-reloaded without the listener (at)';
-        this.emit('tls-reloaded', fields.at);
+        this.emit('tls-reloaded', fields.at, fields.files);
         break;
       default:
         break;

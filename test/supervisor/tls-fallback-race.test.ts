@@ -8,11 +8,12 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { copyFileSync, writeFileSync } from 'node:fs';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../supervisor/config/schema.js';
 import { LastGoodTls, type TlsFiles } from '../../supervisor/tlscheck.js';
 import { configWith } from '../apps/server/http/harness.js';
-import { copyServerPair, makePki, type TestPki } from '../apps/server/tls/certs.js';
+import { copyServerPair, makePki, servedCn, type TestPki } from '../apps/server/tls/certs.js';
+import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 
 let pki: TestPki;
 beforeAll(() => {
@@ -122,5 +123,80 @@ describe('LastGoodTls: a worker reports the pair it reloaded', () => {
     expect(got.from).toBe('disk');
     expect('leaf' in got && got.leaf.fingerprint256).toBe(fingerprint(pki.serverCert));
     expect(handedOut(good, config)).toBe(pki.read(pki.serverCert).toString());
+  });
+});
+
+let sup: Running | undefined;
+afterEach(async () => {
+  if (sup !== undefined && sup.proc.exitCode === null) sup.proc.kill('SIGCONT');
+  await sup?.stop();
+  sup = undefined;
+});
+
+async function servedCns(port: number, n: number): Promise<Set<string>> {
+  const cns = new Set<string>();
+  for (let i = 0; i < n; i++) cns.add(await servedCn(pki, port));
+  return cns;
+}
+
+describe('a real supervisor: files rotated, then broken before it reads the reload reports', () => {
+  // The race is held open, not timed: the supervisor is stopped (SIGSTOP) while the
+  // workers reload and report, the files are broken, and only then does it read the reports.
+  it('it holds the rotated pair the workers reported, and a replacement worker serves it', async () => {
+    const pair = copyServerPair(pki);
+    sup = await startSupervisor({
+      app: fixtureApp('basic'),
+      workers: 2,
+      sets: [
+        'server.tls.enabled=true',
+        `server.tls.cert_file=${pair.cert}`,
+        `server.tls.key_file=${pair.key}`,
+      ],
+    });
+    const running = sup;
+    const port = running.httpPort;
+    expect(await servedCns(port, 4)).toEqual(new Set(['hyp server one']));
+
+    // The workers log straight to the shared stdout: they reload and report while the supervisor sleeps.
+    running.proc.kill('SIGSTOP');
+    try {
+      copyFileSync(pki.server2Cert, pair.cert);
+      copyFileSync(pki.server2Key, pair.key);
+      await until(
+        () => running.logs.filter((l) => l.msg === 'TLS certificate reloaded').length >= 2 || undefined,
+        'both workers reloaded the second pair',
+      );
+      writeFileSync(pair.cert, brokenCert);
+      await until(
+        () => running.logs.filter((l) => l.code === 'HYP_E_TLS_RELOAD').length >= 2 || undefined,
+        'both workers refused the broken file',
+      );
+    } finally {
+      running.proc.kill('SIGCONT');
+    }
+
+    // Now the supervisor reads the two reports, with the files on disk broken.
+    const handled = await until(() => {
+      const lines = running.logs.filter((l) => String(l.msg).startsWith('last good TLS files of server.tls'));
+      return lines.length >= 2 ? lines : undefined;
+    }, 'the supervisor handling both reports');
+    expect(await servedCns(port, 8)).toEqual(new Set(['hyp server two']));
+
+    // A worker killed now: its replacement starts on the supervisor's pair, the second one.
+    const victim = (await running.status()).workers[0]!;
+    process.kill(victim.pid, 'SIGKILL');
+    await running.waitFor(
+      (s) => s.workers.length === 2 && s.workers.every((w) => w.state === 'ready' && w.pid !== victim.pid),
+      'a replacement worker ready',
+    );
+    await running.waitLog((l) => l.code === 'HYP_E_TLS_FALLBACK', 'the replacement falling back');
+    expect(await servedCns(port, 8)).toEqual(new Set(['hyp server two']));
+
+    // Both reports updated the pair from their bytes; none kept the first.
+    expect(handled.map((l) => [l.level, l.msg, l.from])).toEqual([
+      ['info', 'last good TLS files of server.tls updated', 'report'],
+      ['info', 'last good TLS files of server.tls updated', 'report'],
+    ]);
+    expect(new Set(handled.map((l) => l.fingerprint))).toEqual(new Set([fingerprint(pki.server2Cert)]));
   });
 });
