@@ -50,6 +50,14 @@ function handled<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
+/** Socket errors by which a peer resets or leaves a connection: they end it, they are no service error. */
+const peerGoneErrnos: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+
+function peerGoneErrno(err: Error | null | undefined): string | undefined {
+  const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
+  return code !== undefined && peerGoneErrnos.has(code) ? code : undefined;
+}
+
 export function formatEndpoint(address: string | undefined, port: number | undefined): string {
   if (address === undefined) return '';
   return address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`;
@@ -88,6 +96,8 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   private controller: AbortController | undefined;
   private abortReason: Error | undefined;
   private failure: Error | undefined;
+  /** Seen on the socket's 'error' event: see `peerGone`. */
+  private peerErrno: string | undefined;
   private released = false;
   /** Socket close and handler completion; the connection is done when both happened. */
   private pending = 2;
@@ -303,6 +313,16 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     this._socket.destroy();
   }
 
+  /**
+   * @internal The errno (`ECONNRESET`, `EPIPE`, `ECONNABORTED`) with which
+   * the peer reset or left this connection, read from the socket's state:
+   * set as soon as a read or write of the socket failed that way (before
+   * its 'error' event and its close); undefined while the peer has not.
+   */
+  get peerGone(): string | undefined {
+    return this.peerErrno ?? peerGoneErrno(this._socket.errored) ?? peerGoneErrno(this.raw.errored);
+  }
+
   /** The error given to `fail()`, if any. */
   get failedWith(): Error | undefined {
     return this.failure;
@@ -328,7 +348,9 @@ export class TcpConnection<S extends object = Record<string, unknown>>
     socket.on('end', () => this.endRead());
     socket.on('error', (err: NodeJS.ErrnoException) => {
       // A peer that resets or vanishes ends its connection; that is not a service error.
-      if (err.code !== 'ECONNRESET' && err.code !== 'EPIPE') this.host.reportError(err, this);
+      const errno = peerGoneErrno(err);
+      if (errno === undefined) this.host.reportError(err, this);
+      else this.peerErrno ??= errno;
     });
   }
 

@@ -20,6 +20,8 @@ export class TcpStats {
   idleCloses = 0;
   /** Connections failed because a write found more than `max_buffered` bytes queued. */
   sendBufferCloses = 0;
+  /** Handler failures caused by the peer resetting or leaving (logged at debug, not in `errors`). */
+  handlerPeerGone = 0;
 
   constructor(readonly service: string) {}
 
@@ -70,6 +72,11 @@ class TcpMetrics {
       'hyp_tcp_send_buffer_closes_total',
       'Connections closed because a write found more than max_buffered bytes not yet sent',
       (s) => s.sendBufferCloses,
+    );
+    counter(
+      'hyp_tcp_handler_peer_gone_total',
+      'Handler failures caused by the peer resetting or leaving the connection (logged at debug, not in hyp_tcp_errors_total)',
+      (s) => s.handlerPeerGone,
     );
     new Counter({
       name: 'hyp_tcp_connections_refused_total',

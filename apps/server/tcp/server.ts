@@ -61,6 +61,37 @@ function settlement(result: unknown): PromiseLike<unknown> | undefined {
   return undefined;
 }
 
+/**
+ * Codes of the errors a handler meets because its socket was closed under
+ * it: the socket's own errno, a write on a destroyed or ended stream, a
+ * stream helper (`pipeline`, `finished`) seeing it close, `conn.write` on a
+ * closed connection.
+ */
+const closedSocketCodes: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'EPIPE',
+  'ECONNABORTED',
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_PREMATURE_CLOSE',
+  'ERR_STREAM_WRITE_AFTER_END',
+  'ERR_SOCKET_CLOSED',
+  'HYP_E_TCP_CLOSED',
+]);
+
+/**
+ * Whether `error` is the consequence of the peer having reset or left
+ * `conn`: the socket says the peer went (its errno) and the error is one a
+ * closed socket gives. An error of another kind (a TypeError, the app's
+ * own), or a closed-socket code while the peer is still there (an upstream
+ * connection of the handler that reset), is the handler's failure.
+ */
+function peerGoneFailure(conn: TcpConnection<object>, error: Error): string | undefined {
+  const errno = conn.peerGone;
+  if (errno === undefined) return undefined;
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && closedSocketCodes.has(code) ? errno : undefined;
+}
+
 export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
 
 const namePattern = /^[a-z][a-z0-9-]*$/;
@@ -485,7 +516,10 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
 
   private handlerFailed(conn: TcpConnection<S>, err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    if (error !== conn.failedWith) {
+    const errno = error === conn.failedWith ? undefined : peerGoneFailure(conn, error);
+    if (errno !== undefined) {
+      this.handlerPeerGone(conn, error, errno);
+    } else if (error !== conn.failedWith) {
       this.reportError(
         new HypError(
           'HYP_E_TCP_HANDLER',
@@ -498,6 +532,23 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     }
     conn.destroy();
     conn.handlerSettled();
+  }
+
+  /**
+   * The handler failed because its peer reset or left (the demo's echo loop
+   * writing to a reset socket): not the app's bug, and any client can cause
+   * one per connection, so one debug line without a stack, not a warning.
+   */
+  private handlerPeerGone(conn: TcpConnection<S>, error: Error, errno: string): void {
+    this.stats.handlerPeerGone++;
+    if (!this.log.isLevelEnabled('debug')) return;
+    const remote = conn.remoteAddress || 'a client';
+    const code = (error as { code?: string }).code;
+    const detail = `${error.message} (the peer ${errno === 'ECONNRESET' ? 'reset' : 'left'} the connection: ${errno})`;
+    this.log.debug(
+      { code: 'HYP_E_TCP_HANDLER', errno, error_code: code, remote },
+      new HypError('HYP_E_TCP_HANDLER', { name: this.name, remote, detail }).message,
+    );
   }
 
   private serverInfo(message: string): void {
