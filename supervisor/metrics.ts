@@ -26,6 +26,10 @@ export const maxSeriesPerWorker = 100_000;
 /** The `reason` labels of hyp_supervisor_worker_restarts_total (supervisor.ts counts them). */
 export const restartReasons = ['crash', 'heartbeat', 'start-failed', 'rolling', 'ready', 'uncaught', 'relay'];
 
+/** The `reason` labels of hyp_admin_connections_shed_total (admin.ts counts them; README, admin endpoints). */
+export const adminShedReasons = ['cap', 'ceiling', 'stalled', 'pipelined'] as const;
+export type AdminShedReason = (typeof adminShedReasons)[number];
+
 export class SupervisorMetrics {
   readonly registry = new Registry();
   readonly restarts: Counter<'reason'>;
@@ -36,6 +40,7 @@ export class SupervisorMetrics {
   readonly endpointsStillListed: Counter<'service'>;
   readonly relayBacklogs: Counter;
   readonly relayCutoffs: Counter;
+  readonly adminShed: Counter<'reason'>;
 
   constructor(sup: Supervisor) {
     const registers = [this.registry];
@@ -159,6 +164,13 @@ export class SupervisorMetrics {
       help: 'SIGHUP reloads refused because the new config is invalid',
       registers,
     });
+    this.adminShed = new Counter({
+      name: 'hyp_admin_connections_shed_total',
+      help: 'Admin server connections it closed, by reason: cap (over 256 open, oldest not being answered), ceiling (at 512 open, closed at accept), stalled (an answer the peer did not read for 10 s), pipelined (over 4 requests waiting for answers)',
+      labelNames: ['reason'],
+      registers,
+    });
+    for (const reason of adminShedReasons) this.adminShed.inc({ reason }, 0);
   }
 
   /**
