@@ -3,7 +3,10 @@
  * front (./front.ts), and clients that record what reaches the application.
  * Everything made here is closed by `closeAll()` (each spec file's afterEach).
  */
-import { type HypErrorFrame, HypWebSocket } from '../../../apps/client/index.js';
+import { WebSocket } from 'ws';
+import { type HypErrorFrame, HypWebSocket, type SocketConstructor } from '../../../apps/client/index.js';
+import { type CodecName, codecByName } from '../../../apps/server/ws/codecs/index.js';
+import type { Envelope } from '../../../apps/server/ws/envelope.js';
 import { type Served, serveHub } from '../server/ws/helpers.js';
 import { type Front, front, portOf } from './front.js';
 
@@ -56,3 +59,14 @@ export function client(url: string, options: ConstructorParameters<typeof HypWeb
 }
 
 export const range = (from: number, to: number) => Array.from({ length: to - from }, (_, i) => from + i);
+
+/** A `ws` WebSocket that keeps every frame the client sends, decoded with `codec`. */
+export function recordingSocket(codec: CodecName, sent: Envelope[]): SocketConstructor {
+  const c = codecByName(codec)!;
+  return class extends WebSocket {
+    override send(data: string | Uint8Array<ArrayBuffer>): void {
+      sent.push(c.unmarshal(typeof data === 'string' ? new TextEncoder().encode(data) : data));
+      super.send(data);
+    }
+  } as unknown as SocketConstructor;
+}

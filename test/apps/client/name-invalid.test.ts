@@ -14,12 +14,11 @@
  * (./delivery.ts), loopback only.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { HypError, type HypMessage, type SocketConstructor } from '../../../apps/client/index.js';
-import { type CodecName, codecByName } from '../../../apps/server/ws/codecs/index.js';
+import { HypError, type HypMessage } from '../../../apps/client/index.js';
+import type { CodecName } from '../../../apps/server/ws/codecs/index.js';
 import type { Envelope } from '../../../apps/server/ws/envelope.js';
 import { eventually, thrownHypError } from '../server/ws/helpers.js';
-import { client, closeAll, hub } from './delivery.js';
+import { client, closeAll, hub, recordingSocket } from './delivery.js';
 
 afterEach(closeAll);
 
@@ -31,17 +30,6 @@ const badNames: Array<{ name: string; detail: RegExp }> = [
   { name: '\ud800', detail: /^holds a lone surrogate \(\\ud800 at index 0, which has no UTF-8 form\)$/ },
   { name: 'a\udfffb', detail: /^holds a lone surrogate \(\\udfff at index 1, which has no UTF-8 form\)$/ },
 ];
-
-/** A `ws` WebSocket that keeps every frame the client sends, decoded with `codec`. */
-function recordingSocket(codec: CodecName, sent: Envelope[]): SocketConstructor {
-  const c = codecByName(codec)!;
-  return class extends WebSocket {
-    override send(data: string | Uint8Array<ArrayBuffer>): void {
-      sent.push(c.unmarshal(typeof data === 'string' ? new TextEncoder().encode(data) : data));
-      super.send(data);
-    }
-  } as unknown as SocketConstructor;
-}
 
 /** Every call that takes a name, made with `name`; each must throw. */
 function callsWith(ws: ReturnType<typeof client>['ws'], name: string) {

@@ -14,12 +14,11 @@
  * in-process (./delivery.ts), loopback only.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { WebSocket } from 'ws';
-import { HypError, type SocketConstructor } from '../../../apps/client/index.js';
-import { type CodecName, codecByName } from '../../../apps/server/ws/codecs/index.js';
+import { HypError } from '../../../apps/client/index.js';
+import type { CodecName } from '../../../apps/server/ws/codecs/index.js';
 import type { Envelope } from '../../../apps/server/ws/envelope.js';
 import { eventually, thrownHypError } from '../server/ws/helpers.js';
-import { client, closeAll, hub } from './delivery.js';
+import { client, closeAll, hub, recordingSocket } from './delivery.js';
 
 afterEach(closeAll);
 
@@ -33,17 +32,6 @@ const reserved = [
   { type: 'leave_room', method: 'leaveRoom', data: { room_id: 'lobby' } },
   { type: 'presence', method: 'presence', data: { room_id: 'lobby' } },
 ];
-
-/** A `ws` WebSocket that keeps every frame the client sends, decoded with `codec`. */
-function recordingSocket(codec: CodecName, sent: Envelope[]): SocketConstructor {
-  const c = codecByName(codec)!;
-  return class extends WebSocket {
-    override send(data: string | Uint8Array<ArrayBuffer>): void {
-      sent.push(c.unmarshal(typeof data === 'string' ? new TextEncoder().encode(data) : data));
-      super.send(data);
-    }
-  } as unknown as SocketConstructor;
-}
 
 /** A hub recording the type, channel and data text of every message that reaches `onMessage`. */
 async function recordingHub() {
