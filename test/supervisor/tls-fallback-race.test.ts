@@ -12,7 +12,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../supervisor/config/schema.js';
 import { LastGoodTls, type TlsFiles } from '../../supervisor/tlscheck.js';
 import { configWith } from '../apps/server/http/harness.js';
-import { copyServerPair, makePki, servedCn, type TestPki } from '../apps/server/tls/certs.js';
+import { copyServerPair, makePki, servedCns, type TestPki, tlsSets } from '../apps/server/tls/certs.js';
 import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 
 let pki: TestPki;
@@ -133,29 +133,15 @@ afterEach(async () => {
   sup = undefined;
 });
 
-async function servedCns(port: number, n: number): Promise<Set<string>> {
-  const cns = new Set<string>();
-  for (let i = 0; i < n; i++) cns.add(await servedCn(pki, port));
-  return cns;
-}
-
 describe('a real supervisor: files rotated, then broken before it reads the reload reports', () => {
   // The race is held open, not timed: the supervisor is stopped (SIGSTOP) while the
   // workers reload and report, the files are broken, and only then does it read the reports.
   it('it holds the rotated pair the workers reported, and a replacement worker serves it', async () => {
     const pair = copyServerPair(pki);
-    sup = await startSupervisor({
-      app: fixtureApp('basic'),
-      workers: 2,
-      sets: [
-        'server.tls.enabled=true',
-        `server.tls.cert_file=${pair.cert}`,
-        `server.tls.key_file=${pair.key}`,
-      ],
-    });
+    sup = await startSupervisor({ app: fixtureApp('basic'), workers: 2, sets: tlsSets(pair) });
     const running = sup;
     const port = running.httpPort;
-    expect(await servedCns(port, 4)).toEqual(new Set(['hyp server one']));
+    expect(await servedCns(pki, port, 4)).toEqual(new Set(['hyp server one']));
 
     // The workers log straight to the shared stdout: they reload and report while the supervisor sleeps.
     running.proc.kill('SIGSTOP');
@@ -180,7 +166,7 @@ describe('a real supervisor: files rotated, then broken before it reads the relo
       const lines = running.logs.filter((l) => String(l.msg).startsWith('last good TLS files of server.tls'));
       return lines.length >= 2 ? lines : undefined;
     }, 'the supervisor handling both reports');
-    expect(await servedCns(port, 8)).toEqual(new Set(['hyp server two']));
+    expect(await servedCns(pki, port, 8)).toEqual(new Set(['hyp server two']));
 
     // A worker killed now: its replacement starts on the supervisor's pair, the second one.
     const victim = (await running.status()).workers[0]!;
@@ -190,7 +176,7 @@ describe('a real supervisor: files rotated, then broken before it reads the relo
       'a replacement worker ready',
     );
     await running.waitLog((l) => l.code === 'HYP_E_TLS_FALLBACK', 'the replacement falling back');
-    expect(await servedCns(port, 8)).toEqual(new Set(['hyp server two']));
+    expect(await servedCns(pki, port, 8)).toEqual(new Set(['hyp server two']));
 
     // Both reports updated the pair from their bytes; none kept the first.
     expect(handled.map((l) => [l.level, l.msg, l.from])).toEqual([

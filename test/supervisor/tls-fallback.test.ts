@@ -6,7 +6,7 @@
  */
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { copyServerPair, makePki, servedCn, type TestPki } from '../apps/server/tls/certs.js';
+import { copyServerPair, makePki, servedCns, type TestPki, tlsSets } from '../apps/server/tls/certs.js';
 import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
 
 let pki: TestPki;
@@ -19,26 +19,12 @@ afterEach(async () => {
   sup = undefined;
 });
 
-async function servedCns(port: number, n: number): Promise<Set<string>> {
-  const cns = new Set<string>();
-  for (let i = 0; i < n; i++) cns.add(await servedCn(pki, port));
-  return cns;
-}
-
 describe('TLS files broken on disk when a worker starts', () => {
   it('a worker restarted after a crash serves the last good pair (the rotated one), and picks up fixed files', async () => {
     const pair = copyServerPair(pki);
-    sup = await startSupervisor({
-      app: fixtureApp('basic'),
-      workers: 2,
-      sets: [
-        'server.tls.enabled=true',
-        `server.tls.cert_file=${pair.cert}`,
-        `server.tls.key_file=${pair.key}`,
-      ],
-    });
+    sup = await startSupervisor({ app: fixtureApp('basic'), workers: 2, sets: tlsSets(pair) });
     const port = sup.httpPort;
-    expect(await servedCns(port, 4)).toEqual(new Set(['hyp server one']));
+    expect(await servedCns(pki, port, 4)).toEqual(new Set(['hyp server one']));
 
     // A good rotation: every worker reloads, and the supervisor's last good pair follows.
     copyFileSync(pki.server2Cert, pair.cert);
@@ -72,13 +58,13 @@ describe('TLS files broken on disk when a worker starts', () => {
     const fellBack = await sup.waitLog((l) => l.code === 'HYP_E_TLS_FALLBACK', 'the fallback logged');
     expect(String(fellBack.msg)).toContain('server.tls');
     expect(sup.logs.filter((l) => l.code === 'HYP_E_APP_START')).toEqual([]);
-    expect(await servedCns(port, 8)).toEqual(new Set(['hyp server two']));
+    expect(await servedCns(pki, port, 8)).toEqual(new Set(['hyp server two']));
 
     // Fixed files: every worker, the replacement too, serves them.
     copyFileSync(pki.serverCert, pair.cert);
     copyFileSync(pki.serverKey, pair.key);
     const cns = await until(async () => {
-      const seen = await servedCns(port, 8);
+      const seen = await servedCns(pki, port, 8);
       return seen.size === 1 && seen.has('hyp server one') ? seen : undefined;
     }, 'every worker serving the fixed files');
     expect(cns).toEqual(new Set(['hyp server one']));

@@ -163,6 +163,18 @@ export function servedCn(pki: TestPki, port: number): Promise<string> {
   });
 }
 
+/** The CNs `n` sequential connections to `port` were served. */
+export async function servedCns(pki: TestPki, port: number, n: number): Promise<Set<string>> {
+  const cns = new Set<string>();
+  for (let i = 0; i < n; i++) cns.add(await servedCn(pki, port));
+  return cns;
+}
+
+/** The `--set`s that serve `pair` on the HTTP listener (`server.tls`). */
+export function tlsSets(pair: { cert: string; key: string }): string[] {
+  return ['server.tls.enabled=true', `server.tls.cert_file=${pair.cert}`, `server.tls.key_file=${pair.key}`];
+}
+
 /** `hyp_tls_reload_failures_total` of one listener (`server.tls`, `tcp.<name>.tls`); NaN when it has no series. */
 export async function reloadFailures(registry: Registry, listener = 'server.tls'): Promise<number> {
   const metric = await registry.getSingleMetric('hyp_tls_reload_failures_total')?.get();
