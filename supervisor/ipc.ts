@@ -165,8 +165,11 @@ export type WorkerMessage =
    * `files` are the bytes it installed, which the supervisor checks and keeps
    * as its last good pair (tlscheck.ts LastGoodTls). Without them (a worker
    * of an older version) it re-reads the files, which may have changed again.
+   * `readAt`: when the worker read them, on the host's monotonic clock in ms
+   * (tlscheck.ts `tlsReadClock`); a report read before the pair the
+   * supervisor holds is ignored, whatever order the reports arrive in.
    */
-  | { type: 'tls-reloaded'; at: string; files?: TlsFiles };
+  | { type: 'tls-reloaded'; at: string; files?: TlsFiles; readAt?: number };
 
 /**
  * Worker messages the supervisor acts on as lifecycle facts (ready, alive,

@@ -239,15 +239,21 @@ export class Supervisor {
     });
     worker.on('stalled', (why) => this.cutOffRelay(worker, why));
     worker.on('bus', (message) => this.relay(message));
-    worker.on('tls-reloaded', (at, files?: unknown) => {
+    worker.on('tls-reloaded', (at, files?: unknown, readAt?: unknown) => {
       // What a worker started from now on gets if the files on disk are broken then:
-      // the bytes this worker installed (read again from disk only for a worker that sent none).
+      // the bytes this worker installed (read again from disk only for a worker that sent none),
+      // unless they were read before the pair held (reports of two workers cross).
       const got = this.lastGoodTls.reloaded(
         this.config,
         at,
-        files === undefined ? undefined : { files, config, worker: worker.id },
+        files === undefined ? undefined : { files, config, worker: worker.id, readAt },
       );
-      if ('leaf' in got)
+      if ('older' in got)
+        this.log.debug(
+          { at, worker: worker.id, behind_ms: got.older.behindMs },
+          `last good TLS files of ${at} kept: an older pair than the one held`,
+        );
+      else if ('leaf' in got)
         this.log.info(
           {
             at,

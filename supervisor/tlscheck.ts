@@ -247,6 +247,30 @@ export function checkTlsFiles(config: Config): void {
 }
 
 /**
+ * Now, in milliseconds, on the host's monotonic clock (`process.hrtime`:
+ * CLOCK_MONOTONIC on Linux), which every process of the host shares and no
+ * one sets: when a pair of TLS files was read. It orders the reads of
+ * different workers (and the supervisor's own) without trusting the files'
+ * times or the wall clock (docs/tls.md, "which pair is the last good one").
+ */
+export function tlsReadClock(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
+
+/** A last good pair, and when it was read (`tlsReadClock`). */
+interface HeldTls {
+  files: TlsFiles;
+  readAt: number;
+}
+
+/** What `LastGoodTls.reloaded` did with a report. */
+export type TlsReloadOutcome =
+  | { leaf: TlsMaterial['leaf']; from: 'report' | 'disk' }
+  | { error: unknown; from: 'report' | 'disk' }
+  /** The report's files were read before those of the pair held (`behindMs` earlier): ignored. */
+  | { older: { behindMs: number }; from: 'report' };
+
+/**
  * The files of each TLS listener as they last passed the checks above.
  * The supervisor refreshes them whenever it starts a worker and whenever a
  * worker reports a reload, and hands them to each new worker: a worker
@@ -254,9 +278,13 @@ export function checkTlsFiles(config: Config): void {
  * a roll, in the middle of a bad rotation) serves the last good pair, as
  * the running workers still do, instead of failing to start
  * (tls/fallback.ts).
+ *
+ * Each pair is held with the time it was read (`tlsReadClock`): reports
+ * from different workers arrive in any order, and a pair read before the
+ * one held is older content of the same files, not a newer rotation.
  */
 export class LastGoodTls {
-  private readonly good = new Map<string, TlsFiles>();
+  private readonly good = new Map<string, HeldTls>();
   /** The config of the last full refresh, and when: the workers of one roll start together, the files are read once. */
   private last: { config: Config; at: number } | undefined;
 
@@ -267,50 +295,80 @@ export class LastGoodTls {
    */
   refresh(config: Config): Record<string, TlsFiles> {
     const now = Date.now();
-    if (this.last?.config === config && now - this.last.at < 1000) return Object.fromEntries(this.good);
+    if (this.last?.config === config && now - this.last.at < 1000) return this.handout();
     this.last = { config, at: now };
     for (const { at, tls } of enabledTlsConfigs(config)) {
       try {
+        const readAt = tlsReadClock();
         const m = readTlsMaterial(tls, at);
-        this.good.set(at, { cert: m.cert, key: m.key, ca: m.ca });
+        this.good.set(at, { files: { cert: m.cert, key: m.key, ca: m.ca }, readAt });
       } catch {
         // broken on disk: the workers report it (HYP_E_TLS_RELOAD, HYP_E_TLS_FALLBACK); keep the last good
       }
     }
-    return Object.fromEntries(this.good);
+    return this.handout();
+  }
+
+  private handout(): Record<string, TlsFiles> {
+    const out: Record<string, TlsFiles> = {};
+    for (const [at, held] of this.good) out[at] = held.files;
+    return out;
   }
 
   /**
    * A worker reloaded the files of `at`: take the pair it installed as the
    * new last good one. `report` holds the bytes it read (its `tls-reloaded`
-   * message's `files`) and the config it runs: those are checked as the
-   * files would be and kept, so files broken again a moment after the
-   * rotation cannot leave the supervisor on the pair before it. A worker
-   * without bytes (an older version, during a roll) or whose listener names
-   * other files than `config` (a SIGHUP changed them) gets the files read
-   * from disk instead. Returns the certificate now held for `at` (for the
-   * log line), or why the report or the files were refused, in which case
-   * the previous pair is kept.
+   * message's `files`), when it read them (`readAt`, `tlsReadClock`) and
+   * the config it runs: those are checked as the files would be and kept,
+   * so files broken again a moment after the rotation cannot leave the
+   * supervisor on the pair before it. A report read before the pair held
+   * is ignored (`older`): another worker, or the supervisor, has read the
+   * files since, so they held something newer. A worker without bytes (an
+   * older version, during a roll) or whose listener names other files than
+   * `config` (a SIGHUP changed them) gets the files read from disk instead,
+   * now; bytes without `readAt` (the version before) are taken as read on
+   * arrival. Returns the certificate now held for `at` (for the log line),
+   * or why the report or the files were refused, in which case the
+   * previous pair is kept.
    */
   reloaded(
     config: Config,
     at: string,
-    report?: { files: unknown; config: Config; worker: number },
-  ): { leaf: TlsMaterial['leaf']; from: 'report' | 'disk' } | { error: unknown; from: 'report' | 'disk' } {
+    report?: { files: unknown; config: Config; worker: number; readAt?: unknown },
+  ): TlsReloadOutcome {
     const tls = enabledTlsConfigs(config).find((l) => l.at === at)?.tls;
     if (tls === undefined) return { error: new Error(`no TLS listener ${at}`), from: 'disk' };
     const theirs = report && enabledTlsConfigs(report.config).find((l) => l.at === at)?.tls;
     const from =
       report?.files !== undefined && theirs !== undefined && sameFiles(tls, theirs) ? 'report' : 'disk';
     try {
+      let readAt = tlsReadClock();
+      if (from === 'report' && report?.readAt !== undefined) {
+        readAt = reportedReadAt(report);
+        const held = this.good.get(at);
+        // Equal or later wins: an operator rolling back to an older pair is a later read too.
+        if (held !== undefined && readAt < held.readAt)
+          return { older: { behindMs: held.readAt - readAt }, from };
+      }
       const m =
         from === 'report' ? checkTlsMaterial(reportedFiles(report, tls), tls, at) : readTlsMaterial(tls, at);
-      this.good.set(at, { cert: m.cert, key: m.key, ca: m.ca });
+      this.good.set(at, { files: { cert: m.cert, key: m.key, ca: m.ca }, readAt });
       return { leaf: m.leaf, from };
     } catch (error) {
       return { error, from };
     }
   }
+}
+
+/** A report's `readAt`: a time on `tlsReadClock`, a finite number. Throws HYP_E_IPC_MESSAGE. */
+function reportedReadAt(report: { readAt?: unknown; worker: number }): number {
+  const value = report.readAt;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0)
+    throw new HypError('HYP_E_IPC_MESSAGE', {
+      worker: report.worker,
+      what: `tls-reloaded readAt is not a time in milliseconds (${typeof value === 'number' ? value : typeof value})`,
+    });
+  return value;
 }
 
 function sameFiles(a: TlsConfig, b: TlsConfig): boolean {

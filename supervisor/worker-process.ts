@@ -85,10 +85,11 @@ interface WorkerEvents {
   stalled: [string];
   /**
    * A certificate reload installed new files for the TLS listener at this key
-   * path; the bytes the worker reported, unchecked (undefined from a worker
-   * that sent none): the supervisor checks them (tlscheck.ts LastGoodTls).
+   * path; the bytes the worker reported and when it read them (`readAt`),
+   * unchecked (undefined from a worker that sent none): the supervisor
+   * checks them (tlscheck.ts LastGoodTls).
    */
-  'tls-reloaded': [string, unknown];
+  'tls-reloaded': [string, unknown, unknown];
 }
 
 const emptyLoad: WorkerLoad = { connections: 0, inflight: 0, wsClients: 0, rss: 0, loopDelayMs: 0 };
@@ -500,7 +501,7 @@ export class WorkerProcess extends EventEmitter<WorkerEvents> {
       }
       case 'tls-reloaded':
         if (typeof fields.at !== 'string') return 'tls-reloaded without the listener (at)';
-        this.emit('tls-reloaded', fields.at, fields.files);
+        this.emit('tls-reloaded', fields.at, fields.files, fields.readAt);
         break;
       default:
         break;

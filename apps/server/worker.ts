@@ -128,7 +128,7 @@ function bootFromSupervisor(): Promise<Boot> {
       process.off('message', onMessage);
       const fds = new Map(m.listeners.map((name, i) => [name, firstListenFd + i] as const));
       // The supervisor's last good TLS files, for a listener whose files are broken now (tls/fallback.ts).
-      setTlsFallback(m.tlsFallback, (at, files) => send({ type: 'tls-reloaded', at, files }));
+      setTlsFallback(m.tlsFallback, (at, files, readAt) => send({ type: 'tls-reloaded', at, files, readAt }));
       resolveBoot({ config: m.config, app: m.app, workerId: m.workerId, generation: m.generation, fds });
     };
     process.on('message', onMessage);

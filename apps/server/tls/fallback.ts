@@ -14,12 +14,12 @@
 import type { TlsFiles } from '../../../supervisor/tlscheck.js';
 
 let given: Readonly<Record<string, TlsFiles>> = {};
-let onReloaded: ((at: string, files: TlsFiles) => void) | undefined;
+let onReloaded: ((at: string, files: TlsFiles, readAt: number) => void) | undefined;
 
 /** @internal Set by the worker from its boot message; `reloaded` tells the supervisor. */
 export function setTlsFallback(
   files: Readonly<Record<string, TlsFiles>> | undefined,
-  reloaded?: (at: string, files: TlsFiles) => void,
+  reloaded?: (at: string, files: TlsFiles, readAt: number) => void,
 ): void {
   given = files ?? {};
   onReloaded = reloaded;
@@ -31,10 +31,12 @@ export function tlsFallback(at: string): TlsFiles | undefined {
 }
 
 /**
- * A reload installed `files` for `at`: the supervisor keeps these bytes as its
- * new last good pair. Not the files' paths: by the time it would read them,
+ * A reload installed `files` for `at`, read at `readAt` (tlscheck.ts
+ * `tlsReadClock`): the supervisor keeps these bytes as its new last good
+ * pair, unless it holds a pair read later (another worker's report can
+ * arrive first). Not the files' paths: by the time it would read them,
  * they may have been overwritten again.
  */
-export function tlsReloaded(at: string, files: TlsFiles): void {
-  onReloaded?.(at, files);
+export function tlsReloaded(at: string, files: TlsFiles, readAt: number): void {
+  onReloaded?.(at, files, readAt);
 }

@@ -14,7 +14,12 @@ import type { TlsConfig } from '../../../supervisor/config/schema.js';
 import { errorMessage, HypError } from '../../../supervisor/errors.js';
 import type { TicketKeys } from '../../../supervisor/ipc.js';
 import type { Logger } from '../../../supervisor/log.js';
-import { checkTlsMaterial, readTlsMaterial, type TlsMaterial } from '../../../supervisor/tlscheck.js';
+import {
+  checkTlsMaterial,
+  readTlsMaterial,
+  type TlsMaterial,
+  tlsReadClock,
+} from '../../../supervisor/tlscheck.js';
 import { tlsFallback, tlsReloaded } from './fallback.js';
 import { TlsSessionCache } from './sessioncache.js';
 import { TicketKeyRing } from './ticketkeys.js';
@@ -249,6 +254,8 @@ export class TlsManager {
     // Files exactly as they were last refused: nothing new to say.
     if (state === this.refusedState) return false;
     let next: TlsMaterial;
+    // Before the read: the supervisor orders the reports of all workers by it.
+    const readAt = tlsReadClock();
     try {
       next = readTlsMaterial(this.opts.config, this.opts.at);
       if (
@@ -283,7 +290,11 @@ export class TlsManager {
       },
       'TLS certificate reloaded',
     );
-    tlsReloaded(this.opts.at, { cert: next.cert, key: next.key, ...(next.ca ? { ca: next.ca } : {}) });
+    tlsReloaded(
+      this.opts.at,
+      { cert: next.cert, key: next.key, ...(next.ca ? { ca: next.ca } : {}) },
+      readAt,
+    );
     return true;
   }
 
