@@ -78,18 +78,56 @@ const closedSocketCodes: ReadonlySet<string> = new Set([
   'HYP_E_TCP_CLOSED',
 ]);
 
+/** Wrappers followed down to the closed-socket error: the handler's error and up to 3 causes under it. */
+const maxWrapDepth = 3;
+/** More errors than this in one AggregateError are not searched: the failure stays the handler's. */
+const maxAggregated = 16;
+/** The engine's errors for a bug: one of them is the handler's failure, whatever its `cause`. */
+const bugErrors = [TypeError, RangeError, ReferenceError, SyntaxError] as const;
+
+/**
+ * The closed-socket code `error` carries, its own or that of the error it
+ * wraps: an app's `new Error('echo failed', { cause })`, a library's
+ * wrapper, an `AggregateError` all of whose errors are closed-socket ones
+ * (a bug among them is still a bug). A wrapper with a code of its own is
+ * judged by that code; an engine error (a `TypeError`...) is never a
+ * wrapper of the reset.
+ */
+function closedSocketCode(error: unknown, depth = 0): string | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const code = (error as { code?: unknown }).code;
+  if (code !== undefined) return typeof code === 'string' && closedSocketCodes.has(code) ? code : undefined;
+  if (depth === maxWrapDepth || bugErrors.some((type) => error instanceof type)) return undefined;
+  if (error instanceof AggregateError) {
+    const errors: unknown[] = Array.isArray(error.errors) ? error.errors : [];
+    if (errors.length > maxAggregated) return undefined;
+    let found: string | undefined;
+    for (const each of errors) {
+      found = closedSocketCode(each, depth + 1);
+      if (found === undefined) return undefined;
+    }
+    return found;
+  }
+  return closedSocketCode((error as { cause?: unknown }).cause, depth + 1);
+}
+
 /**
  * Whether `error` is the consequence of the peer having reset or left
  * `conn`: the socket says the peer went (its errno) and the error is one a
- * closed socket gives. An error of another kind (a TypeError, the app's
- * own), or a closed-socket code while the peer is still there (an upstream
- * connection of the handler that reset), is the handler's failure.
+ * closed socket gives, or wraps one (`closedSocketCode`). An error of
+ * another kind (a TypeError, the app's own), or a closed-socket code while
+ * the peer is still there (an upstream connection of the handler that
+ * reset), is the handler's failure. Returns the socket's errno and the
+ * closed-socket code found.
  */
-function peerGoneFailure(conn: TcpConnection<object>, error: Error): string | undefined {
+function peerGoneFailure(
+  conn: TcpConnection<object>,
+  error: Error,
+): { errno: string; code: string } | undefined {
   const errno = conn.peerGone;
   if (errno === undefined) return undefined;
-  const code = (error as { code?: unknown }).code;
-  return typeof code === 'string' && closedSocketCodes.has(code) ? errno : undefined;
+  const code = closedSocketCode(error);
+  return code === undefined ? undefined : { errno, code };
 }
 
 export type ListenTarget = { fd: number } | { host?: string | undefined; port: number };
@@ -516,9 +554,9 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
 
   private handlerFailed(conn: TcpConnection<S>, err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    const errno = error === conn.failedWith ? undefined : peerGoneFailure(conn, error);
-    if (errno !== undefined) {
-      this.handlerPeerGone(conn, error, errno);
+    const peerGone = error === conn.failedWith ? undefined : peerGoneFailure(conn, error);
+    if (peerGone !== undefined) {
+      this.handlerPeerGone(conn, error, peerGone.errno, peerGone.code);
     } else if (error !== conn.failedWith) {
       this.reportError(
         new HypError(
@@ -539,11 +577,10 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
    * writing to a reset socket): not the app's bug, and any client can cause
    * one per connection, so one debug line without a stack, not a warning.
    */
-  private handlerPeerGone(conn: TcpConnection<S>, error: Error, errno: string): void {
+  private handlerPeerGone(conn: TcpConnection<S>, error: Error, errno: string, code: string): void {
     this.stats.handlerPeerGone++;
     if (!this.log.isLevelEnabled('debug')) return;
     const remote = conn.remoteAddress || 'a client';
-    const code = (error as { code?: string }).code;
     const detail = `${error.message} (the peer ${errno === 'ECONNRESET' ? 'reset' : 'left'} the connection: ${errno})`;
     this.log.debug(
       { code: 'HYP_E_TCP_HANDLER', errno, error_code: code, remote },

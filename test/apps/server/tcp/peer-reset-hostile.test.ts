@@ -100,6 +100,37 @@ describe('a handler that fails because its peer reset the connection', () => {
         await finished(conn.socket);
       },
     ],
+    [
+      "an app's Error wrapping the reset as its cause",
+      'HYP_E_TCP_CLOSED',
+      async (conn) => {
+        await conn.read();
+        await peerClosed(conn);
+        await conn.write('late').catch((err) => {
+          throw new Error('echo failed', { cause: err });
+        });
+      },
+    ],
+    [
+      'the reset three causes down',
+      'ECONNRESET',
+      async (conn) => {
+        await conn.read();
+        await finished(conn.socket).catch((err) => {
+          const store = new Error('store failed', { cause: new Error('flush failed', { cause: err }) });
+          throw new Error('session failed', { cause: store });
+        });
+      },
+    ],
+    [
+      'an AggregateError of writes all refused by the reset',
+      'HYP_E_TCP_CLOSED',
+      async (conn) => {
+        await conn.read();
+        await peerClosed(conn);
+        await Promise.any([conn.write('a'), conn.write('b')]);
+      },
+    ],
   ])(
     '%s: one debug line (code, errno, peer, no stack), counted, no warning',
     async (_, errorCode, handler) => {
@@ -134,8 +165,28 @@ describe('a handler that fails because its peer reset the connection', () => {
     },
   );
 
-  it('over TLS: the same debug line, read from the TLS socket', async () => {
+  it.each<[string, TcpHandler]>([
+    [
+      'conn.write after the reset',
+      async (conn) => {
+        await conn.read();
+        await peerClosed(conn);
+        await conn.write('late');
+      },
+    ],
+    [
+      'an Error wrapping it as its cause',
+      async (conn) => {
+        await conn.read();
+        await peerClosed(conn);
+        await conn.write('late').catch((err) => {
+          throw new Error('echo failed', { cause: err });
+        });
+      },
+    ],
+  ])('over TLS, with onError set, %s: the same debug line, read from the TLS socket', async (_, handler) => {
     const { log, lines } = capturedLog();
+    const errors: Error[] = [];
     const tls = {
       enabled: true,
       cert_file: join(certDir, 'server.pem'),
@@ -143,13 +194,9 @@ describe('a handler that fails because its peer reset the connection', () => {
       watch: false,
     };
     const { service, port, registry } = await start(
-      async (conn) => {
-        await conn.read();
-        await peerClosed(conn);
-        await conn.write('late');
-      },
+      handler,
       { tls },
-      {},
+      { onError: (...e) => errors.push(...e) },
       { log },
     );
     // The TLS client runs over a plain socket of ours: resetAndDestroy() needs the TCP handle.
@@ -167,6 +214,7 @@ describe('a handler that fails because its peer reset the connection', () => {
     await new Promise((r) => setTimeout(r, 50));
     raw.resetAndDestroy();
     await until(() => service.openConnections() === 0, 'connection done');
+    expect(errors).toEqual([]);
     expect(lines.filter((l) => l.level >= WARN)).toEqual([]);
     const reported = handlerLines(lines);
     expect(reported).toHaveLength(1);
@@ -277,6 +325,55 @@ describe('a handler that fails for another reason stays a warning with its stack
     }, true);
     expect(line.err?.stack).toMatch(/SyntaxError/);
     expect(line.err?.stack).toContain('    at ');
+  });
+
+  it('a TypeError whose cause is the reset (an engine error is a bug, whatever it wraps)', async () => {
+    const line = await failed(async (conn) => {
+      await conn.read();
+      await peerClosed(conn);
+      await conn.write('late').catch((err) => {
+        throw new TypeError('state.out is not a function', { cause: err });
+      });
+    }, true);
+    expect(line.err?.stack).toMatch(/TypeError: state.out is not a function/);
+    expect(line.err?.stack).toContain('    at ');
+  });
+
+  it('an app error wrapping an unrelated error after the peer reset', async () => {
+    const line = await failed(async (conn) => {
+      await conn.read();
+      await peerClosed(conn);
+      try {
+        JSON.parse('{');
+      } catch (err) {
+        throw new Error('bad request', { cause: err });
+      }
+    }, true);
+    expect(line.err?.stack).toMatch(/Error: bad request/);
+    expect(line.err?.stack).toContain('    at ');
+  });
+
+  it('an AggregateError in which the reset sits next to a bug', async () => {
+    const line = await failed(async (conn) => {
+      await conn.read();
+      await peerClosed(conn);
+      await Promise.any([conn.write('a'), Promise.reject(new RangeError('bad offset'))]);
+    }, true);
+    expect(line.err?.stack).toMatch(/AggregateError/);
+    expect(line.err?.stack).toContain('    at ');
+  });
+
+  it('the reset wrapped deeper than three causes', async () => {
+    const line = await failed(async (conn) => {
+      await conn.read();
+      await peerClosed(conn);
+      await conn.write('late').catch((err) => {
+        let wrapped: Error = err;
+        for (let i = 0; i < 4; i++) wrapped = new Error(`layer ${i}`, { cause: wrapped });
+        throw wrapped;
+      });
+    }, true);
+    expect(line.err?.stack).toMatch(/Error: layer 3/);
   });
 
   it("a reset of another socket (the handler's upstream) while its own peer is still there", async () => {
