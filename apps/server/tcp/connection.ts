@@ -50,8 +50,13 @@ function handled<T>(promise: Promise<T>): Promise<T> {
   return promise;
 }
 
-/** Socket errors by which a peer resets or leaves a connection: they end it, they are no service error. */
-const peerGoneErrnos: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+/**
+ * Socket errors by which a peer resets, leaves or vanishes from a connection
+ * (ETIMEDOUT: the kernel gave up retransmitting or probing with keep-alive,
+ * a pulled cable, a NAT that forgot the flow): they end it, they are no
+ * service error.
+ */
+const peerGoneErrnos: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'ETIMEDOUT']);
 
 function peerGoneErrno(err: Error | null | undefined): string | undefined {
   const code = (err as NodeJS.ErrnoException | null | undefined)?.code;
@@ -314,8 +319,8 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   }
 
   /**
-   * @internal The errno (`ECONNRESET`, `EPIPE`, `ECONNABORTED`) with which
-   * the peer reset or left this connection, read from the socket's state:
+   * @internal The errno (`ECONNRESET`, `EPIPE`, `ECONNABORTED`, `ETIMEDOUT`)
+   * with which the peer reset, left or vanished from this connection, read from the socket's state:
    * set as soon as a read or write of the socket failed that way (before
    * its 'error' event and its close); undefined while the peer has not.
    */

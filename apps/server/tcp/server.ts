@@ -71,12 +71,16 @@ const closedSocketCodes: ReadonlySet<string> = new Set([
   'ECONNRESET',
   'EPIPE',
   'ECONNABORTED',
+  'ETIMEDOUT',
   'ERR_STREAM_DESTROYED',
   'ERR_STREAM_PREMATURE_CLOSE',
   'ERR_STREAM_WRITE_AFTER_END',
   'ERR_SOCKET_CLOSED',
   'HYP_E_TCP_CLOSED',
 ]);
+
+/** How the debug line of a peer-gone handler failure says the peer went, by the socket's errno. */
+const peerWent: Readonly<Record<string, string>> = { ECONNRESET: 'reset', ETIMEDOUT: 'stopped answering on' };
 
 /** Wrappers followed down to the closed-socket error: the handler's error and up to 3 causes under it. */
 const maxWrapDepth = 3;
@@ -581,7 +585,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.stats.handlerPeerGone++;
     if (!this.log.isLevelEnabled('debug')) return;
     const remote = conn.remoteAddress || 'a client';
-    const detail = `${error.message} (the peer ${errno === 'ECONNRESET' ? 'reset' : 'left'} the connection: ${errno})`;
+    const detail = `${error.message} (the peer ${peerWent[errno] ?? 'left'} the connection: ${errno})`;
     this.log.debug(
       { code: 'HYP_E_TCP_HANDLER', errno, error_code: code, remote },
       new HypError('HYP_E_TCP_HANDLER', { name: this.name, remote, detail }).message,
