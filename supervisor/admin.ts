@@ -188,13 +188,6 @@ export class AdminServer {
   /** Answering connections with bytes of an answer queued: since when (performance.now()). */
   private readonly stalledSince = new Map<Socket, number>();
   private stallTimer: NodeJS.Timeout | undefined;
-  /**
-   * Each rendering's body as one Buffer for the scrapes that share it: an
-   * answer queued unread then holds a reference, where a string body is
-   * copied per answer (with its headers, then again for what the socket did
-   * not take at once).
-   */
-  private readonly metricsBodies = new WeakMap<object, Buffer>();
   /** Connections that had a request answered (keep-alive clients, e.g. Prometheus): shed last. */
   private readonly served = new WeakSet<Socket>();
   /** Connections a sweep has seen before they were served: shed at the next sweep. */
@@ -463,14 +456,14 @@ export class AdminServer {
         return json(res, 500, { ...result, code: failed.code, message: failed.message });
       }
       case 'GET /metrics': {
-        const rendered = await sup.metrics.render(sup, this.log);
-        let body = this.metricsBodies.get(rendered);
-        if (body === undefined) {
-          body = Buffer.from(rendered.body);
-          this.metricsBodies.set(rendered, body);
-        }
-        res.writeHead(200, { 'content-type': rendered.contentType, 'content-length': body.length });
-        return void res.end(body);
+        // The workers' part is one Buffer shared by the scrapes of a rendering
+        // (and of the second after it): an answer queued unread holds a
+        // reference, where a string body is copied per answer.
+        const { contentType, own, workers } = await sup.metrics.scrape(sup, this.log);
+        const head = Buffer.from(own);
+        res.writeHead(200, { 'content-type': contentType, 'content-length': head.length + workers.length });
+        res.write(head);
+        return void res.end(workers);
       }
       default: {
         const allow = allowedMethods[path ?? ''];

@@ -30,6 +30,28 @@ export const restartReasons = ['crash', 'heartbeat', 'start-failed', 'rolling', 
 export const adminShedReasons = ['cap', 'ceiling', 'stalled', 'pipelined'] as const;
 export type AdminShedReason = (typeof adminShedReasons)[number];
 
+/**
+ * How long after a rendering of the workers' metrics finished a scrape is
+ * served that rendering (the supervisor's own metrics are always fresh).
+ * Prometheus scrapes every 15-60 s, from one or two replicas: each of those
+ * is a fresh rendering; a burst of scrapes costs one.
+ */
+export const metricsReuseMs = 1000;
+
+/** The workers' part of /metrics as rendered once: when it finished, and for which workers in which states. */
+interface WorkersPart {
+  body: Buffer;
+  at: number;
+  workers: string;
+}
+
+/** The live workers and their states: a rendering is not reused once a worker is spawned, drains or exits. */
+function workersKey(sup: Pick<Supervisor, 'workers'>): string {
+  let key = '';
+  for (const [id, w] of sup.workers) key += `${id}:${(w as { state?: string }).state ?? ''} `;
+  return key;
+}
+
 export class SupervisorMetrics {
   readonly registry = new Registry();
   readonly restarts: Counter<'reason'>;
@@ -178,31 +200,84 @@ export class SupervisorMetrics {
    * malformed family, a label explosion, a type other workers disagree
    * with) is left out and logged (HYP_E_METRICS_INVALID, _TOO_MANY,
    * _MISMATCH: once, until it is gone for a scrape); the rest is served.
+   * The workers are asked afresh (or a rendering under way is shared).
    */
-  render(sup: Pick<Supervisor, 'workers'>, log?: Logger): Promise<{ contentType: string; body: string }> {
+  async render(
+    sup: Pick<Supervisor, 'workers'>,
+    log?: Logger,
+  ): Promise<{ contentType: string; body: string }> {
+    const workers = await this.workersPart(sup, log, 0);
+    return {
+      contentType: this.registry.contentType,
+      body: `${await this.registry.metrics()}\n${workers.body}`,
+    };
+  }
+
+  /**
+   * What GET /metrics serves: the supervisor's own registry, always fresh
+   * (a few KB), and the workers' part as a Buffer that scrapes share. A
+   * scrape within `metricsReuseMs` after a rendering of the workers
+   * finished, with the same workers in the same states, is served that
+   * rendering: a burst of scrapes (a client looping on /metrics, or
+   * connections opened one after another that never read) costs one ask of
+   * every worker and one body, not one each.
+   */
+  async scrape(
+    sup: Pick<Supervisor, 'workers'>,
+    log?: Logger,
+  ): Promise<{ contentType: string; own: string; workers: Buffer }> {
+    const workers = await this.workersPart(sup, log, metricsReuseMs);
+    return {
+      contentType: this.registry.contentType,
+      own: `${await this.registry.metrics()}\n`,
+      workers: workers.body,
+    };
+  }
+
+  private workersPart(
+    sup: Pick<Supervisor, 'workers'>,
+    log: Logger | undefined,
+    reuseMs: number,
+  ): Promise<WorkersPart> {
     // Scrapes that arrive while one runs share it: each would otherwise hold
     // every worker's decoded dump at once (a client looping on /metrics could
     // multiply the supervisor's memory), and ask busy workers again.
     if (this.rendering) return this.rendering;
-    const rendering = this.renderOnce(sup, log);
+    const last = this.lastRendered;
+    if (
+      last !== undefined &&
+      reuseMs > 0 &&
+      performance.now() - last.at < reuseMs &&
+      last.workers === workersKey(sup)
+    )
+      return Promise.resolve(last);
+    const rendering = this.renderWorkers(sup, log);
     this.rendering = rendering;
     const done = () => {
       if (this.rendering === rendering) this.rendering = undefined;
     };
-    rendering.then(done, done);
+    rendering.then((part) => {
+      done();
+      this.lastRendered = part;
+      // Not held past its window: an idle pod keeps no copy of its last scrape.
+      clearTimeout(this.forgetTimer);
+      this.forgetTimer = setTimeout(() => {
+        if (this.lastRendered === part) this.lastRendered = undefined;
+      }, metricsReuseMs).unref();
+    }, done);
     return rendering;
   }
 
-  private rendering: Promise<{ contentType: string; body: string }> | undefined;
+  private rendering: Promise<WorkersPart> | undefined;
+  /** The last rendering of the workers' part, for scrapes within `metricsReuseMs` of it. */
+  private lastRendered: WorkersPart | undefined;
+  private forgetTimer: NodeJS.Timeout | undefined;
 
-  private async renderOnce(
-    sup: Pick<Supervisor, 'workers'>,
-    log?: Logger,
-  ): Promise<{ contentType: string; body: string }> {
+  private async renderWorkers(sup: Pick<Supervisor, 'workers'>, log?: Logger): Promise<WorkersPart> {
     const asked = [...sup.workers];
+    const workers = workersKey(sup);
     const ask = ++this.asks;
     const replies = await Promise.all(asked.map(([, w]) => w.metrics()));
-    const own = await this.registry.metrics();
     const ownNames = new Set(this.registry.getMetricsAsArray().map((m) => m.name));
     // what a retirement at a worker's exit found is reported with this scrape
     const problems = this.exitProblems;
@@ -228,7 +303,7 @@ export class SupervisorMetrics {
     if (this.retired.size > 0) dumps.push({ generation: -1, families: [...this.retired.values()] });
     const merged = merge(dumps, problems);
     problems.report(this, log);
-    return { contentType: this.registry.contentType, body: `${own}\n${await exposition(merged)}` };
+    return { body: Buffer.from(await exposition(merged)), at: performance.now(), workers };
   }
 
   /**
