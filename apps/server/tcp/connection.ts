@@ -103,6 +103,12 @@ export class TcpConnection<S extends object = Record<string, unknown>>
   private failure: Error | undefined;
   /** Seen on the socket's 'error' event: see `peerGone`. */
   private peerErrno: string | undefined;
+  /**
+   * @internal Set when the service itself closed the connection: `idle`
+   * (`idle_timeout` with no progress), `shutdown` (still open at the drain
+   * deadline). A handler failing on the closed socket then is no bug of the app.
+   */
+  closedBy: 'idle' | 'shutdown' | undefined = undefined;
   private released = false;
   /** Socket close and handler completion; the connection is done when both happened. */
   private pending = 2;

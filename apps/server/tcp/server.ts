@@ -359,6 +359,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     // One shared reason: a sweep may close thousands of connections in one pass.
     this.idleReason ??= new HypError('HYP_E_TCP_IDLE', { timeout: this.config.idle_timeout });
     conn.abort(this.idleReason);
+    conn.closedBy = 'idle';
     if (this.log.isLevelEnabled('debug')) {
       this.log.debug({ remote: conn.remoteAddress, idle_ms: idleForMs }, 'closing idle connection');
     }
@@ -561,6 +562,12 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     const peerGone = error === conn.failedWith ? undefined : peerGoneFailure(conn, error);
     if (peerGone !== undefined) {
       this.handlerPeerGone(conn, error, peerGone.errno, peerGone.code);
+    } else if (
+      conn.closedBy !== undefined &&
+      error !== conn.failedWith &&
+      closedSocketCode(error) !== undefined
+    ) {
+      this.handlerClosedByService(conn, error, conn.closedBy);
     } else if (error !== conn.failedWith) {
       this.reportError(
         new HypError(
@@ -589,6 +596,26 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.log.debug(
       { code: 'HYP_E_TCP_HANDLER', errno, error_code: code, remote },
       new HypError('HYP_E_TCP_HANDLER', { name: this.name, remote, detail }).message,
+    );
+  }
+
+  /**
+   * The handler failed on a socket the service closed itself: idle past
+   * `idle_timeout` (already counted in hyp_tcp_idle_closes_total), or still
+   * open at the drain deadline (reported once as HYP_E_SHUTDOWN_TIMEOUT). A
+   * client that never reads could otherwise cause one warning per connection.
+   */
+  private handlerClosedByService(conn: TcpConnection<S>, error: Error, closedBy: 'idle' | 'shutdown'): void {
+    if (!this.log.isLevelEnabled('debug')) return;
+    const remote = conn.remoteAddress || 'a client';
+    const why =
+      closedBy === 'idle'
+        ? `the service closed it, idle for ${this.config.idle_timeout}`
+        : 'the service closed it at the drain deadline';
+    this.log.debug(
+      { code: 'HYP_E_TCP_HANDLER', closed_by: closedBy, error_code: closedSocketCode(error), remote },
+      new HypError('HYP_E_TCP_HANDLER', { name: this.name, remote, detail: `${error.message} (${why})` })
+        .message,
     );
   }
 
@@ -644,7 +671,10 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
             }),
           );
         }
-        for (const conn of this.live) conn.destroy();
+        for (const conn of this.live) {
+          conn.closedBy = 'shutdown';
+          conn.destroy();
+        }
         await this.settle();
       }
     }
