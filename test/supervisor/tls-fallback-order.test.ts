@@ -10,9 +10,9 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../supervisor/config/schema.js';
-import { LastGoodTls, type TlsFiles, tlsReadClock } from '../../supervisor/tlscheck.js';
-import { configWith } from '../apps/server/http/harness.js';
-import { copyServerPair, issueServerPair, makePki, type TestPki } from '../apps/server/tls/certs.js';
+import { type LastGoodTls, type TlsFiles, tlsReadClock } from '../../supervisor/tlscheck.js';
+import { issueServerPair, makePki, type TestPki } from '../apps/server/tls/certs.js';
+import { holdingPairOne } from './tls-helpers.js';
 
 let pki: TestPki;
 let three: { cert: string; key: string };
@@ -27,19 +27,6 @@ const pairOf = (p: { cert: string; key: string }): TlsFiles => ({
 });
 const one = () => pairOf({ cert: pki.serverCert, key: pki.serverKey });
 const two = () => pairOf({ cert: pki.server2Cert, key: pki.server2Key });
-
-/** A supervisor holding pair one, read from the files (as when it started the workers). */
-function holdingPairOne(): { config: Config; good: LastGoodTls; pair: { cert: string; key: string } } {
-  const pair = copyServerPair(pki);
-  const config = configWith([
-    'server.tls.enabled=true',
-    `server.tls.cert_file=${pair.cert}`,
-    `server.tls.key_file=${pair.key}`,
-  ]);
-  const good = new LastGoodTls();
-  good.refresh(config);
-  return { config, good, pair };
-}
 
 const brokenCert = '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n';
 
@@ -56,7 +43,7 @@ const cn = (file: string) => new X509Certificate(pki.read(file)).subject;
 
 describe('LastGoodTls: reports of several workers, in any order', () => {
   it('A read pair two, B then read pair three, A reports last: pair three is held, and a new worker gets it', () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     const readByA = tlsReadClock();
     const readByB = tlsReadClock();
     expect(
@@ -68,7 +55,7 @@ describe('LastGoodTls: reports of several workers, in any order', () => {
   });
 
   it("a report read before the supervisor's own read of the files (starting a worker) is ignored", () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     const readByA = tlsReadClock();
     copyFileSync(three.cert, pair.cert);
     copyFileSync(three.key, pair.key);
@@ -80,7 +67,7 @@ describe('LastGoodTls: reports of several workers, in any order', () => {
   });
 
   it('a rollback to pair one, on purpose, after pair three: the workers read it later, so it wins', () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     const straggler = tlsReadClock(); // a worker that read pair three before the rollback, reporting late
     good.reloaded(config, 'server.tls', { files: pairOf(three), config, worker: 1, readAt: tlsReadClock() });
     // The operator restores the old files (`cp -p` of a backup: older mtime, older notBefore).
@@ -98,7 +85,7 @@ describe('LastGoodTls: reports of several workers, in any order', () => {
   });
 
   it('two reports read at the same time: the one that arrives last wins, as before', () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     const readAt = tlsReadClock();
     good.reloaded(config, 'server.tls', { files: pairOf(three), config, worker: 1, readAt });
     expect(good.reloaded(config, 'server.tls', { files: two(), config, worker: 2, readAt })).toHaveProperty(
@@ -108,7 +95,7 @@ describe('LastGoodTls: reports of several workers, in any order', () => {
   });
 
   it('a report without readAt (a worker of the version before, during a roll): taken, as before', () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     good.reloaded(config, 'server.tls', { files: pairOf(three), config, worker: 1, readAt: tlsReadClock() });
     expect(good.reloaded(config, 'server.tls', { files: two(), config, worker: 2 })).toMatchObject({
       from: 'report',
@@ -122,7 +109,7 @@ describe('LastGoodTls: reports of several workers, in any order', () => {
     ['NaN', Number.NaN, 'readAt is not a time in milliseconds (NaN)'],
     ['negative', -1, 'readAt is not a time in milliseconds (-1)'],
   ])('a report whose readAt is %s: refused (HYP_E_IPC_MESSAGE), the pair held kept', (_, readAt, detail) => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     const got = good.reloaded(config, 'server.tls', { files: two(), config, worker: 4, readAt });
     expect(got).toMatchObject({ from: 'report', error: { code: 'HYP_E_IPC_MESSAGE' } });
     expect(String((got as { error: Error }).error.message)).toContain(detail);

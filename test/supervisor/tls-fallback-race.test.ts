@@ -10,10 +10,11 @@ import { X509Certificate } from 'node:crypto';
 import { copyFileSync, writeFileSync } from 'node:fs';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Config } from '../../supervisor/config/schema.js';
-import { LastGoodTls, type TlsFiles } from '../../supervisor/tlscheck.js';
+import type { LastGoodTls, TlsFiles } from '../../supervisor/tlscheck.js';
 import { configWith } from '../apps/server/http/harness.js';
 import { copyServerPair, makePki, servedCns, type TestPki, tlsSets } from '../apps/server/tls/certs.js';
 import { fixtureApp, type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { holdingPairOne } from './tls-helpers.js';
 
 let pki: TestPki;
 beforeAll(() => {
@@ -21,19 +22,6 @@ beforeAll(() => {
 });
 
 const brokenCert = '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n';
-
-/** A supervisor's view: its config on pair one, its last good pair read from the files. */
-function holdingPairOne(): { config: Config; good: LastGoodTls; pair: { cert: string; key: string } } {
-  const pair = copyServerPair(pki);
-  const config = configWith([
-    'server.tls.enabled=true',
-    `server.tls.cert_file=${pair.cert}`,
-    `server.tls.key_file=${pair.key}`,
-  ]);
-  const good = new LastGoodTls();
-  good.refresh(config);
-  return { config, good, pair };
-}
 
 /** The files rotated to pair two, then overwritten with a broken certificate. */
 function rotateThenBreak(pair: { cert: string; key: string }): void {
@@ -50,7 +38,7 @@ const handedOut = (good: LastGoodTls, config: Config) =>
 
 describe('LastGoodTls: a worker reports the pair it reloaded', () => {
   it('files broken again before the report is read: the reported pair is held, and a new worker gets it', () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     rotateThenBreak(pair);
     const got = good.reloaded(config, 'server.tls', { files: pairTwo(), config, worker: 1 });
     expect(got).toMatchObject({ from: 'report' });
@@ -88,7 +76,7 @@ describe('LastGoodTls: a worker reports the pair it reloaded', () => {
       'not a PEM certificate',
     ],
   ])('a report with %s: refused, the previous pair kept', (_, files, code, detail) => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     rotateThenBreak(pair);
     const got = good.reloaded(config, 'server.tls', { files: files(), config, worker: 3 });
     expect(got).toMatchObject({ from: 'report', error: { code } });
@@ -97,7 +85,7 @@ describe('LastGoodTls: a worker reports the pair it reloaded', () => {
   });
 
   it('a report without bytes (a worker of the version before): the files are read, as before', () => {
-    const { config, good, pair } = holdingPairOne();
+    const { config, good, pair } = holdingPairOne(pki);
     copyFileSync(pki.server2Cert, pair.cert);
     copyFileSync(pki.server2Key, pair.key);
     const got = good.reloaded(config, 'server.tls');
@@ -113,7 +101,7 @@ describe('LastGoodTls: a worker reports the pair it reloaded', () => {
   });
 
   it('a worker whose config names other files (a SIGHUP changed them): its bytes are not taken for the new files', () => {
-    const { config, good } = holdingPairOne();
+    const { config, good } = holdingPairOne(pki);
     const older = configWith([
       'server.tls.enabled=true',
       `server.tls.cert_file=${pki.server2Cert}`,
