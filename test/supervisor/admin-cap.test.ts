@@ -6,40 +6,24 @@
  * unread is closed, pipelined requests past 4 close their connection, and
  * each is counted in hyp_admin_connections_shed_total{reason}.
  */
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Running, root, startSupervisor, until } from '../helpers/supervisor.js';
+import { type Running, startSupervisor, until } from '../helpers/supervisor.js';
+import { neverReads, wideMetricsApp } from './admin-helpers.js';
 
-const cap = 256;
-const ceiling = 512;
-
-/** An app whose workers each serve 90 000 series (about 6 MB of /metrics text). */
-function wideMetricsApp(): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'hyp-admin-cap-')), 'wide-metrics.mjs');
-  writeFileSync(
-    file,
-    `import { defineApp } from ${JSON.stringify(join(root, 'dist', 'apps', 'server', 'index.js'))};
-import promClient from ${JSON.stringify(join(root, 'node_modules', 'prom-client', 'index.js'))};
-export default defineApp((app) => {
-  const wide = new promClient.Gauge({ name: 'app_wide', help: 'many series', labelNames: ['key'], registers: [app.registry] });
-  for (let i = 0; i < 90000; i++) wide.set({ key: 'key-' + String(i).padStart(40, '0') }, i);
-  // Answers, then blocks the event loop: the supervisor's asks for metrics wait for their 1 s timeout.
-  app.get('/block-after', (c) => {
+/** GET /block-after?ms=N answers, then blocks the event loop: the supervisor's asks for metrics wait for their 1 s timeout. */
+const blockAfter = `  app.get('/block-after', (c) => {
     const ms = Number(c.query('ms') ?? 0);
     setTimeout(() => {
       const until = Date.now() + ms;
       while (Date.now() < until) {}
     }, 20);
     return c.text('blocking');
-  });
-});
-`,
-  );
-  return file;
-}
+  });`;
+
+const cap = 256;
+const ceiling = 512;
 
 /** hyp_admin_connections_shed_total by reason, as /metrics serves it (absent: an empty map). */
 async function shedCounts(sup: Running): Promise<Map<string, number>> {
@@ -52,22 +36,12 @@ async function shedCounts(sup: Running): Promise<Map<string, number>> {
 
 const total = (counts: Map<string, number>) => [...counts.values()].reduce((a, b) => a + b, 0);
 
-/** A connection that sends `request` and never reads what comes back. */
-function neverReads(port: number, request: string): Socket {
-  const socket = connect(port, '127.0.0.1', () => {
-    socket.write(request);
-    socket.pause();
-  });
-  socket.on('error', () => {});
-  return socket;
-}
-
 describe('admin server: answers its peers do not read', () => {
   let sup: Running;
   let fds: () => number;
   let baseline: number;
   beforeAll(async () => {
-    sup = await startSupervisor({ app: wideMetricsApp(), workers: 1 });
+    sup = await startSupervisor({ app: wideMetricsApp(blockAfter), workers: 1 });
     fds = () => readdirSync(`/proc/${sup.proc.pid}/fd`).length;
     const first = await sup.admin('/metrics');
     expect(first.status).toBe(200);

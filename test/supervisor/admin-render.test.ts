@@ -6,45 +6,16 @@
  * a 6 MB body each. The supervisor's own metrics stay fresh in every
  * answer, and a rolled worker set is rendered afresh.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Running, root, startSupervisor } from '../helpers/supervisor.js';
+import { type Running, startSupervisor } from '../helpers/supervisor.js';
+import { neverReads, wideMetricsApp } from './admin-helpers.js';
 
-/**
- * The admin-cap spec's wide app (90 000 series, about 6 MB of /metrics),
- * plus app_collects: how often the worker's registry was collected, which
- * is once per ask of the supervisor; GET /collects serves the count.
- */
-function wideMetricsApp(): string {
-  const file = join(mkdtempSync(join(tmpdir(), 'hyp-admin-render-')), 'wide-metrics.mjs');
-  writeFileSync(
-    file,
-    `import { defineApp } from ${JSON.stringify(join(root, 'dist', 'apps', 'server', 'index.js'))};
-import promClient from ${JSON.stringify(join(root, 'node_modules', 'prom-client', 'index.js'))};
-let collects = 0;
-export default defineApp((app) => {
-  const wide = new promClient.Gauge({ name: 'app_wide', help: 'many series', labelNames: ['key'], registers: [app.registry] });
-  for (let i = 0; i < 90000; i++) wide.set({ key: 'key-' + String(i).padStart(40, '0') }, i);
+/** app_collects: how often the worker's registry was collected (once per ask of the supervisor); GET /collects serves it. */
+const collectCounter = `  let collects = 0;
   new promClient.Gauge({ name: 'app_collects', help: 'registry collections', registers: [app.registry], collect() { this.set(++collects); } });
-  app.get('/collects', (c) => c.text(String(collects)));
-});
-`,
-  );
-  return file;
-}
-
-/** A connection that sends `request` and never reads what comes back. */
-function neverReads(port: number, request: string): Socket {
-  const socket = connect(port, '127.0.0.1', () => {
-    socket.write(request);
-    socket.pause();
-  });
-  socket.on('error', () => {});
-  return socket;
-}
+  app.get('/collects', (c) => c.text(String(collects)));`;
 
 const rssBytes = (pid: number) =>
   Number(/^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) * 1024;
@@ -54,7 +25,7 @@ describe('admin server: /metrics renders once per burst', () => {
   const collects = async () =>
     Number(await (await fetch(`http://127.0.0.1:${sup.httpPort}/collects`)).text());
   beforeAll(async () => {
-    sup = await startSupervisor({ app: wideMetricsApp(), workers: 1 });
+    sup = await startSupervisor({ app: wideMetricsApp(collectCounter), workers: 1 });
     const first = await sup.admin('/metrics');
     expect((await first.text()).length).toBeGreaterThan(5_000_000);
   }, 60_000);
