@@ -161,3 +161,25 @@ export async function start(...args: Parameters<typeof startService>): ReturnTyp
 export async function closeTracked(): Promise<void> {
   await Promise.all(tracked.splice(0).map((s) => s.close()));
 }
+
+/** A parsed log line of the TCP service's logger (the fields the specs read). */
+export interface LogLine {
+  level: number;
+  msg: string;
+  code?: string;
+  errno?: string;
+  error_code?: string;
+  closed_by?: string;
+  remote?: string;
+  err?: { code?: string; stack?: string; message?: string };
+}
+
+export const DEBUG = 20;
+export const WARN = 40;
+
+/** A debug-level logger whose lines land in `lines`, parsed. */
+export function capturedLog(): { log: ReturnType<typeof pino>; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { log, lines };
+}

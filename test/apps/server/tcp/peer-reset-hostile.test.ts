@@ -19,32 +19,22 @@ import { connect, createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { connect as tlsConnect } from 'node:tls';
-import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TcpConnection } from '../../../../apps/server/tcp/connection.js';
 import type { TcpHandler } from '../../../../apps/server/tcp/types.js';
 import type { HypError } from '../../../../supervisor/errors.js';
-import { closeTracked, dial, echo, metricValue, selfSignedCertDir, start, until } from './helpers.js';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  code?: string;
-  errno?: string;
-  error_code?: string;
-  remote?: string;
-  err?: { code?: string; stack?: string; message?: string };
-}
-
-const DEBUG = 20;
-const WARN = 40;
-
-/** A debug-level logger whose lines land in `lines`, parsed. */
-function capturedLog(): { log: ReturnType<typeof pino>; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  return { log, lines };
-}
+import {
+  capturedLog,
+  closeTracked,
+  DEBUG,
+  dial,
+  echo,
+  metricValue,
+  selfSignedCertDir,
+  start,
+  until,
+  WARN,
+} from './helpers.js';
 
 /** The lines reporting a handler failure: the code is the line's own (debug) or its error's (warn). */
 const handlerLines = (lines: LogLine[]) =>

@@ -1,35 +1,6 @@
-/**
- * A handler whose connection hyp itself closed: idle past `idle_timeout`
- * (a client that never reads what the handler writes), or still open at the
- * drain deadline. Its failing write is no bug of the app, and a client that
- * never reads could otherwise cause one warning with a stack per connection:
- * it is one debug line (`closed_by`), and neither `onError` nor
- * `hyp_tcp_errors_total` sees it. The idle close is counted in
- * `hyp_tcp_idle_closes_total`; the drain deadline is reported once, as
- * HYP_E_SHUTDOWN_TIMEOUT.
- */
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { TcpHandler } from '../../../../apps/server/tcp/types.js';
-import { closeTracked, dial, metricValue, start, until } from './helpers.js';
-
-interface LogLine {
-  level: number;
-  msg: string;
-  code?: string;
-  closed_by?: string;
-  error_code?: string;
-  err?: { code?: string; stack?: string };
-}
-
-const DEBUG = 20;
-const WARN = 40;
-
-function capturedLog(): { log: ReturnType<typeof pino>; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
-  return { log, lines };
-}
+import { capturedLog, closeTracked, DEBUG, dial, metricValue, start, until, WARN } from './helpers.js';
 
 /** Writes 64 KiB chunks until a write fails (bounded): the client never reads, so the buffers fill. */
 const floodsTheClient: TcpHandler = async (conn) => {
@@ -38,6 +9,16 @@ const floodsTheClient: TcpHandler = async (conn) => {
 };
 
 afterEach(closeTracked);
+
+/** A client that connects and never reads, until the service closes it as idle. */
+async function closedAsIdle(service: { openConnections(): number }, port: number): Promise<void> {
+  const client = await dial(port);
+  client.pause();
+  client.on('error', () => {});
+  await until(() => service.openConnections() === 1, 'connection accepted');
+  await until(() => service.openConnections() === 0, 'connection closed as idle');
+  client.destroy();
+}
 
 describe('a handler failing on a connection the service closed', () => {
   it('closed at idle_timeout while the client never reads: one debug line, no warning, no onError', async () => {
@@ -49,12 +30,7 @@ describe('a handler failing on a connection the service closed', () => {
       { onError: (...e) => errors.push(...e) },
       { log },
     );
-    const client = await dial(port);
-    client.pause();
-    client.on('error', () => {});
-    await until(() => service.openConnections() === 1, 'connection accepted');
-    await until(() => service.openConnections() === 0, 'connection closed as idle');
-    client.destroy();
+    await closedAsIdle(service, port);
     // Before: HYP_E_TCP_HANDLER 'the connection is closed' went to onError (or a warn line).
     expect(errors).toEqual([]);
     expect(lines.filter((l) => l.level >= WARN)).toEqual([]);
@@ -103,12 +79,7 @@ describe('a handler failing on a connection the service closed', () => {
       { idle_timeout: '300ms' },
       { onError: (...e) => errors.push(...e) },
     );
-    const client = await dial(port);
-    client.pause();
-    client.on('error', () => {});
-    await until(() => service.openConnections() === 1, 'connection accepted');
-    await until(() => service.openConnections() === 0, 'connection closed as idle');
-    client.destroy();
+    await closedAsIdle(service, port);
     expect(errors.map((e) => (e as { code?: string }).code)).toEqual(['HYP_E_TCP_HANDLER']);
     expect((errors[0]!.cause as Error).name).toBe('TypeError');
   });
