@@ -22,7 +22,12 @@ afterEach(async () => {
 describe('TLS files broken on disk when a worker starts', () => {
   it('a worker restarted after a crash serves the last good pair (the rotated one), and picks up fixed files', async () => {
     const pair = copyServerPair(pki);
-    sup = await startSupervisor({ app: fixtureApp('basic'), workers: 2, sets: tlsSets(pair) });
+    // Debug: a report read before the one already held is ignored, and says so only at debug.
+    sup = await startSupervisor({
+      app: fixtureApp('basic'),
+      workers: 2,
+      sets: [...tlsSets(pair), 'log.level=debug'],
+    });
     const port = sup.httpPort;
     expect(await servedCns(pki, port, 4)).toEqual(new Set(['hyp server one']));
 
@@ -33,13 +38,21 @@ describe('TLS files broken on disk when a worker starts', () => {
       () => sup!.logs.filter((l) => l.msg === 'TLS certificate reloaded').length >= 2 || undefined,
       'both workers reloaded',
     );
-    // The supervisor read the rotated pair on each report (before, the spec broke the
-    // files as soon as the workers logged, and could beat the supervisor's read).
-    const updated = await until(() => {
-      const lines = sup!.logs.filter((l) => l.msg === 'last good TLS files of server.tls updated');
+    // The supervisor handled both reports (before, the spec broke the files as soon as
+    // the workers logged, and could beat the supervisor's read): the first updated its
+    // pair; the second too, or was ignored as read before the one held (reports are
+    // ordered by when their files were read, not by arrival).
+    const handled = await until(() => {
+      const lines = sup!.logs.filter(
+        (l) =>
+          l.msg === 'last good TLS files of server.tls updated' ||
+          l.msg === 'last good TLS files of server.tls kept: an older pair than the one held',
+      );
       return lines.length >= 2 ? lines : undefined;
     }, 'the supervisor holding the rotated pair');
-    expect(updated.every((l) => l.role === 'supervisor' && l.at === 'server.tls')).toBe(true);
+    expect(handled.every((l) => l.role === 'supervisor' && l.at === 'server.tls')).toBe(true);
+    const updated = handled.filter((l) => l.msg === 'last good TLS files of server.tls updated');
+    expect(updated.length).toBeGreaterThanOrEqual(1);
     expect(new Set(updated.map((l) => l.fingerprint)).size).toBe(1);
 
     // Then a broken one: the running workers keep serving the second pair.
