@@ -559,28 +559,38 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
 
   private handlerFailed(conn: TcpConnection<S>, err: unknown): void {
     const error = err instanceof Error ? err : new Error(String(err));
-    const peerGone = error === conn.failedWith ? undefined : peerGoneFailure(conn, error);
-    if (peerGone !== undefined) {
-      this.handlerPeerGone(conn, error, peerGone.errno, peerGone.code);
-    } else if (
-      conn.closedBy !== undefined &&
-      error !== conn.failedWith &&
-      closedSocketCode(error) !== undefined
-    ) {
-      this.handlerClosedByService(conn, error, conn.closedBy);
-    } else if (error !== conn.failedWith) {
-      this.reportError(
-        new HypError(
-          'HYP_E_TCP_HANDLER',
-          // '' when the peer reset before the accept: the socket never knew its address.
-          { name: this.name, remote: conn.remoteAddress || 'a client', detail: error.message },
-          { cause: error },
-        ),
-        conn,
-      );
-    }
+    // The error given to fail() was reported there.
+    if (error !== conn.failedWith) this.reportHandlerFailure(conn, error);
     conn.destroy();
     conn.handlerSettled();
+  }
+
+  /**
+   * A handler failure: one debug line when the socket was closed under it
+   * (by the peer, or by the service itself), else HYP_E_TCP_HANDLER to
+   * onError or the log, with its stack.
+   */
+  private reportHandlerFailure(conn: TcpConnection<S>, error: Error): void {
+    const peerGone = peerGoneFailure(conn, error);
+    if (peerGone !== undefined) {
+      this.handlerPeerGone(conn, error, peerGone.errno, peerGone.code);
+      return;
+    }
+    const closedBy = conn.closedBy;
+    const code = closedBy === undefined ? undefined : closedSocketCode(error);
+    if (closedBy !== undefined && code !== undefined) {
+      this.handlerClosedByService(conn, error, closedBy, code);
+      return;
+    }
+    this.reportError(
+      new HypError(
+        'HYP_E_TCP_HANDLER',
+        // '' when the peer reset before the accept: the socket never knew its address.
+        { name: this.name, remote: conn.remoteAddress || 'a client', detail: error.message },
+        { cause: error },
+      ),
+      conn,
+    );
   }
 
   /**
@@ -605,7 +615,12 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
    * open at the drain deadline (reported once as HYP_E_SHUTDOWN_TIMEOUT). A
    * client that never reads could otherwise cause one warning per connection.
    */
-  private handlerClosedByService(conn: TcpConnection<S>, error: Error, closedBy: 'idle' | 'shutdown'): void {
+  private handlerClosedByService(
+    conn: TcpConnection<S>,
+    error: Error,
+    closedBy: 'idle' | 'shutdown',
+    code: string,
+  ): void {
     if (!this.log.isLevelEnabled('debug')) return;
     const remote = conn.remoteAddress || 'a client';
     const why =
@@ -613,7 +628,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
         ? `the service closed it, idle for ${this.config.idle_timeout}`
         : 'the service closed it at the drain deadline';
     this.log.debug(
-      { code: 'HYP_E_TCP_HANDLER', closed_by: closedBy, error_code: closedSocketCode(error), remote },
+      { code: 'HYP_E_TCP_HANDLER', closed_by: closedBy, error_code: code, remote },
       new HypError('HYP_E_TCP_HANDLER', { name: this.name, remote, detail: `${error.message} (${why})` })
         .message,
     );
