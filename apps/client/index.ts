@@ -19,6 +19,7 @@ export {
   type PublishAckOptions,
   type ReconnectOptions,
   type SendOptions,
+  type SendType,
   type SocketConstructor,
   type SocketHandler,
   type SocketLike,

@@ -396,13 +396,24 @@ function checkName(call: string, kind: 'channel' | 'room', name: string): void {
  * list; under protobuf the JSON data was refused as HYP_E_WS_CONTROL. A
  * `publish` or `broadcast` through `send` is what `publish`/`broadcast` send.
  */
-const hubRequests: ReadonlyMap<string, string> = new Map([
-  [Control.subscribe, 'subscribe'],
-  [Control.unsubscribe, 'unsubscribe'],
-  [Control.joinRoom, 'joinRoom'],
-  [Control.leaveRoom, 'leaveRoom'],
-  [Control.presence, 'presence'],
-]);
+const hubRequests = {
+  [Control.subscribe]: 'subscribe',
+  [Control.unsubscribe]: 'unsubscribe',
+  [Control.joinRoom]: 'joinRoom',
+  [Control.leaveRoom]: 'leaveRoom',
+  [Control.presence]: 'presence',
+} as const;
+
+/**
+ * What `send` takes as its type: any string but the hub's own requests
+ * (hubRequests). A literal one does not compile, and tsc's message names
+ * the method to use (`Argument of type '"join_room"' is not assignable to
+ * parameter of type '"the type join_room is the hub's: use joinRoom()"'`);
+ * a `string` that holds one is refused at the call (checkType).
+ */
+export type SendType<T extends string> = T extends keyof typeof hubRequests
+  ? `the type ${T} is the hub's: use ${(typeof hubRequests)[T]}()`
+  : T;
 
 /**
  * Refuses, at the call, a `send` type the hub takes as its own request
@@ -413,7 +424,7 @@ const hubRequests: ReadonlyMap<string, string> = new Map([
  */
 function checkType(call: string, type: string): void {
   if (typeof type !== 'string') throw new TypeError(`type must be a string, got ${typeof type}`);
-  const method = hubRequests.get(type);
+  const method = Object.hasOwn(hubRequests, type) ? hubRequests[type as keyof typeof hubRequests] : undefined;
   if (method !== undefined) throw new HypError('HYP_E_WS_TYPE_RESERVED', { call, type, method });
   checkWellFormedName(call, 'type', type);
 }
@@ -1021,9 +1032,10 @@ export class HypWebSocket {
   /**
    * An application message of any type (reaches the hub's message callbacks); returns as `publish`
    * does. A type the hub takes as a request the client tracks (`join_room`, ...) throws
-   * HYP_E_WS_TYPE_RESERVED naming the method to use; nothing is sent.
+   * HYP_E_WS_TYPE_RESERVED naming the method to use, and nothing is sent; written as
+   * a literal, it does not compile (SendType).
    */
-  send(type: string, data: Payload, channel = '', options: SendOptions = {}): boolean {
+  send<T extends string>(type: SendType<T>, data: Payload, channel = '', options: SendOptions = {}): boolean {
     checkType('send', type);
     // '' is no channel, but a publish needs one
     if (channel !== '' || type === 'publish') checkName('send', 'channel', channel);

@@ -80,6 +80,37 @@ try {
   }
 }
 `,
+  // send(): the hub's own request types do not compile as literals; any other string does
+  'send-type.ts': `
+import { HypWebSocket } from 'hyp/client';
+
+const ws = new HypWebSocket('ws://127.0.0.1:8080/ws');
+ws.send('chat', 'hi');
+ws.send('', 'empty');
+ws.send('publish', 'through send', 'news');
+const chosen: string = 'chat';
+ws.send(chosen, 'a string variable compiles; a reserved value throws at the call');
+const kind = Math.random() > 0.5 ? 'chat' : 'typing';
+ws.send(kind, 'a union of application types');
+// @ts-expect-error the hub's request
+ws.send('subscribe', 'x');
+// @ts-expect-error the hub's request
+ws.send('unsubscribe', 'x');
+// @ts-expect-error the hub's request
+ws.send('join_room', 'x');
+// @ts-expect-error the hub's request
+ws.send('leave_room', 'x');
+// @ts-expect-error the hub's request
+ws.send('presence', 'x');
+const either = Math.random() > 0.5 ? 'chat' : 'join_room';
+// @ts-expect-error a union holding one of them
+ws.send(either, 'x');
+`,
+  'send-type-message.ts': `
+import { HypWebSocket } from 'hyp/client';
+
+new HypWebSocket('ws://127.0.0.1:8080/ws').send('join_room', 'x');
+`,
 };
 
 beforeAll(() => {
@@ -131,6 +162,13 @@ describe('hyp/client public types (tsc --strict, a user project)', () => {
 
   it('PublishAckError.code is the catalog’s code union: a typo does not compile', () => {
     expect(typeCheck(project, 'ack-code', node, ['src/ack-code.ts']).output).toBe('');
+  });
+
+  it("send(): a literal hub request type does not compile, and tsc's message names the method to use", () => {
+    expect(typeCheck(project, 'send-type', node, ['src/send-type.ts']).output).toBe('');
+    const refused = typeCheck(project, 'send-type-message', node, ['src/send-type-message.ts']);
+    expect(refused.status).not.toBe(0);
+    expect(refused.output).toContain('use joinRoom()');
   });
 
   // Failed while dist/apps/server/ws/envelope.d.ts declared its TextEncoder/TextDecoder
