@@ -48,7 +48,7 @@ export interface RefusedRoomRequest {
 
 /**
  * Error frame for `err`: data is JSON `{"code","message"}` plus the byte
- * offset, channel or offset the error names. Error data is JSON for every
+ * offset, key path (`path`), channel or offset the error names. Error data is JSON for every
  * codec, like HypGo's control data. `id`: the publish id of the refused
  * publish, in the envelope and the data (only when the publish carried one).
  * `room`: the room request refused, named in the data (`request`, `room_id`).
@@ -56,7 +56,7 @@ export interface RefusedRoomRequest {
 export function errorEnvelope(err: unknown, channel = '', id = '', room?: RefusedRoomRequest): Envelope {
   const hyp = err instanceof HypError ? err : new HypError('HYP_E_INTERNAL', {}, { cause: err });
   const body: Record<string, unknown> = { code: hyp.code, message: hyp.message };
-  for (const key of ['offset', 'channel', 'room_id'] as const) {
+  for (const key of ['offset', 'path', 'channel', 'room_id'] as const) {
     if (hyp.params[key] !== undefined) body[key] = hyp.params[key];
   }
   if (room !== undefined) {

@@ -18,7 +18,14 @@ import {
   encodeBusEvent,
   encodeMembersChunk,
 } from './bus-event.js';
-import { type CodecName, codecByName, codecNames, jsonCodec, negotiate } from './codecs/index.js';
+import {
+  type CodecName,
+  codecByName,
+  codecNames,
+  jsonCodec,
+  negotiate,
+  readableFields,
+} from './codecs/index.js';
 import { checkWellFormedName } from './codecs/surrogates.js';
 import { type ClaimedFrame, Connection, type ConnectionOwner } from './connection.js';
 import {
@@ -880,10 +887,16 @@ export class Hub implements ConnectionOwner {
     return true;
   }
 
-  /** A frame refused before its handling (`message`: what it held, when it could be read). */
+  /**
+   * A frame refused before its handling (`message`: what it held, when it could be read). One
+   * that did not decode is named by the fields it still held readably (codecs/decode-error.ts):
+   * the refusal carries its `channel`, its publish `id` and its room request, as the refusal of
+   * a decoded frame does, so the client can tell which of its requests it answers.
+   */
   private refuse(c: Connection, err: unknown, message?: Envelope): void {
     this.metrics.securityFailure(failureReason(err));
-    this.sendTo(c, errorEnvelope(err, '', '', message && this.roomRequestOf(c, message)));
+    const m = message ?? readableFields(err);
+    this.sendTo(c, errorEnvelope(err, m?.channel ?? '', m ? echoedId(m) : '', m && this.roomRequestOf(c, m)));
     if (++c.failures >= this.maxFailures) this.close(c, 1008, 'too many invalid messages');
   }
 
@@ -941,7 +954,12 @@ export class Hub implements ConnectionOwner {
         return;
       }
       case Control.publish:
-        if (!m.channel) throw new HypError('HYP_E_WS_CONTROL', { type: m.type, detail: 'channel is empty' });
+        if (!m.channel)
+          throw new HypError('HYP_E_WS_CONTROL', {
+            type: m.type,
+            detail: 'channel is empty',
+            path: 'channel',
+          });
         this.checkName('channel', m.channel);
         this.mayPublish(c, m.channel, m.type);
         this.publishEnvelope(
@@ -1982,6 +2000,15 @@ const maxAwaitingAcks = 1024;
 /** The key of an acknowledgement awaited for publish `id` of client `clientId` (`awaitingAck`). */
 function ackKey(clientId: string, id: string): string {
   return `${clientId}\u0000${id}`;
+}
+
+/**
+ * The publish id a refusal of `m` carries back: that of a publish or broadcast when it is a
+ * valid one (an invalid id is never echoed, as HYP_E_WS_PUBLISH_ID says), else ''.
+ */
+function echoedId(m: Envelope): string {
+  if (m.id === undefined || (m.type !== Control.publish && m.type !== Control.broadcast)) return '';
+  return publishIdProblem(m.id) === undefined ? m.id : '';
 }
 
 function publishIdOf(m: Envelope): string {

@@ -14,7 +14,9 @@ export interface RoomRequest {
 
 /**
  * One wire format. `marshal` and `unmarshal` are pure; `unmarshal` either
- * returns an envelope or throws a `HYP_E_WS_DECODE` HypError, nothing else.
+ * returns an envelope or throws a `HYP_E_WS_DECODE` HypError, nothing else:
+ * with `offset` (the byte where it gave up), `path` (the field at fault, if
+ * one is) and the fields it could still read (`readableFields`).
  */
 export interface Codec {
   readonly name: CodecName;

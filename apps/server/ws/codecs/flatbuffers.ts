@@ -1,7 +1,8 @@
 import { Builder } from 'flatbuffers';
+import type { HypError } from '../../../../supervisor/errors.js';
 import { type Envelope, emptyBytes, utf8StrictDecoder } from '../envelope.js';
 import type { Codec } from './codec.js';
-import { decodeError } from './decode-error.js';
+import { decodeError, withReadable } from './decode-error.js';
 import {
   decodeJsonChannelRequest,
   decodeJsonRoomRequest,
@@ -59,6 +60,8 @@ class TableReader {
   readonly vtableSize: number;
   /** Where the vtable entry of the last slot `field` found sits: the reference to that field. */
   private entryAt = 0;
+  /** The field being read, named as the key path of an error about it; undefined for the table itself. */
+  private path: string | undefined;
 
   constructor(readonly bytes: Uint8Array) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -82,10 +85,11 @@ class TableReader {
     if (at >= 0 && at + size <= this.bytes.length) return;
     const length = this.bytes.length;
     if (ref === undefined)
-      fail(`${what} (${size} bytes) lies outside the ${length}-byte buffer`, Math.max(at, 0));
+      fail(`${what} (${size} bytes) lies outside the ${length}-byte buffer`, Math.max(at, 0), this.path);
     fail(
       `the reference to ${what} points to ${at}, outside the ${length}-byte buffer (${size} bytes needed there)`,
       ref,
+      this.path,
     );
   }
 
@@ -99,6 +103,7 @@ class TableReader {
   }
 
   vector(slot: number, what: string): Uint8Array {
+    this.path = what;
     const at = this.field(slot);
     if (at === 0) return emptyBytes;
     this.need(at, 4, `${what} offset`, this.entryAt);
@@ -115,11 +120,12 @@ class TableReader {
     try {
       return utf8StrictDecoder.decode(bytes);
     } catch {
-      return fail(`${what} is not UTF-8`, bytes.byteOffset - this.bytes.byteOffset);
+      return fail(`${what} is not UTF-8`, bytes.byteOffset - this.bytes.byteOffset, what);
     }
   }
 
   int64(slot: number, what: string): bigint {
+    this.path = what;
     const at = this.field(slot);
     if (at === 0) return 0n;
     this.need(at, 8, what, this.entryAt);
@@ -127,24 +133,43 @@ class TableReader {
   }
 }
 
-function fail(detail: string, offset: number): never {
-  throw decodeError(name, detail, offset);
+function fail(detail: string, offset: number, path?: string): never {
+  throw decodeError(name, detail, offset, undefined, path);
 }
 
 function unmarshal(bytes: Uint8Array): Envelope {
   const t = new TableReader(bytes);
-  const data = t.vector(slotData, 'data');
-  const m: Envelope = {
-    type: t.string(slotType, 'type'),
-    channel: t.string(slotChannel, 'channel'),
-    data: data.length > 0 ? data.slice() : emptyBytes,
-    timestamp: t.int64(slotTimestamp, 'timestamp'),
-    clientId: t.string(slotClientId, 'client_id'),
-    offset: t.string(slotOffset, 'offset'),
-  };
-  const id = t.string(slotId, 'id');
-  if (id) m.id = id;
-  return m;
+  try {
+    const data = t.vector(slotData, 'data');
+    const m: Envelope = {
+      type: t.string(slotType, 'type'),
+      channel: t.string(slotChannel, 'channel'),
+      data: data.length > 0 ? data.slice() : emptyBytes,
+      timestamp: t.int64(slotTimestamp, 'timestamp'),
+      clientId: t.string(slotClientId, 'client_id'),
+      offset: t.string(slotOffset, 'offset'),
+    };
+    const id = t.string(slotId, 'id');
+    if (id) m.id = id;
+    return m;
+  } catch (err) {
+    // the table itself is sound: every slot is read on its own, the refusal names those that read
+    throw withReadable(err as HypError, {
+      type: readable(() => t.string(slotType, 'type')),
+      channel: readable(() => t.string(slotChannel, 'channel')),
+      data: readable(() => t.vector(slotData, 'data').slice()),
+      id: readable(() => t.string(slotId, 'id')),
+    });
+  }
+}
+
+/** `read()`, or undefined when that slot is unreadable too. */
+function readable<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }
 
 export const flatbuffersCodec: Codec = {

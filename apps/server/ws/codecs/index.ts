@@ -5,7 +5,7 @@ import { msgpackCodec } from './msgpack.js';
 import { protobufCodec } from './protobuf.js';
 
 export type { ChannelRequest, Codec, CodecName, RoomRequest } from './codec.js';
-export { decodeError } from './decode-error.js';
+export { decodeError, type ReadableFields, readableFields } from './decode-error.js';
 export { flatbuffersCodec, jsonCodec, msgpackCodec, protobufCodec };
 
 /** All codecs by index: json 0, protobuf 1, flatbuffers 2, msgpack 3. */

@@ -1,6 +1,8 @@
 import { HypError } from '../../../../supervisor/errors.js';
 import { utf8Encoder } from '../envelope.js';
 import type { ChannelRequest, RoomRequest } from './codec.js';
+// json.ts imports this module too: only functions cross the cycle, called after both loaded
+import { jsonErrorAt } from './json.js';
 import { escapeText, loneSurrogateEscape } from './surrogates.js';
 import { invalidUtf8At } from './utf8.js';
 
@@ -18,22 +20,33 @@ function parseObject(kind: string, data: Uint8Array): Record<string, unknown> {
   } catch {
     // msgpack and FlatBuffers carry this JSON as bytes: read leniently, two different names
     // would both become U+FFFD
+    const at = invalidUtf8At(data);
     throw new HypError('HYP_E_WS_CONTROL', {
       type: kind,
-      detail: `data is not UTF-8 at byte ${invalidUtf8At(data)}`,
+      detail: `data is not UTF-8 at byte ${at}`,
+      offset: at,
+      path: 'data',
     });
   }
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
+    // JSON.parse names a position for some errors only (and in UTF-16 units): the JSON codec's scanner gives the byte
+    const at = jsonErrorAt(data);
     throw new HypError('HYP_E_WS_CONTROL', {
       type: kind,
-      detail: `data is not JSON: ${(err as Error).message}`,
+      detail: `data is not JSON: ${(err as Error).message}${at < 0 ? '' : ` (byte ${at})`}`,
+      offset: at < 0 ? undefined : at,
+      path: 'data',
     });
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: 'data must be a JSON object' });
+    throw new HypError('HYP_E_WS_CONTROL', {
+      type: kind,
+      detail: 'data must be a JSON object',
+      path: 'data',
+    });
   }
   // control data holds names only (channel, offset, room_id): one that has no UTF-8 form is refused
   const lone = loneSurrogateEscape(data, 0, data.length);
@@ -41,21 +54,25 @@ function parseObject(kind: string, data: Uint8Array): Record<string, unknown> {
     throw new HypError('HYP_E_WS_CONTROL', {
       type: kind,
       detail: `data holds the lone surrogate ${escapeText(data, lone)}, which has no UTF-8 form, at byte ${lone}`,
+      offset: lone,
+      path: 'data',
     });
   }
   return value as Record<string, unknown>;
 }
 
+/** A name in control data; an error names it by its key path (`data.room_id`). */
 function stringField(kind: string, obj: Record<string, unknown>, key: string, required: boolean): string {
   const value = obj[key];
+  const path = `data.${key}`;
   if (value === undefined || value === null) {
-    if (required) throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `"${key}" is missing` });
+    if (required) throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `"${key}" is missing`, path });
     return '';
   }
   if (typeof value !== 'string')
-    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `"${key}" must be a string` });
+    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `"${key}" must be a string`, path });
   if (required && value === '')
-    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `"${key}" is empty` });
+    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `"${key}" is empty`, path });
   return value;
 }
 

@@ -1,3 +1,4 @@
+import type { HypError } from '../../../../supervisor/errors.js';
 import {
   type Envelope,
   emptyBytes,
@@ -8,7 +9,7 @@ import {
   utf8StrictDecoder,
 } from '../envelope.js';
 import type { Codec } from './codec.js';
-import { decodeError } from './decode-error.js';
+import { decodeError, withReadable } from './decode-error.js';
 import {
   decodeJsonChannelRequest,
   decodeJsonRoomRequest,
@@ -32,8 +33,8 @@ import { utf8SequenceLength } from './utf8.js';
 const maxDepth = 256;
 const name = 'json';
 
-function fail(detail: string, offset: number): never {
-  throw decodeError(name, detail, offset);
+function fail(detail: string, offset: number, path?: string): never {
+  throw decodeError(name, detail, offset, undefined, path);
 }
 
 function describe(b: Uint8Array, p: number): string {
@@ -184,6 +185,21 @@ export function isJsonText(bytes: Uint8Array): boolean {
   }
 }
 
+/**
+ * The byte where `bytes` stop being one JSON value, or -1 when they are one:
+ * for control data that `JSON.parse` refused, whose message gives no
+ * position for most errors.
+ */
+export function jsonErrorAt(bytes: Uint8Array): number {
+  try {
+    const end = skipWs(bytes, scanValue(bytes, skipWs(bytes, 0), 0));
+    return end === bytes.length ? -1 : end;
+  } catch (err) {
+    const at = (err as HypError).params?.offset;
+    return typeof at === 'number' ? at : -1;
+  }
+}
+
 function stringAt(b: Uint8Array, start: number, end: number): string {
   for (let i = start + 1; i < end - 1; i++) {
     if (b[i] === 0x5c) return JSON.parse(utf8StrictDecoder.decode(b.subarray(start, end))) as string;
@@ -201,11 +217,11 @@ function stringField(b: Uint8Array, key: string, start: number, end: number): st
   if (b[start] === 0x22) {
     const lone = loneSurrogateEscape(b, start + 1, end - 1);
     if (lone >= 0)
-      fail(`"${key}" holds the lone surrogate ${escapeText(b, lone)}, which has no UTF-8 form`, lone);
+      fail(`"${key}" holds the lone surrogate ${escapeText(b, lone)}, which has no UTF-8 form`, lone, key);
     return stringAt(b, start, end);
   }
   if (isNull(b, start, end)) return '';
-  return fail(`"${key}" must be a string`, start);
+  return fail(`"${key}" must be a string`, start, key);
 }
 
 function base64Encode(bytes: Uint8Array): string {
@@ -216,8 +232,43 @@ function base64Encode(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
+/** Envelope fields of the frame being read that were of the wrong shape (bits of `fieldBits`). */
+let failedFields = 0;
+/** The first of them: the frame is refused with it once the rest has been read. */
+let firstShapeError: unknown;
+const fieldBits: Readonly<Record<string, number>> = { type: 1, channel: 2, data: 4, id: 8 };
+
+/**
+ * A field of the wrong shape (`"timestamp":"soon"`) does not stop the scan:
+ * the fields after it are still read, so the refusal can name the request's
+ * `id`, `type` and `channel`. Text that is not JSON stops it where it is.
+ * The error is the first one met either way, as before.
+ */
 function unmarshal(b: Uint8Array): Envelope {
   const out: Envelope = { type: '', channel: '', data: emptyBytes, timestamp: 0n, clientId: '', offset: '' };
+  failedFields = 0;
+  firstShapeError = undefined;
+  try {
+    readEnvelope(b, out);
+  } catch (err) {
+    throw withReadable((firstShapeError ?? err) as HypError, readable(out));
+  }
+  if (firstShapeError !== undefined) throw withReadable(firstShapeError as HypError, readable(out));
+  return out;
+}
+
+/** The fields of `out` read whole: set, and never of the wrong shape in this frame. */
+function readable(out: Envelope) {
+  const ok = (field: string) => (failedFields & fieldBits[field]!) === 0;
+  return {
+    type: ok('type') ? out.type : '',
+    channel: ok('channel') ? out.channel : '',
+    data: ok('data') ? out.data : emptyBytes,
+    id: ok('id') ? out.id : undefined,
+  };
+}
+
+function readEnvelope(b: Uint8Array, out: Envelope): void {
   let p = skipWs(b, 0);
   if (b[p] !== 0x7b) fail(describe(b, p) + ", expected '{'", p);
   p = skipWs(b, p + 1);
@@ -231,51 +282,11 @@ function unmarshal(b: Uint8Array): Envelope {
       if (b[p] !== 0x3a) fail(describe(b, p) + ", expected ':'", p);
       const start = skipWs(b, p + 1);
       const end = scanValue(b, start, 1);
-      switch (key) {
-        case 'type':
-          out.type = stringField(b, key, start, end);
-          break;
-        case 'channel':
-          out.channel = stringField(b, key, start, end);
-          break;
-        case 'client_id':
-          out.clientId = stringField(b, key, start, end);
-          break;
-        case 'offset':
-          out.offset = stringField(b, key, start, end);
-          break;
-        case 'id': {
-          const id = stringField(b, key, start, end);
-          if (id) out.id = id;
-          else delete out.id;
-          break;
-        }
-        case 'data':
-          out.data = isNull(b, start, end) ? emptyBytes : b.slice(start, end);
-          break;
-        case 'timestamp': {
-          if (isNull(b, start, end)) {
-            out.timestamp = 0n;
-            break;
-          }
-          if (
-            b[start] === 0x22 ||
-            b[start] === 0x7b ||
-            b[start] === 0x5b ||
-            b[start] === 0x74 ||
-            b[start] === 0x66
-          ) {
-            fail('"timestamp" must be an integer', start);
-          }
-          if (!lastNumberIsInteger) fail('"timestamp" must be an integer', start);
-          // int64 has at most 19 digits (and a sign): a longer number overflows
-          // without paying BigInt's quadratic parse of, say, 500,000 digits.
-          if (end - start > 20) fail('"timestamp" overflows int64', start);
-          const value = BigInt(utf8Decoder.decode(b.subarray(start, end)));
-          if (value < int64Min || value > int64Max) fail('"timestamp" overflows int64', start);
-          out.timestamp = value;
-          break;
-        }
+      try {
+        readField(b, out, key, start, end);
+      } catch (err) {
+        failedFields |= fieldBits[key] ?? 0;
+        firstShapeError ??= err;
       }
       p = skipWs(b, end);
       if (b[p] === 0x7d) {
@@ -288,7 +299,56 @@ function unmarshal(b: Uint8Array): Envelope {
   }
   p = skipWs(b, p);
   if (p !== b.length) fail(describe(b, p) + ' after the message', p);
-  return out;
+}
+
+/** Reads the value of `key` (at `start`, before `end`) into `out`; throws when it is of the wrong shape. */
+function readField(b: Uint8Array, out: Envelope, key: string, start: number, end: number): void {
+  switch (key) {
+    case 'type':
+      out.type = stringField(b, key, start, end);
+      break;
+    case 'channel':
+      out.channel = stringField(b, key, start, end);
+      break;
+    case 'client_id':
+      out.clientId = stringField(b, key, start, end);
+      break;
+    case 'offset':
+      out.offset = stringField(b, key, start, end);
+      break;
+    case 'id': {
+      const id = stringField(b, key, start, end);
+      if (id) out.id = id;
+      else delete out.id;
+      break;
+    }
+    case 'data':
+      out.data = isNull(b, start, end) ? emptyBytes : b.slice(start, end);
+      break;
+    case 'timestamp': {
+      if (isNull(b, start, end)) {
+        out.timestamp = 0n;
+        break;
+      }
+      if (
+        b[start] === 0x22 ||
+        b[start] === 0x7b ||
+        b[start] === 0x5b ||
+        b[start] === 0x74 ||
+        b[start] === 0x66
+      ) {
+        fail('"timestamp" must be an integer', start, key);
+      }
+      if (!lastNumberIsInteger) fail('"timestamp" must be an integer', start, key);
+      // int64 has at most 19 digits (and a sign): a longer number overflows
+      // without paying BigInt's quadratic parse of, say, 500,000 digits.
+      if (end - start > 20) fail('"timestamp" overflows int64', start, key);
+      const value = BigInt(utf8Decoder.decode(b.subarray(start, end)));
+      if (value < int64Min || value > int64Max) fail('"timestamp" overflows int64', start, key);
+      out.timestamp = value;
+      break;
+    }
+  }
 }
 
 function marshal(m: Envelope): Uint8Array {

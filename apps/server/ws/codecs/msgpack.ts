@@ -1,4 +1,5 @@
 import { Decoder, Encoder, ExtData } from '@msgpack/msgpack';
+import type { HypError } from '../../../../supervisor/errors.js';
 import {
   type Envelope,
   emptyBytes,
@@ -8,7 +9,7 @@ import {
   utf8StrictDecoder,
 } from '../envelope.js';
 import type { Codec } from './codec.js';
-import { decodeError } from './decode-error.js';
+import { decodeError, withReadable } from './decode-error.js';
 import {
   decodeJsonChannelRequest,
   decodeJsonRoomRequest,
@@ -64,12 +65,18 @@ function stringField(wire: Record<string, unknown>, key: string, frame: Uint8Arr
   const value = wire[key];
   if (value === undefined || value === null) return '';
   if (!(value instanceof Uint8Array))
-    throw decodeError(name, `"${key}" must be a string, got ${typeName(value)}`, valueOffset(frame, key));
+    throw decodeError(
+      name,
+      `"${key}" must be a string, got ${typeName(value)}`,
+      valueOffset(frame, key),
+      undefined,
+      key,
+    );
   if (value.length === 0) return '';
   try {
     return utf8StrictDecoder.decode(value);
   } catch {
-    throw decodeError(name, `"${key}" is not UTF-8`, value.byteOffset - frame.byteOffset);
+    throw decodeError(name, `"${key}" is not UTF-8`, value.byteOffset - frame.byteOffset, undefined, key);
   }
 }
 
@@ -87,7 +94,13 @@ function dataField(wire: Record<string, unknown>, frame: Uint8Array): Uint8Array
   const value = wire.data;
   if (value === undefined || value === null) return emptyBytes;
   if (value instanceof Uint8Array) return value.length > 0 ? value : emptyBytes;
-  throw decodeError(name, `"data" must be bin or str, got ${typeName(value)}`, valueOffset(frame, 'data'));
+  throw decodeError(
+    name,
+    `"data" must be bin or str, got ${typeName(value)}`,
+    valueOffset(frame, 'data'),
+    undefined,
+    'data',
+  );
 }
 
 function timestampField(wire: Record<string, unknown>, frame: Uint8Array): bigint {
@@ -102,10 +115,18 @@ function timestampField(wire: Record<string, unknown>, frame: Uint8Array): bigin
       name,
       `"timestamp" must be an integer, got ${typeName(value)}`,
       valueOffset(frame, 'timestamp'),
+      undefined,
+      'timestamp',
     );
   // beyond int64 no codec could carry it on: protobuf and FlatBuffers would wrap it, JSON peers refuse it
   if (timestamp < int64Min || timestamp > int64Max)
-    throw decodeError(name, '"timestamp" overflows int64', valueOffset(frame, 'timestamp'));
+    throw decodeError(
+      name,
+      '"timestamp" overflows int64',
+      valueOffset(frame, 'timestamp'),
+      undefined,
+      'timestamp',
+    );
   return timestamp;
 }
 
@@ -268,29 +289,57 @@ function lengthSize(c: number): number {
 /** Bytes after the type byte of float 32, float 64, uint 8..64, int 8..64 (0xca..0xd3). */
 const fixedSize = [4, 8, 1, 2, 4, 8, 1, 2, 4, 8];
 
+/**
+ * Where the decoder gave up. It reports the position after what it read: for
+ * a type byte it does not know, that is the byte after it.
+ */
+function failedAt(err: unknown): number {
+  const pos = (decoder as unknown as { pos: number }).pos;
+  return err instanceof Error && err.message.startsWith('Unrecognized type byte') ? pos - 1 : pos;
+}
+
 function unmarshal(bytes: Uint8Array): Envelope {
   checkStructure(bytes);
   let value: unknown;
   try {
     value = decoder.decode(bytes);
   } catch (err) {
-    throw decodeError(name, (err as Error).message, (decoder as unknown as { pos: number }).pos, err);
+    throw decodeError(name, (err as Error).message, failedAt(err), err);
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
     throw decodeError(name, 'message must be a map', 0);
   }
   const wire = value as Record<string, unknown>;
-  const m: Envelope = {
-    type: stringField(wire, 'type', bytes),
-    channel: stringField(wire, 'channel', bytes),
-    data: dataField(wire, bytes),
-    timestamp: timestampField(wire, bytes),
-    clientId: stringField(wire, 'client_id', bytes),
-    offset: stringField(wire, 'offset', bytes),
-  };
-  const id = stringField(wire, 'id', bytes);
-  if (id) m.id = id;
-  return m;
+  try {
+    const m: Envelope = {
+      type: stringField(wire, 'type', bytes),
+      channel: stringField(wire, 'channel', bytes),
+      data: dataField(wire, bytes),
+      timestamp: timestampField(wire, bytes),
+      clientId: stringField(wire, 'client_id', bytes),
+      offset: stringField(wire, 'offset', bytes),
+    };
+    const id = stringField(wire, 'id', bytes);
+    if (id) m.id = id;
+    return m;
+  } catch (err) {
+    // the map decoded: each field the refusal may name is read on its own
+    throw withReadable(err as HypError, {
+      type: readable(() => stringField(wire, 'type', bytes)),
+      channel: readable(() => stringField(wire, 'channel', bytes)),
+      data: readable(() => dataField(wire, bytes)),
+      id: readable(() => stringField(wire, 'id', bytes)),
+    });
+  }
+}
+
+/** `read()`, or undefined when that field is of the wrong shape too. */
+function readable<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
 }
 
 export const msgpackCodec: Codec = {

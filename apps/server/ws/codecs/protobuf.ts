@@ -2,7 +2,7 @@ import protobuf from 'protobufjs';
 import { HypError } from '../../../../supervisor/errors.js';
 import { type Envelope, emptyBytes } from '../envelope.js';
 import type { ChannelRequest, Codec, RoomRequest } from './codec.js';
-import { decodeError } from './decode-error.js';
+import { decodeError, type ReadableFields, withReadable } from './decode-error.js';
 
 /**
  * Protobuf codec (index 1, binary frames): HypGo's `WsMessage` (fields 1..5,
@@ -65,11 +65,7 @@ function toBigInt(value: protobuf.Long | number | undefined): bigint {
 }
 
 /** Decodes with a reader we keep, so a failure can name its byte offset. */
-function decodeWith<T>(
-  type: protobuf.Type,
-  bytes: Uint8Array,
-  fail: (detail: string, offset: number, cause: unknown) => never,
-): T {
+function decodeWith<T>(type: protobuf.Type, bytes: Uint8Array, fail: Fail): T {
   const reader = protobuf.Reader.create(bytes);
   try {
     return type.decode(reader) as unknown as T;
@@ -78,8 +74,11 @@ function decodeWith<T>(
   }
 }
 
-function failDecode(detail: string, offset: number, cause: unknown): never {
-  throw decodeError(name, detail, offset, cause);
+/** Where a decode gives up: the detail, the byte, the library's error, the field at fault. */
+type Fail = (detail: string, offset: number, cause: unknown, path?: string) => never;
+
+function failDecode(detail: string, offset: number, cause: unknown, path?: string): never {
+  throw decodeError(name, detail, offset, cause, path);
 }
 
 function marshal(m: Envelope): Uint8Array {
@@ -117,11 +116,7 @@ const roomRequestFields: Fields = [undefined, ['room_id', 2]];
  * naming the field and the byte of its tag; unknown fields (HypGo's, a newer hub's) of any wire
  * type are still skipped.
  */
-function checkWireTypes(
-  bytes: Uint8Array,
-  fields: Fields,
-  fail: (detail: string, offset: number, cause: unknown) => never,
-): void {
+function checkWireTypes(bytes: Uint8Array, fields: Fields, fail: Fail): void {
   // a plain loop over the bytes (no reader allocated: every frame a client sends passes here);
   // whatever it cannot step over (a truncated field, a group) is left to the decode to refuse
   const end = bytes.length;
@@ -139,7 +134,12 @@ function checkWireTypes(
     const number = Math.floor(tag / 8);
     const field = fields[number];
     if (field !== undefined && wireType !== field[1])
-      fail(`field ${number} (${field[0]}) has wire type ${wireType}, expected ${field[1]}`, at, undefined);
+      fail(
+        `field ${number} (${field[0]}) has wire type ${wireType}, expected ${field[1]}`,
+        at,
+        undefined,
+        field[0],
+      );
     if (wireType === 0) {
       // protobufjs reads 10 bytes and drops the bits beyond 64: a timestamp would be taken truncated
       const start = p;
@@ -150,6 +150,7 @@ function checkWireTypes(
           `field ${number}${field ? ` (${field[0]})` : ''} holds a varint wider than 64 bits`,
           start,
           undefined,
+          field?.[0],
         );
     } else if (wireType === 1) p += 8;
     else if (wireType === 5) p += 4;
@@ -167,7 +168,11 @@ function checkWireTypes(
 }
 
 function unmarshal(bytes: Uint8Array): Envelope {
-  checkWireTypes(bytes, envelopeFields, failDecode);
+  try {
+    checkWireTypes(bytes, envelopeFields, failDecode);
+  } catch (err) {
+    throw withReadable(err as HypError, readableBeside(bytes, (err as HypError).params.path));
+  }
   const wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
   const m: Envelope = {
     type: wire.type ?? '',
@@ -181,9 +186,36 @@ function unmarshal(bytes: Uint8Array): Envelope {
   return m;
 }
 
-function controlError(kind: string) {
-  return (detail: string, offset: number, cause: unknown): never => {
-    throw new HypError('HYP_E_WS_CONTROL', { type: kind, detail: `${detail} (byte ${offset})` }, { cause });
+/**
+ * The fields of a frame refused for field `bad` (a known field with another
+ * wire type, a varint wider than 64 bits) that protobufjs still reads: it
+ * skips a field of the wrong wire type as unknown. Nothing when it cannot
+ * decode the frame at all.
+ */
+function readableBeside(bytes: Uint8Array, bad: unknown): ReadableFields {
+  let wire: WireMessage;
+  try {
+    wire = WsMessage.decode(bytes) as unknown as WireMessage;
+  } catch {
+    return {};
+  }
+  return {
+    type: bad === 'type' ? '' : (wire.type ?? ''),
+    channel: bad === 'channel' ? '' : (wire.channel ?? ''),
+    data: bad === 'data' || !wire.data ? emptyBytes : wire.data,
+    id: bad === 'id' ? '' : (wire.id ?? ''),
+  };
+}
+
+/** `offset`: the byte of the request's data; `path`: `data`, and the field at fault when one is (`data.room_id`). */
+function controlError(kind: string): Fail {
+  return (detail, offset, cause, path) => {
+    const params = { type: kind, detail: `${detail} (byte ${offset})`, offset };
+    throw new HypError(
+      'HYP_E_WS_CONTROL',
+      { ...params, path: path === undefined ? 'data' : `data.${path}` },
+      { cause },
+    );
   };
 }
 
@@ -194,7 +226,8 @@ function decodeChannelRequest(data: Uint8Array, type = 'subscribe'): ChannelRequ
     data,
     controlError(type),
   );
-  if (!wire.channel) throw new HypError('HYP_E_WS_CONTROL', { type, detail: 'channel is empty' });
+  if (!wire.channel)
+    throw new HypError('HYP_E_WS_CONTROL', { type, detail: 'channel is empty', path: 'data.channel' });
   return { channel: wire.channel, offset: wire.offset ?? '' };
 }
 
@@ -207,7 +240,8 @@ function encodeChannelRequest(request: ChannelRequest): Uint8Array {
 function decodeRoomRequest(data: Uint8Array, type = 'join_room'): RoomRequest {
   checkWireTypes(data, roomRequestFields, controlError(type));
   const wire = decodeWith<{ room_id?: string }>(RoomRequestType, data, controlError(type));
-  if (!wire.room_id) throw new HypError('HYP_E_WS_CONTROL', { type, detail: 'room_id is empty' });
+  if (!wire.room_id)
+    throw new HypError('HYP_E_WS_CONTROL', { type, detail: 'room_id is empty', path: 'data.room_id' });
   return { roomId: wire.room_id };
 }
 
