@@ -56,8 +56,8 @@ describe('refusals of room requests name the request and the room', () => {
         room_id: 'a-long-room',
         request: 'join_room',
       },
-      // no room to name: the data does not decode
-      { code: 'HYP_E_WS_CONTROL', message: expect.any(String), request: 'leave_room' },
+      // no room to name: the data does not decode (its key path is named)
+      { code: 'HYP_E_WS_CONTROL', message: expect.any(String), path: 'data.room_id', request: 'leave_room' },
       { code: 'HYP_E_WS_FORBIDDEN_CHANNEL', message: expect.any(String), channel: 'secret' },
       { code: 'HYP_E_WS_CONTROL', message: expect.any(String) },
     ]);
