@@ -4,10 +4,11 @@
  */
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Value } from '@sinclair/typebox/value';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
@@ -182,4 +183,68 @@ export function capturedLog(): { log: ReturnType<typeof pino>; lines: LogLine[] 
   const lines: LogLine[] = [];
   const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
   return { log, lines };
+}
+
+/** Whether `npm run build` has produced dist/ (the network-namespace fixtures run it with plain node). */
+export const builtDist = existsSync(
+  fileURLToPath(new URL('../../../../dist/apps/server/tcp/server.js', import.meta.url)),
+);
+
+/** Whether a network namespace of its own can be made here: root, `unshare`, `ip`, `iptables` and `ss`. */
+export function isolatedNetwork(): boolean {
+  if (process.getuid?.() !== 0) return false;
+  try {
+    execFileSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && iptables -L -n && ss -tn'], {
+      stdio: 'ignore',
+    });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** What `fixtures/peer-vanished.mjs` reports. */
+export interface VanishedOutcome {
+  open: number;
+  /** The accepted socket's error code (the kernel's verdict). */
+  socketError?: string;
+  /** What onError received. */
+  errors: { code?: string; message: string }[];
+  /** The service's log lines about the handler (`HYP_E_TCP_HANDLER`) or at warn and above. */
+  lines: LogLine[];
+  peerGone: number;
+  errorsTotal: number;
+  /** Kernel timers seen on the service's socket while it waited (`ss -o`): `on` (retransmission), `keepalive`, … */
+  timers: string[];
+}
+
+/**
+ * Run `fixtures/peer-vanished.mjs <args>` (built dist/) in a network
+ * namespace of its own, after `sysctl -w` of `sysctls` there, and parse
+ * what it printed.
+ */
+export function vanishInIsolatedNetwork(args: string[], sysctls: Record<string, number>): VanishedOutcome {
+  const fixture = fileURLToPath(new URL('./fixtures/peer-vanished.mjs', import.meta.url));
+  const settings = Object.entries(sysctls).map(([key, value]) => `${key}=${value}`);
+  const script = `ip link set lo up && sysctl -qw ${settings.join(' ')} && exec "$@"`;
+  const out = execFileSync('unshare', ['-n', 'sh', '-c', script, 'sh', process.execPath, fixture, ...args], {
+    encoding: 'utf8',
+    timeout: 90_000,
+  });
+  return JSON.parse(out) as VanishedOutcome;
+}
+
+/**
+ * The kernel's keep-alive timers on the service's side of `port`'s
+ * connections, in ms left (`ss -tno`). ss writes `546min`, `1min29sec`,
+ * `29sec`, `5.250ms` (5.25 s) or `692ms`.
+ */
+export function keepAliveTimersMs(port: number): number[] {
+  const out = execFileSync('ss', ['-tnoH', 'state', 'established', `( sport = :${port} )`], {
+    encoding: 'utf8',
+  });
+  return [...out.matchAll(/timer:\(keepalive,(?:(\d+)min)?(?:(\d+)sec)?(?:(\d+)\.)?(?:(\d+)ms)?,\d+\)/g)].map(
+    ([, min = 0, sec = 0, secDot = 0, ms = 0]) =>
+      Number(min) * 60_000 + (Number(sec) + Number(secDot)) * 1000 + Number(ms),
+  );
 }

@@ -8,51 +8,34 @@
  * The timeout is a real one: the service runs (built dist/) in a network
  * namespace of its own (`unshare -n`, as root) with `tcp_retries2` lowered,
  * and iptables drops the client's packets there only. Skipped where that is
- * not possible (not root, no unshare or iptables, not built).
+ * not possible (not root, no unshare, iptables or ss, not built). The idle
+ * case (keep-alive) is peer-vanished-keepalive.test.ts.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { builtDist, DEBUG, isolatedNetwork, vanishInIsolatedNetwork } from './helpers.js';
 
-const fixture = fileURLToPath(new URL('./fixtures/peer-vanished.mjs', import.meta.url));
-const built = existsSync(
-  fileURLToPath(new URL('../../../../dist/apps/server/tcp/server.js', import.meta.url)),
+describe.skipIf(!builtDist || !isolatedNetwork())(
+  'a peer that vanishes while the handler writes to it',
+  () => {
+    it('ETIMEDOUT: one debug line, counted, nothing to onError', () => {
+      const outcome = vanishInIsolatedNetwork(['stream'], { 'net.ipv4.tcp_retries2': 3 });
+      expect(outcome.open).toBe(0);
+      // The kernel's own verdict on the socket, not a faked errno.
+      expect(outcome.socketError).toBe('ETIMEDOUT');
+      // With data in flight the kernel retransmits (`on`; `persist` had the client's window closed first), no keep-alive.
+      expect(outcome.timers).not.toHaveLength(0);
+      expect(outcome.timers).not.toContain('keepalive');
+      // Before: onError got the socket's ETIMEDOUT and HYP_E_TCP_HANDLER; hyp_tcp_errors_total 2.
+      expect(outcome.errors).toEqual([]);
+      expect(outcome.errorsTotal).toBe(0);
+      expect(outcome.peerGone).toBe(1);
+      expect(outcome.lines).toHaveLength(1);
+      expect(outcome.lines[0]).toMatchObject({
+        level: DEBUG,
+        errno: 'ETIMEDOUT',
+        error_code: 'HYP_E_TCP_CLOSED',
+      });
+      expect(outcome.lines[0]!.msg).toMatch(/\(the peer stopped answering on the connection: ETIMEDOUT\)$/);
+    }, 120_000);
+  },
 );
-
-function isolatedNetwork(): boolean {
-  if (process.getuid?.() !== 0) return false;
-  try {
-    execFileSync('unshare', ['-n', 'sh', '-c', 'ip link set lo up && iptables -L -n'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-interface Outcome {
-  open: number;
-  socketError?: string;
-  errors: { code?: string; message: string }[];
-  lines: { level: number; msg: string; errno?: string; error_code?: string }[];
-  peerGone: number;
-  errorsTotal: number;
-}
-
-describe.skipIf(!built || !isolatedNetwork())('a peer that vanishes while the handler writes to it', () => {
-  it('ETIMEDOUT: one debug line, counted, nothing to onError', () => {
-    const script = `ip link set lo up && sysctl -qw net.ipv4.tcp_retries2=3 && exec "${process.execPath}" "${fixture}"`;
-    const out = execFileSync('unshare', ['-n', 'sh', '-c', script], { encoding: 'utf8', timeout: 90_000 });
-    const outcome = JSON.parse(out) as Outcome;
-    expect(outcome.open).toBe(0);
-    // The kernel's own verdict on the socket, not a faked errno.
-    expect(outcome.socketError).toBe('ETIMEDOUT');
-    // Before: onError got the socket's ETIMEDOUT and HYP_E_TCP_HANDLER; hyp_tcp_errors_total 2.
-    expect(outcome.errors).toEqual([]);
-    expect(outcome.errorsTotal).toBe(0);
-    expect(outcome.peerGone).toBe(1);
-    expect(outcome.lines).toHaveLength(1);
-    expect(outcome.lines[0]).toMatchObject({ level: 20, errno: 'ETIMEDOUT', error_code: 'HYP_E_TCP_CLOSED' });
-    expect(outcome.lines[0]!.msg).toMatch(/\(the peer stopped answering on the connection: ETIMEDOUT\)$/);
-  }, 120_000);
-});

@@ -1,0 +1,44 @@
+/**
+ * A peer that vanishes while its connection is idle (the handler waits to
+ * read, nothing unacknowledged in flight): no retransmission ever times
+ * out; TCP keep-alive (`keep_alive`, the initial delay) finds it. Node sets
+ * the probes itself on every socket it enables keep-alive on (TCP_KEEPINTVL
+ * 1 s, TCP_KEEPCNT 10, Node 20 and 26; the namespace's
+ * `tcp_keepalive_intvl`/`_probes` do not apply), so the kernel fails the
+ * socket with ETIMEDOUT about `keep_alive` + 10 s after the last packet.
+ * The handler's read ends (null), its answer fails on the closed socket:
+ * one debug line counted in `hyp_tcp_handler_peer_gone_total`, like a reset.
+ *
+ * The vanishing is real, as in peer-vanished.test.ts: a network namespace of
+ * its own, the client's packets dropped by iptables there. Skipped where
+ * that is not possible.
+ */
+import { describe, expect, it } from 'vitest';
+import { builtDist, DEBUG, isolatedNetwork, vanishInIsolatedNetwork } from './helpers.js';
+
+describe.skipIf(!builtDist || !isolatedNetwork())('a peer that vanishes while its connection is idle', () => {
+  it('keep-alive ETIMEDOUT: one debug line, counted, nothing to onError, before idle_timeout', () => {
+    // Node sets interval and count per socket (1 s, 10); these bound the wait should a Node version not.
+    const outcome = vanishInIsolatedNetwork(['idle', '1s'], {
+      'net.ipv4.tcp_keepalive_intvl': 1,
+      'net.ipv4.tcp_keepalive_probes': 2,
+    });
+    expect(outcome.open).toBe(0);
+    expect(outcome.socketError).toBe('ETIMEDOUT');
+    // Keep-alive probes timed the peer out, not retransmission: nothing was in flight.
+    expect(outcome.timers).toEqual(['keepalive']);
+    expect(outcome.errors).toEqual([]);
+    expect(outcome.errorsTotal).toBe(0);
+    expect(outcome.peerGone).toBe(1);
+    // One line, no warn with a stack; not closed by the service (idle_timeout, 5m, never fired).
+    expect(outcome.lines).toHaveLength(1);
+    expect(outcome.lines[0]).toMatchObject({
+      level: DEBUG,
+      errno: 'ETIMEDOUT',
+      error_code: 'HYP_E_TCP_CLOSED',
+    });
+    expect(outcome.lines[0]).not.toHaveProperty('closed_by');
+    expect(outcome.lines[0]).not.toHaveProperty('err');
+    expect(outcome.lines[0]!.msg).toMatch(/\(the peer stopped answering on the connection: ETIMEDOUT\)$/);
+  }, 120_000);
+});
