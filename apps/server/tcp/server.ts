@@ -143,6 +143,20 @@ function invalid(name: string, option: string, detail: string): HypError {
   return new HypError('HYP_E_TCP_INVALID_OPTION', { name, option, detail });
 }
 
+/** The longest keep-alive delay Linux takes (TCP_KEEPIDLE, seconds): 9h6m7s. */
+const maxKeepAliveMs = 32_767_000;
+
+/**
+ * `keep_alive` as the kernel can take it (0: off). It counts whole seconds,
+ * 1 to 32767: Node sends `ms / 1000` truncated, and the kernel refuses 0 (a
+ * delay below 1 s) and anything above 32767 with EINVAL, which Node ignores
+ * — the socket then kept the system's `tcp_keepalive_time` (2 hours by
+ * default). The nearest delay it can take instead.
+ */
+function keepAliveDelay(ms: number): number {
+  return ms === 0 ? 0 : Math.min(Math.max(ms, 1000), maxKeepAliveMs);
+}
+
 function readDuration(name: string, key: string, text: string): number {
   const ms = parseDuration(text);
   if (ms === undefined)
@@ -214,7 +228,7 @@ export class TcpService<S extends object = Record<string, unknown>> implements C
     this.options = init.options ?? {};
     this.log = init.log.child({ tcp_service: name });
     this.idleMs = readDuration(name, 'idle_timeout', config.idle_timeout);
-    this.keepAliveMs = readDuration(name, 'keep_alive', config.keep_alive);
+    this.keepAliveMs = keepAliveDelay(readDuration(name, 'keep_alive', config.keep_alive));
     this.shutdownMs = readDuration(name, 'shutdown_timeout', config.shutdown_timeout);
     this.handshakeMs = readDuration(name, 'handshake_timeout', config.handshake_timeout);
     // With an idle timeout the sweeper bounds a returned handler's flush; without one, shutdown_timeout does.

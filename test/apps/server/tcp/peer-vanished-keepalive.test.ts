@@ -9,12 +9,37 @@
  * The handler's read ends (null), its answer fails on the closed socket:
  * one debug line counted in `hyp_tcp_handler_peer_gone_total`, like a reset.
  *
+ * The kernel counts the delay in whole seconds, 1 to 32767 (TCP_KEEPIDLE);
+ * outside that it refuses it, and the socket kept the system's
+ * `tcp_keepalive_time` (2 hours by default).
+ *
  * The vanishing is real, as in peer-vanished.test.ts: a network namespace of
  * its own, the client's packets dropped by iptables there. Skipped where
- * that is not possible.
+ * that is not possible; the delay cases only need `ss`.
  */
-import { describe, expect, it } from 'vitest';
-import { builtDist, DEBUG, isolatedNetwork, vanishInIsolatedNetwork } from './helpers.js';
+import { execFileSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  builtDist,
+  closeTracked,
+  DEBUG,
+  dial,
+  echo,
+  isolatedNetwork,
+  keepAliveTimersMs,
+  start,
+  until,
+  vanishInIsolatedNetwork,
+} from './helpers.js';
+
+function hasSs(): boolean {
+  try {
+    execFileSync('ss', ['-tn'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 describe.skipIf(!builtDist || !isolatedNetwork())('a peer that vanishes while its connection is idle', () => {
   it('keep-alive ETIMEDOUT: one debug line, counted, nothing to onError, before idle_timeout', () => {
@@ -41,4 +66,28 @@ describe.skipIf(!builtDist || !isolatedNetwork())('a peer that vanishes while it
     expect(outcome.lines[0]).not.toHaveProperty('err');
     expect(outcome.lines[0]!.msg).toMatch(/\(the peer stopped answering on the connection: ETIMEDOUT\)$/);
   }, 120_000);
+});
+
+describe.skipIf(!hasSs())('keep_alive: the delay the kernel gets', () => {
+  afterEach(closeTracked);
+
+  /** The keep-alive timer of a fresh idle connection to a service with `keep_alive`. */
+  async function timerMs(keepAlive: string): Promise<number> {
+    const { port } = await start(echo, { keep_alive: keepAlive });
+    const client = await dial(port);
+    await until(() => keepAliveTimersMs(port).length === 1, 'the keep-alive timer');
+    const [timer] = keepAliveTimersMs(port);
+    client.destroy();
+    return timer!;
+  }
+
+  it('below one second: one second, not the system default of 2 hours', async () => {
+    // Before: TCP_KEEPIDLE 0 was refused (EINVAL), the timer stood at 119min.
+    expect(await timerMs('500ms')).toBeLessThanOrEqual(1000);
+  });
+
+  it('above 32767 s: 32767 s, not the system default of 2 hours', async () => {
+    // Before: TCP_KEEPIDLE 36000 was refused (EINVAL), the timer stood at 119min.
+    expect(await timerMs('10h')).toBeGreaterThan(9 * 3600_000);
+  });
 });
