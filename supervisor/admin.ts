@@ -165,7 +165,40 @@ export const adminLimits = {
    * 200 connections held 859 MB in the supervisor.
    */
   maxPipelined: 4,
+  /**
+   * Bytes that answers not yet taken by their peers may hold: the distinct
+   * /metrics bodies they refer to (scrapes of one rendering share its
+   * Buffer) plus each answer's own part. A new answer that would take the
+   * total past it closes the connections with the oldest unread answers
+   * first. The 1 s reuse of a rendering and the 10 s stall limit bound them
+   * by count only: one unread scrape every 2.3 s (each a rendering of its
+   * own) held 5 bodies of 41 MB at once, the supervisor going from 202 to
+   * 629 MB. A fixed 64 MiB, like the other limits here: a worker near
+   * `maxSeriesPerWorker` serves about 10 MB, so a pod's body fits with room
+   * for a second scrape, and no reader pays for it (an answer read at a
+   * pace that ends it within `answerStallMs` is spared, the newest is served
+   * however large): only answers left unread are closed.
+   */
+  maxHeldBytes: 64 * 2 ** 20,
+  /**
+   * A /metrics body is written this much at a time, each slice once the
+   * last has reached the kernel: how much of its answer a peer took is then
+   * known, for the budget above to tell a reader from a peer that takes none.
+   */
+  answerSliceBytes: 2 ** 20,
 } as const;
+
+/** An answer that holds bytes until its peer took them: the body it may share with others, its own bytes, and how the peer takes them. */
+interface HeldAnswer {
+  body: Buffer;
+  own: number;
+  /** performance.now() when the socket buffers were first full, the rest of it left to the peer's reading. */
+  backlogAt?: number;
+  /** Bytes left to send then. */
+  left: number;
+  /** Bytes the peer took since. */
+  taken: number;
+}
 
 /** The warning logged (at most every 10 s) when the admin server closes connections. */
 const reasonMessages: Record<AdminShedReason, string> = {
@@ -173,6 +206,7 @@ const reasonMessages: Record<AdminShedReason, string> = {
   ceiling: `admin connections at the ceiling (${adminLimits.maxOpen}): closed one at accept`,
   stalled: `admin answer not read by the peer for ${adminLimits.answerStallMs} ms: connection closed`,
   pipelined: `admin connection with over ${adminLimits.maxPipelined} requests waiting for answers: closed`,
+  budget: `admin answers unread by their peers over ${adminLimits.maxHeldBytes} bytes: closed the oldest`,
 };
 
 export class AdminServer {
@@ -192,6 +226,12 @@ export class AdminServer {
   private readonly served = new WeakSet<Socket>();
   /** Connections a sweep has seen before they were served: shed at the next sweep. */
   private readonly swept = new WeakSet<Socket>();
+  /** Answers holding bytes their peers have not taken, per connection (a Map keeps the order their first was admitted). */
+  private readonly held = new Map<Socket, Set<HeldAnswer>>();
+  /** How many held answers refer to each body: a body counts once, however many share it. */
+  private readonly bodyRefs = new Map<Buffer, number>();
+  /** Bytes the held answers keep: their distinct bodies plus their own parts. */
+  private heldBytes = 0;
   private shedTotal = 0;
   private sweepScheduled = false;
   private shedLoggedAt = 0;
@@ -285,6 +325,7 @@ export class AdminServer {
       this.open.delete(socket);
       this.answering.delete(socket);
       this.stalledSince.delete(socket);
+      this.releaseAll(socket);
     });
     if (this.open.size > adminLimits.maxConnections) this.scheduleSweep();
   }
@@ -364,6 +405,97 @@ export class AdminServer {
     }
     this.shed([...halfSent, ...silent, ...idle, ...stalled].slice(0, excess), 'cap');
     if (graced > 0 && this.open.size > adminLimits.maxConnections) this.scheduleSweep();
+  }
+
+  /**
+   * Take on an answer that holds `body` (shared with any other answer of
+   * the same rendering) and `own` bytes of its own until its peer took them.
+   * Past `maxHeldBytes`, first close other connections whose answers are
+   * not being read, oldest first, as far as that frees bytes.
+   */
+  private admit(socket: Socket, body: Buffer, own: number): HeldAnswer {
+    const adds = (this.bodyRefs.has(body) ? 0 : body.length) + own;
+    if (this.heldBytes + adds > adminLimits.maxHeldBytes) this.shedOverBudget(socket, body, adds);
+    const answer: HeldAnswer = { body, own, left: body.length + own, taken: 0 };
+    const answers = this.held.get(socket) ?? new Set<HeldAnswer>();
+    this.held.set(socket, answers.add(answer));
+    const refs = this.bodyRefs.get(body) ?? 0;
+    this.bodyRefs.set(body, refs + 1);
+    this.heldBytes += (refs === 0 ? body.length : 0) + own;
+    return answer;
+  }
+
+  private release(socket: Socket, answer: HeldAnswer): void {
+    const answers = this.held.get(socket);
+    if (!answers?.delete(answer)) return;
+    if (answers.size === 0) this.held.delete(socket);
+    const refs = (this.bodyRefs.get(answer.body) ?? 1) - 1;
+    if (refs > 0) this.bodyRefs.set(answer.body, refs);
+    else {
+      this.bodyRefs.delete(answer.body);
+      this.heldBytes -= answer.body.length;
+    }
+    this.heldBytes -= answer.own;
+  }
+
+  private releaseAll(socket: Socket): void {
+    for (const answer of this.held.get(socket) ?? []) this.release(socket, answer);
+  }
+
+  /**
+   * Is the peer taking this answer at a pace that ends it within the stall
+   * limit, counted from when the socket buffers first filled (what they
+   * took at once is no sign of a reader), or within `graceMs` of that? The
+   * kernel grows its buffers for a while after (on loopback by several MB):
+   * a peer that reads nothing passes for a reader until that growth falls
+   * behind the pace, about 2 s with a 41 MB answer. The cap and the ceiling
+   * do not ask: there, a small answer the buffers end up taking whole kept
+   * connections a flood should lose.
+   */
+  private beingRead(answer: HeldAnswer, now: number, graceMs: number): boolean {
+    if (answer.backlogAt === undefined) return true;
+    const since = now - answer.backlogAt;
+    return since < graceMs || answer.taken * adminLimits.answerStallMs >= answer.left * since;
+  }
+
+  /** Is an answer on this connection being read (`beingRead`)? */
+  private reading(socket: Socket, now: number, graceMs: number): boolean {
+    for (const answer of this.held.get(socket) ?? []) if (this.beingRead(answer, now, graceMs)) return true;
+    return false;
+  }
+
+  /**
+   * Close the connections with the oldest answers not being read, as many as
+   * it takes for `adds` more bytes to fit the budget: only those whose
+   * closing frees bytes (a body the new answer shares stays held).
+   */
+  private shedOverBudget(socket: Socket, body: Buffer, adds: number): void {
+    const now = performance.now();
+    const refs = new Map(this.bodyRefs);
+    let held = this.heldBytes;
+    const victims: Socket[] = [];
+    /** How many of the victims it takes to free the bodies they free. */
+    let freeing = 0;
+    for (const [s, answers] of this.held) {
+      if (held + adds <= adminLimits.maxHeldBytes) break;
+      if (s === socket || s.destroyed) continue;
+      // A second to start reading: a scrape just answered is not cut for the budget.
+      if (this.reading(s, now, adminLimits.checkIntervalMs)) continue;
+      victims.push(s);
+      for (const a of answers) {
+        held -= a.own;
+        const left = (refs.get(a.body) ?? 1) - 1;
+        refs.set(a.body, left);
+        if (left === 0 && a.body !== body) {
+          held -= a.body.length;
+          freeing = victims.length;
+        }
+      }
+    }
+    // Those after the last that freed a body would free only their own few KB.
+    const closed = victims.slice(0, freeing);
+    for (const s of closed) this.releaseAll(s);
+    this.shed(closed, 'budget');
   }
 
   /** Close connections, count them in hyp_admin_connections_shed_total{reason}, and warn at most every 10 s. */
@@ -460,10 +592,14 @@ export class AdminServer {
         // (and of the second after it): an answer queued unread holds a
         // reference, where a string body is copied per answer.
         const { contentType, own, workers } = await sup.metrics.scrape(sup, this.log);
+        const socket = req.socket;
+        // Closed while the workers were asked: nothing to hold.
+        if (socket.destroyed) return;
         const head = Buffer.from(own);
+        const answer = this.admit(socket, workers, head.length);
+        res.once('close', () => this.release(socket, answer));
         res.writeHead(200, { 'content-type': contentType, 'content-length': head.length + workers.length });
-        res.write(head);
-        return void res.end(workers);
+        return this.sendSliced(res, answer, head, workers);
       }
       default: {
         const allow = allowedMethods[path ?? ''];
@@ -475,6 +611,47 @@ export class AdminServer {
         return json(res, 404, new HypError('HYP_E_NOT_FOUND', { method: req.method, path }).toProblem());
       }
     }
+  }
+
+  /**
+   * Write `head` and `body` a slice at a time, the next once the socket
+   * buffers took the last. Once they were first full, what they take is
+   * what the peer read: counted in `answer.taken`.
+   */
+  private sendSliced(res: ServerResponse, answer: HeldAnswer, head: Buffer, body: Buffer): void {
+    /** Where the next slice of the body starts; -1 before the head. */
+    let at = -1;
+    /** The slice queued when the socket buffers were full: taken once they drain. */
+    let queued = 0;
+    const pump = () => {
+      answer.taken += queued;
+      queued = 0;
+      while (!res.destroyed) {
+        const sent = at < 0 ? 0 : head.length + at;
+        const slice = at < 0 ? head : body.subarray(at, at + adminLimits.answerSliceBytes);
+        at = at < 0 ? 0 : at + slice.length;
+        if (at >= body.length) {
+          res.end(slice);
+          // The last slice did not fit the socket buffers: the rest is the peer's to read.
+          if (answer.backlogAt === undefined && res.writableLength > 0) {
+            answer.backlogAt = performance.now();
+            answer.left = head.length + body.length - sent;
+          }
+          return;
+        }
+        if (res.write(slice)) {
+          if (answer.backlogAt !== undefined) answer.taken += slice.length;
+          continue;
+        }
+        if (answer.backlogAt === undefined) {
+          answer.backlogAt = performance.now();
+          answer.left = head.length + body.length - sent;
+        }
+        queued = slice.length;
+        return void res.once('drain', pump);
+      }
+    };
+    pump();
   }
 
   private forbid(req: IncomingMessage, res: ServerResponse): void {

@@ -27,7 +27,7 @@ export const maxSeriesPerWorker = 100_000;
 export const restartReasons = ['crash', 'heartbeat', 'start-failed', 'rolling', 'ready', 'uncaught', 'relay'];
 
 /** The `reason` labels of hyp_admin_connections_shed_total (admin.ts counts them; README, admin endpoints). */
-export const adminShedReasons = ['cap', 'ceiling', 'stalled', 'pipelined'] as const;
+export const adminShedReasons = ['cap', 'ceiling', 'stalled', 'pipelined', 'budget'] as const;
 export type AdminShedReason = (typeof adminShedReasons)[number];
 
 /**
@@ -188,7 +188,7 @@ export class SupervisorMetrics {
     });
     this.adminShed = new Counter({
       name: 'hyp_admin_connections_shed_total',
-      help: 'Admin server connections it closed, by reason: cap (over 256 open, oldest not being answered), ceiling (at 512 open, closed at accept), stalled (an answer the peer did not read for 10 s), pipelined (over 4 requests waiting for answers)',
+      help: 'Admin server connections it closed, by reason: cap (over 256 open, oldest not being answered), ceiling (at 512 open, closed at accept), stalled (an answer the peer did not read for 10 s), pipelined (over 4 requests waiting for answers), budget (answers unread by their peers holding over 64 MiB: the oldest)',
       labelNames: ['reason'],
       registers,
     });
