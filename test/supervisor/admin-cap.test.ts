@@ -54,7 +54,7 @@ describe('admin server: answers its peers do not read', () => {
 
   it('every shedding reason is served from 0', async () => {
     const counts = await shedCounts(sup);
-    expect([...counts.keys()].sort()).toEqual(['cap', 'ceiling', 'pipelined', 'stalled']);
+    expect([...counts.keys()].sort()).toEqual(['budget', 'cap', 'ceiling', 'pipelined', 'stalled']);
     expect(total(counts)).toBe(0);
   });
 
