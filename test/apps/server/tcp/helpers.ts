@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Value } from '@sinclair/typebox/value';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { expect } from 'vitest';
 import { TcpService, type TcpServiceInit } from '../../../../apps/server/tcp/server.js';
 import type { TcpHandler, TcpServiceOptions } from '../../../../apps/server/tcp/types.js';
 import { type TcpServiceConfig, TcpServiceSchema } from '../../../../supervisor/config/schema.js';
@@ -232,6 +233,28 @@ export function vanishInIsolatedNetwork(args: string[], sysctls: Record<string, 
     timeout: 90_000,
   });
   return JSON.parse(out) as VanishedOutcome;
+}
+
+/**
+ * A vanished peer's ETIMEDOUT, handled quietly: the connection closed, the
+ * kernel's own verdict on the socket (not a faked errno), nothing to onError
+ * or hyp_tcp_errors_total, one count in hyp_tcp_handler_peer_gone_total and
+ * one debug line naming it, without a stack.
+ */
+export function expectVanishedQuietly(outcome: VanishedOutcome): void {
+  expect(outcome.open).toBe(0);
+  expect(outcome.socketError).toBe('ETIMEDOUT');
+  expect(outcome.errors).toEqual([]);
+  expect(outcome.errorsTotal).toBe(0);
+  expect(outcome.peerGone).toBe(1);
+  expect(outcome.lines).toHaveLength(1);
+  expect(outcome.lines[0]).toMatchObject({
+    level: DEBUG,
+    errno: 'ETIMEDOUT',
+    error_code: 'HYP_E_TCP_CLOSED',
+  });
+  expect(outcome.lines[0]).not.toHaveProperty('err');
+  expect(outcome.lines[0]!.msg).toMatch(/\(the peer stopped answering on the connection: ETIMEDOUT\)$/);
 }
 
 /**
