@@ -39,3 +39,12 @@ export function withReadable(err: HypError, fields: ReadableFields): HypError {
 export function readableFields(err: unknown): Envelope | undefined {
   return err instanceof HypError ? readable.get(err) : undefined;
 }
+
+/** `read()`, or undefined when it throws: a field of a refused frame read on its own, which may be at fault too. */
+export function orUndefined<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch {
+    return undefined;
+  }
+}

@@ -2,7 +2,7 @@ import { Builder } from 'flatbuffers';
 import type { HypError } from '../../../../supervisor/errors.js';
 import { type Envelope, emptyBytes, utf8StrictDecoder } from '../envelope.js';
 import type { Codec } from './codec.js';
-import { decodeError, withReadable } from './decode-error.js';
+import { decodeError, orUndefined, withReadable } from './decode-error.js';
 import {
   decodeJsonChannelRequest,
   decodeJsonRoomRequest,
@@ -155,20 +155,11 @@ function unmarshal(bytes: Uint8Array): Envelope {
   } catch (err) {
     // the table itself is sound: every slot is read on its own, the refusal names those that read
     throw withReadable(err as HypError, {
-      type: readable(() => t.string(slotType, 'type')),
-      channel: readable(() => t.string(slotChannel, 'channel')),
-      data: readable(() => t.vector(slotData, 'data').slice()),
-      id: readable(() => t.string(slotId, 'id')),
+      type: orUndefined(() => t.string(slotType, 'type')),
+      channel: orUndefined(() => t.string(slotChannel, 'channel')),
+      data: orUndefined(() => t.vector(slotData, 'data').slice()),
+      id: orUndefined(() => t.string(slotId, 'id')),
     });
-  }
-}
-
-/** `read()`, or undefined when that slot is unreadable too. */
-function readable<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
   }
 }
 

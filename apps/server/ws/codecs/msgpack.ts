@@ -9,7 +9,7 @@ import {
   utf8StrictDecoder,
 } from '../envelope.js';
 import type { Codec } from './codec.js';
-import { decodeError, withReadable } from './decode-error.js';
+import { decodeError, orUndefined, withReadable } from './decode-error.js';
 import {
   decodeJsonChannelRequest,
   decodeJsonRoomRequest,
@@ -325,20 +325,11 @@ function unmarshal(bytes: Uint8Array): Envelope {
   } catch (err) {
     // the map decoded: each field the refusal may name is read on its own
     throw withReadable(err as HypError, {
-      type: readable(() => stringField(wire, 'type', bytes)),
-      channel: readable(() => stringField(wire, 'channel', bytes)),
-      data: readable(() => dataField(wire, bytes)),
-      id: readable(() => stringField(wire, 'id', bytes)),
+      type: orUndefined(() => stringField(wire, 'type', bytes)),
+      channel: orUndefined(() => stringField(wire, 'channel', bytes)),
+      data: orUndefined(() => dataField(wire, bytes)),
+      id: orUndefined(() => stringField(wire, 'id', bytes)),
     });
-  }
-}
-
-/** `read()`, or undefined when that field is of the wrong shape too. */
-function readable<T>(read: () => T): T | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
   }
 }
 
