@@ -9,7 +9,7 @@ import {
   utf8StrictDecoder,
 } from '../envelope.js';
 import type { Codec } from './codec.js';
-import { decodeError, orUndefined, withReadable } from './decode-error.js';
+import { decodeError, orUndefined, type ReadableFields, withReadable } from './decode-error.js';
 import {
   decodeJsonChannelRequest,
   decodeJsonRoomRequest,
@@ -298,13 +298,83 @@ function failedAt(err: unknown): number {
   return err instanceof Error && err.message.startsWith('Unrecognized type byte') ? pos - 1 : pos;
 }
 
+/** The fields of the envelope map `wire` the refusal of `frame` may name, each read on its own (it may be at fault too). */
+function readable(wire: Record<string, unknown>, frame: Uint8Array): ReadableFields {
+  return {
+    type: orUndefined(() => stringField(wire, 'type', frame)),
+    channel: orUndefined(() => stringField(wire, 'channel', frame)),
+    data: orUndefined(() => dataField(wire, frame)),
+    id: orUndefined(() => stringField(wire, 'id', frame)),
+  };
+}
+
+/** Whether `c` is the type byte of a str (fixstr, str 8/16/32): the only key type the decoder names a field by. */
+function isStr(c: number | undefined): boolean {
+  return c !== undefined && ((c >= 0xa0 && c <= 0xbf) || (c >= 0xd9 && c <= 0xdb));
+}
+
+/**
+ * The fields of an envelope map that does not decode (cut off, bytes after
+ * it, a value the decoder refuses) read whole before the decoder gave up:
+ * the library reads the items after the map header one by one, key, value,
+ * key, value..., up to the first it cannot. A pair cut in half is not read,
+ * nor is an earlier value of its key (the later one would have replaced it);
+ * nor is anything after a key the decoder refuses (not a str or number,
+ * `__proto__`). Only on the error path, after `checkStructure` bounded the
+ * frame's values.
+ */
+function readablePairs(bytes: Uint8Array): ReadableFields {
+  const c = bytes[0];
+  let head: number;
+  let pairs: number;
+  if (c !== undefined && c >= 0x80 && c <= 0x8f) {
+    head = 1;
+    pairs = c & 0x0f;
+  } else if (c === 0xde && bytes.length >= 3) {
+    head = 3;
+    pairs = (bytes[1]! << 8) | bytes[2]!;
+  } else if (c === 0xdf && bytes.length >= 5) {
+    head = 5;
+    pairs = new DataView(bytes.buffer, bytes.byteOffset, 5).getUint32(1);
+  } else return {};
+  // the decoder refuses such a map at its header: nothing of it was read
+  if (pairs === 0 || pairs > limits.maxMapLength) return {};
+  const items = bytes.subarray(head);
+  const wire: Record<string, unknown> = {};
+  let key: string | undefined;
+  let at = 0;
+  try {
+    for (const item of decoder.decodeMulti(items)) {
+      if (key === undefined) {
+        if (typeof item === 'number') key = String(item);
+        else if (item instanceof Uint8Array && isStr(items[at])) key = utf8Decoder.decode(item);
+        if (key === undefined || key === '__proto__') {
+          key = undefined;
+          break;
+        }
+      } else {
+        wire[key] = item;
+        key = undefined;
+        if (--pairs === 0) break;
+      }
+      at = (decoder as unknown as { pos: number }).pos;
+    }
+  } catch {
+    // stopped inside a pair: its key, if read, is dropped below
+  }
+  if (key !== undefined) delete wire[key];
+  return readable(wire, bytes);
+}
+
 function unmarshal(bytes: Uint8Array): Envelope {
   checkStructure(bytes);
   let value: unknown;
   try {
     value = decoder.decode(bytes);
   } catch (err) {
-    throw decodeError(name, (err as Error).message, failedAt(err), err);
+    // the offset first: it is where the decoder stopped, which the partial read moves
+    const failure = decodeError(name, (err as Error).message, failedAt(err), err);
+    throw withReadable(failure, readablePairs(bytes));
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value) || value instanceof Uint8Array) {
     throw decodeError(name, 'message must be a map', 0);
@@ -324,12 +394,7 @@ function unmarshal(bytes: Uint8Array): Envelope {
     return m;
   } catch (err) {
     // the map decoded: each field the refusal may name is read on its own
-    throw withReadable(err as HypError, {
-      type: orUndefined(() => stringField(wire, 'type', bytes)),
-      channel: orUndefined(() => stringField(wire, 'channel', bytes)),
-      data: orUndefined(() => dataField(wire, bytes)),
-      id: orUndefined(() => stringField(wire, 'id', bytes)),
-    });
+    throw withReadable(err as HypError, readable(wire, bytes));
   }
 }
 

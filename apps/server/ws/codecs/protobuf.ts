@@ -173,7 +173,12 @@ function unmarshal(bytes: Uint8Array): Envelope {
   } catch (err) {
     throw withReadable(err as HypError, readableBeside(bytes, (err as HypError).params.path));
   }
-  const wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
+  let wire: WireMessage;
+  try {
+    wire = decodeWith<WireMessage>(WsMessage, bytes, failDecode);
+  } catch (err) {
+    throw withReadable(err as HypError, readableBeside(bytes, undefined));
+  }
   const m: Envelope = {
     type: wire.type ?? '',
     channel: wire.channel ?? '',
@@ -186,25 +191,52 @@ function unmarshal(bytes: Uint8Array): Envelope {
   return m;
 }
 
+/** The envelope fields a refusal may name, by field number (all length-delimited: wire type 2). */
+const echoedFields: ReadonlyArray<'type' | 'channel' | 'data' | 'id' | undefined> = [
+  undefined,
+  'type',
+  'channel',
+  'data',
+  undefined,
+  undefined,
+  undefined,
+  'id',
+];
+
 /**
- * The fields of a frame refused for field `bad` (a known field with another
- * wire type, a varint wider than 64 bits) that protobufjs still reads: it
- * skips a field of the wrong wire type as unknown. Nothing when it cannot
- * decode the frame at all.
+ * The fields of a refused frame that protobufjs reads whole, field by field
+ * as its decode does (a field of another wire type skipped as unknown, the
+ * last occurrence winning, an empty one clearing it), up to the first field
+ * it cannot read: a frame cut off, or with garbage after its fields, still
+ * names the fields before. The field it stops in is not read, nor is an
+ * earlier occurrence of it (this one would have replaced it). `bad`, the
+ * field at fault when one is (another wire type, a varint wider than 64
+ * bits), is never named. Only on the error path.
  */
 function readableBeside(bytes: Uint8Array, bad: unknown): ReadableFields {
-  let wire: WireMessage;
+  const reader = protobuf.Reader.create(bytes);
+  const fields: ReadableFields = {};
+  let reading: 'type' | 'channel' | 'data' | 'id' | undefined;
   try {
-    wire = WsMessage.decode(bytes) as unknown as WireMessage;
+    while (reader.pos < reader.len) {
+      const tag = reader.tag();
+      const number = tag >>> 3;
+      const wireType = tag & 7;
+      reading = wireType === 2 ? echoedFields[number] : undefined;
+      if (reading === undefined) reader.skipType(wireType, 0, number);
+      else {
+        const value = reading === 'data' ? reader.bytes() : reader.stringVerify();
+        if (value.length === 0) delete fields[reading];
+        else if (typeof value === 'string') fields[reading as 'type' | 'channel' | 'id'] = value;
+        else fields.data = value;
+        reading = undefined;
+      }
+    }
   } catch {
-    return {};
+    if (reading !== undefined) delete fields[reading];
   }
-  return {
-    type: bad === 'type' ? '' : (wire.type ?? ''),
-    channel: bad === 'channel' ? '' : (wire.channel ?? ''),
-    data: bad === 'data' || !wire.data ? emptyBytes : wire.data,
-    id: bad === 'id' ? '' : (wire.id ?? ''),
-  };
+  if (bad === 'type' || bad === 'channel' || bad === 'data' || bad === 'id') delete fields[bad];
+  return fields;
 }
 
 /** `offset`: the byte of the request's data; `path`: `data`, and the field at fault when one is (`data.room_id`). */
