@@ -210,3 +210,47 @@ export function isAlive(pid: number): boolean {
     return false; // gone between the two checks
   }
 }
+
+/** A worker started on its own (`dist/apps/server/worker.js <app>`, no supervisor), serving HTTP on an ephemeral loopback port. */
+export interface StandaloneWorker {
+  proc: ChildProcess;
+  port: number;
+  /** Its JSON log lines; stderr output as `{ msg, level: 'stderr' }`. */
+  logs: LogLine[];
+  /** How it exited, once it did. */
+  exited(): { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  /** SIGKILL, unless it already exited. */
+  stop(): Promise<void>;
+}
+
+export async function startStandaloneWorker(
+  app: string,
+  env: Record<string, string> = {},
+): Promise<StandaloneWorker> {
+  const proc = spawn(process.execPath, [join(root, 'dist', 'apps', 'server', 'worker.js'), app], {
+    env: { ...process.env, HYP_SERVER_ADDR: '127.0.0.1:0', HYP_LOG_FORMAT: 'json', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+  const gone = new Promise<void>((r) =>
+    proc.once('exit', (code, signal) => {
+      exit = { code, signal };
+      r();
+    }),
+  );
+  const logs: LogLine[] = [];
+  collectLogLines(proc.stdout!, logs);
+  proc.stderr!.on('data', (chunk: Buffer) => logs.push({ msg: chunk.toString('utf8'), level: 'stderr' }));
+  const stop = async () => {
+    if (exit === undefined) proc.kill('SIGKILL');
+    await gone;
+  };
+  try {
+    const serving = await until(() => logs.find((l) => l.msg === 'http listener serving'), 'listener');
+    await until(() => logs.find((l) => l.msg === 'worker ready'), 'ready');
+    return { proc, port: Number(serving.port), logs, exited: () => exit, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}

@@ -14,66 +14,29 @@
  * A real worker (`dist/apps/server/worker.js`, standalone) serving the
  * ws-relay fixture app's hub on 127.0.0.1, and raw `ws` clients.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import type { Socket } from 'node:net';
-import { join } from 'node:path';
 import { encode as msgpackEncode } from '@msgpack/msgpack';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CodecName, codecByName } from '../../../../apps/server/ws/codecs/index.js';
 import { type Envelope, envelope } from '../../../../apps/server/ws/envelope.js';
-import { fixtureApp, type LogLine, root, until } from '../../../helpers/supervisor.js';
+import { fixtureApp, type StandaloneWorker, startStandaloneWorker } from '../../../helpers/supervisor.js';
 import { json, serveHub, TestClient } from './helpers.js';
 
 const te = new TextEncoder();
 
-let worker: ChildProcess;
+let worker: StandaloneWorker;
 let url: string;
-const logs: LogLine[] = [];
-let exited: { code: number | null; signal: string | null } | undefined;
 
 beforeAll(async () => {
-  worker = spawn(
-    process.execPath,
-    [join(root, 'dist', 'apps', 'server', 'worker.js'), fixtureApp('ws-relay')],
-    {
-      env: { ...process.env, HYP_SERVER_ADDR: '127.0.0.1:0', HYP_LOG_FORMAT: 'json', HYP_LOG_LEVEL: 'debug' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  worker.once('exit', (code, signal) => {
-    exited = { code, signal };
-  });
-  let buf = '';
-  worker.stdout!.on('data', (chunk: Buffer) => {
-    buf += chunk.toString('utf8');
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        logs.push(JSON.parse(line) as LogLine);
-      } catch {
-        logs.push({ msg: line });
-      }
-    }
-  });
-  worker.stderr!.on('data', (chunk: Buffer) => logs.push({ msg: chunk.toString('utf8'), level: 'stderr' }));
-  const serving = await until(() => logs.find((l) => l.msg === 'http listener serving'), 'listener');
-  await until(() => logs.find((l) => l.msg === 'worker ready'), 'ready');
-  url = `ws://127.0.0.1:${Number(serving.port)}/ws`;
+  worker = await startStandaloneWorker(fixtureApp('ws-relay'), { HYP_LOG_LEVEL: 'debug' });
+  url = `ws://127.0.0.1:${worker.port}/ws`;
 }, 60_000);
-
-afterAll(async () => {
-  if (exited === undefined) {
-    const gone = new Promise((r) => worker.once('exit', r));
-    worker.kill('SIGKILL');
-    await gone;
-  }
-});
 
 const clients: TestClient[] = [];
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close().catch(() => {})));
+  await worker.stop();
 });
 
 async function connect(codec: CodecName): Promise<TestClient> {
@@ -428,11 +391,11 @@ describe('the worker through all of it', () => {
   it('is still the same process, logged nothing at error or fatal level and did not exit', async () => {
     const c = await connect('json');
     const pid = (json(c.received[0]!) as { pid: number }).pid;
-    expect(pid).toBe(worker.pid);
-    expect(exited).toBeUndefined();
-    expect(logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'stderr')).toEqual(
-      [],
-    );
+    expect(pid).toBe(worker.proc.pid);
+    expect(worker.exited()).toBeUndefined();
+    expect(
+      worker.logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'stderr'),
+    ).toEqual([]);
   });
 });
 

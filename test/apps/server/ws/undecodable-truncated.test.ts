@@ -13,50 +13,28 @@
  * ws-relay fixture app's hub on 127.0.0.1, and raw `ws` clients sending
  * hand-built frames.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { join } from 'node:path';
 import { encode as msgpackEncode } from '@msgpack/msgpack';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CodecName } from '../../../../apps/server/ws/codecs/index.js';
 import type { Envelope } from '../../../../apps/server/ws/envelope.js';
-import { collectLogLines, fixtureApp, type LogLine, root, until } from '../../../helpers/supervisor.js';
+import { fixtureApp, type StandaloneWorker, startStandaloneWorker } from '../../../helpers/supervisor.js';
 import { json, TestClient } from './helpers.js';
 
 const te = new TextEncoder();
 
-let worker: ChildProcess;
+let worker: StandaloneWorker;
 let url: string;
-const logs: LogLine[] = [];
-let exited: { code: number | null; signal: string | null } | undefined;
 
 beforeAll(async () => {
-  worker = spawn(
-    process.execPath,
-    [join(root, 'dist', 'apps', 'server', 'worker.js'), fixtureApp('ws-relay')],
-    {
-      env: { ...process.env, HYP_SERVER_ADDR: '127.0.0.1:0', HYP_LOG_FORMAT: 'json', HYP_LOG_LEVEL: 'debug' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  worker.once('exit', (code, signal) => {
-    exited = { code, signal };
-  });
-  collectLogLines(worker.stdout!, logs);
-  worker.stderr!.on('data', (chunk: Buffer) => logs.push({ msg: chunk.toString('utf8'), level: 'stderr' }));
-  const serving = await until(() => logs.find((l) => l.msg === 'http listener serving'), 'listener');
-  await until(() => logs.find((l) => l.msg === 'worker ready'), 'ready');
-  url = `ws://127.0.0.1:${Number(serving.port)}/ws`;
+  worker = await startStandaloneWorker(fixtureApp('ws-relay'), { HYP_LOG_LEVEL: 'debug' });
+  url = `ws://127.0.0.1:${worker.port}/ws`;
 }, 60_000);
 
 const clients: TestClient[] = [];
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close().catch(() => {})));
-  if (exited === undefined) {
-    const gone = new Promise((r) => worker.once('exit', r));
-    worker.kill('SIGKILL');
-    await gone;
-  }
+  await worker.stop();
 });
 
 async function connect(codec: CodecName): Promise<TestClient> {
@@ -309,9 +287,9 @@ describe.each(cases)('%s: a frame that does not parse, on a real worker', (codec
 
 describe('the worker through all of it', () => {
   it('did not exit and logged nothing at error or fatal level', () => {
-    expect(exited).toBeUndefined();
-    expect(logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'stderr')).toEqual(
-      [],
-    );
+    expect(worker.exited()).toBeUndefined();
+    expect(
+      worker.logs.filter((l) => l.level === 'error' || l.level === 'fatal' || l.level === 'stderr'),
+    ).toEqual([]);
   });
 });
