@@ -97,7 +97,8 @@ export interface Http2SessionLimits {
   onOverrun?: OverrunListener | undefined;
   /**
    * nghttp2 ended a session for what its peer sent (a protocol error, a
-   * PING/SETTINGS/RST flood: ERR_HTTP2_ERROR) or Node did (ERR_HTTP2_*).
+   * PING/SETTINGS/RST flood: ERR_HTTP2_ERROR), Node did (ERR_HTTP2_*), or
+   * the sweep did (too many streams refused before any handler).
    * The session is destroyed either way; this only reports it.
    */
   onSessionError?: ((err: NodeJS.ErrnoException, session: ServerHttp2Session) => void) | undefined;
@@ -109,6 +110,8 @@ interface SessionUse {
   idleSince: number;
   /** No request has begun on it yet. */
   fresh: boolean;
+  /** Streams Node handed over ('stream' or 'request'), whether or not a handler ran. */
+  begun: number;
   /** Bytes Node may still count against the session's memory budget after their streams closed (slices.ts). */
   abandoned: number;
   /** Its server's `onOverrun`. */
@@ -226,6 +229,7 @@ export class Http2Sessions {
         open: 0,
         idleSince: Date.now(),
         fresh: true,
+        begun: 0,
         abandoned: 0,
         onOverrun: limits.onOverrun,
       };
@@ -254,12 +258,14 @@ export class Http2Sessions {
 
   /**
    * `handler` wrapped so every request it serves is counted, as the one
-   * 'request' listener of the HTTP/2 engine.
+   * 'request' listener of the HTTP/2 engine. `counted`: its streams are
+   * already counted as begun (`trackStream`'s compat requests).
    */
-  track(handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void) {
+  track(handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void, counted = false) {
     return (req: Http2ServerRequest, res: Http2ServerResponse): void => {
       const stream = req.stream;
       const use = (stream.session as TrackedSession | undefined)?.[kUse];
+      if (use !== undefined && !counted) use.begun++;
       if (use === undefined) {
         handler(req, res);
         return;
@@ -290,13 +296,15 @@ export class Http2Sessions {
     onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) => void,
     handler: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
   ) {
-    const compat = this.track(handler);
+    const compat = this.track(handler, true);
     return (
       stream: ServerHttp2Stream,
       headers: IncomingHttpHeaders,
       _flags: number,
       rawHeaders: string[],
     ): void => {
+      const use = (stream.session as TrackedSession | undefined)?.[kUse];
+      if (use !== undefined) use.begun++;
       if (headers[':method'] === 'CONNECT' || headers.expect !== undefined) {
         compatDispatch(stream, headers, rawHeaders, compat);
         return;
@@ -305,7 +313,6 @@ export class Http2Sessions {
       // stream emit 'error'; with no listener, that would kill the worker.
       // Node's compat request listens for the same reason.
       stream.on('error', ignoreStreamError);
-      const use = (stream.session as TrackedSession | undefined)?.[kUse];
       if (use === undefined) {
         onStream(stream, headers, rawHeaders);
         return;
@@ -390,6 +397,7 @@ export class Http2Sessions {
         }
         if (checkStalls) stalls.check(s, now);
         const use = s[kUse]!;
+        if (refusedTooMany(s, use)) continue;
         if (idleMs > 0 && !this.draining && use.open === 0 && now - use.idleSince >= idleMs && !s.closed)
           s.close();
       }
@@ -425,6 +433,33 @@ export class Http2Sessions {
 }
 
 const drainCut = new Error('streams still open at the drain deadline');
+
+/**
+ * How many of a peer's streams may end before they reach a handler, refused
+ * by Node or nghttp2 (a header block over `max_header_size`, a malformed
+ * request, one over `max_concurrent_streams`), before its session is cut.
+ * None of these reach JavaScript, so nothing else counts them: nghttp2 must
+ * still decode each header block (up to 8 CONTINUATION frames) to keep HPACK
+ * in step, and a peer refused over and over kept its connection (Node 26).
+ */
+const refusedLimit = 100;
+const refusedFlood = new Error(
+  `${refusedLimit} streams refused before any handler (headers over max_header_size, malformed, or over max_concurrent_streams)`,
+);
+
+/**
+ * The peer opened `refusedLimit` more streams than Node handed over: GOAWAY
+ * ENHANCE_YOUR_CALM and the session is destroyed (its 'error' is logged as
+ * any other session error). Stream ids after a GOAWAY of ours are ignored by
+ * nghttp2 and never counted, so a closing session is left alone.
+ */
+function refusedTooMany(session: ServerHttp2Session, use: SessionUse): boolean {
+  if (session.closed) return false;
+  const opened = Math.ceil((session.state.lastProcStreamID ?? 0) / 2);
+  if (opened - use.begun < refusedLimit) return false;
+  session.destroy(refusedFlood, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  return true;
+}
 
 /** Node's native session (`session[kHandle]`), which it does not expose. */
 interface NativeSession {
