@@ -376,7 +376,8 @@ export class Http2Sessions {
    * peer's connection error with GOAWAY stops reading its socket and emits
    * nothing, so it would hold its socket (and a `max_connections` slot)
    * until the idle timeout, even after the peer has gone; Node 22+ destroys
-   * it itself.
+   * it itself. Such a session (ended, yet neither side closed it) is
+   * reported to `onSessionError` as Node 22+ reports it.
    */
   private startSweep(): void {
     if (this.sweep !== undefined) return;
@@ -392,6 +393,7 @@ export class Http2Sessions {
       for (const s of this.sessions) {
         if (s.destroyed) continue;
         if (ended(s)) {
+          if (!s.closed) this.limits.onSessionError?.(endedSilently, s);
           s.destroy();
           continue;
         }
@@ -433,6 +435,16 @@ export class Http2Sessions {
 }
 
 const drainCut = new Error('streams still open at the drain deadline');
+
+/**
+ * Node 20: nghttp2 sent GOAWAY for the peer's connection error (a rapid
+ * reset, a frame on a closed stream) and Node emitted no error; Node 22+
+ * reports the same end as ERR_HTTP2_ERROR.
+ */
+const endedSilently: NodeJS.ErrnoException = Object.assign(
+  new Error('nghttp2 sent GOAWAY for a connection error'),
+  { code: 'ERR_HTTP2_ERROR' },
+);
 
 /**
  * How many of a peer's streams may end before they reach a handler, refused

@@ -19,6 +19,11 @@
  *   ("Flooding was detected") after about 16,000 frames;
  * - empty DATA frames: ended by Node's maxSessionInvalidFrames (1,000);
  *   WINDOW_UPDATE 0 or past 2^31-1 on a stream: a connection error at once;
+ * - DATA on a stream the client has ended, a PRIORITY frame of the wrong
+ *   length (MadeYouReset, CVE-2025-8671): a connection error at the first
+ *   (nghttp2 1.61 in Node 20 as well as 1.70 in Node 26). Node 20 emitted
+ *   no error for these, nor for rapid reset: nothing was logged until the
+ *   session sweep reported them;
  * - streams holding a request body open at max_concurrent_streams: 250 per
  *   connection reach a handler, the rest are refused; about 7 KB of heap
  *   each, held until request_timeout;
@@ -47,6 +52,7 @@ import { h2Frame } from './harness.js';
 const Type = {
   Data: 0,
   Headers: 1,
+  Priority: 2,
   RstStream: 3,
   Settings: 4,
   Ping: 6,
@@ -256,6 +262,17 @@ async function flood(
 
 const closedIn = (p: Peer, what: string) => until(() => p.closed || undefined, what, 15_000);
 
+/**
+ * The debug line of a session that ended for what its peer sent. Node 20
+ * emitted nothing when nghttp2 itself ended a session (rapid reset, a frame
+ * on a closed stream): the session sweep now reports those too.
+ */
+const sessionEndLogged = (worker: Worker) =>
+  until(
+    () => worker.logs.find((l) => /^HTTP\/2 session ended: /.test(String(l.msg))),
+    'the session end logged',
+  ).then((line) => expect(line).toMatchObject({ level: 'debug', code: 'HYP_E_BAD_REQUEST' }));
+
 // --- the cases --------------------------------------------------------------
 
 describe.each([
@@ -287,7 +304,8 @@ describe.each([
     expect(await worker.ping()).toBe('pong');
   });
 
-  it('rapid reset, 20,000 HEADERS + RST_STREAM pairs (guard: passes before this change too): nghttp2 ends the session; at most a few thousand handler runs, the heap is back', async () => {
+  // A guard, but for the log line: on Node 20 nothing was logged before this change.
+  it('rapid reset, 20,000 HEADERS + RST_STREAM pairs: nghttp2 ends the session, logged; at most a few thousand handler runs, the heap is back', async () => {
     worker = await startWorker(tls);
     const before = await worker.stats();
     const p = await peer(worker);
@@ -299,6 +317,7 @@ describe.each([
     await flood(worker, p, unit, 40, 500);
     // GOAWAY INTERNAL_ERROR; on Node 20 the session sweep then destroys the session nghttp2 has ended.
     await closedIn(p, 'the connection closed');
+    await sessionEndLogged(worker);
     const after = await worker.stats();
     // Node hands each stream over as its HEADERS frame is parsed, before the RST_STREAM behind it.
     expect(after.runs - before.runs).toBeLessThan(5000);
@@ -307,7 +326,9 @@ describe.each([
   });
 });
 
-describe('h2c: floods Node and nghttp2 end on their own (guards: these pass before this change too)', () => {
+// Guards: these pass before this change too, except on Node 20 the log line of
+// the rapid-reset and closed-stream cases (nghttp2 ended those sessions silently).
+describe('h2c: floods Node and nghttp2 end on their own', () => {
   let worker: Worker;
   afterEach(() => worker?.stop());
 
@@ -350,6 +371,21 @@ describe('h2c: floods Node and nghttp2 end on their own (guards: these pass befo
           h2Frame(Type.WindowUpdate, 0, 2 * i + 1, u32(0)),
         ]),
     },
+    // MadeYouReset (CVE-2025-8671) tries to make the server reset streams; nghttp2 ends the session at the first.
+    'DATA on streams the client has already ended': {
+      unit: (i) =>
+        Buffer.concat([
+          h2Frame(Type.Headers, EndHeaders | EndStream, 2 * i + 1, requestBlock('/')),
+          h2Frame(Type.Data, 0, 2 * i + 1, Buffer.from('x')),
+        ]),
+    },
+    'PRIORITY frames of the wrong length': {
+      unit: (i) =>
+        Buffer.concat([
+          h2Frame(Type.Headers, EndHeaders | EndStream, 2 * i + 1, requestBlock('/')),
+          h2Frame(Type.Priority, 0, 2 * i + 1, Buffer.alloc(4)),
+        ]),
+    },
     'WINDOW_UPDATE past 2^31-1 on streams being served': {
       unit: (i) =>
         Buffer.concat([
@@ -359,13 +395,14 @@ describe('h2c: floods Node and nghttp2 end on their own (guards: these pass befo
     },
   };
   for (const [name, f] of Object.entries(floods)) {
-    it(`${name}: the connection is closed, at most one handler ran, the heap is back`, async () => {
+    it(`${name}: the connection is closed, logged, at most one handler ran, the heap is back`, async () => {
       worker = await startWorker();
       const before = await worker.stats();
       const p = await peer(worker, f.read ?? true);
       if (f.first) p.socket.write(f.first);
       await flood(worker, p, f.unit, 100, 500);
       await closedIn(p, 'the connection closed');
+      await sessionEndLogged(worker);
       const after = await worker.stats();
       expect(after.runs - before.runs).toBeLessThanOrEqual(1);
       expect(after.heap - before.heap).toBeLessThan(16 << 20);
