@@ -112,6 +112,9 @@ interface SessionUse {
   fresh: boolean;
   /** Streams Node handed over ('stream' or 'request'), whether or not a handler ran. */
   begun: number;
+  /** Streams refused before any handler when the current `refusedWindowMs` began, and when it began. */
+  refusedBefore: number;
+  refusedSince: number;
   /** Bytes Node may still count against the session's memory budget after their streams closed (slices.ts). */
   abandoned: number;
   /** Its server's `onOverrun`. */
@@ -230,6 +233,8 @@ export class Http2Sessions {
         idleSince: Date.now(),
         fresh: true,
         begun: 0,
+        refusedBefore: 0,
+        refusedSince: Date.now(),
         abandoned: 0,
         onOverrun: limits.onOverrun,
       };
@@ -399,7 +404,7 @@ export class Http2Sessions {
         }
         if (checkStalls) stalls.check(s, now);
         const use = s[kUse]!;
-        if (refusedTooMany(s, use)) continue;
+        if (refusedTooMany(s, use, now)) continue;
         if (idleMs > 0 && !this.draining && use.open === 0 && now - use.idleSince >= idleMs && !s.closed)
           s.close();
       }
@@ -449,28 +454,40 @@ const endedSilently: NodeJS.ErrnoException = Object.assign(
 /**
  * How many of a peer's streams may end before they reach a handler, refused
  * by Node or nghttp2 (a header block over `max_header_size`, a malformed
- * request, one over `max_concurrent_streams`), before its session is cut.
- * None of these reach JavaScript, so nothing else counts them: nghttp2 must
- * still decode each header block (up to 8 CONTINUATION frames) to keep HPACK
- * in step, and a peer refused over and over kept its connection (Node 26).
+ * request, one over `max_concurrent_streams`), within `refusedWindowMs`,
+ * before its session is cut. None of these reach JavaScript, so nothing
+ * else counts them: nghttp2 must still decode each header block (up to 8
+ * CONTINUATION frames) to keep HPACK in step, and a peer refused over and
+ * over kept its connection (Node 26). A rate, not a total: a long-lived
+ * session of a client that now and then races the stream limit or sends
+ * an oversized header is not cut for what it did hours apart.
  */
 const refusedLimit = 100;
+const refusedWindowMs = 10_000;
 const refusedFlood = new Error(
-  `${refusedLimit} streams refused before any handler (headers over max_header_size, malformed, or over max_concurrent_streams)`,
+  `${refusedLimit} streams refused before any handler within ${refusedWindowMs / 1000} s (headers over max_header_size, malformed, or over max_concurrent_streams)`,
 );
 
 /**
- * The peer opened `refusedLimit` more streams than Node handed over: GOAWAY
- * ENHANCE_YOUR_CALM and the session is destroyed (its 'error' is logged as
- * any other session error). Stream ids after a GOAWAY of ours are ignored by
- * nghttp2 and never counted, so a closing session is left alone.
+ * The peer opened `refusedLimit` more streams than Node handed over within
+ * the current window (the sweep's checks start a new one every
+ * `refusedWindowMs`): GOAWAY ENHANCE_YOUR_CALM and the session is destroyed
+ * (its 'error' is logged as any other session error). Stream ids after a
+ * GOAWAY of ours are ignored by nghttp2 and never counted, so a closing
+ * session is left alone.
  */
-function refusedTooMany(session: ServerHttp2Session, use: SessionUse): boolean {
+function refusedTooMany(session: ServerHttp2Session, use: SessionUse, now: number): boolean {
   if (session.closed) return false;
-  const opened = Math.ceil((session.state.lastProcStreamID ?? 0) / 2);
-  if (opened - use.begun < refusedLimit) return false;
-  session.destroy(refusedFlood, constants.NGHTTP2_ENHANCE_YOUR_CALM);
-  return true;
+  const refused = Math.ceil((session.state.lastProcStreamID ?? 0) / 2) - use.begun;
+  if (refused - use.refusedBefore >= refusedLimit) {
+    session.destroy(refusedFlood, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    return true;
+  }
+  if (now - use.refusedSince >= refusedWindowMs) {
+    use.refusedBefore = refused;
+    use.refusedSince = now;
+  }
+  return false;
 }
 
 /** Node's native session (`session[kHandle]`), which it does not expose. */
