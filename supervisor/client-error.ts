@@ -26,12 +26,20 @@ export interface ClientErrorOptions {
    * linger (or another timer of the server's own) it holds the descriptor.
    */
   lingerMs?: number;
+  /**
+   * Called once per request refused for what the client sent (or did not
+   * send in time), with the code of the refusal — also when the refusal is
+   * a close (an error pipelined behind an answer). Not called for a
+   * connection that died underneath (a reset, a TLS alert from the peer).
+   */
+  onRefused?: ((code: ErrorCode) => void) | undefined;
 }
 
 /** Build the listener (`server.on('clientError', clientErrorListener(...))`). */
 export function clientErrorListener(
   opts: ClientErrorOptions,
 ): (err: NodeJS.ErrnoException, socket: Socket) => void {
+  const onRefused = opts.onRefused;
   return (err, socket) => {
     // Only an error in what the client sent over HTTP gets an HTTP answer. Any
     // other (a reset, a TLS alert from the peer: the connection is dead
@@ -42,6 +50,8 @@ export function clientErrorListener(
       socket.destroy();
       return;
     }
+    const { status, code, message } = describe(err, opts);
+    onRefused?.(code);
     // The error is in a request pipelined behind one still being answered: an
     // answer now would land inside that response's body, or be taken for it.
     const answering = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -49,7 +59,6 @@ export function clientErrorListener(
       socket.destroy();
       return;
     }
-    const { status, code, message } = describe(err, opts);
     opts.log?.debug(
       { code, parser: err.code, remote: socket.remoteAddress, status },
       `${opts.logPrefix ?? ''}${message}`,

@@ -45,6 +45,7 @@ import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { clientCertificateRefusal, opensslReason, peersOf } from '../tls/peer.js';
 import { ConnectionTracker } from './connections.js';
+import { HttpProtectionMetrics } from './protection-metrics.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 import { overrunDetail } from './slices.js';
 import { SendStallWatch } from './stall.js';
@@ -75,7 +76,11 @@ export interface HttpServerOptions {
    * always take the compat path, with Node's own answers.
    */
   streamHandler?: StreamListener | undefined;
-  /** Registry for TLS metrics (`hyp_tls_reload_failures_total`). */
+  /**
+   * Registry for TLS metrics (`hyp_tls_reload_failures_total`) and the
+   * protections' (`hyp_http_send_timeouts_total`,
+   * `hyp_http_connections_refused_total`, `hyp_http_client_errors_total`).
+   */
   registry?: Registry | undefined;
   log?: Logger | undefined;
   /** Session-ticket keys already received from the supervisor. */
@@ -125,6 +130,7 @@ export class HttpServer {
     this.headersTimeoutMs =
       requestTimeoutMs > 0 ? Math.min(headersTimeoutMs, requestTimeoutMs) : headersTimeoutMs;
     const maxHeaderSize = sizeBytes(limits.max_header_size);
+    const protections = new HttpProtectionMetrics(opts.registry, opts.log);
 
     this.server = createServer({
       maxHeaderSize,
@@ -153,6 +159,7 @@ export class HttpServer {
         maxHeaderSetting: 'server.limits.max_header_size',
         timeoutMessage: 'request headers or body did not arrive in time',
         log: opts.log,
+        onRefused: (code) => protections.clientError('http1', code),
       }),
     );
 
@@ -205,11 +212,13 @@ export class HttpServer {
           this.log?.error({ code: e.code, request_id: sentRequestId(stream), stream: stream.id }, e.message);
         },
         // The peer's fault (a flood, a protocol error): debug, as a 4xx answer is logged.
-        onSessionError: (err) =>
+        onSessionError: (err) => {
           this.log?.debug(
             { code: 'HYP_E_BAD_REQUEST', http2: err.code },
             `HTTP/2 session ended: ${err.message}`,
-          ),
+          );
+          if (!connectionGone(err)) protections.clientError('http2', 'HYP_E_BAD_REQUEST');
+        },
       });
       if (opts.streamHandler)
         this.http2.on('stream', this.sessions.trackStream(opts.streamHandler, opts.handler));
@@ -253,7 +262,10 @@ export class HttpServer {
     } else {
       this.listener = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
     }
-    if (limits.max_connections > 0) this.listener.maxConnections = limits.max_connections;
+    if (limits.max_connections > 0) {
+      this.listener.maxConnections = limits.max_connections;
+      protections.watchDrops(this.listener, limits.max_connections);
+    }
   }
 
   /** `server.limits.send_timeout`: connections whose answer stopped going out. */
@@ -386,6 +398,19 @@ function deleteOnClose(set: Set<Socket>): (this: Socket) => void {
   return function (this: Socket) {
     set.delete(this);
   };
+}
+
+/**
+ * An HTTP/2 session error that is the connection dying underneath (a reset,
+ * a broken pipe, a TLS alert from the peer), not something the peer sent:
+ * not counted as a client error.
+ */
+function connectionGone(err: NodeJS.ErrnoException): boolean {
+  return (
+    err.syscall !== undefined ||
+    /^E[A-Z]+$/.test(err.code ?? '') ||
+    (err.code?.startsWith('ERR_SSL_') ?? false)
+  );
 }
 
 /** 'finish' of an accepted socket: the worker has ended it; the peer gets `closeGraceMs` to close too. */
