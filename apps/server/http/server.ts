@@ -413,7 +413,6 @@ function connectionGone(err: NodeJS.ErrnoException): boolean {
   );
 }
 
-/** 'finish' of an accepted socket: the worker has ended it; the peer gets `closeGraceMs` to close too. */
 /** The `x-request-id` a stream answered with, for its log lines. */
 function sentRequestId(stream: ServerHttp2Stream): string | undefined {
   const id = stream.sentHeaders?.['x-request-id'];
@@ -443,6 +442,7 @@ function answeringRequestId(socket: Socket): string | undefined {
 
 const requestIdLine = /\r\nx-request-id:/i;
 
+/** 'finish' of an accepted socket: the worker has ended it; the peer gets `closeGraceMs` to close too. */
 function destroyAfterGrace(this: Socket): void {
   setTimeout(destroyOpen, closeGraceMs, this).unref();
 }
