@@ -47,21 +47,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { h2Preface } from '../../../../apps/server/http/protocols.js';
 import { collectLogLines, type LogLine, root, until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { h2Frame } from './harness.js';
+import { H2Flag, H2Type, h2Frame, requestBlock, u32 } from './harness.js';
 
-const Type = {
-  Data: 0,
-  Headers: 1,
-  Priority: 2,
-  RstStream: 3,
-  Settings: 4,
-  Ping: 6,
-  GoAway: 7,
-  WindowUpdate: 8,
-  Continuation: 9,
-} as const;
-const EndStream = 0x1;
-const EndHeaders = 0x4;
+const Type = H2Type;
+const { EndStream, EndHeaders } = H2Flag;
 const InternalError = 2;
 const EnhanceYourCalm = 11;
 const nodeMajor = Number(process.versions.node.split('.')[0]);
@@ -203,18 +192,6 @@ async function peer(worker: Worker, read = true): Promise<Peer> {
   } else socket.pause();
   socket.write(Buffer.concat([h2Preface, h2Frame(Type.Settings, 0, 0)]));
   return p;
-}
-
-/** HPACK: `:method` (GET 0x82, POST 0x83), `:scheme http`, a literal `:path`, `:authority x`. */
-function requestBlock(path = '/', method = 0x82): Buffer {
-  const p = Buffer.from(path, 'latin1');
-  return Buffer.concat([Buffer.from([method, 0x86, 0x04, p.length]), p, Buffer.from([0x01, 0x01, 0x78])]);
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
 }
 
 /**

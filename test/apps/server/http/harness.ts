@@ -235,6 +235,34 @@ export function closedBy(socket: Socket): Promise<Buffer> {
   });
 }
 
+/** HTTP/2 frame types (RFC 9113 §6). */
+export const H2Type = {
+  Data: 0,
+  Headers: 1,
+  Priority: 2,
+  RstStream: 3,
+  Settings: 4,
+  Ping: 6,
+  GoAway: 7,
+  WindowUpdate: 8,
+  Continuation: 9,
+} as const;
+/** HTTP/2 frame flags: END_STREAM (DATA, HEADERS), ACK (SETTINGS, PING), END_HEADERS. */
+export const H2Flag = { EndStream: 0x1, Ack: 0x1, EndHeaders: 0x4 } as const;
+
+/** HPACK: `:method` (GET 0x82, POST 0x83), `:scheme http` (static table), a literal `:path`, `:authority x`. */
+export function requestBlock(path = '/', method = 0x82): Buffer {
+  const p = Buffer.from(path, 'latin1');
+  return Buffer.concat([Buffer.from([method, 0x86, 0x04, p.length]), p, Buffer.from([0x01, 0x01, 0x78])]);
+}
+
+/** A 32-bit big-endian field. */
+export function u32(n: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32BE(n);
+  return b;
+}
+
 /** One HTTP/2 frame as a raw peer writes it: 9-byte head (length, type, flags, stream id), then `payload`. */
 export function h2Frame(
   type: number,

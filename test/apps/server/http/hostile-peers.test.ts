@@ -11,7 +11,18 @@ import { h2Preface } from '../../../../apps/server/http/protocols.js';
 import { HttpServer } from '../../../../apps/server/http/server.js';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
-import { closedBy, configWith, h2Frame, rawConnect, type Served, serve } from './harness.js';
+import {
+  closedBy,
+  configWith,
+  H2Flag,
+  H2Type,
+  h2Frame,
+  rawConnect,
+  requestBlock,
+  type Served,
+  serve,
+  u32,
+} from './harness.js';
 
 let pki: TestPki;
 let served: Served | undefined;
@@ -26,32 +37,8 @@ afterEach(async () => {
 // --- HTTP/2 frames, by hand -------------------------------------------------
 
 const preface = h2Preface;
-/** Frame types (RFC 9113 §6). */
-const Type = {
-  Data: 0,
-  Headers: 1,
-  RstStream: 3,
-  Settings: 4,
-  Ping: 6,
-  GoAway: 7,
-  WindowUpdate: 8,
-  Continuation: 9,
-} as const;
-const EndStream = 0x1;
-const Ack = 0x1;
-const EndHeaders = 0x4;
-
-/** HPACK: `:method GET`, `:scheme http` (static table), a literal `:path`, `:authority x`. */
-function requestBlock(path = '/'): Buffer {
-  const p = Buffer.from(path, 'latin1');
-  return Buffer.concat([Buffer.from([0x82, 0x86, 0x04, p.length]), p, Buffer.from([0x01, 0x01, 0x78])]);
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-}
+const Type = H2Type;
+const { EndStream, EndHeaders, Ack } = H2Flag;
 
 /** A raw h2c connection that has sent the preface and an empty SETTINGS frame. */
 async function h2Raw(port: number): Promise<Socket> {
