@@ -431,7 +431,7 @@ export class App extends RouteGroup {
   ): void {
     this.metrics.inFlight++;
     if (this.tracing.enabled) {
-      const traced = this.tracing.start(c.req, method, c.path, pattern, c.clientIp, c.protocol);
+      const traced = this.tracing.start(c.request, method, c.path, pattern, c.clientIp, c.protocol);
       c.span = traced.span;
       otelContext.with(traced.context, this.run, this, c);
     } else {
@@ -560,14 +560,14 @@ export class App extends RouteGroup {
       // HTTP/2: with an error code; a plain destroy() resets with NO_ERROR,
       // which a client reads as the end of a complete (but cut) body.
       if (res.writableEnded) return;
-      if (c.req.httpVersionMajor === 2) (res as Http2ServerResponse).stream.close(NGHTTP2_INTERNAL_ERROR);
+      if (c.request.httpVersionMajor === 2) (res as Http2ServerResponse).stream.close(NGHTTP2_INTERNAL_ERROR);
       else res.destroy();
       return;
     }
     for (const name of res.getHeaderNames())
       if (!keptOnError.has(name) && !name.startsWith(corsHeader)) res.removeHeader(name);
     // Unread body bytes would be parsed as the next request: close the connection instead.
-    if (hyp?.code === 'HYP_E_BODY_TOO_LARGE' && c.req.httpVersionMajor === 1)
+    if (hyp?.code === 'HYP_E_BODY_TOO_LARGE' && c.request.httpVersionMajor === 1)
       res.setHeader('connection', 'close');
     c.json(hyp ? hyp.toProblem() : internalProblem, status);
   }

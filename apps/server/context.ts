@@ -26,6 +26,7 @@ import { HypError } from '../../supervisor/errors.js';
 import type { App } from './app.js';
 import { type BodyKind, type BodyTypes, kindOf, parseBody, readBody } from './body.js';
 import type { Protocol } from './clientip.js';
+import { handedOverEnded, reviveEmptyBody } from './http/empty-requests.js';
 import { originForm } from './prefix.js';
 import type { Route } from './router.js';
 import { type SseOptions, SseStream } from './sse.js';
@@ -89,6 +90,8 @@ export class Context {
   private h2Status = 200;
   /** HTTP/2 answered on the stream before its compat objects existed. */
   private h2Ended = false;
+  /** HTTP/1.1 without a body, handed over ended: revived when `c.req` is first handed out. */
+  private endedOnArrival = false;
 
   /**
    * `req`/`res` are Node's request and response (HTTP/1.1, or HTTP/2's compat
@@ -111,6 +114,7 @@ export class Context {
     if (req !== undefined) {
       this.method = req.method ?? 'GET';
       given = requestHeader(req, 'x-request-id');
+      this.endedOnArrival = handedOverEnded(req as IncomingMessage);
     } else {
       const headers = h2!.headers;
       this.method = headers[':method'] ?? 'GET';
@@ -124,8 +128,21 @@ export class Context {
     // through `c.res` gets it set first (see `res`).
   }
 
-  /** The Node request (HTTP/2: the compat request, built on first use). */
+  /**
+   * The Node request (HTTP/2: the compat request, built on first use). A
+   * request without a body reads as Node's usual stream: an empty body, then
+   * 'end' and 'close' (see http/empty-requests.ts).
+   */
   get req(): HttpRequest {
+    if (this.endedOnArrival) {
+      this.endedOnArrival = false;
+      reviveEmptyBody(this.nodeReq as IncomingMessage);
+    }
+    return this.request;
+  }
+
+  /** @internal The request, for hyp's own reads of it (never its stream events); `req` is the public view. */
+  get request(): HttpRequest {
     return this.nodeReq ?? this.compat().req;
   }
 
@@ -249,7 +266,7 @@ export class Context {
 
   /** The client address, through `server.trusted_proxies` only. */
   get clientIp(): string {
-    this.ip ??= this.app.clientIpOf(this.req);
+    this.ip ??= this.app.clientIpOf(this.request);
     return this.ip;
   }
 
@@ -321,10 +338,10 @@ export class Context {
   body(): Promise<unknown>;
   body<K extends BodyKind>(kind: K, options?: BodyOptions): Promise<BodyTypes[K]>;
   async body(kind?: BodyKind, options: BodyOptions = {}): Promise<unknown> {
-    const type = this.req.headers['content-type'];
+    const type = this.request.headers['content-type'];
     const as = kind ?? kindOf(type);
     if (as === undefined) throw new HypError('HYP_E_UNSUPPORTED_MEDIA_TYPE', { type: String(type) });
-    this.bodyBytes ??= readBody(this.req, options.limit ?? this.app.bodyLimit);
+    this.bodyBytes ??= readBody(this.request, options.limit ?? this.app.bodyLimit);
     return parseBody(await this.bodyBytes, as, type);
   }
 
@@ -472,7 +489,7 @@ export class Context {
     // Open streams are closed with a reconnect hint when the worker drains;
     // one opened after that is closed so at once.
     if (!this.app.trackEventStream(sse)) return sse;
-    if (this.req.httpVersionMajor === 1) {
+    if (this.request.httpVersionMajor === 1) {
       res.setHeader('connection', 'keep-alive');
       (res as ServerResponse).flushHeaders();
     } else {
@@ -498,13 +515,13 @@ export class Context {
   /** @internal Mount: run the mounted app on `inner`, restore `original` at close. */
   rewriteUrl(original: string, inner: string): void {
     this.mountedUrl ??= original;
-    this.req.url = inner;
+    this.request.url = inner;
   }
 
   /** @internal Called once when the response closes. */
   onClose(): void {
     this.isClosed = true;
-    if (this.mountedUrl !== undefined) this.req.url = this.mountedUrl;
+    if (this.mountedUrl !== undefined) this.request.url = this.mountedUrl;
     if (this.abort !== undefined && !this.answered) this.abort.abort();
     if (this.closeWaiters !== undefined) for (const resolve of this.closeWaiters) resolve();
   }
@@ -563,7 +580,7 @@ export class Context {
       return;
     }
     const res = this.nodeRes;
-    if (this.req.httpVersionMajor === 1) {
+    if (this.request.httpVersionMajor === 1) {
       const h1 = res as ServerResponse;
       if (h1.getHeaderNames().length === 0) {
         // Nothing set yet (the common case): the whole head in one call, as a

@@ -77,7 +77,7 @@ export function serveStatic(dir: string, prefix: string, options: StaticOptions 
     immutable: options.immutable ?? false,
   };
   return async (c: Context) => {
-    const url = originForm(c.req.url ?? '/');
+    const url = originForm(c.request.url ?? '/');
     const q = url.indexOf('?');
     const rawPath = q < 0 ? url : url.slice(0, q);
     const file = await resolveFile(root, afterSegments(rawPath, segments), index);
@@ -370,7 +370,7 @@ function holdToLength(c: Context, body: ReadStream): void {
     if (read >= announced) return;
     const changed = new HypError('HYP_E_STATIC_FILE_CHANGED', { file: String(body.path), announced, read });
     c.log.warn({ code: changed.code }, changed.message);
-    if (c.req.httpVersionMajor === 2)
+    if (c.request.httpVersionMajor === 2)
       (res as Http2ServerResponse).stream.close(h2constants.NGHTTP2_INTERNAL_ERROR);
     else res.destroy();
   });

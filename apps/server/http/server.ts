@@ -45,6 +45,7 @@ import { checkContinue } from '../body.js';
 import { TlsManager } from '../tls/manager.js';
 import { clientCertificateRefusal, opensslReason, peersOf } from '../tls/peer.js';
 import { ConnectionTracker } from './connections.js';
+import { emptyRequestOptions } from './empty-requests.js';
 import { HttpProtectionMetrics } from './protection-metrics.js';
 import { alpnFor, Http2Sessions, type Protocol, sniffPreface } from './protocols.js';
 import { overrunDetail } from './slices.js';
@@ -146,6 +147,8 @@ export class HttpServer {
       noDelay: true,
       // Node ≥ 24.9: only WebSocket handshakes leave HTTP (older Node ignores this).
       shouldUpgradeCallback: isWebSocketUpgrade,
+      // Node ≥ 24.12: bodyless requests skip the stream lifecycle (empty-requests.ts).
+      ...emptyRequestOptions(),
     } as ServerOptions);
     this.tracker.attach(this.server);
     const handle = this.tracker.track(opts.handler);
