@@ -213,6 +213,18 @@ function onResponseClose(this: TrackedResponse | TrackedStream): void {
  * counter updates and no timer work (Node's `session.setTimeout` re-arms a
  * timer on every frame: ~3 % of an h2c hello-world).
  */
+/** A stream handed over by Node, waiting for the end of the read it came in (`Http2Sessions.dispatchQueued`). */
+interface QueuedStream {
+  stream: ServerHttp2Stream;
+  headers: IncomingHttpHeaders;
+  rawHeaders: string[];
+  onStream: (stream: ServerHttp2Stream, headers: IncomingHttpHeaders, rawHeaders: string[]) => void;
+  /** CONNECT and `Expect` requests: Node's compat objects, then this (`Http2Sessions.track`). */
+  compat: ((req: Http2ServerRequest, res: Http2ServerResponse) => void) | undefined;
+  use: SessionUse;
+  timer: NodeJS.Timeout | undefined;
+}
+
 export class Http2Sessions {
   private readonly sessions = new Set<TrackedSession>();
   private streams = 0;
@@ -220,6 +232,8 @@ export class Http2Sessions {
   private idleWaiters: Array<() => void> = [];
   private limits: Http2SessionLimits = { idleTimeoutMs: 0, requestTimeoutMs: 0 };
   private sweep: NodeJS.Timeout | undefined;
+  /** Streams of the current read, waiting for `dispatchQueued`. */
+  private queued: QueuedStream[] = [];
 
   attach(server: Http2Server, limits: Http2SessionLimits): void {
     this.limits = limits;
@@ -309,33 +323,82 @@ export class Http2Sessions {
       rawHeaders: string[],
     ): void => {
       const use = (stream.session as TrackedSession | undefined)?.[kUse];
-      if (use !== undefined) use.begun++;
-      if (headers[':method'] === 'CONNECT' || headers.expect !== undefined) {
-        compatDispatch(stream, headers, rawHeaders, compat);
-        return;
-      }
       // A peer's RST_STREAM with an error code (or a protocol error) makes the
       // stream emit 'error'; with no listener, that would kill the worker.
       // Node's compat request listens for the same reason.
       stream.on('error', ignoreStreamError);
+      const viaCompat = headers[':method'] === 'CONNECT' || headers.expect !== undefined;
       if (use === undefined) {
-        onStream(stream, headers, rawHeaders);
+        if (viaCompat) compatDispatch(stream, headers, rawHeaders, compat);
+        else onStream(stream, headers, rawHeaders);
         return;
       }
-      this.streams++;
-      use.open++;
-      use.fresh = false;
-      const timer = this.requestTimer(stream);
-      try {
-        onStream(stream, headers, rawHeaders);
-      } finally {
-        if (stream.writableEnded && timer === undefined) this.requestDone(use);
-        else {
-          (stream as TrackedStream)[kPending] = { owner: this, use, timer };
-          stream.on('close', onStreamClose);
-        }
+      use.begun++;
+      let timer: NodeJS.Timeout | undefined;
+      // Compat requests are counted by `track` when they are dispatched.
+      if (!viaCompat) {
+        this.streams++;
+        use.open++;
+        use.fresh = false;
+        timer = this.requestTimer(stream);
       }
+      this.queued.push({
+        stream,
+        headers,
+        rawHeaders,
+        use,
+        timer,
+        onStream,
+        compat: viaCompat ? compat : undefined,
+      });
+      if (this.queued.length === 1) setImmediate(this.dispatchQueued);
     };
+  }
+
+  /**
+   * Streams reach their handler once Node has worked through the whole read
+   * they arrived in (one immediate per read, not per stream). Node hands a
+   * stream over as its HEADERS frame is parsed; a RST_STREAM right behind it
+   * in the same read (rapid reset, CVE-2023-44487: HEADERS + RST_STREAM
+   * pairs, thousands per connection before nghttp2's reset limit ends it)
+   * has by then destroyed the stream, and no handler runs for it. A handler
+   * that throws does not keep the others in the read from theirs; the first
+   * error is rethrown afterwards, as the 'stream' event would have.
+   */
+  private readonly dispatchQueued = (): void => {
+    const queued = this.queued;
+    this.queued = [];
+    let failure: { err: unknown } | undefined;
+    for (const q of queued) {
+      try {
+        this.dispatch(q);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+    if (failure !== undefined) throw failure.err;
+  };
+
+  private dispatch({ stream, headers, rawHeaders, onStream, compat, use, timer }: QueuedStream): void {
+    const gone = stream.destroyed || stream.closed;
+    if (compat !== undefined) {
+      if (!gone) compatDispatch(stream, headers, rawHeaders, compat);
+      return;
+    }
+    if (gone) {
+      clearTimeout(timer);
+      this.requestDone(use);
+      return;
+    }
+    try {
+      onStream(stream, headers, rawHeaders);
+    } finally {
+      if (stream.writableEnded && timer === undefined) this.requestDone(use);
+      else {
+        (stream as TrackedStream)[kPending] = { owner: this, use, timer };
+        stream.on('close', onStreamClose);
+      }
+    }
   }
 
   /** As HTTP/1.1's requestTimeout: the time to receive the whole request (none for a bodiless one). */
