@@ -7,7 +7,7 @@
  * (RFC 9112 §6.3), which is every GET a browser or load balancer sends —
  * already ended and closed, skipping the readable stream's 'end' and
  * 'close' lifecycle. Measured on Node 26.10 (wrk, hello world, one core):
- * raw node:http serves about 10 % more requests with it, hyp about 6 %.
+ * raw node:http serves about 10 % more requests with it, hyp 2–6 %.
  *
  * The catch, which Node documents: such a request never emits 'data', 'end'
  * or 'close'. Code that waits for 'end' after `resume()` waits forever, and
