@@ -202,17 +202,6 @@ function onResponseClose(this: TrackedResponse | TrackedStream): void {
   p.owner.requestDone(p.use);
 }
 
-/**
- * Counts HTTP/2 sessions (connections) and requests (streams), closes
- * sessions idle for `idleTimeoutMs`, and drains: GOAWAY, then let open
- * streams finish.
- *
- * Idle means no open request, as Go's `IdleTimeout`: a session holding a
- * quiet long-lived stream (server-sent events) is not idle; one that only
- * pings is. One sweep timer checks every session, so a request costs two
- * counter updates and no timer work (Node's `session.setTimeout` re-arms a
- * timer on every frame: ~3 % of an h2c hello-world).
- */
 /** A stream handed over by Node, waiting for the end of the read it came in (`Http2Sessions.dispatchQueued`). */
 interface QueuedStream {
   stream: ServerHttp2Stream;
@@ -225,6 +214,17 @@ interface QueuedStream {
   timer: NodeJS.Timeout | undefined;
 }
 
+/**
+ * Counts HTTP/2 sessions (connections) and requests (streams), closes
+ * sessions idle for `idleTimeoutMs`, and drains: GOAWAY, then let open
+ * streams finish.
+ *
+ * Idle means no open request, as Go's `IdleTimeout`: a session holding a
+ * quiet long-lived stream (server-sent events) is not idle; one that only
+ * pings is. One sweep timer checks every session, so a request costs two
+ * counter updates and no timer work (Node's `session.setTimeout` re-arms a
+ * timer on every frame: ~3 % of an h2c hello-world).
+ */
 export class Http2Sessions {
   private readonly sessions = new Set<TrackedSession>();
   private streams = 0;
