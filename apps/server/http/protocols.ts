@@ -322,6 +322,11 @@ export class Http2Sessions {
       _flags: number,
       rawHeaders: string[],
     ): void => {
+      // Node emits 'stream' on a later tick than it parsed the HEADERS: a
+      // RST_STREAM read in between has already destroyed the stream (and
+      // detached its session). Nothing to serve; Node's compat response
+      // would throw ERR_HTTP2_INVALID_STREAM at `writeContinue`, uncaught.
+      if (stream.destroyed || stream.closed) return;
       const use = (stream.session as TrackedSession | undefined)?.[kUse];
       // A peer's RST_STREAM with an error code (or a protocol error) makes the
       // stream emit 'error'; with no listener, that would kill the worker.

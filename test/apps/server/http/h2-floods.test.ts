@@ -466,7 +466,13 @@ describe('h2c: floods Node and nghttp2 end on their own', () => {
       await new Promise((r) => setTimeout(r, pause));
       const resets = p.resets;
       for (let k = 0; k < 60; k++, id += 2) p.socket.write(oversizedRequest(id));
-      await until(() => p.resets >= resets + 60 || undefined, '60 streams refused');
+      await until(() => {
+        if (p.closed)
+          throw new Error(
+            `closed after ${p.resets - resets} refusals, GOAWAY ${p.goaway}; ${JSON.stringify(worker.logs.filter((l) => /session/.test(String(l.msg))))}`,
+          );
+        return p.resets >= resets + 60 || undefined;
+      }, '60 streams refused');
       // Past a session sweep, then one more request.
       await new Promise((r) => setTimeout(r, 1500));
       p.socket.write(h2Frame(Type.Headers, EndHeaders | EndStream, id, requestBlock('/')));
