@@ -296,7 +296,6 @@ describe.each([
     await closedIn(p, 'the connection closed');
     await sessionEndLogged(worker);
     const after = await worker.stats();
-    // Node hands each stream over as its HEADERS frame is parsed, before the RST_STREAM behind it.
     // Handlers run once the read is done, when the RST_STREAM behind each HEADERS
     // has destroyed its stream: none ran (3,000 on h2c and 1,500 over TLS
     // before). Only a pair split across two reads could run one.
