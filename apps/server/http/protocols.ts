@@ -322,16 +322,17 @@ export class Http2Sessions {
       _flags: number,
       rawHeaders: string[],
     ): void => {
+      // A peer's RST_STREAM with an error code (or a protocol error) makes the
+      // stream emit 'error', on a later tick even when it is already destroyed
+      // here; with no listener, that would kill the worker. Node's compat
+      // request listens for the same reason.
+      stream.on('error', ignoreStreamError);
       // Node emits 'stream' on a later tick than it parsed the HEADERS: a
       // RST_STREAM read in between has already destroyed the stream (and
       // detached its session). Nothing to serve; Node's compat response
       // would throw ERR_HTTP2_INVALID_STREAM at `writeContinue`, uncaught.
       if (stream.destroyed || stream.closed) return;
       const use = (stream.session as TrackedSession | undefined)?.[kUse];
-      // A peer's RST_STREAM with an error code (or a protocol error) makes the
-      // stream emit 'error'; with no listener, that would kill the worker.
-      // Node's compat request listens for the same reason.
-      stream.on('error', ignoreStreamError);
       const viaCompat = headers[':method'] === 'CONNECT' || headers.expect !== undefined;
       if (use === undefined) {
         if (viaCompat) compatDispatch(stream, headers, rawHeaders, compat);

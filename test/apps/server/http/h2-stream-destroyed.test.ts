@@ -86,4 +86,35 @@ describe("the engine's 'stream' listener and a stream the peer already reset", (
       expect(ran).toEqual([]);
     });
   }
+
+  it("destroyed with an error Node has yet to emit: the listener still takes that 'error' (else an uncaught exception)", async () => {
+    server = createServer();
+    const sessions = new Http2Sessions();
+    sessions.attach(server, { idleTimeoutMs: 0, requestTimeoutMs: 0 });
+    const ran: string[] = [];
+    const listener = sessions.trackStream(
+      () => ran.push('stream handler'),
+      () => ran.push('compat handler'),
+    );
+    const errors: string[] = [];
+    const handled = new Promise<void>((resolve) =>
+      server!.once('stream', (stream: ServerHttp2Stream, headers, _flags, rawHeaders: string[]) => {
+        // As Node does for a protocol error on the stream: destroyed now, 'error' on a later tick.
+        stream.destroy(new Error('a protocol error of the peer'));
+        listener(stream, headers, 0, rawHeaders);
+        expect(stream.listenerCount('error')).toBeGreaterThan(0);
+        stream.on('error', (err: Error) => errors.push(err.message));
+        stream.once('close', () => resolve());
+      }),
+    );
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    client = connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    client.on('error', () => {});
+    client.request({ ':method': 'GET', ':path': '/' }).on('error', () => {});
+    await handled;
+    await new Promise((r) => setImmediate(r));
+    expect(errors).toEqual(['a protocol error of the peer']);
+    expect(ran).toEqual([]);
+  });
 });
