@@ -365,9 +365,10 @@ export class Http2Sessions {
    * Streams reach their handler once Node has worked through the whole read
    * they arrived in (one immediate per read, not per stream). Node hands a
    * stream over once its HEADERS frame is parsed (on Node 26 a tick later),
-   * not after the whole read; a RST_STREAM right behind it in the same read (rapid reset, CVE-2023-44487: HEADERS + RST_STREAM
-   * pairs, thousands per connection before nghttp2's reset limit ends it)
-   * has by then destroyed the stream, and no handler runs for it. A handler
+   * not after the whole read; a RST_STREAM right behind it in the same read
+   * (rapid reset, CVE-2023-44487: HEADERS + RST_STREAM pairs, thousands per
+   * connection before nghttp2's reset limit ends it) has by then destroyed
+   * the stream, and no handler runs for it. A handler
    * that throws does not keep the others in the read from theirs; the first
    * error is rethrown afterwards, as the 'stream' event would have.
    */
