@@ -132,12 +132,15 @@ export class HttpServer {
       requestTimeoutMs > 0 ? Math.min(headersTimeoutMs, requestTimeoutMs) : headersTimeoutMs;
     const maxHeaderSize = sizeBytes(limits.max_header_size);
     const protections = new HttpProtectionMetrics(opts.registry, opts.log);
+    // The keep-alive timeout is the tracker's sweep's where it can be (connections.ts), not a timer per request.
+    const keepAliveMs = durationMs(limits.keep_alive_timeout);
+    const sweptKeepAlive = this.tracker.enforceKeepAlive(keepAliveMs);
 
     this.server = createServer({
       maxHeaderSize,
       headersTimeout: this.headersTimeoutMs,
       requestTimeout: requestTimeoutMs,
-      keepAliveTimeout: durationMs(limits.keep_alive_timeout),
+      keepAliveTimeout: sweptKeepAlive ? 0 : keepAliveMs,
       // Node checks headers/request timeouts on this interval (default 30 s,
       // coarser than a short headers_timeout would promise).
       connectionsCheckingInterval:
