@@ -9,18 +9,14 @@ import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import { type AddressInfo, Socket } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import express from 'express';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { keepAliveAllowanceMs, probeKeepAliveHeader } from '../../../../apps/server/http/connections.js';
 import { reportedInternals } from '../../../../apps/server/node-internals.js';
 import { until } from '../../../helpers/supervisor.js';
 import { makePki, type TestPki } from '../tls/certs.js';
 import { closedBy, listenApp, rawConnect, type Served, serve } from './harness.js';
 
-let pki: TestPki;
 let served: Served | undefined;
-beforeAll(() => {
-  pki = makePki();
-});
 afterEach(async () => {
   await served?.close();
   served = undefined;
@@ -56,8 +52,13 @@ function nextAnswer(socket: Socket): Promise<string> {
 
 const hello = 'GET / HTTP/1.1\r\nhost: x\r\n\r\n';
 
+/** Certificates for the one TLS case, made when it first runs. */
+let pki: TestPki | undefined;
+const testPki = (): TestPki => (pki ??= makePki());
+
 /** An HTTP/1.1 over TLS connection to the test server, once its handshake is done. */
 function tls1(port: number): Promise<TLSSocket> {
+  const pki = testPki();
   return new Promise((resolve, reject) => {
     const socket = tlsConnect(
       {
@@ -146,7 +147,7 @@ describe('idle keep-alive connections', () => {
       served = await serve([
         'server.limits.keep_alive_timeout=100ms',
         'server.limits.headers_timeout=30s',
-        ...(tls ? pki.tlsSets() : [name]),
+        ...(tls ? testPki().tlsSets() : [name]),
       ]);
       const socket = tls ? await tls1(served.port) : await rawConnect(served.port);
       await until(() => served?.http.connections === 1, 'the connection handed to HTTP/1.1');
